@@ -1,0 +1,1 @@
+"""The SWE-style task set and its runner, grader and report."""

@@ -1,0 +1,1 @@
+"""The ``codeagent`` command (``cli.py``) and the full-screen Textual app."""
