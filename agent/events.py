@@ -1,0 +1,75 @@
+"""Events the loop emits while it works; UIs, logs and the JSON result subscribe to them.
+
+Attributes go down (the loop is given a sink), events come up. A sink must not block for
+long: the TUI forwards them to its own thread, the headless mode prints or ignores them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Event:
+    pass
+
+
+@dataclass(slots=True)
+class StepStarted(Event):
+    step: int
+
+
+@dataclass(slots=True)
+class TokenStreamed(Event):
+    text: str
+
+
+@dataclass(slots=True)
+class AssistantMessage(Event):
+    content: str
+    reasoning: str
+    usage: dict[str, int]
+    elapsed_s: float
+
+
+@dataclass(slots=True)
+class ToolCallStarted(Event):
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(slots=True)
+class ToolCallFinished(Event):
+    call_id: str
+    name: str
+    ok: bool
+    text: str
+    data: dict[str, Any] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+
+@dataclass(slots=True)
+class PlanUpdated(Event):
+    plan: list[dict[str, str]]
+
+
+@dataclass(slots=True)
+class Compacted(Event):
+    tokens_before: int
+    tokens_after: int
+
+
+@dataclass(slots=True)
+class RunFinished(Event):
+    status: str  # "finished", "budget", "error", "interrupted"
+    message: str
+
+
+EventSink = Callable[[Event], None]
+
+
+def ignore(_event: Event) -> None:
+    """A sink that drops events (headless runs that only want the result)."""

@@ -1,0 +1,259 @@
+"""``codeagent fix``: read an issue, fix it on a branch, run the tests, commit, report.
+
+The workflow around the loop:
+1. check the repository (a git work tree with a commit; a dirty tree only with
+   ``allow_dirty``, and then the user's changes are stashed by commit id and restored);
+2. create ``codeagent/issue-N`` (or ``codeagent/task-<slug>``) from HEAD;
+3. run the tests once before, so the result can say what changed;
+4. run the agent (transcript written as it goes, so ``--resume RUN_ID`` can continue);
+5. run the tests after, commit what the agent changed (build by-products left out),
+   optionally push and open a pull request;
+6. return a ``FixResult`` whose ``exit_code`` the CLI exits with:
+   0 resolved (the agent finished, something changed, the tests pass or none exist),
+   1 no acceptable fix, 2 usage or configuration error, 3 internal error, 130 interrupted.
+
+A run that is interrupted (Ctrl-C) keeps the branch, the working files and the stash as they
+are, and says how to resume; nothing is committed or restored behind the user's back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codeagent.agent import gitops
+from codeagent.agent.events import EventSink, ignore
+from codeagent.agent.issues import IssueSpec, format_task
+from codeagent.agent.loop import Limits, RunResult
+from codeagent.agent.protocol import ModelClient
+from codeagent.agent.session import SessionSpec, new_agent, resumed_agent
+from codeagent.agent.transcript import RunState, Transcript, new_run_id, runs_dir
+from codeagent.tools.base import ToolEnv, ToolSettings, run_tool
+from codeagent.tools.registry import get_tool
+
+ClientFactory = Callable[[int], ModelClient]  # replies already consumed -> client
+
+
+@dataclass(slots=True)
+class FixOptions:
+    root: Path
+    allow_dirty: bool = False
+    push: bool = False
+    pr: bool = False
+    limits: Limits = field(default_factory=Limits)
+    settings: ToolSettings = field(default_factory=ToolSettings)
+    repo_map: bool = True
+    publish: Callable[[str, str, str, str], str] | None = None  # (head, base, title, body) -> PR url
+
+
+@dataclass(slots=True)
+class FixResult:
+    status: str  # resolved | unresolved | error | interrupted
+    message: str
+    run_id: str
+    branch: str | None = None
+    base_commit: str | None = None
+    commit: str | None = None
+    files_changed: list[str] = field(default_factory=list)
+    tests_before: dict[str, Any] = field(default_factory=dict)
+    tests_after: dict[str, Any] = field(default_factory=dict)
+    steps: int = 0
+    tokens: dict[str, int] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+    transcript: str | None = None
+    summary: str | None = None
+    agent_status: str | None = None
+    pull_request: str | None = None
+    stash: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return {"resolved": 0, "unresolved": 1, "interrupted": 130}.get(self.status, 3)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"exit_code": self.exit_code}
+
+
+def run_tests(env: ToolEnv) -> dict[str, Any]:
+    observation = run_tool(get_tool("run_tests"), {}, env)
+    data = observation.data
+    if "exit_code" not in data:
+        return {"detected": False, "message": observation.text}
+    return {
+        "detected": True,
+        "command": data.get("command"),
+        "exit_code": data["exit_code"],
+        "passed": len(data.get("passed", [])),
+        "failed": len(data.get("failed", [])),
+        "errors": len(data.get("errors", [])),
+        "failed_tests": list(data.get("failed", [])) + list(data.get("errors", [])),
+    }
+
+
+def start_fix(
+    issue: IssueSpec,
+    model_name: str,
+    make_client: ClientFactory,
+    options: FixOptions,
+    sink: EventSink = ignore,
+) -> FixResult:
+    started = time.monotonic()
+    root = gitops.toplevel(options.root)
+    base = gitops.head(root)
+    original = gitops.current_branch(root)
+    dirty = gitops.dirty_paths(root)
+    if dirty and not options.allow_dirty:
+        shown = ", ".join(dirty[:5]) + (" ..." if len(dirty) > 5 else "")
+        raise gitops.WorkflowError(
+            f"the work tree has uncommitted changes ({shown}); commit them or pass --allow-dirty"
+        )
+    stash = gitops.stash_all(root) if dirty else None
+    run_id = new_run_id()
+    branch_base = (
+        f"codeagent/issue-{issue.number}" if issue.number else f"codeagent/task-{gitops.slug(issue.title)}"
+    )
+    branch = gitops.branch_name(branch_base, root)
+    gitops.create_branch(root, branch)
+    env = ToolEnv(root, settings=options.settings)
+    before = run_tests(env)
+    by_products = [path for code, path in gitops.status_entries(root) if code == "??"]
+    transcript = Transcript(runs_dir() / run_id / "transcript.jsonl")
+    meta = {
+        "run_id": run_id,
+        "root": str(root),
+        "model": model_name,
+        "branch": branch,
+        "base_commit": base,
+        "original_branch": original,
+        "stash": stash,
+        "issue": asdict(issue),
+        "tests_before": before,
+        "limits": asdict(options.limits),
+        "untracked_before": by_products,
+    }
+    transcript.write("meta", **meta)
+    spec = SessionSpec(make_client(0), env, options.limits, transcript, sink, options.repo_map)
+    agent = new_agent(spec, format_task(issue))
+    return _finish(agent.run, meta, env, transcript, options, started)
+
+
+def resume_fix(
+    state: RunState, make_client: ClientFactory, options: FixOptions, sink: EventSink = ignore
+) -> FixResult:
+    started = time.monotonic() - state.elapsed_s
+    meta = state.meta
+    root = Path(meta["root"])
+    if not root.is_dir():
+        raise gitops.WorkflowError(f"the repository of run {meta['run_id']} is gone: {root}")
+    if gitops.current_branch(root) != meta["branch"]:
+        gitops.checkout(root, meta["branch"])
+    env = ToolEnv(root, settings=options.settings)
+    transcript = Transcript(runs_dir() / meta["run_id"] / "transcript.jsonl")
+    transcript.write("resume", steps=state.steps)
+    spec = SessionSpec(make_client(state.assistant_turns), env, options.limits, transcript, sink)
+    agent = resumed_agent(spec, state)
+    return _finish(agent.run, meta, env, transcript, options, started)
+
+
+def _finish(
+    run: Callable[[], RunResult],
+    meta: dict[str, Any],
+    env: ToolEnv,
+    transcript: Transcript,
+    options: FixOptions,
+    started: float,
+) -> FixResult:
+    result = FixResult(
+        "error",
+        "",
+        meta["run_id"],
+        meta["branch"],
+        meta["base_commit"],
+        tests_before=meta["tests_before"],
+        transcript=str(transcript.path),
+        stash=meta["stash"],
+    )
+    try:
+        outcome = run()
+    except KeyboardInterrupt:
+        result.status = "interrupted"
+        result.message = f"interrupted; continue with: codeagent fix --resume {meta['run_id']}"
+        result.wall_time_s = round(time.monotonic() - started, 3)
+        transcript.write("result", **result.as_dict())
+        return result
+    _fill(result, outcome)
+    _conclude(result, outcome, meta, env, options)
+    if meta["stash"]:
+        gitops.checkout(env.root, meta["original_branch"] or meta["base_commit"])
+        gitops.restore_stash(env.root, meta["stash"])
+    result.wall_time_s = round(time.monotonic() - started, 3)
+    transcript.write("result", **result.as_dict())
+    transcript.close()
+    return result
+
+
+def _fill(result: FixResult, outcome: RunResult) -> None:
+    result.steps = outcome.steps
+    result.agent_status = outcome.status
+    result.summary = outcome.summary
+    result.tokens = {
+        "prompt": outcome.usage.prompt_tokens,
+        "cached": outcome.usage.cached_tokens,
+        "completion": outcome.usage.completion_tokens,
+    }
+
+
+def _conclude(
+    result: FixResult, outcome: RunResult, meta: dict[str, Any], env: ToolEnv, options: FixOptions
+) -> None:
+    root = env.root
+    changed = gitops.changed_paths(root, set(meta["untracked_before"]))
+    result.tests_after = run_tests(env) if changed else meta["tests_before"]
+    if changed:
+        result.commit = gitops.commit(root, changed, _commit_message(meta, outcome))
+        result.files_changed = gitops.files_between(root, meta["base_commit"], result.commit)
+    tests_ok = not result.tests_after.get("detected") or result.tests_after.get("exit_code") == 0
+    if outcome.status == "error":
+        result.status, result.message = "error", outcome.message
+    elif outcome.status == "finished" and changed and tests_ok:
+        result.status, result.message = (
+            "resolved",
+            "fixed; tests pass" if result.tests_after.get("detected") else "fixed; no test suite found",
+        )
+    else:
+        result.status, result.message = "unresolved", _why_unresolved(outcome, bool(changed), tests_ok)
+    if result.status == "resolved" and (options.push or options.pr):
+        _publish(result, meta, env, options)
+
+
+def _why_unresolved(outcome: RunResult, changed: bool, tests_ok: bool) -> str:
+    if outcome.status != "finished":
+        return f"the agent stopped: {outcome.message}"
+    if not changed:
+        return "the agent finished without changing any file"
+    return "the tests fail after the change" if not tests_ok else "unresolved"
+
+
+def _commit_message(meta: dict[str, Any], outcome: RunResult) -> str:
+    issue = meta["issue"]
+    title = issue.get("title") or "task"
+    head = f"Fix #{issue['number']}: {title}" if issue.get("number") else f"codeagent: {title}"
+    body = outcome.summary or f"Unfinished attempt ({outcome.status}: {outcome.message})."
+    return f"{head[:72]}\n\n{body}\n\nMade by codeagent, run {meta['run_id']}."
+
+
+def _publish(result: FixResult, meta: dict[str, Any], env: ToolEnv, options: FixOptions) -> None:
+    try:
+        gitops.push(env.root, meta["branch"])
+        if options.pr and options.publish:
+            issue = meta["issue"]
+            title = f"Fix #{issue['number']}: {issue['title']}" if issue.get("number") else issue["title"]
+            body = (result.summary or "") + (f"\n\nCloses #{issue['number']}." if issue.get("number") else "")
+            result.pull_request = options.publish(
+                meta["branch"], meta["original_branch"] or "main", title, body
+            )
+    except (gitops.GitError, OSError) as err:
+        result.status, result.message = "error", f"fixed and committed, but publishing failed: {err}"

@@ -1,0 +1,65 @@
+"""Assembling an agent: tools, the pinned prefix, the transcript; fresh or resumed.
+
+Both the headless ``fix`` workflow and the TUI start agents through here, so the prompt
+layout (and with it the engine's prefix cache) is the same whichever front end runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from codeagent.agent import events as ev
+from codeagent.agent.context import Context, system_message
+from codeagent.agent.loop import Agent, Limits
+from codeagent.agent.prompts import render
+from codeagent.agent.protocol import ModelClient
+from codeagent.agent.transcript import RunState, Transcript
+from codeagent.tools.base import ToolEnv, openai_schema, run_tool
+from codeagent.tools.registry import default_tools, get_tool
+
+
+@dataclass(slots=True)
+class SessionSpec:
+    client: ModelClient
+    env: ToolEnv
+    limits: Limits = field(default_factory=Limits)
+    transcript: Transcript | None = None
+    sink: ev.EventSink = ev.ignore
+    repo_map: bool = True
+
+
+def repo_context(env: ToolEnv) -> str:
+    """The repository part of the pinned prefix: the repo map, or nothing if none can be built."""
+    observation = run_tool(get_tool("repo_map"), {}, env)
+    return observation.text if observation.ok else ""
+
+
+def new_agent(spec: SessionSpec, task: str) -> Agent:
+    tools = default_tools()
+    schemas = [openai_schema(tool) for tool in tools]
+    context_text = repo_context(spec.env) if spec.repo_map else ""
+    context = Context(spec.client, schemas, [system_message(spec.env.root, context_text)])
+    agent = Agent(spec.client, spec.env, tools, context, spec.limits, spec.transcript, spec.sink)
+    if spec.transcript:
+        spec.transcript.write("message", step=0, message=context.pinned[0])
+    agent.add_message({"role": "user", "content": render("task", task=task)})
+    return agent
+
+
+def resumed_agent(spec: SessionSpec, state: RunState) -> Agent:
+    """An agent that continues ``state``: same pinned prefix, turns of the completed steps."""
+    tools = default_tools()
+    schemas = [openai_schema(tool) for tool in tools]
+    pinned, turns = state.messages[:1], state.messages[1:]
+    context = Context(spec.client, schemas, pinned, list(turns))
+    spec.env.plan = list(state.plan)
+    agent = Agent(spec.client, spec.env, tools, context, spec.limits, spec.transcript, spec.sink)
+    agent.steps = state.steps
+    agent.usage = state.usage
+    agent.elapsed_before_s = state.elapsed_s
+    return agent
+
+
+def transcript_path(run_dir: Path) -> Path:
+    return run_dir / "transcript.jsonl"
