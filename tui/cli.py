@@ -1,0 +1,140 @@
+"""The ``codeagent`` command: argument parsing, and the one place that wires a model client,
+the tools' environment and an agent together.
+
+User mistakes (unknown flag, missing repository, bad config, unknown model) print one line
+``codeagent: error: ...`` and exit 2; only bugs in codeagent may show a traceback (exit 3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, NoReturn
+
+from codeagent.agent.config import Config, ConfigError, load_config
+from codeagent.agent.gitops import WorkflowError
+from codeagent.agent.protocol import ModelError
+from codeagent.tui import commands
+
+
+class UsageError(Exception):
+    """A mistake in how codeagent was called (exit code 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="codeagent", description="A coding agent with its own model runtime.")
+    parser.add_argument("--version", action="version", version=f"codeagent {version('codeagent')}")
+    parser.add_argument("--config", type=Path, help="config file (default ~/.config/codeagent/config.toml)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    _add_fix(sub.add_parser("fix", help="fix an issue headlessly: branch, tests, commit, JSON result"))
+    _add_bench(sub.add_parser("bench", help="run a benchmark and write its JSON results"))
+    return parser
+
+
+def _add_model_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", help="scripted:FILE, remote:NAME (OpenAI-compatible endpoint)")
+    group.add_argument("--base-url", help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL)")
+    group.add_argument("--api-key-env", help="variable holding the endpoint's key (default OPENAI_API_KEY)")
+
+
+def _add_fix(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--issue", type=int, metavar="N", help="GitHub issue number to fix")
+    source.add_argument(
+        "--issue-file", type=Path, metavar="PATH", help="issue text in a Markdown or JSON file"
+    )
+    source.add_argument("--task", metavar="TEXT", help="the task, as text")
+    source.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run")
+    parser.add_argument(
+        "-C", "--cwd", type=Path, default=Path.cwd(), help="repository (default: current dir)"
+    )
+    parser.add_argument(
+        "--repo", metavar="OWNER/NAME", help="GitHub repository (default $GITHUB_REPOSITORY or origin)"
+    )
+    _add_model_flags(parser)
+    limits = parser.add_argument_group("budgets")
+    limits.add_argument("--max-steps", type=_positive_int, help="model calls at most (default 60)")
+    limits.add_argument("--max-tokens", type=_positive_int, help="prompt + completion tokens at most")
+    limits.add_argument("--max-time", type=_positive_float, metavar="SECONDS", help="wall time at most")
+    parser.add_argument("--test-command", help="how to run the tests (default: detected)")
+    parser.add_argument("--no-repo-map", action="store_true", help="leave the repo map out of the prompt")
+    parser.add_argument(
+        "--allow-dirty", action="store_true", help="start on a dirty tree (changes kept aside)"
+    )
+    parser.add_argument("--push", action="store_true", help="push the branch when resolved")
+    parser.add_argument("--pr", action="store_true", help="push and open a pull request when resolved")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    parser.add_argument("--output", type=Path, metavar="FILE", help="also write the JSON result to FILE")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", help="longer progress lines")
+    parser.set_defaults(handler=commands.fix)
+
+
+def _add_bench(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="bench", metavar="SCENARIO", parser_class=Parser, required=True)
+    repomap = sub.add_parser("repomap", help="repo map build time, cold and cached")
+    repomap.add_argument("path", type=Path, help="repository to map")
+    repomap.add_argument("--output", type=Path, default=Path("bench-repomap.json"), help="JSON results file")
+    repomap.set_defaults(handler=commands.bench_repomap)
+    tools = sub.add_parser("tools", help="overhead per tool call")
+    tools.add_argument("--calls", type=_positive_int, default=100, help="calls per tool (default 100)")
+    tools.add_argument("--output", type=Path, default=Path("bench-tools.json"), help="JSON results file")
+    tools.set_defaults(handler=commands.bench_tools)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        config = load_config(args.config)
+        if args.command is None:
+            return interactive(args, config)
+        return int(args.handler(args, config))
+    except (UsageError, ConfigError, WorkflowError, commands.CommandError) as err:
+        return _fail(str(err))
+    except ModelError as err:
+        return _fail(f"model: {err}")
+    except KeyboardInterrupt:
+        print("codeagent: interrupted", file=sys.stderr)
+        return 130
+
+
+def interactive(args: Any, config: Config) -> int:
+    del args, config
+    print(
+        "codeagent: the interactive terminal UI is not built yet; run 'codeagent fix --task TEXT' "
+        "or 'codeagent --help'",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _fail(message: str) -> int:
+    print(f"codeagent: error: {message}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

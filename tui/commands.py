@@ -1,0 +1,174 @@
+"""Subcommand handlers: turn parsed arguments and the config into objects and run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from codeagent.agent import issues
+from codeagent.agent.clients import make_client
+from codeagent.agent.config import Config
+from codeagent.agent.fix import FixOptions, FixResult, resume_fix, start_fix
+from codeagent.agent.github import GitHubClient, GitHubError, repo_from_remote
+from codeagent.agent.loop import Limits
+from codeagent.agent.protocol import ModelClient
+from codeagent.agent.transcript import load_run, runs_dir
+from codeagent.tools.base import ToolSettings
+from codeagent.tui.headless import ProgressPrinter
+
+
+class CommandError(Exception):
+    """A user-facing problem found while preparing a command (exit code 2)."""
+
+
+NO_MODEL = (
+    "no model given: pass --model scripted:FILE (a JSONL file of replies) or --model remote:NAME "
+    "with --base-url (or $OPENAI_BASE_URL) and a key in $OPENAI_API_KEY, or set 'model' in "
+    "~/.config/codeagent/config.toml"
+)
+
+
+def model_spec(args: Any, config: Config) -> str:
+    spec = args.model or config.model or os.environ.get("CODEAGENT_MODEL")
+    if not spec:
+        raise CommandError(NO_MODEL)
+    return spec
+
+
+def client_factory(spec: str, args: Any, config: Config):  # -> Callable[[int], ModelClient]
+    key_env = args.api_key_env or config.remote.api_key_env
+    settings = {
+        "base_url": args.base_url or config.remote.base_url,
+        "api_key": os.environ.get(key_env) if key_env else None,
+        "context_window": config.remote.context_window,
+    }
+
+    def make(consumed: int) -> ModelClient:
+        return make_client(spec, start=consumed, **settings)
+
+    make(0)  # fail fast on a bad spec or missing file, before touching the repository
+    return make
+
+
+def fix_options(args: Any, config: Config) -> FixOptions:
+    limits = Limits(
+        max_steps=args.max_steps or config.limits.max_steps,
+        max_tokens=args.max_tokens or config.limits.max_tokens,
+        max_wall_s=args.max_time or config.limits.max_wall_s,
+    )
+    tools = config.tools
+    settings = ToolSettings(
+        test_command=args.test_command or tools.test_command,
+        command_timeout=tools.command_timeout,
+        max_output_chars=tools.max_output_chars,
+        secret_env_names=tuple(tools.secret_env_names),
+        repo_map_tokens=tools.repo_map_tokens,
+    )
+    root = args.cwd.resolve()
+    if not root.is_dir():
+        raise CommandError(f"{args.cwd} is not a directory")
+    return FixOptions(
+        root, args.allow_dirty, args.push or args.pr, args.pr, limits, settings, not args.no_repo_map
+    )
+
+
+def github_client(args: Any, root: Path) -> GitHubClient:
+    repo = args.repo or os.environ.get("GITHUB_REPOSITORY") or repo_from_remote(root)
+    if not repo:
+        raise CommandError(
+            "cannot tell the GitHub repository: pass --repo OWNER/NAME or set GITHUB_REPOSITORY"
+        )
+    return GitHubClient(
+        api_url=os.environ.get("GITHUB_API_URL") or "https://api.github.com",
+        token=os.environ.get("GITHUB_TOKEN") or None,
+        repo=repo,
+    )
+
+
+def read_issue(args: Any, root: Path) -> issues.IssueSpec:
+    if args.issue is not None:
+        try:
+            return issues.from_github(args.issue, github_client(args, root))
+        except GitHubError as err:
+            raise CommandError(f"issue #{args.issue}: {err}") from err
+    if args.issue_file is not None:
+        if not args.issue_file.is_file():
+            raise CommandError(f"issue file {args.issue_file} does not exist")
+        return issues.from_file(args.issue_file)
+    if args.task:
+        return issues.from_text(args.task)
+    raise CommandError("say what to fix: --issue N, --issue-file PATH or --task TEXT (or --resume RUN_ID)")
+
+
+def fix(args: Any, config: Config) -> int:
+    options = fix_options(args, config)
+    printer = ProgressPrinter(verbose=args.verbose)
+    sink = (lambda _event: None) if args.quiet else printer
+    if args.resume:
+        state = _load(args.resume)
+        make = client_factory(args.model or state.meta["model"], args, config)
+        result = resume_fix(state, make, options, sink)
+    else:
+        spec = model_spec(args, config)
+        make = client_factory(spec, args, config)
+        issue = read_issue(args, options.root)
+        if options.pr:
+            gh = github_client(args, options.root)
+            options.publish = lambda head, base, title, body: gh.create_pull_request(head, base, title, body)
+        result = start_fix(issue, spec, make, options, sink)
+    _report(result, args)
+    return result.exit_code
+
+
+def _load(run_id: str):
+    path = runs_dir() / run_id / "transcript.jsonl"
+    if not path.is_file():
+        known = sorted(p.name for p in runs_dir().glob("*") if p.is_dir())[-5:]
+        hint = f"; recent runs: {', '.join(known)}" if known else ""
+        raise CommandError(f"no run {run_id!r} in {runs_dir()}{hint}")
+    return load_run(path)
+
+
+def _report(result: FixResult, args: Any) -> None:
+    data = result.as_dict()
+    if args.output:
+        args.output.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    print(f"{result.status}: {result.message}")
+    for label, value in (
+        ("branch", result.branch),
+        ("commit", result.commit),
+        ("transcript", result.transcript),
+    ):
+        if value:
+            print(f"  {label}: {value}")
+    if result.files_changed:
+        print(f"  files: {', '.join(result.files_changed)}")
+
+
+def bench_repomap(args: Any, config: Config) -> int:
+    from codeagent.tools.repomap.bench import bench_repomap as run
+
+    if not args.path.is_dir():
+        raise CommandError(f"{args.path} is not a directory")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "codeagent" / "bench-repomap"
+    return _write_bench(run(args.path.resolve(), cache), args.output)
+
+
+def bench_tools(args: Any, config: Config) -> int:
+    from codeagent.tui.bench_tools import bench_tools as run
+
+    return _write_bench(run(args.calls), args.output)
+
+
+def _write_bench(results: dict[str, Any], output: Path) -> int:
+    text = json.dumps(results, indent=2)
+    output.write_text(text + "\n", encoding="utf-8")
+    print(text)
+    print(f"written to {output}", file=sys.stderr)
+    return 0
