@@ -4,7 +4,6 @@ HTTP server on 127.0.0.1 standing in for the GitHub API."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -151,9 +151,9 @@ def test_resume_after_a_killed_run(make_repo, write_script, fix_script, tool_cal
 class FakeGitHub(BaseHTTPRequestHandler):
     """A GitHub REST stand-in: one issue with one comment; records pull requests."""
 
-    pulls: list[dict] = []
+    pulls: ClassVar[list[dict]] = []
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path.startswith("/repos/octo/stats/issues/42/comments"):
             self._send(200, [{"body": "It also breaks for a single value."}])
         elif self.path == "/repos/octo/stats/issues/42":
@@ -171,7 +171,7 @@ class FakeGitHub(BaseHTTPRequestHandler):
         else:
             self._send(404, {"message": "Not Found"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         FakeGitHub.pulls.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
         self._send(201, {"html_url": "http://example/pull/7", "number": 7})
