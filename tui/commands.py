@@ -94,12 +94,15 @@ def read_issue(args: Any, root: Path) -> issues.IssueSpec:
             return issues.from_github(args.issue, github_client(args, root))
         except GitHubError as err:
             raise CommandError(f"issue #{args.issue}: {err}") from err
-    if args.issue_file is not None:
-        if not args.issue_file.is_file():
-            raise CommandError(f"issue file {args.issue_file} does not exist")
-        return issues.from_file(args.issue_file)
-    if args.task:
-        return issues.from_text(args.task)
+    try:
+        if args.issue_file is not None:
+            if not args.issue_file.is_file():
+                raise CommandError(f"issue file {args.issue_file} does not exist")
+            return issues.from_file(args.issue_file)
+        if args.task is not None:
+            return issues.from_text(args.task)
+    except issues.IssueError as err:
+        raise CommandError(str(err)) from err
     raise CommandError("say what to fix: --issue N, --issue-file PATH or --task TEXT (or --resume RUN_ID)")
 
 
