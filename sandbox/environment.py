@@ -1,7 +1,8 @@
 """The environment a model-written command sees: the user's, minus anything secret.
 
-A variable is dropped when its name (case-insensitive) contains one of ``SECRET_MARKERS``
-(``TOKEN``, ``SECRET``, ``PASSWORD``, ``API_KEY``, ``CREDENTIAL``, ``AUTH``, ...), starts
+A variable is dropped when its name (case-insensitive) has one of ``SECRET_MARKERS``
+(``TOKEN``, ``SECRET``, ``PASSWORD``, ``API_KEY``, ``CREDENTIAL``, ``AUTH``, ...) as an
+underscore-separated part, ends in ``TOKEN``, ``KEY``, ``SECRET`` or the like, starts
 with one of ``SECRET_PREFIXES`` (``AWS_``, ``AZURE_``, ``GOOGLE_``, ``OPENAI_``, ...), is one
 of ``SECRET_NAMES`` (``SSH_AUTH_SOCK``, ``KUBECONFIG``, ...) or is named by the user; and
 also when its value equals the value of a dropped variable (a secret under an innocent
@@ -11,6 +12,7 @@ still passes, which is why the sandbox also hides credential files and cuts the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 SECRET_MARKERS = (
@@ -56,6 +58,8 @@ SECRET_NAMES = frozenset(
         "SSH_ASKPASS",
     }
 )
+SECRET_ENDINGS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "APIKEY", "KEY")
+MARKER_RE = re.compile(r"(?:^|_)(?:" + "|".join(SECRET_MARKERS) + r")(?:_|$)")
 MIN_ALIAS_LENGTH = 8  # shorter values (like "1") are too common to treat as aliases
 
 
@@ -65,7 +69,8 @@ def is_secret_name(name: str, extra: frozenset[str] = frozenset()) -> bool:
         upper in SECRET_NAMES
         or upper in extra
         or upper.startswith(SECRET_PREFIXES)
-        or any(marker in upper for marker in SECRET_MARKERS)
+        or upper.endswith(SECRET_ENDINGS)
+        or MARKER_RE.search(upper) is not None
     )
 
 
