@@ -41,7 +41,7 @@ def _walk(root: Path, under: Path) -> list[str]:
 
         def ignored(rel: str, is_dir: bool) -> bool:
             probe = rel + "/" if is_dir else rel
-            return any(probe.startswith(base) and spec.match_file(probe[len(base):]) for base, spec in specs)
+            return any(probe.startswith(base) and spec.match_file(probe[len(base) :]) for base, spec in specs)
 
         dirnames[:] = sorted(d for d in dirnames if d != ".git" and not ignored(rel_dir + d, True))
         for name in filenames:
