@@ -1,0 +1,10 @@
+; Definitions and references for Java.
+(class_declaration name: (identifier) @name.definition.class)
+(interface_declaration name: (identifier) @name.definition.interface)
+(enum_declaration name: (identifier) @name.definition.class)
+(record_declaration name: (identifier) @name.definition.class)
+(method_declaration name: (identifier) @name.definition.method)
+(constructor_declaration name: (identifier) @name.definition.method)
+(method_invocation name: (identifier) @name.reference.call)
+(object_creation_expression type: (type_identifier) @name.reference.class)
+(type_identifier) @name.reference.type

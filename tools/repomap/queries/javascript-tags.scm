@@ -1,0 +1,11 @@
+; Definitions and references for JavaScript.
+(function_declaration name: (identifier) @name.definition.function)
+(generator_function_declaration name: (identifier) @name.definition.function)
+(class_declaration name: (identifier) @name.definition.class)
+(method_definition name: (property_identifier) @name.definition.method)
+(variable_declarator name: (identifier) @name.definition.function value: [(arrow_function) (function_expression)])
+(program (lexical_declaration (variable_declarator name: (identifier) @name.definition.constant)))
+(call_expression function: (identifier) @name.reference.call)
+(call_expression function: (member_expression property: (property_identifier) @name.reference.call))
+(new_expression constructor: (identifier) @name.reference.class)
+(class_heritage (identifier) @name.reference.class)

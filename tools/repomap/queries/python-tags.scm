@@ -1,0 +1,9 @@
+; Definitions and references for Python.
+(class_definition name: (identifier) @name.definition.class)
+(function_definition name: (identifier) @name.definition.function)
+(module (expression_statement (assignment left: (identifier) @name.definition.constant)))
+(class_definition superclasses: (argument_list (identifier) @name.reference.class))
+(call function: (identifier) @name.reference.call)
+(call function: (attribute attribute: (identifier) @name.reference.call))
+(import_from_statement name: (dotted_name (identifier) @name.reference.import))
+(type (identifier) @name.reference.type)
