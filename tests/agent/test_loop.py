@@ -147,6 +147,7 @@ def test_compaction_rewrites_turns_only_and_keeps_the_pinned_prefix(
     client = SmallWindow(script)
     client.seen_tokens = []
     transcript = Transcript(tmp_path / "t.jsonl")
+    transcript.write("meta", run_id="test")
     env = ToolEnv(root)
     agent = new_agent(SessionSpec(client, env, Limits(), transcript, repo_map=False), "read big.py")
     pinned = json.dumps(agent.context.pinned)
