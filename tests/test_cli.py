@@ -86,12 +86,17 @@ def test_missing_script_file(make_repo, tmp_path):
 
 def test_bad_config(make_repo, tmp_path):
     config = tmp_path / "config.toml"
-    config.write_text("[limits]\nmax_steps = -1\n")
-    proc = codeagent("--config", str(config), "fix", "--task", "x", cwd=make_repo())
-    assert_one_line_error(proc, "limits.max_steps")
-    config.write_text("model = [unclosed\n")
+    repo = make_repo()
+
+    def with_config(text: str) -> subprocess.CompletedProcess:
+        config.write_text(text)
+        return codeagent("--config", str(config), "fix", "--task", "x", cwd=repo)
+
+    assert_one_line_error(with_config("[limits]\nmax_steps = -1\n"), "limits.max_steps")
+    assert_one_line_error(with_config("model = [unclosed\n"), "cannot read")
+    assert_one_line_error(with_config("colour = 'blue'\n"), "colour")
     assert_one_line_error(
-        codeagent("--config", str(config), "fix", "--task", "x", cwd=make_repo()), "cannot read"
+        codeagent("--config", str(tmp_path / "none.toml"), "fix", cwd=repo), "does not exist"
     )
 
 
