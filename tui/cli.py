@@ -32,18 +32,34 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="codeagent", description="A coding agent with its own model runtime.")
     parser.add_argument("--version", action="version", version=f"codeagent {version('codeagent')}")
-    parser.add_argument("--config", type=Path, help="config file (default ~/.config/codeagent/config.toml)")
+    parser.add_argument(
+        "--config", type=Path, metavar="PATH", help="config file (default ~/.config/codeagent/config.toml)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    _add_fix(sub.add_parser("fix", help="fix an issue headlessly: branch, tests, commit, JSON result"))
+    _add_fix(
+        sub.add_parser(
+            "fix",
+            help="fix an issue headlessly: branch, tests, commit, JSON result",
+            description="Fix an issue on a new branch, run the tests, commit, and report.",
+            epilog="exit codes: 0 resolved and tests pass, 1 no acceptable fix, 2 usage or configuration "
+            "error, 3 internal or model error, 130 interrupted (continue with --resume RUN_ID)",
+        )
+    )
     _add_bench(sub.add_parser("bench", help="run a benchmark and write its JSON results"))
     return parser
 
 
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--model", help="scripted:FILE, remote:NAME (OpenAI-compatible endpoint)")
-    group.add_argument("--base-url", help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL)")
-    group.add_argument("--api-key-env", help="variable holding the endpoint's key (default OPENAI_API_KEY)")
+    group.add_argument(
+        "--model", metavar="SPEC", help="scripted:FILE, remote:NAME (OpenAI-compatible endpoint)"
+    )
+    group.add_argument(
+        "--base-url", metavar="URL", help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL)"
+    )
+    group.add_argument(
+        "--api-key-env", metavar="NAME", help="variable holding the endpoint's key (default OPENAI_API_KEY)"
+    )
 
 
 def _add_fix(parser: argparse.ArgumentParser) -> None:
@@ -62,10 +78,14 @@ def _add_fix(parser: argparse.ArgumentParser) -> None:
     )
     _add_model_flags(parser)
     limits = parser.add_argument_group("budgets")
-    limits.add_argument("--max-steps", type=_positive_int, help="model calls at most (default 60)")
-    limits.add_argument("--max-tokens", type=_positive_int, help="prompt + completion tokens at most")
+    limits.add_argument(
+        "--max-steps", type=_positive_int, metavar="N", help="model calls at most (default 60)"
+    )
+    limits.add_argument(
+        "--max-tokens", type=_positive_int, metavar="N", help="prompt + completion tokens at most"
+    )
     limits.add_argument("--max-time", type=_positive_float, metavar="SECONDS", help="wall time at most")
-    parser.add_argument("--test-command", help="how to run the tests (default: detected)")
+    parser.add_argument("--test-command", metavar="COMMAND", help="how to run the tests (default: detected)")
     parser.add_argument("--no-repo-map", action="store_true", help="leave the repo map out of the prompt")
     parser.add_argument(
         "--allow-dirty", action="store_true", help="start on a dirty tree (changes kept aside)"

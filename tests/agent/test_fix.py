@@ -148,6 +148,38 @@ def test_resume_after_a_killed_run(make_repo, write_script, fix_script, tool_cal
     assert [r["type"] for r in records].count("resume") == 1
 
 
+def test_ctrl_c_stops_cleanly_and_the_run_resumes(make_repo, write_script, fix_script, tool_call, tmp_path):
+    root = make_repo()
+    marker = tmp_path / "slept-once"
+    slow = tool_call("run", command=f"test -f {marker} || {{ touch {marker}; sleep 60; }}")
+    script = write_script([*fix_script[:3], slow, *fix_script[3:]])
+    argv = [
+        sys.executable,
+        "-m",
+        "codeagent.tui.cli",
+        "fix",
+        "--task",
+        "fix mean",
+        "--model",
+        f"scripted:{script}",
+    ]
+    proc = subprocess.Popen(
+        [*argv, "--json"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    result = json.loads(out)
+    assert result["status"] == "interrupted" and "--resume" in result["message"]
+    assert "Traceback" not in err
+    resumed = codeagent("fix", "--resume", result["run_id"], "--json", cwd=root)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["status"] == "resolved"
+
+
 class FakeGitHub(BaseHTTPRequestHandler):
     """A GitHub REST stand-in: one issue with one comment; records pull requests."""
 
