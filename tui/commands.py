@@ -64,7 +64,10 @@ def fix_options(args: Any, config: Config) -> FixOptions:
         test_command=args.test_command or tools.test_command,
         command_timeout=tools.command_timeout,
         max_output_chars=tools.max_output_chars,
-        secret_env_names=tuple(tools.secret_env_names),
+        secret_env_names=(
+            *tools.secret_env_names,
+            *filter(None, [args.api_key_env or config.remote.api_key_env]),
+        ),
         repo_map_tokens=tools.repo_map_tokens,
     )
     root = args.cwd.resolve()
@@ -152,6 +155,20 @@ def _report(result: FixResult, args: Any) -> None:
             print(f"  {label}: {value}")
     if result.files_changed:
         print(f"  files: {', '.join(result.files_changed)}")
+    print(f"  tests: before {_tests(result.tests_before)}; after {_tests(result.tests_after)}")
+    tokens = result.tokens
+    print(
+        f"  {result.steps} steps, {tokens.get('prompt', 0)} prompt tokens ({tokens.get('cached', 0)} cached), "
+        f"{tokens.get('completion', 0)} completion tokens, {result.wall_time_s:.1f}s"
+    )
+
+
+def _tests(summary: dict[str, Any]) -> str:
+    if not summary:
+        return "not run"
+    if not summary.get("detected"):
+        return "no test command found"
+    return f"{summary['passed']} passed, {summary['failed']} failed, {summary['errors']} errors"
 
 
 def bench_repomap(args: Any, config: Config) -> int:
