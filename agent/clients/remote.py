@@ -1,13 +1,23 @@
 """An OpenAI-compatible chat-completions client over HTTP (``httpx``, synchronous).
 
-Streams by default (server-sent events): visible content goes to ``on_token`` as it
-arrives, tool-call argument deltas are joined by index, reasoning text (``reasoning_content``
-or ``reasoning``) is kept apart. Usage comes from the final chunk (``stream_options.
-include_usage``), including ``prompt_tokens_details.cached_tokens``; a server that sends
-none gets an estimate. Retries with exponential backoff and jitter on 429, 5xx and
-connection errors, honouring ``Retry-After``; other 4xx fail at once with the server's
-message. The API key is sent as a bearer token and never appears in errors.
-Token counts before a request are estimates (no tokenizer on this side).
+``POST {base_url}/chat/completions``, streamed by default over server-sent events: visible
+content goes to ``on_token`` as it arrives, tool-call deltas are joined by ``index``, and
+reasoning text (``reasoning_content`` or ``reasoning``) is kept apart from the content.
+Usage comes from the final chunk (``stream_options.include_usage``), including
+``prompt_tokens_details.cached_tokens``.
+
+Failures: 408, 429, 5xx and connection errors are retried with exponential backoff and full
+jitter (base ``backoff_s``, capped at ``max_backoff_s``), honouring ``Retry-After``; after
+``max_retries`` retries, or at once for any other 4xx, a ``ModelError`` carries the status
+and the server's own message. The API key is sent as a bearer token and scrubbed from
+every error message, since some servers echo it back.
+
+Limits: ``timeout_s`` bounds each wait for data (the first byte, then every chunk), not the
+whole answer; a read timeout is not retried, because a server that stalled for that long
+is unlikely to do better at once. A stream that breaks mid-way is retried from scratch, so
+``on_token`` may see the start of an answer twice. Token counts before a request, and usage
+from servers that send none (``last_usage_exact`` is then False), are estimates: there is
+no tokenizer on this side.
 """
 
 from __future__ import annotations
@@ -16,8 +26,9 @@ import json
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -33,36 +44,79 @@ from codeagent.agent.protocol import (
 )
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
+HINTS = {
+    401: "check the API key (CODEAGENT_API_KEY or OPENAI_API_KEY)",
+    403: "the API key may lack access to this model",
+    404: "check the base URL and the model name",
+}
 
 
 @dataclass(slots=True)
 class RemoteSettings:
     base_url: str
+    api_key: str | None
     model: str
-    api_key: str | None = None
     timeout_s: float = 600.0
     connect_timeout_s: float = 10.0
     max_retries: int = 5
-    backoff_s: float = 1.0
     context_window: int = 128_000
     temperature: float | None = None
     max_tokens: int | None = None
-    stream: bool = True
     extra_headers: dict[str, str] = field(default_factory=dict)
+    backoff_s: float = 1.0  # first retry waits up to this long; each later one doubles it
+    max_backoff_s: float = 60.0
+    stream: bool = True
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ModelError(f"base URL must start with http:// or https://, not {self.base_url!r}")
+        if not self.model:
+            raise ModelError("the remote model has no name")
+        if self.max_retries < 0 or self.timeout_s <= 0 or self.connect_timeout_s <= 0:
+            raise ModelError("max_retries must be >= 0 and timeouts > 0")
 
     @classmethod
-    def resolve(cls, model: str | None = None, base_url: str | None = None, api_key: str | None = None,
-                **rest: Any) -> RemoteSettings:
-        """Flags and config first, then ``CODEAGENT_*`` and ``OPENAI_*`` environment variables."""
-        env = os.environ
-        model = model or env.get("CODEAGENT_MODEL_NAME") or env.get("OPENAI_MODEL")
+    def from_env(
+        cls,
+        model: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        env: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> RemoteSettings:
+        """Settings from flags or config values (the arguments; None means unset), then the
+        ``CODEAGENT_*`` and ``OPENAI_*`` environment variables, then defaults."""
+        env = os.environ if env is None else env
+        model = model or _model_from_env(env)
         if not model:
-            raise ModelError("remote model has no name: use --model remote:NAME or set OPENAI_MODEL")
+            raise ModelError(
+                "the remote model has no name: use --model remote:NAME, or set CODEAGENT_MODEL or OPENAI_MODEL"
+            )
         base_url = base_url or env.get("CODEAGENT_BASE_URL") or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-        api_key = api_key or env.get("CODEAGENT_API_KEY") or env.get("OPENAI_API_KEY")
-        known = {k: v for k, v in rest.items() if v is not None}
-        return cls(base_url=base_url.rstrip("/"), model=model, api_key=api_key, **known)
+        api_key = api_key or env.get("CODEAGENT_API_KEY") or env.get("OPENAI_API_KEY") or None
+        given = {name: value for name, value in options.items() if value is not None}
+        return cls(base_url=base_url, api_key=api_key, model=model, **given)
+
+
+def _model_from_env(env: Mapping[str, str]) -> str | None:
+    # CODEAGENT_MODEL is also the CLI's default model spec, so it may read "remote:NAME" or
+    # name another kind of model altogether ("scripted:FILE"), which is no remote model name.
+    spec = env.get("CODEAGENT_MODEL") or ""
+    kind, _, name = spec.partition(":")
+    if kind in ("remote", "openai"):
+        spec = name
+    elif kind == "scripted":
+        spec = ""
+    return spec or env.get("OPENAI_MODEL") or None
+
+
+class _Retryable(Exception):
+    """A failure worth another try: rate limits, server errors, broken connections."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RemoteClient:
@@ -70,11 +124,16 @@ class RemoteClient:
         self.settings = settings
         self.name = f"remote:{settings.model}"
         self.context_window = settings.context_window
+        self.last_usage_exact = False
+        self.url = f"{settings.base_url}/chat/completions"
         headers = {"Content-Type": "application/json", **settings.extra_headers}
         if settings.api_key:
             headers["Authorization"] = f"Bearer {settings.api_key}"
         timeout = httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s)
-        self._http = httpx.Client(base_url=settings.base_url, headers=headers, timeout=timeout)
+        self._http = httpx.Client(headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
 
     def count_tokens(self, messages: list[Message], tools: list[ToolSchema]) -> tuple[int, bool]:
         return estimate_tokens(json.dumps(messages) + json.dumps(tools)), False
@@ -82,18 +141,16 @@ class RemoteClient:
     def complete(
         self, messages: list[Message], tools: list[ToolSchema], on_token: TokenCallback | None = None
     ) -> Completion:
-        body = self._body(messages, tools)
-        for attempt in range(self.settings.max_retries + 1):
-            try:
-                return self._request(body, messages, tools, on_token)
-            except _Retryable as err:
-                if attempt == self.settings.max_retries:
-                    raise ModelError(f"{self.settings.base_url}: gave up after {attempt + 1} tries: {err}") from err
-                time.sleep(err.retry_after or self._backoff(attempt))
-        raise AssertionError("unreachable")
-
-    def _backoff(self, attempt: int) -> float:
-        return self.settings.backoff_s * (2**attempt) * (0.5 + random.random() / 2)
+        try:
+            completion, usage_sent = self._with_retries(self._body(messages, tools), on_token)
+        except ModelError as err:
+            raise ModelError(self._redact(str(err))) from err.__cause__
+        self.last_usage_exact = usage_sent
+        if not usage_sent:
+            completion.usage = Usage(
+                self.count_tokens(messages, tools)[0], _estimate_reply(completion.message)
+            )
+        return completion
 
     def _body(self, messages: list[Message], tools: list[ToolSchema]) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.settings.model, "messages": messages}
@@ -108,63 +165,100 @@ class RemoteClient:
             body["stream_options"] = {"include_usage": True}
         return body
 
-    def _request(self, body: dict[str, Any], messages: list[Message], tools: list[ToolSchema],
-                 on_token: TokenCallback | None) -> Completion:
+    def _with_retries(self, body: dict[str, Any], on_token: TokenCallback | None) -> tuple[Completion, bool]:
+        attempt = 0
+        while True:
+            try:
+                return self._send(body, on_token)
+            except _Retryable as err:
+                if attempt >= self.settings.max_retries:
+                    raise ModelError(f"{self.url}: gave up after {attempt + 1} attempts: {err}") from err
+                time.sleep(self._delay(attempt, err.retry_after))
+                attempt += 1
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.settings.max_backoff_s)
+        ceiling = min(self.settings.backoff_s * 2**attempt, self.settings.max_backoff_s)
+        return random.uniform(ceiling / 2, ceiling)  # jitter keeps many clients from retrying in step
+
+    def _send(self, body: dict[str, Any], on_token: TokenCallback | None) -> tuple[Completion, bool]:
         try:
-            with self._http.stream("POST", "/chat/completions", json=body) as response:
-                _raise_for_status(response)
-                if body.get("stream"):
-                    completion = _assemble(_events(response), on_token)
-                else:
-                    completion = _from_json(json.loads(response.read()))
+            with self._http.stream("POST", self.url, json=body) as response:
+                _check_status(response)
+                if "text/event-stream" in response.headers.get("Content-Type", ""):
+                    return _assemble(_events(response), on_token)
+                # A server may ignore "stream": true and answer with one JSON object.
+                return _from_json(_json_body(response), on_token)
+        except httpx.ConnectTimeout as err:
+            raise _Retryable(f"could not connect within {self.settings.connect_timeout_s:g}s") from err
         except httpx.TimeoutException as err:
-            raise _Retryable(f"timed out ({type(err).__name__})") from err
+            raise ModelError(f"{self.url}: no data within {self.settings.timeout_s:g}s (timeout)") from err
         except httpx.TransportError as err:
             raise _Retryable(f"connection failed: {type(err).__name__}: {err}") from err
-        if not completion.usage.prompt_tokens:
-            completion.usage.prompt_tokens = self.count_tokens(messages, tools)[0]
-        return completion
+
+    def _redact(self, text: str) -> str:
+        key = self.settings.api_key
+        return text.replace(key, "***") if key else text
 
 
-class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-def _raise_for_status(response: httpx.Response) -> None:
-    if response.status_code < 400:
+def _check_status(response: httpx.Response) -> None:
+    status = response.status_code
+    if status < 400:
         return
     response.read()
-    message = _error_message(response)
-    if response.status_code in RETRY_STATUSES:
-        raise _Retryable(f"HTTP {response.status_code}: {message}", _retry_after(response))
-    raise ModelError(f"HTTP {response.status_code} from the model endpoint: {message}")
+    message = f"HTTP {status}: {_error_message(response)}"
+    if status in (408, 429) or status >= 500:
+        raise _Retryable(message, _retry_after(response))
+    hint = f" ({HINTS[status]})" if status in HINTS else ""
+    raise ModelError(f"{response.request.url} answered {message}{hint}")
 
 
 def _error_message(response: httpx.Response) -> str:
     try:
         data = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return response.text[:500]
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])
+        return response.text.strip()[:500] or response.reason_phrase
+    if isinstance(data, dict):
+        # Shapes seen in the wild: OpenAI {"error": {"message"}}, {"error": "..."},
+        # FastAPI {"detail": ...}, and plain {"message": ...}.
+        error = data.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        for value in (error, data.get("detail"), data.get("message")):
+            if value:
+                return str(value)[:500]
     return json.dumps(data)[:500]
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return min(float(value), 120.0) if value else None
-    except ValueError:
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
         return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _json_body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = json.loads(response.read())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelError(f"{response.request.url} answered with something that is not JSON") from err
+    if not isinstance(data, dict):
+        raise ModelError(f"{response.request.url} answered with JSON that is not an object")
+    return data
 
 
 def _events(response: httpx.Response) -> Iterator[dict[str, Any]]:
     for line in response.iter_lines():
         if not line.startswith("data:"):
-            continue
+            continue  # comments (": keep-alive"), event names and blank separators
         data = line[5:].strip()
         if data == "[DONE]":
             return
@@ -174,11 +268,12 @@ def _events(response: httpx.Response) -> Iterator[dict[str, Any]]:
             raise ModelError(f"the endpoint sent a malformed stream chunk: {data[:200]}") from err
 
 
-def _assemble(chunks: Iterator[dict[str, Any]], on_token: TokenCallback | None) -> Completion:
+def _assemble(chunks: Iterator[dict[str, Any]], on_token: TokenCallback | None) -> tuple[Completion, bool]:
     content: list[str] = []
     reasoning: list[str] = []
     calls: dict[int, dict[str, Any]] = {}
-    usage, finish = Usage(), "stop"
+    usage: Usage | None = None
+    finish = "stop"
     for chunk in chunks:
         if chunk.get("error"):
             raise ModelError(f"the endpoint reported an error mid-stream: {chunk['error']}")
@@ -191,46 +286,49 @@ def _assemble(chunks: Iterator[dict[str, Any]], on_token: TokenCallback | None) 
                 content.append(delta["content"])
                 if on_token:
                     on_token(delta["content"])
-            text = delta.get("reasoning_content") or delta.get("reasoning")
-            if text:
-                reasoning.append(text)
+            reasoning.append(delta.get("reasoning_content") or delta.get("reasoning") or "")
             for call in delta.get("tool_calls") or []:
                 _merge_call(calls, call)
-    message: Message = {"role": "assistant", "content": "".join(content)}
-    if reasoning:
-        message["reasoning_content"] = "".join(reasoning)
-    if calls:
-        message["tool_calls"] = [calls[index] for index in sorted(calls)]
-    if not usage.completion_tokens:
-        usage.completion_tokens = estimate_tokens("".join(content) + json.dumps(message.get("tool_calls", [])))
-    return Completion(message, usage, finish)
+    raw = {"content": "".join(content), "reasoning_content": "".join(reasoning)}
+    message = _message(raw, [calls[index] for index in sorted(calls)])
+    return Completion(message, usage or Usage(), finish), usage is not None
 
 
 def _merge_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) -> None:
     index = int(delta.get("index", len(calls)))
-    call = calls.setdefault(index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+    call = calls.setdefault(
+        index, {"id": f"call_{index}", "type": "function", "function": {"name": "", "arguments": ""}}
+    )
     if delta.get("id"):
         call["id"] = delta["id"]
     function = delta.get("function") or {}
-    if function.get("name"):
-        call["function"]["name"] += function["name"]
-    if function.get("arguments"):
-        call["function"]["arguments"] += function["arguments"]
+    call["function"]["name"] += function.get("name") or ""
+    call["function"]["arguments"] += function.get("arguments") or ""
 
 
-def _from_json(data: dict[str, Any]) -> Completion:
+def _from_json(data: dict[str, Any], on_token: TokenCallback | None) -> tuple[Completion, bool]:
     choices = data.get("choices") or []
     if not choices:
         raise ModelError(f"the endpoint answered without choices: {json.dumps(data)[:300]}")
     raw = choices[0].get("message") or {}
+    message = _message(raw, raw.get("tool_calls") or [])
+    if on_token and message["content"]:
+        on_token(message["content"])
+    usage = data.get("usage")
+    completion = Completion(
+        message, _usage(usage) if usage else Usage(), choices[0].get("finish_reason") or "stop"
+    )
+    return completion, bool(usage)
+
+
+def _message(raw: dict[str, Any], tool_calls: list[dict[str, Any]]) -> Message:
     message: Message = {"role": "assistant", "content": raw.get("content") or ""}
     reasoning = raw.get("reasoning_content") or raw.get("reasoning")
     if reasoning:
         message["reasoning_content"] = reasoning
-    if raw.get("tool_calls"):
-        message["tool_calls"] = raw["tool_calls"]
-    usage = _usage(data.get("usage") or {})
-    return Completion(message, usage, choices[0].get("finish_reason") or "stop")
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return message
 
 
 def _usage(raw: dict[str, Any]) -> Usage:
@@ -240,3 +338,8 @@ def _usage(raw: dict[str, Any]) -> Usage:
         completion_tokens=int(raw.get("completion_tokens") or 0),
         cached_tokens=int(details.get("cached_tokens") or 0),
     )
+
+
+def _estimate_reply(message: Message) -> int:
+    text = message["content"] + message.get("reasoning_content", "")
+    return estimate_tokens(text + json.dumps(message.get("tool_calls", [])))

@@ -1,14 +1,23 @@
 """The scripted model: replays assistant messages from a JSONL file, in order.
 
-``--model scripted:FILE`` where each non-blank line of FILE is one assistant message in
-OpenAI chat format (``content``, optional ``tool_calls`` with JSON-string ``arguments``,
-optional ``reasoning_content``). It is a real ``ModelClient``: tests, demos and replays of
-recorded runs use it. Running out of replies raises ``ScriptExhausted``. ``start`` skips
-replies already consumed by an earlier session of a resumed run.
+``--model scripted:FILE``, where each non-blank line of FILE is one assistant message in
+OpenAI chat format: ``content``, optional ``tool_calls`` (``{"id", "type": "function",
+"function": {"name", "arguments": "<JSON string>"}}``), optional ``reasoning_content`` and
+``role`` (which must then be ``assistant``). The whole file is checked when it is loaded,
+so a malformed line fails before the run starts, naming its line number. A missing call
+``id`` becomes ``call_<line>_<n>``, so tool results can still refer to it.
+
+It is a real ``ModelClient``: tests, demos and replays of recorded runs use it. Content
+streams to ``on_token`` in a few chunks. Usage is estimated from the text (no tokenizer).
+Running out of replies raises ``ScriptExhausted``. For resume, ``start`` skips the replies
+an earlier session consumed, and ``consumed`` counts replies handed out so far, ``start``
+included. The script does not look at the conversation: it answers the same whatever the
+tools returned.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -24,35 +33,58 @@ from codeagent.agent.protocol import (
     estimate_tokens,
 )
 
+STREAM_CHUNKS = 4  # enough pieces for a UI to show streaming, few enough to stay readable
+
 
 def load_script(path: Path) -> list[Message]:
+    """Every reply in ``path``; ``ModelError`` naming the line for the first bad one."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError as err:
         raise ModelError(f"script {path} does not exist") from err
     except (OSError, UnicodeDecodeError) as err:
         raise ModelError(f"cannot read script {path}: {err}") from err
-    replies = []
-    for number, line in enumerate(lines, 1):
-        if line.strip():
-            replies.append(_parse_line(path, number, line))
-    return replies
+    return [_parse_line(path, number, line) for number, line in enumerate(lines, 1) if line.strip()]
 
 
 def _parse_line(path: Path, number: int, line: str) -> Message:
+    where = f"{path}:{number}"
     try:
         message = json.loads(line)
     except json.JSONDecodeError as err:
-        raise ModelError(f"{path}:{number}: not valid JSON ({err.msg})") from err
+        raise ModelError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from err
     if not isinstance(message, dict) or message.get("role", "assistant") != "assistant":
-        raise ModelError(f"{path}:{number}: each line must be an assistant message object")
+        raise ModelError(f"{where}: each line must be a JSON object for one assistant message")
+    content = message.get("content")
+    if content is not None and not isinstance(content, str):
+        raise ModelError(f"{where}: 'content' must be a string or null")
     calls = message.get("tool_calls") or []
-    if not isinstance(calls, list) or not all(isinstance(c, dict) and "function" in c for c in calls):
-        raise ModelError(f"{path}:{number}: tool_calls must be a list of {{id, type, function}} objects")
-    return {"role": "assistant", **message}
+    if not isinstance(calls, list):
+        raise ModelError(f"{where}: 'tool_calls' must be a list")
+    tool_calls = [_parse_call(where, number, n, call) for n, call in enumerate(calls)]
+    reply: Message = {**message, "role": "assistant", "content": content or ""}
+    reply.pop("tool_calls", None)
+    if tool_calls:
+        reply["tool_calls"] = tool_calls
+    return reply
+
+
+def _parse_call(where: str, line: int, n: int, call: Any) -> dict[str, Any]:
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise ModelError(f"{where}: tool call {n} needs a 'function' object with a string 'name'")
+    arguments = function.get("arguments", "{}")
+    if not isinstance(arguments, str):
+        raise ModelError(f"{where}: tool call {n}: 'arguments' must be a JSON-encoded string")
+    return {
+        "id": str(call.get("id") or f"call_{line}_{n}"),
+        "type": "function",
+        "function": {"name": function["name"], "arguments": arguments},
+    }
 
 
 def prompt_text(messages: list[Message], tools: list[ToolSchema]) -> str:
+    """The text a prompt carries, for estimating its tokens."""
     parts = [json.dumps(tools)] if tools else []
     for message in messages:
         parts.append(str(message.get("content") or ""))
@@ -60,14 +92,25 @@ def prompt_text(messages: list[Message], tools: list[ToolSchema]) -> str:
     return "\n".join(parts)
 
 
+def _chunks(text: str) -> list[str]:
+    size = max(1, -(-len(text) // STREAM_CHUNKS))
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
 class ScriptedClient:
     context_window: int = 128_000
 
-    def __init__(self, path: Path, start: int = 0) -> None:
+    def __init__(self, path: Path | str, start: int = 0) -> None:
+        if start < 0:
+            raise ModelError(f"start must be >= 0, not {start}")
         self.path = Path(path)
         self.name = f"scripted:{self.path.name}"
         self.replies = load_script(self.path)
         self.consumed = start
+
+    @property
+    def remaining(self) -> int:
+        return max(0, len(self.replies) - self.consumed)
 
     def count_tokens(self, messages: list[Message], tools: list[ToolSchema]) -> tuple[int, bool]:
         return estimate_tokens(prompt_text(messages, tools)), False
@@ -75,14 +118,16 @@ class ScriptedClient:
     def complete(
         self, messages: list[Message], tools: list[ToolSchema], on_token: TokenCallback | None = None
     ) -> Completion:
-        if self.consumed >= len(self.replies):
-            raise ScriptExhausted(f"the script {self.path.name} has no reply left after {len(self.replies)}")
-        reply: dict[str, Any] = dict(self.replies[self.consumed])
+        if not self.remaining:
+            raise ScriptExhausted(
+                f"the script {self.path} has no reply left: all {len(self.replies)} were used"
+                " and the agent asked for another"
+            )
+        reply = copy.deepcopy(self.replies[self.consumed])  # callers may edit the message they get
         self.consumed += 1
-        content = str(reply.get("content") or "")
         if on_token:
-            for start in range(0, len(content), 16):
-                on_token(content[start : start + 16])
-        completion_text = content + json.dumps(reply.get("tool_calls") or [])
-        usage = Usage(self.count_tokens(messages, tools)[0], estimate_tokens(completion_text))
+            for piece in _chunks(reply["content"]):
+                on_token(piece)
+        spoken = reply["content"] + json.dumps(reply.get("tool_calls", []))
+        usage = Usage(self.count_tokens(messages, tools)[0], estimate_tokens(spoken))
         return Completion(reply, usage, "tool_calls" if reply.get("tool_calls") else "stop")
