@@ -2,22 +2,20 @@
 
 ``POST {base_url}/chat/completions``, streamed by default over server-sent events: visible
 content goes to ``on_token`` as it arrives, tool-call deltas are joined by ``index``, and
-reasoning text (``reasoning_content`` or ``reasoning``) is kept apart from the content.
-Usage comes from the final chunk (``stream_options.include_usage``), including
-``prompt_tokens_details.cached_tokens``.
+reasoning (``reasoning_content`` or ``reasoning``) is kept apart. Usage comes from the final
+chunk (``stream_options.include_usage``), with ``prompt_tokens_details.cached_tokens``.
 
-Failures: 408, 429, 5xx and connection errors are retried with exponential backoff and full
-jitter (base ``backoff_s``, capped at ``max_backoff_s``), honouring ``Retry-After``; after
-``max_retries`` retries, or at once for any other 4xx, a ``ModelError`` carries the status
-and the server's own message. The API key is sent as a bearer token and scrubbed from
-every error message, since some servers echo it back.
+429, 5xx and connection errors are retried with exponential backoff and jitter (base
+``backoff_s``, capped at ``max_backoff_s``, as is ``Retry-After``, which is honoured); after
+``max_retries``, or at once for other 4xx, a ``ModelError`` gives the status and the
+server's message. The API key goes as a bearer token and is scrubbed from every error,
+since some servers echo it back.
 
-Limits: ``timeout_s`` bounds each wait for data (the first byte, then every chunk), not the
-whole answer; a read timeout is not retried, because a server that stalled for that long
-is unlikely to do better at once. A stream that breaks mid-way is retried from scratch, so
-``on_token`` may see the start of an answer twice. Token counts before a request, and usage
-from servers that send none (``last_usage_exact`` is then False), are estimates: there is
-no tokenizer on this side.
+Limits: ``timeout_s`` bounds each wait for data, not the whole answer, and a read timeout
+is not retried (a server that stalled that long is unlikely to do better at once). A stream
+that breaks mid-way is retried from scratch, so ``on_token`` may see an answer's start
+twice. Prompt counts, and usage from servers that send none (``last_usage_exact`` is then
+False), are estimates: there is no tokenizer on this side.
 """
 
 from __future__ import annotations
@@ -189,7 +187,7 @@ class RemoteClient:
                 if "text/event-stream" in response.headers.get("Content-Type", ""):
                     return _assemble(_events(response), on_token)
                 # A server may ignore "stream": true and answer with one JSON object.
-                return _from_json(_json_body(response), on_token)
+                return _from_json(response, on_token)
         except httpx.ConnectTimeout as err:
             raise _Retryable(f"could not connect within {self.settings.connect_timeout_s:g}s") from err
         except httpx.TimeoutException as err:
@@ -208,7 +206,7 @@ def _check_status(response: httpx.Response) -> None:
         return
     response.read()
     message = f"HTTP {status}: {_error_message(response)}"
-    if status in (408, 429) or status >= 500:
+    if status == 429 or status >= 500:
         raise _Retryable(message, _retry_after(response))
     hint = f" ({HINTS[status]})" if status in HINTS else ""
     raise ModelError(f"{response.request.url} answered {message}{hint}")
@@ -233,26 +231,12 @@ def _error_message(response: httpx.Response) -> str:
 
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
+    if value.replace(".", "", 1).isdigit():
+        return float(value)
+    try:  # the other form the header may take: an HTTP date
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
-        return None
-
-
-def _json_body(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = json.loads(response.read())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelError(f"{response.request.url} answered with something that is not JSON") from err
-    if not isinstance(data, dict):
-        raise ModelError(f"{response.request.url} answered with JSON that is not an object")
-    return data
+        return None  # absent or unreadable: our own backoff applies
 
 
 def _events(response: httpx.Response) -> Iterator[dict[str, Any]]:
@@ -306,8 +290,12 @@ def _merge_call(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) -> None
     call["function"]["arguments"] += function.get("arguments") or ""
 
 
-def _from_json(data: dict[str, Any], on_token: TokenCallback | None) -> tuple[Completion, bool]:
-    choices = data.get("choices") or []
+def _from_json(response: httpx.Response, on_token: TokenCallback | None) -> tuple[Completion, bool]:
+    try:
+        data = json.loads(response.read())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelError(f"{response.request.url} answered with something that is not JSON") from err
+    choices = data.get("choices") if isinstance(data, dict) else None
     if not choices:
         raise ModelError(f"the endpoint answered without choices: {json.dumps(data)[:300]}")
     raw = choices[0].get("message") or {}
@@ -332,12 +320,8 @@ def _message(raw: dict[str, Any], tool_calls: list[dict[str, Any]]) -> Message:
 
 
 def _usage(raw: dict[str, Any]) -> Usage:
-    details = raw.get("prompt_tokens_details") or {}
-    return Usage(
-        prompt_tokens=int(raw.get("prompt_tokens") or 0),
-        completion_tokens=int(raw.get("completion_tokens") or 0),
-        cached_tokens=int(details.get("cached_tokens") or 0),
-    )
+    cached = (raw.get("prompt_tokens_details") or {}).get("cached_tokens")
+    return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0), int(cached or 0))
 
 
 def _estimate_reply(message: Message) -> int:

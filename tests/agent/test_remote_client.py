@@ -278,3 +278,9 @@ def test_make_client_builds_remote_clients_and_rejects_unknown_specs(endpoint: E
     assert make_client("openai:gpt-4o", base_url=endpoint.url).name == "remote:gpt-4o"
     with pytest.raises(UnknownModelSpec, match="accepted here: scripted:FILE, remote"):
         make_client("/models/Qwen3-Coder-30B")
+
+
+def test_a_json_answer_without_choices_is_an_error_not_an_empty_message(endpoint: Endpoint) -> None:
+    endpoint.replies = [Reply(body={"object": "chat.completion", "choices": []})]
+    with pytest.raises(ModelError, match="answered without choices"):
+        RemoteClient(endpoint.settings()).complete(MESSAGES, [])
