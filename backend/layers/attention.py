@@ -1,0 +1,41 @@
+"""Causal grouped-query attention over a per-sequence KV cache (torch reference).
+
+``KVCache`` holds one sequence's keys and values for one layer as growing tensors
+[S, KVH, D]. ``attend`` appends the new rows and computes attention of the new queries over
+everything cached, with the causal mask offset by what was cached before. Softmax runs in
+float32. This is the reference path the paged-cache Triton kernels will be tested
+against; it loops over sequences, so batching gives no speed-up here.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None  # [S, KVH, D]
+        self.v: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.k is None else self.k.shape[0]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.k = k if self.k is None else torch.cat((self.k, k))
+        self.v = v if self.v is None else torch.cat((self.v, v))
+        return self.k, self.v
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """q [N, H, D] (the last N positions), k, v [S, KVH, D] with S >= N -> [N, H, D]."""
+    n, heads, _ = q.shape
+    s, kv_heads, _ = k.shape
+    group = heads // kv_heads
+    k = k.repeat_interleave(group, dim=1)  # [S, H, D]
+    v = v.repeat_interleave(group, dim=1)
+    scores = torch.einsum("nhd,shd->hns", q, k) * scale  # [H, N, S]
+    query_pos = torch.arange(s - n, s, device=q.device)[:, None]
+    key_pos = torch.arange(s, device=q.device)[None, :]
+    scores = scores.masked_fill(key_pos > query_pos, float("-inf"))
+    probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    return torch.einsum("hns,shd->nhd", probs, v)

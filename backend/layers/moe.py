@@ -1,0 +1,47 @@
+"""Mixture-of-experts: softmax top-k routing and SiLU-gated experts (torch reference).
+
+Experts are stored fused per layer, ready for a grouped-GEMM kernel: ``w13`` [E, 2I, H]
+(gate rows, then up rows) and ``w2`` [E, H, I]. The reference groups tokens by expert and
+runs one matmul per expert that received tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def softmax_topk(logits: torch.Tensor, k: int, normalize: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits [T, E] -> weights [T, k] (in logits' dtype), expert ids [T, k]."""
+    probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
+    weights, ids = torch.topk(probs, k, dim=-1)
+    if normalize:
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+    return weights.to(logits.dtype), ids
+
+
+def silu_and_mul(gate_up: torch.Tensor) -> torch.Tensor:
+    gate, up = gate_up.chunk(2, dim=-1)
+    return F.silu(gate) * up
+
+
+def experts_forward(
+    x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor
+) -> torch.Tensor:
+    """x [T, H]; w13 [E, 2I, H]; w2 [E, H, I]; weights, ids [T, k] -> [T, H]."""
+    out = torch.zeros_like(x)
+    flat_ids = ids.reshape(-1)
+    order = torch.argsort(flat_ids, stable=True)
+    counts = torch.bincount(flat_ids, minlength=w13.shape[0]).tolist()
+    token_of = order // ids.shape[1]
+    start = 0
+    for expert, count in enumerate(counts):
+        if count == 0:
+            continue
+        rows = order[start : start + count]
+        tokens = token_of[start : start + count]
+        start += count
+        h = silu_and_mul(F.linear(x[tokens], w13[expert]))
+        h = F.linear(h, w2[expert]) * weights.reshape(-1)[rows, None]
+        out.index_add_(0, tokens, h.to(out.dtype))
+    return out

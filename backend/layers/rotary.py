@@ -1,0 +1,34 @@
+"""Rotary position embeddings, "rotate half" layout (GPT-NeoX / Llama / Qwen).
+
+cos/sin are computed per position on the fly from the inverse frequencies in float32,
+so any position (prefill or decode, any context length) costs the same and no table has
+to be sized in advance. The interleaved layout and YaRN used by DeepSeek-V4 live with
+that family.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def inverse_frequencies(dim: int, theta: float) -> torch.Tensor:
+    return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+
+
+def cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """positions [T] -> cos, sin [T, dim] (float32)."""
+    freqs = positions.float()[:, None] * inv_freq.to(positions.device)[None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x [T, H, D]; cos, sin [T, D]. Computed in x's dtype after casting cos/sin, like the reference."""
+    cos = cos[:, None, :].to(x.dtype)
+    sin = sin[:, None, :].to(x.dtype)
+    return x * cos + rotate_half(x) * sin

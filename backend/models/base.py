@@ -1,0 +1,50 @@
+"""The contract every model family meets, so the engine drives them all the same way.
+
+A forward pass takes a *flattened* batch, as paged-attention engines do: the new tokens of
+every sequence concatenated (``input_ids [T]``, ``positions [T]``), plus one ``SeqSlice`` per
+sequence saying how many of those tokens are its own and which per-sequence decoding state
+(cache) it continues. Prefill and decode are the same call: a prefill slice has many new
+tokens, a decode slice one. The model appends what the new tokens leave behind to each
+state (KV rows for Qwen3; window rows, compressed entries, indexer keys and pending
+compressor state for DeepSeek-V4) and returns the logits of each sequence's last token.
+
+Today a state is a plain per-sequence object of growing tensors; the paged KV cache of a
+later issue replaces it behind the same ``new_state()`` / ``SeqSlice`` seam.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+
+@dataclass(slots=True)
+class SeqSlice:
+    """One sequence's share of a flattened batch."""
+
+    state: Any  # what the model's new_state() returned for this sequence
+    num_tokens: int  # how many of the batch's tokens are this sequence's new tokens
+
+
+class CausalLM(Protocol):
+    config: Any  # the family's own config dataclass
+
+    def new_state(self) -> Any:
+        """An empty decoding state for one sequence."""
+        ...
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, seqs: list[SeqSlice]) -> torch.Tensor:
+        """input_ids, positions: [T] (T = sum of num_tokens). Returns logits [len(seqs), vocab] in float32."""
+        ...
+
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Take (checkpoint key, tensor) pairs, in any of the family's key spellings."""
+        ...
+
+
+def split(tensor: torch.Tensor, seqs: list[SeqSlice]) -> list[torch.Tensor]:
+    """Per-sequence views of a [T, ...] tensor."""
+    return list(torch.split(tensor, [s.num_tokens for s in seqs], dim=0))
