@@ -1,0 +1,140 @@
+"""Finding and loading Hugging Face-format checkpoints.
+
+``resolve_model`` turns what the user typed into a folder: a path, an alias
+(``qwen3-coder-30b-a3b``), or a model id found in the local Hugging Face cache
+(``$HF_HUB_CACHE``, ``$HF_HOME/hub`` or ``~/.cache/huggingface/hub``). Nothing is downloaded
+here; ``codeagent models pull`` does that.
+
+``load_model`` reads ``config.json``, picks the class from the registry, builds the model
+with uninitialised weights on the target device and dtype, then streams tensors from the
+safetensors shards (memory-mapped, one tensor at a time) into it, so the peak stays near
+the size of the weights. Every way a checkpoint can be broken (no config, unknown
+architecture, a shard missing or corrupt, wrong shapes, missing weights) is a
+``LoadError`` with one clear message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from codeagent.backend.models.registry import UnsupportedArchitecture, model_class
+
+ALIASES: dict[str, str] = {
+    "qwen3-coder-30b-a3b": "Qwen/Qwen3-Coder-30B-A3B-Instruct",
+    "deepseek-v4-flash": "deepseek-ai/DeepSeek-V4-Flash",
+    "deepseek-v4-pro": "deepseek-ai/DeepSeek-V4-Pro",
+}
+
+
+class LoadError(Exception):
+    """The model cannot be found or its checkpoint is unusable."""
+
+
+def hub_cache() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
+    return Path(home) / "hub"
+
+
+def cached_snapshot(model_id: str) -> Path | None:
+    """The newest complete snapshot of ``model_id`` in the local Hugging Face cache."""
+    folder = hub_cache() / ("models--" + model_id.replace("/", "--"))
+    ref = folder / "refs" / "main"
+    if ref.is_file():
+        snapshot = folder / "snapshots" / ref.read_text().strip()
+        if (snapshot / "config.json").is_file():
+            return snapshot
+    snapshots = sorted((folder / "snapshots").glob("*/config.json"), key=lambda p: p.stat().st_mtime)
+    return snapshots[-1].parent if snapshots else None
+
+
+def resolve_model(spec: str) -> Path:
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise LoadError(f"{path} has no config.json; it is not a Hugging Face-format checkpoint")
+        return path.resolve()
+    model_id = ALIASES.get(spec.lower(), spec)
+    if "/" in model_id and (snapshot := cached_snapshot(model_id)):
+        return snapshot
+    known = ", ".join(sorted(ALIASES))
+    raise LoadError(
+        f"model {spec!r} is not a folder and not in the local Hugging Face cache ({hub_cache()}); "
+        f"pass --model PATH to a checkpoint folder, download it with 'codeagent models pull {model_id}', "
+        f"or use a remote endpoint (--model remote:NAME). Aliases: {known}"
+    )
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise LoadError(f"cannot read {folder / 'config.json'}: {err}") from err
+    if not isinstance(config, dict) or not config.get("architectures"):
+        raise LoadError(f"{folder / 'config.json'} names no architectures")
+    return config
+
+
+def shard_files(folder: Path) -> list[Path]:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise LoadError(f"{index} is not a valid safetensors index: {err}") from err
+        missing = [name for name in names if not (folder / name).is_file()]
+        if missing:
+            raise LoadError(f"checkpoint shard(s) missing in {folder}: {', '.join(missing)}")
+        return [folder / name for name in names]
+    shards = sorted(folder.glob("*.safetensors"))
+    if not shards:
+        raise LoadError(f"no *.safetensors files in {folder}")
+    return shards
+
+
+def iter_weights(
+    shards: list[Path], device: str | torch.device = "cpu"
+) -> Iterator[tuple[str, torch.Tensor]]:
+    for shard in shards:
+        try:
+            with safe_open(str(shard), framework="pt", device=str(device)) as handle:
+                for key in handle.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                    yield key, handle.get_tensor(key)
+        except SafetensorError as err:
+            raise LoadError(f"{shard} is corrupt or not a safetensors file: {err}") from err
+
+
+@dataclass(slots=True)
+class LoadedModel:
+    model: Any
+    folder: Path
+    config: dict[str, Any]
+    architecture: str
+
+
+def load_model(folder: Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> LoadedModel:
+    raw = read_config(folder)
+    architecture = raw["architectures"][0]
+    try:
+        cls = model_class(architecture)
+    except UnsupportedArchitecture as err:
+        raise LoadError(str(err)) from err
+    try:
+        config = cls.config_class.from_dict(raw)
+    except (KeyError, TypeError, ValueError) as err:
+        raise LoadError(f"{folder / 'config.json'} is not a valid {architecture} config: {err}") from err
+    model = cls(config, dtype=dtype, device=device)
+    try:
+        model.load_weights(iter_weights(shard_files(folder), device))
+    except (KeyError, ValueError) as err:
+        raise LoadError(f"{folder}: {err}") from err
+    return LoadedModel(model.eval(), folder, raw, architecture)
