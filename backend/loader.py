@@ -59,6 +59,8 @@ def cached_snapshot(model_id: str) -> Path | None:
 
 def resolve_model(spec: str) -> Path:
     path = Path(spec).expanduser()
+    if spec.startswith(("/", ".", "~")) and not path.exists():
+        raise LoadError(f"no checkpoint folder at {path}")
     if path.exists():
         if not (path / "config.json").is_file():
             raise LoadError(f"{path} has no config.json; it is not a Hugging Face-format checkpoint")

@@ -8,8 +8,9 @@ User mistakes (unknown flag, missing repository, bad config, unknown model) prin
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NoReturn
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
             "error, 3 internal or model error, 130 interrupted (continue with --resume RUN_ID)",
         )
     )
+    _add_generate(sub.add_parser("generate", help="generate text with the embedded runtime"))
     _add_bench(sub.add_parser("bench", help="run a benchmark and write its JSON results"))
     return parser
 
@@ -97,6 +99,38 @@ def _add_fix(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument("-v", "--verbose", action="store_true", help="longer progress lines")
     parser.set_defaults(handler=commands.fix)
+
+
+def _add_generate(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", required=True, metavar="PATH|ID|ALIAS", help="checkpoint folder, cached id or alias"
+    )
+    prompt = parser.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", metavar="TEXT", help="prompt text (needs the checkpoint's tokenizer)")
+    prompt.add_argument("--prompt-ids", metavar="1,2,3", help="prompt as token ids")
+    parser.add_argument(
+        "--max-tokens", type=_positive_int, default=64, metavar="N", help="new tokens at most"
+    )
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (default)")
+    parser.add_argument("--top-k", type=int, default=0, metavar="K", help="keep the K most likely tokens")
+    parser.add_argument("--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling mass")
+    parser.add_argument(
+        "--min-p", type=float, default=0.0, metavar="P", help="drop tokens below P x the best"
+    )
+    parser.add_argument("--seed", type=int, help="random seed for sampling")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(handler=_lazy("codeagent.tui.backend_commands", "generate"))
+
+
+def _lazy(module: str, name: str) -> Callable[[Any, Config], int]:
+    """A handler imported on use, so commands that do not need torch do not load it."""
+
+    def handler(args: Any, config: Config) -> int:
+        return int(getattr(importlib.import_module(module), name)(args, config))
+
+    return handler
 
 
 def _add_bench(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,90 @@
+"""Subcommands of the embedded runtime: ``generate`` and ``models``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import torch
+
+from codeagent.agent.config import Config
+from codeagent.backend.engine import Engine, Request
+from codeagent.backend.layers.sampler import SamplingParams
+from codeagent.backend.loader import LoadError, load_model, resolve_model
+from codeagent.tui.commands import CommandError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _device(name: str) -> str:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CommandError("--device cuda was asked for, but torch sees no CUDA device here")
+    return name
+
+
+def _prompt_ids(args: Any, folder: Any) -> tuple[list[int], Any]:
+    if args.prompt_ids is not None:
+        try:
+            ids = [int(part) for part in args.prompt_ids.split(",") if part.strip()]
+        except ValueError as err:
+            raise CommandError(f"--prompt-ids takes comma-separated integers: {err}") from err
+        if not ids:
+            raise CommandError("--prompt-ids is empty")
+        return ids, _tokenizer_or_none(folder)
+    tokenizer = _tokenizer_or_none(folder)
+    if tokenizer is None:
+        raise CommandError(f"{folder} has no tokenizer.json; pass --prompt-ids instead of --prompt")
+    return tokenizer.encode(args.prompt), tokenizer
+
+
+def _tokenizer_or_none(folder: Any) -> Any:
+    if not (folder / "tokenizer.json").is_file():
+        return None
+    from codeagent.backend.chat.tokenizer import Tokenizer
+
+    return Tokenizer.from_dir(folder)
+
+
+def generate(args: Any, config: Config) -> int:
+    del config
+    try:
+        folder = resolve_model(args.model)
+        device = _device(args.device)
+        started = time.perf_counter()
+        loaded = load_model(folder, dtype=DTYPES[args.dtype], device=device)
+        load_s = time.perf_counter() - started
+    except LoadError as err:
+        raise CommandError(str(err)) from err
+    prompt, tokenizer = _prompt_ids(args, folder)
+    try:
+        params = SamplingParams(
+            args.temperature, args.top_k, args.top_p, args.min_p, args.max_tokens, args.seed
+        )
+    except ValueError as err:
+        raise CommandError(str(err)) from err
+    eos = tokenizer.eos_token_ids if tokenizer is not None else set()
+    result = Engine(loaded.model, eos, device).generate([Request(prompt, params)])[0]
+    text = tokenizer.decode(result.token_ids) if tokenizer is not None else None
+    decode_tokens = max(len(result.token_ids) - 1, 0)
+    report = {
+        "model": str(folder),
+        "architecture": loaded.architecture,
+        "prompt_tokens": len(prompt),
+        "token_ids": result.token_ids,
+        "text": text,
+        "finish_reason": result.finish_reason,
+        "load_s": round(load_s, 3),
+        "prefill_s": round(result.prefill_s, 4),
+        "decode_s": round(result.decode_s, 4),
+        "decode_tokens_per_s": round(decode_tokens / result.decode_s, 2) if result.decode_s > 0 else None,
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(text if text is not None else " ".join(map(str, result.token_ids)))
+        print(
+            f"[{len(result.token_ids)} tokens, {report['decode_tokens_per_s']} tok/s decode]", file=sys.stderr
+        )
+    return 0
