@@ -88,3 +88,28 @@ def generate(args: Any, config: Config) -> int:
             f"[{len(result.token_ids)} tokens, {report['decode_tokens_per_s']} tok/s decode]", file=sys.stderr
         )
     return 0
+
+
+def models(args: Any, config: Config) -> int:
+    from codeagent.backend.catalog import PullError, local_models, pull
+    from codeagent.backend.loader import ALIASES
+
+    if args.action == "pull":
+        try:
+            folder = pull(args.model_id)
+        except PullError as err:
+            raise CommandError(str(err)) from err
+        print(f"downloaded to {folder}")
+        return 0
+    found = local_models()
+    default = config.model or "qwen3-coder-30b-a3b"
+    print(f"default model: {default}")
+    if not found:
+        print("no supported models in the local Hugging Face cache")
+    for info in found:
+        print(
+            f"  {info.name}  {info.architecture}  {info.parameters / 1e9:.2f}B parameters, "
+            f"{info.weight_bytes / 2**30:.1f} GiB as stored, {info.bf16_gib:.1f} GiB in bf16  ({info.folder})"
+        )
+    print("aliases: " + ", ".join(f"{alias} -> {model_id}" for alias, model_id in sorted(ALIASES.items())))
+    return 0

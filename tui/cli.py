@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     _add_generate(sub.add_parser("generate", help="generate text with the embedded runtime"))
+    _add_models(sub.add_parser("models", help="list local models, or pull one"))
     _add_bench(sub.add_parser("bench", help="run a benchmark and write its JSON results"))
     return parser
 
@@ -122,6 +123,14 @@ def _add_generate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=_lazy("codeagent.tui.backend_commands", "generate"))
+
+
+def _add_models(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
+    actions.add_parser("list", help="models in the local Hugging Face cache and what they need (default)")
+    pull = actions.add_parser("pull", help="download a model from the Hugging Face Hub")
+    pull.add_argument("model_id", metavar="ID", help="org/name or an alias such as qwen3-coder-30b-a3b")
+    parser.set_defaults(handler=_lazy("codeagent.tui.backend_commands", "models"))
 
 
 def _lazy(module: str, name: str) -> Callable[[Any, Config], int]:
