@@ -152,6 +152,17 @@ def _add_bench(parser: argparse.ArgumentParser) -> None:
     tools.add_argument("--calls", type=_positive_int, default=100, help="calls per tool (default 100)")
     tools.add_argument("--output", type=Path, default=Path("bench-tools.json"), help="JSON results file")
     tools.set_defaults(handler=commands.bench_tools)
+    load = sub.add_parser("load", help="peak memory while loading a random checkpoint")
+    load.add_argument("--size-gb", type=_positive_float, default=2.0, help="checkpoint size (default 2)")
+    load.add_argument("--output", type=Path, default=Path("bench-load.json"), help="JSON results file")
+    load.set_defaults(handler=_lazy("codeagent.tui.commands", "bench_load"))
+    generate = sub.add_parser("generate", help="decode speed against transformers on a small random MoE")
+    generate.add_argument("--prompt-tokens", type=_positive_int, default=32, metavar="N")
+    generate.add_argument("--new-tokens", type=_positive_int, default=64, metavar="N")
+    generate.add_argument(
+        "--output", type=Path, default=Path("bench-generate.json"), help="JSON results file"
+    )
+    generate.set_defaults(handler=_lazy("codeagent.tui.commands", "bench_generate"))
 
 
 def _positive_int(text: str) -> int:

@@ -186,6 +186,21 @@ def bench_tools(args: Any, config: Config) -> int:
     return _write_bench(run(args.calls), args.output)
 
 
+def bench_load(args: Any, config: Config) -> int:
+    from codeagent.tui.bench_runtime import bench_load as run
+
+    return _write_bench(run(args.size_gb), args.output)
+
+
+def bench_generate(args: Any, config: Config) -> int:
+    from codeagent.tui.bench_runtime import bench_generate as run
+
+    try:
+        return _write_bench(run(args.prompt_tokens, args.new_tokens), args.output)
+    except RuntimeError as err:
+        raise CommandError(str(err)) from err
+
+
 def _write_bench(results: dict[str, Any], output: Path) -> int:
     text = json.dumps(results, indent=2)
     output.write_text(text + "\n", encoding="utf-8")
