@@ -71,8 +71,14 @@ def test_not_a_git_repository(tmp_path, write_script, fix_script):
     assert_one_line_error(proc, "is not inside a git repository")
 
 
-def test_no_model(make_repo):
-    assert_one_line_error(codeagent("fix", "--task", "x", cwd=make_repo()), "no model given")
+def test_missing_default_model_says_what_to_do(make_repo, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    proc = codeagent("fix", "--task", "x", cwd=make_repo())
+    assert proc.returncode == 2
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith("codeagent: error: model 'qwen3-coder-30b-a3b'")
+    for hint in ("--model PATH", "Hugging Face cache", "remote:NAME"):
+        assert hint in error
 
 
 def test_unknown_model_spec(make_repo):

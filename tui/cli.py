@@ -55,7 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument(
-        "--model", metavar="SPEC", help="scripted:FILE, remote:NAME (OpenAI-compatible endpoint)"
+        "--model",
+        metavar="SPEC",
+        help="checkpoint folder, cached model id or alias (embedded runtime; default qwen3-coder-30b-a3b), "
+        "remote:NAME (OpenAI-compatible endpoint) or scripted:FILE",
+    )
+    group.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="embedded weights' dtype")
+    group.add_argument(
+        "--device", choices=["cpu", "cuda"], help="embedded runtime device (default: cuda if present)"
     )
     group.add_argument(
         "--base-url", metavar="URL", help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,33 +25,53 @@ class CommandError(Exception):
     """A user-facing problem found while preparing a command (exit code 2)."""
 
 
-NO_MODEL = (
-    "no model given: pass --model scripted:FILE (a JSONL file of replies) or --model remote:NAME "
-    "with --base-url (or $OPENAI_BASE_URL) and a key in $OPENAI_API_KEY, or set 'model' in "
-    "~/.config/codeagent/config.toml"
-)
-
-
 def model_spec(args: Any, config: Config) -> str:
-    spec = args.model or config.model or os.environ.get("CODEAGENT_MODEL")
-    if not spec:
-        raise CommandError(NO_MODEL)
-    return spec
+    return args.model or config.model or os.environ.get("CODEAGENT_MODEL") or DEFAULT_MODEL
 
 
-def client_factory(spec: str, args: Any, config: Config):  # -> Callable[[int], ModelClient]
+AGENT_SPECS = ("scripted:", "remote:", "openai:")
+DEFAULT_MODEL = "qwen3-coder-30b-a3b"
+ClientFactory = Callable[[int], ModelClient]
+
+
+def client_factory(spec: str, args: Any, config: Config) -> ClientFactory:
+    """Build the client once (a bad spec fails before the repository is touched); the factory
+    takes how many replies a resumed run already consumed (only scripted models care)."""
+    if not spec.startswith(AGENT_SPECS):
+        client = embedded_client(spec, args)
+        return lambda consumed: client
     key_env = args.api_key_env or config.remote.api_key_env
     settings = {
         "base_url": args.base_url or config.remote.base_url,
         "api_key": os.environ.get(key_env) if key_env else None,
         "context_window": config.remote.context_window,
     }
+    first = make_client(spec, **settings)
+    return lambda consumed: first if consumed == 0 else make_client(spec, start=consumed, **settings)
 
-    def make(consumed: int) -> ModelClient:
-        return make_client(spec, start=consumed, **settings)
 
-    make(0)  # fail fast on a bad spec or missing file, before touching the repository
-    return make
+def embedded_client(spec: str, args: Any) -> ModelClient:
+    """The in-process runtime; the default model is downloaded on first use where a network exists."""
+    from codeagent.backend.catalog import PullError, pull
+    from codeagent.backend.client import EmbeddedClient
+    from codeagent.backend.loader import LoadError, resolve_model
+
+    try:
+        folder = resolve_model(spec)
+    except LoadError as missing:
+        if spec != DEFAULT_MODEL:
+            raise CommandError(str(missing)) from missing
+        print(f"codeagent: the default model {spec} is not on this machine; downloading it", file=sys.stderr)
+        try:
+            folder = pull(spec)
+        except PullError as err:
+            raise CommandError(f"{missing}. ({err})") from err
+    try:
+        return EmbeddedClient(
+            folder, dtype=getattr(args, "dtype", None), device=getattr(args, "device", None)
+        )
+    except LoadError as err:
+        raise CommandError(str(err)) from err
 
 
 def fix_options(args: Any, config: Config) -> FixOptions:
