@@ -112,14 +112,15 @@ class Agent:
         completion = self.client.complete(
             self.context.messages, self.context.tools, on_token=lambda t: self.sink(ev.TokenStreamed(t))
         )
-        self.usage.add(completion.usage)
+        usage = Usage.of(completion.usage)
+        self.usage.add(usage)
         message = _clean_assistant(completion.message)
         self.add_message(message)
         self.sink(
             ev.AssistantMessage(
                 message.get("content") or "",
                 message.get("reasoning_content") or "",
-                completion.usage.as_dict(),
+                usage.as_dict(),
                 time.monotonic() - started,
             )
         )

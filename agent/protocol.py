@@ -31,6 +31,13 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0  # part of prompt_tokens served from a prefix cache
 
+    @classmethod
+    def of(cls, usage: Any) -> Usage:
+        """Any object with the three counts (clients meet the protocol by shape)."""
+        return cls(
+            int(usage.prompt_tokens), int(usage.completion_tokens), int(getattr(usage, "cached_tokens", 0))
+        )
+
     def add(self, other: Usage) -> None:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens

@@ -38,7 +38,12 @@ def client_factory(spec: str, args: Any, config: Config) -> ClientFactory:
     """Build the client once (a bad spec fails before the repository is touched); the factory
     takes how many replies a resumed run already consumed (only scripted models care)."""
     if not spec.startswith(AGENT_SPECS):
-        client = embedded_client(spec, args)
+        from codeagent.tui.embedded import embedded_client
+
+        try:
+            client = embedded_client(spec, args, DEFAULT_MODEL)
+        except ValueError as err:
+            raise CommandError(str(err)) from err
         return lambda consumed: client
     key_env = args.api_key_env or config.remote.api_key_env
     settings = {
@@ -48,30 +53,6 @@ def client_factory(spec: str, args: Any, config: Config) -> ClientFactory:
     }
     first = make_client(spec, **settings)
     return lambda consumed: first if consumed == 0 else make_client(spec, start=consumed, **settings)
-
-
-def embedded_client(spec: str, args: Any) -> ModelClient:
-    """The in-process runtime; the default model is downloaded on first use where a network exists."""
-    from codeagent.backend.catalog import PullError, pull
-    from codeagent.backend.client import EmbeddedClient
-    from codeagent.backend.loader import LoadError, resolve_model
-
-    try:
-        folder = resolve_model(spec)
-    except LoadError as missing:
-        if spec != DEFAULT_MODEL:
-            raise CommandError(str(missing)) from missing
-        print(f"codeagent: the default model {spec} is not on this machine; downloading it", file=sys.stderr)
-        try:
-            folder = pull(spec)
-        except PullError as err:
-            raise CommandError(f"{missing}. ({err})") from err
-    try:
-        return EmbeddedClient(
-            folder, dtype=getattr(args, "dtype", None), device=getattr(args, "device", None)
-        )
-    except LoadError as err:
-        raise CommandError(str(err)) from err
 
 
 def fix_options(args: Any, config: Config) -> FixOptions:

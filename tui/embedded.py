@@ -1,0 +1,54 @@
+"""Wiring the embedded runtime into the agent: resolve (or pull) the model, load it, adapt
+its errors. This is one of the two places where backend and agent meet."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from codeagent.agent.protocol import ModelError
+from codeagent.backend.catalog import PullError, pull
+from codeagent.backend.client import EmbeddedClient, EmbeddedClientError
+from codeagent.backend.loader import LoadError, resolve_model
+
+
+def embedded_client(spec: str, args: Any, default: str) -> Any:
+    """The in-process client; the default model is downloaded on first use where a network exists.
+    Raises ValueError with one clear message when the model cannot be had."""
+    try:
+        folder = resolve_model(spec)
+    except LoadError as missing:
+        if spec != default:
+            raise ValueError(str(missing)) from missing
+        print(f"codeagent: the default model {spec} is not on this machine; downloading it", file=sys.stderr)
+        try:
+            folder = pull(spec)
+        except PullError as err:
+            raise ValueError(f"{missing}. ({err})") from err
+    try:
+        inner = EmbeddedClient(
+            folder, dtype=getattr(args, "dtype", None), device=getattr(args, "device", None)
+        )
+    except LoadError as err:
+        raise ValueError(str(err)) from err
+    return AgentFacingClient(inner)
+
+
+class AgentFacingClient:
+    """The embedded client with the runtime's request errors turned into the agent's ModelError."""
+
+    def __init__(self, inner: EmbeddedClient) -> None:
+        self.inner = inner
+        self.name: str = inner.name
+        self.context_window: int = inner.context_window
+
+    def count_tokens(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> tuple[int, bool]:
+        return self.inner.count_tokens(messages, tools)
+
+    def complete(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], on_token: Any = None
+    ) -> Any:
+        try:
+            return self.inner.complete(messages, tools, on_token)
+        except EmbeddedClientError as err:
+            raise ModelError(str(err)) from err
