@@ -62,6 +62,13 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="embedded weights' dtype")
     group.add_argument(
+        "--max-output-tokens",
+        type=_positive_int,
+        default=4096,
+        metavar="N",
+        help="tokens the embedded model may write per reply (default 4096)",
+    )
+    group.add_argument(
         "--device", choices=["cpu", "cuda"], help="embedded runtime device (default: cuda if present)"
     )
     group.add_argument(
