@@ -27,7 +27,10 @@ def embedded_client(spec: str, args: Any, default: str) -> Any:
             raise ValueError(f"{missing}. ({err})") from err
     try:
         inner = EmbeddedClient(
-            folder, dtype=getattr(args, "dtype", None), device=getattr(args, "device", None)
+            folder,
+            dtype=getattr(args, "dtype", None),
+            device=getattr(args, "device", None),
+            max_new_tokens=getattr(args, "max_output_tokens", 4096),
         )
     except LoadError as err:
         raise ValueError(str(err)) from err

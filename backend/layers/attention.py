@@ -27,15 +27,19 @@ class KVCache:
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    """q [N, H, D] (the last N positions), k, v [S, KVH, D] with S >= N -> [N, H, D]."""
-    n, heads, _ = q.shape
+    """q [N, H, D] (the last N positions), k, v [S, KVH, D] with S >= N -> [N, H, D].
+
+    Query heads are grouped under their KV head instead of repeating K and V.
+    """
+    n, heads, dim = q.shape
     s, kv_heads, _ = k.shape
     group = heads // kv_heads
-    k = k.repeat_interleave(group, dim=1)  # [S, H, D]
-    v = v.repeat_interleave(group, dim=1)
-    scores = torch.einsum("nhd,shd->hns", q, k) * scale  # [H, N, S]
-    query_pos = torch.arange(s - n, s, device=q.device)[:, None]
-    key_pos = torch.arange(s, device=q.device)[None, :]
-    scores = scores.masked_fill(key_pos > query_pos, float("-inf"))
+    q = q.view(n, kv_heads, group, dim).permute(1, 2, 0, 3)  # [KVH, G, N, D]
+    scores = torch.matmul(q, k.permute(1, 2, 0)[:, None]) * scale  # [KVH, G, N, S]
+    if n > 1:
+        query_pos = torch.arange(s - n, s, device=q.device)[:, None]
+        key_pos = torch.arange(s, device=q.device)[None, :]
+        scores = scores.masked_fill(key_pos > query_pos, float("-inf"))
     probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-    return torch.einsum("hns,shd->nhd", probs, v)
+    out = torch.matmul(probs, v.permute(1, 0, 2)[:, None])  # [KVH, G, N, D]
+    return out.permute(2, 0, 1, 3).reshape(n, heads, dim)

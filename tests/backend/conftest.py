@@ -56,3 +56,40 @@ def _reference_greedy(model, prompt: list[int], new_tokens: int) -> list[int]:
             logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1]
             sequence.append(int(logits.argmax()))
     return sequence[len(prompt) :]
+
+
+SPECIALS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+
+
+def write_tokenizer(folder: Path, vocab_size: int = 512, chat_template: str | None = None) -> None:
+    """A byte-level BPE trained here on a little English and code: no downloads."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    corpus = [
+        "You are a careful software engineer. Read the file, fix the bug, run the tests.",
+        "def mean(values):\n    return sum(values) / len(values)\n",
+        '{"type": "function", "function": {"name": "read_file", "parameters": {"path": "a.py"}}}',
+        "<tool_call>\n<function=read_file>\n<parameter=path>\nstats.py\n</parameter>\n</function>\n</tool_call>",
+        "Les caractères accentués et les emojis 🙂 doivent survivre au découpage.",
+    ] * 20
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(corpus, trainer)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    config = {"eos_token": "<|im_end|>", "bos_token": None, "pad_token": "<|endoftext|>"}
+    if chat_template is not None:
+        config["chat_template"] = chat_template
+    (folder / "tokenizer_config.json").write_text(__import__("json").dumps(config))
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen3-MoE with a tokenizer and a long window: nonsense output, real machinery."""
+    folder = tmp_path_factory.mktemp("qwen3chat")
+    qwen3_moe_reference(max_position_embeddings=32768).save_pretrained(folder)
+    write_tokenizer(folder)
+    return folder
