@@ -104,11 +104,11 @@ def rank_definitions(
             score[(target, name)] += rank[source] * weight / out_weight[source]
     ranked = []
     for path in nodes:
-        bonus = 1.0 if path in focus_files else 0.0
+        file_bonus = 1.0 if path in focus_files else 0.0
         for tag in file_tags[path]:
             if tag.kind == "def":
-                value = score.get((path, tag.name), 0.0) + bonus + rank[path] * 1e-3
-                value *= 10.0 if tag.name in focus_idents else 1.0
+                value = score.get((path, tag.name), 0.0) + rank[path] * 1e-3 + file_bonus
+                value += 2.0 if tag.name in focus_idents else 0.0  # asked for by name: first, used or not
                 ranked.append((-value, path, tag.line, tag))
     ranked.sort(key=lambda item: item[:3])
     return [(path, tag) for _, path, _, tag in ranked]
