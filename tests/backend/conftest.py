@@ -170,3 +170,8 @@ def deepseek_v4_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("dsv4")
     deepseek_v4_reference().save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tokenizer_writer():
+    return write_tokenizer
