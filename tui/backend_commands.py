@@ -13,6 +13,7 @@ from codeagent.agent.config import Config
 from codeagent.backend.engine import Engine, Request
 from codeagent.backend.layers.sampler import SamplingParams
 from codeagent.backend.loader import LoadError, load_model, resolve_model
+from codeagent.backend.stopping import StopStrings
 from codeagent.tui.commands import CommandError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -58,15 +59,28 @@ def generate(args: Any, config: Config) -> int:
     except LoadError as err:
         raise CommandError(str(err)) from err
     prompt, tokenizer = _prompt_ids(args, folder)
+    if args.stop and tokenizer is None:
+        raise CommandError("--stop needs the checkpoint's tokenizer; use --stop-token-id with token ids")
     try:
         params = SamplingParams(
-            args.temperature, args.top_k, args.top_p, args.min_p, args.max_tokens, args.seed
+            args.temperature,
+            args.top_k,
+            args.top_p,
+            args.min_p,
+            args.max_tokens,
+            args.seed,
+            stop_token_ids=tuple(args.stop_token_id or ()),
         )
     except ValueError as err:
         raise CommandError(str(err)) from err
+    stream = None if args.json or tokenizer is None else (lambda piece: print(piece, end="", flush=True))
+    watcher = StopStrings(tokenizer, args.stop or [], stream) if tokenizer is not None else None
     eos = tokenizer.eos_token_ids if tokenizer is not None else set()
-    result = Engine(loaded.model, eos, device).generate([Request(prompt, params)])[0]
-    text = tokenizer.decode(result.token_ids) if tokenizer is not None else None
+    request = Request(prompt, params, watcher.push if watcher else None)
+    result = Engine(loaded.model, eos, device).generate([request])[0]
+    if watcher:
+        watcher.flush()
+    text = watcher.text if watcher else None
     decode_tokens = max(len(result.token_ids) - 1, 0)
     report = {
         "model": str(folder),
@@ -83,7 +97,7 @@ def generate(args: Any, config: Config) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        print(text if text is not None else " ".join(map(str, result.token_ids)))
+        print("" if text is not None else " ".join(map(str, result.token_ids)))
         print(
             f"[{len(result.token_ids)} tokens, {report['decode_tokens_per_s']} tok/s decode]", file=sys.stderr
         )

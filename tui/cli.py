@@ -133,6 +133,8 @@ def _add_generate(parser: argparse.ArgumentParser) -> None:
         "--min-p", type=float, default=0.0, metavar="P", help="drop tokens below P x the best"
     )
     parser.add_argument("--seed", type=int, help="random seed for sampling")
+    parser.add_argument("--stop", action="append", metavar="TEXT", help="stop at this text (repeatable)")
+    parser.add_argument("--stop-token-id", action="append", type=int, metavar="ID", help="stop at this token")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

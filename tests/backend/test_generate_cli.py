@@ -98,3 +98,27 @@ def test_models_lists_the_hf_cache_and_resolves_ids(qwen3_moe_dir, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert Path(json.loads(proc.stdout)["model"]) == snapshot
+
+
+def test_generate_text_prompt_and_stop_strings(tiny_chat_model):
+    base = [
+        "generate",
+        "--model",
+        str(tiny_chat_model),
+        "--prompt",
+        "def mean(values):",
+        "--max-tokens",
+        "24",
+    ]
+    first = json.loads(codeagent(*base, "--json").stdout)
+    text = first["text"]
+    assert len(first["token_ids"]) == 24 and len(text) > 10
+    stop = text[6:9]
+    cut = text[: text.find(stop)]
+    stopped = json.loads(codeagent(*base, "--json", "--stop", stop).stdout)
+    assert stopped["text"] == cut and stopped["finish_reason"] == "stop"
+    assert len(stopped["token_ids"]) < 24
+    by_id = json.loads(codeagent(*base, "--json", "--stop-token-id", str(first["token_ids"][4])).stdout)
+    assert by_id["token_ids"] == first["token_ids"][: first["token_ids"].index(first["token_ids"][4]) + 1]
+    streamed = codeagent(*base, "--stop", stop)
+    assert streamed.returncode == 0 and streamed.stdout.rstrip("\n") == cut
