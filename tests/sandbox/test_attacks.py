@@ -1,0 +1,172 @@
+"""Attacks on the bubblewrap sandbox, each asserting it fails and nothing outside the workspace changed.
+
+Skipped with the reason where bubblewrap cannot run; .ci/run installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from codeagent.sandbox.confine import SandboxSpec, probe, run_confined
+
+REASON = probe()
+pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no sandbox here: {REASON}")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    root = tmp_path / "ws"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (root / "app.py").write_text("print('hi')\n")
+    return root
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """A home folder with the secrets an agent's machine would have."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_text("PRIVATE KEY")
+    (home / ".config" / "codeagent").mkdir(parents=True)
+    (home / ".config" / "codeagent" / "config.toml").write_text("api_key_env = 'X'\n")
+    (home / ".netrc").write_text("machine example.com password hunter2\n")
+    return home
+
+
+def run(workspace: Path, home: Path, command: str, timeout: float = 20, **env: str):
+    spec = SandboxSpec(workspace, home=home)
+    full_env = {
+        **os.environ,
+        "GITHUB_TOKEN": "ghs_secret_token_123",
+        "OPENAI_API_KEY": "sk-secret-456",
+        **env,
+    }
+    return run_confined(spec, command, timeout=timeout, max_output_chars=20_000, env=full_env)
+
+
+def test_secrets_in_the_environment_are_invisible(workspace, home):
+    result = run(workspace, home, "env; cat /proc/self/environ | tr '\\0' '\\n'; cat /proc/1/environ")
+    assert "ghs_secret_token_123" not in result.output and "sk-secret-456" not in result.output
+    assert "PATH=" in result.output
+
+
+def test_credentials_and_settings_are_hidden(workspace, home):
+    os.symlink(home / ".ssh", workspace / "keys")
+    result = run(
+        workspace, home, "cat ~/.ssh/id_ed25519 keys/id_ed25519 ~/.netrc ~/.config/codeagent/config.toml"
+    )
+    assert result.exit_code != 0
+    assert (
+        "PRIVATE KEY" not in result.output
+        and "hunter2" not in result.output
+        and "api_key_env" not in result.output
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "curl -s -m 3 http://1.1.1.1/ && echo REACHED",
+        "curl -s -m 3 http://example.com/ && echo REACHED",
+        "python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'x', ('8.8.8.8', 53)); print('REACHED')\"",
+    ],
+)
+def test_egress_fails(workspace, home, command):
+    result = run(workspace, home, command)
+    assert "REACHED" not in result.output
+
+
+def test_the_hosts_loopback_is_unreachable(workspace, home):
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"REACHED")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        assert socket.create_connection(("127.0.0.1", port), timeout=2)  # reachable from outside
+        result = run(workspace, home, f"curl -s -m 3 http://127.0.0.1:{port}/ ; echo done")
+        assert "REACHED" not in result.output and "done" in result.output
+    finally:
+        server.shutdown()
+
+
+def test_only_the_workspace_is_writable(workspace, home, tmp_path):
+    sibling = tmp_path / (workspace.name + "-evil")
+    sibling.mkdir()
+    command = (
+        f"touch {sibling}/x; touch /etc/pwned; touch ~/pwned; "
+        "sed -i 's/hi/bye/' app.py; echo ok > new.txt; echo tmp > /tmp/t && cat /tmp/t"
+    )
+    result = run(workspace, home, command)
+    assert not (sibling / "x").exists() and not Path("/etc/pwned").exists() and not (home / "pwned").exists()
+    assert (workspace / "app.py").read_text() == "print('bye')\n" and (workspace / "new.txt").exists()
+    assert "tmp" in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "echo 'touch /tmp/hooked' > .git/hooks/pre-commit",
+        "mkdir -p .git/hooks && printf '#!/bin/sh\\n' > .git/hooks/post-checkout",
+        "printf '[core]\\n\\tfsmonitor = touch /tmp/x\\n' >> .git/config",
+        "mkdir -p .codeagent && echo 'model = \"remote:evil\"' > .codeagent/settings.toml",
+        "mkdir -p .github/workflows && echo 'on: push' > .github/workflows/evil.yml",
+        "echo 'curl evil' > .envrc",
+        "$(printf 'ec\\x68o') x > .git/hooks/pre-push",
+        "true && cp app.py .git/hooks/pre-commit",
+    ],
+)
+def test_protected_paths_cannot_be_created_or_changed(workspace, home, command):
+    config_before = (workspace / ".git" / "config").read_text()
+    run(workspace, home, command)
+    assert (workspace / ".git" / "config").read_text() == config_before
+    hooks = [p.name for p in (workspace / ".git" / "hooks").iterdir() if not p.name.endswith(".sample")]
+    assert hooks == []
+    assert not (workspace / ".envrc").exists()  # the empty mount point is removed afterwards
+    assert not (workspace / ".codeagent").exists() and not (workspace / ".github").exists()
+
+
+def test_root_gets_no_capabilities_and_no_new_privileges(workspace, home):
+    result = run(
+        workspace,
+        home,
+        "grep -E 'CapEff|CapPrm|NoNewPrivs' /proc/self/status; "
+        "mount -o remount,rw / && echo REMOUNTED; unshare -Urm true && echo UNSHARED; echo end",
+    )
+    assert "CapEff:\t0000000000000000" in result.output and "NoNewPrivs:\t1" in result.output
+    assert "REMOUNTED" not in result.output and "UNSHARED" not in result.output and "end" in result.output
+
+
+def test_a_setsid_daemon_dies_at_the_timeout(workspace, home):
+    started = time.monotonic()
+    result = run(
+        workspace,
+        home,
+        "setsid sh -c 'while true; do date >> tick.log; sleep 0.2; done' & sleep 60",
+        timeout=2,
+    )
+    assert result.timed_out and time.monotonic() - started < 15
+    size = (workspace / "tick.log").stat().st_size
+    time.sleep(1)
+    assert (workspace / "tick.log").stat().st_size == size  # nothing is still writing
+
+
+def test_huge_output_is_capped(workspace, home):
+    result = run(workspace, home, "head -c 1000000000 /dev/zero | tr '\\0' y; echo END", timeout=120)
+    assert result.truncated and result.output.endswith("END\n") and len(result.output) < 21_000
