@@ -1,4 +1,8 @@
-"""Supervisor for one command: ``python -I -S _reaper.py REPORT_FD ARGV...``.
+"""Supervisor for one command: ``python -I -S _reaper.py REPORT_FD [OPTIONS] -- ARGV...``.
+
+Options: ``--join FILE`` writes its own pid into a cgroup's ``cgroup.procs`` before anything
+starts (so the command and all it forks are counted there); ``--rlimit NAME=VALUE`` sets a
+resource limit (``NPROC``, ``AS``, ``CORE``, ...) on the command.
 
 It makes itself a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``), so processes that
 leave the command's session (``setsid``, double forks) are re-parented to it rather than to
@@ -14,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import resource
 import signal
 import sys
 import time
@@ -78,7 +83,28 @@ def _reap() -> None:
             return
 
 
-def main(report_fd: int, argv: list[str]) -> int:
+def parse(args: list[str]) -> tuple[list[str], list[tuple[int, int]], list[str]]:
+    """(cgroup.procs files to join, rlimits, the command) from the arguments after REPORT_FD."""
+    joins: list[str] = []
+    limits: list[tuple[int, int]] = []
+    while args and args[0] != "--":
+        option, value = args[0], args[1]
+        if option == "--join":
+            joins.append(value)
+        elif option == "--rlimit":
+            name, _, amount = value.partition("=")
+            limits.append((getattr(resource, f"RLIMIT_{name}"), int(amount)))
+        else:
+            raise SystemExit(f"_reaper: unknown option {option}")
+        args = args[2:]
+    return joins, limits, args[1:]
+
+
+def main(report_fd: int, options: list[str]) -> int:
+    joins, limits, argv = parse(options)
+    for procs in joins:
+        with open(procs, "w") as handle:
+            handle.write(str(os.getpid()))
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # a dying parent asks us to clean up, like a timeout
     me = os.getpid()
@@ -87,6 +113,8 @@ def main(report_fd: int, argv: list[str]) -> int:
         os.setsid()
         os.close(report_fd)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for kind, amount in limits:
+            resource.setrlimit(kind, (amount, amount))
         try:
             os.execvp(argv[0], argv)
         except OSError as err:

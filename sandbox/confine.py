@@ -18,8 +18,7 @@
 - the environment is cleared and rebuilt from an allowlist.
 
 ``probe()`` says whether bwrap can run here at all, with the reason when it cannot.
-Limits of this layer: process counts and memory are bounded by ``limits.py`` (cgroups where
-the machine lets us create them, rlimits otherwise), not here.
+``run_confined`` runs a command so, with process and memory bounds from ``limits.py``.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from codeagent.sandbox.limits import Limits, jail
 from codeagent.sandbox.process import CommandResult, run_command
 
 HIDDEN_IN_HOME = (
@@ -211,11 +211,18 @@ def cleanup(mounts: Mounts) -> None:
 
 
 def run_confined(
-    spec: SandboxSpec, command: str | list[str], *, timeout: float, max_output_chars: int, env: dict[str, str]
+    spec: SandboxSpec,
+    command: str | list[str],
+    *,
+    timeout: float,
+    max_output_chars: int,
+    env: dict[str, str],
+    limits: Limits | None = None,
 ) -> CommandResult:
-    """``process.run_command`` inside the sandbox (bwrap is the supervised child)."""
+    """``process.run_command`` inside the sandbox (bwrap is the supervised child), within ``limits``."""
     argv = ["/bin/bash", "-c", command] if isinstance(command, str) else list(command)
     mounts = bwrap_argv(spec, argv, env)
+    cage = jail(limits or Limits())
     try:
         return run_command(
             mounts.argv,
@@ -223,6 +230,8 @@ def run_confined(
             timeout=timeout,
             max_output_chars=max_output_chars,
             env=allowed_environment(spec, env),
+            supervisor_options=cage.options,
         )
     finally:
         cleanup(mounts)
+        cage.close()

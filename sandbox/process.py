@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,13 +82,16 @@ def run_command(
     max_output_chars: int,
     env: dict[str, str],
     stdin: str | None = None,
+    supervisor_options: Sequence[str] = (),
 ) -> CommandResult:
+    """Run ``command`` (a str runs through bash). ``supervisor_options`` go to ``_reaper.py``
+    (cgroups to join, rlimits), see ``limits.py``."""
     argv = ["/bin/bash", "-c", command] if isinstance(command, str) else list(command)
     report_r, report_w = os.pipe()
     out_r, out_w = os.pipe()
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-I", "-S", str(REAPER), str(report_w), *argv],
+        [sys.executable, "-I", "-S", str(REAPER), str(report_w), *supervisor_options, "--", *argv],
         cwd=cwd,
         env=env,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,

@@ -170,3 +170,40 @@ def test_a_setsid_daemon_dies_at_the_timeout(workspace, home):
 def test_huge_output_is_capped(workspace, home):
     result = run(workspace, home, "head -c 1000000000 /dev/zero | tr '\\0' y; echo END", timeout=120)
     assert result.truncated and result.output.endswith("END\n") and len(result.output) < 21_000
+
+
+def test_a_fork_bomb_is_contained(workspace, home):
+    from codeagent.sandbox.limits import Limits, jail
+
+    probe_jail = jail(Limits())  # what this machine allows
+    probe_jail.close()
+    mechanism = probe_jail.mechanism
+    if "unbounded" in mechanism:
+        pytest.skip(f"process count cannot be bounded here ({mechanism})")
+    spec = SandboxSpec(workspace, home=home)
+    started = time.monotonic()
+    result = run_confined(
+        spec,
+        "bomb() { bomb | bomb & }; bomb; sleep 30",
+        timeout=5,
+        max_output_chars=2000,
+        env=dict(os.environ),
+        limits=Limits(max_processes=200),
+    )
+    assert result.timed_out and time.monotonic() - started < 30
+    assert run(workspace, home, "echo still-alive").output == "still-alive\n"
+
+
+def test_a_huge_allocation_is_contained(workspace, home):
+    from codeagent.sandbox.limits import Limits
+
+    spec = SandboxSpec(workspace, home=home)
+    result = run_confined(
+        spec,
+        "python3 -c 'x = bytearray(6 * 2**30); print(len(x))'; echo after",
+        timeout=60,
+        max_output_chars=4000,
+        env=dict(os.environ),
+        limits=Limits(max_memory_bytes=512 * 2**20),
+    )
+    assert "6442450944" not in result.output and "after" in result.output
