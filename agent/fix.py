@@ -31,6 +31,7 @@ from codeagent.agent.loop import Limits, RunResult
 from codeagent.agent.protocol import ModelClient
 from codeagent.agent.session import SessionSpec, new_agent, resumed_agent
 from codeagent.agent.transcript import RunState, Transcript, new_run_id, runs_dir
+from codeagent.sandbox.checkpoint import Checkpoints
 from codeagent.tools.base import ToolEnv, ToolSettings, run_tool
 from codeagent.tools.registry import get_tool
 
@@ -117,7 +118,7 @@ def start_fix(
     )
     branch = gitops.branch_name(branch_base, root)
     gitops.create_branch(root, branch)
-    env = ToolEnv(root, settings=options.settings)
+    env = ToolEnv(root, settings=options.settings, checkpoints=Checkpoints(root))
     before = run_tests(env)
     by_products = [path for code, path in gitops.status_entries(root) if code == "??"]
     transcript = Transcript(runs_dir() / run_id / "transcript.jsonl")
@@ -150,7 +151,7 @@ def resume_fix(
         raise gitops.WorkflowError(f"the repository of run {meta['run_id']} is gone: {root}")
     if gitops.current_branch(root) != meta["branch"]:
         gitops.checkout(root, meta["branch"])
-    env = ToolEnv(root, settings=options.settings)
+    env = ToolEnv(root, settings=options.settings, checkpoints=Checkpoints(root))
     transcript = Transcript(runs_dir() / meta["run_id"] / "transcript.jsonl")
     transcript.write("resume", steps=state.steps)
     spec = SessionSpec(make_client(state.assistant_turns), env, options.limits, transcript, sink)

@@ -172,6 +172,8 @@ class Agent:
         tool = next(t for t in self.tools if t.name == name)
         if tool.mutates and not self.env.plan:
             return Observation(render("plan_first", tool=name), ok=False)
+        if tool.mutates and self.env.checkpoints is not None:
+            self.env.checkpoints.snapshot(f"step {self.steps}: before {name}")
         observation = run_tool(tool, args, self.env)
         if name == "update_plan" and observation.ok:
             self.sink(ev.PlanUpdated(list(self.env.plan)))

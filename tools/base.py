@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from codeagent.sandbox.checkpoint import Checkpoints
+
 
 class ToolError(Exception):
     """A problem the model caused and can fix; the message is shown to it verbatim."""
@@ -48,6 +50,7 @@ class ToolEnv:
     plan: list[dict[str, str]] = field(default_factory=list)
     finished: str | None = None  # summary once `finish` was called
     focus_files: set[str] = field(default_factory=set)  # files read/edited: repo_map ranks toward them
+    checkpoints: Checkpoints | None = None  # snapshots before every tool call that can change files
 
     def __post_init__(self) -> None:
         self.root = Path(os.path.realpath(self.root))

@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_generate(sub.add_parser("generate", help="generate text with the embedded runtime"))
     _add_models(sub.add_parser("models", help="list local models, or pull one"))
+    undo = sub.add_parser("undo", help="undo the agent's last change to the files, exactly")
+    undo.add_argument("-C", "--cwd", type=Path, default=Path.cwd(), help="repository (default: current dir)")
+    undo.add_argument("--list", action="store_true", help="list the checkpoints instead")
+    undo.set_defaults(handler=commands.undo)
     _add_bench(sub.add_parser("bench", help="run a benchmark and write its JSON results"))
     return parser
 

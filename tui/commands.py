@@ -209,3 +209,27 @@ def _write_bench(results: dict[str, Any], output: Path) -> int:
     print(text)
     print(f"written to {output}", file=sys.stderr)
     return 0
+
+
+def undo(args: Any, config: Config) -> int:
+    from codeagent.sandbox.checkpoint import Checkpoints, default_store
+
+    root = args.cwd.resolve()
+    if not root.is_dir():
+        raise CommandError(f"{args.cwd} is not a directory")
+    if not (default_store(root) / "HEAD").exists():
+        print(f"no checkpoints for {root}")
+        return 1
+    checkpoints = Checkpoints(root)
+    if args.list:
+        for commit, label in checkpoints.history():
+            print(f"{commit[:12]}  {label}")
+        return 0
+    undone = checkpoints.undo()
+    if undone is None:
+        print("nothing to undo: the workspace matches its latest checkpoint")
+        return 1
+    print(f"restored the checkpoint {undone.commit[:12]} ({undone.label})")
+    for rel in undone.changed:
+        print(f"  {rel}")
+    return 0
