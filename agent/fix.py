@@ -32,6 +32,7 @@ from codeagent.agent.protocol import ModelClient
 from codeagent.agent.session import SessionSpec, new_agent, resumed_agent
 from codeagent.agent.transcript import RunState, Transcript, new_run_id, runs_dir
 from codeagent.sandbox.checkpoint import Checkpoints
+from codeagent.sandbox.policy import Policy
 from codeagent.tools.base import ToolEnv, ToolSettings, run_tool
 from codeagent.tools.registry import get_tool
 
@@ -47,6 +48,7 @@ class FixOptions:
     limits: Limits = field(default_factory=Limits)
     settings: ToolSettings = field(default_factory=ToolSettings)
     repo_map: bool = True
+    mode: str = "full-auto"
     publish: Callable[[str, str, str, str], str] | None = None  # (head, base, title, body) -> PR url
 
 
@@ -136,7 +138,9 @@ def start_fix(
         "untracked_before": by_products,
     }
     transcript.write("meta", **meta)
-    spec = SessionSpec(make_client(0), env, options.limits, transcript, sink, options.repo_map)
+    spec = SessionSpec(
+        make_client(0), env, options.limits, transcript, sink, options.repo_map, Policy(options.mode)
+    )
     agent = new_agent(spec, format_task(issue))
     return _finish(agent.run, meta, env, transcript, options, started)
 
@@ -154,7 +158,9 @@ def resume_fix(
     env = ToolEnv(root, settings=options.settings, checkpoints=Checkpoints(root))
     transcript = Transcript(runs_dir() / meta["run_id"] / "transcript.jsonl")
     transcript.write("resume", steps=state.steps)
-    spec = SessionSpec(make_client(state.assistant_turns), env, options.limits, transcript, sink)
+    spec = SessionSpec(
+        make_client(state.assistant_turns), env, options.limits, transcript, sink, policy=Policy(options.mode)
+    )
     agent = resumed_agent(spec, state)
     return _finish(agent.run, meta, env, transcript, options, started)
 

@@ -29,6 +29,7 @@ from codeagent.agent.context import Context
 from codeagent.agent.prompts import render
 from codeagent.agent.protocol import Message, ModelClient, ModelError, Usage
 from codeagent.agent.transcript import Transcript
+from codeagent.sandbox.policy import Policy
 from codeagent.tools.base import Observation, Tool, ToolEnv, run_tool
 from codeagent.tools.plan import render_plan
 
@@ -73,6 +74,7 @@ class Agent:
     transcript: Transcript | None = None
     sink: ev.EventSink = ev.ignore
     cancel: threading.Event = field(default_factory=threading.Event)
+    policy: Policy = field(default_factory=Policy)
     steps: int = 0
     usage: Usage = field(default_factory=Usage)
     elapsed_before_s: float = 0.0  # time spent in earlier sessions of a resumed run
@@ -172,6 +174,9 @@ class Agent:
         tool = next(t for t in self.tools if t.name == name)
         if tool.mutates and not self.env.plan:
             return Observation(render("plan_first", tool=name), ok=False)
+        decision = self.policy.check(name, args, tool.mutates)
+        if not decision.allowed:
+            return Observation(f"not run: {decision.reason}", ok=False)
         if tool.mutates and self.env.checkpoints is not None:
             self.env.checkpoints.snapshot(f"step {self.steps}: before {name}")
         observation = run_tool(tool, args, self.env)

@@ -15,6 +15,7 @@ from codeagent.agent.loop import Agent, Limits
 from codeagent.agent.prompts import render
 from codeagent.agent.protocol import ModelClient
 from codeagent.agent.transcript import RunState, Transcript
+from codeagent.sandbox.policy import Policy
 from codeagent.tools.base import ToolEnv, openai_schema, run_tool
 from codeagent.tools.registry import default_tools, get_tool
 
@@ -27,6 +28,7 @@ class SessionSpec:
     transcript: Transcript | None = None
     sink: ev.EventSink = ev.ignore
     repo_map: bool = True
+    policy: Policy = field(default_factory=Policy)
 
 
 def repo_context(env: ToolEnv) -> str:
@@ -40,7 +42,9 @@ def new_agent(spec: SessionSpec, task: str) -> Agent:
     schemas = [openai_schema(tool) for tool in tools]
     context_text = repo_context(spec.env) if spec.repo_map else ""
     context = Context(spec.client, schemas, [system_message(spec.env.root, context_text)])
-    agent = Agent(spec.client, spec.env, tools, context, spec.limits, spec.transcript, spec.sink)
+    agent = Agent(
+        spec.client, spec.env, tools, context, spec.limits, spec.transcript, spec.sink, policy=spec.policy
+    )
     if spec.transcript:
         spec.transcript.write("message", step=0, message=context.pinned[0])
     agent.add_message({"role": "user", "content": render("task", task=task)})
@@ -54,7 +58,9 @@ def resumed_agent(spec: SessionSpec, state: RunState) -> Agent:
     pinned, turns = state.messages[:1], state.messages[1:]
     context = Context(spec.client, schemas, pinned, list(turns))
     spec.env.plan = list(state.plan)
-    agent = Agent(spec.client, spec.env, tools, context, spec.limits, spec.transcript, spec.sink)
+    agent = Agent(
+        spec.client, spec.env, tools, context, spec.limits, spec.transcript, spec.sink, policy=spec.policy
+    )
     agent.steps = state.steps
     agent.usage = state.usage
     agent.elapsed_before_s = state.elapsed_s

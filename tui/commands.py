@@ -76,7 +76,14 @@ def fix_options(args: Any, config: Config) -> FixOptions:
     if not root.is_dir():
         raise CommandError(f"{args.cwd} is not a directory")
     return FixOptions(
-        root, args.allow_dirty, args.push or args.pr, args.pr, limits, settings, not args.no_repo_map
+        root,
+        args.allow_dirty,
+        args.push or args.pr,
+        args.pr,
+        limits,
+        settings,
+        not args.no_repo_map,
+        mode=args.mode,
     )
 
 

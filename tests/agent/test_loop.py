@@ -163,3 +163,41 @@ def test_compaction_rewrites_turns_only_and_keeps_the_pinned_prefix(
     state = load_run(tmp_path / "t.jsonl")
     assert state.messages[0] == agent.context.pinned[0]
     assert any("compacted" in str(m.get("content")) for m in state.messages)
+
+
+def test_policy_modes_decide_before_tools_run(make_repo, write_script, tool_call):
+    from codeagent.sandbox.policy import Policy
+
+    plan = tool_call("update_plan", items=[{"step": "change", "status": "in_progress"}])
+    edit = tool_call("edit_file", path="stats.py", old_text="(len(values) - 1)", new_text="len(values)")
+    command = tool_call("run", command="touch ran.txt")
+    asked = []
+
+    def approver(request):
+        asked.append((request.kind, request.command))
+        return {"edit": "always", "command": "deny"}[request.kind]
+
+    cases = [
+        ("read-only", None, False, False, []),
+        ("ask", None, False, False, []),  # nobody can approve: refused, fail safe
+        ("ask", approver, True, False, [("edit", None), ("command", "touch ran.txt")]),
+        ("auto-edit", approver, True, False, [("command", "touch ran.txt")]),
+        ("full-auto", None, True, True, []),
+    ]
+    for mode, who, edited, ran, questions in cases:
+        root = make_repo(name=f"repo-{mode}-{who is not None}")
+        asked.clear()
+        env = ToolEnv(root)
+        script = write_script(
+            [plan, edit, command, tool_call("finish", summary="x")], name=f"{mode}{who}.jsonl"
+        )
+        spec = SessionSpec(
+            ScriptedClient(script), env, Limits(), None, repo_map=False, policy=Policy(mode, who)
+        )
+        agent = new_agent(spec, "change things")
+        assert agent.run().status == "finished"
+        assert ("return sum(values) / len(values)" in (root / "stats.py").read_text()) == edited, mode
+        assert (root / "ran.txt").exists() == ran, mode
+        assert asked == questions, mode
+        if not edited:
+            assert any("not run:" in m["content"] for m in agent.context.turns if m["role"] == "tool")
