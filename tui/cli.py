@@ -111,6 +111,12 @@ def _add_fix(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-dirty", action="store_true", help="start on a dirty tree (changes kept aside)"
     )
+    parser.add_argument(
+        "--mode",
+        choices=["read-only", "ask", "auto-edit", "full-auto"],
+        default="full-auto",
+        help="what runs without approval (default full-auto); headless, anything that would ask is refused",
+    )
     parser.add_argument("--push", action="store_true", help="push the branch when resolved")
     parser.add_argument("--pr", action="store_true", help="push and open a pull request when resolved")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
