@@ -1,4 +1,8 @@
-"""Supervisor for one command: ``python -I -S _reaper.py REPORT_FD PARENT_PID ARGV...``.
+"""Supervisor for one command: ``python -I -S _reaper.py REPORT_FD PARENT_PID [OPTIONS] -- ARGV...``.
+
+Options: ``--join FILE`` writes its own pid into a cgroup's ``cgroup.procs`` before the
+command starts (so everything the command forks is counted there); ``--rlimit NAME=VALUE``
+sets a resource limit (``NPROC``, ``AS``, ...) on the command. ``limits.py`` builds them.
 
 It makes itself a child subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``), so processes that
 leave the command's session (``setsid``, double forks) are re-parented to it rather than to
@@ -105,13 +109,32 @@ def _stop(_signum: int, _frame: object) -> None:
     raise _Stop
 
 
-def _exec_command(argv: list[str], report_fd: int) -> None:
+def parse(args: list[str]) -> tuple[list[str], list[tuple[int, int]], list[str]]:
+    """(cgroup.procs files to join, rlimits, the command) from the arguments after PARENT_PID."""
+    joins: list[str] = []
+    limits: list[tuple[int, int]] = []
+    while args and args[0] != "--":
+        option, value = args[0], args[1]
+        if option == "--join":
+            joins.append(value)
+        elif option == "--rlimit":
+            name, _, amount = value.partition("=")
+            limits.append((getattr(resource, f"RLIMIT_{name}"), int(amount)))
+        else:
+            raise SystemExit(f"_reaper: unknown option {option}")
+        args = args[2:]
+    return joins, limits, args[1:]
+
+
+def _exec_command(argv: list[str], report_fd: int, limits: list[tuple[int, int]]) -> None:
     """In the forked child: a session of its own, no core dumps, then the command."""
     os.setsid()
     os.close(report_fd)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crashing test must not fill the disk with cores
+    for kind, amount in limits:
+        resource.setrlimit(kind, (amount, amount))
     try:
         os.execvp(argv[0], argv)
     except OSError as err:
@@ -128,7 +151,11 @@ def _wait(child: int) -> int:
             return code if code >= 0 else 128 - code
 
 
-def main(report_fd: int, parent: int, argv: list[str]) -> int:
+def main(report_fd: int, parent: int, options: list[str]) -> int:
+    joins, limits, argv = parse(options)
+    for procs in joins:
+        with open(procs, "w") as handle:
+            handle.write(str(os.getpid()))
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)  # a dying parent asks us to clean up, like a timeout
     if os.getppid() != parent:
@@ -138,7 +165,7 @@ def main(report_fd: int, parent: int, argv: list[str]) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     child = os.fork()
     if child == 0:
-        _exec_command(argv, report_fd)
+        _exec_command(argv, report_fd, limits)
     signal.signal(signal.SIGTERM, _stop)
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})

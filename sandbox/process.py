@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -106,13 +107,15 @@ def run_command(
     max_output_chars: int,
     env: dict[str, str],
     stdin: str | None = None,
+    supervisor_options: Sequence[str] = (),
 ) -> CommandResult:
-    """Run ``command`` (a str goes through ``/bin/bash -c``) in ``cwd`` with exactly ``env``."""
+    """Run ``command`` (a str goes through ``/bin/bash -c``) in ``cwd`` with exactly ``env``.
+    ``supervisor_options`` go to ``_reaper.py`` (cgroups to join, rlimits; see ``limits.py``)."""
     argv = ["/bin/bash", "-c", command] if isinstance(command, str) else list(command)
     if not argv:
         raise ValueError("empty command")
     started = time.monotonic()
-    proc, out_r, report_r = _start(argv, cwd, env, stdin is not None)
+    proc, out_r, report_r = _start([*supervisor_options, "--", *argv], cwd, env, stdin is not None)
     buffer = CappedBuffer(max_output_chars)
     reader = threading.Thread(target=_pump, args=(out_r, buffer), daemon=True)
     reader.start()
@@ -132,7 +135,8 @@ def run_command(
 def _start(
     argv: list[str], cwd: Path, env: dict[str, str], piped_stdin: bool
 ) -> tuple[subprocess.Popen[bytes], int, int]:
-    """The supervisor with ``argv``; returns it, the output pipe and the kill-report pipe."""
+    """The supervisor with ``argv`` (its options, ``--``, the command); returns it, the output
+    pipe and the kill-report pipe."""
     report_r, report_w = os.pipe()
     out_r, out_w = os.pipe()
     try:
