@@ -178,6 +178,12 @@ def _add_bench(parser: argparse.ArgumentParser) -> None:
     tools.add_argument("--calls", type=_positive_int, default=100, help="calls per tool (default 100)")
     tools.add_argument("--output", type=Path, default=Path("bench-tools.json"), help="JSON results file")
     tools.set_defaults(handler=commands.bench_tools)
+    sandbox = sub.add_parser("sandbox", help="per-command overhead of the sandbox")
+    sandbox.add_argument(
+        "--calls", type=_positive_int, default=100, help="commands per variant (default 100)"
+    )
+    sandbox.add_argument("--output", type=Path, default=Path("bench-sandbox.json"), help="JSON results file")
+    sandbox.set_defaults(handler=_lazy("codeagent.tui.commands", "bench_sandbox"))
     load = sub.add_parser("load", help="peak memory while loading a random checkpoint")
     load.add_argument("--size-gb", type=_positive_float, default=2.0, help="checkpoint size (default 2)")
     load.add_argument("--output", type=Path, default=Path("bench-load.json"), help="JSON results file")

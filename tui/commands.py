@@ -195,6 +195,15 @@ def bench_tools(args: Any, config: Config) -> int:
     return _write_bench(run(args.calls), args.output)
 
 
+def bench_sandbox(args: Any, config: Config) -> int:
+    from codeagent.tui.bench_tools import bench_sandbox as run
+
+    try:
+        return _write_bench(run(args.calls), args.output)
+    except RuntimeError as err:
+        raise CommandError(str(err)) from err
+
+
 def bench_load(args: Any, config: Config) -> int:
     from codeagent.tui.bench_runtime import bench_load as run
 
