@@ -1,25 +1,38 @@
-"""``RepoMap``: tags for every file (from the cache or tree-sitter), ranked, fitted, rendered."""
+"""``RepoMap``: tags for every file (from the cache or tree-sitter), ranked, fitted, rendered.
+
+Files over ``MAX_FILE_BYTES`` and files with a NUL byte in their first 8 KiB (binary) are
+skipped; files in languages without a grammar are only listed by name when budget remains.
+Every build reads every candidate file to hash it: the cache saves parsing, not reading.
+Parsing runs in this process, one reused parser per language; ``stats`` says what was
+parsed and what came from the cache.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
+from codeagent.tools.ignore import iter_files
 from codeagent.tools.repomap.cache import TagCache
 from codeagent.tools.repomap.rank import rank_definitions
 from codeagent.tools.repomap.render import TokenCounter, add_other_files, estimate, fit
 from codeagent.tools.repomap.tags import Tag, extract, language_of
 
 MAX_FILE_BYTES = 1_000_000
+BINARY_PROBE = 8192  # bytes looked at for a NUL, as git does
 
 
 @dataclass(slots=True)
 class MapStats:
-    files: int = 0
-    parsed: int = 0
-    cached: int = 0
+    """Counts from the latest build."""
+
+    files: int = 0  # candidates listed
+    source_files: int = 0  # in a supported language, not skipped
+    parsed: int = 0  # went through tree-sitter (cache misses)
+    cached: int = 0  # tags read from the cache
     tags: int = 0
-    shown: int = 0
+    shown: int = 0  # definitions in the output
 
 
 class RepoMap:
@@ -28,29 +41,39 @@ class RepoMap:
         self.cache = TagCache(cache_dir)
         self.stats = MapStats()
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.cache.close()
+
     def file_tags(self, files: list[str]) -> dict[str, list[Tag]]:
-        """Tags of every file in a supported language; cache misses are parsed and stored."""
-        found: dict[str, list[Tag]] = {}
-        fresh: list[tuple[str, list[Tag]]] = []
+        """Tags of every readable file in a supported language; cache misses are parsed and stored."""
+        sources = self._sources(files)
+        keys = {rel: self.cache.key(language, source) for rel, (language, source) in sources.items()}
+        found = self.cache.lookup(keys)
+        fresh = {
+            rel: extract(source, language, rel)
+            for rel, (language, source) in sources.items()
+            if rel not in found
+        }
+        self.cache.store({keys[rel]: tags for rel, tags in fresh.items()})
+        self.stats.source_files, self.stats.parsed, self.stats.cached = len(sources), len(fresh), len(found)
+        found.update(fresh)
+        return {rel: found[rel] for rel in sources}
+
+    def _sources(self, files: list[str]) -> dict[str, tuple[str, bytes]]:
+        """{rel_path: (language, content)} of the files worth parsing."""
+        sources: dict[str, tuple[str, bytes]] = {}
         for rel in files:
             language = language_of(rel)
-            if language is None:
-                continue
-            source = self._source(rel)
-            if source is None:
-                continue
-            key = self.cache.key(language, source)
-            tags = self.cache.get(key)
-            if tags is None:
-                tags = extract(source, language)
-                fresh.append((key, tags))
-                self.stats.parsed += 1
-            else:
-                self.stats.cached += 1
-            found[rel] = tags
-        if fresh:
-            self.cache.put_many(fresh)
-        return found
+            source = self._source(rel) if language else None
+            if language and source is not None:
+                sources[rel] = (language, source)
+        return sources
 
     def _source(self, rel: str) -> bytes | None:
         path = self.root / rel
@@ -59,24 +82,27 @@ class RepoMap:
                 return None
             source = path.read_bytes()
         except OSError:
-            return None
-        return None if b"\x00" in source[:8192] else source
+            return None  # vanished or unreadable since listing: leave it out
+        return None if b"\x00" in source[:BINARY_PROBE] else source
 
     def build(
         self,
-        files: list[str],
-        focus_files: set[str] = frozenset(),  # type: ignore[assignment]
-        focus_idents: set[str] = frozenset(),  # type: ignore[assignment]
+        focus_files: set[str] | frozenset[str] = frozenset(),
+        focus_idents: set[str] | frozenset[str] = frozenset(),
         max_tokens: int = 2048,
-        count_tokens: TokenCounter = estimate,
+        count_tokens: TokenCounter | None = None,
+        *,
+        files: list[str] | None = None,
     ) -> str:
+        """The map of ``files`` (default: the repository's files that git does not ignore)."""
+        files = iter_files(self.root) if files is None else files
+        count = count_tokens or estimate
         tags = self.file_tags(files)
-        self.stats.files = len(files)
-        self.stats.tags = sum(len(t) for t in tags.values())
         ranked = rank_definitions(tags, set(focus_files), set(focus_idents))
-        text, shown = fit(ranked, max_tokens, count_tokens)
-        self.stats.shown = shown
+        text, shown = fit(ranked, max_tokens, count)
+        self.stats.files, self.stats.shown = len(files), shown
+        self.stats.tags = sum(len(t) for t in tags.values())
         if shown == len(ranked):
-            others = [rel for rel in files if rel not in tags or not any(t.kind == "def" for t in tags[rel])]
-            text = add_other_files(text, others, max_tokens, count_tokens)
+            with_defs = {tag.rel_path for tag in ranked}
+            text = add_other_files(text, [rel for rel in files if rel not in with_defs], max_tokens, count)
         return text

@@ -1,17 +1,25 @@
 """Definitions and references of one source file, from tree-sitter queries.
 
 Grammars come from the per-language wheels (``tree_sitter_python`` and friends), which
-ship compiled parsers and need no download. Parsers and queries are built once per
-language and reused. A reference at the very spot of a definition (a type name that a
-broad ``type_identifier`` pattern also catches) is dropped.
+ship compiled parsers and need no download. Each language's compiled query is built once per
+process and its parser once per thread (parsers are not safe to share between threads),
+then reused for every file. Queries live in ``queries/*-tags.scm``
+and name their captures ``name.definition.<category>`` or ``name.reference.<category>``.
+
+A reference at the very spot of a definition (a type name that a broad ``type_identifier``
+pattern also catches) is dropped; two definition captures at one spot keep one tag.
+Limits: names only, no scopes or imports resolved; a file that does not parse cleanly
+still yields the tags tree-sitter recovered.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+import threading
 from functools import cache
 from importlib import resources
+from operator import attrgetter
+from typing import NamedTuple
 
 from tree_sitter import Language, Parser, Query, QueryCursor
 
@@ -25,57 +33,81 @@ LANGUAGES: dict[str, tuple[str, str, str]] = {
     ".cjs": ("javascript", "tree_sitter_javascript", "language"),
     ".ts": ("typescript", "tree_sitter_typescript", "language_typescript"),
     ".mts": ("typescript", "tree_sitter_typescript", "language_typescript"),
+    ".cts": ("typescript", "tree_sitter_typescript", "language_typescript"),
     ".tsx": ("tsx", "tree_sitter_typescript", "language_tsx"),
     ".go": ("go", "tree_sitter_go", "language"),
     ".rs": ("rust", "tree_sitter_rust", "language"),
     ".java": ("java", "tree_sitter_java", "language"),
 }
-QUERY_FILES = {"tsx": "typescript"}  # languages that share another's query file
+QUERY_FILES = {"tsx": ("typescript", "tsx")}  # query files joined for a language; default: its own
+MAX_LINE_CHARS = 160  # a definition line longer than this is cut: the map shows shapes, not bodies
 
 
-@dataclass(frozen=True, slots=True)
-class Tag:
+class Tag(NamedTuple):
+    """One definition or reference; a tuple so that thousands of them stay cheap to build."""
+
+    rel_path: str
     name: str
     kind: str  # "def" or "ref"
     line: int  # 1-based
-    category: str  # function, class, call, type, ...
-    text: str = ""  # the definition's source line, trimmed (defs only)
+    category: str  # function, class, method, call, type, ...
+    text: str = ""  # the definition's source line, right-trimmed (defs only)
 
 
 def language_of(path: str) -> str | None:
+    """The language of a file by its extension, or None when no grammar covers it."""
     dot = path.rfind(".")
-    entry = LANGUAGES.get(path[dot:].lower()) if dot >= 0 else None
+    entry = LANGUAGES.get(path[dot:].lower()) if dot > path.rfind("/") else None
     return entry[0] if entry else None
 
 
+def languages() -> list[str]:
+    return sorted({language for language, _, _ in LANGUAGES.values()})
+
+
 def query_text(language: str) -> str:
-    name = QUERY_FILES.get(language, language)
-    return resources.files("codeagent.tools.repomap").joinpath("queries", f"{name}-tags.scm").read_text()
+    folder = resources.files("codeagent.tools.repomap").joinpath("queries")
+    names = QUERY_FILES.get(language, (language,))
+    return "\n".join(folder.joinpath(f"{name}-tags.scm").read_text() for name in names)
 
 
 @cache
-def _tooling(language: str) -> tuple[Parser, Query]:
+def _grammar(language: str) -> tuple[Language, Query]:
     module_name, attribute = next((m, a) for lang, m, a in LANGUAGES.values() if lang == language)
-    pointer = getattr(importlib.import_module(module_name), attribute)()
-    grammar = Language(pointer)
-    return Parser(grammar), Query(grammar, query_text(language))
+    grammar = Language(getattr(importlib.import_module(module_name), attribute)())
+    return grammar, Query(grammar, query_text(language))
 
 
-def extract(source: bytes, language: str) -> list[Tag]:
-    parser, query = _tooling(language)
-    tree = parser.parse(source)
+_PARSERS = threading.local()
+
+
+def _parser(language: str) -> Parser:
+    parsers: dict[str, Parser] = _PARSERS.__dict__.setdefault("by_language", {})
+    if language not in parsers:
+        parsers[language] = Parser(_grammar(language)[0])
+    return parsers[language]
+
+
+_ORDER = attrgetter("line", "kind", "name")
+
+
+def extract(source: bytes, language: str, rel_path: str = "") -> list[Tag]:
+    """Tags of one file's content, sorted by line, definitions before references on a line."""
+    tree = _parser(language).parse(source)
+    captures = QueryCursor(_grammar(language)[1]).captures(tree.root_node)
     lines = source.split(b"\n")
     defs: dict[tuple[int, int], Tag] = {}
     refs: dict[tuple[int, int], Tag] = {}
-    for capture, nodes in QueryCursor(query).captures(tree.root_node).items():
-        _, kind, category = ([*capture.split("."), "", ""])[:3]
-        for node in nodes:
+    for capture in sorted(captures):  # sorted: which of two captures at one spot wins is stable
+        _, kind, category = [*capture.split("."), "", ""][:3]
+        for node in captures[capture]:
             row, column = node.start_point
-            name = node.text.decode("utf-8", errors="replace") if node.text else ""
+            name = source[node.start_byte : node.end_byte].decode("utf-8", "replace")
             if kind == "definition":
-                text = lines[row].decode("utf-8", errors="replace").rstrip()[:160]
-                defs[(row, column)] = Tag(name, "def", row + 1, category, text)
+                text = lines[row].decode("utf-8", "replace")[:MAX_LINE_CHARS].rstrip()
+                defs[(row, column)] = Tag(rel_path, name, "def", row + 1, category, text)
             elif kind == "reference":
-                refs.setdefault((row, column), Tag(name, "ref", row + 1, category))
-    kept_refs = [tag for spot, tag in refs.items() if spot not in defs]
-    return sorted([*defs.values(), *kept_refs], key=lambda t: (t.line, t.kind, t.name))
+                refs.setdefault((row, column), Tag(rel_path, name, "ref", row + 1, category))
+    tags = [*defs.values(), *(tag for spot, tag in refs.items() if spot not in defs)]
+    tags.sort(key=_ORDER)
+    return tags

@@ -1,11 +1,16 @@
-; Definitions and references for JavaScript.
+; Definitions and references for JavaScript (and JSX).
 (function_declaration name: (identifier) @name.definition.function)
 (generator_function_declaration name: (identifier) @name.definition.function)
 (class_declaration name: (identifier) @name.definition.class)
 (method_definition name: (property_identifier) @name.definition.method)
 (variable_declarator name: (identifier) @name.definition.function value: [(arrow_function) (function_expression)])
 (program (lexical_declaration (variable_declarator name: (identifier) @name.definition.constant)))
+(program (export_statement (lexical_declaration (variable_declarator name: (identifier) @name.definition.constant))))
+
 (call_expression function: (identifier) @name.reference.call)
 (call_expression function: (member_expression property: (property_identifier) @name.reference.call))
 (new_expression constructor: (identifier) @name.reference.class)
+(new_expression constructor: (member_expression property: (property_identifier) @name.reference.class))
 (class_heritage (identifier) @name.reference.class)
+((jsx_opening_element name: (identifier) @name.reference.class) (#match? @name.reference.class "^[A-Z]"))
+((jsx_self_closing_element name: (identifier) @name.reference.class) (#match? @name.reference.class "^[A-Z]"))
