@@ -1,29 +1,38 @@
 """Rendering OpenAI-shaped conversations with the checkpoint's own chat template.
 
-The template comes from ``tokenizer_config.json`` (``chat_template``, a string or a list of
-named templates) or ``chat_template.jinja``, and is rendered as its authors wrote it, in a
-sandboxed Jinja environment with the helpers Hugging Face templates expect
-(``raise_exception``, ``tojson``, ``strftime_now``, loop controls). A checkpoint without one
-gets the family's built-in template (``templates/<family>.jinja``).
+The template is the checkpoint's (``chat_template.jinja``, or ``chat_template`` in
+``tokenizer_config.json``: a string, or named templates of which ``tool_use`` is taken when
+tools are given and ``default`` otherwise), rendered as its authors wrote it, in the same
+kind of environment transformers gives it: a sandboxed, immutable Jinja environment with
+``trim_blocks``/``lstrip_blocks``, loop controls, the ``{% generation %}`` tag (rendered as
+its body), ``raise_exception``, ``strftime_now`` and a ``tojson`` that does not escape HTML.
+Templates receive ``messages``, ``tools``, ``add_generation_prompt``, the named special tokens
+(``bos_token``...) and any extra options (``enable_thinking``, ``thinking``...). A checkpoint
+without a template gets its family's built-in one (``templates/<family>.jinja``).
 
-Messages are normalised once, the same way every turn, so the rendering of turn N+1
-extends turn N's: tool-call arguments become dicts (templates iterate them), and ``content``
-is never None.
+Messages are normalised the same way every turn, so that turn N+1 renders as an extension of
+turn N plus the reply (prefix caching depends on it): keys set to None are dropped, as
+transformers does; ``content`` is always a string (text parts joined); tool-call
+``arguments``, which the agent stores as JSON strings, become dicts, since templates iterate
+them (text that is not a JSON object becomes ``{"arguments": text}``, as DeepSeek's encoder
+does). Templates that expect the string form are not served.
 """
 
 from __future__ import annotations
 
 import json
-import time
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateError
-from jinja2.ext import loopcontrols
+from jinja2 import TemplateError, nodes
+from jinja2.ext import Extension, loopcontrols
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import Namespace
 
-from codeagent.backend.chat.tokenizer import _read_json, _token_text
+from codeagent.backend.chat.tokenizer import Tokenizer, read_chat_templates, read_json, token_text
 
 
 class TemplateRenderError(ValueError):
@@ -36,92 +45,151 @@ def _raise(message: str) -> None:
 
 def _tojson(
     value: Any,
-    indent: int | None = None,
-    separators: Any = None,
-    sort_keys: bool = False,
     ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: tuple[str, str] | None = None,
+    sort_keys: bool = False,
 ) -> str:
     return json.dumps(
-        value, indent=indent, separators=separators, sort_keys=sort_keys, ensure_ascii=ensure_ascii
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
     )
 
 
+class _GenerationTag(Extension):
+    """``{% generation %}...{% endgeneration %}`` marks assistant text for training masks; here, its body."""
+
+    tags = {"generation"}  # noqa: RUF012 (jinja2's Extension declares it a class attribute)
+
+    def parse(self, parser: Parser) -> list[nodes.Node]:
+        next(parser.stream)
+        return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+
+class _Namespace(Namespace):
+    """A template namespace that refuses private names, so ``set ns.__x`` cannot reach internals."""
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):
+            raise TemplateRenderError(f"templates may not set private names on a namespace: {name!r}")
+        super().__setitem__(name, value)
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTag, loopcontrols]
+    )
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise
-    env.globals["strftime_now"] = lambda fmt: time.strftime(fmt)
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    env.globals["namespace"] = _Namespace
     return env
 
 
-def normalise(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for message in messages:
-        message = dict(message)
-        message["content"] = message.get("content") or ""
-        if message.get("tool_calls"):
-            message["tool_calls"] = [_call_with_dict_arguments(call) for call in message["tool_calls"]]
-        out.append(message)
-    return out
+def _text(content: Any) -> str:
+    if content is None or isinstance(content, str):
+        return content or ""
+    parts = []
+    for part in content:
+        if not (isinstance(part, dict) and part.get("type") == "text"):
+            raise TemplateRenderError(f"only text content parts can be rendered, got {part!r}")
+        parts.append(part.get("text") or "")
+    return "".join(parts)
 
 
-def _call_with_dict_arguments(call: dict[str, Any]) -> dict[str, Any]:
+def _arguments(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    if not isinstance(raw, str):
+        return {} if raw is None else {"arguments": raw}
+    try:
+        parsed = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError:
+        return {"arguments": raw}
+    return parsed if isinstance(parsed, dict) else {"arguments": parsed}
+
+
+def _call(call: dict[str, Any]) -> dict[str, Any]:
     function = dict(call.get("function") or {})
-    arguments = function.get("arguments")
-    if isinstance(arguments, str):
-        try:
-            parsed = json.loads(arguments) if arguments.strip() else {}
-        except json.JSONDecodeError:
-            parsed = {"raw": arguments}
-        function["arguments"] = parsed if isinstance(parsed, dict) else {"value": parsed}
+    function["arguments"] = _arguments(function.get("arguments"))
     return {**call, "function": function}
 
 
+def normalise(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages as templates read them; the same input always gives the same output."""
+    out = []
+    for message in messages:
+        clean = {key: value for key, value in message.items() if value is not None}
+        clean["content"] = _text(message.get("content"))
+        if clean.get("tool_calls"):
+            clean["tool_calls"] = [_call(call) for call in clean["tool_calls"]]
+        out.append(clean)
+    return out
+
+
+def builtin(family: str) -> str:
+    """The family's built-in template source."""
+    path = resources.files("codeagent.backend.chat").joinpath("templates", f"{family}.jinja")
+    if not path.is_file():
+        raise TemplateRenderError(f"no built-in chat template for family {family!r}")
+    return path.read_text(encoding="utf-8")
+
+
 class ChatTemplate:
-    def __init__(self, source: str, variables: dict[str, Any]) -> None:
+    def __init__(
+        self, templates: dict[str, str], variables: dict[str, str], family: str, is_builtin: bool = False
+    ) -> None:
+        env = _environment()
         try:
-            self.template = _environment().from_string(source)
+            self.compiled = {name: env.from_string(source) for name, source in templates.items()}
         except TemplateError as err:
             raise TemplateRenderError(f"the chat template does not compile: {err}") from err
+        if not self.compiled:
+            raise TemplateRenderError("no chat template given")
+        self.sources = templates
         self.variables = variables
+        self.family = family
+        self.is_builtin = is_builtin
 
     @classmethod
-    def from_dir(cls, folder: Path, family: str) -> ChatTemplate:
-        config = _read_json(folder / "tokenizer_config.json")
-        source = _template_source(folder, config) or builtin(family)
-        variables = {
-            "bos_token": _token_text(config.get("bos_token")) or "",
-            "eos_token": _token_text(config.get("eos_token")) or "",
-        }
-        return cls(source, variables)
+    def for_checkpoint(
+        cls, templates: dict[str, str], variables: dict[str, str], family: str
+    ) -> ChatTemplate:
+        if templates:
+            return cls(templates, variables, family)
+        return cls({"default": builtin(family)}, variables, family, is_builtin=True)
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Tokenizer, family: str) -> ChatTemplate:
+        return cls.for_checkpoint(tokenizer.chat_templates, tokenizer.special_tokens, family)
+
+    @classmethod
+    def from_dir(cls, folder: Path | str, family: str) -> ChatTemplate:
+        """From a checkpoint folder's config files alone (``tokenizer.json`` is not loaded)."""
+        folder = Path(folder)
+        config = read_json(folder / "tokenizer_config.json")
+        names = ("bos_token", "eos_token", "pad_token", "unk_token")
+        variables = {name: text for name in names if (text := token_text(config.get(name))) is not None}
+        return cls.for_checkpoint(read_chat_templates(folder, config), variables, family)
+
+    def _pick(self, tools: list[dict[str, Any]] | None) -> Any:
+        if tools and "tool_use" in self.compiled:
+            return self.compiled["tool_use"]
+        return self.compiled.get("default") or next(iter(self.compiled.values()))
 
     def render(
         self,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None = None,
         add_generation_prompt: bool = True,
+        **options: Any,
     ) -> str:
+        """The prompt text; ``options`` reach the template as variables (``enable_thinking=False``)."""
         try:
-            return self.template.render(
+            return self._pick(tools).render(
                 messages=normalise(messages),
                 tools=tools or None,
                 add_generation_prompt=add_generation_prompt,
-                **self.variables,
+                **{**self.variables, **options},
             )
-        except TemplateError as err:
+        except (TemplateError, TypeError) as err:
             raise TemplateRenderError(f"the chat template failed: {err}") from err
-
-
-def _template_source(folder: Path, config: dict[str, Any]) -> str | None:
-    raw = config.get("chat_template")
-    if isinstance(raw, list):
-        named = {entry.get("name"): entry.get("template") for entry in raw if isinstance(entry, dict)}
-        raw = named.get("default") or next(iter(named.values()), None)
-    if isinstance(raw, str) and raw.strip():
-        return raw
-    jinja_file = folder / "chat_template.jinja"
-    return jinja_file.read_text(encoding="utf-8") if jinja_file.is_file() else None
-
-
-def builtin(family: str) -> str:
-    return resources.files("codeagent.backend.chat").joinpath("templates", f"{family}.jinja").read_text()

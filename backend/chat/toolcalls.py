@@ -1,26 +1,36 @@
-"""Streaming parsers from generated text to content, reasoning and OpenAI tool calls.
+"""Streaming parser from generated text to visible content, reasoning and OpenAI tool calls.
 
-``push(delta)`` returns what became certain: visible content, reasoning text, finished tool
-calls. Text that might be the start of a marker (``<tool_call>``, ``<think>``, DSML tags) is
-held back until decided, so call markup never leaks into visible content, whatever way
-the text is split. A call is emitted whole when its block closes. ``finish()`` returns the
-message; a block still open at the end (or one that does not parse) comes back as plain
-content with ``malformed`` set, never an exception.
+``push(text_delta)`` returns what became certain: content, reasoning, and tool calls whose
+block closed. Anything that could still turn out to be markup is held back until decided:
+the end of the text that could start a marker (``<tool_call>``, ``<think>``, a DSML tag), and
+trailing whitespace, which belongs to the markup when a call block follows. So call markup
+never reaches visible content, however the text is split, and feeding text one character at
+a time gives the same message as feeding it whole. ``flush()`` releases what is held at the
+end; ``finish()`` returns the message.
 
-Formats: Qwen3-Coder XML (``<tool_call><function=NAME><parameter=ARG>VALUE</parameter>...``,
-values typed by the tool's JSON schema), Hermes JSON inside ``<tool_call>`` (other Qwen3
-models), and DeepSeek's DSML (``<｜DSML｜function_calls><｜DSML｜invoke name=..>`` with
-``<｜DSML｜parameter name=.. string="true|false">``), the format of DeepSeek's V3.2 encoding,
-which V4 is taken to share; reasoning inside ``<think>...</think>``.
+Whitespace rules follow the family's templates, so that a reply parsed here renders back
+into the same text (prefix caching depends on it): whitespace just before a call block and
+between or after blocks is the template's; reasoning is verbatim for DeepSeek and trimmed for
+Qwen, whose templates put their own newlines around it.
+
+Tool calls come whole, as OpenAI delta entries (``index``, ``id``, ``type``, ``function`` with
+``name`` and complete JSON ``arguments``), when a block closes: XML parameter values are
+typed by the tool's schema, which needs the whole value. A block that does not parse, or one
+still open at the end, is kept as plain content and ``malformed`` says so; nothing raises.
+
+Reasoning starts either at the family's think marker or, when the prompt itself ends with an
+open think marker (thinking-mode generation prompts), at the first generated character:
+pass the prompt to ``make_parser`` for that. Calls written inside reasoning are not calls.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
+
+from codeagent.backend.chat.families import Family, get_family
 
 
 @dataclass(slots=True)
@@ -35,43 +45,40 @@ class ParsedMessage:
     content: str
     reasoning_content: str
     tool_calls: list[dict[str, Any]]
-    malformed: str | None = None
+    malformed: str | None = None  # why some generated markup was kept as text
 
 
-@dataclass(frozen=True, slots=True)
-class Markers:
-    call_open: str
-    call_close: str
-    think_open: str = "<think>"
-    think_close: str = "</think>"
-
-
-QWEN3 = Markers("<tool_call>", "</tool_call>")
-DSML = Markers("<｜DSML｜function_calls>", "</｜DSML｜function_calls>")
-
-
-def _partial_suffix(text: str, markers: tuple[str, ...]) -> int:
-    """Length of the longest end of ``text`` that could start one of ``markers``."""
+def _partial_suffix(text: str, markers: list[str]) -> int:
+    """Length of the longest end of ``text`` that is a proper beginning of one of ``markers``."""
     best = 0
     for marker in markers:
-        for size in range(min(len(marker) - 1, len(text)), 0, -1):
+        for size in range(min(len(marker) - 1, len(text)), best, -1):
             if marker.startswith(text[-size:]):
-                best = max(best, size)
+                best = size
                 break
     return best
 
 
+def opens_reasoning(prompt: str, family: Family) -> bool:
+    """Whether generation after ``prompt`` starts inside reasoning (its last think marker is open)."""
+    tail = prompt.rstrip()
+    return tail.endswith(family.think_open)
+
+
 class ToolCallParser:
-    def __init__(self, markers: Markers, tools: list[dict[str, Any]] | None, parse_block: Any) -> None:
-        self.markers = markers
+    def __init__(self, family: Family, tools: list[dict[str, Any]] | None, in_reasoning: bool) -> None:
+        self.family = family
         self.schemas = {
-            t["function"]["name"]: t["function"].get("parameters") or {}
-            for t in tools or []
-            if isinstance(t, dict) and "function" in t
+            tool["function"]["name"]: tool["function"].get("parameters") or {}
+            for tool in tools or []
+            if isinstance(tool, dict) and isinstance(tool.get("function"), dict)
         }
-        self.parse_block = parse_block
-        self.state = "text"  # text | think | call
-        self.buffer = ""
+        self.closers = dict(family.call_blocks)
+        self.state = "think" if in_reasoning else "text"  # text | think | call
+        self.opener = ""  # the marker that opened the current call block
+        self.skip_space = in_reasoning and family.trim_reasoning  # drop leading whitespace
+        self.buffer = ""  # received, not yet released
+        self.searched = 0  # the call block's closer is not in buffer[:searched]: long blocks stay linear
         self.content: list[str] = []
         self.reasoning: list[str] = []
         self.calls: list[dict[str, Any]] = []
@@ -84,33 +91,58 @@ class ToolCallParser:
             pass
         return delta
 
+    def _markers(self) -> list[str]:
+        f = self.family
+        if self.state == "think":
+            return [f.think_close]
+        # A stray think_close in text is swallowed: it is markup, never content.
+        return [opener for opener, _ in f.call_blocks] + [f.think_open, f.think_close]
+
     def _advance(self, delta: Delta) -> bool:
-        """Consume what is certain in the buffer; True if the state changed and more may follow."""
-        m = self.markers
+        """Release what is certain; True when a marker was consumed and more may follow."""
         if self.state == "call":
-            end = self.buffer.find(m.call_close)
+            closer = self.closers[self.opener]
+            end = self.buffer.find(closer, self.searched)
             if end < 0:
+                self.searched = max(0, len(self.buffer) - len(closer) + 1)
                 return False
-            self._close_call(self.buffer[:end], delta)
-            self.buffer = self.buffer[end + len(m.call_close) :]
-            self.state = "text"
+            self._close_call(self.opener + self.buffer[:end] + closer, delta)
+            self.buffer = self.buffer[end + len(closer) :]
+            self.state, self.skip_space = "text", True
             return True
-        opens = (m.think_close,) if self.state == "think" else (m.call_open, m.think_open)
-        found = [(self.buffer.find(marker), marker) for marker in opens if marker in self.buffer]
+        markers = self._markers()
+        found = [(index, marker) for marker in markers if (index := self.buffer.find(marker)) >= 0]
         if found:
             index, marker = min(found)
-            self._emit(self.buffer[:index], delta)
+            self._at_marker(self.buffer[:index], marker, delta)
             self.buffer = self.buffer[index + len(marker) :]
-            self.state = {m.call_open: "call", m.think_open: "think", m.think_close: "text"}[marker]
             return True
-        keep = _partial_suffix(self.buffer, opens)
-        self._emit(self.buffer[: len(self.buffer) - keep], delta)
-        self.buffer = self.buffer[len(self.buffer) - keep :]
+        held = len(self.buffer) - _partial_suffix(self.buffer, markers)
+        certain = self.buffer[:held].rstrip()  # trailing whitespace waits: a call may follow
+        self._emit(certain, delta)
+        self.buffer = self.buffer[len(certain) :]
         return False
 
+    def _at_marker(self, before: str, marker: str, delta: Delta) -> None:
+        f = self.family
+        if self.state == "think":  # marker is think_close
+            self._emit(before.rstrip() if f.trim_reasoning else before, delta)
+            self.state, self.skip_space = "text", f.trim_reasoning
+        elif marker in self.closers:
+            self._emit(before.rstrip(), delta)
+            self.state, self.opener, self.searched = "call", marker, 0
+        elif marker == f.think_open:
+            self._emit(before.rstrip(), delta)
+            self.state, self.skip_space = "think", f.trim_reasoning
+        else:
+            self._emit(before, delta)
+
     def _emit(self, text: str, delta: Delta) -> None:
+        if self.skip_space:
+            text = text.lstrip()
         if not text:
             return
+        self.skip_space = False
         if self.state == "think":
             self.reasoning.append(text)
             delta.reasoning += text
@@ -119,112 +151,44 @@ class ToolCallParser:
             delta.content += text
 
     def _close_call(self, block: str, delta: Delta) -> None:
-        calls = self.parse_block(block, self.schemas)
+        calls = self.family.parse_block(block, self.schemas)
         if calls is None:
-            raw = self.markers.call_open + block + self.markers.call_close
-            self.malformed = "a tool call did not parse; it was kept as text"
-            self._emit(raw, delta)
+            self.malformed = "a tool call block did not parse; its text was kept as content"
+            self.state = "text"
+            self._emit(block, delta)
             return
         for name, arguments in calls:
             call = {
-                "id": f"call_{secrets.token_hex(6)}",
+                "id": f"call_{secrets.token_hex(12)}",
                 "type": "function",
                 "function": {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)},
             }
+            delta.tool_calls.append({"index": len(self.calls), **call})
             self.calls.append(call)
-            delta.tool_calls.append(call)
+
+    def flush(self) -> Delta:
+        """Release everything held back; the generation has ended."""
+        delta = Delta()
+        if self.state == "call":
+            self.malformed = "generation ended inside a tool call block; its text was kept as content"
+            self.state, self.skip_space = "text", False
+            self._emit(self.opener + self.buffer, delta)
+        elif self.state == "think" and self.family.trim_reasoning:
+            self._emit(self.buffer.rstrip(), delta)
+        else:
+            self._emit(self.buffer, delta)
+        self.buffer = ""
+        return delta
 
     def finish(self) -> ParsedMessage:
-        if self.state == "call":
-            self.malformed = "generation ended inside a tool call; it was kept as text"
-            self.content.append(self.markers.call_open + self.buffer)
-        elif self.state == "think":
-            self.reasoning.append(self.buffer)
-        else:
-            self.content.append(self.buffer)
-        self.buffer = ""
+        self.flush()
+        content = "".join(self.content)
         return ParsedMessage(
-            "".join(self.content).strip(), "".join(self.reasoning).strip(), self.calls, self.malformed
+            content if content.strip() else "", "".join(self.reasoning), self.calls, self.malformed
         )
 
 
-def typed(value: str, schema: dict[str, Any]) -> Any:
-    """A parameter's text converted by its JSON-schema type; unparseable values stay strings."""
-    kind = schema.get("type")
-    try:
-        if kind == "integer":
-            return int(value)
-        if kind == "number":
-            return float(value) if any(c in value for c in ".eE") else int(value)
-        if kind == "boolean" and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        if kind in ("array", "object") or (kind is None and value[:1] in "[{"):
-            return json.loads(value)
-    except ValueError:
-        return value
-    return value
-
-
-XML_FUNCTION = re.compile(r"<function=([^>\s]+)>(.*?)</function>", re.DOTALL)
-XML_PARAMETER = re.compile(r"<parameter=([^>\s]+)>(.*?)</parameter>", re.DOTALL)
-
-
-def parse_qwen3_block(
-    block: str, schemas: dict[str, dict[str, Any]]
-) -> list[tuple[str, dict[str, Any]]] | None:
-    functions = XML_FUNCTION.findall(block)
-    if functions:
-        return [(name, _xml_arguments(body, schemas.get(name, {}))) for name, body in functions]
-    try:
-        data = json.loads(block)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-        return None
-    arguments = data.get("arguments") or {}
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments)
-        except json.JSONDecodeError:
-            return None
-    return [(data["name"], arguments)] if isinstance(arguments, dict) else None
-
-
-def _xml_arguments(body: str, schema: dict[str, Any]) -> dict[str, Any]:
-    properties = schema.get("properties") or {}
-    out = {}
-    for name, raw in XML_PARAMETER.findall(body):
-        value = raw[1:] if raw.startswith("\n") else raw
-        value = value[:-1] if value.endswith("\n") else value
-        out[name] = typed(value, properties.get(name, {}))
-    return out
-
-
-DSML_INVOKE = re.compile(r'<｜DSML｜invoke name="([^"]+)">(.*?)</｜DSML｜invoke>', re.DOTALL)
-DSML_PARAMETER = re.compile(
-    r'<｜DSML｜parameter name="([^"]+)"(?: string="(true|false)")?>(.*?)</｜DSML｜parameter>', re.DOTALL
-)
-
-
-def parse_dsml_block(
-    block: str, schemas: dict[str, dict[str, Any]]
-) -> list[tuple[str, dict[str, Any]]] | None:
-    invokes = DSML_INVOKE.findall(block)
-    if not invokes:
-        return None
-    calls = []
-    for name, body in invokes:
-        properties = (schemas.get(name) or {}).get("properties") or {}
-        arguments = {}
-        for param, is_string, value in DSML_PARAMETER.findall(body):
-            arguments[param] = (
-                value if is_string == "true" else typed(value, properties.get(param, {"type": None}))
-            )
-        calls.append((name, arguments))
-    return calls
-
-
-def make_parser(family: str, tools: list[dict[str, Any]] | None = None) -> ToolCallParser:
-    if family == "deepseek_v4":
-        return ToolCallParser(DSML, tools, parse_dsml_block)
-    return ToolCallParser(QWEN3, tools, parse_qwen3_block)
+def make_parser(family: str, tools: list[dict[str, Any]] | None = None, prompt: str = "") -> ToolCallParser:
+    """A parser for one generation; ``prompt`` decides whether it begins inside reasoning."""
+    chosen = get_family(family)
+    return ToolCallParser(chosen, tools, opens_reasoning(prompt, chosen))
