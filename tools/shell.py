@@ -1,9 +1,16 @@
-"""``run(command, timeout?)``: a shell command in the repository root, through the sandbox's
-process layer (whole tree killed on timeout, output capped head and tail, secrets stripped
-from the environment)."""
+"""``run(command, timeout?)``: a bash command in the repository root.
+
+It goes through the sandbox's process layer: the whole process tree is killed at the
+timeout (and any daemon it left behind when it exits), output is capped with its head and
+tail kept, and the environment is the user's minus secrets (``scrub_env`` with the
+configured extra names), with pagers and colours turned off because nobody reads them
+interactively. The timeout defaults to, and is capped at, ``settings.command_timeout``.
+Confinement (read-only filesystem, no network) is not applied here yet.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, ClassVar
 
@@ -11,37 +18,60 @@ from codeagent.sandbox.environment import scrub_env
 from codeagent.sandbox.process import CommandResult, run_command
 from codeagent.tools.base import Observation, ToolEnv, ToolError, schema
 
+# Set after scrubbing: no pager or colour codes in captured output, never a credential prompt.
+QUIET_ENV = {"PAGER": "cat", "GIT_PAGER": "cat", "TERM": "dumb", "NO_COLOR": "1", "GIT_TERMINAL_PROMPT": "0"}
+
 
 def command_env(env: ToolEnv) -> dict[str, str]:
     scrubbed = scrub_env(os.environ, env.settings.secret_env_names)
-    scrubbed.update(PAGER="cat", GIT_PAGER="cat", TERM="dumb", NO_COLOR="1", CI=scrubbed.get("CI", "1"))
+    scrubbed.update(QUIET_ENV)
+    scrubbed.setdefault("CI", "1")  # test runners and installers then skip watch modes and prompts
     return scrubbed
 
 
-def run_in_repo(env: ToolEnv, command: str | list[str], timeout: float) -> CommandResult:
+def run_in_repo(
+    env: ToolEnv, command: str | list[str], timeout: float, max_output_chars: int | None = None
+) -> CommandResult:
     return run_command(
         command,
         env.root,
         timeout=timeout,
-        max_output_chars=env.settings.max_output_chars,
+        max_output_chars=max_output_chars or env.settings.max_output_chars,
         env=command_env(env),
     )
 
 
-def describe(result: CommandResult) -> str:
+def describe(result: CommandResult, timeout: float) -> str:
+    """The last line of an observation: how the command ended."""
     if result.timed_out:
-        return f"timed out after {result.duration_s:.0f}s; killed {result.killed_processes} processes"
+        return f"timed out after {timeout:g}s; killed {result.killed_processes} processes"
     return f"exit code: {result.exit_code}"
+
+
+def _timeout(args: dict[str, Any], ceiling: float) -> float:
+    value = args.get("timeout")
+    if value is None:
+        return ceiling
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ToolError("timeout must be a number of seconds")
+    if value <= 0:
+        raise ToolError("timeout must be positive")
+    return min(float(value), ceiling)
 
 
 class Run:
     name: ClassVar[str] = "run"
     description: ClassVar[str] = (
         "Run a shell command (bash) in the repository root. Output is capped (head and tail kept); "
-        "the command and everything it started are killed at the timeout. No interactive input."
+        "the command and everything it started are killed at the timeout, and background "
+        "processes are killed when it exits. No interactive input."
     )
     parameters: ClassVar[dict[str, Any]] = schema(
-        {"command": {"type": "string"}, "timeout": {"type": "number", "description": "seconds"}}, ["command"]
+        {
+            "command": {"type": "string"},
+            "timeout": {"type": "number", "description": "seconds; default and maximum are configured"},
+        },
+        ["command"],
     )
     mutates: ClassVar[bool] = True
 
@@ -49,15 +79,9 @@ class Run:
         command = args["command"]
         if not isinstance(command, str) or not command.strip():
             raise ToolError("command must be a non-empty string")
-        ceiling = env.settings.command_timeout
-        try:
-            timeout = min(float(args.get("timeout") or ceiling), ceiling)
-        except (TypeError, ValueError) as err:
-            raise ToolError("timeout must be a number of seconds") from err
-        if timeout <= 0:
-            raise ToolError("timeout must be positive")
+        timeout = _timeout(args, env.settings.command_timeout)
         result = run_in_repo(env, command, timeout)
-        text = (result.output.rstrip("\n") + "\n" if result.output else "") + describe(result)
+        text = (result.output.rstrip("\n") + "\n" if result.output else "") + describe(result, timeout)
         data = {
             "exit_code": result.exit_code,
             "timed_out": result.timed_out,
