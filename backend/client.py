@@ -83,25 +83,30 @@ class EmbeddedClient:
         tools: list[dict[str, Any]],
         on_token: Callable[[str], None] | None = None,
     ) -> Reply:
-        ids = self.prompt_ids(messages, tools)
+        prompt = self.template.render(messages, tools)
+        ids = self.tokenizer.encode(prompt)
         room = self.context_window - len(ids)
         if room <= 0:
             raise EmbeddedClientError(
                 f"the prompt has {len(ids)} tokens; the model's window is {self.context_window}"
             )
-        parser = make_parser(self.family, tools)
+        parser = make_parser(self.family, tools, prompt=prompt)
         decoder = IncrementalDecoder(self.tokenizer)
+
+        def emit(content: str) -> None:
+            if on_token and content:
+                on_token(content)
 
         def hook(token: int) -> bool:
             if token in self.tokenizer.eos_token_ids:
                 return False
-            delta = parser.push(decoder.push(token))
-            if on_token and delta.content:
-                on_token(delta.content)
+            emit(parser.push(decoder.push(token)).content)
             return True
 
         params = SamplingParams(temperature=self.temperature, max_tokens=min(self.max_new_tokens, room))
         result = self.engine.generate([Request(ids, params, hook)])[0]
+        emit(parser.push(decoder.finish()).content)
+        emit(parser.flush().content)
         parsed = parser.finish()
         message: dict[str, Any] = {"role": "assistant", "content": parsed.content}
         if parsed.reasoning_content:

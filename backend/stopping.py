@@ -47,6 +47,9 @@ class StopStrings:
         return not self.stopped
 
     def flush(self) -> None:
+        if not self.stopped:
+            self.raw += self.decoder.finish()
+            self.stopped = any(s in self.raw for s in self.stops)
         if self.on_text and len(self.text) > self.emitted:
             self.on_text(self.text[self.emitted :])
             self.emitted = len(self.text)
