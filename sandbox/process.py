@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from typing import IO
 
 REAPER = Path(__file__).with_name("_reaper.py")
 GRACE_S = 5.0
+MAX_POLL_S = 2_000_000.0  # poll() takes a C int of milliseconds
 CHUNK = 65536
 UTF8_CONTINUATION = bytes(range(0x80, 0xC0))
 
@@ -180,14 +182,37 @@ def _feed(pipe: IO[bytes], text: str) -> None:
 def _wait(proc: subprocess.Popen[bytes], timeout: float) -> bool:
     """Wait for the supervisor; on timeout (or an interrupt) have it kill the tree. True if timed out."""
     try:
-        proc.wait(timeout)
-        return False
-    except subprocess.TimeoutExpired:
+        if _exited_within(proc, timeout):
+            return False
         _stop(proc)
         return True
     except BaseException:
         _stop(proc)  # Ctrl-C or a cancelled worker must not leave the command running
         raise
+
+
+def _exited_within(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Block until the supervisor exits (True) or ``timeout`` passes (False).
+
+    ``Popen.wait(timeout)`` polls with sleeps growing to 50 ms, which would add up to that much
+    to every command; a pidfd wakes us the moment the supervisor exits."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except OSError:  # kernels before 5.3: fall back to polling
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        exited = bool(poller.poll(int(min(timeout, MAX_POLL_S) * 1000)))
+    finally:
+        os.close(pidfd)
+    if exited:
+        proc.wait()
+    return exited
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
