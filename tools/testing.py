@@ -28,7 +28,7 @@ import shlex
 import shutil
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 from codeagent.sandbox.process import CommandResult, clip_middle
@@ -76,6 +76,11 @@ def _is_python_test(rel: str) -> bool:
     if not name.endswith(".py"):
         return False
     return name.startswith("test") or name.endswith("_test.py") or rel.startswith("tests/")
+
+
+def _is_unittest_file(rel: str) -> bool:
+    name = PurePosixPath(rel).name
+    return name.startswith("test") and name.endswith(".py")  # unittest's default pattern
 
 
 def _has_python_tests(root: Path) -> bool:
@@ -145,28 +150,34 @@ def with_paths(command: TestCommand, paths: list[str], root: Path) -> TestComman
     if command.runner == "unittest":
         if not paths:
             return TestCommand("unittest", _unittest_default(root, command.argv))
-        return TestCommand("unittest", [*command.argv, *_unittest_files(root, paths)])
+        return TestCommand("unittest", [*command.argv, *_unittest_targets(root, paths)])
     if command.runner == "cargo":
         return TestCommand("cargo", [*command.argv, *_cargo_targets(paths)])
+    if command.argv[0] == "npm" and paths:
+        return TestCommand("node", [*command.argv, "--", *paths])  # npm passes on only what follows --
     return TestCommand(command.runner, [*command.argv, *paths])
 
 
 def _go_target(root: Path, path: str) -> str:
-    folder = path.rsplit("/", 1)[0] if (root / path).is_file() and "/" in path else path
-    folder = "." if (root / path).is_file() and "/" not in path else folder
-    return "./..." if folder == "." else f"./{folder}/..."
+    if (root / path).is_file():
+        return "./" + str(PurePosixPath(path).parent)  # go tests a file's whole package
+    return "./..." if path == "." else f"./{path}/..."
 
 
-def _unittest_files(root: Path, paths: list[str]) -> list[str]:
-    files: list[str] = []
+def _unittest_targets(root: Path, paths: list[str]) -> list[str]:
+    targets: list[str] = []
     for path in paths:
-        if (root / path).is_dir():
-            files += [f for f in iter_files(root, root / path) if f.rsplit("/", 1)[-1].startswith("test")]
+        file_part, _, test_id = path.partition("::")
+        if (root / file_part).is_dir():
+            found = [f for f in iter_files(root, root / file_part) if _is_unittest_file(f)]
+            if not found:
+                raise ToolError(f"no Python test files under {file_part}")
+            targets += found
+        elif test_id:  # tests/test_x.py::Class::test -> tests.test_x.Class.test
+            targets.append(".".join([file_part.removesuffix(".py").replace("/", "."), *test_id.split("::")]))
         else:
-            files.append(path)
-    if not files:
-        raise ToolError(f"no test*.py files under {', '.join(paths)}")
-    return [f for f in files if f.endswith(".py")] or files
+            targets.append(file_part)
+    return targets
 
 
 def _cargo_targets(paths: list[str]) -> list[str]:

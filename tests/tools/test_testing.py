@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from codeagent.tools import testing
 from codeagent.tools.base import ToolEnv, ToolSettings, run_tool
 from codeagent.tools.registry import get_tool
 from codeagent.tools.test_results import (
@@ -71,6 +72,27 @@ def test_unittest_project_when_pytest_is_not_importable(tmp_path):
     assert "AssertionError: 1 != 2" in result.text and not result.ok
     only = run_tests(root, paths=["tests"])
     assert only.data["passed"] == ["test_ok (tests.test_b.T.test_ok)"]
+    one = run_tests(root, paths=["tests/test_b.py::T::test_no"])
+    assert one.data["failed"] == ["test_no (tests.test_b.T.test_no)"] and one.data["passed"] == []
+
+
+def test_paths_become_each_runner_s_targets(tmp_path):
+    make_project(tmp_path, {"pkg/a_test.go": "", "tests/api.rs": ""})
+    go = testing.with_paths(
+        testing.TestCommand("go", ["go", "test", "-v"]), ["pkg/a_test.go", "pkg"], tmp_path
+    )
+    assert go.argv == ["go", "test", "-v", "./pkg", "./pkg/..."]
+    assert testing.with_paths(testing.TestCommand("go", ["go", "test"]), [], tmp_path).argv == [
+        "go",
+        "test",
+        "./...",
+    ]
+    cargo = testing.with_paths(testing.TestCommand("cargo", ["cargo", "test"]), ["tests/api.rs"], tmp_path)
+    assert cargo.argv == ["cargo", "test", "--test", "api"]
+    npm = testing.with_paths(testing.TestCommand("node", ["npm", "test"]), ["a.test.js"], tmp_path)
+    assert npm.argv == ["npm", "test", "--", "a.test.js"]
+    custom = testing.with_paths(testing.TestCommand("custom", "make test ARGS="), ["a b.py"], tmp_path)
+    assert custom.argv == "make test ARGS= 'a b.py'"
 
 
 def test_the_configured_command_wins(tmp_path):
