@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -242,6 +243,26 @@ def test_a_corrupt_entry_is_ignored_and_rebuilt(project, tmp_path, bad):
     with RepoMap(project, cache) as third:
         third.build(files=CODE)
     assert third.stats.parsed == 0
+
+
+BUILD_SCRIPT = """
+import sys
+from pathlib import Path
+from codeagent.tools.repomap.repomap import RepoMap
+with RepoMap(Path(sys.argv[1]), Path(sys.argv[2])) as repo_map:
+    print(repo_map.build(files=sys.argv[3:]))
+"""
+
+
+def test_processes_building_at_once_share_the_cache(project, tmp_path):
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-c", BUILD_SCRIPT, str(project), str(cache), *CODE]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    outputs = {run.communicate(timeout=60)[0] for run in runs}
+    assert [run.returncode for run in runs] == [0] * 4 and len(outputs) == 1
+    with RepoMap(project, cache) as repo_map:
+        assert repo_map.build(files=CODE) + "\n" in outputs
+    assert repo_map.stats.parsed == 0
 
 
 def test_a_cache_file_that_is_not_a_database_is_replaced(project, tmp_path):

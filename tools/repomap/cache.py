@@ -135,9 +135,7 @@ def _connect(path: Path | str) -> sqlite3.Connection:
 
 def _decode(data: str, rel_path: str) -> list[Tag] | None:
     try:
-        return [
-            Tag(rel_path, str(name), str(kind), int(line), str(category), str(text))
-            for name, kind, line, category, text in json.loads(data)
-        ]
+        tags = [Tag(rel_path, *row) for row in json.loads(data)]  # a row of the wrong length: TypeError
     except (ValueError, TypeError):
         return None
+    return tags if all(type(tag.line) is int for tag in tags) else None
