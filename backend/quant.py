@@ -1,17 +1,23 @@
 """DeepSeek-V4 release weight formats: FP8 e4m3 with 128x128 block scales, FP4 e2m1 experts.
 
-- FP8: ``W`` float8_e4m3fn [out, in] and one scale per 128x128 block [ceil(out/128),
-  ceil(in/128)]; value = fp8 x scale of its block.
-- FP4: two e2m1 codes per byte [out, in/2] (the even input in the low nibble, as in the OCP
-  MX format and torch's ``float4_e2m1fn_x2``) and one scale per 32 inputs [out, in/32];
-  value = e2m1 x scale. An e2m1 code is a sign bit and a magnitude from
-  {0, 0.5, 1, 1.5, 2, 3, 4, 6}.
-- Scales are UE8M0 (a power of two, stored as its biased exponent): ``float8_e8m0fnu``, or
-  raw ``uint8`` exponents; float32 scales are taken as they are.
+As DeepSeek's inference code and ``quantization_config`` (``fmt: e4m3``,
+``scale_fmt: ue8m0``, ``weight_block_size: [128, 128]``, ``expert_dtype: fp4``) describe them:
 
-The loader dequantizes at load time into the model dtype (the weight-only in-kernel path
-that keeps them packed belongs to the kernels' work). ``quantize_*`` write the same formats,
-for tests and for making small release-layout checkpoints.
+- FP8: ``X.weight`` float8_e4m3fn [out, in] and ``X.scale`` [ceil(out/128), ceil(in/128)],
+  one scale per 128x128 block; value = e4m3 x scale of its block. Dense projections
+  (attention's wq_a, wq_b, wkv, wo_a, wo_b, the indexer's wq_b, the shared expert).
+- FP4: ``X.weight`` int8 [out, in/2], two e2m1 codes per byte (the even input in the low
+  nibble, as in the OCP MX format and torch's ``float4_e2m1fn_x2``), and ``X.scale``
+  [out, in/32], one scale per 32 inputs; value = e2m1 x scale. An e2m1 code is a sign bit
+  and a magnitude index into {0, 0.5, 1, 1.5, 2, 3, 4, 6}. Routed experts.
+- Scales are UE8M0, a power of two stored as its biased exponent: ``float8_e8m0fnu`` as
+  released, or raw ``uint8`` exponents; float32 scales (``weight_scale_inv`` checkpoints)
+  are taken as they are.
+
+Everything is dequantized once, at load time, into the model dtype; keeping the weights
+packed and dequantizing inside the matmul belongs to the kernels. ``quantize_fp8`` and
+``quantize_fp4`` write the same formats (smallest power-of-two scale that fits, round to
+nearest) for tests and small release-layout checkpoints.
 """
 
 from __future__ import annotations
@@ -22,20 +28,22 @@ import torch
 
 FP8_BLOCK = 128
 FP4_GROUP = 32
-E2M1_MAGNITUDES = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0])
+E2M1_MAGNITUDES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 E2M1_MAX = 6.0
 E4M3_MAX = 448.0
+FP4_STORAGE = (torch.int8, torch.uint8, torch.float4_e2m1fn_x2)
+SCALE_SUFFIXES = (".weight_scale_inv", ".weight_scale", ".scale")
 
 
 def scale_values(scale: torch.Tensor) -> torch.Tensor:
-    """UE8M0 (or float) scales as float32."""
+    """UE8M0 (e8m0 or raw uint8 exponents) or float scales, as float32."""
     if scale.dtype == torch.uint8:
         return torch.exp2(scale.float() - 127.0)
     return scale.float()
 
 
 def is_quantized(tensor: torch.Tensor) -> bool:
-    return tensor.dtype in (torch.float8_e4m3fn, torch.uint8, torch.int8, torch.float4_e2m1fn_x2)
+    return tensor.dtype == torch.float8_e4m3fn or tensor.dtype in FP4_STORAGE
 
 
 def dequantize(weight: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -45,20 +53,27 @@ def dequantize(weight: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) ->
 
 
 def dequantize_fp8(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """[out, in] e4m3 with [ceil(out/128), ceil(in/128)] block scales -> float32."""
-    out_features, in_features = weight.shape
-    blocks = scale_values(scale)
-    expanded = blocks.repeat_interleave(FP8_BLOCK, 0)[:out_features].repeat_interleave(FP8_BLOCK, 1)[
-        :, :in_features
-    ]
-    return weight.float() * expanded
+    """[out, in] e4m3 with [ceil(out/128), ceil(in/128)] block scales -> float32 [out, in]."""
+    rows, cols = weight.shape
+    blocks = (-(-rows // FP8_BLOCK), -(-cols // FP8_BLOCK))
+    if tuple(scale.shape) != blocks:
+        raise ValueError(
+            f"FP8 weight {tuple(weight.shape)} needs block scales {blocks}, got {tuple(scale.shape)}"
+        )
+    per_element = scale_values(scale).repeat_interleave(FP8_BLOCK, 0)[:rows].repeat_interleave(FP8_BLOCK, 1)
+    return weight.float() * per_element[:, :cols]
 
 
 def dequantize_fp4(packed: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """[out, in/2] packed e2m1 pairs with [out, in/32] scales -> float32 [out, in]."""
+    rows, half = packed.shape
+    if tuple(scale.shape) != (rows, 2 * half // FP4_GROUP):
+        raise ValueError(
+            f"FP4 weight {rows}x{2 * half} needs scales ({rows}, {2 * half // FP4_GROUP}), got {tuple(scale.shape)}"
+        )
     raw = packed.view(torch.uint8)
-    codes = torch.stack((raw & 0x0F, raw >> 4), dim=-1).flatten(-2).long()  # [out, in]
-    magnitudes = E2M1_MAGNITUDES.to(packed.device)[codes & 0x7]
+    codes = torch.stack((raw & 0x0F, raw >> 4), dim=-1).flatten(-2).long()  # [out, in], even input first
+    magnitudes = torch.tensor(E2M1_MAGNITUDES, device=packed.device)[codes & 0x7]
     values = torch.where(codes >= 8, -magnitudes, magnitudes)
     return values * scale_values(scale).repeat_interleave(FP4_GROUP, dim=1)
 
@@ -70,32 +85,29 @@ def _ue8m0(amax: torch.Tensor, top: float) -> torch.Tensor:
 
 
 def quantize_fp8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    out_features, in_features = weight.shape
-    rows, cols = -(-out_features // FP8_BLOCK), -(-in_features // FP8_BLOCK)
-    padded = torch.zeros(rows * FP8_BLOCK, cols * FP8_BLOCK)
-    padded[:out_features, :in_features] = weight.float()
-    blocks = padded.view(rows, FP8_BLOCK, cols, FP8_BLOCK)
-    scale = _ue8m0(blocks.abs().amax(dim=(1, 3)), E4M3_MAX)  # [rows, cols]
-    scaled = blocks / scale.float()[:, None, :, None]
-    return scaled.view_as(padded)[:out_features, :in_features].to(torch.float8_e4m3fn), scale
+    """float [out, in] -> e4m3 [out, in], e8m0 block scales [ceil(out/128), ceil(in/128)]."""
+    rows, cols = weight.shape
+    r, c = -(-rows // FP8_BLOCK), -(-cols // FP8_BLOCK)
+    padded = weight.new_zeros(r * FP8_BLOCK, c * FP8_BLOCK, dtype=torch.float32)
+    padded[:rows, :cols] = weight.float()
+    blocks = padded.view(r, FP8_BLOCK, c, FP8_BLOCK)
+    scale = _ue8m0(blocks.abs().amax(dim=(1, 3)), E4M3_MAX)  # [r, c]
+    scaled = (blocks / scale.float()[:, None, :, None]).view_as(padded)
+    return scaled[:rows, :cols].to(torch.float8_e4m3fn), scale
 
 
 def quantize_fp4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    out_features, in_features = weight.shape
-    if in_features % FP4_GROUP:
-        raise ValueError(f"FP4 needs the input width to be a multiple of {FP4_GROUP}, not {in_features}")
-    groups = weight.float().view(out_features, in_features // FP4_GROUP, FP4_GROUP)
+    """float [out, in] -> int8 [out, in/2] (two e2m1 codes a byte), e8m0 scales [out, in/32]."""
+    rows, cols = weight.shape
+    if cols % FP4_GROUP:
+        raise ValueError(f"FP4 needs the input width to be a multiple of {FP4_GROUP}, not {cols}")
+    groups = weight.float().view(rows, cols // FP4_GROUP, FP4_GROUP)
     scale = _ue8m0(groups.abs().amax(dim=-1), E2M1_MAX)  # [out, in/32]
-    scaled = (groups / scale.float()[..., None]).view(out_features, in_features)
-    nearest = (
-        (scaled.abs()[..., None] - E2M1_MAGNITUDES).abs().argmin(dim=-1)
-    )  # index of the closest magnitude
-    codes = (nearest | ((scaled < 0) & (nearest > 0)).long() << 3).to(torch.uint8)
-    packed = codes[:, 0::2] | (codes[:, 1::2] << 4)
-    return packed, scale
-
-
-SCALE_SUFFIXES = (".weight_scale_inv", ".weight_scale", ".scale")
+    scaled = (groups / scale.float()[..., None]).view(rows, cols)
+    grid = torch.tensor(E2M1_MAGNITUDES, device=weight.device)
+    index = (scaled.abs()[..., None] - grid).abs().argmin(dim=-1)  # nearest magnitude
+    codes = (index | ((scaled < 0) & (index > 0)).long() << 3).to(torch.uint8)
+    return (codes[:, 0::2] | (codes[:, 1::2] << 4)).view(torch.int8), scale
 
 
 def weight_key_of(scale_key: str) -> str | None:
@@ -112,13 +124,13 @@ def dequantizing(
     """Pair quantized weights with their scales as they stream by; yield plain tensors.
 
     Each quantized tensor waits only until its partner arrives (they sit side by side in
-    release shards), so at most a few tensors are held at once.
+    release shards), so at most a few tensors are held at once. Plain tensors pass through.
     """
     waiting_weights: dict[str, torch.Tensor] = {}
     waiting_scales: dict[str, torch.Tensor] = {}
     for key, tensor in weights:
         owner = weight_key_of(key)
-        if owner is not None and owner not in waiting_scales:
+        if owner is not None:
             if owner in waiting_weights:
                 yield owner, dequantize(waiting_weights.pop(owner), tensor, dtype)
             else:

@@ -1,20 +1,42 @@
-"""DeepSeek-V4 attention: sliding window plus compressed entries, one shared K=V latent.
+"""DeepSeek-V4 attention: a sliding window plus compressed entries over one shared K=V latent.
 
-Every layer attends to its last ``sliding_window`` latent rows. Compressed layers also see
-entries that pool ``rate`` tokens each (a gated softmax over slots, plus a learned bias per
-slot): heavily compressed (HCA) layers attend to every entry already closed; compressed
-sparse (CSA) layers pool overlapping windows (the previous window's first half-channels
-and the current window's second half) and attend only to the top-k entries a Lightning
-indexer scores highest, from its own, narrower compressor. An entry closing at token t
-is visible to queries at positions >= t, i.e. entry i to queries p with i < (p + 1) // rate,
-exactly as in the model's full forward. A learned per-head sink logit joins the softmax.
+Per layer: q = RMSNorm(wq_a x) -> wq_b -> per-head unweighted RMSNorm -> RoPE on the last
+r channels; one latent kv = RMSNorm(wkv x) with RoPE serves as both key and value. Every
+layer attends to its last ``sliding_window`` latents. Heavily compressed (HCA) layers
+also attend to every closed entry of their compressor, compressed sparse (CSA) layers to
+the ``index_topk`` entries their Lightning indexer ranks best (``deepseek_v4_compressor``).
+Entry i pools tokens [i*rate, (i+1)*rate) and is visible to a query at p iff
+i < (p + 1) // rate, so the window that a token closes is already visible to it. A learned
+per-head sink logit joins the softmax and carries no value. The output's rotary
+channels are rotated back at the query position, then the grouped low-rank projection
+maps heads to hidden: ``wo_a`` per group of heads [G, R, H*D/G], then ``wo_b``.
+Sliding layers use the ``main`` rope (theta 10000), CSA/HCA the ``compress`` one (YaRN).
 
-Per sequence and layer, ``LayerState`` keeps what decoding needs: the last W-1 latent rows,
-the tokens of the window not yet pooled (with their gates), the previous window's
-half-channels (CSA), and the entries so far, for the attention and for the indexer.
-A new token costs one step: nothing is recomputed from the prompt.
+Per sequence and layer, ``LayerState`` keeps the last W-1 latents and the compressors'
+states, so a decode step costs one token's work plus attention over W + visible entries.
 
-Shapes: T new tokens of one sequence, H heads, D = head_dim, r rotary dims, N entries.
+Cached decoding vs the full forward (why transformers' cached decoding drifts): with few
+indexer heads, many entries score exactly 0 (every head's ReLU clipped) and
+``torch.topk`` chooses among tied scores in an order that depends on the row length.
+transformers' full forward scores each query against all ``len // rate`` entries (future
+ones masked to -inf) while its cached decode scores against the ``(p + 1) // rate``
+entries that exist, so the two pick different tied entries; worse, the full forward's
+choice for an early position changes as the sequence grows, so a position's hidden
+state, and every entry later pooled from it, depends on how many tokens follow it.
+Replacing ``topk`` by an index-stable ranking in the reference makes its full forward
+length-independent and its cached decoding agree with it at every position (the tests
+show both). DeepSeek's own inference code calls ``topk`` the same way in prefill (masked
+rows) and decode (unmasked rows), so it inherits the same ambiguity: neither path is
+"right", the choice among tied entries is simply undefined. We break ties by entry index,
+which makes prefill, chunked prefill and one-token decoding agree exactly and matches the
+reference wherever no tie straddles the top-k cut.
+
+Limits: a prefill chunk of T tokens builds [T, T + W + N] masks (O(T^2) memory; the
+engine's chunked prefill bounds T). DeepSeek's inference code also rounds the latent's
+non-rotary channels through FP8 and the indexer's queries and keys through a Hadamard
+rotation and FP4 (simulating its quantization-aware training); transformers and we do not.
+
+Shapes: T new tokens of one sequence, H heads, D head_dim, L keys.
 """
 
 from __future__ import annotations
@@ -24,153 +46,132 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from codeagent.backend.models.deepseek_v4_compressor import (
+    Compressor,
+    CompressorState,
+    indexer_selection,
+    visible_entries,
+)
+from codeagent.backend.models.deepseek_v4_config import CSA, HCA, DeepseekV4Config
+from codeagent.backend.models.deepseek_v4_rope import (
+    apply_interleaved_rope,
+    rms_norm,
+    unweighted_rms_norm,
+)
+
 Weights = dict[str, torch.Tensor]
-
-
-def v4_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    h = x.float()
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-    return (weight.float() * h).to(x.dtype)
-
-
-def unweighted_rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
-    return x * torch.rsqrt(x.float().square().mean(-1, keepdim=True) + eps).to(x.dtype)
-
-
-def rope_cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor, scale: float, dtype: torch.dtype):
-    """positions [T] -> cos, sin [T, r] (pairs repeated), in ``dtype`` like the reference."""
-    freqs = positions.float()[:, None] * inv_freq.to(positions.device)[None, :]
-    cos = (freqs.cos() * scale).to(dtype).repeat_interleave(2, dim=-1)
-    sin = (freqs.sin() * scale).to(dtype).repeat_interleave(2, dim=-1)
-    return cos, sin
-
-
-def apply_interleaved_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the last r channels of x [..., D] pairwise; cos, sin broadcast to [..., r]."""
-    r = cos.shape[-1]
-    nope, rope = x[..., :-r], x[..., -r:]
-    pairs = rope.float().unflatten(-1, (-1, 2))
-    rotated_half = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
-    rotated = (rope.float() * cos + rotated_half * sin).to(x.dtype)
-    return torch.cat((nope, rotated), dim=-1)
-
-
-@dataclass(slots=True)
-class CompressorState:
-    pending_kv: torch.Tensor | None = None  # [n < rate, C] tokens of the open window
-    pending_gate: torch.Tensor | None = None  # [n, C], slot bias already added
-    overlap_kv: torch.Tensor | None = None  # [rate, C/2] previous window's first half-channels (CSA)
-    overlap_gate: torch.Tensor | None = None
-    entries: torch.Tensor | None = None  # [N, out_dim] pooled, normed, rotated entries
-    windows: int = 0  # windows closed so far
 
 
 @dataclass(slots=True)
 class LayerState:
-    window: torch.Tensor | None = None  # [<= W-1, D] last latent rows
+    window: torch.Tensor | None = None  # [<= W-1, D] latest latents, rotated
     compressor: CompressorState = field(default_factory=CompressorState)
     indexer: CompressorState = field(default_factory=CompressorState)
 
 
 @dataclass(frozen=True, slots=True)
-class Compressor:
-    """Weights and shape of one compressor: wkv, wgate [C, hidden], ape [rate, C], norm [out]."""
+class LayerAttention:
+    """What one layer's attention needs besides weights and state."""
 
-    prefix: str
-    rate: int
-    out_dim: int
-    overlap: bool  # CSA pools 2*rate slots across two windows; HCA pools one window
-
-    def update(self, state: CompressorState, x: torch.Tensor, w: Weights, rope: tuple, eps: float) -> None:
-        """Feed the new tokens x [T, hidden]; close every window they complete."""
-        kv = F.linear(x, w[self.prefix + "wkv.weight"])  # [T, C]
-        gate = F.linear(x, w[self.prefix + "wgate.weight"])
-        start = 0 if state.pending_kv is None else state.pending_kv.shape[0]
-        slots = torch.arange(start, start + x.shape[0], device=x.device) % self.rate
-        gate = gate + w[self.prefix + "ape"][slots].to(gate.dtype)
-        if state.pending_kv is not None:
-            kv, gate = torch.cat((state.pending_kv, kv)), torch.cat((state.pending_gate, gate))
-        closed = kv.shape[0] // self.rate
-        new = [
-            self._close(
-                state, kv[i * self.rate : (i + 1) * self.rate], gate[i * self.rate : (i + 1) * self.rate]
-            )
-            for i in range(closed)
-        ]
-        state.pending_kv, state.pending_gate = kv[closed * self.rate :], gate[closed * self.rate :]
-        if new:
-            pooled = v4_rms_norm(torch.stack(new), w[self.prefix + "norm.weight"], eps)  # [n, out]
-            positions = torch.arange(state.windows, state.windows + closed, device=x.device) * self.rate
-            inv_freq, scale = rope
-            cos, sin = rope_cos_sin(positions, inv_freq, scale, pooled.dtype)
-            pooled = apply_interleaved_rope(pooled, cos, sin)
-            state.entries = pooled if state.entries is None else torch.cat((state.entries, pooled))
-            state.windows += closed
-
-    def _close(self, state: CompressorState, kv: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-        """Pool one complete window kv, gate [rate, C] into one entry [out]."""
-        if self.overlap:
-            d = self.out_dim
-            prev_kv = state.overlap_kv if state.overlap_kv is not None else kv.new_zeros(self.rate, d)
-            prev_gate = (
-                state.overlap_gate
-                if state.overlap_gate is not None
-                else gate.new_full((self.rate, d), float("-inf"))
-            )
-            state.overlap_kv, state.overlap_gate = kv[:, :d], gate[:, :d]
-            kv, gate = torch.cat((prev_kv, kv[:, d:])), torch.cat((prev_gate, gate[:, d:]))  # [2*rate, d]
-        weights = gate.softmax(dim=0, dtype=torch.float32).to(kv.dtype)
-        return (kv * weights).sum(dim=0)
+    kind: str
+    rate: int  # 0 for sliding-window layers
+    rope: tuple[torch.Tensor, float]  # inverse frequencies [r/2], cos/sin scale
+    main: Compressor | None  # the KV compressor (CSA, HCA)
+    indexer: Compressor | None  # the indexer's key compressor (CSA)
 
 
-def visible_entries(positions: torch.Tensor, count: int, rate: int) -> torch.Tensor:
-    """[T, N] True where entry i is closed for the query at that position: i < (p + 1) // rate."""
-    return torch.arange(count, device=positions.device)[None, :] < ((positions + 1) // rate)[:, None]
+def layer_attention(
+    c: DeepseekV4Config, i: int, ropes: dict[str, tuple[torch.Tensor, float]]
+) -> LayerAttention:
+    kind, rate = c.layer_types[i], c.rate(i)
+    if kind == HCA:
+        return LayerAttention(
+            kind, rate, ropes["compress"], Compressor("attn.compressor.", rate, c.head_dim, False), None
+        )
+    if kind == CSA:
+        main = Compressor("attn.compressor.", rate, c.head_dim, True)
+        indexer = Compressor("attn.indexer.compressor.", rate, c.index_head_dim, True)
+        return LayerAttention(kind, rate, ropes["compress"], main, indexer)
+    return LayerAttention(kind, 0, ropes["main"], None, None)
 
 
-def indexer_selection(
+def project(x: torch.Tensor, w: Weights, c: DeepseekV4Config, cos: torch.Tensor, sin: torch.Tensor):
+    """x [T, hidden] -> q_residual [T, q_lora], q [T, H, D], kv [T, D], the last two rotated."""
+    t, eps = x.shape[0], c.rms_norm_eps
+    q_residual = rms_norm(F.linear(x, w["attn.wq_a.weight"]), w["attn.q_norm.weight"], eps)
+    q = F.linear(q_residual, w["attn.wq_b.weight"]).view(t, c.num_attention_heads, c.head_dim)
+    q = apply_interleaved_rope(unweighted_rms_norm(q, eps), cos[:, None], sin[:, None])
+    kv = rms_norm(F.linear(x, w["attn.wkv.weight"]), w["attn.kv_norm.weight"], eps)
+    return q_residual, q, apply_interleaved_rope(kv, cos, sin)
+
+
+def sequence_attention(
+    spec: LayerAttention,
+    state: LayerState,
+    w: Weights,
+    c: DeepseekV4Config,
     x: torch.Tensor,
     q_residual: torch.Tensor,
+    q: torch.Tensor,
+    kv: torch.Tensor,
     positions: torch.Tensor,
-    entries: torch.Tensor | None,
-    w: Weights,
-    prefix: str,
-    heads: int,
-    dim: int,
-    topk: int,
-    rate: int,
-    rope: tuple,
 ) -> torch.Tensor:
-    """[T, N] True for the top-k visible entries by the indexer's score, per query."""
-    if entries is None:
-        return torch.zeros(x.shape[0], 0, dtype=torch.bool, device=x.device)
-    q = F.linear(q_residual, w[prefix + "wq_b.weight"]).view(x.shape[0], heads, dim)  # [T, IH, ID]
-    inv_freq, scale = rope
-    cos, sin = rope_cos_sin(positions, inv_freq, scale, x.dtype)
-    q = apply_interleaved_rope(q, cos[:, None], sin[:, None])
-    scores = F.relu(torch.einsum("thd,nd->thn", q.float(), entries.float())) * dim**-0.5
-    head_weights = F.linear(x, w[prefix + "weights_proj.weight"]).float() * heads**-0.5  # [T, IH]
-    score = (scores * head_weights[:, :, None]).sum(dim=1)  # [T, N]
-    visible = visible_entries(positions, entries.shape[0], rate)
-    score = score.masked_fill(~visible, float("-inf"))
-    k = min(topk, entries.shape[0])
-    # A stable sort breaks ties by entry index. Ties are common: the ReLU makes a score exactly 0
-    # whenever every indexer head's dot product is negative, and torch.topk breaks such ties
-    # differently for rows of different lengths, which made prefill and decode disagree.
-    order = torch.sort(score, dim=-1, descending=True, stable=True).indices[:, :k]
-    chosen = torch.zeros_like(visible)
-    chosen.scatter_(1, order, True)
-    return chosen & visible
+    """One sequence's new tokens (x [T, hidden], q [T, H, D], kv [T, D]); updates state -> [T, H, D]."""
+    keys, visible = window_keys(state, kv, positions, c.sliding_window)
+    if spec.main is not None:
+        spec.main.update(state.compressor, x, w, spec.rope, c.rms_norm_eps)
+    if spec.indexer is not None:
+        spec.indexer.update(state.indexer, x, w, spec.rope, c.rms_norm_eps)
+    entries = state.compressor.entries
+    if entries is not None:
+        if spec.kind == CSA:
+            chosen = indexer_selection(
+                x,
+                q_residual,
+                positions,
+                state.indexer.entries,
+                w,
+                c.index_n_heads,
+                c.index_topk,
+                spec.rate,
+                spec.rope,
+            )
+        else:
+            chosen = visible_entries(positions, entries.shape[0], spec.rate)
+        keys, visible = torch.cat((keys, entries)), torch.cat((visible, chosen), dim=1)
+    return attend(q, keys, visible, w["attn.attn_sink"], c.head_dim**-0.5)
+
+
+def window_keys(
+    state: LayerState, kv: torch.Tensor, positions: torch.Tensor, window: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kept latents plus the new ones [L, D], and which each query sees [T, L]; keeps the last W-1."""
+    keys = kv if state.window is None else torch.cat((state.window, kv))
+    last = positions[-1]
+    key_pos = torch.arange(keys.shape[0], device=kv.device) + (last + 1 - keys.shape[0])
+    visible = (key_pos[None, :] <= positions[:, None]) & (key_pos[None, :] > positions[:, None] - window)
+    state.window = keys[max(0, keys.shape[0] - (window - 1)) :]
+    return keys, visible
 
 
 def attend(
     q: torch.Tensor, keys: torch.Tensor, visible: torch.Tensor, sinks: torch.Tensor, scale: float
 ) -> torch.Tensor:
-    """q [T, H, D]; keys (= values) [L, D]; visible [T, L]; sinks [H] -> [T, H, D]."""
-    logits = torch.einsum("thd,ld->htl", q, keys) * scale
+    """q [T, H, D]; keys (= values) [L, D]; visible [T, L]; sinks [H] -> [T, H, D], in float32 inside."""
+    values = keys.float()
+    logits = torch.einsum("thd,ld->htl", q.float(), values) * scale
     logits = logits.masked_fill(~visible[None], float("-inf"))
-    sink = sinks.to(logits.dtype)[:, None, None].expand(-1, q.shape[0], 1)
-    combined = torch.cat((logits, sink), dim=-1)
-    combined = combined - combined.max(dim=-1, keepdim=True).values
-    probs = torch.softmax(combined, dim=-1, dtype=combined.dtype)[..., :-1].to(keys.dtype)
-    return torch.einsum("htl,ld->thd", probs, keys)
+    sink = sinks.float()[:, None, None].expand(-1, q.shape[0], 1)
+    probs = torch.softmax(torch.cat((logits, sink), dim=-1), dim=-1)[..., :-1]  # the sink keeps its share
+    return torch.einsum("htl,ld->thd", probs, values).to(q.dtype)
+
+
+def output_projection(
+    out: torch.Tensor, w: Weights, c: DeepseekV4Config, cos: torch.Tensor, sin: torch.Tensor
+) -> torch.Tensor:
+    """out [T, H, D] -> [T, hidden]: rotate back at the query position, then grouped low-rank."""
+    out = apply_interleaved_rope(out, cos[:, None], -sin[:, None])
+    grouped = out.reshape(out.shape[0], c.o_groups, -1)  # [T, G, H*D/G]
+    wo_a = w["attn.wo_a.weight"].view(c.o_groups, c.o_lora_rank, -1)  # [G, R, H*D/G]
+    low_rank = torch.einsum("tgi,gri->tgr", grouped, wo_a)  # [T, G, R]
+    return F.linear(low_rank.flatten(1), w["attn.wo_b.weight"])

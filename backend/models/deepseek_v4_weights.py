@@ -1,4 +1,27 @@
-"""Loading DeepSeek-V4 weights into the flat dict, from either spelling of the keys."""
+"""DeepSeek-V4 weights: their names, shapes and storage dtypes, and loading them in either spelling.
+
+Weights live in one flat dict keyed by DeepSeek's release names (``embed.weight``,
+``layers.N.attn.wq_a.weight``, ``layers.N.attn.kv_norm.weight``, ``hc_head_fn``,
+``head.weight``, ...), except that each layer's routed experts are fused into
+``layers.N.ffn.w13`` [E, 2I, D] (w1 rows, then w3 rows) and ``layers.N.ffn.w2`` [E, D, I].
+
+Accepted spellings: the release's, and transformers' ``save_pretrained`` output, which
+differs by a ``model.`` prefix, ``embed_tokens`` / ``lm_head``, ``hc_head.hc_{fn,base,scale}``
+and ``attn.norm`` for the latent's norm. ``mtp.*`` (the multi-token-prediction layer) is
+skipped. Quantized release tensors (FP8 e4m3 with 128x128 block scales, FP4 e2m1 experts
+with one UE8M0 scale per 32 inputs; ``X.weight`` beside ``X.scale`` or
+``X.weight_scale_inv``) are dequantized to the model dtype as they stream by
+(``backend/quant.py``). Unknown, duplicated, missing or misshapen weights are a
+``ValueError`` that names them.
+
+Following DeepSeek's inference code, the small numerically sensitive tensors stay
+float32 whatever the model dtype: mHC parameters, norms, attention sinks, router weight
+and bias, and the compressors' projections and slot biases. The LM head stays in the
+model dtype (DeepSeek's code keeps a float32 copy; that is 2 GB for Flash).
+
+Not covered: transformers' in-memory module names (``self_attn.q_a_proj``,
+``mlp.experts.gate_up_proj``); ``save_pretrained`` never writes them.
+"""
 
 from __future__ import annotations
 
@@ -8,62 +31,174 @@ from typing import Any
 
 import torch
 
-from codeagent.backend.models.deepseek_v4 import canonical_name
+from codeagent.backend.models.deepseek_v4_config import CSA, HCA, DeepseekV4Config
+from codeagent.backend.quant import dequantizing
 
 EXPERT = re.compile(r"^(layers\.\d+\.ffn\.)experts\.(\d+)\.(w1|w2|w3)\.weight$")
+LATENT_NORM = re.compile(r"^(layers\.\d+\.attn\.)norm\.weight$")  # transformers' name for kv_norm
+RENAMES = {
+    "embed_tokens.weight": "embed.weight",
+    "lm_head.weight": "head.weight",
+    "hc_head.hc_fn": "hc_head_fn",
+    "hc_head.hc_base": "hc_head_base",
+    "hc_head.hc_scale": "hc_head_scale",
+}
+FLOAT32 = re.compile(r"(^|\.)hc_|norm\.weight$|attn_sink$|ffn\.gate\.(weight|bias)$|compressor\.")
+INT64 = re.compile(r"tid2eid$")
+
+
+def release_name(key: str) -> str | None:
+    """A checkpoint key in DeepSeek's release spelling; None for weights we skip (MTP)."""
+    name = key.removeprefix("model.")
+    if name.startswith("mtp."):
+        return None
+    name = RENAMES.get(name, name)
+    return LATENT_NORM.sub(r"\1kv_norm.weight", name)
+
+
+def storage_dtype(name: str, dtype: torch.dtype) -> torch.dtype:
+    if INT64.search(name):
+        return torch.int64
+    return torch.float32 if FLOAT32.search(name) else dtype
+
+
+def weight_shapes(c: DeepseekV4Config) -> dict[str, tuple[int, ...]]:
+    """Every stored tensor (experts fused) under its release name, with its shape."""
+    h, n = c.hidden_size, c.hc_mult
+    shapes: dict[str, tuple[int, ...]] = {
+        "embed.weight": (c.vocab_size, h),
+        "head.weight": (c.vocab_size, h),
+        "norm.weight": (h,),
+        "hc_head_fn": (n, n * h),
+        "hc_head_base": (n,),
+        "hc_head_scale": (1,),
+    }
+    for i in range(c.num_hidden_layers):
+        shapes.update({f"layers.{i}.{k}": v for k, v in _layer_shapes(c, i).items()})
+    return shapes
+
+
+def _layer_shapes(c: DeepseekV4Config, i: int) -> dict[str, tuple[int, ...]]:
+    h, d, n, heads, inter = (
+        c.hidden_size,
+        c.head_dim,
+        c.hc_mult,
+        c.num_attention_heads,
+        c.moe_intermediate_size,
+    )
+    mix = (2 + n) * n
+    s: dict[str, tuple[int, ...]] = {"attn_norm.weight": (h,), "ffn_norm.weight": (h,)}
+    for hc in ("hc_attn_", "hc_ffn_"):
+        s.update({hc + "fn": (mix, n * h), hc + "base": (mix,), hc + "scale": (3,)})
+    s.update(
+        {
+            "attn.wq_a.weight": (c.q_lora_rank, h),
+            "attn.q_norm.weight": (c.q_lora_rank,),
+            "attn.wq_b.weight": (heads * d, c.q_lora_rank),
+            "attn.wkv.weight": (d, h),
+            "attn.kv_norm.weight": (d,),
+            "attn.attn_sink": (heads,),
+            "attn.wo_a.weight": (c.o_groups * c.o_lora_rank, heads * d // c.o_groups),
+            "attn.wo_b.weight": (h, c.o_groups * c.o_lora_rank),
+            "ffn.gate.weight": (c.n_routed_experts, h),
+            "ffn.w13": (c.n_routed_experts, 2 * inter, h),
+            "ffn.w2": (c.n_routed_experts, h, inter),
+            "ffn.shared_experts.w1.weight": (inter, h),
+            "ffn.shared_experts.w3.weight": (inter, h),
+            "ffn.shared_experts.w2.weight": (h, inter),
+        }
+    )
+    if c.mlp_layer_types[i] == "hash_moe":
+        s["ffn.gate.tid2eid"] = (c.vocab_size, c.num_experts_per_tok)
+    else:
+        s["ffn.gate.bias"] = (c.n_routed_experts,)
+    kind, rate = c.layer_types[i], c.rate(i)
+    if kind in (CSA, HCA):
+        s.update(_compressor_shapes("attn.compressor.", rate, d, kind == CSA, h))
+    if kind == CSA:
+        s.update(_compressor_shapes("attn.indexer.compressor.", rate, c.index_head_dim, True, h))
+        s["attn.indexer.wq_b.weight"] = (c.index_n_heads * c.index_head_dim, c.q_lora_rank)
+        s["attn.indexer.weights_proj.weight"] = (c.index_n_heads, h)
+    return s
+
+
+def _compressor_shapes(prefix: str, rate: int, dim: int, overlap: bool, h: int) -> dict[str, tuple[int, ...]]:
+    width = dim * (2 if overlap else 1)
+    return {
+        prefix + "wkv.weight": (width, h),
+        prefix + "wgate.weight": (width, h),
+        prefix + "ape": (rate, width),
+        prefix + "norm.weight": (dim,),
+    }
+
+
+def expected_names(c: DeepseekV4Config, shapes: dict[str, tuple[int, ...]]) -> list[str]:
+    """Every key a complete checkpoint has, experts unfused, in release spelling."""
+    names = []
+    for name in shapes:
+        prefix, _, leaf = name.rpartition(".")
+        if prefix.endswith("ffn") and leaf in ("w13", "w2"):
+            roles = ("w1", "w3") if leaf == "w13" else ("w2",)
+            names += [f"{prefix}.experts.{e}.{r}.weight" for e in range(c.n_routed_experts) for r in roles]
+        else:
+            names.append(name)
+    return names
 
 
 def load_into(model: Any, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
-    shapes: dict[str, tuple[int, ...]] = model.shapes
-    filled: dict[str, int] = {}
-    for key, tensor in weights:
-        name = canonical_name(key)
+    """Copy (key, tensor) pairs into ``model.w``; dequantizes quantized ones on the way."""
+    loaded: set[str] = set()
+    unknown: list[str] = []
+    for key, tensor in dequantizing(weights, model.dtype):
+        name = release_name(key)
         if name is None:
             continue
-        target, index = _target(model, name, shapes, key)
-        view = target if index is None else target[index]
+        view = _destination(model.w, name, model.config.moe_intermediate_size)
+        if view is None:
+            unknown.append(key)
+            continue
+        if name in loaded:
+            raise ValueError(f"weight {key!r} appears twice in the checkpoint")
         if tuple(view.shape) != tuple(tensor.shape):
             raise ValueError(
                 f"{key}: checkpoint shape {tuple(tensor.shape)}, model expects {tuple(view.shape)}"
             )
         with torch.no_grad():
             view.copy_(tensor)
-        base = _base(name)
-        filled[base] = filled.get(base, 0) + view.numel()
-    missing = [name for name, shape in shapes.items() if filled.get(name, 0) < _numel(shape)]
+        loaded.add(name)
+    if unknown:
+        raise ValueError(f"unexpected weights for DeepseekV4ForCausalLM: {_listing(unknown)}")
+    missing = [name for name in expected_names(model.config, model.shapes) if name not in loaded]
     if missing:
-        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise ValueError(f"checkpoint is missing weights for {len(missing)} parameters: {shown}")
-    model.layer_cache = {}
+        raise ValueError(f"checkpoint is missing {len(missing)} weights: {_listing(missing)}")
+    _check_hash_tables(model)
 
 
-def _numel(shape: tuple[int, ...]) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
-
-
-def _base(name: str) -> str:
+def _destination(w: dict[str, torch.Tensor], name: str, inter: int) -> torch.Tensor | None:
+    """The view of the stored tensor a release-named weight fills, None if it is not ours."""
     match = EXPERT.match(name)
-    if not match:
-        return name
-    return match.group(1) + ("w2" if match.group(3) == "w2" else "w13")
+    if match is None:
+        return w.get(name)
+    prefix, e, role = match.group(1), int(match.group(2)), match.group(3)
+    fused = w.get(prefix + ("w2" if role == "w2" else "w13"))
+    if fused is None or e >= fused.shape[0]:
+        return None
+    if role == "w2":
+        return fused[e]
+    return fused[e, :inter] if role == "w1" else fused[e, inter:]
 
 
-def _target(model: Any, name: str, shapes: dict[str, tuple[int, ...]], key: str) -> tuple[torch.Tensor, Any]:
-    base = _base(name)
-    if base not in shapes:
-        raise KeyError(f"unexpected weight {key!r} for DeepseekV4ForCausalLM")
-    if base not in model.w:
-        dtype = torch.long if base.endswith("tid2eid") else model.dtype
-        model.w[base] = torch.empty(shapes[base], dtype=dtype, device=model.device)
-    target = model.w[base]
-    match = EXPERT.match(name)
-    if not match:
-        return target, None
-    expert, which = int(match.group(2)), match.group(3)
-    inter = model.config.moe_intermediate_size
-    if which == "w2":
-        return target, expert
-    return target, (expert, slice(0, inter) if which == "w1" else slice(inter, 2 * inter))
+def _check_hash_tables(model: Any) -> None:
+    experts = model.config.n_routed_experts
+    for name, table in model.w.items():
+        if (
+            name.endswith("tid2eid")
+            and table.numel()
+            and not 0 <= int(table.min()) <= int(table.max()) < experts
+        ):
+            raise ValueError(f"{name} routes to expert ids outside [0, {experts})")
+
+
+def _listing(names: list[str], shown: int = 8) -> str:
+    text = ", ".join(repr(n) for n in names[:shown])
+    return text + (f" and {len(names) - shown} more" if len(names) > shown else "")

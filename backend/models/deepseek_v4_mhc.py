@@ -1,0 +1,80 @@
+"""Manifold-constrained hyper-connections (mHC): DeepSeek-V4's residual of n streams.
+
+The residual is n streams X [T, n, D] (the embedding repeated n times at the start).
+Around each sublayer, the flattened streams, RMS-normalised without a weight, go
+through one linear map ``fn`` [(2 + n) * n, n * D] to give, with learned scales and
+biases: pre = sigmoid(.) + eps [n] (how to collapse the streams into the sublayer's
+input), post = 2 sigmoid(.) [n] (how much of the output each stream takes) and comb
+[n, n], a row softmax made doubly stochastic by Sinkhorn normalisation (columns once,
+then rows and columns alternately), which mixes the old streams:
+X'_k = post_k * F(u) + sum_j comb[j, k] X_j with u = sum_j pre_j X_j.
+The head collapses the streams with pre weights only (its own ``fn`` [n, n * D]).
+
+All of it runs in float32 and is cast back once, as DeepSeek's inference code does;
+transformers mixes in the activation dtype (identical in float32).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from codeagent.backend.models.deepseek_v4_rope import unweighted_rms_norm
+
+
+def mixing_logits(streams: torch.Tensor, fn: torch.Tensor, eps: float) -> torch.Tensor:
+    """streams [T, n, D] -> [T, rows of fn] float32."""
+    return F.linear(unweighted_rms_norm(streams.flatten(1).float(), eps), fn)
+
+
+def sinkhorn(logits: torch.Tensor, iters: int, eps: float) -> torch.Tensor:
+    """[..., n, n] -> near doubly-stochastic: row softmax, then column / row normalisations."""
+    comb = torch.softmax(logits, dim=-1) + eps
+    comb = comb / (comb.sum(dim=-2, keepdim=True) + eps)
+    for _ in range(iters - 1):
+        comb = comb / (comb.sum(dim=-1, keepdim=True) + eps)
+        comb = comb / (comb.sum(dim=-2, keepdim=True) + eps)
+    return comb
+
+
+def hc_weights(
+    streams: torch.Tensor,
+    fn: torch.Tensor,
+    base: torch.Tensor,
+    scale: torch.Tensor,
+    iters: int,
+    hc_eps: float,
+    norm_eps: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """streams [T, n, D] -> pre [T, n], post [T, n], comb [T, n, n] (float32)."""
+    n = streams.shape[1]
+    pre, post, comb = mixing_logits(streams, fn, norm_eps).split([n, n, n * n], dim=-1)
+    pre_b, post_b, comb_b = base.split([n, n, n * n])
+    pre = torch.sigmoid(pre * scale[0] + pre_b) + hc_eps
+    post = 2 * torch.sigmoid(post * scale[1] + post_b)
+    comb = sinkhorn(comb.unflatten(-1, (n, n)) * scale[2] + comb_b.view(n, n), iters, hc_eps)
+    return pre, post, comb
+
+
+def collapse(streams: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
+    """streams [T, n, D], pre [T, n] -> [T, D] in the streams' dtype."""
+    return (pre[..., None] * streams.float()).sum(dim=1).to(streams.dtype)
+
+
+def expand(out: torch.Tensor, streams: torch.Tensor, post: torch.Tensor, comb: torch.Tensor) -> torch.Tensor:
+    """Sublayer output out [T, D] back into streams [T, n, D]: post_k * out + sum_j comb[j, k] X_j."""
+    mixed = torch.einsum("tjk,tjd->tkd", comb, streams.float())
+    return (post[..., None] * out.float()[:, None, :] + mixed).to(streams.dtype)
+
+
+def head_collapse(
+    streams: torch.Tensor,
+    fn: torch.Tensor,
+    base: torch.Tensor,
+    scale: torch.Tensor,
+    hc_eps: float,
+    norm_eps: float,
+) -> torch.Tensor:
+    """The final collapse of streams [N, n, D] -> [N, D], pre weights only."""
+    pre = torch.sigmoid(mixing_logits(streams, fn, norm_eps) * scale + base) + hc_eps
+    return collapse(streams, pre)

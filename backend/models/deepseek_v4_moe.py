@@ -1,0 +1,84 @@
+"""DeepSeek-V4's MoE: sqrt-softplus routing (or a fixed hash table), clamped SwiGLU experts.
+
+Scores s = sqrt(softplus(x W_g^T)) [T, E] in float32. Learned layers pick the top-k of
+s + bias (the aux-loss-free balancing bias only chooses, it does not weight); the first
+``hash_moe`` layers take ``tid2eid[token id]`` instead. The chosen scores, normalised to
+sum 1 and times ``routed_scaling_factor``, weight the experts. An expert is
+down(silu(min(gate, limit)) * clamp(up, -limit, limit)), with the activation and its
+routing weight applied in float32 before the down projection, and the routed sum kept in
+float32 as in DeepSeek's inference code; one shared expert of the same form is always
+added. Routed experts are stored fused per layer: ``w13`` [E, 2I, D] (gate rows, then up
+rows) and ``w2`` [E, D, I].
+
+Limit: experts run one after another over the tokens routed to each (a reference loop; a
+grouped-GEMM kernel replaces ``routed_experts``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def route(
+    x: torch.Tensor,
+    gate: torch.Tensor,
+    bias: torch.Tensor | None,
+    hashed: torch.Tensor | None,
+    k: int,
+    scale: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [T, D]; gate [E, D]; bias [E] or hashed (tid2eid rows of the tokens) [T, k] -> weights, ids [T, k]."""
+    scores = F.softplus(F.linear(x.float(), gate.float())).sqrt()  # [T, E]
+    ids = hashed if hashed is not None else torch.topk(scores + bias.float(), k, dim=-1).indices
+    weights = scores.gather(1, ids)
+    return weights / (weights.sum(dim=-1, keepdim=True) + 1e-20) * scale, ids
+
+
+def clamped_swiglu(gate: torch.Tensor, up: torch.Tensor, limit: float) -> torch.Tensor:
+    return F.silu(gate.float().clamp(max=limit)) * up.float().clamp(min=-limit, max=limit)
+
+
+def expert(
+    x: torch.Tensor,
+    w1: torch.Tensor,
+    w3: torch.Tensor,
+    w2: torch.Tensor,
+    weight: torch.Tensor | None,
+    limit: float,
+) -> torch.Tensor:
+    """x [t, D]; gate w1, up w3 [I, D]; down w2 [D, I]; weight [t, 1] or None -> [t, D] float32."""
+    hidden = clamped_swiglu(F.linear(x, w1), F.linear(x, w3), limit)
+    if weight is not None:
+        hidden = hidden * weight
+    return F.linear(hidden.to(x.dtype), w2).float()
+
+
+def routed_experts(
+    x: torch.Tensor,
+    w13: torch.Tensor,
+    w2: torch.Tensor,
+    weights: torch.Tensor,
+    ids: torch.Tensor,
+    limit: float,
+) -> torch.Tensor:
+    """x [T, D]; w13 [E, 2I, D]; w2 [E, D, I]; weights, ids [T, k] -> [T, D] float32."""
+    out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+    inter = w2.shape[-1]
+    for e in torch.unique(ids).tolist():
+        token, slot = torch.where(ids == e)
+        w1, w3 = w13[e, :inter], w13[e, inter:]
+        out.index_add_(0, token, expert(x[token], w1, w3, w2[e], weights[token, slot, None], limit))
+    return out
+
+
+def moe(
+    x: torch.Tensor, input_ids: torch.Tensor, w: dict[str, torch.Tensor], k: int, scale: float, limit: float
+):
+    """One layer's MoE over x [T, D] (weights keyed ``ffn.*`` of that layer) -> [T, D]."""
+    hashed = w["ffn.gate.tid2eid"][input_ids] if "ffn.gate.tid2eid" in w else None
+    weights, ids = route(x, w["ffn.gate.weight"], w.get("ffn.gate.bias"), hashed, k, scale)
+    out = routed_experts(x, w["ffn.w13"], w["ffn.w2"], weights, ids, limit)
+    p = "ffn.shared_experts."
+    out += expert(x, w[p + "w1.weight"], w[p + "w3.weight"], w[p + "w2.weight"], None, limit)
+    return out.to(x.dtype)
