@@ -1,38 +1,43 @@
-"""``read_file`` and ``write_file``.
+"""``read_file(path, start_line?, end_line?)`` and ``write_file(path, content)``.
 
-``read_file`` returns numbered lines, at most ``PAGE_LINES`` lines or ``PAGE_CHARS``
-characters a call, with a note saying what was shown and how to read on. Files with a NUL
-byte in their first 8 KiB, or that are not UTF-8, are refused as binary. ``write_file``
-replaces or creates a whole file atomically and returns the diff.
+``read_file`` shows numbered lines (``  12| text``, numbers as wide as the last one), at most ``PAGE_LINES`` lines or
+``PAGE_CHARS`` characters a call, and ends a partial view with a note saying which lines
+were shown and how to read on. Lines longer than ``MAX_LINE_CHARS`` are cut (the note on
+the line says by how much). Binary files and directories are refused with the reason (see
+``diffs`` for what counts as text).
+
+``write_file`` creates or replaces a whole file atomically, keeping the mode of a file it
+replaces, and returns the diff. It may replace a binary file; the diff then says so.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 from codeagent.tools.base import Observation, ToolEnv, ToolError, schema
-from codeagent.tools.diffs import atomic_write, read_text, unified_diff
+from codeagent.tools.diffs import (
+    BinaryFile,
+    atomic_write,
+    body,
+    check_creatable,
+    printable,
+    read_text,
+    refuse_protected,
+    split_lines,
+    stray_bytes,
+    unified_diff,
+)
 
 PAGE_LINES = 400
 PAGE_CHARS = 40_000
 MAX_LINE_CHARS = 2_000
 
 
-def read_source(path: Path, rel: str) -> str:
-    """The text of a file the model asked for, or a ToolError saying why not."""
-    if path.is_dir():
-        raise ToolError(f"{rel} is a directory; use list_files to see what is in it")
-    if not path.is_file():
-        raise ToolError(f"{rel} does not exist")
-    with path.open("rb") as handle:
-        head = handle.read(8192)
-    if b"\x00" in head:
-        raise ToolError(f"{rel} is a binary file (it contains NUL bytes); it cannot be shown as text")
-    try:
-        return read_text(path)
-    except UnicodeDecodeError as err:
-        raise ToolError(f"{rel} is not UTF-8 text (byte {err.start} is invalid); it cannot be shown") from err
+def numbered(number: int, text: str, width: int) -> str:
+    """One line as shown to the model (``width``: digits of the last number shown)."""
+    if len(text) > MAX_LINE_CHARS:
+        text = text[:MAX_LINE_CHARS] + f" [... {len(text) - MAX_LINE_CHARS} more characters on this line]"
+    return f"{number:>{width}}| {printable(text)}"
 
 
 class ReadFile:
@@ -44,8 +49,8 @@ class ReadFile:
     parameters: ClassVar[dict[str, Any]] = schema(
         {
             "path": {"type": "string", "description": "file path relative to the repository root"},
-            "start_line": {"type": "integer", "minimum": 1},
-            "end_line": {"type": "integer", "minimum": 1},
+            "start_line": {"type": "integer", "minimum": 1, "description": "first line to show (1-based)"},
+            "end_line": {"type": "integer", "minimum": 1, "description": "last line to show (inclusive)"},
         },
         ["path"],
     )
@@ -54,22 +59,34 @@ class ReadFile:
     def run(self, args: dict[str, Any], env: ToolEnv) -> Observation:
         path = env.resolve(args["path"])
         rel = env.rel(path)
-        lines = read_source(path, rel).splitlines()
+        text = read_text(path, rel)
         env.focus_files.add(rel)
+        lines = [body(line) for line in split_lines(text)]
         if not lines:
             return Observation(f"{rel} is empty", data={"path": rel, "lines": 0})
         first, last = _range(args, len(lines))
         shown, end = _page(lines, first, last)
-        note = _note(rel, first, end, last, len(lines))
+        note = _note(first, end, last, len(lines))
+        if stray_bytes(text):
+            note += f"\n[{stray_bytes(text)} bytes that are not valid UTF-8 are shown as \ufffd]"
         return Observation(shown + note, data={"path": rel, "lines": len(lines), "shown": [first, end]})
 
 
-def _range(args: dict[str, Any], total: int) -> tuple[int, int]:
+def _line_arg(args: dict[str, Any], key: str, default: int) -> int:
+    value = args.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ToolError(f"{key} must be an integer")
     try:
-        first = int(args.get("start_line") or 1)
-        last = int(args.get("end_line") or total)
-    except (TypeError, ValueError) as err:
-        raise ToolError("start_line and end_line must be integers") from err
+        return int(value)
+    except ValueError as err:
+        raise ToolError(f"{key} must be an integer, not {value!r}") from err
+
+
+def _range(args: dict[str, Any], total: int) -> tuple[int, int]:
+    first = _line_arg(args, "start_line", 1)
+    last = _line_arg(args, "end_line", total)
     if first < 1 or first > total:
         raise ToolError(f"start_line {first} is outside the file (it has {total} lines)")
     if last < first:
@@ -78,24 +95,19 @@ def _range(args: dict[str, Any], total: int) -> tuple[int, int]:
 
 
 def _page(lines: list[str], first: int, last: int) -> tuple[str, int]:
-    """Numbered lines from ``first`` on, stopping at ``last`` or the page limits."""
-    width = len(str(last))
-    out: list[str] = []
-    size, end = 0, first - 1
+    """Numbered lines from ``first`` on, stopping at ``last`` or at the page limits."""
+    rows: list[str] = []
+    size = 0
     for number in range(first, last + 1):
-        text = lines[number - 1]
-        if len(text) > MAX_LINE_CHARS:
-            text = text[:MAX_LINE_CHARS] + f" [... {len(text) - MAX_LINE_CHARS} characters cut]"
-        row = f"{number:>{width}}| {text}"
-        if out and (len(out) >= PAGE_LINES or size + len(row) > PAGE_CHARS):
+        row = numbered(number, lines[number - 1], len(str(last)))
+        if rows and (len(rows) >= PAGE_LINES or size + len(row) > PAGE_CHARS):
             break
-        out.append(row)
+        rows.append(row)
         size += len(row) + 1
-        end = number
-    return "\n".join(out), end
+    return "\n".join(rows), first + len(rows) - 1
 
 
-def _note(rel: str, first: int, end: int, last: int, total: int) -> str:
+def _note(first: int, end: int, last: int, total: int) -> str:
     if end < last:
         return f"\n[showing lines {first}-{end} of {total}; read on with start_line={end + 1}]"
     if first > 1 or last < total:
@@ -106,26 +118,40 @@ def _note(rel: str, first: int, end: int, last: int, total: int) -> str:
 class WriteFile:
     name: ClassVar[str] = "write_file"
     description: ClassVar[str] = (
-        "Create a file or replace its whole content. Prefer edit_file for changes to existing files."
+        "Create a file, or replace its whole content, with parent folders as needed. Returns the "
+        "diff. Prefer edit_file or apply_patch for changes to part of an existing file."
     )
     parameters: ClassVar[dict[str, Any]] = schema(
-        {"path": {"type": "string"}, "content": {"type": "string"}}, ["path", "content"]
+        {
+            "path": {"type": "string", "description": "file path relative to the repository root"},
+            "content": {"type": "string", "description": "the complete new content of the file"},
+        },
+        ["path", "content"],
     )
     mutates: ClassVar[bool] = True
 
     def run(self, args: dict[str, Any], env: ToolEnv) -> Observation:
         path = env.resolve(args["path"])
         rel = env.rel(path)
-        if path.is_dir():
-            raise ToolError(f"{rel} is a directory")
         content = args["content"]
         if not isinstance(content, str):
             raise ToolError("content must be a string")
-        before = read_source(path, rel) if path.exists() else None
-        atomic_write(path, content)
+        if path.is_dir():
+            raise ToolError(f"{rel} is a directory; give the path of a file")
+        refuse_protected(rel)
+        existed = path.exists()
+        if not existed:
+            check_creatable(path, rel)
+        try:
+            before = read_text(path, rel) if existed else None
+        except BinaryFile:
+            before = None  # replacing a binary file: there is no text diff to show
         env.focus_files.add(rel)
+        if existed and before == content:
+            return Observation(f"{rel} unchanged", data={"path": rel, "diff": ""})
+        atomic_write(path, content)
         diff = unified_diff(rel, before, content)
-        verb = "created" if before is None else "wrote"
-        return Observation(
-            f"{verb} {rel}\n{diff}" if diff else f"{rel} unchanged", data={"path": rel, "diff": diff}
-        )
+        if existed and before is None:
+            diff = f"Binary file {rel} replaced by text\n{diff}"
+        verb = "wrote" if existed else "created"
+        return Observation(f"{verb} {rel}\n{diff}", data={"path": rel, "diff": diff})

@@ -1,207 +1,235 @@
 """``apply_patch(patch)``: apply a unified diff to several files, all or nothing.
 
-Accepts git-style (``diff --git``, ``a/`` and ``b/`` prefixes) and plain ``---``/``+++`` diffs,
-file creation (``--- /dev/null``), deletion (``+++ /dev/null``) and renames (different old
-and new paths). Hunk line counts are not trusted (models often get them wrong): a hunk is
-the lines that follow its header. Each hunk is located near its stated line, exactly if
-possible, else ignoring trailing whitespace, else ignoring all surrounding whitespace.
-Every file's new text is computed in memory first; only when every hunk applies are the
-files written, and if a write fails midway the files already written are restored.
+Parsing (``parse_patch``) accepts git diffs (``diff --git``, ``a/``/``b/`` prefixes,
+``new file mode``, ``deleted file mode``, ``rename from``/``rename to`` with or without
+hunks) and plain ``---``/``+++`` diffs; ``/dev/null`` creates or deletes. Hunk line counts
+are not trusted (models often get them wrong): a hunk is the lines that follow its header,
+up to the next header; a blank line counts as blank context, and text after the last hunk
+is ignored. A header of just ``@@`` (no numbers) is accepted. Not supported: binary
+patches, copies, mode changes (the mode lines are read and ignored), quoted paths.
+
+Applying (``apply_hunks``): each hunk's old lines are looked for from where the previous
+hunk ended, the place closest to the stated line winning, compared exactly, else ignoring
+trailing whitespace, else ignoring all leading and trailing whitespace. Context lines keep
+the file's own text and line endings; added lines take the file's dominant ending.
+
+Writing (``ApplyPatch.run``): every file's new text is computed in memory first; only when
+every hunk of every file applies are files written, and if a write fails midway the
+files already written are restored (``write_all``).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from codeagent.tools.base import Observation, ToolEnv, ToolError, schema
-from codeagent.tools.diffs import atomic_write, unified_diff
-from codeagent.tools.files import read_source
-
-HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
-
-
-@dataclass(slots=True)
-class Hunk:
-    old_start: int
-    lines: list[str] = field(default_factory=list)  # each starts with " ", "-", "+" or "\\"
-
-
-@dataclass(slots=True)
-class FilePatch:
-    old: str | None  # None for /dev/null
-    new: str | None
-    hunks: list[Hunk] = field(default_factory=list)
+from codeagent.tools.diffs import (
+    atomic_write,
+    body,
+    check_creatable,
+    dominant_eol,
+    file_mode,
+    read_text,
+    refuse_protected,
+    split_lines,
+    unified_diff,
+)
+from codeagent.tools.patch_parse import FilePatch, Hunk, parse_patch
 
 
-def _path(raw: str) -> str | None:
-    name = raw.split("\t")[0].strip()
-    return None if name == "/dev/null" else name
+def _same(a: str, b: str) -> bool:
+    return a == b
 
 
-def parse(patch: str) -> list[FilePatch]:
-    files: list[FilePatch] = []
-    lines = patch.replace("\r\n", "\n").split("\n")
-    index = 0
-    while index < len(lines):
-        line = lines[index]
-        if line.startswith("--- ") and index + 1 < len(lines) and lines[index + 1].startswith("+++ "):
-            files.append(FilePatch(_path(line[4:]), _path(lines[index + 1][4:])))
-            index += 2
-            continue
-        match = HUNK.match(line)
-        if match:
-            if not files:
-                raise ToolError("the patch has a hunk before any '--- a/file' / '+++ b/file' header")
-            files[-1].hunks.append(Hunk(int(match.group(1))))
-        elif (
-            files
-            and files[-1].hunks
-            and not line.startswith(("diff --git", "index ", "new file", "deleted file"))
-        ):
-            files[-1].hunks[-1].lines.append(line if line else " ")
-        index += 1
-    if not files:
-        raise ToolError("no file headers found; send a unified diff with '--- a/path' and '+++ b/path' lines")
-    _strip_prefixes(files)
-    return files
+def _same_rstripped(a: str, b: str) -> bool:
+    return a.rstrip() == b.rstrip()
 
 
-def _strip_prefixes(files: list[FilePatch]) -> None:
-    for patch in files:
-        git_style = (patch.old is None or patch.old.startswith("a/")) and (
-            patch.new is None or patch.new.startswith("b/")
-        )
-        if git_style:
-            patch.old = patch.old[2:] if patch.old else None
-            patch.new = patch.new[2:] if patch.new else None
-        for hunk in patch.hunks:
-            while hunk.lines and hunk.lines[-1] == " ":
-                hunk.lines.pop()  # blank lines at the end of a patch are not context
+def _same_stripped(a: str, b: str) -> bool:
+    return a.strip() == b.strip()
 
 
-def _find(lines: list[str], block: list[str], near: int) -> int | None:
-    """Start index of ``block`` in ``lines`` closest to ``near``, by looser and looser comparison."""
+def locate(lines: list[str], block: list[str], near: int, low: int) -> int | None:
+    """Index at or after ``low`` where ``block`` sits, closest to ``near``, loosest last."""
     if not block:
-        return min(max(near, 0), len(lines))
-    for same in (
-        lambda a, b: a == b,
-        lambda a, b: a.rstrip() == b.rstrip(),
-        lambda a, b: a.strip() == b.strip(),
-    ):
+        return min(max(near, low), len(lines))
+    for same in (_same, _same_rstripped, _same_stripped):
         starts = [
             start
-            for start in range(len(lines) - len(block) + 1)
+            for start in range(low, len(lines) - len(block) + 1)
             if all(same(lines[start + k], block[k]) for k in range(len(block)))
         ]
         if starts:
-            return min(starts, key=lambda start: abs(start - near))
+            return min(starts, key=lambda start: (abs(start - near), start))
     return None
 
 
-def apply_hunks(text: str, patch: FilePatch, label: str) -> str:
-    eol = "\r\n" if "\r\n" in text else "\n"
-    final_newline = text.endswith("\n") or not text
-    lines = text.replace("\r\n", "\n").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    offset = 0
-    for number, hunk in enumerate(patch.hunks, 1):
-        old = [line[1:] for line in hunk.lines if line[:1] in (" ", "-")]
-        new = [line[1:] for line in hunk.lines if line[:1] in (" ", "+")]
-        start = _find(lines, old, hunk.old_start - 1 + offset)
+def _rebuild(hunk: Hunk, matched: list[str], eol: str) -> list[str]:
+    """The hunk's new lines: context from the file as it is, additions from the patch."""
+    out: list[str] = []
+    position = 0
+    previous = ""
+    for line in hunk.lines:
+        kind = line[:1]
+        if kind == "\\":
+            if previous == "+" and out:
+                out[-1] = body(out[-1])  # "\ No newline at end of file" after an addition
+            continue
+        if kind == "+":
+            out.append(line[1:] + eol)
+        elif kind == " ":
+            out.append(matched[position])
+            position += 1
+        else:
+            position += 1
+        previous = kind
+    return out
+
+
+def apply_hunks(text: str, hunks: list[Hunk], label: str) -> str:
+    """``text`` with every hunk applied in order, or ToolError naming the hunk that fails."""
+    lines = split_lines(text)
+    bodies = [body(line) for line in lines]
+    eol = dominant_eol(text)
+    out: list[str] = []
+    cursor = drift = 0  # drift: how far off the previous hunk's stated line was
+    for number, hunk in enumerate(hunks, 1):
+        old = hunk.old_lines()
+        # "-N,0" (nothing removed, nothing kept) means after line N; otherwise at line N.
+        base = None if hunk.old_start is None else hunk.old_start - (1 if old else 0)
+        start = locate(bodies, old, cursor if base is None else base + drift, cursor)
         if start is None:
-            preview = "\n".join(old[:8])
-            raise ToolError(
-                f"hunk {number} of {label} does not apply; the file has no lines matching:\n{preview}"
-            )
-        lines[start : start + len(old)] = new
-        offset = start + len(new) - (hunk.old_start - 1) - len(old)
-        final_newline = _final_newline(hunk, final_newline)
-    return eol.join(lines) + (eol if final_newline and lines else "")
+            raise ToolError(_hunk_failure(number, label, old))
+        out += lines[cursor:start]
+        out += _rebuild(hunk, lines[start : start + len(old)], eol)
+        cursor = start + len(old)
+        drift = drift if base is None else start - base
+    return _join(out + lines[cursor:], eol)
 
 
-def _final_newline(hunk: Hunk, current: bool) -> bool:
-    for previous, line in zip(hunk.lines, hunk.lines[1:], strict=False):
-        if line.startswith("\\"):
-            if previous[:1] in (" ", "+"):
-                return False
-            current = True
-    return current
+def _join(lines: list[str], eol: str) -> str:
+    """The lines as text; one that ended the file may now have lines after it: end it."""
+    last = len(lines) - 1
+    return "".join(line if line.endswith("\n") or i == last else line + eol for i, line in enumerate(lines))
+
+
+def _hunk_failure(number: int, label: str, old: list[str]) -> str:
+    preview = "\n".join(old[:8]) + ("\n..." if len(old) > 8 else "")
+    return (
+        f"hunk {number} of {label} does not apply: the file has no lines matching its context and "
+        f"removed lines (after the previous hunk), not even ignoring whitespace:\n{preview}\n"
+        "Re-read the file and make the ' ' and '-' lines copy it exactly."
+    )
+
+
+@dataclass(slots=True)
+class Change:
+    """One file's fate: its text before (None: absent) and after (None: deleted)."""
+
+    rel: str
+    before: str | None
+    after: str | None
+    mode: int | None = None  # the original mode, to restore a deleted file faithfully
+
+
+class Plan:
+    """Every file's new text, computed before anything is written."""
+
+    def __init__(self, env: ToolEnv) -> None:
+        self.env = env
+        self.changes: dict[Path, Change] = {}
+
+    def current(self, path: Path) -> str | None:
+        """The file's text as the patch has left it so far (None: it does not exist)."""
+        if path in self.changes:
+            return self.changes[path].after
+        return read_text(path, self.env.rel(path)) if path.exists() else None
+
+    def set(self, path: Path, after: str | None) -> None:
+        if path not in self.changes:
+            before = self.current(path)
+            self.changes[path] = Change(self.env.rel(path), before, None, file_mode(path))
+        self.changes[path].after = after
+
+    def resolve(self, raw: str) -> Path:
+        path = self.env.resolve(raw)
+        rel = self.env.rel(path)
+        refuse_protected(rel)
+        if path.is_dir():
+            raise ToolError(f"{rel} is a directory, not a file")
+        return path
+
+    def add(self, patch: FilePatch) -> None:
+        source = self.resolve(patch.old) if patch.old else None
+        target = self.resolve(patch.new) if patch.new else None
+        label = patch.new or patch.old or "?"
+        before = self.current(source) if source else None
+        if source is not None and before is None:
+            raise ToolError(f"{patch.old} does not exist")
+        if target is not None and target != source and self.current(target) is not None:
+            raise ToolError(f"{patch.new} already exists; the patch would create it")
+        if target is not None and self.current(target) is None:
+            check_creatable(target, self.env.rel(target))
+        after = apply_hunks(before or "", patch.hunks, label)
+        if target is None and patch.hunks and after:
+            raise ToolError(f"the patch deletes {patch.old} but its hunks do not remove all of its lines")
+        if source is not None and source != target:
+            self.set(source, None)
+        if target is not None:
+            self.set(target, after)
+
+
+def write_all(changes: dict[Path, Change]) -> None:
+    """Write every change; if one fails, put back the files already changed, then fail."""
+    done: list[Path] = []
+    try:
+        for path, change in changes.items():
+            if change.after is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write(path, change.after)
+            done.append(path)
+    except OSError as err:
+        for path in reversed(done):
+            change = changes[path]
+            if change.before is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write(path, change.before, change.mode)
+        raise ToolError(f"writing the patch failed ({err}); the files already written were restored") from err
 
 
 class ApplyPatch:
     name: ClassVar[str] = "apply_patch"
     description: ClassVar[str] = (
-        "Apply a unified diff (one or more files, '--- a/path' / '+++ b/path' headers, '@@' hunks; "
-        "/dev/null to create or delete). All hunks apply or nothing changes. Returns the diff applied."
+        "Apply a unified diff to one or more files ('--- a/path' / '+++ b/path' headers, '@@' hunks "
+        "with ' ', '-', '+' lines; /dev/null to create or delete). Hunks are found near their line "
+        "numbers even if those are off. All hunks apply or nothing changes. Returns the diff applied."
     )
-    parameters: ClassVar[dict[str, Any]] = schema({"patch": {"type": "string"}}, ["patch"])
+    parameters: ClassVar[dict[str, Any]] = schema(
+        {"patch": {"type": "string", "description": "the unified diff"}}, ["patch"]
+    )
     mutates: ClassVar[bool] = True
 
     def run(self, args: dict[str, Any], env: ToolEnv) -> Observation:
         if not isinstance(args["patch"], str) or not args["patch"].strip():
             raise ToolError("patch must be a non-empty unified diff")
-        plan = self._plan(parse(args["patch"]), env)
-        _write_all(plan)
-        diff = "".join(unified_diff(env.rel(path), before, after) for path, (before, after) in plan.items())
-        for path in plan:
-            env.focus_files.add(env.rel(path))
+        plan = Plan(env)
+        for file_patch in parse_patch(args["patch"]):
+            plan.add(file_patch)
+        changes = {path: c for path, c in plan.changes.items() if c.before != c.after}
+        write_all(changes)
+        diff = "".join(unified_diff(c.rel, c.before, c.after) for c in changes.values())
+        env.focus_files.update(c.rel for c in changes.values() if c.after is not None)
+        summary = ", ".join(f"{_verb(c)} {c.rel}" for c in changes.values()) or "nothing changed"
         return Observation(
-            f"patched {len(plan)} file(s)\n{diff}", data={"diff": diff, "paths": [env.rel(p) for p in plan]}
+            f"{summary}\n{diff}", data={"diff": diff, "paths": [c.rel for c in changes.values()]}
         )
 
-    def _plan(self, patches: list[FilePatch], env: ToolEnv) -> dict[Path, tuple[str | None, str | None]]:
-        """path -> (text before or None, text after or None) for every file touched."""
-        plan: dict[Path, tuple[str | None, str | None]] = {}
-        for patch in patches:
-            source = env.resolve(patch.old) if patch.old else None
-            target = env.resolve(patch.new) if patch.new else None
-            label = patch.new or patch.old or "?"
-            if source is None and target is not None and target.exists() and target not in plan:
-                raise ToolError(f"{label} already exists; a patch from /dev/null can only create new files")
-            if source is not None and source not in plan and not source.is_file():
-                raise ToolError(f"{patch.old} does not exist")
-            before = self._current(plan, source, env)
-            after = apply_hunks(before or "", patch, label)
-            if source is not None and source != target:
-                plan[source] = (plan.get(source, (before, None))[0], None)
-            if target is not None:
-                original = (
-                    plan[target][0]
-                    if target in plan
-                    else (read_source(target, label) if target.exists() else None)
-                )
-                plan[target] = (original, after)
-        return plan
 
-    @staticmethod
-    def _current(
-        plan: dict[Path, tuple[str | None, str | None]], path: Path | None, env: ToolEnv
-    ) -> str | None:
-        if path is None:
-            return None
-        if path in plan:
-            return plan[path][1]
-        return read_source(path, env.rel(path))
-
-
-def _write_all(plan: dict[Path, tuple[str | None, str | None]]) -> None:
-    done: list[Path] = []
-    try:
-        for path, (_, after) in plan.items():
-            if after is None:
-                path.unlink()
-            else:
-                atomic_write(path, after)
-            done.append(path)
-    except OSError as err:
-        for path in done:
-            before = plan[path][0]
-            if before is None:
-                path.unlink(missing_ok=True)
-            else:
-                atomic_write(path, before)
-        raise ToolError(f"writing the patch failed ({err}); every file was restored") from err
+def _verb(change: Change) -> str:
+    if change.before is None:
+        return "created"
+    return "deleted" if change.after is None else "modified"

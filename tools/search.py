@@ -1,16 +1,29 @@
-"""``search(pattern, path?, glob?)``: regex search over the repository's files.
+"""``search(pattern, path?, glob?)``: regex search over the repository's files, line by line.
 
-The files searched are the gitignore-aware list from ``ignore.iter_files`` in both
-engines, so results do not depend on which one runs: ``rg`` (ripgrep) when it is on
-``PATH``, fed that list explicitly, else Python's ``re`` line by line. Patterns should
-keep to the syntax both share (Rust's and Python's regex agree on the common subset).
-Matches are shown as ``path:line: text`` with ``CONTEXT`` lines around them
-(``path-line- text``), ``--`` between separate groups, at most ``MAX_MATCHES`` matches.
+Two engines give the same results for the same input: ``rg`` (ripgrep) when it is on
+``PATH``, else Python's ``re``. They agree because Python decides everything around the
+regex for both: which files (``ignore.iter_files``, then ``searchable`` drops files above
+``MAX_FILE_BYTES`` or with a NUL byte in their first 8 KiB, as ``read_file`` would), and the
+presentation (``render``). rg gets that list explicitly, with ``--no-config`` (a user's
+ripgreprc must not change results) and ``--text`` (the binary check is done already).
+A line ends at ``\n`` in both; a CR before it stays part of the line while matching (so
+on CRLF files ``$`` needs ``\r?$``) and is dropped when shown.
+
+Where the regex engines would differ, Python runs: files that are not valid UTF-8 (rg would
+match their raw bytes, Python their U+FFFD), and patterns rg rejects but Python accepts
+(look-around, backreferences). Every file is read once in Python to sort it so; that costs
+a read of the tree, not a Python regex scan of it. The pattern must compile in Python.
+
+Output: ``path:line: text`` for matches, ``path-line- text`` for ``CONTEXT`` lines around
+them, ``--`` between separate groups, at most ``MAX_MATCHES`` matches (with a count of the
+rest) and ``MAX_LINE_CHARS`` characters a line.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -18,31 +31,68 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from codeagent.tools.base import Observation, ToolEnv, ToolError, schema
+from codeagent.tools.diffs import PROBE_BYTES, printable, split_lines
 from codeagent.tools.ignore import iter_files
 from codeagent.tools.listing import matches
 
 MAX_MATCHES = 200
+MAX_LINE_CHARS = 300
 CONTEXT = 2
 MAX_FILE_BYTES = 2_000_000
+RG_BATCH = 500  # files per rg invocation, to stay far below the argument-size limit
 Hit = dict[int, tuple[str, bool]]  # line number -> (text, is_match), for one file
+
+
+class RgUnsupported(Exception):
+    """rg refused the pattern (its regex syntax differs); the Python engine takes over."""
+
+
+def searchable(root: Path, files: list[str]) -> tuple[list[str], list[str]]:
+    """(UTF-8 files, other text files): what is searched, split by who may search it.
+
+    Files above ``MAX_FILE_BYTES``, with a NUL byte near the start, or unreadable are left out.
+    Files that are not valid UTF-8 always go to the Python engine, where both engines agree.
+    """
+    utf8: list[str] = []
+    other: list[str] = []
+    for rel in files:
+        try:
+            if (root / rel).stat().st_size > MAX_FILE_BYTES:
+                continue
+            data = (root / rel).read_bytes()
+        except OSError:
+            continue  # vanished or unreadable since it was listed: nothing to search
+        if b"\x00" in data[:PROBE_BYTES]:
+            continue
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            other.append(rel)
+            continue
+        utf8.append(rel)
+    return utf8, other
+
+
+def _add(hits: Hit, number: int, text: str, is_match: bool) -> None:
+    if not hits.get(number, ("", False))[1]:
+        hits[number] = (text, is_match)
 
 
 def python_search(root: Path, files: list[str], regex: re.Pattern[str]) -> dict[str, Hit]:
     results: dict[str, Hit] = {}
     for rel in files:
-        path = root / rel
-        if path.stat().st_size > MAX_FILE_BYTES:
+        try:
+            data = (root / rel).read_bytes()
+        except OSError:
             continue
-        data = path.read_bytes()
-        if b"\x00" in data[:8192]:
-            continue
-        lines = data.decode("utf-8", errors="replace").splitlines()
+        # Lines end at "\n" only, as for rg without --crlf: a CR stays part of the line.
+        lines = [line.removesuffix("\n") for line in split_lines(data.decode("utf-8", errors="replace"))]
         hits: Hit = {}
         for index, line in enumerate(lines):
-            if regex.search(line):
-                for near in range(max(0, index - CONTEXT), min(len(lines), index + CONTEXT + 1)):
-                    if not hits.get(near + 1, ("", False))[1]:
-                        hits[near + 1] = (lines[near], near == index)
+            if not regex.search(line):
+                continue
+            for near in range(max(0, index - CONTEXT), min(len(lines), index + CONTEXT + 1)):
+                _add(hits, near + 1, lines[near], near == index)
         if hits:
             results[rel] = hits
     return results
@@ -50,93 +100,123 @@ def python_search(root: Path, files: list[str], regex: re.Pattern[str]) -> dict[
 
 def rg_search(rg: str, root: Path, files: list[str], pattern: str) -> dict[str, Hit]:
     results: dict[str, Hit] = {}
-    for start in range(0, len(files), 500):
-        batch = files[start : start + 500]
+    for start in range(0, len(files), RG_BATCH):
+        argv = [rg, "--json", "--no-config", "--text", "-C", str(CONTEXT), "-e", pattern, "--"]
         proc = subprocess.run(
-            [
-                rg,
-                "--json",
-                "-C",
-                str(CONTEXT),
-                "--max-filesize",
-                str(MAX_FILE_BYTES),
-                "-e",
-                pattern,
-                "--",
-                *batch,
-            ],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=False,
+            argv + files[start : start + RG_BATCH], cwd=root, capture_output=True, check=False
         )
+        # 2 with no output at all: rg could not use the pattern (per-file errors still print others).
         if proc.returncode == 2 and not proc.stdout:
-            raise ToolError(f"invalid pattern: {proc.stderr.strip()}")
+            raise RgUnsupported(proc.stderr.decode(errors="replace").strip())
         for line in proc.stdout.splitlines():
             _add_rg_event(results, json.loads(line))
     return results
+
+
+def _rg_text(field: dict[str, str]) -> str:
+    """rg's JSON gives ``text``, or ``bytes`` (base64) when the data is not valid UTF-8."""
+    if "text" in field:
+        return field["text"]
+    return base64.b64decode(field["bytes"]).decode("utf-8", errors="replace")
 
 
 def _add_rg_event(results: dict[str, Hit], event: dict[str, Any]) -> None:
     if event.get("type") not in ("match", "context"):
         return
     data = event["data"]
-    text = data["lines"].get("text", "").rstrip("\r\n")
-    hits = results.setdefault(data["path"]["text"], {})
-    is_match = event["type"] == "match"
-    if not hits.get(data["line_number"], ("", False))[1]:
-        hits[data["line_number"]] = (text, is_match)
+    path = data["path"]
+    rel = path["text"] if "text" in path else os.fsdecode(base64.b64decode(path["bytes"]))
+    hits = results.setdefault(rel, {})
+    _add(hits, data["line_number"], _rg_text(data["lines"]).removesuffix("\n"), event["type"] == "match")
+
+
+def _row(rel: str, number: int, text: str, is_match: bool) -> str:
+    text = text.removesuffix("\r")
+    if len(text) > MAX_LINE_CHARS:
+        text = text[:MAX_LINE_CHARS] + " [...]"
+    mark = ":" if is_match else "-"
+    return f"{rel}{mark}{number}{mark} {printable(text)}"
+
+
+def _file_rows(rel: str, hits: Hit, budget: int) -> tuple[list[str], int]:
+    """One file's rows with at most ``budget`` matches, and how many matches they show."""
+    rows: list[str] = []
+    shown, previous, last_match = 0, None, 0
+    for number in sorted(hits):
+        text, is_match = hits[number]
+        if shown == budget and (is_match or number > last_match + CONTEXT):
+            break  # past the cap: only the trailing context of the last shown match
+        if previous is not None and number != previous + 1:
+            rows.append("--")
+        rows.append(_row(rel, number, text, is_match))
+        if is_match:
+            shown, last_match = shown + 1, number
+        previous = number
+    return rows, shown
 
 
 def render(results: dict[str, Hit]) -> tuple[str, int, int]:
-    """(text, matches shown, matches in all) with the cap applied in file order."""
-    out: list[str] = []
+    """(text, matches shown, matches in all), files in path order, capped at MAX_MATCHES."""
+    groups: list[str] = []
     shown = total = 0
     for rel in sorted(results):
         hits = results[rel]
         total += sum(is_match for _, is_match in hits.values())
-        if shown >= MAX_MATCHES:
-            continue
-        previous = None
-        for number in sorted(hits):
-            text, is_match = hits[number]
-            if shown >= MAX_MATCHES and is_match:
-                break
-            if previous is not None and number != previous + 1:
-                out.append("--")
-            out.append(f"{rel}{':' if is_match else '-'}{number}{':' if is_match else '-'} {text}")
-            shown += is_match
-            previous = number
-        out.append("--")
-    return "\n".join(out[:-1]), shown, total
+        if shown < MAX_MATCHES:
+            rows, count = _file_rows(rel, hits, MAX_MATCHES - shown)
+            groups.append("\n".join(rows))
+            shown += count
+    return "\n--\n".join(groups), shown, total
+
+
+def run_engines(
+    root: Path, files: tuple[list[str], list[str]], pattern: str, regex: re.Pattern[str]
+) -> tuple[dict[str, Hit], str]:
+    """(results, engine name): rg when it is installed and accepts the pattern, else Python."""
+    utf8, other = files
+    rg = shutil.which("rg")
+    if rg:
+        try:
+            return rg_search(rg, root, utf8, pattern) | python_search(root, other, regex), "rg"
+        except RgUnsupported:
+            pass
+    return python_search(root, utf8 + other, regex), "python"
 
 
 class Search:
     name: ClassVar[str] = "search"
     description: ClassVar[str] = (
-        "Search file contents with a regular expression (ignored files left out). Shows file:line: "
-        "text with two lines of context. Narrow with path (a folder or file) and glob (e.g. '*.py')."
+        "Search file contents with a regular expression, one line at a time (gitignored files left "
+        "out). Shows path:line: text with two lines of context. Narrow with path (a folder or file) "
+        "and glob (e.g. '*.py')."
     )
     parameters: ClassVar[dict[str, Any]] = schema(
-        {"pattern": {"type": "string"}, "path": {"type": "string"}, "glob": {"type": "string"}}, ["pattern"]
+        {
+            "pattern": {"type": "string", "description": "regular expression (Python / ripgrep syntax)"},
+            "path": {"type": "string", "description": "folder or file to search (default: everything)"},
+            "glob": {"type": "string", "description": "only files matching this glob, e.g. '*.py'"},
+        },
+        ["pattern"],
     )
     mutates: ClassVar[bool] = False
 
     def run(self, args: dict[str, Any], env: ToolEnv) -> Observation:
         pattern = args["pattern"]
+        if not isinstance(pattern, str):
+            raise ToolError("pattern must be a string")
         try:
             regex = re.compile(pattern)
         except re.error as err:
-            raise ToolError(f"invalid pattern {pattern!r}: {err}") from err
+            raise ToolError(f"invalid regular expression {pattern!r}: {err}") from err
         where = env.resolve(args.get("path"), must_exist=True)
         files = [env.rel(where)] if where.is_file() else iter_files(env.root, where)
         if args.get("glob"):
-            files = [rel for rel in files if matches(rel, args["glob"])]
-        rg = shutil.which("rg")
-        results = rg_search(rg, env.root, files, pattern) if rg else python_search(env.root, files, regex)
+            files = [rel for rel in files if matches(rel, args["glob"], env.rel(where))]
+        results, engine = run_engines(env.root, searchable(env.root, files), pattern, regex)
         text, shown, total = render(results)
         if not total:
-            return Observation(f"no matches for {pattern!r}", data={"matches": 0})
+            hint = "; search matches one line at a time" if "\\n" in pattern or "\n" in pattern else ""
+            return Observation(f"no matches for {pattern!r}{hint}", data={"matches": 0, "engine": engine})
         if total > shown:
             text += f"\n[{total - shown} more matches not shown; narrow the pattern, path or glob]"
-        return Observation(text, data={"matches": total, "engine": "rg" if rg else "python"})
+        return Observation(text, data={"matches": total, "shown": shown, "engine": engine})

@@ -1,0 +1,119 @@
+"""list_files: gitignore-awareness in real git repos and plain folders, globs, the cap."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from codeagent.tools.base import Observation, ToolEnv, run_tool
+from codeagent.tools.listing import MAX_ENTRIES, glob_regex
+from codeagent.tools.registry import get_tool
+
+
+def call(env: ToolEnv, **args: object) -> Observation:
+    return run_tool(get_tool("list_files"), args, env)
+
+
+def write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+
+
+FILES = {
+    ".gitignore": "build/\n*.log\n",
+    "src/app.py": "",
+    "src/pkg/util.py": "",
+    "src/pkg/test_util.py": "",
+    "tests/test_app.py": "",
+    "a.txt": "",
+    "b.txt": "",
+    "c.txt": "",
+    "build/out.py": "",
+    "debug.log": "",
+    "docs/nested.log": "",
+    "README.md": "",
+}
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    write(root, FILES)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run(["git", "-C", str(root), "add", "src/app.py"], check=True)  # tracked and untracked alike
+    return root
+
+
+def test_lists_tracked_and_untracked_files_but_not_ignored_ones_or_git(repo):
+    listing = call(ToolEnv(repo)).text.splitlines()
+    assert listing == [
+        ".gitignore",
+        "README.md",
+        "a.txt",
+        "b.txt",
+        "c.txt",
+        "src/app.py",
+        "src/pkg/test_util.py",
+        "src/pkg/util.py",
+        "tests/test_app.py",
+    ]
+
+
+def test_gitignore_applies_outside_a_git_repository_too(tmp_path):
+    root = tmp_path / "plain"
+    write(root, FILES)
+    listing = call(ToolEnv(root)).text.splitlines()
+    assert "src/app.py" in listing and "README.md" in listing
+    assert not any(name.startswith("build/") or name.endswith(".log") for name in listing)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ({"pattern": "*.py"}, ["src/app.py", "src/pkg/test_util.py", "src/pkg/util.py", "tests/test_app.py"]),
+        ({"pattern": "src/*.py"}, ["src/app.py"]),
+        ({"pattern": "src/**/*.py"}, ["src/app.py", "src/pkg/test_util.py", "src/pkg/util.py"]),
+        ({"pattern": "**/test_*.py"}, ["src/pkg/test_util.py", "tests/test_app.py"]),
+        ({"pattern": "[ab].txt"}, ["a.txt", "b.txt"]),
+        ({"pattern": "[!ab].txt"}, ["c.txt"]),
+        ({"pattern": "./src/?pp.py"}, ["src/app.py"]),
+        ({"path": "src/pkg"}, ["src/pkg/test_util.py", "src/pkg/util.py"]),
+        ({"path": "src", "pattern": "pkg/u*.py"}, ["src/pkg/util.py"]),
+        ({"pattern": "*.log"}, []),
+    ],
+)
+def test_glob_patterns(repo, args, expected):
+    result = call(ToolEnv(repo), **args)
+    assert result.ok and result.data["count"] == len(expected)
+    assert (result.text.splitlines() if expected else []) == expected
+
+
+def test_glob_translation_keeps_single_stars_inside_one_folder():
+    assert glob_regex("*.py").match("app.py") and not glob_regex("*.py").match("src/app.py")
+    assert glob_regex("**/x").match("x") and glob_regex("**/x").match("a/b/x")
+    assert glob_regex("a[]]b").match("a]b") and glob_regex("a[").match("a[")
+
+
+def test_no_match_says_ignored_files_are_not_listed(repo):
+    result = call(ToolEnv(repo), path="build")
+    assert result.ok and result.text == "(no files match; gitignored files are not listed)"
+
+
+def test_the_listing_is_capped_with_a_count_of_what_was_left_out(tmp_path):
+    root = tmp_path / "many"
+    root.mkdir()
+    for n in range(MAX_ENTRIES + 37):
+        (root / f"f{n:04d}.txt").write_text("")
+    result = call(ToolEnv(root))
+    lines = result.text.splitlines()
+    assert len(lines) == MAX_ENTRIES + 1 and lines[MAX_ENTRIES - 1] == f"f{MAX_ENTRIES - 1:04d}.txt"
+    assert lines[-1] == "[37 more files not shown; narrow with path or pattern]"
+    assert result.data == {"count": MAX_ENTRIES + 37, "shown": MAX_ENTRIES}
+
+
+def test_files_and_missing_folders_are_refused(repo):
+    assert "use read_file" in call(ToolEnv(repo), path="README.md").text
+    assert "does not exist" in call(ToolEnv(repo), path="nowhere").text
