@@ -105,7 +105,7 @@ def show_closest(lines: list[str], old: list[str]) -> str:
     blocks = []
     for ratio, start in closest(lines, old):
         end = min(start + len(old), len(lines))
-        width = max(5, len(str(end)))  # the form edit_file errors always had
+        width = max(5, len(str(end)))  # one alignment for every candidate of a file
         rows = [numbered(n + 1, lines[n], width) for n in range(start, min(end, start + MAX_CANDIDATE_ROWS))]
         if end - start > MAX_CANDIDATE_ROWS:
             rows.append(f"[... {end - start - MAX_CANDIDATE_ROWS} more lines]")

@@ -87,7 +87,10 @@ def read_text(path: Path, rel: str) -> str:
         raise ToolError(f"{rel} does not exist")
     size = path.stat().st_size
     if size > MAX_TEXT_BYTES:
-        raise ToolError(f"{rel} has {size} bytes, more than the {MAX_TEXT_BYTES} the file tools handle")
+        raise ToolError(
+            f"{rel} has {size} bytes, more than the {MAX_TEXT_BYTES} the file tools handle; "
+            "use search to find the lines you need"
+        )
     return decode(path.read_bytes(), rel)
 
 

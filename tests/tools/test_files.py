@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from codeagent.tools.base import Observation, ToolEnv, run_tool
+from codeagent.tools.diffs import MAX_TEXT_BYTES
 from codeagent.tools.files import PAGE_CHARS, PAGE_LINES
 from codeagent.tools.registry import get_tool
 
@@ -82,6 +83,13 @@ def test_a_few_stray_bytes_are_tolerated_and_flagged(repo):
     result = call(ToolEnv(repo), "read_file", path="latin.py")
     assert result.ok and result.text.startswith(" 1| # caf\ufffd\n")
     assert "[1 bytes that are not valid UTF-8 are shown as \ufffd]" in result.text
+
+
+def test_files_too_large_to_handle_are_refused_with_a_hint(repo):
+    with (repo / "huge.txt").open("wb") as handle:
+        handle.truncate(MAX_TEXT_BYTES + 1)  # sparse: no need to write 8 MiB
+    result = call(ToolEnv(repo), "read_file", path="huge.txt")
+    assert not result.ok and f"has {MAX_TEXT_BYTES + 1} bytes" in result.text and "use search" in result.text
 
 
 def test_directories_missing_files_and_bad_ranges_are_refused(repo):
