@@ -1,6 +1,7 @@
 """DeepSeek-V4 (``DeepseekV4ForCausalLM``): mHC residual streams, hybrid compressed attention,
 sqrt-softplus MoE with hash-routed first layers. Token-exact against transformers' full
-forward (float32), and one-token decoding gives the same logits as prefill.
+forward in float32 (wherever no exactly tied indexer score straddles the top-k cut; see
+``deepseek_v4_attention``), and one-token decoding gives the same logits as prefill.
 
 A forward takes a flattened batch (``models/base.py``): embeddings are repeated into
 ``hc_mult`` streams [T, n, D]; each layer mixes the streams into one input with its

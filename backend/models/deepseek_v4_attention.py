@@ -95,7 +95,9 @@ def layer_attention(
     return LayerAttention(kind, 0, ropes["main"], None, None)
 
 
-def project(x: torch.Tensor, w: Weights, c: DeepseekV4Config, cos: torch.Tensor, sin: torch.Tensor):
+def project(
+    x: torch.Tensor, w: Weights, c: DeepseekV4Config, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """x [T, hidden] -> q_residual [T, q_lora], q [T, H, D], kv [T, D], the last two rotated."""
     t, eps = x.shape[0], c.rms_norm_eps
     q_residual = rms_norm(F.linear(x, w["attn.wq_a.weight"]), w["attn.q_norm.weight"], eps)

@@ -149,10 +149,10 @@ def load_into(model: Any, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
     """Copy (key, tensor) pairs into ``model.w``; dequantizes quantized ones on the way."""
     loaded: set[str] = set()
     unknown: list[str] = []
-    for key, tensor in dequantizing(weights, model.dtype):
-        name = release_name(key)
-        if name is None:
-            continue
+    # MTP tensors are dropped before they would be dequantized
+    kept = ((key, tensor) for key, tensor in weights if release_name(key) is not None)
+    for key, tensor in dequantizing(kept, model.dtype):
+        name = release_name(key) or key
         view = _destination(model.w, name, model.config.moe_intermediate_size)
         if view is None:
             unknown.append(key)

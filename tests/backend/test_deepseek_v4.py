@@ -304,6 +304,10 @@ def test_fp8_and_fp4_release_checkpoint_matches_its_dequantized_reference(tiny, 
     from transformers import AutoModelForCausalLM
 
     quantized, dequantized = release_quantized(tiny.tensors)
+    quantized["mtp.0.attn.wq_a.weight"] = torch.zeros(
+        3, 3, dtype=torch.float8_e4m3fn
+    )  # skipped, scale and all
+    quantized["mtp.0.attn.wq_a.scale"] = torch.ones(7, 7)
     save_file(quantized, tmp_path / "quantized.safetensors")
     quantized = load_file(tmp_path / "quantized.safetensors")  # as the loader would see them
     assert quantized["layers.1.attn.wq_b.weight"].dtype == torch.float8_e4m3fn
