@@ -32,6 +32,7 @@ from codeagent.agent.protocol import ModelClient
 from codeagent.agent.session import SessionSpec, new_agent, resumed_agent
 from codeagent.agent.transcript import RunState, Transcript, new_run_id, runs_dir
 from codeagent.sandbox.checkpoint import Checkpoints
+from codeagent.sandbox.confine import SandboxSpec
 from codeagent.sandbox.policy import Policy
 from codeagent.tools.base import ToolEnv, ToolSettings, run_tool
 from codeagent.tools.registry import get_tool
@@ -49,6 +50,8 @@ class FixOptions:
     settings: ToolSettings = field(default_factory=ToolSettings)
     repo_map: bool = True
     mode: str = "full-auto"
+    sandbox: bool = True  # run the model's commands confined (bubblewrap); off only with consent
+    network: bool = False  # let sandboxed commands reach the network
     publish: Callable[[str, str, str, str], str] | None = None  # (head, base, title, body) -> PR url
 
 
@@ -78,6 +81,11 @@ class FixResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"exit_code": self.exit_code}
+
+
+def tool_env(root: Path, options: FixOptions) -> ToolEnv:
+    sandbox = SandboxSpec(root, network=options.network) if options.sandbox else None
+    return ToolEnv(root, settings=options.settings, checkpoints=Checkpoints(root), sandbox=sandbox)
 
 
 def run_tests(env: ToolEnv) -> dict[str, Any]:
@@ -120,7 +128,7 @@ def start_fix(
     )
     branch = gitops.branch_name(branch_base, root)
     gitops.create_branch(root, branch)
-    env = ToolEnv(root, settings=options.settings, checkpoints=Checkpoints(root))
+    env = tool_env(root, options)
     before = run_tests(env)
     by_products = [path for code, path in gitops.status_entries(root) if code == "??"]
     transcript = Transcript(runs_dir() / run_id / "transcript.jsonl")
@@ -155,7 +163,7 @@ def resume_fix(
         raise gitops.WorkflowError(f"the repository of run {meta['run_id']} is gone: {root}")
     if gitops.current_branch(root) != meta["branch"]:
         gitops.checkout(root, meta["branch"])
-    env = ToolEnv(root, settings=options.settings, checkpoints=Checkpoints(root))
+    env = tool_env(root, options)
     transcript = Transcript(runs_dir() / meta["run_id"] / "transcript.jsonl")
     transcript.write("resume", steps=state.steps)
     spec = SessionSpec(

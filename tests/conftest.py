@@ -10,6 +10,10 @@ from typing import Any
 
 import pytest
 
+from codeagent.sandbox.confine import probe
+
+SANDBOX_MISSING = probe()
+
 BUGGY_REPO = {
     "stats.py": "def mean(values):\n    return sum(values) / (len(values) - 1)\n",
     "test_stats.py": (
@@ -26,8 +30,16 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     home = tmp_path_factory.mktemp("home")
     for name in ("XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME"):
         monkeypatch.setenv(name, str(home / name.lower()))
-    for name in ("CODEAGENT_MODEL", "GITHUB_REPOSITORY", "GITHUB_TOKEN", "GITHUB_API_URL"):
+    for name in (
+        "CODEAGENT_MODEL",
+        "GITHUB_REPOSITORY",
+        "GITHUB_TOKEN",
+        "GITHUB_API_URL",
+        "CODEAGENT_SANDBOX",
+    ):
         monkeypatch.delenv(name, raising=False)
+    if SANDBOX_MISSING:
+        monkeypatch.setenv("CODEAGENT_SANDBOX", "off")  # the sandbox's own tests say why they skip
     return home
 
 

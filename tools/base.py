@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from codeagent.sandbox.checkpoint import Checkpoints
+from codeagent.sandbox.confine import SandboxSpec
 
 
 class ToolError(Exception):
@@ -51,6 +52,7 @@ class ToolEnv:
     finished: str | None = None  # summary once `finish` was called
     focus_files: set[str] = field(default_factory=set)  # files read/edited: repo_map ranks toward them
     checkpoints: Checkpoints | None = None  # snapshots before every tool call that can change files
+    sandbox: SandboxSpec | None = None  # where commands run; None: unconfined, only with the user's consent
 
     def __post_init__(self) -> None:
         self.root = Path(os.path.realpath(self.root))

@@ -14,6 +14,7 @@ import math
 import os
 from typing import Any, ClassVar
 
+from codeagent.sandbox.confine import run_confined
 from codeagent.sandbox.environment import scrub_env
 from codeagent.sandbox.process import CommandResult, run_command
 from codeagent.tools.base import Observation, ToolEnv, ToolError, schema
@@ -32,13 +33,10 @@ def command_env(env: ToolEnv) -> dict[str, str]:
 def run_in_repo(
     env: ToolEnv, command: str | list[str], timeout: float, max_output_chars: int | None = None
 ) -> CommandResult:
-    return run_command(
-        command,
-        env.root,
-        timeout=timeout,
-        max_output_chars=max_output_chars or env.settings.max_output_chars,
-        env=command_env(env),
-    )
+    cap = max_output_chars or env.settings.max_output_chars
+    if env.sandbox is not None:
+        return run_confined(env.sandbox, command, timeout=timeout, max_output_chars=cap, env=command_env(env))
+    return run_command(command, env.root, timeout=timeout, max_output_chars=cap, env=command_env(env))
 
 
 def describe(result: CommandResult, timeout: float) -> str:

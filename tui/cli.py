@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import version
@@ -117,6 +118,14 @@ def _add_fix(parser: argparse.ArgumentParser) -> None:
         default="full-auto",
         help="what runs without approval (default full-auto); headless, anything that would ask is refused",
     )
+    parser.add_argument(
+        "--sandbox",
+        choices=["on", "off"],
+        default=os.environ.get("CODEAGENT_SANDBOX", "on"),
+        help="run the model's commands in the bubblewrap sandbox (default on; $CODEAGENT_SANDBOX); "
+        "off runs them as you, for code you trust",
+    )
+    parser.add_argument("--network", action="store_true", help="let sandboxed commands use the network")
     parser.add_argument("--push", action="store_true", help="push the branch when resolved")
     parser.add_argument("--pr", action="store_true", help="push and open a pull request when resolved")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")

@@ -84,7 +84,29 @@ def fix_options(args: Any, config: Config) -> FixOptions:
         settings,
         not args.no_repo_map,
         mode=args.mode,
+        sandbox=sandbox_consent(args.sandbox),
+        network=args.network,
     )
+
+
+def sandbox_consent(choice: str) -> bool:
+    """True to confine; False only when the user said so, and then loudly."""
+    if choice == "off":
+        print(
+            "codeagent: warning: the sandbox is off (--sandbox off): the model's commands run as you, "
+            "with your files and network",
+            file=sys.stderr,
+        )
+        return False
+    from codeagent.sandbox.confine import probe
+
+    reason = probe()
+    if reason is not None:
+        raise CommandError(
+            f"the sandbox cannot run here ({reason}); install bubblewrap, or pass --sandbox off "
+            "to run the model's commands unconfined, only for code you trust"
+        )
+    return True
 
 
 def github_client(args: Any, root: Path) -> GitHubClient:
