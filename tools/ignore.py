@@ -37,7 +37,7 @@ def _walk(root: Path, under: Path) -> list[str]:
         ignore_file = Path(dirpath) / ".gitignore"
         if ignore_file.is_file():
             lines = ignore_file.read_text(errors="replace").splitlines()
-            specs.append((rel_dir, pathspec.PathSpec.from_lines("gitwildmatch", lines)))
+            specs.append((rel_dir, pathspec.PathSpec.from_lines("gitignore", lines)))
 
         def ignored(rel: str, is_dir: bool) -> bool:
             probe = rel + "/" if is_dir else rel
