@@ -23,8 +23,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,6 +174,26 @@ def _environment(spec: SandboxSpec, env: dict[str, str]) -> list[str]:
     return argv
 
 
+PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
+
+
+def _toolchains_in_tmp(env: dict[str, str]) -> list[str]:
+    """Read-only views of interpreters and PATH folders that live in a folder the sandbox
+    replaces with a private one (a virtual environment in /tmp, say), so commands still find
+    them: the top folder under /tmp (or /var/tmp) that holds each is mounted back, read-only."""
+    candidates = [Path(p) for p in env.get("PATH", "").split(os.pathsep) if p]
+    candidates += [Path(sys.prefix), Path(sys.base_prefix)]
+    if env.get("VIRTUAL_ENV"):
+        candidates.append(Path(env["VIRTUAL_ENV"]))
+    roots: dict[Path, None] = {}
+    for path in candidates:
+        real = path.resolve()
+        for tmp in PRIVATE_TMP:
+            if tmp in real.parents:
+                roots[tmp / real.relative_to(tmp).parts[0]] = None
+    return [arg for root in roots if root.is_dir() for arg in ("--ro-bind", str(root), str(root))]
+
+
 def bwrap_argv(spec: SandboxSpec, argv: list[str], env: dict[str, str]) -> Mounts:
     """The full bwrap command line for ``argv``, and the mount points to clean up afterwards."""
     workspace = spec.workspace.resolve()
@@ -192,6 +214,7 @@ def bwrap_argv(spec: SandboxSpec, argv: list[str], env: dict[str, str]) -> Mount
         "--tmpfs",
         "/dev/shm",
     ]
+    command += _toolchains_in_tmp(env)
     command += _hide(spec.home)
     command += ["--bind", str(workspace), str(workspace)]
     command += protected.argv

@@ -6,8 +6,10 @@ Skipped with the reason where bubblewrap cannot run; .ci/run installs it.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -207,3 +209,24 @@ def test_a_huge_allocation_is_contained(workspace, home):
         limits=Limits(max_memory_bytes=512 * 2**20),
     )
     assert "6442450944" not in result.output and "after" in result.output
+
+
+def test_an_interpreter_in_tmp_stays_usable_read_only(workspace, home, tmp_path):
+    """A virtual environment under /tmp (the sandbox's /tmp is private) is mounted back, read-only."""
+    venv = Path(tempfile.mkdtemp(prefix="codeagent-venv-", dir="/tmp"))
+    try:
+        (venv / "bin").mkdir()
+        tool = venv / "bin" / "hello-tool"
+        tool.write_text("#!/bin/sh\necho hello from tmp\n")
+        tool.chmod(0o755)
+        env_path = f"{venv / 'bin'}:{os.environ['PATH']}"
+        result = run(
+            workspace,
+            home,
+            "hello-tool; touch $(dirname $(command -v hello-tool))/x; echo done",
+            PATH=env_path,
+        )
+        assert "hello from tmp" in result.output and "done" in result.output
+        assert not (venv / "bin" / "x").exists()
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
