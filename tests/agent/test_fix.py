@@ -110,47 +110,8 @@ def test_script_exhaustion_is_an_error_with_exit_3(make_repo, write_script, tool
     assert result["commit"] is None
 
 
-def test_resume_after_a_killed_run(make_repo, write_script, fix_script, tool_call, tmp_path, isolated_home):
-    root = make_repo()
-    marker = root / ".git" / "slept-once"  # inside the workspace: the sandbox has its own /tmp
-    slow = tool_call("run", command=f"test -f {marker} || {{ touch {marker}; sleep 60; }}")
-    script = write_script([*fix_script[:3], slow, *fix_script[3:]])
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "codeagent.tui.cli",
-            "fix",
-            "--task",
-            "fix mean",
-            "--model",
-            f"scripted:{script}",
-        ],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    runs = isolated_home / "xdg_state_home" / "codeagent" / "runs"
-    deadline = time.monotonic() + 60
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert marker.exists(), "the run never reached the slow step"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    (run_id,) = [p.name for p in runs.iterdir()]
-    resumed = codeagent("fix", "--resume", run_id, "--json", cwd=root)
-    assert resumed.returncode == 0, resumed.stderr
-    result = json.loads(resumed.stdout)
-    assert result["status"] == "resolved" and result["run_id"] == run_id
-    assert result["steps"] == 7
-    assert "len(values)" in (root / "stats.py").read_text()
-    records = [json.loads(line) for line in (runs / run_id / "transcript.jsonl").read_text().splitlines()]
-    assert [r["type"] for r in records].count("resume") == 1
-
-
-def test_ctrl_c_stops_cleanly_and_the_run_resumes(make_repo, write_script, fix_script, tool_call, tmp_path):
-    root = make_repo()
+def start_slow_run(root: Path, write_script, fix_script, tool_call, *extra: str) -> subprocess.Popen:
+    """A fix run whose fourth step sleeps the first time; returns once that step is running."""
     marker = root / ".git" / "slept-once"  # inside the workspace: the sandbox has its own /tmp
     slow = tool_call("run", command=f"test -f {marker} || {{ touch {marker}; sleep 60; }}")
     script = write_script([*fix_script[:3], slow, *fix_script[3:]])
@@ -165,11 +126,35 @@ def test_ctrl_c_stops_cleanly_and_the_run_resumes(make_repo, write_script, fix_s
         f"scripted:{script}",
     ]
     proc = subprocess.Popen(
-        [*argv, "--json"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*argv, *extra], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     deadline = time.monotonic() + 60
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert marker.exists(), "the run never reached the slow step"
+    return proc
+
+
+def test_resume_after_a_killed_run(make_repo, write_script, fix_script, tool_call, isolated_home):
+    root = make_repo()
+    proc = start_slow_run(root, write_script, fix_script, tool_call)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    runs = isolated_home / "xdg_state_home" / "codeagent" / "runs"
+    (run_id,) = [p.name for p in runs.iterdir()]
+    resumed = codeagent("fix", "--resume", run_id, "--json", cwd=root)
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout)
+    assert result["status"] == "resolved" and result["run_id"] == run_id
+    assert result["steps"] == 7
+    assert "len(values)" in (root / "stats.py").read_text()
+    records = [json.loads(line) for line in (runs / run_id / "transcript.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in records].count("resume") == 1
+
+
+def test_ctrl_c_stops_cleanly_and_the_run_resumes(make_repo, write_script, fix_script, tool_call):
+    root = make_repo()
+    proc = start_slow_run(root, write_script, fix_script, tool_call, "--json")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
