@@ -26,7 +26,6 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from codeagent.backend.models.registry import UnsupportedArchitecture, model_class
-from codeagent.backend.quant import dequantizing
 
 ALIASES: dict[str, str] = {
     "qwen3-coder-30b-a3b": "Qwen/Qwen3-Coder-30B-A3B-Instruct",
@@ -137,7 +136,7 @@ def load_model(folder: Path, dtype: torch.dtype = torch.float32, device: str = "
         raise LoadError(f"{folder / 'config.json'} is not a valid {architecture} config: {err}") from err
     model = cls(config, dtype=dtype, device=device)
     try:
-        model.load_weights(dequantizing(iter_weights(shard_files(folder), device), dtype))
+        model.load_weights(iter_weights(shard_files(folder), device))
     except (KeyError, ValueError) as err:
         raise LoadError(f"{folder}: {err}") from err
     return LoadedModel(model.eval(), folder, raw, architecture)

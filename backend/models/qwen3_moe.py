@@ -25,6 +25,7 @@ from codeagent.backend.layers.moe import experts_forward, silu_and_mul, softmax_
 from codeagent.backend.layers.norm import RMSNorm, rms_norm
 from codeagent.backend.layers.rotary import apply_rotary, cos_sin, inverse_frequencies
 from codeagent.backend.models.base import SeqSlice, split
+from codeagent.backend.quant import dequantizing
 
 
 @dataclass(slots=True)
@@ -195,7 +196,7 @@ class Qwen3MoeForCausalLM(nn.Module):
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Copy each tensor into its (slice of a) parameter; every parameter must end up filled."""
         filled: dict[int, int] = {}
-        for key, tensor in weights:
+        for key, tensor in dequantizing(weights, self.embed.dtype):
             target, index = self._target(key)
             view = target if index is None else target[index]
             if view.shape != tensor.shape:
