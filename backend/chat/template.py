@@ -15,12 +15,29 @@ turn N plus the reply (prefix caching depends on it): keys set to None are dropp
 transformers does; ``content`` is always a string (text parts joined); tool-call
 ``arguments``, which the agent stores as JSON strings, become dicts, since templates iterate
 them (text that is not a JSON object becomes ``{"arguments": text}``, as DeepSeek's encoder
-does). Templates that expect the string form are not served.
+does); keys starting with ``_`` are private to codeagent and never reach a template. Templates
+that expect the string form are not served.
+
+Re-rendering a reply is not enough for that: a tool call parsed and serialised again may differ
+from what the model wrote (spacing, key order, trimmed reasoning), and some templates rewrite
+earlier turns (Qwen's show reasoning only after the last user message; DeepSeek-V4's drop it in
+thinking mode without tools). So an assistant message may carry ``_raw``, the exact text the
+model generated for it: everything after the prompt's generation prompt, decoded with special
+and added tokens kept, without the stop token that ended the turn. Such a turn renders as the
+prompt the model was given for it (the conversation before it, rendered by these same rules,
+with the generation prompt), then ``_raw``, then whatever the template writes after that
+turn's content (its end-of-turn marker and what follows). The template's own text for the
+turn between its generation prompt and its content is dropped, and so is any rewriting of
+turns before it: a conversation with ``_raw`` on every reply renders append-only, so turn N+1
+extends prompt N + reply N whatever the template does. The price is one template rendering per
+``_raw`` turn. A template that does not write an assistant message's content verbatim, exactly
+once, cannot be spliced this way; the conversation is then rendered as if no ``_raw`` were given.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -33,6 +50,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
 from codeagent.backend.chat.tokenizer import Tokenizer, read_chat_templates, read_json, token_text
+
+RAW = "_raw"  # an assistant message's exact generated text (see the module docstring)
 
 
 class TemplateRenderError(ValueError):
@@ -118,7 +137,9 @@ def normalise(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Messages as templates read them; the same input always gives the same output."""
     out = []
     for message in messages:
-        clean = {key: value for key, value in message.items() if value is not None}
+        clean = {
+            key: value for key, value in message.items() if value is not None and not key.startswith("_")
+        }
         clean["content"] = _text(message.get("content"))
         if clean.get("tool_calls"):
             clean["tool_calls"] = [_call(call) for call in clean["tool_calls"]]
@@ -183,7 +204,24 @@ class ChatTemplate:
         add_generation_prompt: bool = True,
         **options: Any,
     ) -> str:
-        """The prompt text; ``options`` reach the template as variables (``enable_thinking=False``)."""
+        """The prompt text; ``options`` reach the template as variables (``enable_thinking=False``).
+        Assistant messages with ``_raw`` render as the model wrote them (see the module docstring)."""
+        raw_turns = [
+            index
+            for index, message in enumerate(messages)
+            if message.get("role") == "assistant" and isinstance(message.get(RAW), str)
+        ]
+        if not raw_turns:
+            return self._render(messages, tools, add_generation_prompt, options)
+        return self._splice(messages, raw_turns, tools, add_generation_prompt, options)
+
+    def _render(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        add_generation_prompt: bool,
+        options: dict[str, Any],
+    ) -> str:
         try:
             return self._pick(tools).render(
                 messages=normalise(messages),
@@ -193,3 +231,30 @@ class ChatTemplate:
             )
         except (TemplateError, TypeError) as err:
             raise TemplateRenderError(f"the chat template failed: {err}") from err
+
+    def _splice(
+        self,
+        messages: list[dict[str, Any]],
+        raw_turns: list[int],
+        tools: list[dict[str, Any]] | None,
+        add_generation_prompt: bool,
+        options: dict[str, Any],
+    ) -> str:
+        """prompt before the first raw turn, then per raw turn: its raw text and the template's
+        text after its content, up to the next raw turn's generation prompt (or the end)."""
+        nonce = secrets.token_hex(8)
+        marks = {index: f"@@codeagent-raw-{nonce}-{index}@@" for index in raw_turns}
+        stand_in = [
+            {"role": "assistant", "content": marks[index]} if index in marks else message
+            for index, message in enumerate(messages)
+        ]
+        pieces = [self._render(stand_in[: raw_turns[0]], tools, True, options)]
+        for number, index in enumerate(raw_turns):
+            later = raw_turns[number + 1] if number + 1 < len(raw_turns) else None
+            upto = stand_in if later is None else stand_in[:later]
+            text = self._render(upto, tools, add_generation_prompt if later is None else True, options)
+            if text.count(marks[index]) != 1:
+                plain = [{key: value for key, value in m.items() if key != RAW} for m in messages]
+                return self._render(plain, tools, add_generation_prompt, options)
+            pieces += [messages[index][RAW], text[text.index(marks[index]) + len(marks[index]) :]]
+        return "".join(pieces)

@@ -21,6 +21,11 @@ still open at the end, is kept as plain content and ``malformed`` says so; nothi
 Reasoning starts either at the family's think marker or, when the prompt itself ends with an
 open think marker (thinking-mode generation prompts), at the first generated character:
 pass the prompt to ``make_parser`` for that. Calls written inside reasoning are not calls.
+
+``finish().raw`` is every piece pushed, joined verbatim: the reply exactly as generated, which
+the client stores as the assistant message's ``_raw`` so the next prompt extends this one token
+for token (see ``template.py``). Push the decoded text of every generated token but the stop
+token, special and added tokens kept.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class ParsedMessage:
     reasoning_content: str
     tool_calls: list[dict[str, Any]]
     malformed: str | None = None  # why some generated markup was kept as text
+    raw: str = ""  # the generated text, verbatim
 
 
 def _partial_suffix(text: str, markers: list[str]) -> int:
@@ -83,8 +89,10 @@ class ToolCallParser:
         self.reasoning: list[str] = []
         self.calls: list[dict[str, Any]] = []
         self.malformed: str | None = None
+        self.received: list[str] = []
 
     def push(self, text: str) -> Delta:
+        self.received.append(text)
         self.buffer += text
         delta = Delta()
         while self._advance(delta):
@@ -184,7 +192,11 @@ class ToolCallParser:
         self.flush()
         content = "".join(self.content)
         return ParsedMessage(
-            content if content.strip() else "", "".join(self.reasoning), self.calls, self.malformed
+            content if content.strip() else "",
+            "".join(self.reasoning),
+            self.calls,
+            self.malformed,
+            "".join(self.received),
         )
 
 
