@@ -15,6 +15,7 @@ architecture, a shard missing or corrupt, wrong shapes, missing weights) is a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -140,3 +141,18 @@ def load_model(folder: Path, dtype: torch.dtype = torch.float32, device: str = "
     except (KeyError, ValueError) as err:
         raise LoadError(f"{folder}: {err}") from err
     return LoadedModel(model.eval(), folder, raw, architecture)
+
+
+def model_fingerprint(folder: Path, sample_bytes: int = 1 << 16) -> bytes:
+    """Identifies a checkpoint's content cheaply, to namespace its cached KV on disk: the config,
+    and per weight file its name, size and samples from its start (the header), middle and end.
+    Another checkpoint, or the same one re-saved with other weights, gets another fingerprint."""
+    digest = hashlib.sha256((folder / "config.json").read_bytes())
+    for path in shard_files(folder):
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size}".encode())
+        with path.open("rb") as handle:
+            for offset in (0, max(0, size // 2 - sample_bytes // 2), max(0, size - sample_bytes)):
+                handle.seek(offset)
+                digest.update(handle.read(sample_bytes))
+    return digest.digest()

@@ -1,7 +1,7 @@
 """Causal grouped-query attention over a per-sequence KV cache (torch reference).
 
-``KVCache`` holds one sequence's keys and values for one layer as growing tensors
-[S, KVH, D]. ``attend`` appends the new rows and computes attention of the new queries over
+``KVCache`` holds one sequence's keys and values for one layer as two row streams
+[S, KVH, D]: pages of the engine's KV pool, or private growing tensors without an engine. ``attend`` appends the new rows and computes attention of the new queries over
 everything cached, with the causal mask offset by what was cached before. Softmax runs in
 float32. This is the reference path the paged-cache Triton kernels will be tested
 against; it loops over sequences, so batching gives no speed-up here.
@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import torch
 
+from codeagent.backend.cache.paged import GrowingRows, Rows
+
 
 class KVCache:
-    def __init__(self) -> None:
-        self.k: torch.Tensor | None = None  # [S, KVH, D]
-        self.v: torch.Tensor | None = None
+    """One layer's keys and values for one sequence: two row streams (paged or growing)."""
+
+    def __init__(self, k: Rows | None = None, v: Rows | None = None) -> None:
+        self.k: Rows = k if k is not None else GrowingRows()
+        self.v: Rows = v if v is not None else GrowingRows()
 
     def __len__(self) -> int:
-        return 0 if self.k is None else self.k.shape[0]
+        return len(self.k)
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.k = k if self.k is None else torch.cat((self.k, k))
-        self.v = v if self.v is None else torch.cat((self.v, v))
-        return self.k, self.v
+        """Add the new rows [n, KVH, D]; return every row so far."""
+        self.k.append(k)
+        self.v.append(v)
+        return self.k.read(), self.v.read()
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:

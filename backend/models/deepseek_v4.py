@@ -26,6 +26,7 @@ no paged cache (states are growing tensors), and no speculative decoding (MTP ig
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codeagent.backend.cache.paged import SeqBlocks, Stream, growing_rows
 from codeagent.backend.models.base import SeqSlice, split
 from codeagent.backend.models.deepseek_v4_attention import (
     LayerState,
@@ -82,8 +84,49 @@ class DeepseekV4ForCausalLM(nn.Module):
             for p in (f"layers.{i}." for i in range(config.num_hidden_layers))
         ]
 
-    def new_state(self) -> DeepseekV4State:
-        return DeepseekV4State([LayerState() for _ in range(self.config.num_hidden_layers)])
+    @property
+    def block_multiple(self) -> int:
+        """Blocks must hold whole compression windows, so no block boundary splits one."""
+        return math.lcm(1, *(spec.rate for spec in self.attention if spec.rate))
+
+    def cache_streams(self, block_size: int) -> list[Stream]:
+        """Per layer: every token's latent; CSA/HCA: the compressed entries; CSA: the indexer's keys
+        and, once per block, both compressors' overlap state at the block's end."""
+        c, dtype, out = self.config, self.dtype, []
+        for i, spec in enumerate(self.attention):
+            out.append(Stream(f"{i}.lat", 1, (c.head_dim,), dtype))
+            for prefix, comp in (("", spec.main), ("idx.", spec.indexer)):
+                if comp is None:
+                    continue
+                out.append(Stream(f"{i}.{prefix}ent", comp.rate, (comp.out_dim,), dtype))
+                if comp.overlap:
+                    out.append(
+                        Stream(f"{i}.{prefix}ovl", block_size, (2, comp.rate, comp.out_dim), torch.float32)
+                    )
+        return out
+
+    def new_state(self, paged: SeqBlocks | None = None, cached_tokens: int = 0) -> DeepseekV4State:
+        """A sequence's state: standalone (growing tensors), or over its engine blocks, continuing
+        ``cached_tokens`` (a block boundary) already there: latents and entries are read in place
+        and the compressors' overlaps reloaded from the last block."""
+        rows = paged.rows if paged is not None else growing_rows
+        layers = []
+        for i, spec in enumerate(self.attention):
+            layer = LayerState(latents=rows(f"{i}.lat", cached_tokens))
+            for prefix, comp, state in (
+                ("", spec.main, layer.compressor),
+                ("idx.", spec.indexer, layer.indexer),
+            ):
+                if comp is None:
+                    continue
+                state.entries = rows(f"{i}.{prefix}ent", cached_tokens // comp.rate)
+                if comp.overlap and paged is not None:
+                    block_size = paged.pool.block_size
+                    state.block_overlaps = rows(f"{i}.{prefix}ovl", cached_tokens // block_size)
+                    state.block_size = block_size
+                    state.resume(cached_tokens)
+            layers.append(layer)
+        return DeepseekV4State(layers, cached_tokens)
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
         load_into(self, weights)

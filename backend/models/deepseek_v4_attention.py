@@ -12,8 +12,9 @@ channels are rotated back at the query position, then the grouped low-rank proje
 maps heads to hidden: ``wo_a`` per group of heads [G, R, H*D/G], then ``wo_b``.
 Sliding layers use the ``main`` rope (theta 10000), CSA/HCA the ``compress`` one (YaRN).
 
-Per sequence and layer, ``LayerState`` keeps the last W-1 latents and the compressors'
-states, so a decode step costs one token's work plus attention over W + visible entries.
+Per sequence and layer, ``LayerState`` keeps the latents (row streams: pages of the engine's
+pool, or growing tensors standalone) and the compressors' states, so a decode step costs
+one token's work plus attention over W + visible entries.
 
 Cached decoding vs the full forward (why transformers' cached decoding drifts): with few
 indexer heads, many entries score exactly 0 (every head's ReLU clipped) and
@@ -46,6 +47,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from codeagent.backend.cache.paged import GrowingRows, Rows
 from codeagent.backend.models.deepseek_v4_compressor import (
     Compressor,
     CompressorState,
@@ -64,7 +66,7 @@ Weights = dict[str, torch.Tensor]
 
 @dataclass(slots=True)
 class LayerState:
-    window: torch.Tensor | None = None  # [<= W-1, D] latest latents, rotated
+    latents: Rows = field(default_factory=GrowingRows)  # [S, D] every token's latent, rotated
     compressor: CompressorState = field(default_factory=CompressorState)
     indexer: CompressorState = field(default_factory=CompressorState)
 
@@ -124,14 +126,14 @@ def sequence_attention(
         spec.main.update(state.compressor, x, w, spec.rope, c.rms_norm_eps)
     if spec.indexer is not None:
         spec.indexer.update(state.indexer, x, w, spec.rope, c.rms_norm_eps)
-    entries = state.compressor.entries
-    if entries is not None:
+    if state.compressor.count:
+        entries = state.compressor.entries.read()
         if spec.kind == CSA:
             chosen = indexer_selection(
                 x,
                 q_residual,
                 positions,
-                state.indexer.entries,
+                state.indexer.entries.read(),
                 w,
                 c.index_n_heads,
                 c.index_topk,
@@ -147,12 +149,13 @@ def sequence_attention(
 def window_keys(
     state: LayerState, kv: torch.Tensor, positions: torch.Tensor, window: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The kept latents plus the new ones [L, D], and which each query sees [T, L]; keeps the last W-1."""
-    keys = kv if state.window is None else torch.cat((state.window, kv))
+    """The last W-1 latents plus the new ones [L, D], and which each query sees [T, L]; stores the new."""
+    kept = len(state.latents)
+    keys = kv if kept == 0 else torch.cat((state.latents.read(max(0, kept - (window - 1)), kept), kv))
     last = positions[-1]
     key_pos = torch.arange(keys.shape[0], device=kv.device) + (last + 1 - keys.shape[0])
     visible = (key_pos[None, :] <= positions[:, None]) & (key_pos[None, :] > positions[:, None] - window)
-    state.window = keys[max(0, keys.shape[0] - (window - 1)) :]
+    state.latents.append(kv)
     return keys, visible
 
 

@@ -31,11 +31,12 @@ Shapes: T new tokens, C projection width, d = out_dim, N entries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
+from codeagent.backend.cache.paged import GrowingRows, Rows
 from codeagent.backend.models.deepseek_v4_rope import apply_interleaved_rope, rms_norm, rope_cos_sin
 
 Weights = dict[str, torch.Tensor]
@@ -43,15 +44,25 @@ Weights = dict[str, torch.Tensor]
 
 @dataclass(slots=True)
 class CompressorState:
+    entries: Rows = field(default_factory=GrowingRows)  # [N, d] normed, rotated, model dtype
     pending_kv: torch.Tensor | None = None  # [n < rate, C] float32, tokens of the open window
     pending_gate: torch.Tensor | None = None  # [n, C] float32, slot bias already added
     overlap_kv: torch.Tensor | None = None  # [rate, d] float32, last closed window's first half (CSA)
     overlap_gate: torch.Tensor | None = None  # [rate, d]
-    entries: torch.Tensor | None = None  # [N, d] normed, rotated, model dtype
+    # paged: the overlap at each block's end, one row [2, rate, d] per block, so a sequence can
+    # resume at any block boundary of a cached prefix (None without an engine)
+    block_overlaps: Rows | None = None
+    block_size: int = 0
 
     @property
     def count(self) -> int:
-        return 0 if self.entries is None else self.entries.shape[0]
+        return len(self.entries)
+
+    def resume(self, tokens: int) -> None:
+        """Continue after ``tokens`` (a block boundary) restored from the pool: reload the overlap."""
+        if tokens and self.block_overlaps is not None:
+            saved = self.block_overlaps.get(tokens // self.block_size - 1)
+            self.overlap_kv, self.overlap_gate = saved[0], saved[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +96,22 @@ class Compressor:
         kv = kv[:cut].view(closed, self.rate, -1)  # [n, rate, C]
         gate = gate[:cut].view(closed, self.rate, -1)
         if self.overlap:
+            self._save_block_overlaps(state, kv, gate)
             kv, gate = self._with_previous_window(state, kv, gate)  # [n, 2 * rate, d]
         entries = rms_norm(pool_windows(kv, gate).to(x.dtype), w[self.prefix + "norm.weight"], eps)
         first = torch.arange(state.count, state.count + closed, device=x.device) * self.rate
         cos, sin = rope_cos_sin(first, *rope)
-        entries = apply_interleaved_rope(entries, cos, sin)
-        state.entries = entries if state.entries is None else torch.cat((state.entries, entries))
+        state.entries.append(apply_interleaved_rope(entries, cos, sin))
+
+    def _save_block_overlaps(self, state: CompressorState, kv: torch.Tensor, gate: torch.Tensor) -> None:
+        """For each closed window that ends a block, keep its first half-channels with the block."""
+        if state.block_overlaps is None:
+            return
+        d, per_block = self.out_dim, state.block_size // self.rate
+        for j in range(kv.shape[0]):
+            closed = state.count + j + 1  # windows closed once this one is
+            if closed % per_block == 0:
+                state.block_overlaps.put(closed // per_block - 1, torch.stack((kv[j, :, :d], gate[j, :, :d])))
 
     def _with_previous_window(
         self, state: CompressorState, kv: torch.Tensor, gate: torch.Tensor

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from codeagent.backend.cache.paged import SeqBlocks, Stream, growing_rows
 from codeagent.backend.layers.attention import KVCache, causal_attention
 from codeagent.backend.layers.linear import Linear, empty_param
 from codeagent.backend.layers.moe import experts_forward, silu_and_mul, softmax_topk
@@ -180,8 +181,22 @@ class Qwen3MoeForCausalLM(nn.Module):
         self.lm_head = Linear(config.hidden_size, config.vocab_size, dtype, device)
         self.inv_freq = inverse_frequencies(config.head_dim, config.rope_theta)
 
-    def new_state(self) -> list[KVCache]:
-        return [KVCache() for _ in self.layers]
+    block_multiple = 1  # any block size works: every row is one token's
+
+    def cache_streams(self, block_size: int) -> list[Stream]:
+        """What a block of tokens leaves in the KV pool: per layer, keys and values [KVH, D]."""
+        c, dtype = self.config, self.embed.dtype
+        shape = (c.num_key_value_heads, c.head_dim)
+        return [Stream(f"{i}.{kv}", 1, shape, dtype) for i in range(len(self.layers)) for kv in "kv"]
+
+    def new_state(self, paged: SeqBlocks | None = None, cached_tokens: int = 0) -> list[KVCache]:
+        """A sequence's caches: standalone (growing tensors), or over its engine blocks, continuing
+        ``cached_tokens`` already there."""
+        rows = paged.rows if paged is not None else growing_rows
+        return [
+            KVCache(rows(f"{i}.k", cached_tokens), rows(f"{i}.v", cached_tokens))
+            for i in range(len(self.layers))
+        ]
 
     @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, seqs: list[SeqSlice]) -> torch.Tensor:

@@ -98,3 +98,11 @@ def tiny_chat_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tokenizer_writer():
     return write_tokenizer
+
+
+@pytest.fixture(scope="session")
+def qwen3_reference(qwen3_moe_dir: Path):
+    """transformers' Qwen3-MoE loaded from the tiny checkpoint (the oracle)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(qwen3_moe_dir, dtype=torch.float32).eval()

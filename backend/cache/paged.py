@@ -1,0 +1,187 @@
+"""The paged KV pool: preallocated tensors cut into blocks, and the row streams models write.
+
+A model describes what one block of ``block_size`` tokens leaves behind as a list of
+``Stream`` specs: a name, how many tokens one row covers (1 for per-token keys and
+values or DeepSeek-V4's latents, the compression rate for compressed entries,
+``block_size`` for state kept once per block such as V4's compressor overlap), and a row's
+shape and dtype. ``KVPool`` allocates, per stream, one tensor of ``num_blocks`` blocks'
+rows; block ``b`` owns rows ``[b * rows_per_block, (b + 1) * rows_per_block)`` of every
+stream, so a block can be shared, exported to disk or imported as one unit.
+
+A sequence holds a block table (``SeqBlocks``); each of its streams is a ``PagedRows`` that
+appends rows at the slots its table maps them to and gathers them back in order. Models
+only see the ``Rows`` protocol (``append``, ``read``, ``put``, ``get``, ``len``), met also by
+``GrowingRows`` (a private growing tensor) for use without an engine, so the same model
+code runs standalone and paged.
+
+Limits: reads gather rows into a contiguous tensor (one copy per layer and step; the
+Triton paged-attention kernels of a later issue read the pool in place), and every
+per-token row stays for the sequence's life even where the model only looks back a
+window (DeepSeek-V4's sliding latents): prefix reuse at any block boundary needs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    name: str
+    tokens_per_row: int
+    row_shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    def rows_per_block(self, block_size: int) -> int:
+        if block_size % self.tokens_per_row:
+            raise ValueError(
+                f"block size {block_size} is not a multiple of {self.name}'s {self.tokens_per_row}"
+            )
+        return block_size // self.tokens_per_row
+
+    def row_bytes(self) -> int:
+        numel = 1
+        for size in self.row_shape:
+            numel *= size
+        return numel * torch.empty((), dtype=self.dtype).element_size()
+
+
+class Rows(Protocol):
+    """One growing sequence of rows (a layer's keys, a compressor's entries...)."""
+
+    def __len__(self) -> int: ...
+
+    def append(self, rows: torch.Tensor) -> None: ...
+
+    def read(self, start: int = 0, end: int | None = None) -> torch.Tensor: ...
+
+    def put(self, index: int, row: torch.Tensor) -> None:
+        """Write one row at ``index`` (rows kept once per block; the length follows the largest index)."""
+        ...
+
+    def get(self, index: int) -> torch.Tensor: ...
+
+
+def growing_rows(name: str, length: int = 0) -> Rows:
+    if length:
+        raise ValueError("growing rows start empty; prefix reuse needs the paged pool")
+    return GrowingRows()
+
+
+class GrowingRows:
+    """Rows in a private tensor that grows by concatenation: models used without an engine."""
+
+    def __init__(self) -> None:
+        self.data: torch.Tensor | None = None
+        self.sparse: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return 0 if self.data is None else self.data.shape[0]
+
+    def append(self, rows: torch.Tensor) -> None:
+        self.data = rows if self.data is None else torch.cat((self.data, rows))
+
+    def read(self, start: int = 0, end: int | None = None) -> torch.Tensor:
+        assert self.data is not None, "nothing written yet"
+        return self.data[start:end]
+
+    def put(self, index: int, row: torch.Tensor) -> None:
+        self.sparse[index] = row
+
+    def get(self, index: int) -> torch.Tensor:
+        return self.sparse[index]
+
+
+class KVPool:
+    """Per stream, one preallocated tensor [num_blocks * rows_per_block, *row_shape]."""
+
+    def __init__(self, streams: list[Stream], block_size: int, num_blocks: int, device: torch.device) -> None:
+        if num_blocks < 1:
+            raise ValueError("the KV pool needs at least one block")
+        self.streams = {s.name: s for s in streams}
+        self.block_size, self.num_blocks, self.device = block_size, num_blocks, device
+        self.per_block = {s.name: s.rows_per_block(block_size) for s in streams}
+        self.tensors = {
+            s.name: torch.zeros(
+                num_blocks * self.per_block[s.name], *s.row_shape, dtype=s.dtype, device=device
+            )
+            for s in streams
+        }
+
+    @staticmethod
+    def bytes_per_block(streams: list[Stream], block_size: int) -> int:
+        return sum(s.rows_per_block(block_size) * s.row_bytes() for s in streams)
+
+    def export_block(self, block: int) -> dict[str, torch.Tensor]:
+        """A copy of everything block ``block`` holds, on the CPU (for the disk tier)."""
+        return {
+            name: tensor[block * self.per_block[name] : (block + 1) * self.per_block[name]].to(
+                "cpu", copy=True
+            )
+            for name, tensor in self.tensors.items()
+        }
+
+    def import_block(self, block: int, rows: dict[str, torch.Tensor]) -> None:
+        if rows.keys() != self.tensors.keys():
+            raise ValueError("the block's streams do not match this pool's")
+        for name, tensor in self.tensors.items():
+            n = self.per_block[name]
+            if rows[name].shape != tensor[:n].shape or rows[name].dtype != tensor.dtype:
+                raise ValueError(f"the block's {name} has the wrong shape or dtype")
+            tensor[block * n : (block + 1) * n].copy_(rows[name])
+
+
+class SeqBlocks:
+    """One sequence's block table over a pool, and the slot arithmetic its streams share."""
+
+    def __init__(self, pool: KVPool, table: list[int]) -> None:
+        self.pool = pool
+        self.table = table  # grown by the engine before a forward needs the room
+        self._index: dict[tuple[int, int], torch.Tensor] = {}
+
+    def rows(self, name: str, length: int = 0) -> PagedRows:
+        return PagedRows(self, name, length)
+
+    def slots(self, name: str, start: int, end: int) -> torch.Tensor:
+        """Flat pool indices of rows [start, end) of stream ``name``."""
+        per = self.pool.per_block[name]
+        key = (per, len(self.table))
+        index = self._index.get(key)
+        if index is None:  # rows of every block in the table, in order; rebuilt when the table grows
+            table = torch.tensor(self.table, dtype=torch.long, device=self.pool.device)
+            index = (table[:, None] * per + torch.arange(per, device=self.pool.device)[None, :]).flatten()
+            self._index[key] = index
+            for stale in [k for k in self._index if k[0] == per and k[1] != len(self.table)]:
+                del self._index[stale]
+        if end > index.shape[0]:
+            raise IndexError(f"{self.pool.streams[name].name}: row {end - 1} is past the sequence's blocks")
+        return index[start:end]
+
+
+class PagedRows:
+    def __init__(self, seq: SeqBlocks, name: str, length: int = 0) -> None:
+        self.seq, self.name, self.length = seq, name, length
+        self.tensor = seq.pool.tensors[name]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def append(self, rows: torch.Tensor) -> None:
+        n = rows.shape[0]
+        if n:
+            self.tensor.index_copy_(0, self.seq.slots(self.name, self.length, self.length + n), rows)
+            self.length += n
+
+    def read(self, start: int = 0, end: int | None = None) -> torch.Tensor:
+        end = self.length if end is None else end
+        return self.tensor.index_select(0, self.seq.slots(self.name, start, end))
+
+    def put(self, index: int, row: torch.Tensor) -> None:
+        self.tensor[self.seq.slots(self.name, index, index + 1)] = row[None]
+        self.length = max(self.length, index + 1)
+
+    def get(self, index: int) -> torch.Tensor:
+        return self.tensor[self.seq.slots(self.name, index, index + 1)][0]
