@@ -205,15 +205,7 @@ class Engine:
     # -- requests -------------------------------------------------------------------------
 
     def add_request(self, request: Request) -> Sequence:
-        if not request.prompt_ids:
-            raise ValueError("every request needs at least one prompt token")
-        need = len(request.prompt_ids) + request.params.max_tokens
-        if need > self.capacity_tokens:
-            raise CapacityError(
-                f"the prompt ({len(request.prompt_ids)} tokens) plus max_tokens ({request.params.max_tokens}) "
-                f"need {need} tokens of KV cache; the pool holds {self.capacity_tokens} "
-                f"({self.pool.num_blocks} blocks of {self.block_size}); give the cache more memory or ask for less"
-            )
+        self.check(request)
         seq = Sequence(
             next(self._ids),
             request,
@@ -223,6 +215,18 @@ class Engine:
         )
         self.waiting.append(seq)
         return seq
+
+    def check(self, request: Request) -> None:
+        """Raise ValueError (CapacityError) for a request this engine can never serve."""
+        if not request.prompt_ids:
+            raise ValueError("every request needs at least one prompt token")
+        need = len(request.prompt_ids) + request.params.max_tokens
+        if need > self.capacity_tokens:
+            raise CapacityError(
+                f"the prompt ({len(request.prompt_ids)} tokens) plus max_tokens ({request.params.max_tokens}) "
+                f"need {need} tokens of KV cache; the pool holds {self.capacity_tokens} "
+                f"({self.pool.num_blocks} blocks of {self.block_size}); give the cache more memory or ask for less"
+            )
 
     def abort(self, seq_id: int) -> None:
         """Cancel a request; it finishes as "cancelled" at the next step (thread-safe)."""
@@ -406,6 +410,14 @@ class Engine:
         for seq in failed:
             self._finish(seq)
         return gone + failed
+
+    def fail_all(self, message: str) -> list[Sequence]:
+        """End every request with an error (after a failed step); the cache and pool stay usable."""
+        failed = [*self.running, *self.waiting]
+        for seq in failed:
+            seq.finish, seq.error = "error", message
+            self._finish(seq)
+        return failed
 
     def _finish(self, seq: Sequence) -> None:
         if seq in self.running:
