@@ -68,6 +68,7 @@ class FixResult:
     tests_after: dict[str, Any] = field(default_factory=dict)
     steps: int = 0
     tokens: dict[str, int] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)  # totals and each model call's tokens
     wall_time_s: float = 0.0
     transcript: str | None = None
     summary: str | None = None
@@ -218,6 +219,13 @@ def _fill(result: FixResult, outcome: RunResult) -> None:
         "prompt": outcome.usage.prompt_tokens,
         "cached": outcome.usage.cached_tokens,
         "completion": outcome.usage.completion_tokens,
+    }
+    result.usage = {
+        **outcome.usage.as_dict(),
+        "turns": [
+            {"prompt": turn.prompt_tokens, "cached": turn.cached_tokens, "completion": turn.completion_tokens}
+            for turn in outcome.turns
+        ],
     }
 
 

@@ -62,6 +62,7 @@ class RunResult:
     usage: Usage
     elapsed_s: float
     summary: str | None = None
+    turns: list[Usage] = field(default_factory=list)  # usage of each model call, in order
 
 
 @dataclass
@@ -77,6 +78,7 @@ class Agent:
     policy: Policy = field(default_factory=Policy)
     steps: int = 0
     usage: Usage = field(default_factory=Usage)
+    turn_usage: list[Usage] = field(default_factory=list)  # one entry per model call
     elapsed_before_s: float = 0.0  # time spent in earlier sessions of a resumed run
     _format_errors: int = 0
     _started: float = field(default_factory=time.monotonic)
@@ -85,10 +87,11 @@ class Agent:
     def elapsed_s(self) -> float:
         return self.elapsed_before_s + time.monotonic() - self._started
 
-    def add_message(self, message: Message) -> None:
+    def add_message(self, message: Message, usage: Usage | None = None) -> None:
         self.context.append(message)
         if self.transcript:
-            self.transcript.write("message", step=self.steps, message=message)
+            extra = {"usage": usage.as_dict()} if usage is not None else {}
+            self.transcript.write("message", step=self.steps, message=message, **extra)
 
     def run(self) -> RunResult:
         try:
@@ -116,8 +119,9 @@ class Agent:
         )
         usage = Usage.of(completion.usage)
         self.usage.add(usage)
+        self.turn_usage.append(usage)
         message = _clean_assistant(completion.message)
-        self.add_message(message)
+        self.add_message(message, usage)
         self.sink(
             ev.AssistantMessage(
                 message.get("content") or "",
@@ -210,7 +214,9 @@ class Agent:
             raise Interrupted("interrupted by the user")
 
     def _result(self, status: str, message: str, summary: str | None = None) -> RunResult:
-        result = RunResult(status, message, self.steps, self.usage, self.elapsed_s, summary)
+        result = RunResult(
+            status, message, self.steps, self.usage, self.elapsed_s, summary, list(self.turn_usage)
+        )
         if self.transcript:
             self.transcript.write("end", status=status, message=message, summary=summary)
         self.sink(ev.RunFinished(status, message))
@@ -222,12 +228,15 @@ class _Finished(Exception):
 
 
 def _clean_assistant(message: Message) -> Message:
-    """Keep the OpenAI assistant fields the conversation needs, in a stable order."""
+    """Keep the OpenAI assistant fields the conversation needs, in a stable order, and ``_raw``
+    (the reply exactly as generated, which chat templates render instead of re-serialising it)."""
     clean: Message = {"role": "assistant", "content": message.get("content") or ""}
     if message.get("reasoning_content"):
         clean["reasoning_content"] = message["reasoning_content"]
     if message.get("tool_calls"):
         clean["tool_calls"] = message["tool_calls"]
+    if isinstance(message.get("_raw"), str):
+        clean["_raw"] = message["_raw"]
     return clean
 
 

@@ -63,6 +63,7 @@ def resumed_agent(spec: SessionSpec, state: RunState) -> Agent:
     )
     agent.steps = state.steps
     agent.usage = state.usage
+    agent.turn_usage = list(state.turns)
     agent.elapsed_before_s = state.elapsed_s
     return agent
 

@@ -3,7 +3,8 @@ written as it happens so a killed run loses at most the step in flight.
 
 Records (one JSON object a line, ``type`` first):
 - ``meta``: run id, repository, model, task, limits, plus workflow extras (branch, ...).
-- ``message``: one chat message as appended to the conversation, with the step it belongs to.
+- ``message``: one chat message as appended to the conversation, with the step it belongs to;
+  a model reply also carries that call's ``usage`` (prompt, cached and completion tokens).
 - ``compaction``: the turns after a compaction replaced them (resume replays this).
 - ``step``: a step completed: plan, cumulative usage, elapsed time. Resume keeps only
   messages of completed steps, so a half-done step is redone rather than replayed.
@@ -65,6 +66,7 @@ class RunState:
     steps: int = 0
     plan: list[dict[str, str]] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
+    turns: list[Usage] = field(default_factory=list)  # usage of each model call of completed steps
     elapsed_s: float = 0.0
     end: dict[str, Any] | None = None
 
@@ -91,10 +93,13 @@ def load_run(path: Path) -> RunState:
         raise ValueError(f"{path} has no meta record; it is not a codeagent transcript")
     state = RunState(meta=metas[0], messages=[])
     tagged: list[tuple[int, Message]] = []
+    turns: list[tuple[int, Usage]] = []  # kept apart: a compaction drops messages, not their cost
     for record in records:
         kind = record.get("type")
         if kind == "message":
             tagged.append((record.get("step", 0), record["message"]))
+            if "usage" in record:
+                turns.append((record.get("step", 0), Usage(**record["usage"])))
         elif kind == "compaction":
             tagged = [(record.get("step", 0), m) for m in record["messages"]]
         elif kind == "step":
@@ -105,4 +110,5 @@ def load_run(path: Path) -> RunState:
         elif kind == "end":
             state.end = record
     state.messages = [message for step, message in tagged if step <= state.steps]
+    state.turns = [usage for step, usage in turns if step <= state.steps]
     return state

@@ -1,5 +1,6 @@
 """Progress lines for headless runs: one short line per step, tool call and outcome, on stderr,
-so stdout stays free for the machine-readable result."""
+so stdout stays free for the machine-readable result. Verbose adds each model call's tokens
+(prompt, cached, completion)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,15 @@ class ProgressPrinter:
         match event:
             case ev.StepStarted(step=step):
                 return f"step {step}"
-            case ev.AssistantMessage(content=content) if content.strip():
-                return "  model: " + _short(content, 200 if not self.verbose else 4000)
+            case ev.AssistantMessage(content=content, usage=usage):
+                lines = (
+                    ["  model: " + _short(content, 200 if not self.verbose else 4000)]
+                    if content.strip()
+                    else []
+                )
+                if self.verbose:
+                    lines.append(_tokens(usage))
+                return "\n".join(lines) or None
             case ev.ToolCallStarted(name=name, arguments=arguments):
                 return f"  -> {name} {_short(json.dumps(arguments, ensure_ascii=False), 160)}"
             case ev.ToolCallFinished(ok=ok, text=text, elapsed_s=elapsed):
@@ -36,6 +44,11 @@ class ProgressPrinter:
             case ev.RunFinished(status=status, message=message):
                 return f"agent {status}: {message}"
         return None
+
+
+def _tokens(usage: dict[str, int]) -> str:
+    prompt, cached = usage.get("prompt_tokens", 0), usage.get("cached_tokens", 0)
+    return f"  tokens: {prompt} prompt ({cached} cached), {usage.get('completion_tokens', 0)} completion"
 
 
 def _short(text: str, limit: int) -> str:

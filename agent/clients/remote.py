@@ -15,7 +15,8 @@ Limits: ``timeout_s`` bounds each wait for data, not the whole answer, and a rea
 is not retried (a server that stalled that long is unlikely to do better at once). A stream
 that breaks mid-way is retried from scratch, so ``on_token`` may see an answer's start
 twice. Prompt counts, and usage from servers that send none (``last_usage_exact`` is then
-False), are estimates: there is no tokenizer on this side.
+False), are estimates: there is no tokenizer on this side. Message keys starting with ``_``
+(``_raw``) are codeagent's own and are not sent.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ class RemoteClient:
         self._http.close()
 
     def count_tokens(self, messages: list[Message], tools: list[ToolSchema]) -> tuple[int, bool]:
-        return estimate_tokens(json.dumps(messages) + json.dumps(tools)), False
+        return estimate_tokens(json.dumps([_public(m) for m in messages]) + json.dumps(tools)), False
 
     def complete(
         self, messages: list[Message], tools: list[ToolSchema], on_token: TokenCallback | None = None
@@ -151,7 +152,7 @@ class RemoteClient:
         return completion
 
     def _body(self, messages: list[Message], tools: list[ToolSchema]) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.settings.model, "messages": messages}
+        body: dict[str, Any] = {"model": self.settings.model, "messages": [_public(m) for m in messages]}
         if tools:
             body["tools"] = tools
         if self.settings.temperature is not None:
@@ -198,6 +199,11 @@ class RemoteClient:
     def _redact(self, text: str) -> str:
         key = self.settings.api_key
         return text.replace(key, "***") if key else text
+
+
+def _public(message: Message) -> Message:
+    """The message without codeagent's private keys (``_raw``...), which no endpoint should see."""
+    return {key: value for key, value in message.items() if not key.startswith("_")}
 
 
 def _check_status(response: httpx.Response) -> None:

@@ -3,15 +3,17 @@
 ``--model scripted:FILE``, where each non-blank line of FILE is one assistant message in
 OpenAI chat format: ``content``, optional ``tool_calls`` (``{"id", "type": "function",
 "function": {"name", "arguments": "<JSON string>"}}``), optional ``reasoning_content`` and
-``role`` (which must then be ``assistant``). The whole file is checked when it is loaded,
+``role`` (which must then be ``assistant``), and optionally ``usage`` with any of
+``prompt_tokens``, ``cached_tokens`` and ``completion_tokens`` (whole numbers), which replace
+the estimates for that reply (``usage`` is not part of the message). The whole file is checked when it is loaded,
 so a malformed line fails before the run starts, naming its line number. A missing call
 ``id`` becomes ``call_<line>_<n>``, so tool results can still refer to it.
 
 It is a real ``ModelClient``: tests, demos and replays of recorded runs use it. Content
-streams to ``on_token`` in a few chunks. Usage is estimated from the text (no tokenizer).
-Running out of replies raises ``ScriptExhausted``. For resume, ``start`` skips the replies
-an earlier session consumed, and ``consumed`` counts replies handed out so far, ``start``
-included. The script does not look at the conversation: it answers the same whatever the
+streams to ``on_token`` in a few chunks. Usage is estimated from the text (no tokenizer)
+unless the line gives it. Running out of replies raises ``ScriptExhausted``. For resume,
+``start`` skips the replies an earlier session consumed, and ``consumed`` counts replies
+handed out so far, ``start`` included. The script does not look at the conversation: it answers the same whatever the
 tools returned.
 """
 
@@ -36,8 +38,12 @@ from codeagent.agent.protocol import (
 STREAM_CHUNKS = 4  # enough pieces for a UI to show streaming, few enough to stay readable
 
 
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "cached_tokens")
+
+
 def load_script(path: Path) -> list[Message]:
-    """Every reply in ``path``; ``ModelError`` naming the line for the first bad one."""
+    """Every reply in ``path`` (a ``usage`` given on a line stays under that key);
+    ``ModelError`` naming the line for the first bad one."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError as err:
@@ -66,7 +72,19 @@ def _parse_line(path: Path, number: int, line: str) -> Message:
     reply.pop("tool_calls", None)
     if tool_calls:
         reply["tool_calls"] = tool_calls
+    if "usage" in reply:
+        reply["usage"] = _parse_usage(where, reply["usage"])
     return reply
+
+
+def _parse_usage(where: str, usage: Any) -> dict[str, int]:
+    if not isinstance(usage, dict) or not set(usage) <= set(USAGE_KEYS):
+        raise ModelError(f"{where}: 'usage' must be an object with some of {', '.join(USAGE_KEYS)}")
+    if not all(
+        isinstance(value, int) and not isinstance(value, bool) and value >= 0 for value in usage.values()
+    ):
+        raise ModelError(f"{where}: the counts in 'usage' must be whole numbers >= 0")
+    return dict(usage)
 
 
 def _parse_call(where: str, line: int, n: int, call: Any) -> dict[str, Any]:
@@ -125,9 +143,14 @@ class ScriptedClient:
             )
         reply = copy.deepcopy(self.replies[self.consumed])  # callers may edit the message they get
         self.consumed += 1
+        given = reply.pop("usage", {})
         if on_token:
             for piece in _chunks(reply["content"]):
                 on_token(piece)
         spoken = reply["content"] + json.dumps(reply.get("tool_calls", []))
-        usage = Usage(self.count_tokens(messages, tools)[0], estimate_tokens(spoken))
+        estimate = {
+            "prompt_tokens": self.count_tokens(messages, tools)[0],
+            "completion_tokens": estimate_tokens(spoken),
+        }
+        usage = Usage(**(estimate | given))
         return Completion(reply, usage, "tool_calls" if reply.get("tool_calls") else "stop")

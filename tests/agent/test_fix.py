@@ -67,6 +67,40 @@ def test_fix_resolves_a_real_bug_on_a_branch(make_repo, write_script, fix_script
     assert "step 1" in proc.stderr
 
 
+def test_fix_reports_tokens_and_cached_tokens_per_model_call(make_repo, write_script, fix_script):
+    root = make_repo()
+    for number, reply in enumerate(fix_script):
+        reply["usage"] = {"prompt_tokens": 1000 + 100 * number, "cached_tokens": 900 + 100 * number - 50}
+    reply["usage"] = {"prompt_tokens": 2000, "cached_tokens": 0, "completion_tokens": 7}  # a cache miss
+    proc = codeagent(
+        "fix",
+        "--task",
+        "fix mean",
+        "--model",
+        f"scripted:{write_script(fix_script)}",
+        "--json",
+        "-v",
+        cwd=root,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "\n  tokens: 1100 prompt (950 cached), " in proc.stderr
+    result = json.loads(proc.stdout)
+    usage = result["usage"]
+    turns = usage["turns"]
+    assert [turn["prompt"] for turn in turns] == [1000, 1100, 1200, 1300, 1400, 2000]
+    assert [turn["cached"] for turn in turns] == [850, 950, 1050, 1150, 1250, 0]
+    assert turns[-1]["completion"] == 7 and all(turn["completion"] > 0 for turn in turns)
+    assert usage["prompt_tokens"] == result["tokens"]["prompt"] == sum(turn["prompt"] for turn in turns)
+    assert usage["cached_tokens"] == result["tokens"]["cached"] == 5250
+    assert usage["completion_tokens"] == sum(turn["completion"] for turn in turns)
+    records = [json.loads(line) for line in Path(result["transcript"]).read_text().splitlines()]
+    replies = [r for r in records if r["type"] == "message" and r["message"]["role"] == "assistant"]
+    assert [r["usage"]["cached_tokens"] for r in replies] == [850, 950, 1050, 1150, 1250, 0]
+    assert all(
+        "usage" not in r for r in records if r["type"] == "message" and r["message"]["role"] != "assistant"
+    )
+
+
 def test_fix_refuses_a_dirty_tree_and_keeps_changes_with_allow_dirty(make_repo, write_script, fix_script):
     root = make_repo()
     (root / "notes.txt").write_text("my notes\n")
@@ -147,6 +181,7 @@ def test_resume_after_a_killed_run(make_repo, write_script, fix_script, tool_cal
     result = json.loads(resumed.stdout)
     assert result["status"] == "resolved" and result["run_id"] == run_id
     assert result["steps"] == 7
+    assert len(result["usage"]["turns"]) == 7  # the killed session's turns come from its transcript
     assert "len(values)" in (root / "stats.py").read_text()
     records = [json.loads(line) for line in (runs / run_id / "transcript.jsonl").read_text().splitlines()]
     assert [r["type"] for r in records].count("resume") == 1

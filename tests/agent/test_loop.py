@@ -203,3 +203,24 @@ def test_policy_modes_decide_before_tools_run(make_repo, write_script, tool_call
         assert asked == questions, mode
         if not edited:
             assert any("not run:" in m["content"] for m in agent.context.turns if m["role"] == "tool")
+
+
+def test_raw_replies_and_each_calls_usage_are_kept_in_context_and_transcript(
+    make_repo, write_script, fix_script, tmp_path
+):
+    root = make_repo()
+    for number, reply in enumerate(fix_script):
+        reply["_raw"] = f"<tool_call>reply {number}</tool_call>"
+        reply["usage"] = {"cached_tokens": number}
+    transcript = Transcript(tmp_path / "t.jsonl")
+    transcript.write("meta", run_id="test")
+    agent, result = run_script(root, write_script(fix_script), transcript=transcript)
+    assert result.status == "finished"
+    replies = [m for m in agent.context.turns if m["role"] == "assistant"]
+    assert [m["_raw"] for m in replies] == [f"<tool_call>reply {n}</tool_call>" for n in range(6)]
+    assert [turn.cached_tokens for turn in result.turns] == list(
+        range(6)
+    ) and result.usage.cached_tokens == 15
+    state = load_run(tmp_path / "t.jsonl")
+    assert [m.get("_raw") for m in state.messages if m["role"] == "assistant"] == [m["_raw"] for m in replies]
+    assert state.turns == result.turns

@@ -284,3 +284,13 @@ def test_a_json_answer_without_choices_is_an_error_not_an_empty_message(endpoint
     endpoint.replies = [Reply(body={"object": "chat.completion", "choices": []})]
     with pytest.raises(ModelError, match="answered without choices"):
         RemoteClient(endpoint.settings()).complete(MESSAGES, [])
+
+
+def test_private_keys_are_not_sent_to_the_endpoint(endpoint: Endpoint) -> None:
+    reply = {"role": "assistant", "content": "Reading.", "_raw": "<think>x</think>Reading.", "_note": 1}
+    endpoint.replies = [OK]
+    client = RemoteClient(endpoint.settings(stream=False))
+    client.complete([*MESSAGES, reply, {"role": "user", "content": "go on"}], TOOLS)
+    sent = endpoint.requests[0]["body"]["messages"]
+    assert sent[-2] == {"role": "assistant", "content": "Reading."}
+    assert "_raw" in reply  # the caller's message is left as it was

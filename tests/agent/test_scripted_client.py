@@ -116,3 +116,22 @@ def test_make_client_builds_scripted_clients(tmp_path: Path) -> None:
         make_client("scripted:")
     with pytest.raises(UnknownModelSpec, match=r"unknown model spec 'qwen3-coder'.*scripted:FILE"):
         make_client("qwen3-coder")
+
+
+def test_a_line_may_give_the_usage_of_its_reply(tmp_path: Path) -> None:
+    given = {"content": "Reading.", "usage": {"prompt_tokens": 900, "cached_tokens": 850}}
+    client = ScriptedClient(write(tmp_path, json.dumps(given), reply("Fixed.")))
+    first = client.complete(MESSAGES, [])
+    assert first.message == {"role": "assistant", "content": "Reading."}
+    assert (first.usage.prompt_tokens, first.usage.cached_tokens) == (900, 850)
+    assert first.usage.completion_tokens > 0  # not given: estimated
+    second = client.complete(MESSAGES, [])
+    assert (
+        second.usage.cached_tokens == 0 and second.usage.prompt_tokens == client.count_tokens(MESSAGES, [])[0]
+    )
+
+
+@pytest.mark.parametrize("usage", ['{"prompt": 3}', '{"cached_tokens": -1}', '{"cached_tokens": 1.5}', "[]"])
+def test_a_bad_usage_fails_at_load_time(tmp_path: Path, usage: str) -> None:
+    with pytest.raises(ModelError, match=r"run\.jsonl:1: .*usage"):
+        ScriptedClient(write(tmp_path, f'{{"content": "x", "usage": {usage}}}'))
