@@ -390,3 +390,57 @@ def test_positions_must_continue_the_state(tiny):
     step(model, [state], [prompt(5)])
     with pytest.raises(ValueError, match="positions must continue"):
         model(torch.tensor([1]), torch.tensor([3]), [SeqSlice(state, 1)])
+
+
+# -- through the engine: paged state, prefix cache in memory and on disk, batching ------------------
+
+
+def v4_engine(model, **cache):
+    from codeagent.backend.engine import CacheConfig, Engine
+
+    options = {"block_size": 8, "num_blocks": 200, **cache}
+    return Engine(model, set(), cache=CacheConfig(**options), max_batch_tokens=48, namespace=b"tiny-v4")
+
+
+def test_engine_blocks_hold_whole_compression_windows(tiny):
+    engine = v4_engine(ours(tiny), block_size=12)
+    assert engine.block_size == 16  # rounded up to a multiple of both rates (4 and 8)
+
+
+def test_engine_prefix_hits_in_memory_and_on_disk_match_the_reference(tiny, tmp_path):
+    from codeagent.backend.engine import Request
+    from codeagent.backend.layers.sampler import SamplingParams
+
+    model = ours(tiny)
+    first_turn = prompt(45, seed=5)
+    params = SamplingParams(max_tokens=10)
+    engine = v4_engine(model, disk_folder=tmp_path)
+    reply = engine.generate([Request(first_turn, params)])[0].token_ids
+    assert reply == reference_greedy(tiny.reference, first_turn, 10)
+    follow_up = first_turn + reply + prompt(13, seed=6)
+    expected = reference_greedy(tiny.reference, follow_up, 10)
+    # the follow-up, batched with an unrelated request, served from the memory cache
+    hit, other = engine.generate([Request(follow_up, params), Request(prompt(30, seed=7), params)])
+    assert hit.cached_tokens == (len(first_turn) + len(reply) - 1) // 8 * 8 and hit.token_ids == expected
+    assert other.token_ids == reference_greedy(tiny.reference, prompt(30, seed=7), 10)
+    engine.flush()
+    engine.close()
+    # a new engine (a new process, as far as the cache is concerned) reads the blocks from disk
+    reopened = v4_engine(ours(tiny), disk_folder=tmp_path)
+    from_disk = reopened.generate([Request(follow_up, params)])[0]
+    assert from_disk.disk_tokens == from_disk.cached_tokens == (len(follow_up) - 1) // 8 * 8
+    assert from_disk.token_ids == expected
+
+
+def test_engine_chunked_and_preempted_sequences_match_alone(tiny):
+    from codeagent.backend.engine import Request
+    from codeagent.backend.layers.sampler import SamplingParams
+
+    model = ours(tiny)
+    prompts = [prompt(n, seed=s) for s, n in ((8, 20), (9, 37), (10, 26))]
+    params = SamplingParams(max_tokens=12)
+    alone = [greedy(model, [p], 12)[0] for p in prompts]
+    tight = v4_engine(model, num_blocks=9)  # two admitted (3 + 5 blocks) need 4 + 6 by their end
+    results = tight.generate([Request(p, params) for p in prompts])
+    assert tight.stats.preemptions > 0
+    assert [r.token_ids for r in results] == alone
