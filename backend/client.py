@@ -4,12 +4,21 @@
 tokenizes it, generates, detokenizes incrementally and feeds the text through the family's
 streaming tool-call parser, so visible text streams to ``on_token`` without call markup and
 the reply comes back as an OpenAI assistant message. Token counts are exact (the model's
-own tokenizer). Each call prefills the whole prompt today; the prefix cache of the engine
-issue makes follow-up turns cost only their new tokens behind this same interface.
+own tokenizer).
+
+Follow-up turns cost only their new tokens: the engine (on a background ``EngineService``,
+so parallel agents share its batches) caches every full block of prompt and reply by its
+token hash chain, in memory and in a disk tier under ``$XDG_CACHE_HOME/codeagent/kv``. For
+the hit to reach across turns the next prompt must extend this one token for token: the
+reply goes back as the assistant message's ``_raw`` (rendered verbatim by the template),
+and the token ids of recent turns are kept so re-tokenizing the conversation never
+changes them (``_encode``). ``usage.cached_tokens`` says how much of each prompt was reused.
 """
 
 from __future__ import annotations
 
+import atexit
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +26,17 @@ from typing import Any
 
 import torch
 
+from codeagent.backend.cache.disk import default_root as default_disk_root
 from codeagent.backend.chat.families import family_of
-from codeagent.backend.chat.template import ChatTemplate
+from codeagent.backend.chat.template import RAW, ChatTemplate
 from codeagent.backend.chat.tokenizer import IncrementalDecoder, Tokenizer
 from codeagent.backend.chat.toolcalls import make_parser
-from codeagent.backend.engine import Engine, Request
+from codeagent.backend.engine import CacheConfig, Engine
 from codeagent.backend.layers.sampler import SamplingParams
-from codeagent.backend.loader import LoadError, load_model
+from codeagent.backend.loader import LoadError, load_model, model_fingerprint
+from codeagent.backend.service import EngineService
 
+RECENT_TURNS = 8  # conversations whose token ids are kept for extension (parallel agents, sub-agents)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -56,6 +68,7 @@ class EmbeddedClient:
         device: str | None = None,
         max_new_tokens: int = 4096,
         temperature: float = 0.0,
+        cache: CacheConfig | None = None,
     ) -> None:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = dtype or ("bfloat16" if device == "cuda" else "float32")
@@ -66,16 +79,49 @@ class EmbeddedClient:
         self.tokenizer = Tokenizer.from_dir(folder)
         self.family = family_of(loaded.config)
         self.template = ChatTemplate.from_dir(folder, self.family)
-        self.engine = Engine(loaded.model, self.tokenizer.eos_token_ids, device)
+        if cache is None:
+            cache = CacheConfig(disk_folder=default_disk_root())
+        namespace = model_fingerprint(folder) + f"{dtype}:{device}".encode()
+        self.engine = Engine(
+            loaded.model, self.tokenizer.eos_token_ids, device, cache=cache, namespace=namespace
+        )
+        self.service = EngineService(self.engine)
+        atexit.register(self.engine.flush)  # blocks queued for the disk tier reach it before exit
         self.context_window = int(loaded.config.get("max_position_embeddings") or 32768)
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
+        self._lock = threading.Lock()
+        self._recent: list[tuple[str, list[int]]] = []  # (text, its token ids) of recent turns, newest last
+
+    def close(self) -> None:
+        self.service.close()
 
     def prompt_ids(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[int]:
-        return self.tokenizer.encode(self.template.render(messages, tools))
+        return self._encode(self.template.render(messages, tools))
 
     def count_tokens(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> tuple[int, bool]:
         return len(self.prompt_ids(messages, tools)), True
+
+    def _encode(self, text: str) -> list[int]:
+        """Token ids of a prompt, extending a recent turn's ids token for token where the text does.
+
+        The cache is keyed by token ids, and tokenizing a whole conversation again need not
+        reproduce the ids the model generated (a merge across the reply's end, a different split
+        of the same text); so when this prompt's text starts with a recent turn's text (its prompt
+        plus the reply exactly as generated), those ids are kept and only the rest is encoded."""
+        with self._lock:
+            best = max(
+                ((t, ids) for t, ids in self._recent if text.startswith(t)),
+                key=lambda p: len(p[0]),
+                default=None,
+            )
+        if best is None:
+            return self.tokenizer.encode(text)
+        return best[1] + self.tokenizer.encode(text[len(best[0]) :])
+
+    def _remember(self, text: str, ids: list[int]) -> None:
+        with self._lock:
+            self._recent = [*[r for r in self._recent if r[0] != text][-(RECENT_TURNS - 1) :], (text, ids)]
 
     def complete(
         self,
@@ -84,7 +130,7 @@ class EmbeddedClient:
         on_token: Callable[[str], None] | None = None,
     ) -> Reply:
         prompt = self.template.render(messages, tools)
-        ids = self.tokenizer.encode(prompt)
+        ids = self._encode(prompt)
         room = self.context_window - len(ids)
         if room <= 0:
             raise EmbeddedClientError(
@@ -97,21 +143,33 @@ class EmbeddedClient:
             if on_token and content:
                 on_token(content)
 
-        def hook(token: int) -> bool:
-            if token in self.tokenizer.eos_token_ids:
-                return False
-            emit(parser.push(decoder.push(token)).content)
-            return True
-
         params = SamplingParams(temperature=self.temperature, max_tokens=min(self.max_new_tokens, room))
-        result = self.engine.generate([Request(ids, params, hook)])[0]
+        try:
+            stream = self.service.submit(ids, params)
+        except ValueError as err:
+            raise EmbeddedClientError(str(err)) from err
+        generated: list[int] = []
+        try:
+            for token in stream:
+                generated.append(token)
+                if token not in self.tokenizer.eos_token_ids:
+                    emit(parser.push(decoder.push(token)).content)
+        finally:
+            if stream.result is None:  # interrupted (Ctrl-C, an error in on_token): free the sequence
+                stream.cancel()
+        result = stream.result
+        assert result is not None
+        if result.finish_reason == "error":
+            raise EmbeddedClientError(result.error or "the engine failed")
         emit(parser.push(decoder.finish()).content)
         emit(parser.flush().content)
         parsed = parser.finish()
-        message: dict[str, Any] = {"role": "assistant", "content": parsed.content}
+        full = ids + generated
+        self._remember(prompt + self.tokenizer.decode(generated), full)
+        message: dict[str, Any] = {"role": "assistant", "content": parsed.content, RAW: parsed.raw}
         if parsed.reasoning_content:
             message["reasoning_content"] = parsed.reasoning_content
         if parsed.tool_calls:
             message["tool_calls"] = parsed.tool_calls
         finish = "tool_calls" if parsed.tool_calls else result.finish_reason
-        return Reply(message, TokenUsage(len(ids), len(result.token_ids)), finish)
+        return Reply(message, TokenUsage(len(ids), len(generated), result.cached_tokens), finish)

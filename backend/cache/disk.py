@@ -28,9 +28,14 @@ MAGIC = b"CAKV1\0"
 HEADER = struct.Struct("<6sQ32s")  # magic, payload length, sha256(payload)
 
 
-def default_folder(namespace: str) -> Path:
+def default_root() -> Path:
+    """Where the disk tier lives unless told: ``$XDG_CACHE_HOME/codeagent/kv`` (one folder per model)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "codeagent" / "kv" / namespace
+    return Path(base) / "codeagent" / "kv"
+
+
+def default_folder(namespace: str) -> Path:
+    return default_root() / namespace
 
 
 def encode(tensors: dict[str, torch.Tensor]) -> bytes:

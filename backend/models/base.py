@@ -8,8 +8,11 @@ tokens, a decode slice one. The model appends what the new tokens leave behind t
 state (KV rows for Qwen3; window rows, compressed entries, indexer keys and pending
 compressor state for DeepSeek-V4) and returns the logits of each sequence's last token.
 
-Today a state is a plain per-sequence object of growing tensors; the paged KV cache of a
-later issue replaces it behind the same ``new_state()`` / ``SeqSlice`` seam.
+A state reads and writes its rows through the ``Rows`` streams of ``cache/paged.py``:
+``new_state()`` alone gives private growing tensors (tests, one-off use);
+``new_state(SeqBlocks, cached_tokens)`` gives rows in the engine's paged pool, continuing
+a cached prefix. ``cache_streams(block_size)`` tells the engine what a block of tokens
+leaves in the pool, and ``block_multiple`` what block sizes the model's state allows.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+
+from codeagent.backend.cache.paged import SeqBlocks, Stream
 
 
 @dataclass(slots=True)
@@ -32,8 +37,14 @@ class SeqSlice:
 class CausalLM(Protocol):
     config: Any  # the family's own config dataclass
 
-    def new_state(self) -> Any:
-        """An empty decoding state for one sequence."""
+    block_multiple: int  # block sizes must be multiples of this
+
+    def cache_streams(self, block_size: int) -> list[Stream]:
+        """The pool's row streams: what a block of ``block_size`` tokens leaves behind."""
+        ...
+
+    def new_state(self, paged: SeqBlocks | None = None, cached_tokens: int = 0) -> Any:
+        """A decoding state for one sequence: standalone, or over its blocks after ``cached_tokens``."""
         ...
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, seqs: list[SeqSlice]) -> torch.Tensor:
