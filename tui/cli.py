@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     _add_generate(sub.add_parser("generate", help="generate text with the embedded runtime"))
+    _add_serve(sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API"))
     _add_models(sub.add_parser("models", help="list local models, or pull one"))
     undo = sub.add_parser("undo", help="undo the agent's last change to the files, exactly")
     undo.add_argument("-C", "--cwd", type=Path, default=Path.cwd(), help="repository (default: current dir)")
@@ -160,6 +161,37 @@ def _add_generate(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=_lazy("codeagent.tui.backend_commands", "generate"))
 
 
+def _add_serve(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", required=True, metavar="PATH|ID|ALIAS", help="checkpoint folder, cached id or alias"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
+    parser.add_argument(
+        "--api-key", metavar="KEY", help="clients must send this bearer token (default $CODEAGENT_API_KEY)"
+    )
+    parser.add_argument(
+        "--served-model-name", metavar="NAME", help="model id clients use (default: folder name)"
+    )
+    parser.add_argument(
+        "--max-output-tokens",
+        type=_positive_int,
+        default=4096,
+        metavar="N",
+        help="reply length when a request sets none (default 4096)",
+    )
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="weights' dtype")
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="device (default: cuda if present)")
+    parser.add_argument(
+        "--kv-cache-gb",
+        type=_positive_float,
+        metavar="GB",
+        help="memory for the KV cache (default: the engine's, from free memory)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no line per request on stderr")
+    parser.set_defaults(handler=_lazy("codeagent.tui.serve_command", "serve"))
+
+
 def _add_models(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     actions.add_parser("list", help="models in the local Hugging Face cache and what they need (default)")
@@ -210,6 +242,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0-65535, not {text}")
     return value
 
 
