@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 from codeagent.agent.config import Config, ConfigError, load_config
 from codeagent.agent.gitops import WorkflowError
 from codeagent.agent.protocol import ModelError
-from codeagent.tui import commands
+from codeagent.tui import commands, eval_command
 
 
 class UsageError(Exception):
@@ -55,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     undo.add_argument("--list", action="store_true", help="list the checkpoints instead")
     undo.set_defaults(handler=commands.undo)
     _add_bench(sub.add_parser("bench", help="run a benchmark and write its JSON results"))
+    evaluate = sub.add_parser(
+        "eval",
+        help="run the SWE-style task set (or a SWE-bench file) and report",
+        description="Solve and grade each task in fresh workspaces. --model gold applies the gold patches, "
+        "--model empty changes nothing (both validate a task set); any other model runs the agent.",
+    )
+    _add_model_flags(evaluate)
+    eval_command.add_arguments(evaluate, Parser)
+    evaluate.set_defaults(handler=_lazy("codeagent.tui.eval_command", "run"))
     return parser
 
 

@@ -1,0 +1,158 @@
+"""What produces a task's patch: the gold patch, nothing, or the agent.
+
+- ``gold`` returns the task's own fix (every task must resolve: validates the task set);
+- ``empty`` returns no change (no task may resolve: validates the hidden tests);
+- ``AgentSolver`` runs the plan-act loop in a fresh workspace at the base commit, inside the
+  sandbox, with per-task budgets (steps, tokens, wall time), and returns what it changed.
+  The agent sees the problem statement and the repository, nothing else: the gold patch,
+  the test patch and the test lists stay with the runner. Checkpoints (undo) are off: the
+  workspace is thrown away after the task.
+
+Clients come from ``client_for(task)``, so one model can serve every worker (see
+``SerializedClient``) while stateful ones (scripted replies) get one client per task.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from codeagent.agent.issues import IssueSpec, format_task
+from codeagent.agent.loop import Limits
+from codeagent.agent.protocol import Message, ModelClient, TokenCallback, ToolSchema
+from codeagent.agent.session import SessionSpec, new_agent
+from codeagent.agent.transcript import Transcript
+from codeagent.evals import patches
+from codeagent.evals.environment import RunSettings, set_up, task_env
+from codeagent.evals.repos import materialize
+from codeagent.evals.task import Task
+from codeagent.sandbox.policy import Policy
+
+ClientFor = Callable[[Task], ModelClient]
+
+
+class Interrupted(Exception):
+    """The run was stopped while this task's agent was working; the task is not finished."""
+
+
+@dataclass(slots=True)
+class Attempt:
+    patch: str
+    steps: int = 0
+    tokens: dict[str, int] = field(default_factory=lambda: {"prompt": 0, "cached": 0, "completion": 0})
+    agent_time_s: float = 0.0
+    agent_status: str | None = None
+    agent_message: str = ""
+    transcript: str | None = None
+
+
+class Solver(Protocol):
+    name: str
+
+    def solve(self, task: Task, source: Path, root: Path, stop: threading.Event) -> Attempt: ...
+
+
+class GoldSolver:
+    name = "gold"
+
+    def solve(self, task: Task, source: Path, root: Path, stop: threading.Event) -> Attempt:
+        return Attempt(task.patch)
+
+
+class EmptySolver:
+    name = "empty"
+
+    def solve(self, task: Task, source: Path, root: Path, stop: threading.Event) -> Attempt:
+        return Attempt("")
+
+
+@dataclass(slots=True)
+class AgentSolver:
+    name: str
+    client_for: ClientFor
+    settings: RunSettings
+    limits: Limits = field(default_factory=Limits)
+    repo_map: bool = True
+    transcripts: Path | None = None  # one JSONL transcript per task in this folder
+
+    def solve(self, task: Task, source: Path, root: Path, stop: threading.Event) -> Attempt:
+        materialize(task, source, root)
+        env = task_env(root, self.settings)
+        set_up(task, env, self.settings)
+        before = patches.untracked(root)
+        transcript = self._transcript(task)
+        started = time.monotonic()
+        spec = SessionSpec(
+            self.client_for(task),
+            env,
+            self.limits,
+            transcript,
+            repo_map=self.repo_map,
+            policy=Policy("full-auto"),
+        )
+        agent = new_agent(spec, format_task(issue_of(task)))
+        agent.cancel = stop
+        outcome = agent.run()
+        agent_time = time.monotonic() - started
+        if transcript:
+            transcript.close()
+        if outcome.status == "interrupted":
+            raise Interrupted(task.instance_id)
+        usage = outcome.usage
+        return Attempt(
+            patches.diff_from(root, task.base_commit, before),
+            outcome.steps,
+            {
+                "prompt": usage.prompt_tokens,
+                "cached": usage.cached_tokens,
+                "completion": usage.completion_tokens,
+            },
+            agent_time,
+            outcome.status,
+            outcome.message,
+            str(transcript.path) if transcript else None,
+        )
+
+    def _transcript(self, task: Task) -> Transcript | None:
+        if self.transcripts is None:
+            return None
+        path = self.transcripts / f"{task.instance_id}.jsonl"
+        path.unlink(missing_ok=True)  # an interrupted attempt's transcript is replaced, not continued
+        transcript = Transcript(path)
+        transcript.write("meta", instance_id=task.instance_id, repo=task.repo, base_commit=task.base_commit)
+        return transcript
+
+
+def issue_of(task: Task) -> IssueSpec:
+    """The problem statement as an issue: its first line the title, the rest the body."""
+    title, _, body = task.problem_statement.strip().partition("\n")
+    return IssueSpec(None, title.strip().removeprefix("# ").strip(), body.strip(), source=f"eval:{task.repo}")
+
+
+class SerializedClient:
+    """One client shared by worker threads, one call at a time.
+
+    The embedded engine is not thread-safe today (one forward at a time, no continuous
+    batching yet), so parallel tasks take turns on the model while their tools, tests and
+    grading run concurrently. With continuous batching in the engine, the lock can go.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name: str = inner.name
+        self.context_window: int = inner.context_window
+        self._lock = threading.Lock()
+
+    def complete(
+        self, messages: list[Message], tools: list[ToolSchema], on_token: TokenCallback | None = None
+    ) -> Any:
+        with self._lock:
+            return self.inner.complete(messages, tools, on_token)
+
+    def count_tokens(self, messages: list[Message], tools: list[ToolSchema]) -> tuple[int, bool]:
+        with self._lock:
+            return self.inner.count_tokens(messages, tools)
