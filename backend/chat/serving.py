@@ -24,6 +24,10 @@ Stop strings are watched on the decoded text (``stopping.StopStrings``); when on
 the engine stream is cancelled, the text is cut before it and the finish reason is
 ``stop``. Text that could still be the start of a stop string is held back until decided.
 End-of-sequence ids end the stream in the engine and never reach the text.
+
+Limit: OpenAI clients send back replies in their parsed form, not the text the model wrote,
+so a follow-up turn re-renders the previous reply; where that differs from the generated
+tokens (call spacing, trimmed reasoning), the engine's prefix cache stops matching there.
 """
 
 from __future__ import annotations

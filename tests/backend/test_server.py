@@ -74,7 +74,8 @@ class ScriptedStream:
                 sent.append(token)
                 yield token
         finally:
-            self.result = Result(sent, finish, self.prompt_tokens, cached_tokens=0)
+            error = self.service.error
+            self.result = Result(sent, "error" if error else finish, self.prompt_tokens, error=error)
             self.service.finished(self)
 
     def cancel(self) -> None:
@@ -82,11 +83,13 @@ class ScriptedStream:
 
 
 class ScriptedService:
-    """Plays ``text`` (tokenized, then end-of-sequence) to every request, ``delay_s`` per token."""
+    """Plays ``text`` (tokenized, then end-of-sequence) to every request, ``delay_s`` per token,
+    ending in ``error`` when one is given."""
 
-    def __init__(self, model: ChatModel, text: str, delay_s: float = 0.0) -> None:
+    def __init__(self, model: ChatModel, text: str, delay_s: float = 0.0, error: str | None = None) -> None:
         self.tokens = [*model.tokenizer.encode(text), *sorted(model.tokenizer.eos_token_ids)[:1]]
         self.delay_s = delay_s
+        self.error = error  # end every stream with this engine error
         self.prompts: list[list[int]] = []
         self.streams: list[ScriptedStream] = []
         self.lock = threading.Lock()
@@ -135,13 +138,13 @@ def engine_server(tiny_chat_model: Path, chat_model: ChatModel) -> Iterator[tupl
 
 @pytest.fixture
 def scripted(chat_model: ChatModel) -> Iterator[Any]:
-    """Start a server over a ScriptedService: ``scripted(text, delay_s=0, api_key=None)``."""
+    """Start a server over a ScriptedService: ``scripted(text, delay_s=0, api_key=None, error=None)``."""
     servers: list[OpenAIServer] = []
 
     def start(
-        text: str, delay_s: float = 0.0, api_key: str | None = None
+        text: str, delay_s: float = 0.0, api_key: str | None = None, error: str | None = None
     ) -> tuple[OpenAIServer, ScriptedService]:
-        service = ScriptedService(chat_model, text, delay_s)
+        service = ScriptedService(chat_model, text, delay_s, error)
         server = OpenAIServer(("127.0.0.1", 0), chat_model, service, api_key=api_key)
         serve(server)
         servers.append(server)
@@ -285,6 +288,13 @@ def test_disconnecting_clients_free_their_sequences(engine_server):
     assert wait_until(lambda: live_sequences(server) == 0)
     assert wait_until(lambda: not engine.has_work())  # the engine itself holds no sequence either
     assert engine.stats.decode_tokens - decoded < 4000  # neither ran to its max_tokens
+
+
+def test_a_request_the_kv_pool_cannot_hold_is_a_400(engine_server):
+    server, _ = engine_server
+    body = {"model": "tiny", "messages": MESSAGES, "max_tokens": 9000}  # the test pool holds 8192 tokens
+    error = post(server, "/chat/completions", body).json()["error"]
+    assert error["code"] == "context_length_exceeded" and error["param"] == "max_tokens"
 
 
 def test_the_agents_remote_client_works_against_serve(engine_server):
@@ -435,6 +445,40 @@ def test_the_api_key_is_enforced(scripted):
     reply = client(server, KEY).chat.completions.create(model="tiny", messages=MESSAGES)
     assert reply.choices[0].message.content == "fine"
     assert httpx.get(server.url.removesuffix("/v1") + "/health").status_code == 200
+
+
+def test_engine_failures_are_a_500_or_an_error_event(scripted):
+    server, _ = scripted("half an answer", error="the engine failed: RuntimeError: out of memory")
+    whole = post(server, "/chat/completions", {"model": "tiny", "messages": MESSAGES})
+    assert whole.status_code == 500 and whole.json()["error"]["code"] == "engine_error"
+    assert "out of memory" in whole.json()["error"]["message"]
+    body = {"model": "tiny", "messages": MESSAGES, "stream": True}
+    with httpx.stream("POST", server.url + "/chat/completions", json=body, timeout=30) as response:
+        events = [line[5:].strip() for line in response.iter_lines() if line.startswith("data:")]
+    assert events[-1] == "[DONE]" and json.loads(events[-2])["error"]["code"] == "engine_error"
+    assert "half an answer" in "".join(
+        (json.loads(e)["choices"] or [{}])[0].get("delta", {}).get("content") or "" for e in events[:-2]
+    )
+
+
+class BrokenService:
+    """A service with a bug in it."""
+
+    def submit(self, prompt_ids: list[int], params: Any) -> Any:
+        raise KeyError("a bug")
+
+
+def test_a_bug_is_a_500_with_its_traceback_only_on_the_server(chat_model, capfd):
+    server = OpenAIServer(("127.0.0.1", 0), chat_model, BrokenService())
+    serve(server)
+    try:
+        response = post(server, "/chat/completions", {"model": "tiny", "messages": MESSAGES})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"
+    assert "Traceback" not in response.text and "a bug" not in response.text
+    assert "Traceback" in capfd.readouterr().err
 
 
 def test_exposure_warning_only_for_open_addresses_without_a_key():
