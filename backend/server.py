@@ -259,10 +259,14 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def _watch_peer(sock: socket.socket, done: threading.Event, cancel: Callable[[], None]) -> None:
+    poller = select.poll()  # not select(): it fails on descriptors above 1023, which a busy server has
+    try:
+        poller.register(sock, select.POLLIN)
+    except (OSError, ValueError):
+        return  # already closed: the request is over
     while not done.is_set():
         try:
-            readable, _, _ = select.select([sock], [], [], 0.1)
-            if not readable:
+            if not poller.poll(100):
                 continue
             if sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
                 return  # the client sent more (a pipelined request), so it is still there
