@@ -149,9 +149,16 @@ def sampling(
         top_p=top_p,
         min_p=_number(body, "min_p", 0.0, 0.0, 0.999),
         max_tokens=min(max_tokens, room),
-        seed=_get(body, "seed", int, "an integer", None),
+        seed=_seed(body),
         stop=tuple(_stops(body)),
     )
+
+
+def _seed(body: dict[str, Any]) -> int | None:
+    seed = _get(body, "seed", int, "an integer", None)
+    if seed is not None and not -(2**63) <= seed < 2**64:  # what torch.Generator takes
+        raise invalid("seed", "'seed' must fit in 64 bits")
+    return seed
 
 
 def _model_name(body: dict[str, Any], model: ChatModel) -> str:

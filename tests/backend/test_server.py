@@ -408,6 +408,7 @@ def test_malformed_requests_get_openai_shaped_4xx(scripted):
         ("/chat/completions", {**chat, "temperature": "hot"}, 400, "temperature"),
         ("/chat/completions", {**chat, "temperature": 3}, 400, "temperature"),
         ("/chat/completions", {**chat, "max_tokens": 0}, 400, "max_tokens"),
+        ("/chat/completions", {**chat, "seed": 2**64}, 400, "seed"),
         ("/chat/completions", {**chat, "stream": "yes"}, 400, "stream"),
         ("/chat/completions", {**chat, "stop": [1]}, 400, "stop"),
         ("/chat/completions", {**chat, "tools": [{"type": "function"}]}, 400, "tools[0]"),
