@@ -44,11 +44,17 @@ class ToolsConfig(_Strict):
     repo_map_tokens: int = Field(default=2048, ge=0)
 
 
+class ContextConfig(_Strict):
+    # share of the model's window the whole codebase may take in the pinned prefix; 0: repo map only
+    codebase_share: float = Field(default=0.5, ge=0, lt=1)
+
+
 class Config(_Strict):
     model: str | None = None  # default model spec when --model is not given
     remote: RemoteConfig = Field(default_factory=RemoteConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    context: ContextConfig = Field(default_factory=ContextConfig)
 
 
 def default_path() -> Path:

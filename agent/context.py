@@ -1,11 +1,14 @@
 """The prompt layout: a pinned prefix and append-only turns, sized with the model's counter.
 
-The pinned prefix (system prompt, memory files such as ``AGENTS.md``, repository context)
-is built once per session and never rewritten, so an engine's prefix cache stays valid
-across turns; tool schemas travel beside it in the request. Turns only grow, until
-compaction rewrites them: the task message and the most recent exchanges stay verbatim,
-everything between becomes one message listing the steps taken, the plan and the current
-text of the files edited. Compaction is mechanical (no model call), so it is deterministic
+The pinned prefix (system prompt, memory files such as ``AGENTS.md``, repository context:
+the whole codebase when it fits, else the repo map) is built once per session and never
+rewritten, so an engine's prefix cache stays valid across turns; tool schemas travel beside
+it in the request. Turns only grow, until compaction rewrites them: the task message and the
+most recent exchanges stay verbatim, everything between becomes one message listing the
+steps taken, the plan and the current text of the files edited. With the codebase pinned
+(``tracker`` set), edits reach the model as diffs in the turns (see ``codebase.py``), and
+compaction also takes a new snapshot through ``refresh`` (new pinned prefix = current files),
+which makes the files' text in the summary unnecessary. Compaction is mechanical (no model call), so it is deterministic
 and works with every client; its limit is that the model's own reasoning in the dropped
 turns is lost.
 """
@@ -14,9 +17,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from codeagent.agent.codebase import Tracker
 from codeagent.agent.prompts import render
 from codeagent.agent.protocol import Message, ModelClient, ToolSchema
 
@@ -35,9 +40,13 @@ def read_memory_files(root: Path) -> list[tuple[str, str]]:
     return found
 
 
-def system_message(root: Path, repo_context: str) -> Message:
-    text = render("system", root=str(root), memory=read_memory_files(root), repo_context=repo_context)
+def system_message(root: Path, repo_context: str, codebase: str = "") -> Message:
+    memory = read_memory_files(root)
+    text = render("system", root=str(root), memory=memory, repo_context=repo_context, codebase=codebase)
     return {"role": "system", "content": text}
+
+
+Refresh = Callable[[], tuple[list[Message], Tracker | None]]  # a new pinned prefix and its tracker
 
 
 @dataclass(slots=True)
@@ -49,6 +58,8 @@ class Context:
     compact_at: float = 0.8  # share of the window (less the reply reserve) that triggers compaction
     reply_reserve: int = 4096
     keep_recent: int = 6  # messages kept verbatim at the end when compacting
+    tracker: Tracker | None = None  # set when the pinned prefix holds the codebase
+    refresh: Refresh | None = None
 
     @property
     def messages(self) -> list[Message]:
@@ -73,12 +84,17 @@ class Context:
         if cut <= 1:
             return False
         middle = self.turns[1:cut]
+        resnapshot = False
+        if self.tracker is not None and self.refresh is not None:
+            self.pinned, self.tracker = self.refresh()
+            resnapshot = self.tracker is not None  # None: the codebase outgrew the window; a repo map now
         summary = render(
             "compacted",
             steps=steps,
             plan=plan_text,
             actions=_actions(middle),
-            files=_current_files(root, middle),
+            resnapshot=resnapshot,
+            files=[] if resnapshot else _current_files(root, middle),
         )
         self.turns = [self.turns[0], {"role": "user", "content": summary}, *self.turns[cut:]]
         return True

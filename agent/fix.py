@@ -53,6 +53,7 @@ class FixOptions:
     sandbox: bool = True  # run the model's commands confined (bubblewrap); off only with consent
     network: bool = False  # let sandboxed commands reach the network
     publish: Callable[[str, str, str, str], str] | None = None  # (head, base, title, body) -> PR url
+    codebase_share: float = 0.5  # of the window, for the whole codebase in the pinned prefix; 0: never
 
 
 @dataclass(slots=True)
@@ -148,7 +149,14 @@ def start_fix(
     }
     transcript.write("meta", **meta)
     spec = SessionSpec(
-        make_client(0), env, options.limits, transcript, sink, options.repo_map, Policy(options.mode)
+        make_client(0),
+        env,
+        options.limits,
+        transcript,
+        sink,
+        options.repo_map,
+        Policy(options.mode),
+        options.codebase_share,
     )
     agent = new_agent(spec, format_task(issue))
     return _finish(agent.run, meta, env, transcript, options, started)
@@ -168,7 +176,13 @@ def resume_fix(
     transcript = Transcript(runs_dir() / meta["run_id"] / "transcript.jsonl")
     transcript.write("resume", steps=state.steps)
     spec = SessionSpec(
-        make_client(state.assistant_turns), env, options.limits, transcript, sink, policy=Policy(options.mode)
+        make_client(state.assistant_turns),
+        env,
+        options.limits,
+        transcript,
+        sink,
+        policy=Policy(options.mode),
+        codebase_share=options.codebase_share,
     )
     agent = resumed_agent(spec, state)
     return _finish(agent.run, meta, env, transcript, options, started)

@@ -13,7 +13,9 @@ between steps and between tool calls. Special exits are exceptions carrying a me
 - ``interrupted``: the caller set the cancel event.
 
 Malformed tool calls (unknown tool, arguments that are not a JSON object, missing
-arguments) are answered with a corrective tool message, never a crash.
+arguments) are answered with a corrective tool message, never a crash. When the pinned prefix
+holds the codebase, a tool that can change files has its result followed by the diff of any
+change it did not show itself, so the model's picture is the snapshot plus the turns.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codeagent.agent import events as ev
+from codeagent.agent.codebase import shown_paths
 from codeagent.agent.context import Context
 from codeagent.agent.prompts import render
 from codeagent.agent.protocol import Message, ModelClient, ModelError, Usage
@@ -184,6 +187,9 @@ class Agent:
         if tool.mutates and self.env.checkpoints is not None:
             self.env.checkpoints.snapshot(f"step {self.steps}: before {name}")
         observation = run_tool(tool, args, self.env)
+        if tool.mutates and self.context.tracker is not None:
+            note = self.context.tracker.changes(self.env.root, shown_paths(observation.data))
+            observation.text = f"{observation.text}\n\n{note}" if note else observation.text
         if name == "update_plan" and observation.ok:
             self.sink(ev.PlanUpdated(list(self.env.plan)))
         return observation

@@ -2,6 +2,11 @@
 
 Both the headless ``fix`` workflow and the TUI start agents through here, so the prompt
 layout (and with it the engine's prefix cache) is the same whichever front end runs.
+
+The repository part of the pinned prefix is the whole codebase when it fits
+``codebase_share`` of the model's window (``codebase.py``), else the repo map (when
+``repo_map``), else nothing. A resumed session keeps its pinned prefix; when that holds a
+snapshot, the files' changes since it are told to the model once, as a note.
 """
 
 from __future__ import annotations
@@ -10,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from codeagent.agent import events as ev
+from codeagent.agent.codebase import Tracker, fitting_snapshot, parse
 from codeagent.agent.context import Context, system_message
 from codeagent.agent.loop import Agent, Limits
 from codeagent.agent.prompts import render
-from codeagent.agent.protocol import ModelClient
+from codeagent.agent.protocol import Message, ModelClient
 from codeagent.agent.transcript import RunState, Transcript
 from codeagent.sandbox.policy import Policy
 from codeagent.tools.base import ToolEnv, openai_schema, run_tool
@@ -29,6 +35,7 @@ class SessionSpec:
     sink: ev.EventSink = ev.ignore
     repo_map: bool = True
     policy: Policy = field(default_factory=Policy)
+    codebase_share: float = 0.5  # of the window, for the whole codebase in the pinned prefix; 0: never
 
 
 def repo_context(env: ToolEnv) -> str:
@@ -37,11 +44,20 @@ def repo_context(env: ToolEnv) -> str:
     return observation.text if observation.ok else ""
 
 
+def pinned_prefix(spec: SessionSpec) -> tuple[list[Message], Tracker | None]:
+    """The system message, with the codebase (and a tracker of its changes) or the repo map."""
+    root = spec.env.root
+    snapshot = fitting_snapshot(root, spec.client, spec.codebase_share)
+    if snapshot is not None:
+        return [system_message(root, "", snapshot.render())], Tracker(snapshot.files)
+    return [system_message(root, repo_context(spec.env) if spec.repo_map else "")], None
+
+
 def new_agent(spec: SessionSpec, task: str) -> Agent:
     tools = default_tools()
     schemas = [openai_schema(tool) for tool in tools]
-    context_text = repo_context(spec.env) if spec.repo_map else ""
-    context = Context(spec.client, schemas, [system_message(spec.env.root, context_text)])
+    pinned, tracker = pinned_prefix(spec)
+    context = Context(spec.client, schemas, pinned, tracker=tracker, refresh=lambda: pinned_prefix(spec))
     agent = Agent(
         spec.client, spec.env, tools, context, spec.limits, spec.transcript, spec.sink, policy=spec.policy
     )
@@ -56,7 +72,11 @@ def resumed_agent(spec: SessionSpec, state: RunState) -> Agent:
     tools = default_tools()
     schemas = [openai_schema(tool) for tool in tools]
     pinned, turns = state.messages[:1], state.messages[1:]
-    context = Context(spec.client, schemas, pinned, list(turns))
+    files = parse(str(pinned[0].get("content") or "")) if pinned else None
+    tracker = Tracker(files) if files is not None else None
+    context = Context(
+        spec.client, schemas, pinned, list(turns), tracker=tracker, refresh=lambda: pinned_prefix(spec)
+    )
     spec.env.plan = list(state.plan)
     agent = Agent(
         spec.client, spec.env, tools, context, spec.limits, spec.transcript, spec.sink, policy=spec.policy
@@ -65,6 +85,9 @@ def resumed_agent(spec: SessionSpec, state: RunState) -> Agent:
     agent.usage = state.usage
     agent.turn_usage = list(state.turns)
     agent.elapsed_before_s = state.elapsed_s
+    note = tracker.changes(spec.env.root, resumed=True) if tracker is not None else ""
+    if note:
+        agent.add_message({"role": "user", "content": note})
     return agent
 
 

@@ -86,6 +86,7 @@ def fix_options(args: Any, config: Config) -> FixOptions:
         mode=args.mode,
         sandbox=sandbox_consent(args.sandbox),
         network=args.network,
+        codebase_share=config.context.codebase_share,
     )
 
 
