@@ -29,10 +29,15 @@ class Stream:
         self._cancelled = threading.Event()
         self.seq: Sequence | None = None
         self.result: Result | None = None
+        self._drained = False
 
     def __iter__(self) -> Iterator[int]:
+        """The tokens as they come; iterate once (a second pass finds the stream already drained)."""
+        if self._drained:
+            return
         while (token := self._tokens.get()) != _END:
             yield token
+        self._drained = True
 
     def cancel(self) -> None:
         if not self._cancelled.is_set():
@@ -55,6 +60,8 @@ class Stream:
         return not self._cancelled.is_set()
 
     def _end(self, result: Result) -> None:
+        if self.cancelled and result.finish_reason == "stop":  # the hook's refusal ended it
+            result.finish_reason = "cancelled"
         self.result = result
         self._tokens.put(_END)
 
@@ -112,7 +119,11 @@ class EngineService:
                     if stream.cancelled:
                         stream._end(Result([], "cancelled", len(request.prompt_ids)))
                         continue
-                    stream.seq = self.engine.add_request(request)
+                    try:
+                        stream.seq = self.engine.add_request(request)
+                    except Exception as err:  # checked in submit; anything else is refused here, not fatal
+                        stream._end(Result([], "error", len(request.prompt_ids), error=str(err)))
+                        continue
                     self._live[stream.seq.id] = stream
                 for stream in cancels:
                     if stream.seq is not None:

@@ -2,14 +2,15 @@
 
 ``KVCache`` holds one sequence's keys and values for one layer as two row streams
 [S, KVH, D]: pages of the engine's KV pool, or private growing tensors without an engine. ``attend`` appends the new rows and computes attention of the new queries over
-everything cached, with the causal mask offset by what was cached before. Softmax runs in
-float32. This is the reference path the paged-cache Triton kernels will be tested
-against; it loops over sequences, so batching gives no speed-up here.
+everything cached, with the causal mask offset by what was cached before. It loops over
+sequences (each reads its own rows gathered from the pool); the paged-attention Triton
+kernels of a later issue read the pool in place and are tested against this.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from codeagent.backend.cache.paged import GrowingRows, Rows
 
@@ -34,17 +35,21 @@ class KVCache:
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
     """q [N, H, D] (the last N positions), k, v [S, KVH, D] with S >= N -> [N, H, D].
 
-    Query heads are grouped under their KV head instead of repeating K and V.
+    PyTorch's fused scaled-dot-product attention with grouped heads (no repeated K/V), causal
+    with the mask offset by the S - N positions cached before; on CPU its flash kernel keeps
+    memory linear in S where a materialised [H, N, S] score matrix would not.
     """
-    n, heads, dim = q.shape
-    s, kv_heads, _ = k.shape
-    group = heads // kv_heads
-    q = q.view(n, kv_heads, group, dim).permute(1, 2, 0, 3)  # [KVH, G, N, D]
-    scores = torch.matmul(q, k.permute(1, 2, 0)[:, None]) * scale  # [KVH, G, N, S]
-    if n > 1:
-        query_pos = torch.arange(s - n, s, device=q.device)[:, None]
-        key_pos = torch.arange(s, device=q.device)[None, :]
-        scores = scores.masked_fill(key_pos > query_pos, float("-inf"))
-    probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-    out = torch.matmul(probs, v.permute(1, 0, 2)[:, None])  # [KVH, G, N, D]
-    return out.permute(2, 0, 1, 3).reshape(n, heads, dim)
+    n, s = q.shape[0], k.shape[0]
+    mask = None
+    if 1 < n < s:
+        mask = torch.arange(s, device=q.device)[None, :] <= torch.arange(s - n, s, device=q.device)[:, None]
+    out = F.scaled_dot_product_attention(
+        q.transpose(0, 1)[None],
+        k.transpose(0, 1)[None],
+        v.transpose(0, 1)[None],
+        attn_mask=mask,
+        is_causal=n == s and n > 1,
+        scale=scale,
+        enable_gqa=True,
+    )
+    return out[0].transpose(0, 1)
