@@ -245,6 +245,51 @@ def _add_bench(parser: argparse.ArgumentParser) -> None:
         "--output", type=Path, default=Path("bench-generate.json"), help="JSON results file"
     )
     generate.set_defaults(handler=_lazy("codeagent.tui.commands", "bench_generate"))
+    engine = sub.add_parser(
+        "engine",
+        help="engine speed on a small random MoE: decode vs transformers, cached follow-up TTFT, disk, contexts",
+    )
+    engine.add_argument(
+        "--scenarios",
+        type=_name_list(("decode", "prefix", "disk", "frontier")),
+        default=("decode", "prefix", "disk", "frontier"),
+        metavar="A,B",
+        help="any of decode, prefix, disk, frontier (default all)",
+    )
+    engine.add_argument(
+        "--prefixes", type=_int_list, default=(2048, 8192, 32768), metavar="N,N", help="follow-up prefixes"
+    )
+    engine.add_argument(
+        "--contexts",
+        type=_int_list,
+        default=(2048, 4096, 8192, 16384),
+        metavar="N,N",
+        help="frontier contexts",
+    )
+    engine.add_argument("--new-tokens", type=_positive_int, default=64, metavar="N")
+    engine.add_argument("--output", type=Path, default=Path("bench-engine.json"), help="JSON results file")
+    engine.set_defaults(handler=_lazy("codeagent.tui.commands", "bench_engine"))
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, not {text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive numbers, not {text!r}")
+    return values
+
+
+def _name_list(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(part.strip() for part in text.split(",") if part.strip())
+        unknown = [n for n in names if n not in choices]
+        if unknown or not names:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}, not {text!r}")
+        return names
+
+    return parse
 
 
 def _positive_int(text: str) -> int:

@@ -242,6 +242,18 @@ def bench_generate(args: Any, config: Config) -> int:
         raise CommandError(str(err)) from err
 
 
+def bench_engine(args: Any, config: Config) -> int:
+    from codeagent.tui.bench_engine import bench_engine as run
+    from codeagent.tui.bench_engine import table
+
+    try:
+        results = run(args.scenarios, args.prefixes, args.contexts, args.new_tokens)
+    except RuntimeError as err:
+        raise CommandError(str(err)) from err
+    print(table(results), file=sys.stderr)
+    return _write_bench(results, args.output)
+
+
 def _write_bench(results: dict[str, Any], output: Path) -> int:
     text = json.dumps(results, indent=2)
     output.write_text(text + "\n", encoding="utf-8")

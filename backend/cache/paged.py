@@ -96,7 +96,10 @@ class GrowingRows:
 
 
 class KVPool:
-    """Per stream, one preallocated tensor [num_blocks * rows_per_block, *row_shape]."""
+    """Per stream, one preallocated tensor [num_blocks * rows_per_block, *row_shape].
+
+    Left uninitialised (pages are touched only when written): every read is of rows a
+    sequence wrote or a block import filled."""
 
     def __init__(self, streams: list[Stream], block_size: int, num_blocks: int, device: torch.device) -> None:
         if num_blocks < 1:
@@ -105,7 +108,7 @@ class KVPool:
         self.block_size, self.num_blocks, self.device = block_size, num_blocks, device
         self.per_block = {s.name: s.rows_per_block(block_size) for s in streams}
         self.tensors = {
-            s.name: torch.zeros(
+            s.name: torch.empty(
                 num_blocks * self.per_block[s.name], *s.row_shape, dtype=s.dtype, device=device
             )
             for s in streams

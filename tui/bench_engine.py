@@ -1,0 +1,274 @@
+"""``codeagent bench engine``: the engine's speed on a small random MoE, in one run.
+
+The model is a random Qwen3-MoE (hidden 512, 8 layers, 32 experts top-4, fp32, vocab
+32000; ~139M parameters) built with transformers, saved, and loaded by our runtime, so
+the same weights serve both sides. Scenarios:
+
+- ``decode``: decode tokens/s of one sequence and total tokens/s of 8 concurrent ones
+  (32-token prompts, 64 new tokens, greedy), against transformers ``generate`` on the same
+  model in the same run, one sequence after another for the 8.
+- ``prefix``: time to first token of a follow-up turn (the prefix plus 64 new tokens) on
+  prefixes of 2K, 8K and 32K tokens: cold (nothing cached) and warm (the prefix was the
+  previous turn, so its blocks are in the pool).
+- ``disk``: the same follow-up in a new engine that finds the prefix only in the disk tier
+  (written by another engine, as a new session on the same repository would).
+- ``frontier``: prefill tokens/s of a prompt of 2K, 4K, 8K and 16K tokens, then decode
+  tokens/s at that context, with the KV bytes each token holds.
+
+Targets checked (issue 5): warm TTFT at 8K <= 5% of cold, disk <= 20% of cold, 8
+concurrent >= 5x sequential transformers, batch-1 decode >= 1.5x transformers. Timings
+are single runs on whatever machine this is; the JSON records it.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from codeagent.tui.bench_runtime import qwen3_config
+
+SCENARIOS = ("decode", "prefix", "disk", "frontier")
+FOLLOW_UP = 64
+BLOCK = 32
+
+
+def _log(message: str) -> None:
+    print(f"[bench engine] {message}", file=sys.stderr, flush=True)
+
+
+def _tokens(n: int, seed: int) -> list[int]:
+    return torch.randint(0, 32000, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def bench_engine(
+    scenarios: tuple[str, ...] = SCENARIOS,
+    prefixes: tuple[int, ...] = (2048, 8192, 32768),
+    frontiers: tuple[int, ...] = (2048, 4096, 8192, 16384),
+    new_tokens: int = 64,
+) -> dict[str, Any]:
+    try:
+        from transformers import Qwen3MoeConfig as RefConfig
+        from transformers import Qwen3MoeForCausalLM as RefModel
+    except ImportError as err:
+        raise RuntimeError(
+            "the engine benchmark compares with transformers: pip install -e '.[test]'"
+        ) from err
+    from codeagent.backend.loader import load_model, model_fingerprint
+
+    longest = max((*prefixes, *frontiers)) + FOLLOW_UP + new_tokens
+    config = qwen3_config(hidden=512, layers=8, experts=32, width=256, vocab=32000)
+    config["max_position_embeddings"] = max(4096, longest)
+    torch.manual_seed(0)
+    reference = RefModel(RefConfig(**{k: v for k, v in config.items() if k != "architectures"})).eval()
+    results: dict[str, Any] = {
+        "benchmark": "engine",
+        "model": "random Qwen3-MoE, hidden 512, 8 layers, 32 experts top-4, fp32, vocab 32000",
+        "parameters": sum(p.numel() for p in reference.parameters()),
+        "machine": _machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    with tempfile.TemporaryDirectory(prefix="codeagent-bench-engine-") as tmp:
+        folder = Path(tmp) / "model"
+        reference.save_pretrained(folder)
+        model = load_model(folder).model
+        namespace = model_fingerprint(folder)
+        run = _Runs(model, namespace, Path(tmp) / "kv")
+        results["kv_bytes_per_token"] = run.engine().block_bytes // BLOCK
+        if "decode" in scenarios:
+            results["decode"] = _decode(run, reference, new_tokens)
+        if "prefix" in scenarios:
+            results["prefix"] = [_prefix(run, n) for n in prefixes]
+        if "disk" in scenarios:
+            results["disk"] = _disk(run, 8192 if 8192 in prefixes else prefixes[0], results.get("prefix"))
+        if "frontier" in scenarios:
+            results["frontier"] = [_frontier(run, n) for n in frontiers]
+    results["targets"] = _targets(results)
+    return results
+
+
+class _Runs:
+    def __init__(self, model: Any, namespace: bytes, disk: Path) -> None:
+        self.model, self.namespace, self.disk = model, namespace, disk
+
+    def engine(self, disk: bool = False) -> Any:
+        from codeagent.backend.engine import CacheConfig, Engine
+
+        cache = CacheConfig(block_size=BLOCK, memory_bytes=2 * 2**30, disk_folder=self.disk if disk else None)
+        return Engine(self.model, set(), cache=cache, namespace=self.namespace)
+
+    @staticmethod
+    def ttft(engine: Any, prompt: list[int], max_tokens: int = 1) -> Any:
+        from codeagent.backend.engine import Request
+        from codeagent.backend.layers.sampler import SamplingParams
+
+        return engine.generate([Request(prompt, SamplingParams(max_tokens=max_tokens, ignore_eos=True))])[0]
+
+
+def _decode(run: _Runs, reference: Any, new_tokens: int) -> dict[str, Any]:
+    from codeagent.backend.engine import Request
+    from codeagent.backend.layers.sampler import SamplingParams
+
+    prompts = [_tokens(32, seed) for seed in range(8)]
+    params = SamplingParams(max_tokens=new_tokens, ignore_eos=True)
+    engine = run.engine()
+    run.ttft(engine, _tokens(32, 99), 4)  # warm-up
+    one = engine.generate([Request(prompts[0], params)])[0]
+    started = time.perf_counter()
+    eight = engine.generate([Request(p, params) for p in prompts])
+    eight_s = time.perf_counter() - started
+    _log(
+        f"ours: batch 1 {(new_tokens - 1) / one.decode_s:.1f} tok/s decode; 8 concurrent {8 * new_tokens / eight_s:.1f} tok/s"
+    )
+    ref_times, same = [], True
+    for index, prompt in enumerate(prompts):
+        ids = torch.tensor([prompt])
+        started = time.perf_counter()
+        with torch.no_grad():
+            out = reference.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                pad_token_id=0,
+            )
+        ref_times.append(time.perf_counter() - started)
+        same &= out[0, 32:].tolist() == eight[index].token_ids
+        _log(f"transformers: sequence {index + 1}/8 {new_tokens / ref_times[-1]:.1f} tok/s")
+    ours_one_incl = new_tokens / (one.prefill_s + one.decode_s)
+    return {
+        "prompt_tokens": 32,
+        "new_tokens": new_tokens,
+        "ours_batch1_decode_tokens_per_s": round((new_tokens - 1) / one.decode_s, 2),
+        "ours_batch1_tokens_per_s_incl_prefill": round(ours_one_incl, 2),
+        "ours_8_concurrent_tokens_per_s": round(8 * new_tokens / eight_s, 2),
+        "transformers_batch1_tokens_per_s": round(new_tokens / ref_times[0], 2),
+        "transformers_8_sequential_tokens_per_s": round(8 * new_tokens / sum(ref_times), 2),
+        "batch1_speedup": round(ours_one_incl / (new_tokens / ref_times[0]), 2),
+        "concurrent8_speedup": round((8 * new_tokens / eight_s) / (8 * new_tokens / sum(ref_times)), 2),
+        "same_tokens_as_transformers": same,
+    }
+
+
+def _prefix(run: _Runs, n: int) -> dict[str, Any]:
+    prefix = _tokens(n, 1000 + n)
+    follow_up = prefix + _tokens(FOLLOW_UP, 2000 + n)
+    cold = run.ttft(run.engine(), follow_up)
+    engine = run.engine()
+    run.ttft(engine, prefix)  # the previous turn
+    warm = run.ttft(engine, follow_up)
+    _log(
+        f"prefix {n}: cold TTFT {cold.prefill_s:.3f}s, warm {warm.prefill_s:.3f}s ({warm.cached_tokens} cached)"
+    )
+    return {
+        "prefix_tokens": n,
+        "new_tokens": FOLLOW_UP,
+        "cold_ttft_s": round(cold.prefill_s, 4),
+        "warm_ttft_s": round(warm.prefill_s, 4),
+        "warm_cached_tokens": warm.cached_tokens,
+        "warm_over_cold": round(warm.prefill_s / cold.prefill_s, 4),
+        "same_first_token": cold.token_ids == warm.token_ids,
+    }
+
+
+def _disk(run: _Runs, n: int, prefix_rows: list[dict[str, Any]] | None) -> dict[str, Any]:
+    prefix = _tokens(n, 1000 + n)
+    follow_up = prefix + _tokens(FOLLOW_UP, 2000 + n)
+    writer = run.engine(disk=True)
+    run.ttft(writer, prefix)  # a previous session's turn, saved on finishing
+    writer.flush()
+    writer.close()
+    reader = run.engine(disk=True)  # a new session: nothing in memory
+    reopened = run.ttft(reader, follow_up)
+    reader.close()
+    cold_row = next((r for r in prefix_rows or [] if r["prefix_tokens"] == n), None)
+    cold_s = cold_row["cold_ttft_s"] if cold_row else run.ttft(run.engine(), follow_up).prefill_s
+    _log(
+        f"disk {n}: TTFT {reopened.prefill_s:.3f}s ({reopened.disk_tokens} tokens from disk), cold {cold_s:.3f}s"
+    )
+    return {
+        "prefix_tokens": n,
+        "disk_ttft_s": round(reopened.prefill_s, 4),
+        "disk_tokens": reopened.disk_tokens,
+        "cold_ttft_s": cold_s,
+        "disk_over_cold": round(reopened.prefill_s / cold_s, 4),
+    }
+
+
+def _frontier(run: _Runs, n: int) -> dict[str, Any]:
+    engine = run.engine()
+    result = run.ttft(engine, _tokens(n, 3000 + n), 17)
+    row = {
+        "context_tokens": n,
+        "prefill_tokens_per_s": round(n / result.prefill_s, 1),
+        "decode_tokens_per_s": round(16 / result.decode_s, 2),
+        "kv_bytes_per_token": engine.block_bytes // BLOCK,
+    }
+    _log(
+        f"frontier {n}: prefill {row['prefill_tokens_per_s']} tok/s, decode {row['decode_tokens_per_s']} tok/s"
+    )
+    return row
+
+
+def _targets(results: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    decode = results.get("decode")
+    if decode:
+        out["batch1_decode_at_least_1.5x_transformers"] = decode["batch1_speedup"] >= 1.5
+        out["8_concurrent_at_least_5x_sequential_transformers"] = decode["concurrent8_speedup"] >= 5
+    at_8k = next((r for r in results.get("prefix") or [] if r["prefix_tokens"] == 8192), None)
+    if at_8k:
+        out["warm_ttft_8k_at_most_5pct_of_cold"] = at_8k["warm_over_cold"] <= 0.05
+    if results.get("disk"):
+        out["disk_ttft_at_most_20pct_of_cold"] = results["disk"]["disk_over_cold"] <= 0.20
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [f"engine benchmark: {results['model']} ({results['machine']})"]
+    d = results.get("decode")
+    if d:
+        lines += [
+            f"  decode, batch 1      ours {d['ours_batch1_tokens_per_s_incl_prefill']:>8} tok/s   "
+            f"transformers {d['transformers_batch1_tokens_per_s']:>8} tok/s   x{d['batch1_speedup']}",
+            f"  decode, 8 concurrent ours {d['ours_8_concurrent_tokens_per_s']:>8} tok/s   "
+            f"transformers {d['transformers_8_sequential_tokens_per_s']:>8} tok/s (sequential)   "
+            f"x{d['concurrent8_speedup']}",
+        ]
+    for r in results.get("prefix") or []:
+        lines.append(
+            f"  follow-up TTFT, prefix {r['prefix_tokens']:>6}: cold {r['cold_ttft_s']:>8.3f} s  "
+            f"warm {r['warm_ttft_s']:>7.3f} s  ({100 * r['warm_over_cold']:.1f}%)"
+        )
+    if results.get("disk"):
+        r = results["disk"]
+        lines.append(
+            f"  reopen from disk, prefix {r['prefix_tokens']}: {r['disk_ttft_s']:.3f} s vs cold "
+            f"{r['cold_ttft_s']:.3f} s ({100 * r['disk_over_cold']:.1f}%)"
+        )
+    for r in results.get("frontier") or []:
+        lines.append(
+            f"  context {r['context_tokens']:>6}: prefill {r['prefill_tokens_per_s']:>8} tok/s  "
+            f"decode {r['decode_tokens_per_s']:>7} tok/s  KV {r['kv_bytes_per_token']} B/token"
+        )
+    for name, met in (results.get("targets") or {}).items():
+        lines.append(f"  target {name}: {'met' if met else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
