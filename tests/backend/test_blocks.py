@@ -59,6 +59,7 @@ def test_released_blocks_stay_cached_until_evicted():
     assert table == [] and manager.free == 4
     again, cached = take(manager, [1, 2, 3, 4, 5, 6, 7, 8, 9])
     assert cached == 8 and manager.free == 1  # two revived, one fresh
+    assert sorted(again[:2]) == sorted(set(again[:2])) and len(again) == 3
 
 
 def test_eviction_reuses_the_least_recently_released_block_and_forgets_its_hash():
