@@ -58,6 +58,8 @@ class Reply:
     message: dict[str, Any]
     usage: TokenUsage
     finish_reason: str
+    ttft_s: float = 0.0  # submission to first token: queueing plus the prefill of the uncached part
+    decode_tokens_per_s: float = 0.0
 
 
 class EmbeddedClient:
@@ -172,4 +174,6 @@ class EmbeddedClient:
         if parsed.tool_calls:
             message["tool_calls"] = parsed.tool_calls
         finish = "tool_calls" if parsed.tool_calls else result.finish_reason
-        return Reply(message, TokenUsage(len(ids), len(generated), result.cached_tokens), finish)
+        rate = (len(generated) - 1) / result.decode_s if len(generated) > 1 and result.decode_s > 0 else 0.0
+        usage = TokenUsage(len(ids), len(generated), result.cached_tokens)
+        return Reply(message, usage, finish, result.prefill_s, rate)

@@ -269,6 +269,19 @@ def _add_bench(parser: argparse.ArgumentParser) -> None:
     engine.add_argument("--new-tokens", type=_positive_int, default=64, metavar="N")
     engine.add_argument("--output", type=Path, default=Path("bench-engine.json"), help="JSON results file")
     engine.set_defaults(handler=_lazy("codeagent.tui.commands", "bench_engine"))
+    codebase = sub.add_parser(
+        "codebase", help="whole codebase in context: first-token time of cold, warm and disk-cached turns"
+    )
+    codebase.add_argument(
+        "--repo", type=Path, help="git repository (default: a copy of codeagent's agent/, tools/)"
+    )
+    codebase.add_argument(
+        "--turns", type=_positive_int, default=3, metavar="N", help="model calls (default 3)"
+    )
+    codebase.add_argument(
+        "--output", type=Path, default=Path("bench-codebase.json"), help="JSON results file"
+    )
+    codebase.set_defaults(handler=_lazy("codeagent.tui.commands", "bench_codebase"))
 
 
 def _int_list(text: str) -> tuple[int, ...]:

@@ -254,6 +254,17 @@ def bench_engine(args: Any, config: Config) -> int:
     return _write_bench(results, args.output)
 
 
+def bench_codebase(args: Any, config: Config) -> int:
+    from codeagent.tui.bench_codebase import bench_codebase as run
+
+    if args.repo is not None and not (args.repo / ".git").exists():
+        raise CommandError(f"{args.repo} is not a git repository")
+    try:
+        return _write_bench(run(args.repo.resolve() if args.repo else None, args.turns), args.output)
+    except RuntimeError as err:
+        raise CommandError(str(err)) from err
+
+
 def _write_bench(results: dict[str, Any], output: Path) -> int:
     text = json.dumps(results, indent=2)
     output.write_text(text + "\n", encoding="utf-8")
