@@ -12,13 +12,12 @@ token hash chain, in memory and in a disk tier under ``$XDG_CACHE_HOME/codeagent
 the hit to reach across turns the next prompt must extend this one token for token: the
 reply goes back as the assistant message's ``_raw`` (rendered verbatim by the template),
 and the token ids of recent turns are kept so re-tokenizing the conversation never
-changes them (``_encode``). ``usage.cached_tokens`` says how much of each prompt was reused.
+changes them (``chat/continuity.py``). ``usage.cached_tokens`` says how much of each prompt was reused.
 """
 
 from __future__ import annotations
 
 import atexit
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 
 from codeagent.backend.cache.disk import default_root as default_disk_root
+from codeagent.backend.chat.continuity import TurnMemory
 from codeagent.backend.chat.families import family_of
 from codeagent.backend.chat.template import RAW, ChatTemplate
 from codeagent.backend.chat.tokenizer import IncrementalDecoder, Tokenizer
@@ -36,7 +36,7 @@ from codeagent.backend.layers.sampler import SamplingParams
 from codeagent.backend.loader import LoadError, load_model, model_fingerprint
 from codeagent.backend.service import EngineService
 
-RECENT_TURNS = 8  # conversations whose token ids are kept for extension (parallel agents, sub-agents)
+RECENT_TURNS = 64  # turns whose token ids are kept for extension (parallel agents, sub-agents)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -92,38 +92,16 @@ class EmbeddedClient:
         self.context_window = int(loaded.config.get("max_position_embeddings") or 32768)
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
-        self._lock = threading.Lock()
-        self._recent: list[tuple[str, list[int]]] = []  # (text, its token ids) of recent turns, newest last
+        self.memory = TurnMemory(self.tokenizer, RECENT_TURNS)
 
     def close(self) -> None:
         self.service.close()
 
     def prompt_ids(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[int]:
-        return self._encode(self.template.render(messages, tools))
+        return self.memory.encode(self.template.render(self.memory.restore(messages), tools))
 
     def count_tokens(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> tuple[int, bool]:
         return len(self.prompt_ids(messages, tools)), True
-
-    def _encode(self, text: str) -> list[int]:
-        """Token ids of a prompt, extending a recent turn's ids token for token where the text does.
-
-        The cache is keyed by token ids, and tokenizing a whole conversation again need not
-        reproduce the ids the model generated (a merge across the reply's end, a different split
-        of the same text); so when this prompt's text starts with a recent turn's text (its prompt
-        plus the reply exactly as generated), those ids are kept and only the rest is encoded."""
-        with self._lock:
-            best = max(
-                ((t, ids) for t, ids in self._recent if text.startswith(t)),
-                key=lambda p: len(p[0]),
-                default=None,
-            )
-        if best is None:
-            return self.tokenizer.encode(text)
-        return best[1] + self.tokenizer.encode(text[len(best[0]) :])
-
-    def _remember(self, text: str, ids: list[int]) -> None:
-        with self._lock:
-            self._recent = [*[r for r in self._recent if r[0] != text][-(RECENT_TURNS - 1) :], (text, ids)]
 
     def complete(
         self,
@@ -131,8 +109,8 @@ class EmbeddedClient:
         tools: list[dict[str, Any]],
         on_token: Callable[[str], None] | None = None,
     ) -> Reply:
-        prompt = self.template.render(messages, tools)
-        ids = self._encode(prompt)
+        prompt = self.template.render(self.memory.restore(messages), tools)
+        ids = self.memory.encode(prompt)
         room = self.context_window - len(ids)
         if room <= 0:
             raise EmbeddedClientError(
@@ -166,13 +144,12 @@ class EmbeddedClient:
         emit(parser.push(decoder.finish()).content)
         emit(parser.flush().content)
         parsed = parser.finish()
-        full = ids + generated
-        self._remember(prompt + self.tokenizer.decode(generated), full)
         message: dict[str, Any] = {"role": "assistant", "content": parsed.content, RAW: parsed.raw}
         if parsed.reasoning_content:
             message["reasoning_content"] = parsed.reasoning_content
         if parsed.tool_calls:
             message["tool_calls"] = parsed.tool_calls
+        self.memory.remember(prompt, ids, generated, message, parsed.raw)
         finish = "tool_calls" if parsed.tool_calls else result.finish_reason
         rate = (len(generated) - 1) / result.decode_s if len(generated) > 1 and result.decode_s > 0 else 0.0
         usage = TokenUsage(len(ids), len(generated), result.cached_tokens)

@@ -25,9 +25,11 @@ the engine stream is cancelled, the text is cut before it and the finish reason 
 ``stop``. Text that could still be the start of a stop string is held back until decided.
 End-of-sequence ids end the stream in the engine and never reach the text.
 
-Limit: OpenAI clients send back replies in their parsed form, not the text the model wrote,
-so a follow-up turn re-renders the previous reply; where that differs from the generated
-tokens (call spacing, trimmed reasoning), the engine's prefix cache stops matching there.
+OpenAI clients send back replies in their parsed form, not the text the model wrote; the
+model's ``TurnMemory`` (``continuity.py``) recognises recent replies by content and calls and
+renders them as written, and keeps recent turns' token ids, so a follow-up turn extends
+the last token for token and hits the prefix cache. A reply it no longer remembers (or one
+the client edited) is re-rendered, and the cache stops matching there.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from codeagent.backend.chat.continuity import TurnMemory
 from codeagent.backend.chat.families import family_of, get_family
 from codeagent.backend.chat.template import ChatTemplate
 from codeagent.backend.chat.tokenizer import Tokenizer
@@ -68,6 +71,10 @@ class ChatModel:
     template: ChatTemplate
     family: str
     context_window: int
+    memory: TurnMemory = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.memory = TurnMemory(self.tokenizer, 256)
 
     @classmethod
     def from_dir(cls, folder: Path, config: dict[str, Any], name: str | None = None) -> ChatModel:
@@ -87,6 +94,7 @@ class Prompt:
     forced: str = ""  # call markup appended to the prompt: the reply begins with it
     tools: list[dict[str, Any]] | None = None  # what the parser types arguments with
     parse: str = "none"  # "calls": reasoning and call blocks, "reasoning": reasoning only, "none": raw text
+    chat: bool = False  # a rendered conversation: its finished turn is remembered for the next
 
 
 def chat_prompt(
@@ -97,9 +105,10 @@ def chat_prompt(
     function: str | None = None,
 ) -> Prompt:
     """``tool_choice`` is "auto", "none", "required" or "function" (then ``function`` names it)."""
+    messages = model.memory.restore(messages)  # replies we generated get their exact text back
     if tool_choice == "none" or not tools:
         text = model.template.render(messages, None)
-        return Prompt(model.tokenizer.encode(text), text, parse="reasoning")
+        return Prompt(model.memory.encode(text), text, parse="reasoning", chat=True)
     text = model.template.render(messages, tools)
     forced = ""
     if tool_choice in ("required", "function"):
@@ -107,7 +116,7 @@ def chat_prompt(
         opener, named = FORCED_CALL[model.family]
         close_reasoning = family.think_close + "\n\n" if opens_reasoning(text, family) else ""
         forced = close_reasoning + opener + (named.format(name=function) if function else "")
-    return Prompt(model.tokenizer.encode(text + forced), text + forced, forced, tools, "calls")
+    return Prompt(model.memory.encode(text + forced), text + forced, forced, tools, "calls", chat=True)
 
 
 def text_prompt(model: ChatModel, prompt: str | list[int]) -> Prompt:
@@ -143,6 +152,8 @@ class Generation:
     iteration early (a client gone) cancels the stream so the engine frees the sequence."""
 
     def __init__(self, model: ChatModel, prompt: Prompt, stream: Stream, stops: list[str]) -> None:
+        self.model, self.prompt = model, prompt
+        self.parsed: ParsedMessage | None = None
         self.stream = stream
         self.eos = model.tokenizer.eos_token_ids
         self.parser = _parser(model, prompt)
@@ -170,6 +181,7 @@ class Generation:
             if self.parser:
                 self._merge(self.parser.flush())
             self.done = True
+            self._remember()
             if self.pending:
                 yield self._release()
         finally:
@@ -202,9 +214,27 @@ class Generation:
         return "".join(self.raw)
 
     def message(self) -> ParsedMessage:
-        if self.parser:
-            return self.parser.finish()
-        return ParsedMessage(self.text, "", [])
+        if self.parsed is None:
+            self.parsed = (
+                self.parser.finish() if self.parser else ParsedMessage(self.text, "", [], raw=self.text)
+            )
+        return self.parsed
+
+    def _remember(self) -> None:
+        """A whole reply (not cut by a stop string): remember its exact text and ids for the next turn."""
+        result = self.stream.result
+        if (
+            not self.prompt.chat
+            or self.stopped
+            or result is None
+            or result.finish_reason not in ("stop", "length")
+        ):
+            return
+        parsed = self.message()
+        reply = {"content": parsed.content, "tool_calls": parsed.tool_calls}
+        self.model.memory.remember(
+            self.prompt.text, self.prompt.ids, list(result.token_ids), reply, parsed.raw
+        )
 
     @property
     def error(self) -> str | None:

@@ -183,6 +183,22 @@ def test_chat_completion_with_usage_and_prefix_cache(engine_server, chat_model):
     assert again.choices[0].message.content == first.choices[0].message.content  # greedy
 
 
+def test_a_follow_up_turn_hits_the_cache_through_the_reply_sent_back(engine_server, chat_model):
+    server, engine = engine_server
+    api = client(server)
+    long_system = [{"role": "system", "content": "Answer in one word. " * 30}, *MESSAGES[1:]]
+    first = api.chat.completions.create(model="tiny", messages=long_system, max_tokens=12, temperature=0)
+    reply = first.choices[0].message
+    sent_back = {"role": "assistant", "content": reply.content}  # as an OpenAI client keeps it
+    follow_up = [*long_system, sent_back, {"role": "user", "content": "And then?"}]
+    second = api.chat.completions.create(model="tiny", messages=follow_up, max_tokens=4, temperature=0)
+    generated_until = first.usage.prompt_tokens + first.usage.completion_tokens
+    block = engine.block_size
+    # the prompt and the reply as generated, full blocks of both, come from the cache
+    assert second.usage.prompt_tokens_details.cached_tokens == (generated_until - 1) // block * block
+    assert second.usage.prompt_tokens > generated_until
+
+
 def test_streaming_chat_matches_the_whole_answer(engine_server):
     server, _ = engine_server
     api = client(server)
