@@ -1,8 +1,8 @@
 """Mixture-of-experts: softmax top-k routing and SiLU-gated experts (torch reference).
 
 Experts are stored fused per layer, ready for a grouped-GEMM kernel: ``w13`` [E, 2I, H]
-(gate rows, then up rows) and ``w2`` [E, H, I]. The reference groups tokens by expert and
-runs one matmul per expert that received tokens.
+(gate rows, then up rows) and ``w2`` [E, H, I]. The reference sorts token-expert pairs by
+expert and runs one pair of matmuls per expert that received tokens.
 """
 
 from __future__ import annotations
@@ -28,20 +28,25 @@ def silu_and_mul(gate_up: torch.Tensor) -> torch.Tensor:
 def experts_forward(
     x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor
 ) -> torch.Tensor:
-    """x [T, H]; w13 [E, 2I, H]; w2 [E, H, I]; weights, ids [T, k] -> [T, H]."""
-    out = torch.zeros_like(x)
+    """x [T, H]; w13 [E, 2I, H]; w2 [E, H, I]; weights, ids [T, k] -> [T, H].
+
+    Token-expert pairs are sorted by expert once; each expert with pairs runs its two matmuls
+    on a contiguous slice of the gathered inputs and writes a slice of one output buffer,
+    which is unsorted once and summed over k (no per-expert scatter-add).
+    """
+    t, k = ids.shape
     flat_ids = ids.reshape(-1)
     order = torch.argsort(flat_ids, stable=True)
     counts = torch.bincount(flat_ids, minlength=w13.shape[0]).tolist()
-    token_of = order // ids.shape[1]
+    inputs = x[order // k]  # [T*k, H], grouped by expert
+    out = torch.empty_like(inputs)
     start = 0
     for expert, count in enumerate(counts):
         if count == 0:
             continue
-        rows = order[start : start + count]
-        tokens = token_of[start : start + count]
+        rows = slice(start, start + count)
+        out[rows] = F.linear(silu_and_mul(F.linear(inputs[rows], w13[expert])), w2[expert])
         start += count
-        h = silu_and_mul(F.linear(x[tokens], w13[expert]))
-        h = F.linear(h, w2[expert]) * weights.reshape(-1)[rows, None]
-        out.index_add_(0, tokens, h.to(out.dtype))
-    return out
+    out = out * weights.reshape(-1)[order, None].to(out.dtype)
+    unsorted = torch.empty_like(out).index_copy_(0, order, out)
+    return unsorted.view(t, k, -1).sum(dim=1)
