@@ -23,7 +23,10 @@ def test_client_counts_tokens_exactly_and_replies_in_openai_shape(tiny_chat_mode
 
 
 def test_follow_up_turns_reuse_the_cache_in_process_and_across_processes(tiny_chat_model):
-    messages = [{"role": "system", "content": "Be brief. " * 40}, {"role": "user", "content": "Fix the mean."}]
+    messages = [
+        {"role": "system", "content": "Be brief. " * 40},
+        {"role": "user", "content": "Fix the mean."},
+    ]
     client = EmbeddedClient(tiny_chat_model, max_new_tokens=12)
     first = client.complete(messages, [])
     assert first.usage.cached_tokens == 0 and first.message["_raw"]
