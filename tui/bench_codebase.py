@@ -63,9 +63,9 @@ class TimedClient:
 
 
 def _default_repo(target: Path) -> Path:
-    import codeagent
+    import codeagent.agent
 
-    source = Path(codeagent.__file__).parent
+    source = Path(codeagent.agent.__file__).parent.parent
     for part in ("agent", "tools"):
         shutil.copytree(source / part, target / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return target
