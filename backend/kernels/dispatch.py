@@ -1,0 +1,104 @@
+"""Which implementation a layer runs: a Triton kernel or its torch reference.
+
+``CODEAGENT_KERNELS`` picks, read at every call so a test or a bench can switch it:
+
+- ``auto`` (default): Triton for CUDA tensors when ``triton`` is installed, the torch
+  reference otherwise (CPU, or a GPU machine without Triton);
+- ``triton``: Triton everywhere; CPU tensors go through Triton's interpreter, which this
+  module switches on (``TRITON_INTERPRET=1``) before the first kernel module is imported
+  when the machine has no CUDA device, since Triton decides at decoration time;
+- ``torch``: the references everywhere.
+
+Kernel modules are imported on first use only (``triton_ops()``), so importing a layer
+never imports Triton and the CPU install does not need it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import os
+from types import ModuleType
+
+import torch
+
+ENV = "CODEAGENT_KERNELS"
+MODES = ("auto", "triton", "torch")
+
+_ops: ModuleType | None = None
+
+
+class KernelUnavailable(RuntimeError):
+    """Triton was asked for but cannot run here."""
+
+
+def mode() -> str:
+    value = os.environ.get(ENV, "").strip().lower() or "auto"
+    if value not in MODES:
+        raise ValueError(f"{ENV}={value!r}: expected one of {', '.join(MODES)}")
+    return value
+
+
+@functools.cache
+def triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+@functools.cache
+def interpreter_problem() -> str | None:
+    """Why Triton's CPU interpreter cannot run here, or None.
+
+    Triton before 3.7 converts loop bounds with ``int(array)``, which numpy 2.4 refuses
+    (triton-lang/triton#9171): every kernel with a runtime-bounded loop fails."""
+    if not triton_installed():
+        return "triton is not installed: pip install 'codeagent[kernels]'"
+    import numpy
+    import triton
+
+    def version(text: str) -> tuple[int, int]:
+        major, minor = text.split(".")[:2]
+        return int(major), int(minor)
+
+    if version(triton.__version__) < (3, 7) and version(numpy.__version__) >= (2, 4):
+        return (
+            f"Triton {triton.__version__}'s CPU interpreter fails with numpy {numpy.__version__} "
+            "(triton-lang/triton#9171): pip install 'numpy<2.4' or 'triton>=3.7'"
+        )
+    return None
+
+
+def use_triton(x: torch.Tensor) -> bool:
+    """Whether the layer computing on ``x`` should run its Triton kernel."""
+    chosen = mode()
+    if chosen == "torch":
+        return False
+    if chosen == "auto":
+        return x.is_cuda and triton_installed()
+    if not triton_installed():
+        raise KernelUnavailable(
+            f"{ENV}=triton, but triton is not installed: pip install 'codeagent[kernels]'"
+        )
+    if not x.is_cuda:
+        if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+            raise KernelUnavailable(
+                f"{ENV}=triton on CPU tensors needs Triton's interpreter: set TRITON_INTERPRET=1 before starting"
+            )
+        problem = interpreter_problem()
+        if problem:
+            raise KernelUnavailable(f"{ENV}=triton on CPU: {problem}")
+    return True
+
+
+def triton_ops() -> ModuleType:
+    """The kernels' entry points (``kernels.ops``), imported on first use."""
+    global _ops
+    if _ops is None:
+        if not torch.cuda.is_available():
+            os.environ.setdefault("TRITON_INTERPRET", "1")
+        _ops = importlib.import_module("codeagent.backend.kernels.ops")
+    return _ops
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
