@@ -12,6 +12,12 @@ between steps and between tool calls. Special exits are exceptions carrying a me
 - ``error``: the model client failed (``ModelError``), e.g. a scripted run out of replies;
 - ``interrupted``: the caller set the cancel event.
 
+Interruption is checked between steps, between tool calls and at every streamed token, so a
+reply being written stops at its next token. Tool calls an interruption kept from running
+are answered "not run", so the conversation stays well-formed and an interactive session can
+go on after it. ``run`` may be called again on the same agent (the TUI does, once per user
+message): it starts a fresh count of replies without tool calls.
+
 Malformed tool calls (unknown tool, arguments that are not a JSON object, missing
 arguments) are answered with a corrective tool message, never a crash. When the pinned prefix
 holds the codebase, a tool that can change files has its result followed by the diff of any
@@ -97,6 +103,7 @@ class Agent:
             self.transcript.write("message", step=self.steps, message=message, **extra)
 
     def run(self) -> RunResult:
+        self._format_errors = 0
         try:
             while True:
                 self._check_limits()
@@ -117,9 +124,7 @@ class Agent:
         self.sink(ev.StepStarted(self.steps))
         self._maybe_compact()
         started = time.monotonic()
-        completion = self.client.complete(
-            self.context.messages, self.context.tools, on_token=lambda t: self.sink(ev.TokenStreamed(t))
-        )
+        completion = self.client.complete(self.context.messages, self.context.tools, on_token=self._stream)
         usage = Usage.of(completion.usage)
         self.usage.add(usage)
         self.turn_usage.append(usage)
@@ -138,10 +143,29 @@ class Agent:
             self._no_tool_call()
         else:
             self._format_errors = 0
-            for call in calls:
-                self._check_cancel()
+            for index, call in enumerate(calls):
+                if self.cancel.is_set():
+                    self._skip(calls[index:])
                 self.add_message(self._call(call))
         self._end_step()
+
+    def _stream(self, text: str) -> None:
+        self._check_cancel()  # raised inside the client's stream, which then stops generating
+        self.sink(ev.TokenStreamed(text))
+
+    def _skip(self, calls: list[dict[str, Any]]) -> None:
+        """Answer the calls an interruption kept from running, then stop."""
+        for call in calls:
+            function = call.get("function") if isinstance(call.get("function"), dict) else {}
+            self.add_message(
+                {
+                    "role": "tool",
+                    "tool_call_id": str(call.get("id") or f"call_{self.steps}"),
+                    "name": str(function.get("name") or "?"),
+                    "content": "not run: interrupted by the user",
+                }
+            )
+        raise Interrupted("interrupted by the user")
 
     def _end_step(self) -> None:
         if self.transcript:
@@ -195,15 +219,21 @@ class Agent:
         return observation
 
     def _maybe_compact(self) -> None:
-        if not self.context.needs_compaction():
-            return
+        if self.context.needs_compaction():
+            self.compact(self.steps - 1)
+
+    def compact(self, step: int | None = None) -> bool:
+        """Compact the turns now (``step``: the last completed one, by default ``steps``);
+        False when there is nothing to drop."""
+        step = self.steps if step is None else step
         before = self.context.tokens()[0]
-        if not self.context.compact(self.env.root, self.steps - 1, render_plan(self.env.plan)):
-            return
+        if not self.context.compact(self.env.root, step, render_plan(self.env.plan)):
+            return False
         after = self.context.tokens()[0]
         if self.transcript:
-            self.transcript.write("compaction", step=self.steps - 1, messages=self.context.messages)
+            self.transcript.write("compaction", step=step, messages=self.context.messages)
         self.sink(ev.Compacted(before, after))
+        return True
 
     def _check_limits(self) -> None:
         self._check_cancel()

@@ -81,6 +81,13 @@ class Checkpoints:
         self._git(["update-ref", REF, commit])
         return commit
 
+    def diff(self, since: str) -> str:
+        """What changed in the workspace since the snapshot ``since``, as a git diff (for a
+        session's "everything changed" view); the shadow index is refreshed, nothing is committed."""
+        return self._git(
+            ["diff", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames", since, self._tree()]
+        )
+
     def history(self) -> list[tuple[str, str]]:
         """(commit, label) newest first."""
         if not self.head():

@@ -32,11 +32,16 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="codeagent", description="A coding agent with its own model runtime.")
+    parser = Parser(
+        prog="codeagent",
+        description="A coding agent with its own model runtime. With no command, it opens the terminal UI "
+        "in the repository you are in.",
+    )
     parser.add_argument("--version", action="version", version=f"codeagent {version('codeagent')}")
     parser.add_argument(
         "--config", type=Path, metavar="PATH", help="config file (default ~/.config/codeagent/config.toml)"
     )
+    _add_interactive(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     _add_fix(
         sub.add_parser(
@@ -65,6 +70,29 @@ def build_parser() -> argparse.ArgumentParser:
     eval_command.add_arguments(evaluate, Parser)
     evaluate.set_defaults(handler=_lazy("codeagent.tui.eval_command", "run"))
     return parser
+
+
+def _add_interactive(parser: argparse.ArgumentParser) -> None:
+    """Flags of the terminal UI (no command); the model flags follow in their own group."""
+    group = parser.add_argument_group("terminal UI (no command)")
+    group.add_argument(
+        "--mode",
+        choices=["read-only", "ask", "auto-edit", "full-auto"],
+        default="ask",
+        help="what runs without approval (default ask: every edit and command waits for you)",
+    )
+    group.add_argument(
+        "--resume", nargs="?", const="", metavar="ID", help="continue a session (default: the latest here)"
+    )
+    group.add_argument("-C", "--cwd", type=Path, default=Path.cwd(), help="repository (default: current dir)")
+    group.add_argument(
+        "--sandbox",
+        choices=["on", "off"],
+        default=os.environ.get("CODEAGENT_SANDBOX", "on"),
+        help="run the model's commands in the bubblewrap sandbox (default on; $CODEAGENT_SANDBOX)",
+    )
+    group.add_argument("--network", action="store_true", help="let sandboxed commands use the network")
+    _add_model_flags(parser)
 
 
 def _add_model_flags(parser: argparse.ArgumentParser) -> None:
@@ -343,13 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def interactive(args: Any, config: Config) -> int:
-    del args, config
-    print(
-        "codeagent: the interactive terminal UI is not built yet; run 'codeagent fix --task TEXT' "
-        "or 'codeagent --help'",
-        file=sys.stderr,
-    )
-    return 2
+    from codeagent.tui.app.launch import launch
+
+    return launch(args, config)
 
 
 def _fail(message: str) -> int:

@@ -61,17 +61,7 @@ def fix_options(args: Any, config: Config) -> FixOptions:
         max_tokens=args.max_tokens or config.limits.max_tokens,
         max_wall_s=args.max_time or config.limits.max_wall_s,
     )
-    tools = config.tools
-    settings = ToolSettings(
-        test_command=args.test_command or tools.test_command,
-        command_timeout=tools.command_timeout,
-        max_output_chars=tools.max_output_chars,
-        secret_env_names=(
-            *tools.secret_env_names,
-            *filter(None, [args.api_key_env or config.remote.api_key_env]),
-        ),
-        repo_map_tokens=tools.repo_map_tokens,
-    )
+    settings = tool_settings(config, args.test_command, args.api_key_env)
     root = args.cwd.resolve()
     if not root.is_dir():
         raise CommandError(f"{args.cwd} is not a directory")
@@ -87,6 +77,18 @@ def fix_options(args: Any, config: Config) -> FixOptions:
         sandbox=sandbox_consent(args.sandbox),
         network=args.network,
         codebase_share=config.context.codebase_share,
+    )
+
+
+def tool_settings(config: Config, test_command: str | None, api_key_env: str | None) -> ToolSettings:
+    """The tools' settings from the config; the endpoint's key variable is kept from commands."""
+    tools = config.tools
+    return ToolSettings(
+        test_command=test_command or tools.test_command,
+        command_timeout=tools.command_timeout,
+        max_output_chars=tools.max_output_chars,
+        secret_env_names=(*tools.secret_env_names, *filter(None, [api_key_env or config.remote.api_key_env])),
+        repo_map_tokens=tools.repo_map_tokens,
     )
 
 

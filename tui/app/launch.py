@@ -1,0 +1,83 @@
+"""``codeagent`` with no command: check the ground, wire a ``Setup``, run the app.
+
+Mistakes are found before the screen opens and end as one ``codeagent: error:`` line: not a
+git repository, no terminal, an unknown session, a model spec that cannot work (scripted and
+remote clients are built here; an embedded checkpoint loads inside the app, with progress,
+since that can take minutes). The session's id is printed on the way out, for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from codeagent.agent import gitops
+from codeagent.agent.config import Config
+from codeagent.agent.loop import Limits
+from codeagent.agent.protocol import ModelClient, ModelError
+from codeagent.tui.app.conversation import ClientBuilder, Setup, session_model
+from codeagent.tui.app.sessions import sessions
+from codeagent.tui.commands import (
+    AGENT_SPECS,
+    CommandError,
+    client_factory,
+    model_spec,
+    sandbox_consent,
+    tool_settings,
+)
+
+
+def launch(args: Any, config: Config) -> int:
+    root = gitops.toplevel(args.cwd.resolve())
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise CommandError(
+            "the terminal UI needs a terminal; in scripts and CI use 'codeagent fix --task TEXT'"
+        )
+    resume = _session(args.resume, root) if args.resume is not None else None
+    spec = args.model or (session_model(resume) if resume else None) or model_spec(args, config)
+    builder = _builder(args, config)
+    setup = Setup(
+        root,
+        spec,
+        builder,
+        tool_settings(config, None, args.api_key_env),
+        Limits(config.limits.max_steps, config.limits.max_tokens, config.limits.max_wall_s),
+        args.mode,
+        sandbox_consent(args.sandbox),
+        args.network,
+        codebase_share=config.context.codebase_share,
+        client=builder(spec, 0) if spec.startswith(AGENT_SPECS) else None,
+    )
+    from codeagent.tui.app.application import CodeAgentApp  # Textual loads only for the UI
+
+    app = CodeAgentApp(setup, resume=resume)
+    code = app.run()
+    if app.return_code:  # the app crashed: a bug in codeagent, whose traceback Textual printed
+        return 3
+    if app.conversation.run_id:
+        print(f"codeagent: session saved; continue it with: codeagent --resume {app.conversation.run_id}")
+    return int(code or 0)
+
+
+def _builder(args: Any, config: Config) -> ClientBuilder:
+    def build(spec: str, consumed: int) -> ModelClient:
+        try:
+            return client_factory(spec, args, config)(consumed)
+        except CommandError as err:
+            raise ModelError(str(err)) from err
+
+    return build
+
+
+def _session(run_id: str, root: Path) -> str:
+    """The session to resume: ``run_id``, or this repository's latest when it is empty."""
+    found = sessions(root)
+    if not found:
+        raise CommandError(f"no saved sessions for {root}")
+    if not run_id:
+        return found[0].run_id
+    if run_id not in {info.run_id for info in found}:
+        recent = ", ".join(info.run_id for info in found[:5])
+        raise CommandError(f"no session {run_id!r} for {root}; recent ones: {recent}")
+    return run_id

@@ -1,0 +1,112 @@
+"""The fixed parts of the screen around the transcript: plan, activity, approval, status.
+
+- ``PlanPanel``: the ``update_plan`` checklist, beside the transcript on wide screens and above
+  the prompt on narrow ones (the app's breakpoints); hidden while there is no plan.
+- ``ActivityLine``: what the agent is doing and for how long (loading the model, reading the
+  prompt, writing, running a tool); hidden when idle, so an idle screen never redraws.
+- ``ApprovalPanel``: a pending edit or command, shown in full (scrollable), answered with
+  y / n / a from the keyboard; it posts ``Answered``.
+- ``StatusBar``: ``status.Stats`` laid out for the current width.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Static
+
+from codeagent.tui.app.entries import diff_text
+from codeagent.tui.app.preview import Preview
+from codeagent.tui.app.status import Stats, status_text
+
+MARKS = {"completed": ("✓", "green"), "in_progress": ("▶", "bold yellow"), "pending": ("○", "dim")}
+
+
+class PlanPanel(Static):
+    def show(self, plan: list[dict[str, str]]) -> None:
+        self.set_class(not plan, "-empty")
+        lines = Text("Plan\n", style="bold")
+        for item in plan:
+            mark, style = MARKS.get(item.get("status", "pending"), MARKS["pending"])
+            text_style = "dim" if item.get("status") == "completed" else style.replace("bold yellow", "bold")
+            lines.append(f"{mark} ", style=style)
+            lines.append(item.get("step", "") + "\n", style=text_style)
+        lines.rstrip()
+        self.update(lines)
+
+
+class ActivityLine(Static):
+    def show(self, text: Text | None) -> None:
+        self.set_class(text is None, "-idle")
+        if text is not None:
+            self.update(text)
+
+
+class StatusBar(Static):
+    def __init__(self, stats: Stats, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.stats = stats
+
+    def show(self) -> None:
+        self.update(status_text(self.stats, max(1, self.size.width or 80)))
+
+    def on_resize(self) -> None:
+        self.show()
+
+
+class ApprovalPanel(Vertical, can_focus=True):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer('allow')", "approve", show=False),
+        Binding("n", "answer('deny')", "deny", show=False),
+        Binding("a", "answer('always')", "always", show=False),
+        Binding("up", "scroll(-1)", show=False),
+        Binding("down", "scroll(1)", show=False),
+        Binding("pageup", "scroll(-10)", show=False),
+        Binding("pagedown", "scroll(10)", show=False),
+    ]
+
+    class Answered(Message):
+        def __init__(self, choice: str) -> None:
+            super().__init__()
+            self.choice = choice
+
+    def compose(self):
+        yield Static(classes="title")
+        with VerticalScroll(classes="body"):
+            yield Static(classes="content")
+        yield Static(classes="keys")
+
+    def ask(self, preview: Preview, kind: str) -> None:
+        always = "always allow edits this session" if kind == "edit" else "always allow this command"
+        self.query_one(".title", Static).update(
+            Text.assemble(("Approve? ", "bold yellow"), (preview.title, "bold"))
+        )
+        body = diff_text(preview.body) if preview.is_diff else Text(preview.body, style="bold")
+        self.query_one(".content", Static).update(body)
+        keys = Text.assemble(
+            ("y", "bold reverse"),
+            " approve  ",
+            ("n", "bold reverse"),
+            " deny  ",
+            ("a", "bold reverse"),
+            f" {always}  ",
+            ("esc", "bold reverse"),
+            " deny and interrupt",
+        )
+        self.query_one(".keys", Static).update(keys)
+        self.query_one(".body", VerticalScroll).scroll_home(animate=False)
+        self.remove_class("-idle")
+        self.focus()
+
+    def close(self) -> None:
+        self.add_class("-idle")
+
+    def action_answer(self, choice: str) -> None:
+        self.post_message(self.Answered(choice))
+
+    def action_scroll(self, rows: int) -> None:
+        self.query_one(".body", VerticalScroll).scroll_relative(y=rows, animate=False)
