@@ -1,1 +1,2 @@
-"""The SWE-style task set and its runner, grader and report."""
+"""SWE-style evaluation: a task set of our own (``tasks/``), loaders for SWE-bench files, and
+the runner, grader and reports behind ``codeagent eval``. See ``docs/evals.md``."""

@@ -63,7 +63,20 @@ def diff_from(root: Path, base: str, ignore_untracked: set[str]) -> str:
     if not paths:
         return ""
     git(["add", "-A", "--", *paths], root)
-    return git(["diff", "--cached", "--binary", "--full-index", base, "--", *paths], root)
+    return git(
+        [
+            "diff",
+            "--cached",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--binary",
+            "--full-index",
+            base,
+            "--",
+            *paths,
+        ],
+        root,
+    )
 
 
 def reset_test_files(root: Path, base: str, files: list[str]) -> None:

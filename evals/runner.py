@@ -12,9 +12,9 @@ agent's own run (model calls and its tool calls); ``overhead_s`` the rest (works
 setup, patch extraction, grading): the harness's cost.
 
 Ctrl-C (``KeyboardInterrupt`` in the main thread) sets the stop event: workers take no new
-task, agents stop between steps, and tasks not finished leave no report; the run ends with
-``EvalInterrupted`` once the workers are out (or after ``STOP_GRACE_S``), and ``--resume``
-runs what is left. A bug in a worker stops the run and is raised in the main thread.
+task, agents stop between steps, tasks that finish within ``STOP_GRACE_S`` are kept, the
+others leave no report (their commands die with codeagent, their workspaces are removed);
+the run ends with ``EvalInterrupted`` and ``--resume`` runs what is left. A bug in a worker stops the run and is raised in the main thread.
 Worker threads share one solver; model sharing is the solver's concern.
 """
 
@@ -42,7 +42,7 @@ from codeagent.evals.solvers import Attempt, Interrupted, Solver
 from codeagent.evals.task import Task
 from codeagent.sandbox.git import GitError
 
-STOP_GRACE_S = 60.0
+STOP_GRACE_S = 5.0
 # Failures of one task that end that task with status "error"; anything else is a bug.
 TASK_ERRORS = (
     WorkspaceError,
@@ -110,6 +110,7 @@ class _Runner:
         self.stop = threading.Event()
         self.pending: queue.Queue[Task] = queue.Queue()
         self.results: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.active: set[Path] = set()  # workspaces of tasks in progress
 
     def run(self, tasks: list[Task]) -> None:
         for task in tasks:
@@ -123,12 +124,21 @@ class _Runner:
         try:
             self._collect(len(tasks))
         except KeyboardInterrupt:
-            self.stop.set()
-            deadline = time.monotonic() + STOP_GRACE_S
-            while any(w.is_alive() for w in workers) and time.monotonic() < deadline:
-                self._drain(timeout=0.2)
-            self._drain(timeout=0)
+            self._interrupted(workers)
             raise EvalInterrupted from None
+
+    def _interrupted(self, workers: list[threading.Thread]) -> None:
+        """Keep what finishes within the grace period; abandon the rest (their commands die
+        with codeagent, under their reapers) and remove their workspaces."""
+        self.stop.set()
+        deadline = time.monotonic() + STOP_GRACE_S
+        while any(w.is_alive() for w in workers) and time.monotonic() < deadline:
+            self._drain(timeout=0.2)
+        while self._drain(timeout=0):
+            pass
+        if not self.options.keep_workspaces:
+            for folder in list(self.active):
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _collect(self, count: int) -> None:
         while count:
@@ -139,13 +149,14 @@ class _Runner:
             count -= 1
             self._handle(kind, payload)
 
-    def _drain(self, timeout: float) -> None:
+    def _drain(self, timeout: float) -> bool:
         try:
             kind, payload = self.results.get(timeout=timeout) if timeout else self.results.get_nowait()
         except queue.Empty:
-            return
+            return False
         if kind == "done":
             self._handle(kind, payload)
+        return True
 
     def _handle(self, kind: str, payload: Any) -> None:
         if kind == "crash":
@@ -178,6 +189,7 @@ class _Runner:
         if reason:
             return _skipped(report, reason)
         folder = Path(tempfile.mkdtemp(prefix="codeagent-eval-"))
+        self.active.add(folder)
         try:
             attempt = self.solver.solve(task, source, folder / "agent", self.stop)
             if self.stop.is_set():
@@ -196,6 +208,7 @@ class _Runner:
                 report.message += f" (workspaces kept in {folder})"
             else:
                 shutil.rmtree(folder, ignore_errors=True)
+            self.active.discard(folder)
         report.wall_time_s = round(time.monotonic() - started, 3)
         report.overhead_s = round(report.wall_time_s - report.agent_time_s, 3)
         return report
