@@ -42,7 +42,17 @@ from codeagent.sandbox.confine import SandboxSpec
 from codeagent.sandbox.policy import MODES, Policy, Request
 from codeagent.tools.base import ToolEnv, ToolSettings
 from codeagent.tui.app.interrupt import stop_commands
-from codeagent.tui.app.preview import Preview, preview
+from codeagent.tui.app.preview import preview
+from codeagent.tui.app.reports import (
+    ApprovalNeeded,
+    ContextMeasured,
+    Idle,
+    ModelFailed,
+    ModelLoading,
+    ModelReady,
+    Resumed,
+    WorkerCrashed,
+)
 
 ClientBuilder = Callable[[str, int], ModelClient]  # (model spec, replies already consumed) -> client
 
@@ -62,51 +72,6 @@ class Setup:
     repo_map: bool = True
     codebase_share: float = 0.5
     client: ModelClient | None = None  # built already (cheap specs); None: built on the worker
-
-
-@dataclass(slots=True)
-class ModelLoading:
-    spec: str
-
-
-@dataclass(slots=True)
-class ModelReady:
-    name: str
-    window: int
-
-
-@dataclass(slots=True)
-class ModelFailed:
-    message: str
-
-
-@dataclass(slots=True)
-class ContextMeasured:
-    tokens: int
-    exact: bool
-    window: int
-
-
-@dataclass(slots=True)
-class ApprovalNeeded:
-    request: Request
-    preview: Preview
-
-
-@dataclass(slots=True)
-class Resumed:
-    run_id: str
-    state: RunState
-
-
-@dataclass(slots=True)
-class Idle:
-    """The worker is done (a message answered, a model loaded, a session resumed, or a crash)."""
-
-
-@dataclass(slots=True)
-class WorkerCrashed:
-    error: str  # a traceback: a bug in codeagent, shown rather than hidden
 
 
 class SessionError(Exception):
