@@ -54,7 +54,9 @@ def script_file(tmp_path: Path) -> Callable[[list[dict[str, Any]]], Path]:
 
 @pytest.fixture
 def make_app(tmp_path: Path) -> Callable[..., CodeAgentApp]:
-    def make(root: Path, script: Path, mode: str = "auto-edit", resume: str | None = None) -> CodeAgentApp:
+    def make(
+        root: Path, script: Path, mode: str = "auto-edit", resume: str | None = None, sandbox: bool = SANDBOX
+    ) -> CodeAgentApp:
         setup = Setup(
             root,
             f"scripted:{script}",
@@ -62,7 +64,7 @@ def make_app(tmp_path: Path) -> Callable[..., CodeAgentApp]:
             ToolSettings(command_timeout=60),
             Limits(max_steps=20),
             mode,
-            sandbox=SANDBOX,
+            sandbox=sandbox,
             repo_map=False,
             client=steady(script),
         )
