@@ -38,6 +38,11 @@ def steady(path: Path, consumed: int = 0) -> SteadyClient:
 
 
 @pytest.fixture
+def scripted() -> Callable[..., SteadyClient]:
+    return steady
+
+
+@pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # Textual runs on asyncio; anyio's pytest plugin runs the async tests
 
@@ -103,7 +108,8 @@ class Driver:
     def text(self, selector: str = "#transcript") -> str:
         """The plain text of everything under ``selector``, in order (folded bodies included)."""
         parts = []
-        for widget in self.app.query_one(selector).query("*"):
+        root = self.app.query_one(selector)
+        for widget in [root, *root.query("*")]:
             if any(isinstance(ancestor, Markdown) for ancestor in widget.ancestors):
                 continue
             if isinstance(widget, Markdown):

@@ -70,8 +70,8 @@ def resolve(name: str) -> str | None:
 def unknown(name: str) -> str:
     known = [*COMMANDS, *ALIASES]
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f"; did you mean {' or '.join('/' + c for c in close)}?" if close else ""
-    return f"unknown command /{name}{hint} /help lists them all"
+    hint = f" (did you mean {' or '.join('/' + c for c in close)}?)" if close else ""
+    return f"unknown command /{name}{hint}; /help lists them all"
 
 
 def help_lines() -> list[tuple[str, str]]:

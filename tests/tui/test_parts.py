@@ -1,0 +1,136 @@
+"""The UI's parts on their own: the status line, attachments, history, approval previews,
+saved sessions, stopping a running command."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+from codeagent.sandbox.policy import Request
+from codeagent.sandbox.process import run_command
+from codeagent.tools.base import ToolEnv, ToolSettings
+from codeagent.tui.app.attach import attach, candidates, fragment
+from codeagent.tui.app.history import History
+from codeagent.tui.app.interrupt import stop_commands
+from codeagent.tui.app.preview import preview
+from codeagent.tui.app.sessions import sessions
+from codeagent.tui.app.slash import needs_idle, unknown
+from codeagent.tui.app.status import Stats, count, status_text
+
+
+def test_counts_and_the_status_line_fit_every_width():
+    assert [count(n) for n in (999, 1234, 12_345, 128_000, 2_500_000)] == [
+        "999",
+        "1.2k",
+        "12k",
+        "128k",
+        "2.5M",
+    ]
+    stats = Stats("embedded:Qwen3-Coder-30B-A3B", 262_144, 30_000, True, 30_000, 29_000, 41.7, 12, 75, "ask")
+    wide = status_text(stats, 200).plain
+    assert wide == (
+        "embedded:Qwen3-Coder-30B-A3B │ ctx 30k/262k 11% │ ask │ sandbox │ step 12 │ 1:15 │ cache 29k/30k │ 42 tok/s"
+    )
+    narrow = status_text(stats, 80).plain
+    assert len(narrow) <= 80 and narrow.startswith("embedded:Qwen3-Coder-30B-A3B │ ctx 30k/262k 11% │ ask")
+    assert "tok/s" not in narrow
+    assert status_text(Stats("m", 1000, 10, False), 80).plain.startswith("m │ ctx ~10/1k 1%")
+
+
+def test_mentions_complete_and_attach_text_files_only(make_repo):
+    root = make_repo({"src/app.py": "x = 1\n", "README.md": "```\ncode\n```\n", "data.bin": "\0\1"})
+    (root / "big.txt").write_text("a" * 200_000)
+    files = ["README.md", "big.txt", "data.bin", "src/app.py"]
+    assert fragment("look at @src/a") == "src/a" and fragment("mail me@host") is None
+    assert candidates(files, "app") == ["src/app.py"] and candidates(files, "")[0] == "big.txt"
+    done = attach("see @README.md, @big.txt @data.bin @../etc/passwd and user@example.com", root)
+    assert done.files == ["README.md"]
+    assert "````\n```\ncode\n```\n````" in done.message  # a longer fence than the file's own
+    assert any("big.txt is over 100 kB" in p for p in done.problems)
+    assert any("data.bin" in p and "binary" in p for p in done.problems)
+
+
+def test_history_walks_back_and_returns_to_the_draft(tmp_path):
+    history = History(tmp_path / "h.jsonl")
+    history.add("first")
+    history.add("second\nline")
+    again = History(tmp_path / "h.jsonl")
+    assert again.older("draft") == "second\nline" and again.older("") == "first" and again.older("") is None
+    assert again.newer() == "second\nline" and again.newer() == "draft" and again.newer() is None
+    assert [json.loads(line) for line in (tmp_path / "h.jsonl").read_text().splitlines()] == [
+        "first",
+        "second\nline",
+    ]
+
+
+def test_previews_show_what_would_change(make_repo):
+    root = make_repo()
+    env = ToolEnv(root, settings=ToolSettings(test_command="make check"))
+    edit = preview(
+        Request("edit_file", {"path": "stats.py", "old_text": "- 1", "new_text": "- 0"}, "edit"), env
+    )
+    assert (
+        edit.is_diff
+        and edit.title == "edit stats.py"
+        and "+    return sum(values) / (len(values) - 0)" in edit.body
+    )
+    missing = preview(
+        Request("edit_file", {"path": "stats.py", "old_text": "nope", "new_text": ""}, "edit"), env
+    )
+    assert missing.title.startswith("edit_file (it would fail: old_text was not found")
+    new = preview(Request("write_file", {"path": "docs/a.md", "content": "hi\n"}, "edit"), env)
+    assert new.title == "create docs/a.md" and "+hi" in new.body
+    tests = preview(Request("run_tests", {"paths": ["test_stats.py"]}, "command"), env)
+    assert tests.body == "make check test_stats.py" and not tests.is_diff
+    assert preview(Request("run", {"command": "rm -rf build"}, "command"), env).body == "rm -rf build"
+    assert (
+        "outside the repository"
+        in preview(Request("write_file", {"path": "/etc/x", "content": ""}, "edit"), env).title
+    )
+
+
+def test_sessions_are_listed_per_repository_newest_first(make_repo, isolated_home):
+    root = make_repo()
+    runs = isolated_home / "xdg_state_home" / "codeagent" / "runs"
+    for run_id, where, kind in (
+        ("20260101-000000-aaaaaa", root, "interactive"),
+        ("20260102-000000-bbbbbb", root, "interactive"),
+        ("20260103-000000-cccccc", root.parent, "interactive"),
+        ("20260104-000000-dddddd", root, None),
+    ):
+        (runs / run_id).mkdir(parents=True)
+        meta = {"type": "meta", "kind": kind, "root": str(where), "task": f"task {run_id[7]}", "model": "m"}
+        (runs / run_id / "transcript.jsonl").write_text(json.dumps(meta) + "\n")
+    assert [s.run_id for s in sessions(root)] == ["20260102-000000-bbbbbb", "20260101-000000-aaaaaa"]
+
+
+def test_stopping_kills_the_running_command_tree_at_once(tmp_path):
+    result = {}
+
+    def work():
+        result["r"] = run_command(
+            "sleep 30 & sleep 30; echo never",
+            tmp_path,
+            timeout=60,
+            max_output_chars=1000,
+            env=dict(os.environ),
+        )
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    deadline = time.monotonic() + 5
+    while not (stopped := stop_commands()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    worker.join(10)
+    assert stopped == 1 and time.monotonic() - started < 3
+    assert "never" not in result["r"].output and not result["r"].timed_out
+
+
+def test_commands_that_wait_and_unknown_ones():
+    assert needs_idle("/undo") and needs_idle("/model remote:x") and not needs_idle("/model")
+    assert not needs_idle("/mode ask") and not needs_idle("/help")
+    assert unknown("udno") == "unknown command /udno (did you mean /undo?); /help lists them all"
+    assert unknown("zzz") == "unknown command /zzz; /help lists them all"
