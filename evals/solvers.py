@@ -8,8 +8,8 @@
   the test patch and the test lists stay with the runner. Checkpoints (undo) are off: the
   workspace is thrown away after the task.
 
-Clients come from ``client_for(task)``, so one model can serve every worker (see
-``SerializedClient``) while stateful ones (scripted replies) get one client per task.
+Clients come from ``client_for(task)``: one embedded model serves every worker (its engine
+service batches their calls), while stateful clients (scripted replies) get one per task.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from codeagent.agent.issues import IssueSpec, format_task
 from codeagent.agent.loop import Limits
-from codeagent.agent.protocol import Message, ModelClient, TokenCallback, ToolSchema
+from codeagent.agent.protocol import ModelClient
 from codeagent.agent.session import SessionSpec, new_agent
 from codeagent.agent.transcript import Transcript
 from codeagent.evals import patches
@@ -131,28 +131,3 @@ def issue_of(task: Task) -> IssueSpec:
     """The problem statement as an issue: its first line the title, the rest the body."""
     title, _, body = task.problem_statement.strip().partition("\n")
     return IssueSpec(None, title.strip().removeprefix("# ").strip(), body.strip(), source=f"eval:{task.repo}")
-
-
-class SerializedClient:
-    """One client shared by worker threads, one call at a time.
-
-    The embedded engine is not thread-safe today (one forward at a time, no continuous
-    batching yet), so parallel tasks take turns on the model while their tools, tests and
-    grading run concurrently. With continuous batching in the engine, the lock can go.
-    """
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.name: str = inner.name
-        self.context_window: int = inner.context_window
-        self._lock = threading.Lock()
-
-    def complete(
-        self, messages: list[Message], tools: list[ToolSchema], on_token: TokenCallback | None = None
-    ) -> Any:
-        with self._lock:
-            return self.inner.complete(messages, tools, on_token)
-
-    def count_tokens(self, messages: list[Message], tools: list[ToolSchema]) -> tuple[int, bool]:
-        with self._lock:
-            return self.inner.count_tokens(messages, tools)

@@ -3,8 +3,8 @@
 The wiring of the eval harness: tasks from ``--tasks``/``--dataset`` (default: the built-in
 set), a solver from ``--model`` (``gold``, ``empty``, or any agent model spec), the sandbox
 decision, budgets, then ``evals.runner``. The embedded model is loaded once and shared by
-every worker through ``SerializedClient`` (one model call at a time until the engine
-batches); scripted models get a fresh client per task (``scripted:FILE`` replays FILE for
+every worker: its client is safe to call from many threads, and the engine service batches
+their requests (continuous batching); scripted models get a fresh client per task (``scripted:FILE`` replays FILE for
 every task, ``scripted:DIR`` replays ``DIR/<instance_id>.jsonl``); remote clients are made per
 task. The arguments are declared here and imported by ``cli.py``, so this module imports
 nothing heavy at the top.
@@ -193,7 +193,6 @@ def _solver(spec: str, args: Any, config: Any, settings: Any, output: Path) -> A
 def _clients(spec: str, args: Any, config: Any) -> Any:
     from codeagent.agent.clients import make_client
     from codeagent.agent.protocol import ModelError
-    from codeagent.evals.solvers import SerializedClient
     from codeagent.tui.commands import AGENT_SPECS, DEFAULT_MODEL, CommandError
 
     if spec.startswith("scripted:"):
@@ -224,7 +223,7 @@ def _clients(spec: str, args: Any, config: Any) -> Any:
     started = time.monotonic()
     print(f"codeagent: loading model {spec}", file=sys.stderr)
     try:
-        shared = SerializedClient(embedded_client(spec, args, DEFAULT_MODEL))
+        shared = embedded_client(spec, args, DEFAULT_MODEL)
     except ValueError as err:
         raise CommandError(str(err)) from err
     print(
