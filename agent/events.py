@@ -23,7 +23,7 @@ class StepStarted(Event):
 
 @dataclass(slots=True)
 class TokenStreamed(Event):
-    text: str
+    text: str  # "" for a token that shows nothing (a tool call being written): progress only
 
 
 @dataclass(slots=True)
@@ -32,6 +32,7 @@ class AssistantMessage(Event):
     reasoning: str
     usage: dict[str, int]
     elapsed_s: float
+    decode_tokens_per_s: float | None = None  # when the client measured it (the embedded runtime does)
 
 
 @dataclass(slots=True)

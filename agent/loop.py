@@ -136,6 +136,7 @@ class Agent:
                 message.get("reasoning_content") or "",
                 usage.as_dict(),
                 time.monotonic() - started,
+                getattr(completion, "decode_tokens_per_s", None) or None,
             )
         )
         calls = message.get("tool_calls") or []

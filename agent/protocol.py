@@ -66,7 +66,9 @@ class ModelClient(Protocol):
     def complete(
         self, messages: list[Message], tools: list[ToolSchema], on_token: TokenCallback | None = None
     ) -> Completion:
-        """Answer the conversation; call ``on_token`` with visible text as it streams."""
+        """Answer the conversation; call ``on_token`` with visible text as it streams. Streaming
+        clients call it for every token or chunk, with "" when it shows nothing (a tool call or
+        reasoning being written), so the caller can stop the reply at any point by raising."""
         ...
 
     def count_tokens(self, messages: list[Message], tools: list[ToolSchema]) -> tuple[int, bool]:

@@ -120,7 +120,7 @@ class EmbeddedClient:
         decoder = IncrementalDecoder(self.tokenizer)
 
         def emit(content: str) -> None:
-            if on_token and content:
+            if on_token:  # every token, "" when it shows nothing: the caller may stop the reply at any token
                 on_token(content)
 
         params = SamplingParams(temperature=self.temperature, max_tokens=min(self.max_new_tokens, room))

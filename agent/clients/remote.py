@@ -1,7 +1,8 @@
 """An OpenAI-compatible chat-completions client over HTTP (``httpx``, synchronous).
 
 ``POST {base_url}/chat/completions``, streamed by default over server-sent events: visible
-content goes to ``on_token`` as it arrives, tool-call deltas are joined by ``index``, and
+content goes to ``on_token`` as it arrives (every chunk calls it, with "" when it carries no
+content, so a caller can stop a long tool call being written), tool-call deltas are joined by ``index``, and
 reasoning (``reasoning_content`` or ``reasoning``) is kept apart. Usage comes from the final
 chunk (``stream_options.include_usage``), with ``prompt_tokens_details.cached_tokens``.
 
@@ -274,8 +275,8 @@ def _assemble(chunks: Iterator[dict[str, Any]], on_token: TokenCallback | None) 
             finish = choice.get("finish_reason") or finish
             if delta.get("content"):
                 content.append(delta["content"])
-                if on_token:
-                    on_token(delta["content"])
+            if on_token:  # every chunk, "" when it shows nothing: the caller may stop the reply at any chunk
+                on_token(delta.get("content") or "")
             reasoning.append(delta.get("reasoning_content") or delta.get("reasoning") or "")
             for call in delta.get("tool_calls") or []:
                 _merge_call(calls, call)

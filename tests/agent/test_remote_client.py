@@ -154,7 +154,7 @@ def test_streaming_joins_content_reasoning_and_tool_call_deltas(endpoint: Endpoi
     client = RemoteClient(endpoint.settings())
     tokens: list[str] = []
     completion = client.complete(MESSAGES, TOOLS, on_token=tokens.append)
-    assert tokens == ["Let me ", "look."]
+    assert [t for t in tokens if t] == ["Let me ", "look."]  # chunks without content call it with ""
     message = completion.message
     assert message["content"] == "Let me look." and message["reasoning_content"] == "The bug is in mean."
     calls = message["tool_calls"]

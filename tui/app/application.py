@@ -82,6 +82,7 @@ class CodeAgentApp(AgentUpdates, SlashCommands, App[int]):
         self.reply: AssistantEntry | None = None
         self.phase: str | None = None
         self.started_at = self.step_at = self.token_at = self.tool_at = 0.0
+        self.tokens = 0
         self.interrupting = False
         self._files: list[str] | None = None
         self._last_ctrl_c = -QUIT_WINDOW_S
@@ -144,12 +145,13 @@ class CodeAgentApp(AgentUpdates, SlashCommands, App[int]):
         now = self.clock()
         self.stats.elapsed = now - self.started_at
         frame = SPINNER[int(now * 8) % len(SPINNER)]
+        writing = f" · {self.tokens} tokens" if self.phase == "the model is writing" else ""
         activity.show(
             Text.assemble(
                 (frame + " ", "bold cyan"),
-                self.phase,
+                self.phase + writing,
                 f" · {int(now - self.started_at)}s",
-                ("   esc interrupts", "dim"),
+                ("   esc interrupts" if self.ready else "", "dim"),
             )
         )
         self.query_one(StatusBar).show()

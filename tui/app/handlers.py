@@ -39,6 +39,7 @@ class AgentUpdates:
     stats: Any
     tools: dict[str, ToolEntry]
     reply: AssistantEntry | None
+    tokens: int  # streamed in the current reply, shown and not
 
     async def on_agent_update(self, message: AgentUpdate) -> None:
         name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(message.item).__name__).lower()
@@ -48,15 +49,19 @@ class AgentUpdates:
 
     async def got_step_started(self, event: ev.StepStarted) -> None:
         self.stats.steps = event.step
-        self.reply, self.token_at, self.step_at = None, 0.0, self.clock()
+        self.reply, self.tokens, self.step_at = None, 0, self.clock()
         self.set_phase(f"the model is reading {count(self.stats.context)} tokens")
 
     async def got_token_streamed(self, event: ev.TokenStreamed) -> None:
+        self.tokens += 1
+        if self.tokens == 1:
+            self.token_at = self.clock()
+            self.set_phase("the model is writing")
+        if not event.text:
+            return  # a token that shows nothing (a tool call, reasoning): counted, not drawn
         if self.reply is None:
             self.reply = AssistantEntry()
             await self.add(self.reply)
-            self.token_at = self.clock()
-            self.set_phase("the model is writing")
         await self.reply.write(event.text)
 
     async def got_assistant_message(self, event: ev.AssistantMessage) -> None:
@@ -69,8 +74,9 @@ class AgentUpdates:
         usage = event.usage
         self.stats.prompt, self.stats.cached = usage.get("prompt_tokens", 0), usage.get("cached_tokens", 0)
         self.stats.context = self.stats.prompt + usage.get("completion_tokens", 0)
-        took = self.clock() - (self.token_at or self.step_at)
-        self.stats.rate = usage.get("completion_tokens", 0) / took if took > 0 else None
+        took = self.clock() - (self.token_at if self.tokens else self.step_at)
+        measured = usage.get("completion_tokens", 0) / took if took > 0 else None
+        self.stats.rate = event.decode_tokens_per_s or measured
         self.reply = None
         self.query_one(StatusBar).show()
 
@@ -104,6 +110,9 @@ class AgentUpdates:
         )
 
     async def got_run_finished(self, event: ev.RunFinished) -> None:
+        if self.reply is not None:  # a reply cut short: what it wrote so far stays
+            await self.reply.settle(self.reply.text)
+            self.reply = None
         if event.status == "interrupted":
             await self.notice("⏹ interrupted; the conversation is kept: send a message to go on", "warn")
         elif event.status == "budget":

@@ -30,13 +30,14 @@ from codeagent.tui.commands import (
 
 def launch(args: Any, config: Config) -> int:
     root = gitops.toplevel(args.cwd.resolve())
+    resume = _session(args.resume, root) if args.resume is not None else None
+    spec = args.model or (session_model(resume) if resume else None) or model_spec(args, config)
+    builder = _builder(args, config)
+    client = builder(spec, 0) if spec.startswith(AGENT_SPECS) else None
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise CommandError(
             "the terminal UI needs a terminal; in scripts and CI use 'codeagent fix --task TEXT'"
         )
-    resume = _session(args.resume, root) if args.resume is not None else None
-    spec = args.model or (session_model(resume) if resume else None) or model_spec(args, config)
-    builder = _builder(args, config)
     setup = Setup(
         root,
         spec,
@@ -47,7 +48,7 @@ def launch(args: Any, config: Config) -> int:
         sandbox_consent(args.sandbox),
         args.network,
         codebase_share=config.context.codebase_share,
-        client=builder(spec, 0) if spec.startswith(AGENT_SPECS) else None,
+        client=client,
     )
     from codeagent.tui.app.application import CodeAgentApp  # Textual loads only for the UI
 

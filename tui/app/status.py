@@ -55,7 +55,7 @@ def _fields(stats: Stats) -> list[tuple[int, Text]]:
     """(priority, piece): lower priorities are dropped first when the line is too narrow."""
     share = f" {100 * stats.context // stats.window}%" if stats.window else ""
     used = ("" if stats.exact else "~") + count(stats.context)
-    context = Text(f"ctx {used}/{count(stats.window)}{share}")
+    context = Text(f"ctx {used}/{count(stats.window)}{share}" if stats.window else "ctx –")
     if stats.window and stats.context > 0.8 * stats.window:
         context.stylize("bold red")
     rate = f"{stats.rate:.0f} tok/s" if stats.rate is not None else "– tok/s"
