@@ -3,8 +3,9 @@
 ``KVCache`` holds one sequence's keys and values for one layer as two row streams
 [S, KVH, D]: pages of the engine's KV pool, or private growing tensors without an engine. ``attend`` appends the new rows and computes attention of the new queries over
 everything cached, with the causal mask offset by what was cached before. It loops over
-sequences (each reads its own rows gathered from the pool); the paged-attention Triton
-kernels of a later issue read the pool in place and are tested against this.
+sequences (each reads its own rows gathered from the pool); with Triton, paged caches go
+to ``kernels/paged_attention`` instead, which writes every sequence's rows in one copy and
+reads the pool in place through the block tables (tested against this loop).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from codeagent.backend.cache.paged import GrowingRows, Rows
+from codeagent.backend.cache.paged import GrowingRows, PagedRows, Rows
+from codeagent.backend.kernels.dispatch import triton_ops, use_triton
 
 
 class KVCache:
@@ -32,24 +34,67 @@ class KVCache:
         return self.k.read(), self.v.read()
 
 
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, caches: list[KVCache], sizes: list[int], scale: float
+) -> torch.Tensor:
+    """One layer's attention over a flattened batch (q [T, H, D], k, v [T, KVH, D]; ``sizes`` the
+    sequences' new tokens): each sequence's new rows join its cache, then its queries attend.
+    With Triton and paged caches, one kernel call for the whole batch; otherwise a loop."""
+    if use_triton(q) and all(isinstance(c.k, PagedRows) for c in caches):
+        return triton_ops().paged_attention_step(q, k, v, caches, sizes, scale)
+    outs = []
+    for cache, qs, ks, vs in zip(caches, q.split(sizes), k.split(sizes), v.split(sizes), strict=True):
+        keys, values = cache.append(ks, vs)
+        outs.append(causal_attention(qs, keys, values, scale))
+    return torch.cat(outs)
+
+
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
     """q [N, H, D] (the last N positions), k, v [S, KVH, D] with S >= N -> [N, H, D].
 
-    PyTorch's fused scaled-dot-product attention with grouped heads (no repeated K/V), causal
-    with the mask offset by the S - N positions cached before; on CPU its flash kernel keeps
-    memory linear in S where a materialised [H, N, S] score matrix would not.
+    PyTorch's fused scaled-dot-product attention, grouped heads never repeated over the
+    context. One token (decode): each KV head's G query heads are its G queries. A fresh
+    prompt (N == S): causal. A chunk after a cached prefix, on CPU: the prefix part (every
+    query sees every key, the G heads folded into the queries) and the chunk's own causal
+    part are two flash calls merged by their log-sum-exps, so no work is spent on masked
+    keys; elsewhere an offset causal mask.
     """
-    n, s = q.shape[0], k.shape[0]
-    mask = None
-    if 1 < n < s:
-        mask = torch.arange(s, device=q.device)[None, :] <= torch.arange(s - n, s, device=q.device)[:, None]
-    out = F.scaled_dot_product_attention(
-        q.transpose(0, 1)[None],
-        k.transpose(0, 1)[None],
-        v.transpose(0, 1)[None],
-        attn_mask=mask,
-        is_causal=n == s and n > 1,
-        scale=scale,
-        enable_gqa=True,
-    )
+    n, heads, dim = q.shape
+    s, kv_heads, _ = k.shape
+    group = heads // kv_heads
+    kt, vt = k.transpose(0, 1)[None], v.transpose(0, 1)[None]  # [1, KVH, S, D]
+    if n == 1:
+        out = F.scaled_dot_product_attention(q.view(1, kv_heads, group, dim), kt, vt, scale=scale)
+        return out.reshape(1, heads, dim)
+    qt = q.transpose(0, 1)[None]  # [1, H, N, D]
+    if n == s:
+        out = F.scaled_dot_product_attention(qt, kt, vt, is_causal=True, scale=scale, enable_gqa=True)
+        return out[0].transpose(0, 1)
+    if q.device.type == "cpu" and n >= SPLIT_MIN_QUERIES:
+        return _prefix_then_chunk(q, k, v, scale)
+    mask = torch.arange(s, device=q.device)[None, :] <= torch.arange(s - n, s, device=q.device)[:, None]
+    out = F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, scale=scale, enable_gqa=True)
     return out[0].transpose(0, 1)
+
+
+SPLIT_MIN_QUERIES = 16
+
+
+def _prefix_then_chunk(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    n, heads, dim = q.shape
+    s, kv_heads, _ = k.shape
+    group = heads // kv_heads
+    folded = q.view(n, kv_heads, group, dim).permute(1, 0, 2, 3).reshape(1, kv_heads, n * group, dim)
+    before = s - n
+    kt, vt = k[:before].transpose(0, 1)[None], v[:before].transpose(0, 1)[None]
+    out1, lse1 = flash(folded, kt, vt, 0.0, False, scale=scale)
+    out1 = out1[0].view(kv_heads, n, group, dim).permute(1, 0, 2, 3).reshape(n, heads, dim)
+    lse1 = lse1[0].view(kv_heads, n, group).permute(1, 0, 2).reshape(n, heads)
+    kc = k[before:].repeat_interleave(group, dim=1).transpose(0, 1)[None]  # only the chunk's keys repeat
+    vc = v[before:].repeat_interleave(group, dim=1).transpose(0, 1)[None]
+    out2, lse2 = flash(q.transpose(0, 1)[None], kc, vc, 0.0, True, scale=scale)
+    out2, lse2 = out2[0].transpose(0, 1), lse2[0].transpose(0, 1)
+    top = torch.maximum(lse1, lse2)
+    w1, w2 = torch.exp(lse1 - top), torch.exp(lse2 - top)
+    return ((out1 * w1[..., None] + out2 * w2[..., None]) / (w1 + w2)[..., None]).to(q.dtype)
