@@ -34,7 +34,7 @@ from typing import Any
 from codeagent.agent.protocol import ModelError
 from codeagent.evals import toolchains
 from codeagent.evals.environment import RunSettings, SetupFailed
-from codeagent.evals.grading import grade
+from codeagent.evals.grading import Grade, grade
 from codeagent.evals.patches import PatchError
 from codeagent.evals.reports import TaskReport, read_reports, read_run, write_json, write_report
 from codeagent.evals.repos import SourceMissing, WorkspaceError, locate
@@ -188,19 +188,24 @@ class _Runner:
         reason = toolchains.missing(task.requires) or _no_environment(task)
         if reason:
             return _skipped(report, reason)
+        if not self._solve_and_grade(task, source, report):
+            return None
+        report.wall_time_s = round(time.monotonic() - started, 3)
+        report.overhead_s = round(report.wall_time_s - report.agent_time_s, 3)
+        return report
+
+    def _solve_and_grade(self, task: Task, source: Path, report: TaskReport) -> bool:
+        """Fill ``report`` in; False when the run was stopped before the task finished."""
         folder = Path(tempfile.mkdtemp(prefix="codeagent-eval-"))
         self.active.add(folder)
         try:
             attempt = self.solver.solve(task, source, folder / "agent", self.stop)
             if self.stop.is_set():
-                return None
+                return False
             _fill_attempt(report, attempt)
-            graded = grade(task, attempt.patch, source, folder / "grade", self.options.settings)
-            report.status, report.message, report.resolved = graded.status, graded.message, graded.resolved
-            report.tests, report.test_command = graded.tests, graded.test_command
-            report.test_exit_code, report.test_output_tail = graded.exit_code, graded.output_tail
+            _fill_grade(report, grade(task, attempt.patch, source, folder / "grade", self.options.settings))
         except Interrupted:
-            return None
+            return False
         except TASK_ERRORS as err:
             report.status, report.message = "error", f"{type(err).__name__}: {err}"
         finally:
@@ -209,9 +214,7 @@ class _Runner:
             else:
                 shutil.rmtree(folder, ignore_errors=True)
             self.active.discard(folder)
-        report.wall_time_s = round(time.monotonic() - started, 3)
-        report.overhead_s = round(report.wall_time_s - report.agent_time_s, 3)
-        return report
+        return True
 
 
 def _fill_attempt(report: TaskReport, attempt: Attempt) -> None:
@@ -219,6 +222,12 @@ def _fill_attempt(report: TaskReport, attempt: Attempt) -> None:
     report.agent_time_s = round(attempt.agent_time_s, 3)
     report.agent_status, report.agent_message = attempt.agent_status, attempt.agent_message
     report.transcript = attempt.transcript
+
+
+def _fill_grade(report: TaskReport, graded: Grade) -> None:
+    report.status, report.message, report.resolved = graded.status, graded.message, graded.resolved
+    report.tests, report.test_command = graded.tests, graded.test_command
+    report.test_exit_code, report.test_output_tail = graded.exit_code, graded.output_tail
 
 
 def _skipped(report: TaskReport, reason: str) -> TaskReport:
