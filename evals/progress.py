@@ -17,15 +17,21 @@ WIDTH = 24
 
 
 class Progress:
-    def __init__(self, total: int, done: int = 0, stream: TextIO = sys.stderr, enabled: bool = True) -> None:
+    def __init__(
+        self, total: int, finished: list[TaskReport], stream: TextIO = sys.stderr, enabled: bool = True
+    ) -> None:
         self.total = total
-        self.done = done
-        self.resolved = 0
-        self.skipped = 0
+        self.done = len(finished)  # by an earlier session of a resumed run
+        self.resolved = sum(r.resolved for r in finished)
+        self.skipped = sum(r.status == "skipped" for r in finished)
         self.stream = stream
         self.enabled = enabled
         self.live = enabled and stream.isatty()
         self.started = time.monotonic()
+
+    def begin(self) -> None:
+        if self.live:
+            self._draw("starting")
 
     def __call__(self, report: TaskReport) -> None:
         self.done += 1
@@ -34,7 +40,7 @@ class Progress:
         if not self.enabled:
             return
         if self.live:
-            self._draw(report)
+            self._draw(f"{report.instance_id}: {report.status}")
         else:
             print(
                 f"[{self.done}/{self.total}] {report.instance_id}: {report.status} ({report.wall_time_s:.1f}s)",
@@ -42,13 +48,13 @@ class Progress:
                 flush=True,
             )
 
-    def _draw(self, report: TaskReport) -> None:
+    def _draw(self, last: str) -> None:
         filled = WIDTH * self.done // max(1, self.total)
         bar = "#" * filled + "." * (WIDTH - filled)
         elapsed = time.monotonic() - self.started
         line = (
             f"[{bar}] {self.done}/{self.total} resolved {self.resolved} skipped {self.skipped} "
-            f"{elapsed:.0f}s  {report.instance_id}: {report.status}"
+            f"{elapsed:.0f}s  {last}"
         )
         self.stream.write("\r\x1b[2K" + line[:160])
         self.stream.flush()

@@ -97,6 +97,7 @@ def run(args: Any, config: Any) -> int:
 def _evaluate(args: Any, config: Any) -> int:
     from codeagent.evals.loader import BUILTIN, load_tasks
     from codeagent.evals.progress import Progress
+    from codeagent.evals.reports import read_reports
     from codeagent.evals.runner import EvalInterrupted, EvalOptions, prepare, run_eval
     from codeagent.evals.selection import select
     from codeagent.tui.commands import CommandError, model_spec, sandbox_consent
@@ -117,7 +118,10 @@ def _evaluate(args: Any, config: Any) -> int:
     )
     solver = _solver(spec, args, config, settings, options.output)
     todo = prepare(chosen, solver, options)
-    progress = Progress(len(chosen), len(chosen) - len(todo), enabled=not args.quiet)
+    earlier = {task.instance_id for task in chosen} - {task.instance_id for task in todo}
+    finished = [report for iid, report in read_reports(options.output).items() if iid in earlier]
+    progress = Progress(len(chosen), finished, enabled=not args.quiet)
+    progress.begin()
     try:
         wall = run_eval(todo, solver, options, progress)
     except EvalInterrupted:
