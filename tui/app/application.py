@@ -39,7 +39,8 @@ from codeagent.tui.app.handlers import AgentUpdate, AgentUpdates
 from codeagent.tui.app.history import History
 from codeagent.tui.app.panels import ActivityLine, ApprovalPanel, PlanPanel, StatusBar
 from codeagent.tui.app.prompt import Completions, PromptInput
-from codeagent.tui.app.slash import SlashCommands, needs_idle
+from codeagent.tui.app.sessions import sessions
+from codeagent.tui.app.slash import MODE_HELP, SlashCommands, needs_idle
 from codeagent.tui.app.status import SPINNER, Stats
 
 QUIT_WINDOW_S = 2.0  # the second Ctrl+C must come within this
@@ -54,6 +55,8 @@ class CodeAgentApp(AgentUpdates, SlashCommands, App[int]):
         Binding("escape", "escape", "interrupt", priority=True, show=False),
         Binding("ctrl+c", "ctrl_c", "quit", priority=True, show=False),
         Binding("ctrl+o", "details", "tool output", show=False),
+        Binding("pageup", "page(-1)", "scroll up", priority=True, show=False),
+        Binding("pagedown", "page(1)", "scroll down", priority=True, show=False),
     ]
 
     def __init__(
@@ -108,10 +111,14 @@ class CodeAgentApp(AgentUpdates, SlashCommands, App[int]):
             self.conversation.load_model()
 
     def welcome(self) -> None:
+        mode = self.conversation.policy.mode
         line = Text.assemble(
             ("codeagent", "bold"),
-            f" in {self.setup.root.name} · {self.conversation.policy.mode} mode · /help for commands and keys",
+            f" in {self.setup.root.name} · {mode} mode: {MODE_HELP[mode]} · /help for commands and keys",
         )
+        earlier = len(sessions(self.setup.root)) if self.resume_id is None else 0
+        if earlier:
+            line.append(f"\n/resume continues one of the {earlier} earlier session{'s' * (earlier > 1)} here")
         self.add(NoticeEntry(line))
         if not self.setup.sandbox:
             self.add(NoticeEntry("the sandbox is off: the model's commands run as you", "error"))
@@ -175,6 +182,7 @@ class CodeAgentApp(AgentUpdates, SlashCommands, App[int]):
             self.send(text)
 
     def send(self, text: str) -> None:
+        self.transcript.anchor()  # follow the new turn, even after the user scrolled back
         attached = attach(text, self.setup.root)
         self.add(UserEntry(text, attached.files))
         for problem in attached.problems:
@@ -215,6 +223,16 @@ class CodeAgentApp(AgentUpdates, SlashCommands, App[int]):
     def quit(self) -> None:
         self.conversation.interrupt()
         self.exit(0)
+
+    def action_page(self, direction: int) -> None:
+        """Page through the approval being shown, else the transcript (the prompt keeps focus)."""
+        approval = self.query_one(ApprovalPanel)
+        if not approval.has_class("-idle"):
+            approval.action_scroll(10 * direction)
+        elif direction < 0:
+            self.transcript.scroll_page_up(animate=False)
+        else:
+            self.transcript.scroll_page_down(animate=False)
 
     def action_details(self) -> None:
         blocks = list(self.query(ToolEntry))

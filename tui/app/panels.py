@@ -100,10 +100,12 @@ class ApprovalPanel(Vertical, can_focus=True):
         self.query_one(".keys", Static).update(keys)
         self.query_one(".body", VerticalScroll).scroll_home(animate=False)
         self.remove_class("-idle")
+        self.screen.add_class("-asking")
         self.focus()
 
     def close(self) -> None:
         self.add_class("-idle")
+        self.screen.remove_class("-asking")
 
     def action_answer(self, choice: str) -> None:
         self.post_message(self.Answered(choice))

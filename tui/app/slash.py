@@ -24,8 +24,8 @@ from codeagent.tui.app.status import count
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "help": ("", "commands and keys"),
-    "model": ("[SPEC]", "show the model, or switch to another (checkpoint, remote:NAME, scripted:FILE)"),
-    "mode": ("[MODE]", "show or set what runs without asking: read-only, ask, auto-edit, full-auto"),
+    "model": ("[SPEC]", "show the model, or load another (path, alias, remote:NAME)"),
+    "mode": ("[MODE]", "show or set: read-only, ask, auto-edit, full-auto"),
     "plan": ("", "show the plan, and show or hide its panel"),
     "diff": ("", "everything changed in the files this session"),
     "undo": ("", "undo the last change to the files, exactly"),
@@ -49,6 +49,7 @@ KEYS = (
     ("Up / Down", "history"),
     ("@path", "attach a file; Tab completes"),
     ("Esc", "interrupt the model or the running command"),
+    ("PageUp / PageDown", "scroll the transcript (or the approval being shown)"),
     ("Ctrl+C twice", "quit"),
     ("Ctrl+O", "show or hide the output of every tool call"),
     ("Tab", "move to the transcript's blocks; Enter opens one"),
