@@ -149,6 +149,10 @@ def fix(args: Any, config: Config) -> int:
     sink = (lambda _event: None) if args.quiet else printer
     if args.resume:
         state = _load(args.resume)
+        if state.meta.get("kind") == "interactive":
+            raise CommandError(
+                f"{args.resume} is a terminal UI session; continue it with: codeagent --resume {args.resume}"
+            )
         make = client_factory(args.model or state.meta["model"], args, config)
         result = resume_fix(state, make, options, sink)
     else:
