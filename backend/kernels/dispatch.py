@@ -19,6 +19,8 @@ import functools
 import importlib
 import importlib.util
 import os
+import sys
+from importlib import metadata
 from types import ModuleType
 
 import torch
@@ -53,18 +55,22 @@ def interpreter_problem() -> str | None:
     (triton-lang/triton#9171): every kernel with a runtime-bounded loop fails."""
     if not triton_installed():
         return "triton is not installed: pip install 'codeagent[kernels]'"
-    import numpy
-    import triton
+    try:
+        triton_version, numpy_version = metadata.version("triton"), metadata.version("numpy")
+    except metadata.PackageNotFoundError:
+        return "Triton's interpreter needs numpy: pip install 'numpy<2.4'"
 
-    def version(text: str) -> tuple[int, int]:
+    def release(text: str) -> tuple[int, int]:
         major, minor = text.split(".")[:2]
         return int(major), int(minor)
 
-    if version(triton.__version__) < (3, 7) and version(numpy.__version__) >= (2, 4):
+    if release(triton_version) < (3, 7) and release(numpy_version) >= (2, 4):
         return (
-            f"Triton {triton.__version__}'s CPU interpreter fails with numpy {numpy.__version__} "
+            f"Triton {triton_version}'s CPU interpreter fails with numpy {numpy_version} "
             "(triton-lang/triton#9171): pip install 'numpy<2.4' or 'triton>=3.7'"
         )
+    if "triton" in sys.modules and not interpreting():
+        return "triton was imported before its interpreter was switched on: set TRITON_INTERPRET=1"
     return None
 
 
@@ -87,6 +93,7 @@ def use_triton(x: torch.Tensor) -> bool:
         problem = interpreter_problem()
         if problem:
             raise KernelUnavailable(f"{ENV}=triton on CPU: {problem}")
+        os.environ.setdefault("TRITON_INTERPRET", "1")
     return True
 
 

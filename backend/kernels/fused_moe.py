@@ -9,7 +9,8 @@ heuristic), chosen per number of tokens, expert width and device.
 Two numerics, matching the two references:
 
 - Qwen3 (``layers/moe.experts_forward``): SiLU-gated, the routing weight applied after
-  the down projection in the activation dtype, the k outputs summed in that dtype;
+  the down projection in the activation dtype, the k outputs summed in float32 and
+  rounded once (as torch's ``sum`` over k does);
 - DeepSeek-V4 (``deepseek_v4_moe.routed_experts``): clamped SwiGLU and the weight in
   float32 before the down projection, the sum in float32 (``clamped=True``).
 
@@ -129,6 +130,6 @@ def fused_moe(
     block_n = min(1024, triton.next_power_of_2(hidden))
     combine_kernel[(t, triton.cdiv(hidden, block_n))](
         per_pair, shared if shared is not None else per_pair, out, hidden,
-        TOPK=topk, HAS_SHARED=shared is not None, ROUND_EACH=not clamped, BLOCK_N=block_n,
+        TOPK=topk, HAS_SHARED=shared is not None, BLOCK_N=block_n,
     )  # fmt: skip
     return out

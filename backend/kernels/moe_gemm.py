@@ -242,10 +242,9 @@ def combine_kernel(
     N,
     TOPK: tl.constexpr,
     HAS_SHARED: tl.constexpr,
-    ROUND_EACH: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    """out[t] = sum_j pair_out[t * k + j] (+ shared[t]), in float32 or, with ROUND_EACH, in out's dtype."""
+    """out[t] = sum_j pair_out[t * k + j] (+ shared[t]) in float32, rounded once to out's dtype."""
     t, pid_n = tl.program_id(0), tl.program_id(1)
     n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     mask = n < N
@@ -253,8 +252,6 @@ def combine_kernel(
     acc = tl.zeros([BLOCK_N], dtype=tl.float32)
     for j in tl.static_range(TOPK):
         acc += tl.load(pair_ptr + (t * TOPK + j) * N + n, mask=mask, other=0.0)
-        if ROUND_EACH:
-            acc = round_to(acc, dtype)
     if HAS_SHARED:
         acc += tl.load(shared_ptr + t * N + n, mask=mask, other=0.0).to(tl.float32)
     tl.store(out_ptr + t * N + n, acc.to(dtype), mask=mask)

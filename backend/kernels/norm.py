@@ -1,15 +1,16 @@
 """RMSNorm, optionally fused with the residual add before it (Triton).
 
-One program per row of ``D`` channels (any leading shape [A, B, D] with a contiguous last
-dim, so per-head norms on a strided view of a fused QKV output need no copy). Statistics
-in float32. Three roundings match the references bit for bit in float32 and to the last
-bf16 ulp otherwise:
+Each program normalises a few rows of ``D`` channels (any leading shape [A, B, D] with a
+contiguous last dim, so per-head norms on a strided view of a fused QKV output need no
+copy); rows per program grow as D shrinks. Statistics
+in float32. Three roundings follow the references (equal up to float32 summation order,
+within an ulp or two in bf16):
 
-- ``weight_in_fp32=False`` (Qwen3, ``layers/norm.py``): normalise, cast to the input dtype,
-  then multiply by the weight in that dtype;
-- ``weight_in_fp32=True`` (DeepSeek-V4's ``rms_norm``): multiply by the float32 weight
-  before the cast;
-- no weight (V4's ``unweighted_rms_norm``): x times rsqrt cast to the input dtype.
+- ``CAST_FIRST`` (``layers/norm.py``): normalise, cast to the input dtype, then multiply
+  by the weight in that dtype (no weight: just the cast);
+- ``WEIGHT_FIRST`` (DeepSeek-V4's ``rms_norm``): multiply by the float32 weight before
+  the cast;
+- ``SCALE_IN_DTYPE`` (V4's ``unweighted_rms_norm``): x times rsqrt cast to the input dtype.
 
 With ``residual``, the kernel first forms ``x + residual`` in the input dtype, writes it
 out (the new residual stream) and normalises it: one read of each, two writes.
@@ -23,47 +24,42 @@ import triton
 import triton.language as tl
 
 from codeagent.backend.kernels.common import round_to
+from codeagent.backend.kernels.dispatch import interpreting
+
+CAST_FIRST, WEIGHT_FIRST, SCALE_IN_DTYPE = 0, 1, 2
 
 
 @triton.jit
 def _rms_norm_kernel(
-    x_ptr,
-    res_ptr,
-    w_ptr,
-    out_ptr,
-    res_out_ptr,
-    B,
-    stride_xa,
-    stride_xb,
-    stride_ra,
-    stride_rb,
-    D,
-    eps,
-    HAS_RES: tl.constexpr,
-    HAS_WEIGHT: tl.constexpr,
-    WEIGHT_FP32: tl.constexpr,
-    BLOCK: tl.constexpr,
-):
-    row = tl.program_id(0)
+    x_ptr, res_ptr, w_ptr, out_ptr, res_out_ptr,
+    R, B, stride_xa, stride_xb, stride_ra, stride_rb, D, eps,
+    HAS_RES: tl.constexpr, HAS_WEIGHT: tl.constexpr, ROUNDING: tl.constexpr,
+    BLOCK_R: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    row = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     a, b = row // B, row % B
     cols = tl.arange(0, BLOCK)
-    mask = cols < D
+    mask = (row < R)[:, None] & (cols < D)[None, :]
     dtype = out_ptr.dtype.element_ty
-    h = tl.load(x_ptr + a * stride_xa + b * stride_xb + cols, mask=mask, other=0.0).to(tl.float32)
+    src = (a * stride_xa + b * stride_xb)[:, None] + cols[None, :]
+    dst = row[:, None] * D + cols[None, :]
+    h = tl.load(x_ptr + src, mask=mask, other=0.0).to(tl.float32)
     if HAS_RES:
-        r = tl.load(res_ptr + a * stride_ra + b * stride_rb + cols, mask=mask, other=0.0).to(tl.float32)
-        h = round_to(h + r, dtype)  # the reference adds in the input dtype
-        tl.store(res_out_ptr + row * D + cols, h.to(dtype), mask=mask)
-    inv = tl.div_rn(1.0, tl.sqrt_rn(tl.sum(h * h, axis=0) / D + eps))  # IEEE-rounded, as torch.rsqrt
-    if HAS_WEIGHT:
-        w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-        if WEIGHT_FP32:  # noqa: SIM108 (constexpr branches in a Triton kernel)
-            y = w * (h * inv)
-        else:
-            y = round_to(h * inv, dtype) * round_to(w, dtype)
-    else:
+        res = (a * stride_ra + b * stride_rb)[:, None] + cols[None, :]
+        h = round_to(h + tl.load(res_ptr + res, mask=mask, other=0.0).to(tl.float32), dtype)  # added in dtype
+        tl.store(res_out_ptr + dst, h.to(dtype), mask=mask)
+    inv = tl.div_rn(1.0, tl.sqrt_rn(tl.sum(h * h, axis=1) / D + eps))[:, None]  # IEEE-rounded, as torch.rsqrt
+    if ROUNDING == 2:
         y = h * round_to(inv, dtype)
-    tl.store(out_ptr + row * D + cols, y.to(dtype), mask=mask)
+    elif ROUNDING == 1:
+        y = h * inv
+        if HAS_WEIGHT:
+            y = tl.load(w_ptr + cols, mask=cols < D, other=0.0).to(tl.float32)[None, :] * y
+    else:
+        y = round_to(h * inv, dtype)
+        if HAS_WEIGHT:
+            y = y * round_to(tl.load(w_ptr + cols, mask=cols < D, other=0.0).to(tl.float32), dtype)[None, :]
+    tl.store(out_ptr + dst, y.to(dtype), mask=mask)
 
 
 def _as_3d(x: torch.Tensor) -> torch.Tensor:
@@ -83,7 +79,7 @@ def rms_norm(
     weight: torch.Tensor | None,
     eps: float,
     residual: torch.Tensor | None = None,
-    weight_in_fp32: bool = False,
+    rounding: int = CAST_FIRST,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """x [..., D] -> RMSNorm(x) (same shape and dtype); with residual, also returns x + residual."""
     shape, d = x.shape, x.shape[-1]
@@ -91,14 +87,16 @@ def rms_norm(
     r3 = _as_3d(residual) if residual is not None else x3
     out = torch.empty(shape, dtype=x.dtype, device=x.device)
     res_out = torch.empty(shape, dtype=x.dtype, device=x.device) if residual is not None else out
-    rows = x3.shape[0] * x3.shape[1]
+    rows, block = x3.shape[0] * x3.shape[1], triton.next_power_of_2(d)
+    per_program = max(1, min(triton.next_power_of_2(rows), (16384 if interpreting() else 2048) // block))
     if rows:
-        _rms_norm_kernel[(rows,)](
+        _rms_norm_kernel[(triton.cdiv(rows, per_program),)](
             x3,
             r3,
             weight if weight is not None else x3,
             out,
             res_out,
+            rows,
             x3.shape[1],
             x3.stride(0),
             x3.stride(1),
@@ -108,8 +106,9 @@ def rms_norm(
             eps,
             HAS_RES=residual is not None,
             HAS_WEIGHT=weight is not None,
-            WEIGHT_FP32=weight_in_fp32,
-            BLOCK=triton.next_power_of_2(d),
+            ROUNDING=rounding,
+            BLOCK_R=per_program,
+            BLOCK=block,
         )
     return (out, res_out) if residual is not None else out
 

@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
+import torch
+
+from codeagent.backend.kernels import norm, rotary
 from codeagent.backend.kernels.fused_moe import QuantizedExperts, fused_moe
 from codeagent.backend.kernels.moe_routing import softmax_topk, sqrt_softplus_route
 from codeagent.backend.kernels.norm import rms_norm
+from codeagent.backend.kernels.paged_attention import step as paged_attention_step
 from codeagent.backend.kernels.rotary import apply_rotary
+
+
+def rms_norm_weight_first(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """DeepSeek-V4's RMSNorm: the float32 weight multiplies before the cast."""
+    return norm.rms_norm(x, weight, eps, rounding=norm.WEIGHT_FIRST)
+
+
+def unweighted_rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    return norm.rms_norm(x, None, eps, rounding=norm.SCALE_IN_DTYPE)
+
+
+def apply_interleaved_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    return rotary.apply_rotary(x, cos, sin, interleaved=True)
+
 
 __all__ = [
     "QuantizedExperts",
+    "apply_interleaved_rope",
     "apply_rotary",
     "fused_moe",
+    "paged_attention_step",
     "rms_norm",
+    "rms_norm_weight_first",
     "softmax_topk",
     "sqrt_softplus_route",
+    "unweighted_rms_norm",
 ]

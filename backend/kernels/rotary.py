@@ -9,7 +9,7 @@ references take. The rotated channels are ``[start, start + R)``, the others pas
 - interleaved (DeepSeek-V4, ``deepseek_v4_rope``): pairs (2i, 2i + 1) in the last R
   channels (start D - R). Pass ``-sin`` to rotate back.
 
-One program per (token, head); math in float32 (cos/sin are float32; the rotate-half
+Each program rotates a tile of (token, head) rows; math in float32 (cos/sin are float32; the rotate-half
 reference rounds them to the input dtype first, so bf16 results may differ by an ulp).
 Writes a new tensor, as the references return one.
 """
@@ -20,45 +20,38 @@ import torch
 import triton
 import triton.language as tl
 
+from codeagent.backend.kernels.dispatch import interpreting
+
 
 @triton.jit
 def _rotary_kernel(
-    x_ptr,
-    cos_ptr,
-    sin_ptr,
-    out_ptr,
-    H,
-    stride_xt,
-    stride_xh,
-    stride_ct,
-    D,
-    START,
-    HALF,
-    INTERLEAVED: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    BLOCK_R: tl.constexpr,
-):
-    row = tl.program_id(0)
-    t, h = row // H, row % H
-    src = x_ptr + t * stride_xt + h * stride_xh
-    dst = out_ptr + row * D
-    cols = tl.arange(0, BLOCK_D)
-    keep = (cols < D) & ((cols < START) | (cols >= START + 2 * HALF))  # channels not rotated
-    tl.store(dst + cols, tl.load(src + cols, mask=keep), mask=keep)
-    pair = tl.arange(0, BLOCK_R)
-    pmask = pair < HALF
+    x_ptr, cos_ptr, sin_ptr, out_ptr,
+    R, H, stride_xt, stride_xh, stride_ct, D, START, HALF,
+    INTERLEAVED: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_P: tl.constexpr,
+):  # fmt: skip
+    row = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)  # (token, head) pairs
+    row_ok = (row < R)[:, None]
+    t = row // H
+    src = (t * stride_xt + (row % H) * stride_xh)[:, None]
+    dst = (row * D)[:, None]
+    cols = tl.arange(0, BLOCK_D)[None, :]
+    keep = row_ok & (cols < D) & ((cols < START) | (cols >= START + 2 * HALF))  # channels not rotated
+    tl.store(out_ptr + dst + cols, tl.load(x_ptr + src + cols, mask=keep), mask=keep)
+    pair = tl.arange(0, BLOCK_P)[None, :]
+    pmask = row_ok & (pair < HALF)
     if INTERLEAVED:
         first, second = START + 2 * pair, START + 2 * pair + 1
     else:
         first, second = START + pair, START + HALF + pair
-    c1 = tl.load(cos_ptr + t * stride_ct + first - START, mask=pmask)
-    s1 = tl.load(sin_ptr + t * stride_ct + first - START, mask=pmask)
-    c2 = tl.load(cos_ptr + t * stride_ct + second - START, mask=pmask)
-    s2 = tl.load(sin_ptr + t * stride_ct + second - START, mask=pmask)
-    a = tl.load(src + first, mask=pmask).to(tl.float32)
-    b = tl.load(src + second, mask=pmask).to(tl.float32)
-    tl.store(dst + first, (a * c1 - b * s1).to(out_ptr.dtype.element_ty), mask=pmask)
-    tl.store(dst + second, (b * c2 + a * s2).to(out_ptr.dtype.element_ty), mask=pmask)
+    trig = (t * stride_ct)[:, None] - START
+    c1 = tl.load(cos_ptr + trig + first, mask=pmask)
+    s1 = tl.load(sin_ptr + trig + first, mask=pmask)
+    c2 = tl.load(cos_ptr + trig + second, mask=pmask)
+    s2 = tl.load(sin_ptr + trig + second, mask=pmask)
+    a = tl.load(x_ptr + src + first, mask=pmask).to(tl.float32)
+    b = tl.load(x_ptr + src + second, mask=pmask).to(tl.float32)
+    tl.store(out_ptr + dst + first, (a * c1 - b * s1).to(out_ptr.dtype.element_ty), mask=pmask)
+    tl.store(out_ptr + dst + second, (b * c2 + a * s2).to(out_ptr.dtype.element_ty), mask=pmask)
 
 
 def apply_rotary(
@@ -79,12 +72,15 @@ def apply_rotary(
     if cos.shape != (t, r) or r % 2 or r > d:
         raise ValueError(f"cos/sin {tuple(cos.shape)} do not fit x {tuple(x.shape)}")
     out = torch.empty((t, h, d), dtype=x.dtype, device=x.device)
-    if t * h:
-        _rotary_kernel[(t * h,)](
+    rows, block_d = t * h, triton.next_power_of_2(d)
+    per_program = max(1, min(triton.next_power_of_2(rows), (16384 if interpreting() else 2048) // block_d))
+    if rows:
+        _rotary_kernel[(triton.cdiv(rows, per_program),)](
             x3,
             cos,
             sin,
             out,
+            rows,
             h,
             x3.stride(0),
             x3.stride(1),
@@ -93,7 +89,8 @@ def apply_rotary(
             d - r if interleaved else 0,
             r // 2,
             INTERLEAVED=interleaved,
-            BLOCK_D=triton.next_power_of_2(d),
-            BLOCK_R=triton.next_power_of_2(max(r // 2, 1)),
+            BLOCK_R=per_program,
+            BLOCK_D=block_d,
+            BLOCK_P=triton.next_power_of_2(max(r // 2, 1)),
         )
     return out[:, 0] if squeeze else out

@@ -10,9 +10,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from codeagent.backend.kernels.dispatch import triton_ops, use_triton
+
 
 def softmax_topk(logits: torch.Tensor, k: int, normalize: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """logits [T, E] -> weights [T, k] (in logits' dtype), expert ids [T, k]."""
+    if use_triton(logits):
+        return triton_ops().softmax_topk(logits, k, normalize)
     probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
     weights, ids = torch.topk(probs, k, dim=-1)
     if normalize:
@@ -34,6 +38,8 @@ def experts_forward(
     on a contiguous slice of the gathered inputs and writes a slice of one output buffer,
     which is unsorted once and summed over k (no per-expert scatter-add).
     """
+    if use_triton(x):
+        return triton_ops().fused_moe(x, w13, w2, weights, ids)
     t, k = ids.shape
     flat_ids = ids.reshape(-1)
     order = torch.argsort(flat_ids, stable=True)

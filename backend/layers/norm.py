@@ -5,8 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from codeagent.backend.kernels.dispatch import triton_ops, use_triton
+
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
+    if use_triton(x):
+        return triton_ops().rms_norm(x, weight, eps)
     dtype = x.dtype
     h = x.float()
     h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)

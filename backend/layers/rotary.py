@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from codeagent.backend.kernels.dispatch import triton_ops, use_triton
+
 
 def inverse_frequencies(dim: int, theta: float) -> torch.Tensor:
     return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
@@ -29,6 +31,8 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """x [T, H, D]; cos, sin [T, D]. Computed in x's dtype after casting cos/sin, like the reference."""
+    if use_triton(x):
+        return triton_ops().apply_rotary(x, cos, sin)
     cos = cos[:, None, :].to(x.dtype)
     sin = sin[:, None, :].to(x.dtype)
     return x * cos + rotate_half(x) * sin

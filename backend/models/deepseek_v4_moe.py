@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from codeagent.backend.kernels.dispatch import triton_ops, use_triton
+
 
 def route(
     x: torch.Tensor,
@@ -29,6 +31,8 @@ def route(
     scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """x [T, D]; gate [E, D]; bias [E] or hashed (tid2eid rows of the tokens) [T, k] -> weights, ids [T, k]."""
+    if use_triton(x):
+        return triton_ops().sqrt_softplus_route(F.linear(x.float(), gate.float()), bias, hashed, k, scale)
     scores = F.softplus(F.linear(x.float(), gate.float())).sqrt()  # [T, E]
     ids = hashed if hashed is not None else torch.topk(scores + bias.float(), k, dim=-1).indices
     weights = scores.gather(1, ids)
@@ -63,6 +67,10 @@ def routed_experts(
     limit: float,
 ) -> torch.Tensor:
     """x [T, D]; w13 [E, 2I, D]; w2 [E, D, I]; weights, ids [T, k] -> [T, D] float32."""
+    if use_triton(x):
+        return triton_ops().fused_moe(
+            x, w13, w2, weights, ids, clamped=True, limit=limit, out_dtype=torch.float32
+        )
     out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
     inter = w2.shape[-1]
     for e in torch.unique(ids).tolist():

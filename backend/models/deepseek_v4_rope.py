@@ -18,6 +18,7 @@ import math
 
 import torch
 
+from codeagent.backend.kernels.dispatch import triton_ops, use_triton
 from codeagent.backend.models.deepseek_v4_config import RopeSpec
 
 
@@ -56,6 +57,8 @@ def apply_interleaved_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     """Rotate the last r channels of x [..., D] pairwise; cos, sin broadcast to [..., r].
 
     Pass ``-sin`` to rotate back (the attention output's conjugate rotation)."""
+    if use_triton(x) and x.dim() in (2, 3) and cos.shape[0] == x.shape[0]:
+        return triton_ops().apply_interleaved_rope(x, cos, sin)
     r = cos.shape[-1]
     nope, rope = x[..., :-r], x[..., -r:].float()
     pairs = rope.unflatten(-1, (-1, 2))  # [..., r/2, 2]
@@ -64,10 +67,14 @@ def apply_interleaved_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    if use_triton(x):
+        return triton_ops().rms_norm_weight_first(x, weight, eps)
     h = x.float()
     h = h * torch.rsqrt(h.square().mean(-1, keepdim=True) + eps)
     return (weight.float() * h).to(x.dtype)
 
 
 def unweighted_rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    if use_triton(x):
+        return triton_ops().unweighted_rms_norm(x, eps)
     return x * torch.rsqrt(x.float().square().mean(-1, keepdim=True) + eps).to(x.dtype)

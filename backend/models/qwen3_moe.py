@@ -20,12 +20,12 @@ import torch
 from torch import nn
 
 from codeagent.backend.cache.paged import SeqBlocks, Stream, growing_rows
-from codeagent.backend.layers.attention import KVCache, causal_attention
+from codeagent.backend.layers.attention import KVCache, attend
 from codeagent.backend.layers.linear import Linear, empty_param
 from codeagent.backend.layers.moe import experts_forward, silu_and_mul, softmax_topk
 from codeagent.backend.layers.norm import RMSNorm, rms_norm
 from codeagent.backend.layers.rotary import apply_rotary, cos_sin, inverse_frequencies
-from codeagent.backend.models.base import SeqSlice, split
+from codeagent.backend.models.base import SeqSlice
 from codeagent.backend.quant import dequantizing
 
 
@@ -109,11 +109,8 @@ class Attention(nn.Module):
         q = apply_rotary(self.q_norm(q.view(t, self.heads, self.head_dim)), cos, sin)  # [T, H, D]
         k = apply_rotary(self.k_norm(k.view(t, self.kv_heads, self.head_dim)), cos, sin)  # [T, KVH, D]
         v = v.view(t, self.kv_heads, self.head_dim)
-        outs = []
-        for cache, qs, ks, vs in zip(caches, split(q, seqs), split(k, seqs), split(v, seqs), strict=True):
-            keys, values = cache.append(ks, vs)
-            outs.append(causal_attention(qs, keys, values, self.scale))
-        return self.o(torch.cat(outs).reshape(t, -1))
+        out = attend(q, k, v, caches, [s.num_tokens for s in seqs], self.scale)
+        return self.o(out.reshape(t, -1))
 
 
 class SparseMoe(nn.Module):

@@ -18,9 +18,11 @@ def test_rms_norm_matches_both_roundings(randn, shape, dtype):
     x, w = randn(*shape, dtype=dtype), randn(shape[-1], dtype=dtype, seed=1)
     tol = {"atol": 1e-6, "rtol": 1e-6} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 2e-2}
     torch.testing.assert_close(norm.rms_norm(x, w, 1e-6), qwen_rms_norm(x, w, 1e-6), **tol)
-    got = norm.rms_norm(x, w, 1e-6, weight_in_fp32=True)
+    got = norm.rms_norm(x, w, 1e-6, rounding=norm.WEIGHT_FIRST)
     torch.testing.assert_close(got, v4.rms_norm(x, w, 1e-6), **tol)
-    torch.testing.assert_close(norm.rms_norm(x, None, 1e-6), v4.unweighted_rms_norm(x, 1e-6), **tol)
+    got = norm.rms_norm(x, None, 1e-6, rounding=norm.SCALE_IN_DTYPE)
+    torch.testing.assert_close(got, v4.unweighted_rms_norm(x, 1e-6), **tol)
+    torch.testing.assert_close(norm.rms_norm(x, None, 1e-6), qwen_rms_norm(x, None, 1e-6), **tol)
 
 
 def test_rms_norm_reads_a_strided_view(randn):
