@@ -153,3 +153,15 @@ def test_mistakes_are_one_line_errors(args, message, runs, tmp_path):
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if not line.startswith("codeagent: warning:")]
     assert len(lines) == 1 and lines[0].startswith("codeagent: error: ") and message in lines[0], proc.stderr
+
+
+def test_fail_under_makes_ci_fail(runs, tmp_path):
+    args = ["eval", "--tasks", str(PROJECT), "--limit", "1", "--fail-under", "100"]
+    assert (
+        runs.codeagent(*args, "--model", "gold", "--output", str(tmp_path / "a"), cwd=tmp_path).returncode
+        == 0
+    )
+    assert (
+        runs.codeagent(*args, "--model", "empty", "--output", str(tmp_path / "b"), cwd=tmp_path).returncode
+        == 1
+    )
