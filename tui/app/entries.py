@@ -39,7 +39,7 @@ class Transcript(VerticalScroll):
 
 class UserEntry(Static):
     def __init__(self, text: str, attached: list[str] | None = None) -> None:
-        line = Text.assemble(("› ", "bold"), text)
+        line = Text.assemble(("› ", "bold"), text.replace("\n", "\n  "))
         if attached:
             line.append("\n  attached: " + ", ".join(attached), style="dim")
         super().__init__(line, classes="user")

@@ -25,6 +25,8 @@ from codeagent.tui.app.panels import ApprovalPanel, PlanPanel, StatusBar
 from codeagent.tui.app.replay import entries
 from codeagent.tui.app.status import count
 
+MIN_RATE_WINDOW_S = 0.2  # a reply that took less tells nothing about decode speed (a script, a cache)
+
 
 class AgentUpdate(Message):
     def __init__(self, item: Any) -> None:
@@ -75,7 +77,7 @@ class AgentUpdates:
         self.stats.prompt, self.stats.cached = usage.get("prompt_tokens", 0), usage.get("cached_tokens", 0)
         self.stats.context = self.stats.prompt + usage.get("completion_tokens", 0)
         took = self.clock() - (self.token_at if self.tokens else self.step_at)
-        measured = usage.get("completion_tokens", 0) / took if took > 0 else None
+        measured = usage.get("completion_tokens", 0) / took if took >= MIN_RATE_WINDOW_S else None
         self.stats.rate = event.decode_tokens_per_s or measured
         self.reply = None
         self.query_one(StatusBar).show()

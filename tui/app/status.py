@@ -4,8 +4,10 @@
 the agent's events and redraws the bar); ``status_text`` lays it out for a width, dropping the
 least useful fields first, so the bar stays one line from 80 columns up. The context is
 marked ``~`` when the client's count is an estimate rather than its own tokenizer's.
-Decode speed is the last reply's completion tokens over the time from its first streamed
-token to its end (over the whole call when nothing streamed, which then includes prefill).
+Decode speed is the client's own measure when it has one (the embedded runtime), else the
+last reply's completion tokens over the time from its first streamed token to its end (over
+the whole call when nothing streamed, which then includes prefill); replies faster than
+0.2 s show none.
 """
 
 from __future__ import annotations
