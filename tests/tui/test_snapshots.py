@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+pytest.importorskip("pytest_textual_snapshot", reason="the test extra brings pytest-textual-snapshot")
+
 from codeagent.tui.app.panels import ApprovalPanel
 from codeagent.tui.app.prompt import PromptInput
 

@@ -155,10 +155,10 @@ class Conversation:
         """Run the agent on a user message (the first one starts the session)."""
         if self.client is None:
             raise RuntimeError("no model yet")
+        self.cancel.clear()  # here, not on the worker: an Esc right after sending must count
         self._spawn(self._turn, text)
 
     def _turn(self, text: str) -> None:
-        self.cancel.clear()
         message = "\n\n".join([*self.notes, text])
         self.notes.clear()
         if self.agent is None:
