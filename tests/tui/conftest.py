@@ -38,6 +38,11 @@ def steady(path: Path, consumed: int = 0) -> SteadyClient:
 
 
 @pytest.fixture
+def steady_client() -> type[SteadyClient]:
+    return SteadyClient
+
+
+@pytest.fixture
 def scripted() -> Callable[..., SteadyClient]:
     return steady
 

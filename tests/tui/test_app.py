@@ -287,3 +287,31 @@ async def test_a_message_sent_while_the_agent_works_waits_its_turn(
         await d.settle(lambda: len(app.query(FinalEntry)) == 2)
         await d.idle()
         assert [str(e.content) for e in app.query(UserEntry)] == ["› one", "› two"]
+
+
+async def test_escape_stops_a_model_writing_a_tool_call_at_its_next_token(
+    make_repo, script_file, make_app, drive, tool_call, steady_client
+):
+    class Thinking(steady_client):
+        """A model writing a long tool call: tokens that show nothing, 10 ms apart."""
+
+        def complete(self, messages, tools, on_token=None):
+            for _ in range(1000):
+                time.sleep(0.01)
+                if on_token:
+                    on_token("")
+            return super().complete(messages, tools, on_token)
+
+    app = make_app(make_repo(), script_file([tool_call("finish", summary="never")]))
+    app.conversation.client = Thinking(app.conversation.client.path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        d = drive(pilot)
+        await d.send("think hard")
+        await d.settle(lambda: app.tokens > 5)
+        assert "the model is writing" in d.text("#activity") and "tokens" in d.text("#activity")
+        started = time.monotonic()
+        await pilot.press("escape")
+        await d.idle()
+        assert time.monotonic() - started < 2
+        assert "interrupted" in d.text() and not app.query(FinalEntry)
+        assert [m["role"] for m in app.conversation.agent.context.turns] == ["user"]
