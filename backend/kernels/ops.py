@@ -5,11 +5,15 @@ from __future__ import annotations
 import torch
 
 from codeagent.backend.kernels import norm, rotary
+from codeagent.backend.kernels.compressor import pool_windows
 from codeagent.backend.kernels.fused_moe import QuantizedExperts, fused_moe
+from codeagent.backend.kernels.indexer import selection as indexer_selection
+from codeagent.backend.kernels.mhc import hc_weights
 from codeagent.backend.kernels.moe_routing import softmax_topk, sqrt_softplus_route
 from codeagent.backend.kernels.norm import rms_norm
 from codeagent.backend.kernels.paged_attention import step as paged_attention_step
 from codeagent.backend.kernels.rotary import apply_rotary
+from codeagent.backend.kernels.sink_attention import masked_sink_attention
 
 
 def rms_norm_weight_first(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -30,7 +34,11 @@ __all__ = [
     "apply_interleaved_rope",
     "apply_rotary",
     "fused_moe",
+    "hc_weights",
+    "indexer_selection",
+    "masked_sink_attention",
     "paged_attention_step",
+    "pool_windows",
     "rms_norm",
     "rms_norm_weight_first",
     "softmax_topk",

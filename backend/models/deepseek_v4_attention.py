@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from codeagent.backend.cache.paged import GrowingRows, Rows
+from codeagent.backend.kernels.dispatch import triton_ops, use_triton
 from codeagent.backend.models.deepseek_v4_compressor import (
     Compressor,
     CompressorState,
@@ -163,6 +164,8 @@ def attend(
     q: torch.Tensor, keys: torch.Tensor, visible: torch.Tensor, sinks: torch.Tensor, scale: float
 ) -> torch.Tensor:
     """q [T, H, D]; keys (= values) [L, D]; visible [T, L]; sinks [H] -> [T, H, D], in float32 inside."""
+    if use_triton(q):
+        return triton_ops().masked_sink_attention(q, keys, visible, sinks, scale)
     values = keys.float()
     logits = torch.einsum("thd,ld->htl", q.float(), values) * scale
     logits = logits.masked_fill(~visible[None], float("-inf"))

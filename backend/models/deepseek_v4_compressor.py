@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from codeagent.backend.cache.paged import GrowingRows, Rows
+from codeagent.backend.kernels.dispatch import triton_ops, use_triton
 from codeagent.backend.models.deepseek_v4_rope import apply_interleaved_rope, rms_norm, rope_cos_sin
 
 Weights = dict[str, torch.Tensor]
@@ -129,6 +130,8 @@ class Compressor:
 
 def pool_windows(kv: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     """kv, gate [n, slots, d] float32 -> [n, d]: the gate-softmax-weighted sum over slots."""
+    if use_triton(kv):
+        return triton_ops().pool_windows(kv, gate)
     return (kv * gate.softmax(dim=1)).sum(dim=1)
 
 
@@ -168,5 +171,7 @@ def indexer_selection(
     cos, sin = rope_cos_sin(positions, *rope)
     q = apply_interleaved_rope(q, cos[:, None], sin[:, None])
     head_weights = F.linear(x, w["attn.indexer.weights_proj.weight"])  # [T, IH]
+    if use_triton(q):
+        return triton_ops().indexer_selection(q, keys, head_weights, positions, topk, rate)
     score = indexer_scores(q, keys, head_weights)
     return top_k_visible(score, visible_entries(positions, keys.shape[0], rate), topk)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from codeagent.backend.kernels.dispatch import triton_ops, use_triton
 from codeagent.backend.models.deepseek_v4_rope import unweighted_rms_norm
 
 
@@ -48,6 +49,8 @@ def hc_weights(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """streams [T, n, D] -> pre [T, n], post [T, n], comb [T, n, n] (float32)."""
     n = streams.shape[1]
+    if use_triton(streams) and n & (n - 1) == 0:
+        return triton_ops().hc_weights(mixing_logits(streams, fn, norm_eps), scale, base, n, iters, hc_eps)
     pre, post, comb = mixing_logits(streams, fn, norm_eps).split([n, n, n * n], dim=-1)
     pre_b, post_b, comb_b = base.split([n, n, n * n])
     pre = torch.sigmoid(pre * scale[0] + pre_b) + hc_eps

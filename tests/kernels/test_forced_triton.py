@@ -22,6 +22,7 @@ import torch
 from codeagent.backend.engine import CacheConfig, Engine, Request
 from codeagent.backend.layers.sampler import SamplingParams
 from codeagent.backend.loader import load_model
+from codeagent.backend.models.base import SeqSlice
 
 BACKEND_TESTS = Path(__file__).resolve().parents[1] / "backend"
 
@@ -87,3 +88,20 @@ def test_generate_deepseek_v4_with_triton_kernels(tmp_path):
     prompt = v4_tests.prompt(24)
     want = v4_tests.reference_greedy(reference, prompt, 8)
     assert generate(tmp_path, prompt, 8) == want
+
+
+def test_deepseek_v4_tied_indexer_scores_choose_like_the_torch_path(tmp_path, monkeypatch):
+    """Two indexer heads: exact ties in the top-k are common; prefill then decode, logits at each step."""
+    v4_tests.reference_model(index_n_heads=2).save_pretrained(tmp_path)
+    model = load_model(tmp_path).model
+    ids = v4_tests.prompt(30, seed=5)
+
+    def logits(mode: str) -> torch.Tensor:
+        monkeypatch.setenv("CODEAGENT_KERNELS", mode)
+        state = model.new_state()
+        steps = [model(torch.tensor(ids[:22]), torch.arange(22), [SeqSlice(state, 22)])]
+        for p in range(22, len(ids)):
+            steps.append(model(torch.tensor([ids[p]]), torch.tensor([p]), [SeqSlice(state, 1)]))
+        return torch.cat(steps)
+
+    torch.testing.assert_close(logits("triton"), logits("torch"), atol=1e-4, rtol=1e-4)
