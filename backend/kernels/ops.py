@@ -13,6 +13,7 @@ from codeagent.backend.kernels.moe_routing import softmax_topk, sqrt_softplus_ro
 from codeagent.backend.kernels.norm import rms_norm
 from codeagent.backend.kernels.paged_attention import step as paged_attention_step
 from codeagent.backend.kernels.rotary import apply_rotary
+from codeagent.backend.kernels.sampling import sample
 from codeagent.backend.kernels.sink_attention import masked_sink_attention
 
 
@@ -41,6 +42,7 @@ __all__ = [
     "pool_windows",
     "rms_norm",
     "rms_norm_weight_first",
+    "sample",
     "softmax_topk",
     "sqrt_softplus_route",
     "unweighted_rms_norm",

@@ -1,6 +1,8 @@
 """Sampling the next token: greedy, temperature, top-k, top-p, min-p, with a seeded generator.
 
 Operates on float32 logits [N, V], one row per sequence, each with its own parameters.
+With Triton (``kernels/sampling``) one launch samples every row on the device: same
+distributions, but seeded draws differ from ``torch.multinomial``'s.
 Temperature 0 is greedy (argmax, ties to the lowest id, like the references).
 """
 
@@ -9,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from codeagent.backend.kernels.dispatch import triton_ops, use_triton
 
 
 @dataclass(slots=True)
@@ -55,6 +59,8 @@ def sample(
     logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None]
 ) -> list[int]:
     """logits [N, V] float32 -> one token id per row."""
+    if use_triton(logits):
+        return triton_ops().sample(logits, params, generators)
     out = []
     for row, p, generator in zip(logits, params, generators, strict=True):
         if p.temperature == 0:
