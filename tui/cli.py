@@ -310,6 +310,37 @@ def _add_bench(parser: argparse.ArgumentParser) -> None:
         "--output", type=Path, default=Path("bench-codebase.json"), help="JSON results file"
     )
     codebase.set_defaults(handler=_lazy("codeagent.tui.commands", "bench_codebase"))
+    _add_bench_kernels(sub)
+
+
+KERNEL_NAMES = (
+    "rms_norm", "rotary", "moe_routing", "fused_moe", "fused_moe_fp4", "sampling", "paged_attention_decode",
+    "paged_attention_prefill", "v4_sink_attention", "v4_sink_attention_from_mask", "v4_indexer_topk",
+    "v4_mhc_sinkhorn",
+)  # fmt: skip
+
+
+def _add_bench_kernels(sub: Any) -> None:
+    models = ("qwen3-coder-30b-a3b", "deepseek-v4-flash")
+    kernels = sub.add_parser(
+        "kernels", help="Triton kernels vs torch references at model shapes (GPU; --tiny on CPU); --tune"
+    )
+    kernels.add_argument(
+        "--models", type=_name_list(models), default=models, metavar="A,B", help="default both"
+    )
+    kernels.add_argument("--tokens", type=_int_list, default=(1, 8, 64, 512), metavar="N,N")
+    kernels.add_argument("--contexts", type=_int_list, default=(4096, 32768, 131072), metavar="N,N")
+    kernels.add_argument(
+        "--only", type=_name_list(KERNEL_NAMES), default=(), metavar="A,B", help="these kernels"
+    )
+    kernels.add_argument("--no-torch", action="store_true", help="skip timing the torch references")
+    kernels.add_argument("--tiny", action="store_true", help="tiny shapes through Triton's CPU interpreter")
+    kernels.add_argument("--tune", action="store_true", help="tune the fused MoE's tiles and write the table")
+    kernels.add_argument(
+        "--config-dir", type=Path, help="where --tune writes (default ~/.cache/codeagent/kernels)"
+    )
+    kernels.add_argument("--output", type=Path, default=Path("bench-kernels.json"), help="JSON results file")
+    kernels.set_defaults(handler=_lazy("codeagent.tui.commands", "bench_kernels"))
 
 
 def _int_list(text: str) -> tuple[int, ...]:

@@ -271,6 +271,26 @@ def bench_codebase(args: Any, config: Config) -> int:
         raise CommandError(str(err)) from err
 
 
+def bench_kernels(args: Any, config: Config) -> int:
+    from codeagent.tui import bench_kernels as bench
+
+    try:
+        if args.tune:
+            results = bench.tune_tables(args.models, args.tokens, args.config_dir)
+        else:
+            results = bench.bench_kernels(
+                args.models, args.tokens, args.contexts, args.tiny, not args.no_torch, args.only, _stderr_line
+            )
+            print(bench.table(results), file=sys.stderr)
+    except RuntimeError as err:
+        raise CommandError(str(err)) from err
+    return _write_bench(results, args.output)
+
+
+def _stderr_line(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def _write_bench(results: dict[str, Any], output: Path) -> int:
     text = json.dumps(results, indent=2)
     output.write_text(text + "\n", encoding="utf-8")
