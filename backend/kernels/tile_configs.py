@@ -3,11 +3,11 @@
 A table is a JSON file per device (``torch.cuda.get_device_name()`` with spaces as
 underscores): ``{"fused_moe": {"E=128,N=768,K=2048,dtype=bfloat16,w=plain": {"1": {...},
 "64": {...}}}}``, keyed by the number of tokens M it was tuned at; a lookup takes the
-entry with the nearest M. Tables are read from ``$CODEAGENT_KERNEL_CONFIGS`` (or
-``~/.cache/codeagent/kernels``) first, where ``codeagent bench kernels --tune`` writes
-them, then from the ones shipped in ``kernels/configs/``. Without an entry, a heuristic
-picks tiles from M and the expert width; under Triton's interpreter, tiles stay small so
-CPU tests are quick.
+entry with the nearest M. The user's tables (``$CODEAGENT_KERNEL_CONFIGS``, default
+``~/.cache/codeagent/kernels``, where ``codeagent bench kernels --tune`` writes) take
+precedence over tables shipped in ``kernels/configs/`` (none yet: nothing has been tuned
+on a GPU for this package). Without an entry, a heuristic picks tiles from the rows per
+expert; under Triton's interpreter tiles stay small so CPU tests are quick.
 
 A config: ``BLOCK_M``, ``BLOCK_N``, ``BLOCK_K`` (tile sizes), ``num_warps``, ``num_stages``.
 """
