@@ -24,6 +24,7 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.widget import Widget
 
 from codeagent.tui.app import conversation as cv
@@ -145,7 +146,10 @@ class CodeAgentApp(AgentUpdates, SlashCommands, App[int]):
         self.tick()
 
     def tick(self) -> None:
-        activity = self.query_one(ActivityLine)
+        try:
+            activity = self.query_one(ActivityLine)
+        except NoMatches:  # a timer firing while the screen is built or torn down
+            return
         if self.phase is None:
             activity.show(None)
             return
