@@ -110,7 +110,8 @@ def fused_moe(
     cfg = config or moe_config(t, experts, topk, inter, hidden, x.dtype, name, x.device)
     bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
     launch = {"num_warps": cfg.get("num_warps", 4), "num_stages": cfg.get("num_stages", 2)}
-    sorted_pairs, block_expert = moe_align.align(ids, experts, bm)
+    sort = moe_align.align if ids.numel() <= moe_align.ONE_PROGRAM_PAIRS else moe_align.align_ref
+    sorted_pairs, block_expert = sort(ids, experts, bm)
     tiles, pairs = block_expert.shape[0], t * topk
     flat_w = weights.reshape(-1).contiguous()
     h = torch.empty(pairs, inter, dtype=x.dtype, device=x.device)
