@@ -6,8 +6,14 @@ torch code runs, which is the reference the kernel is tested against (under Trit
 interpreter on CPU, on a GPU where there is one). ``CODEAGENT_KERNELS=auto|triton|torch``
 chooses (``dispatch``).
 
-What exists: RMSNorm (+ residual add), rotary (rotate-half and interleaved, partial),
-the fused MoE (routing, expert sort and padding, grouped GEMMs with the activation fused,
-combine with a shared expert; plain, FP8 and FP4 expert weights; tile configs from a
-tuned table). Importing this package imports neither Triton nor any kernel.
+Kernels: RMSNorm with the residual add (``norm``), rotary, rotate-half and interleaved
+(``rotary``); the fused MoE (``moe_routing``, ``moe_align``, ``moe_gemm``, ``fused_moe``, with
+FP8/FP4 expert weights decoded in the GEMM tiles and tile configs from ``tile_configs``,
+tuned by ``tune``); paged attention over the KV pool (``paged_attention``); DeepSeek-V4's
+sink attention over chosen latent entries, indexer scores and top-k, compressor pooling
+and mHC weights (``sink_attention``, ``indexer``, ``compressor``, ``mhc``); sampling
+(``sampling``). ``timing`` serves the bench and the tuner.
+
+Limits: no kernel here has run on a GPU yet (no CUDA device where they were written);
+importing this package imports neither Triton nor any kernel.
 """
