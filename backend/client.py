@@ -88,14 +88,17 @@ class EmbeddedClient:
             loaded.model, self.tokenizer.eos_token_ids, device, cache=cache, namespace=namespace
         )
         self.service = EngineService(self.engine)
-        atexit.register(self.engine.flush)  # blocks queued for the disk tier reach it before exit
+        atexit.register(self.close)  # blocks queued for the disk tier reach it; threads end before exit
         self.context_window = int(loaded.config.get("max_position_embeddings") or 32768)
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.memory = TurnMemory(self.tokenizer, RECENT_TURNS)
+        self._closed = False
 
     def close(self) -> None:
-        self.service.close()
+        if not self._closed:
+            self._closed = True
+            self.service.close()
 
     def prompt_ids(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[int]:
         return self.memory.encode(self.template.render(self.memory.restore(messages), tools))
