@@ -7,7 +7,9 @@ the same block simply replace each other's identical content. Each file carries 
 with a magic tag, the payload length and a SHA-256 of the payload: a torn or corrupted file
 (a crash mid-write that still got renamed, a disk error, a truncated copy) fails the check
 and is deleted instead of being read back as valid. The folder is capped in bytes; the
-least recently used files (by modification time, refreshed on every hit) go first.
+least recently used files (by modification time, refreshed on every hit) go first. The
+folder's size is scanned once and then tracked as files are written, with a full scan
+(and trimming) only when the running total passes the cap.
 
 Payloads are raw tensor bytes plus a small JSON description (names, dtypes, shapes), never
 pickles.
@@ -76,6 +78,7 @@ class DiskTier:
         self.max_bytes = max_bytes
         folder.mkdir(parents=True, exist_ok=True)
         self.hits = self.misses = self.rejected = 0
+        self._bytes = self._scan_bytes()  # an estimate between scans: other processes write here too
 
     def path(self, digest: bytes) -> Path:
         return self.folder / f"{digest.hex()}.kv"
@@ -91,7 +94,9 @@ class DiskTier:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        self.trim()
+        self._bytes += len(data)
+        if self._bytes > self.max_bytes:  # a full scan only when the estimate says the cap is passed
+            self.trim()
 
     def get(self, digest: bytes) -> dict[str, torch.Tensor] | None:
         path = self.path(digest)
@@ -116,6 +121,15 @@ class DiskTier:
         payload = data[HEADER.size :]
         return magic == MAGIC and length == len(payload) and hashlib.sha256(payload).digest() == checksum
 
+    def _scan_bytes(self) -> int:
+        total = 0
+        for path in self.folder.glob("*.kv"):
+            try:
+                total += path.stat().st_size
+            except FileNotFoundError:
+                continue
+        return total
+
     def trim(self) -> None:
         """Delete the least recently used files until the folder fits ``max_bytes``."""
         files = []
@@ -131,3 +145,4 @@ class DiskTier:
                 break
             path.unlink(missing_ok=True)
             total -= size
+        self._bytes = total
