@@ -25,12 +25,16 @@ PROBLEM = interpreter_problem() if DEVICE == "cpu" else None
 QUIET = pytest.mark.filterwarnings("ignore:Conversion of an array with ndim > 0:DeprecationWarning")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "without_interpreter: a kernels test that runs no kernel on CPU")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     here = os.path.dirname(__file__)
     for item in items:
         if str(item.path).startswith(here):
             item.add_marker(QUIET)
-            if PROBLEM:
+            if PROBLEM and item.get_closest_marker("without_interpreter") is None:
                 item.add_marker(pytest.mark.skip(reason=PROBLEM))
 
 

@@ -21,6 +21,7 @@ def codeagent(*args: str, cwd) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.without_interpreter
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the command runs instead of refusing")
 def test_without_a_gpu_it_refuses_in_one_line(tmp_path):
     proc = codeagent("bench", "kernels", cwd=tmp_path)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from codeagent.backend.kernels import tile_configs
+
+pytestmark = pytest.mark.without_interpreter
 
 
 def test_written_entries_are_found_by_nearest_token_count(tmp_path, monkeypatch):
