@@ -7,6 +7,8 @@ expert and runs one pair of matmuls per expert that received tokens.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 
@@ -34,17 +36,28 @@ def experts_forward(
 ) -> torch.Tensor:
     """x [T, H]; w13 [E, 2I, H]; w2 [E, H, I]; weights, ids [T, k] -> [T, H].
 
-    Token-expert pairs are sorted by expert once; each expert with pairs runs its two matmuls
-    on a contiguous slice of the gathered inputs and writes a slice of one output buffer,
-    which is unsorted once and summed over k (no per-expert scatter-add).
+    Token-expert pairs are sorted by expert once; the two projections run as grouped matmuls
+    over the experts' contiguous row ranges where PyTorch has them on this device (else one
+    pair of matmuls per expert that has rows), into one buffer that is unsorted once and
+    summed over k (no per-expert scatter-add).
     """
     if use_triton(x):
         return triton_ops().fused_moe(x, w13, w2, weights, ids)
     t, k = ids.shape
     flat_ids = ids.reshape(-1)
     order = torch.argsort(flat_ids, stable=True)
-    counts = torch.bincount(flat_ids, minlength=w13.shape[0]).tolist()
+    counts = torch.bincount(flat_ids, minlength=w13.shape[0])
     inputs = x[order // k]  # [T*k, H], grouped by expert
+    if grouped_mm_available(x):
+        out = _grouped(inputs, w13, w2, counts)
+    else:
+        out = _per_expert(inputs, w13, w2, counts.tolist())
+    out = out * weights.reshape(-1)[order, None].to(out.dtype)
+    unsorted = torch.empty_like(out).index_copy_(0, order, out)
+    return unsorted.view(t, k, -1).sum(dim=1)
+
+
+def _per_expert(inputs: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, counts: list[int]) -> torch.Tensor:
     out = torch.empty_like(inputs)
     start = 0
     for expert, count in enumerate(counts):
@@ -53,6 +66,37 @@ def experts_forward(
         rows = slice(start, start + count)
         out[rows] = F.linear(silu_and_mul(F.linear(inputs[rows], w13[expert])), w2[expert])
         start += count
-    out = out * weights.reshape(-1)[order, None].to(out.dtype)
-    unsorted = torch.empty_like(out).index_copy_(0, order, out)
-    return unsorted.view(t, k, -1).sum(dim=1)
+    return out
+
+
+def _grouped(inputs: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Both projections of every expert in one grouped matmul each (rows split by ``offs``)."""
+    offs = counts.cumsum(0).to(torch.int32)
+    h = torch._grouped_mm(inputs, w13.transpose(1, 2), offs=offs)
+    return torch._grouped_mm(silu_and_mul(h), w2.transpose(1, 2), offs=offs)
+
+
+_GROUPED: dict[tuple[str, torch.dtype], bool] = {}
+
+
+def grouped_mm_available(x: torch.Tensor) -> bool:
+    """Whether ``torch._grouped_mm`` (a private op, in PyTorch since 2.8) serves this device and
+    dtype, found out once by trying it; the per-expert loop is used where it does not."""
+    key = (x.device.type, x.dtype)
+    if key not in _GROUPED:
+        _GROUPED[key] = False
+        if (
+            x.device.type == "cpu"
+            and hasattr(torch, "_grouped_mm")
+            and os.environ.get("CODEAGENT_GROUPED_MM") != "0"
+        ):
+            try:
+                probe = torch.ones(2, 4, dtype=x.dtype)
+                weights = torch.ones(2, 3, 4, dtype=x.dtype)
+                got = torch._grouped_mm(
+                    probe, weights.transpose(1, 2), offs=torch.tensor([1, 2], dtype=torch.int32)
+                )
+                _GROUPED[key] = bool(torch.equal(got, torch.full((2, 3), 4.0, dtype=x.dtype)))
+            except (RuntimeError, TypeError, NotImplementedError):
+                pass
+    return _GROUPED[key]

@@ -171,3 +171,19 @@ def test_the_hook_stops_a_sequence_and_sampling_is_reproducible_per_request(mode
 def test_the_pool_is_sized_from_memory_when_not_given(model):
     e = Engine(model, set(), cache=CacheConfig(block_size=8, memory_bytes=1 << 20))
     assert e.pool.num_blocks == (1 << 20) // e.block_bytes and e.capacity_tokens == e.pool.num_blocks * 8
+
+
+def test_grouped_experts_equal_the_per_expert_loop():
+    from codeagent.backend.layers import moe
+
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 16, generator=generator)
+    w13, w2 = torch.randn(5, 8, 16, generator=generator), torch.randn(5, 16, 4, generator=generator)
+    ids = torch.tensor([[0, 2], [2, 4], [4, 0], [2, 1], [1, 0], [4, 2]])  # expert 3 gets nothing
+    counts = torch.bincount(ids.reshape(-1), minlength=5)
+    inputs = x[torch.argsort(ids.reshape(-1), stable=True) // 2]
+    if not moe.grouped_mm_available(x):
+        pytest.skip("this PyTorch has no grouped matmul on the CPU")
+    assert torch.allclose(
+        moe._grouped(inputs, w13, w2, counts), moe._per_expert(inputs, w13, w2, counts.tolist()), atol=1e-5
+    )
