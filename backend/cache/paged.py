@@ -14,8 +14,9 @@ only see the ``Rows`` protocol (``append``, ``read``, ``put``, ``get``, ``len``)
 ``GrowingRows`` (a private growing tensor) for use without an engine, so the same model
 code runs standalone and paged.
 
-Limits: reads gather rows into a contiguous tensor (one copy per layer and step; the
-Triton paged-attention kernels of a later issue read the pool in place), and every
+Limits: reads gather rows into a contiguous tensor (one copy per layer and step) unless the
+sequence's blocks happen to be consecutive in the pool, when a read is a view (the Triton
+paged-attention kernels read the pool in place through the block table); and every
 per-token row stays for the sequence's life even where the model only looks back a
 window (DeepSeek-V4's sliding latents): prefix reuse at any block boundary needs them.
 """
@@ -144,6 +145,7 @@ class SeqBlocks:
         self.pool = pool
         self.table = table  # grown by the engine before a forward needs the room
         self._index: dict[tuple[int, int], torch.Tensor] = {}
+        self._run: tuple[int, int] = (-1, 0)  # (table length checked, blocks from the first in one run)
 
     def rows(self, name: str, length: int = 0) -> PagedRows:
         return PagedRows(self, name, length)
@@ -163,6 +165,20 @@ class SeqBlocks:
             raise IndexError(f"{self.pool.streams[name].name}: row {end - 1} is past the sequence's blocks")
         return index[start:end]
 
+    def span(self, name: str, start: int, end: int) -> slice | None:
+        """Rows [start, end) as one slice of the pool tensor when their blocks are consecutive
+        there (a sequence given fresh blocks in order usually is), so reads need no gather."""
+        if self._run[0] != len(self.table):
+            run = 1
+            while run < len(self.table) and self.table[run] == self.table[0] + run:
+                run += 1
+            self._run = (len(self.table), run if self.table else 0)
+        per = self.pool.per_block[name]
+        if end > self._run[1] * per:
+            return None
+        first = self.table[0] * per
+        return slice(first + start, first + end)
+
 
 class PagedRows:
     def __init__(self, seq: SeqBlocks, name: str, length: int = 0) -> None:
@@ -180,6 +196,9 @@ class PagedRows:
 
     def read(self, start: int = 0, end: int | None = None) -> torch.Tensor:
         end = self.length if end is None else end
+        run = self.seq.span(self.name, start, end)
+        if run is not None:
+            return self.tensor[run]  # a view: the rows are consecutive in the pool
         return self.tensor.index_select(0, self.seq.slots(self.name, start, end))
 
     def put(self, index: int, row: torch.Tensor) -> None:
