@@ -37,21 +37,28 @@ def experts_forward(
     """x [T, H]; w13 [E, 2I, H]; w2 [E, H, I]; weights, ids [T, k] -> [T, H].
 
     Token-expert pairs are sorted by expert once; the two projections run as grouped matmuls
-    over the experts' contiguous row ranges where PyTorch has them on this device (else one
-    pair of matmuls per expert that has rows), into one buffer that is unsorted once and
-    summed over k (no per-expert scatter-add).
+    over the experts' contiguous row ranges when most experts have rows and PyTorch has them
+    on this device (else one pair of matmuls per expert that has rows), into one buffer that
+    is unsorted once and summed over k (no per-expert scatter-add).
     """
     if use_triton(x):
         return triton_ops().fused_moe(x, w13, w2, weights, ids)
     t, k = ids.shape
+    if t == 1:  # one token (decode at batch 1): its k experts directly, no sort or scatter
+        out = torch.zeros_like(x)
+        for j, expert in enumerate(ids[0].tolist()):
+            out += F.linear(silu_and_mul(F.linear(x, w13[expert])), w2[expert]) * weights[0, j].to(x.dtype)
+        return out
     flat_ids = ids.reshape(-1)
     order = torch.argsort(flat_ids, stable=True)
     counts = torch.bincount(flat_ids, minlength=w13.shape[0])
     inputs = x[order // k]  # [T*k, H], grouped by expert
-    if grouped_mm_available(x):
+    per_expert = counts.tolist()
+    # PyTorch's CPU grouped matmul visits every expert, so it pays only when most have rows
+    if 2 * sum(1 for c in per_expert if c) >= len(per_expert) and grouped_mm_available(x):
         out = _grouped(inputs, w13, w2, counts)
     else:
-        out = _per_expert(inputs, w13, w2, counts.tolist())
+        out = _per_expert(inputs, w13, w2, per_expert)
     out = out * weights.reshape(-1)[order, None].to(out.dtype)
     unsorted = torch.empty_like(out).index_copy_(0, order, out)
     return unsorted.view(t, k, -1).sum(dim=1)

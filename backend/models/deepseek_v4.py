@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from codeagent.backend.cache.paged import SeqBlocks, Stream, growing_rows
+from codeagent.backend.layers.linear import head_logits
 from codeagent.backend.models.base import SeqSlice, split
 from codeagent.backend.models.deepseek_v4_attention import (
     LayerState,
@@ -145,7 +145,7 @@ class DeepseekV4ForCausalLM(nn.Module):
         h = head_collapse(
             streams[last], w["hc_head_fn"], w["hc_head_base"], w["hc_head_scale"], c.hc_eps, c.rms_norm_eps
         )  # [N, D]
-        return F.linear(rms_norm(h, w["norm.weight"], c.rms_norm_eps), w["head.weight"]).float()
+        return head_logits(rms_norm(h, w["norm.weight"], c.rms_norm_eps), w["head.weight"]).float()
 
     def _layer(
         self,

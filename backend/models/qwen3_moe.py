@@ -21,7 +21,7 @@ from torch import nn
 
 from codeagent.backend.cache.paged import SeqBlocks, Stream, growing_rows
 from codeagent.backend.layers.attention import KVCache, attend
-from codeagent.backend.layers.linear import Linear, empty_param
+from codeagent.backend.layers.linear import Linear, empty_param, head_logits
 from codeagent.backend.layers.moe import experts_forward, silu_and_mul, softmax_topk
 from codeagent.backend.layers.norm import RMSNorm, rms_norm
 from codeagent.backend.layers.rotary import apply_rotary, cos_sin, inverse_frequencies
@@ -203,7 +203,7 @@ class Qwen3MoeForCausalLM(nn.Module):
             x = layer(x, cos, sin, [s.state[index] for s in seqs], seqs)
         last = torch.cumsum(torch.tensor([s.num_tokens for s in seqs], device=x.device), 0) - 1
         h = rms_norm(x[last], self.norm.weight, self.norm.eps)  # [N, hidden]
-        return self.lm_head(h).float()
+        return head_logits(h, self.lm_head.weight).float()
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Copy each tensor into its (slice of a) parameter; every parameter must end up filled."""
