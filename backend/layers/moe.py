@@ -46,8 +46,8 @@ def experts_forward(
     t, k = ids.shape
     if t == 1:  # one token (decode at batch 1): its k experts directly, no sort or scatter
         out = torch.zeros_like(x)
-        for j, expert in enumerate(ids[0].tolist()):
-            out += F.linear(silu_and_mul(F.linear(x, w13[expert])), w2[expert]) * weights[0, j].to(x.dtype)
+        for expert, weight in zip(ids[0].tolist(), weights[0].tolist(), strict=True):
+            out.add_(F.linear(silu_and_mul(F.linear(x, w13[expert])), w2[expert]), alpha=weight)
         return out
     flat_ids = ids.reshape(-1)
     order = torch.argsort(flat_ids, stable=True)
