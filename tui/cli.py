@@ -247,7 +247,16 @@ def _lazy(module: str, name: str) -> Callable[[Any, Config], int]:
 
 
 def _add_bench(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="bench", metavar="SCENARIO", parser_class=Parser, required=True)
+    parser.add_argument(
+        "--config",
+        dest="gpu_config",
+        choices=GPU_CONFIGS,
+        metavar="NAME",
+        help="with --random-weights: 'bench gpu --config NAME --random-weights' with its defaults",
+    )
+    parser.add_argument("--random-weights", action="store_true", help="see 'bench gpu --help'")
+    parser.set_defaults(handler=_bench_shorthand)
+    sub = parser.add_subparsers(dest="bench", metavar="SCENARIO", parser_class=Parser)
     repomap = sub.add_parser("repomap", help="repo map build time, cold and cached")
     repomap.add_argument("path", type=Path, help="repository to map")
     repomap.add_argument("--output", type=Path, default=Path("bench-repomap.json"), help="JSON results file")
@@ -311,6 +320,115 @@ def _add_bench(parser: argparse.ArgumentParser) -> None:
     )
     codebase.set_defaults(handler=_lazy("codeagent.tui.commands", "bench_codebase"))
     _add_bench_kernels(sub)
+    _add_bench_gpu(sub)
+
+
+GPU_CONFIGS = ("qwen3-coder-30b-a3b", "deepseek-v4-flash")
+
+
+def _bench_shorthand(args: Any, config: Config) -> int:
+    """``codeagent bench --config NAME --random-weights``, the issue's spelling of ``bench gpu``."""
+    if args.gpu_config is None or not args.random_weights:
+        raise UsageError(
+            "choose a scenario (see 'codeagent bench --help'), or give both --config NAME and --random-weights"
+        )
+    gpu = build_parser().parse_args(["bench", "gpu", "--config", args.gpu_config, "--random-weights"])
+    return int(gpu.handler(gpu, config))
+
+
+def _add_bench_gpu(sub: Any) -> None:
+    gpu = sub.add_parser(
+        "gpu",
+        help="a released MoE config with random weights on one device: decode, prefill, cached follow-up, "
+        "vs transformers and the bandwidth roofline",
+    )
+    gpu.add_argument(
+        "--config",
+        dest="gpu_config",
+        required=True,
+        choices=GPU_CONFIGS,
+        metavar="NAME",
+        help=f"the configuration: {', '.join(GPU_CONFIGS)}",
+    )
+    gpu.add_argument(
+        "--random-weights",
+        action="store_true",
+        required=True,
+        help="build the model on the device with random weights (no checkpoint; required)",
+    )
+    gpu.add_argument(
+        "--tiny", action="store_true", help="the family at tiny shapes and sizes (checks on a CPU)"
+    )
+    gpu.add_argument(
+        "--layers", type=_positive_int, metavar="N", help="keep the first N layers at full width"
+    )
+    gpu.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if present")
+    gpu.add_argument(
+        "--dtype", choices=["bfloat16", "float32"], help="default bfloat16 on cuda, float32 on cpu"
+    )
+    gpu.add_argument(
+        "--scenarios",
+        type=_name_list(("decode", "prefill", "prefix")),
+        default=("decode", "prefill", "prefix"),
+        metavar="A,B",
+        help="default all",
+    )
+    gpu.add_argument(
+        "--batches",
+        type=_int_list,
+        metavar="N,N",
+        help="concurrent sequences (default 1,8,32,64; tiny 1,2,4)",
+    )
+    gpu.add_argument(
+        "--contexts",
+        type=_int_list,
+        metavar="N,N",
+        help="decode contexts (default 1024,32768,131072; tiny 16,64)",
+    )
+    gpu.add_argument(
+        "--prefills", type=_int_list, metavar="N,N", help="prefill prompts (default 8192,32768; tiny 32,64)"
+    )
+    gpu.add_argument(
+        "--prefix",
+        type=_positive_int,
+        metavar="N",
+        help="cached prefix of the follow-up (default 100000; tiny 96)",
+    )
+    gpu.add_argument(
+        "--follow-up", type=_positive_int, metavar="N", help="follow-up tokens (default 500; tiny 8)"
+    )
+    gpu.add_argument(
+        "--decode-tokens",
+        type=_at_least_two,
+        metavar="N",
+        help="new tokens per decode cell (default 32; tiny 4)",
+    )
+    gpu.add_argument("--no-reference", action="store_true", help="skip transformers")
+    gpu.add_argument(
+        "--reference-max-tokens",
+        type=_positive_int,
+        default=131072,
+        metavar="N",
+        help="transformers runs decode cells with B x C <= N (default 131072)",
+    )
+    gpu.add_argument(
+        "--reference-chunk",
+        type=_positive_int,
+        metavar="N",
+        help="transformers' prefill chunk (default 4096; 1024 for deepseek-v4-flash)",
+    )
+    gpu.add_argument(
+        "--max-batch-tokens",
+        type=_positive_int,
+        metavar="N",
+        help="our engine's tokens per step (default 8192; 2048 for deepseek-v4-flash)",
+    )
+    gpu.add_argument(
+        "--kv-cache-gb", type=_positive_float, metavar="GB", help="KV pool (default: the engine's)"
+    )
+    gpu.add_argument("--seed", type=int, default=0, help="random weights and prompts (default 0)")
+    gpu.add_argument("--output", type=Path, default=Path("bench-gpu.json"), help="JSON results file")
+    gpu.set_defaults(handler=_lazy("codeagent.tui.commands", "bench_gpu"))
 
 
 KERNEL_NAMES = (
@@ -368,6 +486,15 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def _at_least_two(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f"must be at least 2 (the first token is not a decode step), not {text}"
+        )
     return value
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -284,6 +285,19 @@ def bench_kernels(args: Any, config: Config) -> int:
             print(bench.table(results), file=sys.stderr)
     except RuntimeError as err:
         raise CommandError(str(err)) from err
+    return _write_bench(results, args.output)
+
+
+def bench_gpu(args: Any, config: Config) -> int:
+    from codeagent.tui import bench_gpu as bench
+    from codeagent.tui.bench_gpu_report import table
+
+    try:
+        plan = bench.make_plan(args)
+    except bench.PlanError as err:
+        raise CommandError(str(err)) from err
+    results = bench.run(plan, shlex.join(["codeagent", *sys.argv[1:]]), bench.log_line)
+    print(table(results), file=sys.stderr)
     return _write_bench(results, args.output)
 
 

@@ -1,0 +1,248 @@
+"""``codeagent bench gpu --config NAME --random-weights``: a released MoE configuration, full size, on one device.
+
+The model is built on the device with random weights (``backend/random_weights.py``: no
+checkpoint, no host copy) and served by the engine (paged KV pool, prefix cache,
+continuous batching). In the same run, after ours is freed, transformers builds the same
+configuration, also random, on the same device as the reference
+(``bench_gpu_reference.py``). The weights of the two differ; speed does not depend on
+their values, only on routing, which is about uniform for both. Scenarios:
+
+- ``decode``: total tokens/s of B concurrent sequences (1, 8, 32, 64) at contexts of 1K,
+  32K and 128K tokens, over ``--decode-tokens`` steps after every sequence has its first
+  token. The B sequences share their context but its last partial block through the
+  prefix cache (one prefill and one copy in the pool, so 64 x 128K fits), and each
+  attends over its whole context: a step's work is that of B distinct contexts. Against
+  the bandwidth roofline (``backend/roofline.py``: bytes a step must read at the
+  midpoint context, over a measured device-to-device copy) and transformers.
+- ``prefill``: tokens/s of one fresh prompt of 8K and 32K tokens (time to first token),
+  with its FLOPs against the device's bf16 dense peak (known for H100 and H200 by name).
+- ``prefix``: time to first token of a follow-up turn (a 500-token message) on a
+  100K-token prefix: cold (nothing cached) and warm (another follow-up to the same prefix
+  went before, so its blocks are in the pool).
+
+Cells that cannot fit the KV pool are skipped with the reason. A model cut to fewer
+layers (``--layers``, for DeepSeek-V4-Flash's 13 GB bf16 layers) also reports
+full-depth estimates: tokens/s x layers kept / layers released, which assumes the cut's
+layers cost what the average layer does (the first layers of V4 are window and
+hash-routed ones, cheaper than average: the estimate flatters). ``--tiny`` runs the same
+family at tiny shapes and sizes (a check of the harness on a CPU; its timings mean
+nothing). Targets (issue 9) are reported met or not for every run and apply to
+Qwen3-Coder-30B-A3B on an H100 or H200.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from codeagent.backend import roofline
+from codeagent.backend.random_weights import config_for, parse_config
+
+SCENARIOS = ("decode", "prefill", "prefix")
+FULL_SIZES = {
+    "batches": (1, 8, 32, 64),
+    "contexts": (1024, 32768, 131072),
+    "prefills": (8192, 32768),
+    "prefix": 100_000,
+    "follow_up": 500,
+    "decode_tokens": 32,
+}
+TINY_SIZES = {
+    "batches": (1, 2, 4),
+    "contexts": (16, 64),
+    "prefills": (32, 64),
+    "prefix": 96,
+    "follow_up": 8,
+    "decode_tokens": 4,
+}
+BF16_PEAKS = (("H200", 989e12), ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12))
+WEIGHT_SHARE = 0.85  # of free memory the weights may take; the rest is the KV pool's and activations'
+Log = Callable[[str], None]
+
+
+class PlanError(ValueError):
+    """A benchmark that cannot run as asked: bad sizes, not enough memory, no device."""
+
+
+@dataclass(slots=True)
+class Plan:
+    name: str
+    raw: dict[str, Any]  # config.json of the model built, cut to its layers
+    full_layers: int  # layers of the released (or tiny) configuration
+    tiny: bool
+    device: torch.device
+    dtype: torch.dtype
+    scenarios: tuple[str, ...]
+    batches: tuple[int, ...]
+    contexts: tuple[int, ...]
+    prefills: tuple[int, ...]
+    prefix: int
+    follow_up: int
+    decode_tokens: int
+    reference: bool
+    reference_max_tokens: int
+    reference_chunk: int
+    max_batch_tokens: int
+    kv_cache_bytes: int | None
+    seed: int
+    config: Any = field(init=False)  # the family's typed config
+
+    def __post_init__(self) -> None:
+        self.config = parse_config(self.raw)
+
+    @property
+    def layers(self) -> int:
+        return int(self.raw["num_hidden_layers"])
+
+
+def make_plan(args: Any) -> Plan:
+    """A validated plan from the ``bench gpu`` arguments; PlanError says what is wrong."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise PlanError(
+            "--device cuda: torch sees no CUDA device here (--tiny --device cpu checks the harness)"
+        )
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        raw = config_for(args.gpu_config, args.tiny, args.layers)
+    except ValueError as err:
+        raise PlanError(f"{args.gpu_config}: {err}") from None
+    sizes = TINY_SIZES if args.tiny else FULL_SIZES
+    v4 = raw["architectures"][0] == "DeepseekV4ForCausalLM"
+    plan = Plan(
+        name=args.gpu_config,
+        raw=raw,
+        full_layers=config_for(args.gpu_config, args.tiny)["num_hidden_layers"],
+        tiny=args.tiny,
+        device=device,
+        dtype=getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32")),
+        scenarios=args.scenarios,
+        **{key: getattr(args, key) or default for key, default in sizes.items()},
+        reference=not args.no_reference,
+        reference_max_tokens=args.reference_max_tokens,
+        reference_chunk=args.reference_chunk or (1024 if v4 else 4096),
+        max_batch_tokens=args.max_batch_tokens or (2048 if v4 else 8192),
+        kv_cache_bytes=int(args.kv_cache_gb * 2**30) if args.kv_cache_gb else None,
+        seed=args.seed,
+    )
+    _check(plan)
+    return plan
+
+
+def _check(plan: Plan) -> None:
+    longest = max(
+        max(plan.contexts) + plan.decode_tokens, max(plan.prefills) + 1, plan.prefix + plan.follow_up + 1
+    )
+    window = plan.raw["max_position_embeddings"]
+    if longest > window:
+        raise PlanError(f"{plan.name} takes {window} positions; the sizes asked need {longest}")
+    if plan.reference and importlib.util.find_spec("transformers") is None:
+        raise PlanError("the reference is transformers: pip install -e '.[test]', or pass --no-reference")
+    need = roofline.weight_bytes(plan.config, plan.dtype)
+    budget = WEIGHT_SHARE * free_memory(plan.device)
+    if need > budget:
+        fit = layers_that_fit(plan.name, plan.tiny, plan.dtype, budget)
+        raise PlanError(
+            f"{plan.name} ({plan.layers} layers, {str(plan.dtype).removeprefix('torch.')}) needs "
+            f"{need / 1e9:.1f} GB of weights; the weights may take {budget / 1e9:.1f} GB of {plan.device.type} "
+            f"memory ({WEIGHT_SHARE:.0%} of what is free); "
+            + (f"--layers {fit} fits" if fit else "not even one layer fits")
+        )
+
+
+def layers_that_fit(name: str, tiny: bool, dtype: torch.dtype, budget: float) -> int:
+    """How many of a configuration's first layers fit ``budget`` bytes of weights (0: not one)."""
+    total = config_for(name, tiny)["num_hidden_layers"]
+    fit = 0
+    while (
+        fit < total and roofline.weight_bytes(parse_config(config_for(name, tiny, fit + 1)), dtype) <= budget
+    ):
+        fit += 1
+    return fit
+
+
+def free_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"cpu: {line.split(':', 1)[1].strip()}"
+    except OSError:
+        pass
+    return f"cpu: {platform.machine()}"
+
+
+def bf16_peak(name: str) -> float | None:
+    """The device's dense bf16 FLOP/s, for the GPUs the targets are set on; None elsewhere."""
+    return next((peak for key, peak in BF16_PEAKS if key in name), None)
+
+
+def tokens(n: int, seed: int, vocab: int) -> list[int]:
+    return torch.randint(0, vocab, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def run(plan: Plan, command: str, log: Log) -> dict[str, Any]:
+    """Run every scenario with ours, then with transformers; the results as one JSON-ready dict."""
+    from codeagent.backend.kernels.timing import copy_bandwidth
+    from codeagent.tui import bench_gpu_ours, bench_gpu_reference, bench_gpu_report
+
+    name = device_name(plan.device)
+    copy_bw = copy_bandwidth(plan.device)
+    log(f"{name}: device-to-device copy {copy_bw / 1e9:.0f} GB/s")
+    results: dict[str, Any] = {
+        "benchmark": "gpu",
+        "config": plan.name,
+        "tiny": plan.tiny,
+        "layers": plan.layers,
+        "released_layers": plan.full_layers,
+        "dtype": str(plan.dtype).removeprefix("torch."),
+        "weights": "random, built on the device",
+        "weight_bytes": roofline.weight_bytes(plan.config, plan.dtype),
+        "device": name,
+        "command": command,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "torch": torch.__version__,
+        "copy_GB_per_s": round(copy_bw / 1e9, 1),
+        "bf16_peak_TFLOP_per_s": None if bf16_peak(name) is None else bf16_peak(name) / 1e12,
+        "note": "tiny shapes: checks the harness; timings mean nothing" if plan.tiny else None,
+    }
+    results["ours"] = bench_gpu_ours.measure(plan, log)
+    release(plan.device)
+    results["transformers"] = bench_gpu_reference.measure(plan, log) if plan.reference else None
+    release(plan.device)
+    bench_gpu_report.combine(plan, results, copy_bw)
+    results["targets"] = bench_gpu_report.targets(plan, results)
+    return results
+
+
+def release(device: torch.device) -> None:
+    """Give a freed model's memory back before the next one is built."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def log_line(message: str) -> None:
+    print(f"[bench gpu] {message}", file=sys.stderr, flush=True)
