@@ -14,15 +14,24 @@ As DeepSeek's inference code and ``quantization_config`` (``fmt: e4m3``,
   released, or raw ``uint8`` exponents; float32 scales (``weight_scale_inv`` checkpoints)
   are taken as they are.
 
-Everything is dequantized once, at load time, into the model dtype; keeping the weights
-packed and dequantizing inside the matmul belongs to the kernels. ``quantize_fp8`` and
-``quantize_fp4`` write the same formats (smallest power-of-two scale that fits, round to
-nearest) for tests and small release-layout checkpoints.
+Routed experts can stay packed in memory (``PackedExperts``, on by default for quantized
+checkpoints; ``CODEAGENT_KEEP_QUANTIZED=0`` dequantizes them at load): FP4 codes and FP8
+values as released, scales as UE8M0 exponent bytes (or float32 where the checkpoint has
+float scales), one per row and group of inputs, so a layer's w1 and w3 fuse by rows.
+The fused-MoE kernel decodes them inside its GEMM tiles; the torch reference decodes one
+expert at a time (``PackedExperts.expert``), only the experts a step routes to. Every
+other quantized weight is dequantized once, at load time, into the model dtype
+(``dequantizing``). ``quantize_fp8`` and ``quantize_fp4`` write the same formats
+(smallest power-of-two scale that fits, round to nearest) for tests and small
+release-layout checkpoints.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -33,6 +42,17 @@ E2M1_MAX = 6.0
 E4M3_MAX = 448.0
 FP4_STORAGE = (torch.int8, torch.uint8, torch.float4_e2m1fn_x2)
 SCALE_SUFFIXES = (".weight_scale_inv", ".weight_scale", ".scale")
+KEEP_ENV = "CODEAGENT_KEEP_QUANTIZED"
+YES, NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def keep_quantized_default() -> bool:
+    """``CODEAGENT_KEEP_QUANTIZED``: 1 (the default) keeps quantized routed experts packed, 0
+    dequantizes them at load."""
+    value = os.environ.get(KEEP_ENV, "").strip().lower() or "1"
+    if value not in YES + NO:
+        raise ValueError(f"{KEEP_ENV}={value!r}: expected 1 (keep routed experts packed) or 0")
+    return value in YES
 
 
 def scale_values(scale: torch.Tensor) -> torch.Tensor:
@@ -42,8 +62,22 @@ def scale_values(scale: torch.Tensor) -> torch.Tensor:
     return scale.float()
 
 
+def stored_scale(scale: torch.Tensor) -> torch.Tensor:
+    """A scale as packed experts keep it: UE8M0 exponent bytes (uint8), or float32."""
+    if scale.dtype == torch.float8_e8m0fnu:
+        return scale.view(torch.uint8)
+    return scale if scale.dtype == torch.uint8 else scale.float()
+
+
+def format_of(tensor: torch.Tensor) -> str | None:
+    """The quantized format of a checkpoint tensor ("fp8" or "fp4"), None for a plain one."""
+    if tensor.dtype == torch.float8_e4m3fn:
+        return "fp8"
+    return "fp4" if tensor.dtype in FP4_STORAGE else None
+
+
 def is_quantized(tensor: torch.Tensor) -> bool:
-    return tensor.dtype == torch.float8_e4m3fn or tensor.dtype in FP4_STORAGE
+    return format_of(tensor) is not None
 
 
 def dequantize(weight: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -54,28 +88,45 @@ def dequantize(weight: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) ->
 
 def dequantize_fp8(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """[out, in] e4m3 with [ceil(out/128), ceil(in/128)] block scales -> float32 [out, in]."""
-    rows, cols = weight.shape
+    return dequantize_fp8_rows(weight, block_rows(weight.shape, scale))
+
+
+def block_rows(shape: tuple[int, ...], scale: torch.Tensor) -> torch.Tensor:
+    """FP8 block scales [ceil(out/128), ceil(in/128)] of an [out, in] weight, repeated for every
+    row: [out, ceil(in/128)], in the scale's own dtype."""
+    rows, cols = shape
     blocks = (-(-rows // FP8_BLOCK), -(-cols // FP8_BLOCK))
     if tuple(scale.shape) != blocks:
-        raise ValueError(
-            f"FP8 weight {tuple(weight.shape)} needs block scales {blocks}, got {tuple(scale.shape)}"
-        )
-    per_element = scale_values(scale).repeat_interleave(FP8_BLOCK, 0)[:rows].repeat_interleave(FP8_BLOCK, 1)
-    return weight.float() * per_element[:, :cols]
+        raise ValueError(f"FP8 weight {tuple(shape)} needs block scales {blocks}, got {tuple(scale.shape)}")
+    raw = scale.view(torch.uint8) if scale.dtype == torch.float8_e8m0fnu else scale
+    return raw.repeat_interleave(FP8_BLOCK, dim=0)[:rows]
+
+
+def dequantize_fp8_rows(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """[out, in] e4m3 with a scale per row and 128 inputs [out, ceil(in/128)] -> float32 [out, in]."""
+    cols = weight.shape[1]
+    return weight.float() * scale_values(scale).repeat_interleave(FP8_BLOCK, dim=1)[:, :cols]
 
 
 def dequantize_fp4(packed: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """[out, in/2] packed e2m1 pairs with [out, in/32] scales -> float32 [out, in]."""
     rows, half = packed.shape
-    if tuple(scale.shape) != (rows, 2 * half // FP4_GROUP):
+    groups = 2 * half // FP4_GROUP
+    if 2 * half % FP4_GROUP or tuple(scale.shape) != (rows, groups):
         raise ValueError(
-            f"FP4 weight {rows}x{2 * half} needs scales ({rows}, {2 * half // FP4_GROUP}), got {tuple(scale.shape)}"
+            f"FP4 weight {rows}x{2 * half} needs scales ({rows}, {groups}), got {tuple(scale.shape)}"
         )
-    raw = packed.view(torch.uint8)
-    codes = torch.stack((raw & 0x0F, raw >> 4), dim=-1).flatten(-2).long()  # [out, in], even input first
-    magnitudes = torch.tensor(E2M1_MAGNITUDES, device=packed.device)[codes & 0x7]
-    values = torch.where(codes >= 8, -magnitudes, magnitudes)
-    return values * scale_values(scale).repeat_interleave(FP4_GROUP, dim=1)
+    pairs = torch.index_select(_byte_values(packed.device), 0, packed.view(torch.uint8).reshape(-1).int())
+    return (pairs.view(rows, groups, FP4_GROUP) * scale_values(scale)[..., None]).view(rows, 2 * half)
+
+
+@functools.cache
+def _byte_values(device: torch.device) -> torch.Tensor:
+    """float32 [256, 2]: the two e2m1 values each byte holds, the low nibble (even input) first."""
+    codes = torch.arange(256)
+    nibbles = torch.stack((codes & 0x0F, codes >> 4), dim=-1)  # [256, 2]
+    magnitudes = torch.tensor(E2M1_MAGNITUDES)[nibbles & 0x7]
+    return torch.where(nibbles >= 8, -magnitudes, magnitudes).to(device)
 
 
 def _ue8m0(amax: torch.Tensor, top: float) -> torch.Tensor:
@@ -118,13 +169,14 @@ def weight_key_of(scale_key: str) -> str | None:
     return None
 
 
-def dequantizing(
-    weights: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype
-) -> Iterator[tuple[str, torch.Tensor]]:
-    """Pair quantized weights with their scales as they stream by; yield plain tensors.
+def paired(
+    weights: Iterable[tuple[str, torch.Tensor]],
+) -> Iterator[tuple[str, torch.Tensor, torch.Tensor | None]]:
+    """Pair quantized weights with their scales as they stream by: (key, weight, scale) once
+    both have arrived, (key, tensor, None) for plain tensors.
 
     Each quantized tensor waits only until its partner arrives (they sit side by side in
-    release shards), so at most a few tensors are held at once. Plain tensors pass through.
+    release shards), so at most a few tensors are held at once.
     """
     waiting_weights: dict[str, torch.Tensor] = {}
     waiting_scales: dict[str, torch.Tensor] = {}
@@ -132,17 +184,92 @@ def dequantizing(
         owner = weight_key_of(key)
         if owner is not None:
             if owner in waiting_weights:
-                yield owner, dequantize(waiting_weights.pop(owner), tensor, dtype)
+                yield owner, waiting_weights.pop(owner), tensor
             else:
                 waiting_scales[owner] = tensor
         elif is_quantized(tensor) and key.endswith(".weight"):
             if key in waiting_scales:
-                yield key, dequantize(tensor, waiting_scales.pop(key), dtype)
+                yield key, tensor, waiting_scales.pop(key)
             else:
                 waiting_weights[key] = tensor
         else:
-            yield key, tensor
+            yield key, tensor, None
     if waiting_weights:
         raise ValueError(f"quantized weights without a scale: {', '.join(sorted(waiting_weights)[:5])}")
     if waiting_scales:
         raise ValueError(f"scales without their weights: {', '.join(sorted(waiting_scales)[:5])}")
+
+
+def dequantizing(
+    weights: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """``paired``, with every quantized weight dequantized to ``dtype``: plain tensors only."""
+    for key, tensor, scale in paired(weights):
+        yield key, tensor if scale is None else dequantize(tensor, scale, dtype)
+
+
+@dataclass(frozen=True, slots=True)
+class PackedExperts:
+    """A layer's routed experts kept quantized: ``weight`` [E, N, K] float8_e4m3fn (FP8) or
+    [E, N, K/2] uint8 (FP4, two e2m1 codes a byte), ``scale`` [E, N, K / group], one per row
+    and group of inputs (FP8's 128x128 blocks repeated over their rows) as UE8M0 exponent
+    bytes (uint8) or float32. ``fill`` stores checkpoint matrices, ``expert`` decodes one."""
+
+    weight: torch.Tensor
+    scale: torch.Tensor
+    format: str  # "fp8" or "fp4"
+
+    @classmethod
+    def empty(
+        cls, shape: tuple[int, ...], weight: torch.Tensor, scale: torch.Tensor, device: torch.device
+    ) -> PackedExperts:
+        """Uninitialised experts of logical shape [E, N, K] in the format of a checkpoint weight and scale."""
+        experts, rows, cols = shape
+        kind = format_of(weight)
+        if kind is None:
+            raise ValueError(f"{weight.dtype} is not a quantized format")
+        if kind == "fp4" and cols % FP4_GROUP:
+            raise ValueError(f"FP4 needs the input width to be a multiple of {FP4_GROUP}, not {cols}")
+        group = FP8_BLOCK if kind == "fp8" else FP4_GROUP
+        storage = torch.float8_e4m3fn if kind == "fp8" else torch.uint8
+        width = cols if kind == "fp8" else cols // 2
+        return cls(
+            torch.empty(experts, rows, width, dtype=storage, device=device),
+            torch.empty(experts, rows, -(-cols // group), dtype=stored_scale(scale).dtype, device=device),
+            kind,
+        )
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The logical [E, N, K]."""
+        experts, rows, width = self.weight.shape
+        return experts, rows, width * (2 if self.format == "fp4" else 1)
+
+    @property
+    def nbytes(self) -> int:
+        return self.weight.nbytes + self.scale.nbytes
+
+    def fill(self, expert: int, rows: slice, weight: torch.Tensor, scale: torch.Tensor) -> None:
+        """Store one checkpoint matrix as ``rows`` of ``expert``: [n, K] FP8 with its block scales,
+        or [n, K/2] FP4 with [n, K/32] scales."""
+        if format_of(weight) != self.format:
+            raise ValueError(f"{weight.dtype} among {self.format.upper()} experts; dequantize them at load")
+        expected = (len(range(*rows.indices(self.shape[1]))), self.shape[2])
+        logical = (weight.shape[0], weight.shape[1] * (2 if self.format == "fp4" else 1))
+        if logical != expected:
+            raise ValueError(f"checkpoint shape {logical}, model expects {expected}")
+        per_row = stored_scale(block_rows(logical, scale) if self.format == "fp8" else scale)
+        if tuple(per_row.shape) != (logical[0], self.scale.shape[2]):
+            raise ValueError(
+                f"FP4 weight {logical} needs scales ({logical[0]}, {self.scale.shape[2]}), got {tuple(scale.shape)}"
+            )
+        if self.scale.dtype == torch.uint8 and per_row.dtype != torch.uint8:
+            raise ValueError("float scales among UE8M0 ones; dequantize them at load")
+        self.weight[expert, rows].copy_(weight.view(self.weight.dtype))
+        self.scale[expert, rows].copy_(per_row if self.scale.dtype == torch.uint8 else scale_values(per_row))
+
+    def expert(self, index: int, dtype: torch.dtype) -> torch.Tensor:
+        """Expert ``index`` decoded: [N, K] in dtype (the values dequantize-at-load gives)."""
+        if self.format == "fp8":
+            return dequantize_fp8_rows(self.weight[index], self.scale[index]).to(dtype)
+        return dequantize_fp4(self.weight[index], self.scale[index]).to(dtype)

@@ -15,8 +15,9 @@ Two numerics, matching the two references:
   float32 before the down projection, the sum in float32 (``clamped=True``).
 
 Expert weights may be quantized (``QuantizedExperts``: FP8 e4m3 with 128x128 block
-scales, or FP4 e2m1 with a scale per 32 inputs, as in ``backend/quant.py``); they are
-decoded inside the GEMM tiles. Limits: no expert parallelism; the per-pair float32
+scales, or FP4 e2m1 with a scale per 32 inputs, as in ``backend/quant.py``; or the
+loader's ``quant.PackedExperts``, same layout, scales possibly UE8M0 exponent bytes);
+they are decoded inside the GEMM tiles. Limits: no expert parallelism; the per-pair float32
 buffer [T * k, H] is materialised between the down GEMM and the combine (a deterministic
 sum, where an atomic add would make float32 results depend on scheduling).
 """
@@ -32,13 +33,14 @@ from codeagent.backend.kernels import moe_align
 from codeagent.backend.kernels.common import upcast
 from codeagent.backend.kernels.moe_gemm import FP4, FP8, PLAIN, combine_kernel, down_kernel, gate_up_kernel
 from codeagent.backend.kernels.tile_configs import Config, moe_config
-from codeagent.backend.quant import FP4_GROUP, FP8_BLOCK, scale_values
+from codeagent.backend.quant import FP4_GROUP, FP8_BLOCK, PackedExperts, scale_values
 
 
 @dataclass(frozen=True, slots=True)
 class QuantizedExperts:
     """Expert weights kept packed: ``weight`` [E, N, K] e4m3 or [E, N, K/2] uint8 (FP4), ``scale``
-    float32 [E, N, K / group] (FP8 block scales expanded to every row of their block)."""
+    [E, N, K / group] float32 or UE8M0 exponent bytes (uint8), FP8 block scales expanded to
+    every row of their block."""
 
     weight: torch.Tensor
     scale: torch.Tensor
@@ -72,11 +74,13 @@ class QuantizedExperts:
         return cls(packed.contiguous().view(torch.uint8), scale_values(scale).contiguous(), FP4)
 
 
-Weights = torch.Tensor | QuantizedExperts
+Weights = torch.Tensor | QuantizedExperts | PackedExperts
 
 
 def _operands(w: Weights) -> tuple[torch.Tensor, torch.Tensor, int, int, int, str]:
     """(weight, scale, format, group, in_features, name) for the kernels."""
+    if isinstance(w, PackedExperts):
+        w = QuantizedExperts(w.weight, w.scale, FP8 if w.format == "fp8" else FP4)
     if isinstance(w, QuantizedExperts):
         return w.weight, w.scale, w.format, w.group, w.in_features, w.name
     return w, w, PLAIN, 1, w.shape[2], "plain"

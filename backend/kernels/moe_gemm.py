@@ -13,9 +13,10 @@ one launch covers every expert and the expert's weights are read once per tile.
   (Qwen3), written per pair as float32 [P, H]; ``fused_moe`` sums the k pairs of a token.
 
 Weights are plain (the activation dtype), FP8 e4m3 or packed FP4 e2m1 (two codes a byte,
-even input in the low nibble), the last two with float32 scales [E, N, K / GROUP]
-(FP8: one per row and 128 inputs, the 128x128 blocks expanded per row; FP4: per 32
-inputs). Quantized tiles are decoded in registers and multiplied in the activation dtype
+even input in the low nibble), the last two with scales [E, N, K / GROUP] (FP8: one per
+row and 128 inputs, the 128x128 blocks expanded per row; FP4: per 32 inputs), float32 or
+UE8M0 exponent bytes (uint8: 2^(byte - 127), a float32 built from its exponent bits).
+Quantized tiles are decoded in registers and multiplied in the activation dtype
 (weight-only quantization: the memory saving and bandwidth, not FP8 tensor-core math).
 Accumulation is float32; fp32 dots use IEEE precision, not TF32, so float32 runs match
 the torch reference token for token.
@@ -56,6 +57,8 @@ def _weight_tile(
         scale = tl.load(
             s_ptr + e * stride_se + rows[None, :] * stride_sn + k[:, None] // GROUP, mask=mask, other=0.0
         )
+        if s_ptr.dtype.element_ty == tl.uint8:  # a UE8M0 byte is a float32's exponent field
+            scale = (scale.to(tl.int32) << 23).to(tl.float32, bitcast=True)
         if FORMAT == 1:
             q = tl.load(w_ptr + e * stride_we + rows[None, :] * stride_wn + k[:, None], mask=mask, other=0.0)
             tile = q.to(tl.float32) * scale

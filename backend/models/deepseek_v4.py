@@ -18,9 +18,13 @@ chunked prefill and decode are the same call and a new token never recomputes th
 prompt. Positions must continue each state (the rotary positions of compressed entries
 follow from the state itself).
 
-Weights: ``deepseek_v4_weights`` (names, both spellings, FP8/FP4 release format). The
-hot operations (``attend``, ``pool_windows``, ``indexer_scores``, ``sinkhorn``,
-``routed_experts``) are small functions that kernels can replace. Limits: plain torch,
+Weights: ``deepseek_v4_weights`` (names, both spellings, FP8/FP4 release format). Routed
+experts that come quantized stay packed (``quant.PackedExperts``: FP4 codes or FP8 values
+with UE8M0 scales) unless ``keep_quantized=False`` or ``CODEAGENT_KEEP_QUANTIZED=0``: the
+fused-MoE kernel decodes them in its GEMM tiles, the torch reference one routed expert at
+a time, so memory never holds a full-precision copy of them. The hot operations
+(``attend``, ``pool_windows``, ``indexer_scores``, ``sinkhorn``, ``routed_experts``) are
+small functions that kernels can replace. Limits: plain torch,
 no paged cache (states are growing tensors), and no speculative decoding (MTP ignored).
 """
 
@@ -48,7 +52,13 @@ from codeagent.backend.models.deepseek_v4_config import SLIDING, DeepseekV4Confi
 from codeagent.backend.models.deepseek_v4_mhc import collapse, expand, hc_weights, head_collapse
 from codeagent.backend.models.deepseek_v4_moe import moe
 from codeagent.backend.models.deepseek_v4_rope import inverse_frequencies, rms_norm, rope_cos_sin
-from codeagent.backend.models.deepseek_v4_weights import load_into, storage_dtype, weight_shapes
+from codeagent.backend.models.deepseek_v4_weights import (
+    allocate,
+    declares_quantized,
+    load_into,
+    weight_shapes,
+)
+from codeagent.backend.quant import PackedExperts, keep_quantized_default
 
 Rotation = tuple[torch.Tensor, torch.Tensor]  # cos, sin [T, r]
 
@@ -63,26 +73,26 @@ class DeepseekV4ForCausalLM(nn.Module):
     config_class = DeepseekV4Config
 
     def __init__(
-        self, config: DeepseekV4Config, dtype: torch.dtype = torch.float32, device: Any = "cpu"
+        self,
+        config: DeepseekV4Config,
+        dtype: torch.dtype = torch.float32,
+        device: Any = "cpu",
+        keep_quantized: bool | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.dtype, self.device = dtype, torch.device(device)
+        # quantized routed experts stay packed (default: CODEAGENT_KEEP_QUANTIZED, on unless 0)
+        self.keep_quantized = keep_quantized_default() if keep_quantized is None else keep_quantized
         self.shapes = weight_shapes(config)
-        self.w: dict[str, torch.Tensor] = {
-            name: torch.empty(shape, dtype=storage_dtype(name, dtype), device=self.device)
-            for name, shape in self.shapes.items()
-        }
+        packed = self.keep_quantized and declares_quantized(config)
+        self.w: dict[str, torch.Tensor | PackedExperts] = allocate(self.shapes, dtype, self.device, packed)
         self.ropes = {
             kind: (inverse_frequencies(spec).to(self.device), spec.attention_factor)
             for kind, spec in (("main", config.rope_main), ("compress", config.rope_compress))
         }
         self.attention = [layer_attention(config, i, self.ropes) for i in range(config.num_hidden_layers)]
-        # per-layer views keyed without "layers.N." (shared storage, filled in place by load_weights)
-        self.layer_w = [
-            {k[len(p) :]: v for k, v in self.w.items() if k.startswith(p)}
-            for p in (f"layers.{i}." for i in range(config.num_hidden_layers))
-        ]
+        self.layer_w = self._layer_views()
 
     @property
     def block_multiple(self) -> int:
@@ -130,6 +140,14 @@ class DeepseekV4ForCausalLM(nn.Module):
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
         load_into(self, weights)
+        self.layer_w = self._layer_views()  # loading replaced the experts' placeholders
+
+    def _layer_views(self) -> list[dict[str, Any]]:
+        """Per layer, its weights keyed without "layers.N." (the same storage as ``w``)."""
+        return [
+            {k[len(p) :]: v for k, v in self.w.items() if k.startswith(p)}
+            for p in (f"layers.{i}." for i in range(self.config.num_hidden_layers))
+        ]
 
     @torch.inference_mode()
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, seqs: list[SeqSlice]) -> torch.Tensor:

@@ -8,10 +8,14 @@ down(silu(min(gate, limit)) * clamp(up, -limit, limit)), with the activation and
 routing weight applied in float32 before the down projection, and the routed sum kept in
 float32 as in DeepSeek's inference code; one shared expert of the same form is always
 added. Routed experts are stored fused per layer: ``w13`` [E, 2I, D] (gate rows, then up
-rows) and ``w2`` [E, D, I].
+rows) and ``w2`` [E, D, I], either dense in the model dtype or packed as the release ships
+them (``quant.PackedExperts``, FP4 or FP8 with UE8M0 scales).
 
 Limit: experts run one after another over the tokens routed to each (a reference loop; a
-grouped-GEMM kernel replaces ``routed_experts``).
+grouped-GEMM kernel replaces ``routed_experts``, decoding packed experts in its tiles).
+The loop decodes a packed expert just before it runs it, only the experts the step
+routes to, so no more than two experts' dequantized weights exist at once; it pays that
+decoding at every step (the price of not keeping a full-precision copy).
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from codeagent.backend.kernels.dispatch import triton_ops, use_triton
+from codeagent.backend.quant import PackedExperts
+
+Experts = torch.Tensor | PackedExperts
 
 
 def route(
@@ -60,13 +67,13 @@ def expert(
 
 def routed_experts(
     x: torch.Tensor,
-    w13: torch.Tensor,
-    w2: torch.Tensor,
+    w13: Experts,
+    w2: Experts,
     weights: torch.Tensor,
     ids: torch.Tensor,
     limit: float,
 ) -> torch.Tensor:
-    """x [T, D]; w13 [E, 2I, D]; w2 [E, D, I]; weights, ids [T, k] -> [T, D] float32."""
+    """x [T, D]; w13 [E, 2I, D]; w2 [E, D, I] (dense or packed); weights, ids [T, k] -> [T, D] float32."""
     if use_triton(x):
         return triton_ops().fused_moe(
             x, w13, w2, weights, ids, clamped=True, limit=limit, out_dtype=torch.float32
@@ -75,9 +82,15 @@ def routed_experts(
     inter = w2.shape[-1]
     for e in torch.unique(ids).tolist():
         token, slot = torch.where(ids == e)
-        w1, w3 = w13[e, :inter], w13[e, inter:]
-        out.index_add_(0, token, expert(x[token], w1, w3, w2[e], weights[token, slot, None], limit))
+        gate_up, down = _expert_weights(w13, e, x.dtype), _expert_weights(w2, e, x.dtype)
+        w1, w3 = gate_up[:inter], gate_up[inter:]
+        out.index_add_(0, token, expert(x[token], w1, w3, down, weights[token, slot, None], limit))
     return out
+
+
+def _expert_weights(w: Experts, e: int, dtype: torch.dtype) -> torch.Tensor:
+    """Expert e's [N, K] weight: a view of dense storage, or decoded from packed storage now."""
+    return w[e] if isinstance(w, torch.Tensor) else w.expert(e, dtype)
 
 
 def moe(

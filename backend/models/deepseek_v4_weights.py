@@ -10,9 +10,16 @@ differs by a ``model.`` prefix, ``embed_tokens`` / ``lm_head``, ``hc_head.hc_{fn
 and ``attn.norm`` for the latent's norm. ``mtp.*`` (the multi-token-prediction layer) is
 skipped. Quantized release tensors (FP8 e4m3 with 128x128 block scales, FP4 e2m1 experts
 with one UE8M0 scale per 32 inputs; ``X.weight`` beside ``X.scale`` or
-``X.weight_scale_inv``) are dequantized to the model dtype as they stream by
-(``backend/quant.py``). Unknown, duplicated, missing or misshapen weights are a
-``ValueError`` that names them.
+``X.weight_scale_inv``) are paired as they stream by (``backend/quant.py``). Routed
+experts stay packed when they come quantized (``PackedExperts`` per layer and
+projection, FP4 or FP8 as the checkpoint has them) unless the model was built with
+``keep_quantized=False`` (``CODEAGENT_KEEP_QUANTIZED=0``); every other quantized weight
+is dequantized to the model dtype. The first expert tensor of a layer's ``w13`` / ``w2``
+decides its storage; until then ``allocate`` leaves a placeholder: on the meta device
+when the config declares quantized weights (``quantization_config``, ``expert_dtype``)
+and the model keeps experts packed, so no full-precision copy is ever allocated, and
+dense storage otherwise (a model can then be filled in place without a checkpoint).
+Unknown, duplicated, missing or misshapen weights are a ``ValueError`` that names them.
 
 Following DeepSeek's inference code, the small numerically sensitive tensors stay
 float32 whatever the model dtype: mHC parameters, norms, attention sinks, router weight
@@ -32,7 +39,7 @@ from typing import Any
 import torch
 
 from codeagent.backend.models.deepseek_v4_config import CSA, HCA, DeepseekV4Config
-from codeagent.backend.quant import dequantizing
+from codeagent.backend.quant import PackedExperts, dequantize, paired
 
 EXPERT = re.compile(r"^(layers\.\d+\.ffn\.)experts\.(\d+)\.(w1|w2|w3)\.weight$")
 LATENT_NORM = re.compile(r"^(layers\.\d+\.attn\.)norm\.weight$")  # transformers' name for kv_norm
@@ -45,6 +52,7 @@ RENAMES = {
 }
 FLOAT32 = re.compile(r"(^|\.)hc_|norm\.weight$|attn_sink$|ffn\.gate\.(weight|bias)$|compressor\.")
 INT64 = re.compile(r"tid2eid$")
+ROUTED = re.compile(r"ffn\.(w13|w2)$")
 
 
 def release_name(key: str) -> str | None:
@@ -60,6 +68,25 @@ def storage_dtype(name: str, dtype: torch.dtype) -> torch.dtype:
     if INT64.search(name):
         return torch.int64
     return torch.float32 if FLOAT32.search(name) else dtype
+
+
+def declares_quantized(c: DeepseekV4Config) -> bool:
+    """Whether config.json says the checkpoint's weights are quantized (as the release's does)."""
+    return "quantization_config" in c.extra or c.extra.get("expert_dtype") in ("fp4", "fp8")
+
+
+def allocate(
+    shapes: dict[str, tuple[int, ...]], dtype: torch.dtype, device: torch.device, packed_experts: bool
+) -> dict[str, torch.Tensor]:
+    """Uninitialised storage for every weight; routed experts on the meta device if they will be packed."""
+    return {
+        name: torch.empty(
+            shape,
+            dtype=storage_dtype(name, dtype),
+            device="meta" if packed_experts and ROUTED.search(name) else device,
+        )
+        for name, shape in shapes.items()
+    }
 
 
 def weight_shapes(c: DeepseekV4Config) -> dict[str, tuple[int, ...]]:
@@ -146,26 +173,21 @@ def expected_names(c: DeepseekV4Config, shapes: dict[str, tuple[int, ...]]) -> l
 
 
 def load_into(model: Any, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
-    """Copy (key, tensor) pairs into ``model.w``; dequantizes quantized ones on the way."""
+    """Copy (key, tensor) pairs into ``model.w``: quantized routed experts packed when
+    ``model.keep_quantized``, every other quantized weight dequantized on the way."""
     loaded: set[str] = set()
     unknown: list[str] = []
-    # MTP tensors are dropped before they would be dequantized
+    started: set[str] = set()  # fused expert tensors that hold a checkpoint tensor already
+    # MTP tensors are dropped before they would be paired with their scales
     kept = ((key, tensor) for key, tensor in weights if release_name(key) is not None)
-    for key, tensor in dequantizing(kept, model.dtype):
+    for key, tensor, scale in paired(kept):
         name = release_name(key) or key
-        view = _destination(model.w, name, model.config.moe_intermediate_size)
-        if view is None:
-            unknown.append(key)
-            continue
         if name in loaded:
             raise ValueError(f"weight {key!r} appears twice in the checkpoint")
-        if tuple(view.shape) != tuple(tensor.shape):
-            raise ValueError(
-                f"{key}: checkpoint shape {tuple(tensor.shape)}, model expects {tuple(view.shape)}"
-            )
-        with torch.no_grad():
-            view.copy_(tensor)
-        loaded.add(name)
+        if _store(model, key, name, tensor, scale, started):
+            loaded.add(name)
+        else:
+            unknown.append(key)
     if unknown:
         raise ValueError(f"unexpected weights for DeepseekV4ForCausalLM: {_listing(unknown)}")
     missing = [name for name in expected_names(model.config, model.shapes) if name not in loaded]
@@ -174,18 +196,68 @@ def load_into(model: Any, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
     _check_hash_tables(model)
 
 
-def _destination(w: dict[str, torch.Tensor], name: str, inter: int) -> torch.Tensor | None:
-    """The view of the stored tensor a release-named weight fills, None if it is not ours."""
+def _store(
+    model: Any, key: str, name: str, tensor: torch.Tensor, scale: torch.Tensor | None, started: set[str]
+) -> bool:
+    """Put one checkpoint tensor (and its scale) in place; False if the model has no such weight."""
     match = EXPERT.match(name)
     if match is None:
-        return w.get(name)
-    prefix, e, role = match.group(1), int(match.group(2)), match.group(3)
-    fused = w.get(prefix + ("w2" if role == "w2" else "w13"))
-    if fused is None or e >= fused.shape[0]:
+        view = model.w.get(name)
+    else:
+        place = _expert_place(model.shapes, match)
+        if place is None:
+            return False
+        fused, expert, rows = place
+        if fused not in started:
+            _allocate_experts(model, fused, tensor, scale, key)
+            started.add(fused)
+        storage = model.w[fused]
+        if isinstance(storage, PackedExperts):
+            try:
+                storage.fill(expert, rows, tensor, scale)
+            except ValueError as err:
+                raise ValueError(f"{key}: {err}") from err
+            return True
+        view = storage[expert, rows]
+    if view is None:
+        return False
+    if scale is not None:
+        try:
+            tensor = dequantize(tensor, scale, model.dtype)
+        except ValueError as err:
+            raise ValueError(f"{key}: {err}") from err
+    if tuple(view.shape) != tuple(tensor.shape):
+        raise ValueError(f"{key}: checkpoint shape {tuple(tensor.shape)}, model expects {tuple(view.shape)}")
+    with torch.no_grad():
+        view.copy_(tensor)
+    return True
+
+
+def _expert_place(shapes: dict[str, tuple[int, ...]], match: re.Match) -> tuple[str, int, slice] | None:
+    """(fused name, expert, rows) a release-named expert weight fills; None if it is not ours."""
+    prefix, expert, role = match.group(1), int(match.group(2)), match.group(3)
+    fused = prefix + ("w2" if role == "w2" else "w13")
+    shape = shapes.get(fused)
+    if shape is None or expert >= shape[0]:
         return None
-    if role == "w2":
-        return fused[e]
-    return fused[e, :inter] if role == "w1" else fused[e, inter:]
+    inter = shape[1] // 2
+    rows = {"w1": slice(0, inter), "w3": slice(inter, 2 * inter), "w2": slice(0, shape[1])}[role]
+    return fused, expert, rows
+
+
+def _allocate_experts(
+    model: Any, fused: str, tensor: torch.Tensor, scale: torch.Tensor | None, key: str
+) -> None:
+    """Storage for a layer's fused experts, chosen by the first of them to arrive: packed in its
+    format if it is quantized and the model keeps experts packed, the model dtype otherwise."""
+    placeholder = model.w[fused]
+    if scale is not None and model.keep_quantized:
+        try:
+            model.w[fused] = PackedExperts.empty(tuple(placeholder.shape), tensor, scale, model.device)
+        except ValueError as err:
+            raise ValueError(f"{key}: {err}") from err
+    elif isinstance(placeholder, PackedExperts) or placeholder.is_meta:
+        model.w[fused] = torch.empty(placeholder.shape, dtype=model.dtype, device=model.device)
 
 
 def _check_hash_tables(model: Any) -> None:

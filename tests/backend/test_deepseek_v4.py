@@ -22,7 +22,13 @@ from safetensors.torch import load_file, save_file
 from codeagent.backend.models.base import SeqSlice
 from codeagent.backend.models.deepseek_v4 import DeepseekV4ForCausalLM
 from codeagent.backend.models.deepseek_v4_config import DeepseekV4Config
-from codeagent.backend.quant import dequantize_fp4, dequantize_fp8, quantize_fp4, quantize_fp8
+from codeagent.backend.quant import (
+    PackedExperts,
+    dequantize_fp4,
+    dequantize_fp8,
+    quantize_fp4,
+    quantize_fp8,
+)
 
 VOCAB = 512
 
@@ -99,8 +105,8 @@ def tied(tmp_path_factory) -> Tiny:
     return save(tmp_path_factory.mktemp("dsv4_ties"), reference_model(index_n_heads=2))
 
 
-def ours(model: Tiny, tensors: dict | None = None, dtype=torch.float32) -> DeepseekV4ForCausalLM:
-    result = DeepseekV4ForCausalLM(DeepseekV4Config.from_dict(model.config), dtype=dtype)
+def ours(model: Tiny, tensors: dict | None = None, dtype=torch.float32, **options) -> DeepseekV4ForCausalLM:
+    result = DeepseekV4ForCausalLM(DeepseekV4Config.from_dict(model.config), dtype=dtype, **options)
     result.load_weights((tensors if tensors is not None else model.tensors).items())
     return result
 
@@ -278,20 +284,20 @@ def test_unknown_missing_and_misshapen_weights_are_named(tiny):
         ours(tiny, tensors)
 
 
-def release_quantized(tensors: dict[str, torch.Tensor]) -> tuple[dict, dict]:
-    """The release layout: FP8 dense projections, FP4 routed experts, the rest as is.
+def release_quantized(tensors: dict[str, torch.Tensor], experts: str = "fp4") -> tuple[dict, dict]:
+    """The release layout: FP8 dense projections, FP4 routed experts (or FP8 ones), the rest as is.
     Returns (quantized checkpoint in release names, its dequantized weights in transformers' names)."""
     quantized, dequantized = {}, {}
     for key, value in tensors.items():
         name = release_names({key: value}).popitem()[0]
         base = name.removesuffix(".weight")
-        if ".experts." in name and ".shared_experts." not in name:
+        if ".experts." in name and ".shared_experts." not in name and experts == "fp4":
             packed, scale = quantize_fp4(value)
             quantized[name], quantized[base + ".scale"] = packed, scale
             dequantized[key] = dequantize_fp4(packed, scale)
         elif name.endswith(
             ("wq_a.weight", "wq_b.weight", "attn.wkv.weight", "wo_a.weight", "wo_b.weight")
-        ) or (".shared_experts." in name):
+        ) or ("experts." in name):  # shared experts, and routed ones when they are FP8 too
             weight, scale = quantize_fp8(value)
             quantized[name], quantized[base + ".scale"] = weight, scale
             dequantized[key] = dequantize_fp8(weight, scale)
@@ -319,7 +325,8 @@ def test_fp8_and_fp4_release_checkpoint_matches_its_dequantized_reference(tiny, 
     reference = AutoModelForCausalLM.from_pretrained(tmp_path / "dequantized", dtype=torch.float32).eval()
     model = ours(tiny, quantized)
     assert torch.equal(
-        model.w["layers.2.ffn.w13"][3, :32], dequantized["model.layers.2.ffn.experts.3.w1.weight"]
+        model.w["layers.2.ffn.w13"].expert(3, torch.float32)[:32],
+        dequantized["model.layers.2.ffn.experts.3.w1.weight"],
     )
     original = tiny.tensors["model.layers.1.attn.wq_b.weight"]
     assert 0 < (model.w["layers.1.attn.wq_b.weight"] - original).abs().max() <= original.abs().max() / 16
@@ -328,6 +335,78 @@ def test_fp8_and_fp4_release_checkpoint_matches_its_dequantized_reference(tiny, 
         step(model, [model.new_state()], [ids])[0], reference_logits(reference, ids)[-1], atol=1e-4
     )
     assert greedy(model, [ids], 16)[0] == reference_greedy(reference, ids, 16)
+
+
+def release_checkpoint(tiny: Tiny, folder: Path, experts: str = "fp4") -> dict[str, torch.Tensor]:
+    """The tiny model in the release layout, as the loader reads it back from a safetensors file
+    (sorted keys, so a layer's expert 0 arrives first)."""
+    save_file(release_quantized(tiny.tensors, experts)[0], folder / f"release_{experts}.safetensors")
+    return dict(sorted(load_file(folder / f"release_{experts}.safetensors").items()))
+
+
+def routed(model: DeepseekV4ForCausalLM) -> list[str]:
+    return [name for name in model.w if name.endswith(("ffn.w13", "ffn.w2"))]
+
+
+@pytest.mark.parametrize(
+    ("experts", "dtype"), [("fp4", torch.float32), ("fp4", torch.bfloat16), ("fp8", torch.float32)]
+)
+def test_release_experts_stay_packed_and_match_dequantizing_at_load(tiny, tmp_path, experts, dtype):
+    """Kept packed (the default for a quantized checkpoint) and decoded one expert at a time, the
+    experts give the logits and tokens of the model whose experts were dequantized at load."""
+    release = release_checkpoint(tiny, tmp_path, experts)
+    kept, dense = ours(tiny, release, dtype), ours(tiny, release, dtype, keep_quantized=False)
+    assert all(isinstance(kept.w[name], PackedExperts) for name in routed(kept))
+    assert all(isinstance(dense.w[name], torch.Tensor) for name in routed(dense))
+    w13 = kept.w["layers.2.ffn.w13"]
+    storage = torch.uint8 if experts == "fp4" else torch.float8_e4m3fn
+    assert w13.format == experts and w13.weight.dtype == storage and w13.scale.dtype == torch.uint8
+    assert kept.layer_w[2]["ffn.w13"] is w13
+    packed_bytes = sum(kept.w[name].nbytes for name in routed(kept))
+    bf16_bytes = sum(math.prod(kept.shapes[name]) * 2 for name in routed(kept))
+    assert packed_bytes < bf16_bytes / (3 if experts == "fp4" else 1.8)  # FP4: 17/64 of bf16; FP8: ~1/2
+    assert torch.equal(w13.expert(3, dtype), dense.w["layers.2.ffn.w13"][3])
+    ids = prompt(24)
+    assert torch.equal(step(kept, [kept.new_state()], [ids]), step(dense, [dense.new_state()], [ids]))
+    assert greedy(kept, [ids], 12) == greedy(dense, [ids], 12)
+
+
+def test_the_environment_chooses_whether_experts_stay_packed(tiny, tmp_path, monkeypatch):
+    """A config that declares quantization, as the release's does, gets no full-precision
+    placeholders for the routed experts at all; CODEAGENT_KEEP_QUANTIZED=0 dequantizes them."""
+    from codeagent.backend.loader import load_model
+
+    config = dict(tiny.config, quantization_config={"fmt": "e4m3", "scale_fmt": "ue8m0"})
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    save_file(release_quantized(tiny.tensors)[0], tmp_path / "model.safetensors")
+    assert DeepseekV4ForCausalLM(DeepseekV4Config.from_dict(config)).w["layers.0.ffn.w2"].is_meta
+    assert isinstance(load_model(tmp_path).model.w["layers.0.ffn.w2"], PackedExperts)
+    monkeypatch.setenv("CODEAGENT_KEEP_QUANTIZED", "0")
+    assert not DeepseekV4ForCausalLM(DeepseekV4Config.from_dict(config)).w["layers.0.ffn.w2"].is_meta
+    assert isinstance(load_model(tmp_path).model.w["layers.0.ffn.w2"], torch.Tensor)
+    monkeypatch.setenv("CODEAGENT_KEEP_QUANTIZED", "maybe")
+    with pytest.raises(ValueError, match="CODEAGENT_KEEP_QUANTIZED='maybe'"):
+        load_model(tmp_path)
+    monkeypatch.setenv("CODEAGENT_KEEP_QUANTIZED", "1")
+    assert isinstance(ours(tiny).w["layers.0.ffn.w2"], torch.Tensor)  # nothing quantized to keep
+
+
+def test_packed_experts_name_what_does_not_fit(tiny, tmp_path):
+    release = release_checkpoint(tiny, tmp_path)
+    key = "layers.2.ffn.experts.5.w1"
+    plain = dict(release, **{key + ".weight": torch.zeros(32, 64)})
+    del plain[key + ".scale"]
+    with pytest.raises(ValueError, match=rf"{key}\.weight: torch\.float32 among FP4 experts"):
+        ours(tiny, plain)
+    narrow = dict(release, **{key + ".weight": release[key + ".weight"][:, :16]})
+    with pytest.raises(
+        ValueError, match=rf"{key}\.weight: checkpoint shape \(32, 32\), model expects \(32, 64\)"
+    ):
+        ours(tiny, narrow)
+    scales = dict(release, **{key + ".scale": release[key + ".scale"][:, :1]})
+    with pytest.raises(ValueError, match=rf"{key}\.weight: .*needs scales \(32, 2\), got \(32, 1\)"):
+        ours(tiny, scales)
+    assert isinstance(ours(tiny, plain, keep_quantized=False).w["layers.2.ffn.w13"], torch.Tensor)
 
 
 def test_quantization_formats():

@@ -23,6 +23,7 @@ from codeagent.backend.engine import CacheConfig, Engine, Request
 from codeagent.backend.layers.sampler import SamplingParams
 from codeagent.backend.loader import load_model
 from codeagent.backend.models.base import SeqSlice
+from codeagent.backend.quant import PackedExperts
 
 BACKEND_TESTS = Path(__file__).resolve().parents[1] / "backend"
 
@@ -105,3 +106,26 @@ def test_deepseek_v4_tied_indexer_scores_choose_like_the_torch_path(tmp_path, mo
         return torch.cat(steps)
 
     torch.testing.assert_close(logits("triton"), logits("torch"), atol=1e-4, rtol=1e-4)
+
+
+def test_deepseek_v4_release_experts_stay_packed_for_the_kernels(tmp_path, monkeypatch):
+    """An FP8/FP4 release checkpoint loaded with its routed experts packed: the fused-MoE kernel
+    decodes them in its tiles and gives the torch path's logits and tokens over experts that
+    were dequantized at load."""
+    from safetensors.torch import save_file
+
+    tiny = v4_tests.save(tmp_path, v4_tests.reference_model())
+    release = tmp_path / "release"
+    release.mkdir()
+    save_file(v4_tests.release_quantized(tiny.tensors)[0], release / "model.safetensors")
+    (release / "config.json").write_text(json.dumps(tiny.config))
+    kept = load_model(release).model
+    assert isinstance(kept.w["layers.2.ffn.w13"], PackedExperts)
+    monkeypatch.setenv("CODEAGENT_KEEP_QUANTIZED", "0")
+    dense = load_model(release).model
+    ids = v4_tests.prompt(24)
+    want = v4_tests.step(dense, [dense.new_state()], [ids])
+    tokens = v4_tests.greedy(dense, [ids], 4)
+    monkeypatch.setenv("CODEAGENT_KERNELS", "triton")
+    torch.testing.assert_close(v4_tests.step(kept, [kept.new_state()], [ids]), want, atol=1e-4, rtol=1e-4)
+    assert v4_tests.greedy(kept, [ids], 4) == tokens

@@ -9,7 +9,7 @@ from codeagent.backend.kernels import moe_align, moe_routing
 from codeagent.backend.kernels.fused_moe import QuantizedExperts, fused_moe
 from codeagent.backend.layers.moe import experts_forward, softmax_topk
 from codeagent.backend.models.deepseek_v4_moe import expert, route, routed_experts
-from codeagent.backend.quant import dequantize_fp4, dequantize_fp8, quantize_fp4, quantize_fp8
+from codeagent.backend.quant import PackedExperts, dequantize_fp4, dequantize_fp8, quantize_fp4, quantize_fp8
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -139,4 +139,37 @@ def test_quantized_experts_decode_in_the_gemm(randn, device, kind):
     weights, ids = _routed(tokens, experts, k, 11, device)
     got = fused_moe(x, q13, q2, weights, ids, clamped=True, limit=7.0, out_dtype=torch.float32)
     want = routed_experts(x, d13.to(device), d2.to(device), weights, ids, 7.0)
+    torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-4)
+
+
+def _packed(w: torch.Tensor, kind: str, parts: int, device: str) -> tuple[PackedExperts, torch.Tensor]:
+    """The loader's storage: each checkpoint matrix (w1 and w3 apart: ``parts`` row blocks per
+    expert) quantized on its own and filled in, UE8M0 scales kept as bytes. Returns it and
+    what dequantizing at load gives (float32)."""
+    quantize, dequantize = (quantize_fp8, dequantize_fp8) if kind == "fp8" else (quantize_fp4, dequantize_fp4)
+    packed, decoded, rows = None, torch.empty_like(w), w.shape[1] // parts
+    for e in range(w.shape[0]):
+        for part in range(parts):
+            q, scale = quantize(w[e, part * rows : (part + 1) * rows])
+            if packed is None:
+                packed = PackedExperts.empty(tuple(w.shape), q, scale, torch.device(device))
+            packed.fill(e, slice(part * rows, (part + 1) * rows), q.to(device), scale.to(device))
+            decoded[e, part * rows : (part + 1) * rows] = dequantize(q, scale)
+    return packed, decoded.to(device)
+
+
+@pytest.mark.parametrize("kind", ["fp8", "fp4"])
+def test_packed_experts_of_the_loader_decode_in_the_gemm_and_just_in_time(randn, device, kind):
+    """The kernel decodes the loader's packed experts in its tiles; the torch reference decodes
+    each routed expert just before running it, exactly as dequantizing them all at load would."""
+    tokens, hidden, inter, experts, k = 5, 64, 160, 4, 2  # 160 rows: a partial 128-row FP8 block
+    x = randn(tokens, hidden)
+    w13, w2 = randn(experts, 2 * inter, hidden, seed=1), randn(experts, hidden, inter, seed=2)
+    (p13, d13), (p2, d2) = _packed(w13.cpu(), kind, 2, device), _packed(w2.cpu(), kind, 1, device)
+    assert p13.scale.dtype == p2.scale.dtype == torch.uint8 and p13.shape == tuple(w13.shape)
+    assert torch.equal(torch.stack([p13.expert(e, torch.float32) for e in range(experts)]), d13)
+    weights, ids = _routed(tokens, experts, k, 11, device)
+    want = routed_experts(x, d13, d2, weights, ids, 7.0)
+    assert torch.equal(routed_experts(x, p13, p2, weights, ids, 7.0), want)
+    got = fused_moe(x, p13, p2, weights, ids, clamped=True, limit=7.0, out_dtype=torch.float32)
     torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-4)
