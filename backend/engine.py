@@ -110,6 +110,7 @@ class Sequence:
     cached_tokens: int = -1  # set at first admission
     disk_tokens: int = 0
     first_token_at: float | None = None
+    finished_at: float | None = None
     finish: str | None = None
     error: str | None = None
     preemptions: int = 0
@@ -123,7 +124,7 @@ class Sequence:
         return self.tokens[self.prompt_len :]
 
     def result(self) -> Result:
-        done = time.perf_counter()
+        done = self.finished_at or time.perf_counter()
         first = self.first_token_at or done
         return Result(
             self.generated,
@@ -336,8 +337,8 @@ class Engine:
         hits = self.blocks.lookup(digests)
         total = -(-len(tokens) // bs)
         if self.blocks.blocks_needed(hits, total) > self.blocks.free:
-            if not self.running:  # nothing to wait for: the pool is held by nothing but the cache
-                seq.finish, seq.error = "error", "the KV pool cannot hold this request"
+            if not self.running:  # check() admits only what the whole pool holds: a bug if reached
+                raise RuntimeError(f"{total} blocks needed with the pool idle, {self.blocks.free} free")
             return False
         table = [self.blocks.acquire(b) for b in hits]
         disk_blocks = 0
@@ -406,10 +407,7 @@ class Engine:
                 gone.append(seq)
         for seq in gone:
             self._finish(seq)
-        failed = [s for s in self.waiting if s.finish == "error"]
-        for seq in failed:
-            self._finish(seq)
-        return gone + failed
+        return gone
 
     def fail_all(self, message: str) -> list[Sequence]:
         """End every request with an error (after a failed step); the cache and pool stay usable."""
@@ -420,6 +418,7 @@ class Engine:
         return failed
 
     def _finish(self, seq: Sequence) -> None:
+        seq.finished_at = time.perf_counter()
         if seq in self.running:
             self.running.remove(seq)
             if self._writer is not None:

@@ -23,7 +23,6 @@ are single runs on whatever machine this is; the JSON records it.
 
 from __future__ import annotations
 
-import platform
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from typing import Any
 
 import torch
 
-from codeagent.tui.bench_runtime import qwen3_config
+from codeagent.tui.bench_runtime import machine, qwen3_config, reference_generate
 
 SCENARIOS = ("decode", "prefix", "disk", "frontier")
 FOLLOW_UP = 64
@@ -71,7 +70,7 @@ def bench_engine(
         "benchmark": "engine",
         "model": "random Qwen3-MoE, hidden 512, 8 layers, 32 experts top-4, fp32, vocab 32000",
         "parameters": sum(p.numel() for p in reference.parameters()),
-        "machine": _machine(),
+        "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
     }
     with tempfile.TemporaryDirectory(prefix="codeagent-bench-engine-") as tmp:
@@ -128,10 +127,10 @@ def _decode(run: _Runs, reference: Any, new_tokens: int) -> dict[str, Any]:
         f"ours: batch 1 {(new_tokens - 1) / one.decode_s:.1f} tok/s decode; 8 concurrent {8 * new_tokens / eight_s:.1f} tok/s"
     )
     ref_times, same = [], True
-    _reference_generate(reference, _tokens(32, 99), 8)  # warm-up, as ours had
+    reference_generate(reference, _tokens(32, 99), 8)  # warm-up, as ours had
     for index, prompt in enumerate(prompts):
         started = time.perf_counter()
-        out = _reference_generate(reference, prompt, new_tokens)
+        out = reference_generate(reference, prompt, new_tokens)
         ref_times.append(time.perf_counter() - started)
         same &= out == eight[index].token_ids
         _log(f"transformers: sequence {index + 1}/8 {new_tokens / ref_times[-1]:.1f} tok/s")
@@ -149,20 +148,6 @@ def _decode(run: _Runs, reference: Any, new_tokens: int) -> dict[str, Any]:
         "concurrent8_speedup": round((8 * new_tokens / eight_s) / (8 * new_tokens / sum(ref_times)), 2),
         "same_tokens_as_transformers": same,
     }
-
-
-def _reference_generate(reference: Any, prompt: list[int], new_tokens: int) -> list[int]:
-    ids = torch.tensor([prompt])
-    with torch.no_grad():
-        out = reference.generate(
-            ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens,
-            do_sample=False,
-            pad_token_id=0,
-        )
-    return out[0, len(prompt) :].tolist()
 
 
 def _prefix(run: _Runs, n: int) -> dict[str, Any]:
@@ -269,15 +254,3 @@ def table(results: dict[str, Any]) -> str:
     for name, met in (results.get("targets") or {}).items():
         lines.append(f"  target {name}: {'met' if met else 'NOT met'}")
     return "\n".join(lines)
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"

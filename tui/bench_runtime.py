@@ -130,7 +130,7 @@ def bench_load(size_gb: float) -> dict[str, Any]:
         "baseline_rss_bytes": baseline,
         "peak_rss_bytes": peak,
         "peak_minus_baseline_over_checkpoint": round((peak - baseline) / size, 3),
-        "machine": _machine(),
+        "machine": machine(),
     }
 
 
@@ -154,17 +154,8 @@ def bench_generate(prompt_tokens: int, new_tokens: int) -> dict[str, Any]:
         reference.save_pretrained(tmp)
         engine = Engine(load_model(Path(tmp)).model, eos_token_ids=set())
         ours = engine.generate([Request(prompt, SamplingParams(max_tokens=new_tokens))])[0]
-    ids = torch.tensor([prompt])
     started = time.perf_counter()
-    with torch.no_grad():
-        theirs = reference.generate(
-            ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens,
-            do_sample=False,
-            pad_token_id=0,
-        )
+    theirs = reference_generate(reference, prompt, new_tokens)
     reference_s = time.perf_counter() - started
     ours_tps = (new_tokens - 1) / ours.decode_s
     return {
@@ -177,11 +168,35 @@ def bench_generate(prompt_tokens: int, new_tokens: int) -> dict[str, Any]:
         "ours_decode_tokens_per_s": round(ours_tps, 2),
         "transformers_tokens_per_s_incl_prefill": round(new_tokens / reference_s, 2),
         "ours_tokens_per_s_incl_prefill": round(new_tokens / (ours.prefill_s + ours.decode_s), 2),
-        "same_tokens": theirs[0, prompt_tokens:].tolist() == ours.token_ids,
+        "same_tokens": theirs == ours.token_ids,
         "torch_threads": torch.get_num_threads(),
-        "machine": _machine(),
+        "machine": machine(),
     }
 
 
-def _machine() -> str:
-    return f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+def reference_generate(reference: Any, prompt: list[int], new_tokens: int) -> list[int]:
+    """transformers ``generate``, greedy, exactly ``new_tokens`` new tokens: the reference side of a bench."""
+    ids = torch.tensor([prompt])
+    with torch.no_grad():
+        out = reference.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=0,
+        )
+    return out[0, len(prompt) :].tolist()
+
+
+def machine() -> str:
+    """The CPU's model name (or architecture), torch's thread count and version, for a bench's JSON."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"

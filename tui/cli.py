@@ -20,6 +20,7 @@ from codeagent.agent.config import Config, ConfigError, load_config
 from codeagent.agent.gitops import WorkflowError
 from codeagent.agent.protocol import ModelError
 from codeagent.tui import commands, eval_command
+from codeagent.tui.argtypes import at_least_two, int_list, name_list, port, positive_float, positive_int
 
 
 class UsageError(Exception):
@@ -106,7 +107,7 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="embedded weights' dtype")
     group.add_argument(
         "--max-output-tokens",
-        type=_positive_int,
+        type=positive_int,
         default=4096,
         metavar="N",
         help="tokens the embedded model may write per reply (default 4096)",
@@ -139,12 +140,12 @@ def _add_fix(parser: argparse.ArgumentParser) -> None:
     _add_model_flags(parser)
     limits = parser.add_argument_group("budgets")
     limits.add_argument(
-        "--max-steps", type=_positive_int, metavar="N", help="model calls at most (default 60)"
+        "--max-steps", type=positive_int, metavar="N", help="model calls at most (default 60)"
     )
     limits.add_argument(
-        "--max-tokens", type=_positive_int, metavar="N", help="prompt + completion tokens at most"
+        "--max-tokens", type=positive_int, metavar="N", help="prompt + completion tokens at most"
     )
-    limits.add_argument("--max-time", type=_positive_float, metavar="SECONDS", help="wall time at most")
+    limits.add_argument("--max-time", type=positive_float, metavar="SECONDS", help="wall time at most")
     parser.add_argument("--test-command", metavar="COMMAND", help="how to run the tests (default: detected)")
     parser.add_argument("--no-repo-map", action="store_true", help="leave the repo map out of the prompt")
     parser.add_argument(
@@ -180,9 +181,7 @@ def _add_generate(parser: argparse.ArgumentParser) -> None:
     prompt = parser.add_mutually_exclusive_group(required=True)
     prompt.add_argument("--prompt", metavar="TEXT", help="prompt text (needs the checkpoint's tokenizer)")
     prompt.add_argument("--prompt-ids", metavar="1,2,3", help="prompt as token ids")
-    parser.add_argument(
-        "--max-tokens", type=_positive_int, default=64, metavar="N", help="new tokens at most"
-    )
+    parser.add_argument("--max-tokens", type=positive_int, default=64, metavar="N", help="new tokens at most")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (default)")
     parser.add_argument("--top-k", type=int, default=0, metavar="K", help="keep the K most likely tokens")
     parser.add_argument("--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling mass")
@@ -203,7 +202,7 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
         "--model", required=True, metavar="PATH|ID|ALIAS", help="checkpoint folder, cached id or alias"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
+    parser.add_argument("--port", type=port, default=8000, help="port (default 8000; 0 picks a free one)")
     parser.add_argument(
         "--api-key", metavar="KEY", help="clients must send this bearer token (default $CODEAGENT_API_KEY)"
     )
@@ -212,7 +211,7 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-output-tokens",
-        type=_positive_int,
+        type=positive_int,
         default=4096,
         metavar="N",
         help="reply length when a request sets none (default 4096)",
@@ -221,7 +220,7 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], help="device (default: cuda if present)")
     parser.add_argument(
         "--kv-cache-gb",
-        type=_positive_float,
+        type=positive_float,
         metavar="GB",
         help="memory for the KV cache (default: the engine's, from free memory)",
     )
@@ -262,22 +261,20 @@ def _add_bench(parser: argparse.ArgumentParser) -> None:
     repomap.add_argument("--output", type=Path, default=Path("bench-repomap.json"), help="JSON results file")
     repomap.set_defaults(handler=commands.bench_repomap)
     tools = sub.add_parser("tools", help="overhead per tool call")
-    tools.add_argument("--calls", type=_positive_int, default=100, help="calls per tool (default 100)")
+    tools.add_argument("--calls", type=positive_int, default=100, help="calls per tool (default 100)")
     tools.add_argument("--output", type=Path, default=Path("bench-tools.json"), help="JSON results file")
     tools.set_defaults(handler=commands.bench_tools)
     sandbox = sub.add_parser("sandbox", help="per-command overhead of the sandbox")
-    sandbox.add_argument(
-        "--calls", type=_positive_int, default=100, help="commands per variant (default 100)"
-    )
+    sandbox.add_argument("--calls", type=positive_int, default=100, help="commands per variant (default 100)")
     sandbox.add_argument("--output", type=Path, default=Path("bench-sandbox.json"), help="JSON results file")
     sandbox.set_defaults(handler=_lazy("codeagent.tui.commands", "bench_sandbox"))
     load = sub.add_parser("load", help="peak memory while loading a random checkpoint")
-    load.add_argument("--size-gb", type=_positive_float, default=2.0, help="checkpoint size (default 2)")
+    load.add_argument("--size-gb", type=positive_float, default=2.0, help="checkpoint size (default 2)")
     load.add_argument("--output", type=Path, default=Path("bench-load.json"), help="JSON results file")
     load.set_defaults(handler=_lazy("codeagent.tui.commands", "bench_load"))
     generate = sub.add_parser("generate", help="decode speed against transformers on a small random MoE")
-    generate.add_argument("--prompt-tokens", type=_positive_int, default=32, metavar="N")
-    generate.add_argument("--new-tokens", type=_positive_int, default=64, metavar="N")
+    generate.add_argument("--prompt-tokens", type=positive_int, default=32, metavar="N")
+    generate.add_argument("--new-tokens", type=positive_int, default=64, metavar="N")
     generate.add_argument(
         "--output", type=Path, default=Path("bench-generate.json"), help="JSON results file"
     )
@@ -288,22 +285,22 @@ def _add_bench(parser: argparse.ArgumentParser) -> None:
     )
     engine.add_argument(
         "--scenarios",
-        type=_name_list(("decode", "prefix", "disk", "frontier")),
+        type=name_list(("decode", "prefix", "disk", "frontier")),
         default=("decode", "prefix", "disk", "frontier"),
         metavar="A,B",
         help="any of decode, prefix, disk, frontier (default all)",
     )
     engine.add_argument(
-        "--prefixes", type=_int_list, default=(2048, 8192, 32768), metavar="N,N", help="follow-up prefixes"
+        "--prefixes", type=int_list, default=(2048, 8192, 32768), metavar="N,N", help="follow-up prefixes"
     )
     engine.add_argument(
         "--contexts",
-        type=_int_list,
+        type=int_list,
         default=(2048, 4096, 8192, 16384),
         metavar="N,N",
         help="frontier contexts",
     )
-    engine.add_argument("--new-tokens", type=_positive_int, default=64, metavar="N")
+    engine.add_argument("--new-tokens", type=positive_int, default=64, metavar="N")
     engine.add_argument("--output", type=Path, default=Path("bench-engine.json"), help="JSON results file")
     engine.set_defaults(handler=_lazy("codeagent.tui.commands", "bench_engine"))
     codebase = sub.add_parser(
@@ -313,7 +310,7 @@ def _add_bench(parser: argparse.ArgumentParser) -> None:
         "--repo", type=Path, help="git repository (default: a copy of codeagent's agent/, tools/)"
     )
     codebase.add_argument(
-        "--turns", type=_positive_int, default=3, metavar="N", help="model calls (default 3)"
+        "--turns", type=positive_int, default=3, metavar="N", help="model calls (default 3)"
     )
     codebase.add_argument(
         "--output", type=Path, default=Path("bench-codebase.json"), help="JSON results file"
@@ -359,72 +356,70 @@ def _add_bench_gpu(sub: Any) -> None:
     gpu.add_argument(
         "--tiny", action="store_true", help="the family at tiny shapes and sizes (checks on a CPU)"
     )
-    gpu.add_argument(
-        "--layers", type=_positive_int, metavar="N", help="keep the first N layers at full width"
-    )
+    gpu.add_argument("--layers", type=positive_int, metavar="N", help="keep the first N layers at full width")
     gpu.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if present")
     gpu.add_argument(
         "--dtype", choices=["bfloat16", "float32"], help="default bfloat16 on cuda, float32 on cpu"
     )
     gpu.add_argument(
         "--scenarios",
-        type=_name_list(("decode", "prefill", "prefix")),
+        type=name_list(("decode", "prefill", "prefix")),
         default=("decode", "prefill", "prefix"),
         metavar="A,B",
         help="default all",
     )
     gpu.add_argument(
         "--batches",
-        type=_int_list,
+        type=int_list,
         metavar="N,N",
         help="concurrent sequences (default 1,8,32,64; tiny 1,2,4)",
     )
     gpu.add_argument(
         "--contexts",
-        type=_int_list,
+        type=int_list,
         metavar="N,N",
         help="decode contexts (default 1024,32768,131072; tiny 16,64)",
     )
     gpu.add_argument(
-        "--prefills", type=_int_list, metavar="N,N", help="prefill prompts (default 8192,32768; tiny 32,64)"
+        "--prefills", type=int_list, metavar="N,N", help="prefill prompts (default 8192,32768; tiny 32,64)"
     )
     gpu.add_argument(
         "--prefix",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="cached prefix of the follow-up (default 100000; tiny 96)",
     )
     gpu.add_argument(
-        "--follow-up", type=_positive_int, metavar="N", help="follow-up tokens (default 500; tiny 8)"
+        "--follow-up", type=positive_int, metavar="N", help="follow-up tokens (default 500; tiny 8)"
     )
     gpu.add_argument(
         "--decode-tokens",
-        type=_at_least_two,
+        type=at_least_two,
         metavar="N",
         help="new tokens per decode cell (default 32; tiny 4)",
     )
     gpu.add_argument("--no-reference", action="store_true", help="skip transformers")
     gpu.add_argument(
         "--reference-max-tokens",
-        type=_positive_int,
+        type=positive_int,
         default=131072,
         metavar="N",
         help="transformers runs decode cells with B x C <= N (default 131072)",
     )
     gpu.add_argument(
         "--reference-chunk",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="transformers' prefill chunk (default 4096; 1024 for deepseek-v4-flash)",
     )
     gpu.add_argument(
         "--max-batch-tokens",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="our engine's tokens per step (default 8192; 2048 for deepseek-v4-flash)",
     )
     gpu.add_argument(
-        "--kv-cache-gb", type=_positive_float, metavar="GB", help="KV pool (default: the engine's)"
+        "--kv-cache-gb", type=positive_float, metavar="GB", help="KV pool (default: the engine's)"
     )
     gpu.add_argument("--seed", type=int, default=0, help="random weights and prompts (default 0)")
     gpu.add_argument("--output", type=Path, default=Path("bench-gpu.json"), help="JSON results file")
@@ -444,12 +439,12 @@ def _add_bench_kernels(sub: Any) -> None:
         "kernels", help="Triton kernels vs torch references at model shapes (GPU; --tiny on CPU); --tune"
     )
     kernels.add_argument(
-        "--models", type=_name_list(models), default=models, metavar="A,B", help="default both"
+        "--models", type=name_list(models), default=models, metavar="A,B", help="default both"
     )
-    kernels.add_argument("--tokens", type=_int_list, default=(1, 8, 64, 512), metavar="N,N")
-    kernels.add_argument("--contexts", type=_int_list, default=(4096, 32768, 131072), metavar="N,N")
+    kernels.add_argument("--tokens", type=int_list, default=(1, 8, 64, 512), metavar="N,N")
+    kernels.add_argument("--contexts", type=int_list, default=(4096, 32768, 131072), metavar="N,N")
     kernels.add_argument(
-        "--only", type=_name_list(KERNEL_NAMES), default=(), metavar="A,B", help="these kernels"
+        "--only", type=name_list(KERNEL_NAMES), default=(), metavar="A,B", help="these kernels"
     )
     kernels.add_argument("--no-torch", action="store_true", help="skip timing the torch references")
     kernels.add_argument("--tiny", action="store_true", help="tiny shapes through Triton's CPU interpreter")
@@ -459,57 +454,6 @@ def _add_bench_kernels(sub: Any) -> None:
     )
     kernels.add_argument("--output", type=Path, default=Path("bench-kernels.json"), help="JSON results file")
     kernels.set_defaults(handler=_lazy("codeagent.tui.commands", "bench_kernels"))
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, not {text!r}") from None
-    if not values or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"expected positive numbers, not {text!r}")
-    return values
-
-
-def _name_list(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
-    def parse(text: str) -> tuple[str, ...]:
-        names = tuple(part.strip() for part in text.split(",") if part.strip())
-        unknown = [n for n in names if n not in choices]
-        if unknown or not names:
-            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}, not {text!r}")
-        return names
-
-    return parse
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
-
-
-def _at_least_two(text: str) -> int:
-    value = int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(
-            f"must be at least 2 (the first token is not a decode step), not {text}"
-        )
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0-65535, not {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

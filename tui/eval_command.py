@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from codeagent.tui.argtypes import positive_float, positive_int
+
 DEFAULT_OUTPUT = Path("eval-results")
 
 
@@ -31,10 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser, parser_class: type[argparse.A
     parser.add_argument("--repos", type=Path, metavar="DIR", help="where repositories without repo_path are")
     parser.add_argument("--setup", metavar="CMD", help="environment setup for tasks that have none")
     parser.add_argument(
-        "--parallel", type=_positive_int, default=1, metavar="N", help="tasks at once (default 1)"
+        "--parallel", type=positive_int, default=1, metavar="N", help="tasks at once (default 1)"
     )
     parser.add_argument("--shard", type=_shard, metavar="I/N", help="run the I-th of N deterministic shards")
-    parser.add_argument("--limit", type=_positive_int, metavar="K", help="run at most K tasks")
+    parser.add_argument("--limit", type=positive_int, metavar="K", help="run at most K tasks")
     parser.add_argument(
         "--output",
         type=Path,
@@ -47,17 +49,15 @@ def add_arguments(parser: argparse.ArgumentParser, parser_class: type[argparse.A
     )
     budgets = parser.add_argument_group("per-task budgets")
     budgets.add_argument(
-        "--max-steps", type=_positive_int, metavar="N", help="model calls at most (default 60)"
+        "--max-steps", type=positive_int, metavar="N", help="model calls at most (default 60)"
     )
     budgets.add_argument(
-        "--max-tokens", type=_positive_int, metavar="N", help="prompt + completion tokens at most"
+        "--max-tokens", type=positive_int, metavar="N", help="prompt + completion tokens at most"
     )
-    budgets.add_argument(
-        "--max-time", type=_positive_float, metavar="SECONDS", help="agent wall time at most"
-    )
+    budgets.add_argument("--max-time", type=positive_float, metavar="SECONDS", help="agent wall time at most")
     budgets.add_argument(
         "--test-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=600.0,
         metavar="SECONDS",
         help="grading tests (default 600)",
@@ -235,20 +235,6 @@ def _clients(spec: str, args: Any, config: Any) -> Any:
         file=sys.stderr,
     )
     return lambda task: shared
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
 
 
 def _shard(text: str) -> tuple[int, int]:

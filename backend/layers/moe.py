@@ -7,8 +7,6 @@ expert and runs one pair of matmuls per expert that received tokens.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 
@@ -92,11 +90,7 @@ def grouped_mm_available(x: torch.Tensor) -> bool:
     key = (x.device.type, x.dtype)
     if key not in _GROUPED:
         _GROUPED[key] = False
-        if (
-            x.device.type == "cpu"
-            and hasattr(torch, "_grouped_mm")
-            and os.environ.get("CODEAGENT_GROUPED_MM") != "0"
-        ):
+        if x.device.type == "cpu" and hasattr(torch, "_grouped_mm"):
             try:
                 probe = torch.ones(2, 4, dtype=x.dtype)
                 weights = torch.ones(2, 3, 4, dtype=x.dtype)
