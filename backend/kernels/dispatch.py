@@ -7,7 +7,12 @@
 - ``triton``: Triton everywhere; CPU tensors go through Triton's interpreter, which this
   module switches on (``TRITON_INTERPRET=1``) before the first kernel module is imported
   when the machine has no CUDA device, since Triton decides at decoration time;
+- ``native``: the native CPU kernels (``kernels/native.c``, built on first use with the
+  machine's C compiler) for CPU tensors, failing loudly where they cannot be built;
 - ``torch``: the references everywhere.
+
+In ``auto`` mode CPU tensors take the native kernels where they build, and the torch
+references where they do not (``native_problem()`` says why; the benches report it).
 
 Kernel modules are imported on first use only (``triton_ops()``), so importing a layer
 never imports Triton and the CPU install does not need it.
@@ -26,7 +31,7 @@ from types import ModuleType
 import torch
 
 ENV = "CODEAGENT_KERNELS"
-MODES = ("auto", "triton", "torch")
+MODES = ("auto", "triton", "native", "torch")
 
 _ops: ModuleType | None = None
 
@@ -77,7 +82,7 @@ def interpreter_problem() -> str | None:
 def use_triton(x: torch.Tensor) -> bool:
     """Whether the layer computing on ``x`` should run its Triton kernel."""
     chosen = mode()
-    if chosen == "torch":
+    if chosen in ("torch", "native"):
         return False
     if chosen == "auto":
         return x.is_cuda and triton_installed()
@@ -95,6 +100,45 @@ def use_triton(x: torch.Tensor) -> bool:
             raise KernelUnavailable(f"{ENV}=triton on CPU: {problem}")
         os.environ.setdefault("TRITON_INTERPRET", "1")
     return True
+
+
+def use_native(x: torch.Tensor) -> bool:
+    """Whether the layer computing on CPU tensor ``x`` should run its native kernel (the
+    caller still checks that the shapes fit: ``kernels.native.fits_*``)."""
+    if x.device.type != "cpu":
+        return False
+    chosen = mode()
+    if chosen == "auto":
+        return native_problem() is None
+    if chosen == "native":
+        problem = native_problem()
+        if problem:
+            raise KernelUnavailable(f"{ENV}=native: {problem}")
+        return True
+    return False
+
+
+def native_problem() -> str | None:
+    """Why the native CPU kernels cannot run here (built on the first call), or None."""
+    return native_ops().problem()
+
+
+def native_ops() -> ModuleType:
+    """``kernels.native``, imported on first use."""
+    return importlib.import_module("codeagent.backend.kernels.native")
+
+
+def kernels_in_use(device: str = "cpu") -> str:
+    """What a forward pass on ``device`` runs, in words, for a bench's record."""
+    chosen = mode()
+    if device != "cpu":
+        return "triton" if chosen != "torch" and triton_installed() else "torch reference"
+    if chosen == "triton":
+        return "triton (interpreter)"
+    if chosen == "torch":
+        return "torch reference"
+    problem = native_problem()
+    return "native CPU kernels" if problem is None else f"torch reference (native kernels unavailable: {problem})"
 
 
 def triton_ops() -> ModuleType:

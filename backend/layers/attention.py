@@ -10,11 +10,13 @@ reads the pool in place through the block tables (tested against this loop).
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F
 
-from codeagent.backend.cache.paged import GrowingRows, PagedRows, Rows
-from codeagent.backend.kernels.dispatch import triton_ops, use_triton
+from codeagent.backend.cache.paged import GrowingRows, PagedRows, Rows, SeqBlocks
+from codeagent.backend.kernels.dispatch import native_ops, triton_ops, use_native, use_triton
 
 
 class KVCache:
@@ -42,6 +44,10 @@ def attend(
     With Triton and paged caches, one kernel call for the whole batch; otherwise a loop."""
     if use_triton(q) and all(isinstance(c.k, PagedRows) for c in caches):
         return triton_ops().paged_attention_step(q, k, v, caches, sizes, scale)
+    if len(sizes) == q.shape[0] and use_native(q):  # decode: one new token per sequence
+        out = _native_decode(q, k, v, caches, scale)
+        if out is not None:
+            return out
     outs = []
     for cache, qs, ks, vs in zip(caches, q.split(sizes), k.split(sizes), v.split(sizes), strict=True):
         keys, values = cache.append(ks, vs)
@@ -98,3 +104,46 @@ def _prefix_then_chunk(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale:
     top = torch.maximum(lse1, lse2)
     w1, w2 = torch.exp(lse1 - top), torch.exp(lse2 - top)
     return ((out1 * w1[..., None] + out2 * w2[..., None]) / (w1 + w2)[..., None]).to(q.dtype)
+
+
+# The last decode batch's block tables as one tensor, reused by the layers after the first:
+# keyed by weak references to the sequences' block lists and their lengths (tables only grow
+# by appending), so a freed sequence never matches a new one at the same address.
+_tables: tuple[tuple[tuple[weakref.ref[SeqBlocks], int], ...], torch.Tensor] | None = None
+
+
+def _native_decode(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, caches: list[KVCache], scale: float
+) -> torch.Tensor | None:
+    """A decode batch whose caches are pages of one pool, in one native call (the new rows
+    written and attended over in place); None when the batch does not qualify."""
+    global _tables
+    first = caches[0].k
+    if not isinstance(first, PagedRows) or not native_ops().fits_decode_attention(q, first.tensor):
+        return None
+    per = first.seq.pool.per_block[first.name]
+    for cache in caches:
+        kr, vr = cache.k, cache.v
+        if not (
+            isinstance(kr, PagedRows)
+            and isinstance(vr, PagedRows)
+            and kr.tensor is first.tensor
+            and vr.tensor is caches[0].v.tensor
+            and kr.length == vr.length
+            and kr.seq.pool.per_block[vr.name] == per
+            and (kr.length + 1) <= len(kr.seq.table) * per
+        ):
+            return None
+    key = tuple((weakref.ref(c.k.seq), len(c.k.seq.table)) for c in caches)  # type: ignore[union-attr]
+    if _tables is None or _tables[0] != key:
+        widest = max(len(c.k.seq.table) for c in caches)  # type: ignore[union-attr]
+        rows = [c.k.seq.table + [0] * (widest - len(c.k.seq.table)) for c in caches]  # type: ignore[union-attr]
+        _tables = (key, torch.tensor(rows, dtype=torch.int64))
+    lengths = torch.tensor([len(c.k) + 1 for c in caches], dtype=torch.int64)
+    out = native_ops().decode_attention(
+        q, k, v, first.tensor, caches[0].v.tensor, _tables[1], per, lengths, scale
+    )  # type: ignore[union-attr]
+    for cache in caches:
+        cache.k.length += 1  # type: ignore[union-attr]
+        cache.v.length += 1  # type: ignore[union-attr]
+    return out

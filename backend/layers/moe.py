@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from codeagent.backend.kernels.dispatch import triton_ops, use_triton
+from codeagent.backend.kernels.dispatch import native_ops, triton_ops, use_native, use_triton
 
 
 def softmax_topk(logits: torch.Tensor, k: int, normalize: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,10 +37,13 @@ def experts_forward(
     Token-expert pairs are sorted by expert once; the two projections run as grouped matmuls
     over the experts' contiguous row ranges when most experts have rows and PyTorch has them
     on this device (else one pair of matmuls per expert that has rows), into one buffer that
-    is unsorted once and summed over k (no per-expert scatter-add).
+    is unsorted once and summed over k (no per-expert scatter-add). Decode-sized CPU batches
+    run the whole layer in one native call instead (``kernels/native.c``).
     """
     if use_triton(x):
         return triton_ops().fused_moe(x, w13, w2, weights, ids)
+    if use_native(x) and native_ops().fits_moe(x, w13, w2, ids):
+        return native_ops().moe(x, w13, w2, weights, ids)
     t, k = ids.shape
     if t == 1:  # one token (decode at batch 1): its k experts directly, no sort or scatter
         out = torch.zeros_like(x)

@@ -62,9 +62,10 @@ def sample(
     if use_triton(logits):
         return triton_ops().sample(logits, params, generators)
     out = []
-    for row, p, generator in zip(logits, params, generators, strict=True):
+    greedy = torch.argmax(logits, dim=-1).tolist() if any(p.temperature == 0 for p in params) else []
+    for index, (row, p, generator) in enumerate(zip(logits, params, generators, strict=True)):
         if p.temperature == 0:
-            out.append(int(torch.argmax(row)))
+            out.append(greedy[index])
             continue
         probs = torch.softmax(filter_logits(row, p), dim=-1)
         out.append(int(torch.multinomial(probs, 1, generator=generator)))

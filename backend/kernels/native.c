@@ -1,0 +1,425 @@
+/* Native CPU kernels for decode-sized products: a few token rows against large weights.
+ *
+ * At decode, a linear layer or an expert multiplies 1 to 64 rows by a weight matrix that is
+ * read once from memory; the step is bound by how fast the weights stream, and on two cores
+ * the per-call cost of many small BLAS products (the experts: 0.5-2 MB each) keeps them far
+ * below the memory's speed. These kernels read each weight row once for all the rows that use
+ * it, split the rows over the OpenMP threads of PyTorch's own runtime (libgomp, shared by
+ * soname), and run a whole MoE layer (both projections of every routed expert, SiLU gate,
+ * weighted sum over the top-k) in one call.
+ *
+ * Weights and activations are float32 or bfloat16 (one dtype per call); products and the
+ * gate are computed in float32 and rounded to bfloat16 only on output. Every output element
+ * is one dot product over the same lane order whatever else is in the call, so a token's
+ * result does not depend on the batch it is in. The inner dimension must be a multiple of 16
+ * (the callers check). Built by codeagent.backend.kernels.native with the machine's C
+ * compiler (-O3 -march=native -fopenmp); the torch reference is the specification.
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef float f32x16 __attribute__((vector_size(64)));
+typedef uint16_t u16x16 __attribute__((vector_size(32)));
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
+
+#define GROUP 8       /* rows of activations against one weight row at a time */
+#define MAX_PAIRS 512 /* token-expert pairs in one MoE call (the caller checks) */
+
+static inline f32x16 load_f32(const float *p) {
+    f32x16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline f32x16 load_bf16(const uint16_t *p) {
+    u16x16 h;
+    memcpy(&h, p, sizeof h);
+    u32x16 w = __builtin_convertvector(h, u32x16) << 16;
+    f32x16 v;
+    memcpy(&v, &w, sizeof v);
+    return v;
+}
+
+static inline float hsum(f32x16 v) {
+    float s[16];
+    memcpy(s, &v, sizeof s);
+    for (int width = 8; width > 0; width >>= 1)
+        for (int i = 0; i < width; i++) s[i] += s[i + width];
+    return s[0];
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t w = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &w, sizeof f);
+    return f;
+}
+
+static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, NaN kept NaN */
+    uint32_t w;
+    memcpy(&w, &f, sizeof w);
+    if ((w & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((w >> 16) | 0x40u);
+    w += 0x7fffu + ((w >> 16) & 1u);
+    return (uint16_t)(w >> 16);
+}
+
+/* res[s] = dot(weight row, xs[s]) for s < n (n <= GROUP, a constant after inlining). */
+static inline __attribute__((always_inline)) void dots(const void *row, const int bf16, const int k,
+                                                       const float *const *xs, const int n, float *res) {
+    f32x16 acc[GROUP];
+    for (int s = 0; s < n; s++) acc[s] = (f32x16){0};
+    for (int c = 0; c < k; c += 16) {
+        const f32x16 w = bf16 ? load_bf16((const uint16_t *)row + c) : load_f32((const float *)row + c);
+        for (int s = 0; s < n; s++) acc[s] += w * load_f32(xs[s] + c);
+    }
+    for (int s = 0; s < n; s++) res[s] = hsum(acc[s]);
+}
+
+/* Two weight rows at once: ra[s] = dot(row_a, xs[s]), rb[s] = dot(row_b, xs[s]); each
+ * activation vector loaded once serves both rows. Same lane order as ``dots``. */
+static inline __attribute__((always_inline)) void dots2(const void *row_a, const void *row_b, const int bf16,
+                                                        const int k, const float *const *xs, const int n, float *ra,
+                                                        float *rb) {
+    f32x16 acc_a[GROUP], acc_b[GROUP];
+    for (int s = 0; s < n; s++) acc_a[s] = acc_b[s] = (f32x16){0};
+    for (int c = 0; c < k; c += 16) {
+        const f32x16 wa = bf16 ? load_bf16((const uint16_t *)row_a + c) : load_f32((const float *)row_a + c);
+        const f32x16 wb = bf16 ? load_bf16((const uint16_t *)row_b + c) : load_f32((const float *)row_b + c);
+        for (int s = 0; s < n; s++) {
+            const f32x16 x = load_f32(xs[s] + c);
+            acc_a[s] += wa * x;
+            acc_b[s] += wb * x;
+        }
+    }
+    for (int s = 0; s < n; s++) {
+        ra[s] = hsum(acc_a[s]);
+        rb[s] = hsum(acc_b[s]);
+    }
+}
+
+#define DOTS2_CASE(N)                                      \
+    case N:                                                \
+        if (bf16)                                          \
+            dots2(row_a, row_b, 1, k, xs, N, ra, rb);      \
+        else                                               \
+            dots2(row_a, row_b, 0, k, xs, N, ra, rb);      \
+        break;
+
+static void dots2_any(const void *row_a, const void *row_b, int bf16, int k, const float *const *xs, int n,
+                      float *ra, float *rb) {
+    while (n > 0) {
+        const int m = n > GROUP ? GROUP : n;
+        switch (m) {
+            DOTS2_CASE(1)
+            DOTS2_CASE(2)
+            DOTS2_CASE(3)
+            DOTS2_CASE(4)
+            DOTS2_CASE(5)
+            DOTS2_CASE(6)
+            DOTS2_CASE(7)
+            DOTS2_CASE(8)
+        }
+        xs += m;
+        ra += m;
+        rb += m;
+        n -= m;
+    }
+}
+
+#define DOTS_CASE(N)                                  \
+    case N:                                           \
+        if (bf16)                                     \
+            dots(row, 1, k, xs, N, res);              \
+        else                                          \
+            dots(row, 0, k, xs, N, res);              \
+        break;
+
+/* res[s] = dot(row, xs[s]) for any n, GROUP rows of xs at a time. */
+static void dots_any(const void *row, int bf16, int k, const float *const *xs, int n, float *res) {
+    while (n > 0) {
+        const int m = n > GROUP ? GROUP : n;
+        switch (m) {
+            DOTS_CASE(1)
+            DOTS_CASE(2)
+            DOTS_CASE(3)
+            DOTS_CASE(4)
+            DOTS_CASE(5)
+            DOTS_CASE(6)
+            DOTS_CASE(7)
+            DOTS_CASE(8)
+        }
+        xs += m;
+        res += m;
+        n -= m;
+    }
+}
+
+static const void *weight_row(const void *w, int bf16, long index, int k) {
+    return bf16 ? (const void *)((const uint16_t *)w + index * k) : (const void *)((const float *)w + index * k);
+}
+
+/* A float32 view of x [n]: x itself, or a converted copy the caller frees. */
+static float *as_f32(const void *x, long n, int bf16) {
+    if (!bf16) return (float *)x;
+    float *out = malloc(sizeof(float) * (size_t)n);
+    if (!out) return NULL;
+    for (long i = 0; i < n; i++) out[i] = bf16_to_f32(((const uint16_t *)x)[i]);
+    return out;
+}
+
+static void store(void *out, long index, float value, int bf16) {
+    if (bf16)
+        ((uint16_t *)out)[index] = f32_to_bf16(value);
+    else
+        ((float *)out)[index] = value;
+}
+
+/* out [t, n] = x [t, k] @ w [n, k]^T. Returns 0, or -1 when memory ran out. */
+int ca_linear(int t, int k, int n, const void *x, const void *w, void *out, int bf16, int threads) {
+    float *xf = as_f32(x, (long)t * k, bf16);
+    if (!xf) return -1;
+    const float **xs = malloc(sizeof(float *) * (size_t)t);
+    if (!xs) {
+        if (bf16) free(xf);
+        return -1;
+    }
+    for (int s = 0; s < t; s++) xs[s] = xf + (long)s * k;
+#pragma omp parallel num_threads(threads)
+    {
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        const long r0 = (long)n * tid / nt, r1 = (long)n * (tid + 1) / nt;
+        float ra[GROUP], rb[GROUP];
+        long r = r0;
+        for (; r + 1 < r1; r += 2) {
+            for (int s0 = 0; s0 < t; s0 += GROUP) {
+                const int m = t - s0 < GROUP ? t - s0 : GROUP;
+                dots2_any(weight_row(w, bf16, r, k), weight_row(w, bf16, r + 1, k), bf16, k, xs + s0, m, ra, rb);
+                for (int s = 0; s < m; s++) {
+                    store(out, (long)(s0 + s) * n + r, ra[s], bf16);
+                    store(out, (long)(s0 + s) * n + r + 1, rb[s], bf16);
+                }
+            }
+        }
+        if (r < r1)
+            for (int s0 = 0; s0 < t; s0 += GROUP) {
+                const int m = t - s0 < GROUP ? t - s0 : GROUP;
+                dots_any(weight_row(w, bf16, r, k), bf16, k, xs + s0, m, ra);
+                for (int s = 0; s < m; s++) store(out, (long)(s0 + s) * n + r, ra[s], bf16);
+            }
+    }
+    free(xs);
+    if (bf16) free(xf);
+    return 0;
+}
+
+/* One sparse MoE layer: out [t, h] = sum_j weights[t, j] * expert_{ids[t, j]}(x[t]), where
+ * expert_e(v) = w2[e] @ (silu(gate) * up) and [gate; up] = w13[e] @ v; w13 [E, 2i, h], w2 [E, h, i].
+ * ids [t, k] int64 in [0, E); weights [t, k] float32. Returns 0, -1 when memory ran out, -2 for
+ * an expert id out of range, -3 for more than MAX_PAIRS pairs. */
+int ca_moe(int t, int h, int inter, int experts, int topk, const void *x, const void *w13, const void *w2,
+           const int64_t *ids, const float *weights, void *out, int bf16, int threads) {
+    const int pairs = t * topk;
+    if (pairs > MAX_PAIRS) return -3;
+    for (int p = 0; p < pairs; p++)
+        if (ids[p] < 0 || ids[p] >= experts) return -2;
+    int *count = calloc((size_t)experts, sizeof(int));
+    int *order = malloc(sizeof(int) * (size_t)pairs);
+    int *active = malloc(sizeof(int) * (size_t)experts);
+    int *first = malloc(sizeof(int) * (size_t)experts);
+    float *act = malloc(sizeof(float) * (size_t)pairs * inter);
+    float *part = malloc(sizeof(float) * (size_t)pairs * h);
+    float *xf = as_f32(x, (long)t * h, bf16);
+    int status = 0;
+    if (!count || !order || !active || !first || !act || !part || !xf) {
+        status = -1;
+        goto done;
+    }
+    /* pairs grouped by expert, in pair order within an expert */
+    for (int p = 0; p < pairs; p++) count[ids[p]]++;
+    int nactive = 0, start = 0;
+    for (int e = 0; e < experts; e++) {
+        if (!count[e]) continue;
+        active[nactive] = e;
+        first[nactive++] = start;
+        start += count[e];
+        count[e] = first[nactive - 1];
+    }
+    for (int p = 0; p < pairs; p++) order[count[ids[p]]++] = p;
+    for (int a = 0; a < nactive; a++) count[a] = (a + 1 < nactive ? first[a + 1] : pairs) - first[a];
+    /* count[a] now holds the number of pairs of the a-th active expert */
+
+#pragma omp parallel num_threads(threads)
+    {
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        const float *xs[MAX_PAIRS];
+        float gate[MAX_PAIRS], up[MAX_PAIRS];
+        /* gate and up rows of every active expert, split evenly over the threads */
+        long units = (long)nactive * inter, u = units * tid / nt, u1 = units * (tid + 1) / nt;
+        while (u < u1) {
+            const int a = (int)(u / inter), e = active[a], n = count[a];
+            const int *mine = order + first[a];
+            const long i0 = u % inter, i1 = (u1 - u < inter - i0) ? i0 + (u1 - u) : inter;
+            for (int s = 0; s < n; s++) xs[s] = xf + (long)(mine[s] / topk) * h;
+            for (long i = i0; i < i1; i++) {
+                dots2_any(weight_row(w13, bf16, (long)e * 2 * inter + i, h),
+                          weight_row(w13, bf16, (long)e * 2 * inter + inter + i, h), bf16, h, xs, n, gate, up);
+                for (int s = 0; s < n; s++)
+                    act[(long)mine[s] * inter + i] = gate[s] / (1.0f + expf(-gate[s])) * up[s];
+            }
+            u += i1 - i0;
+        }
+#pragma omp barrier
+        /* down projection rows of every active expert */
+        units = (long)nactive * h;
+        u = units * tid / nt;
+        u1 = units * (tid + 1) / nt;
+        while (u < u1) {
+            const int a = (int)(u / h), e = active[a], n = count[a];
+            const int *mine = order + first[a];
+            const long r0 = u % h, r1 = (u1 - u < h - r0) ? r0 + (u1 - u) : h;
+            for (int s = 0; s < n; s++) xs[s] = act + (long)mine[s] * inter;
+            long r = r0;
+            for (; r + 1 < r1; r += 2) {
+                dots2_any(weight_row(w2, bf16, (long)e * h + r, inter), weight_row(w2, bf16, (long)e * h + r + 1, inter),
+                          bf16, inter, xs, n, gate, up);
+                for (int s = 0; s < n; s++) {
+                    part[(long)mine[s] * h + r] = gate[s];
+                    part[(long)mine[s] * h + r + 1] = up[s];
+                }
+            }
+            if (r < r1) {
+                dots_any(weight_row(w2, bf16, (long)e * h + r, inter), bf16, inter, xs, n, gate);
+                for (int s = 0; s < n; s++) part[(long)mine[s] * h + r] = gate[s];
+            }
+            u += r1 - r0;
+        }
+#pragma omp barrier
+        /* the weighted sum over each token's experts, in slot order */
+        const long cells = (long)t * h, c0 = cells * tid / nt, c1 = cells * (tid + 1) / nt;
+        for (long c = c0; c < c1; c++) {
+            const long row = c / h, col = c % h;
+            float sum = 0.0f;
+            for (int j = 0; j < topk; j++) sum += weights[row * topk + j] * part[(row * topk + j) * h + col];
+            store(out, c, sum, bf16);
+        }
+    }
+done:
+    free(count);
+    free(order);
+    free(active);
+    free(first);
+    free(act);
+    free(part);
+    if (bf16 && xf) free(xf);
+    return status;
+}
+
+static inline f32x16 load_any(const void *base, long index, int bf16) {
+    return bf16 ? load_bf16((const uint16_t *)base + index) : load_f32((const float *)base + index);
+}
+
+/* Decode attention over a paged KV pool: every sequence brings one new token. Its key and
+ * value rows (k_new, v_new [b, kv_heads, d]) are written to their slots (row lengths[s] - 1 of
+ * sequence s; row r lives at pool row tables[s, r / per_block] * per_block + r % per_block of
+ * k_pool / v_pool [rows, kv_heads, d]), then each query head q [b, heads, d] attends over the
+ * sequence's rows 0..lengths[s]-1 (softmax in float32, scores scaled by ``scale``); out
+ * [b, heads, d]. The heads of one KV head share each key and value row as it is read.
+ * Returns 0, or -1 when memory ran out. */
+int ca_decode_attention(int b, int heads, int kv_heads, int d, const void *q, const void *k_new, const void *v_new,
+                        void *k_pool, void *v_pool, const int64_t *tables, int max_blocks, int per_block,
+                        const int64_t *lengths, void *out, float scale, int bf16, int threads) {
+    const size_t elt = bf16 ? 2 : 4, row_bytes = (size_t)kv_heads * d * elt;
+    const int group = heads / kv_heads;
+    long longest = 0;
+    for (int s = 0; s < b; s++) {
+        const long pos = lengths[s] - 1;
+        const long slot = tables[(long)s * max_blocks + pos / per_block] * per_block + pos % per_block;
+        memcpy((char *)k_pool + slot * row_bytes, (const char *)k_new + s * row_bytes, row_bytes);
+        memcpy((char *)v_pool + slot * row_bytes, (const char *)v_new + s * row_bytes, row_bytes);
+        if (lengths[s] > longest) longest = lengths[s];
+    }
+    int status = 0;
+#pragma omp parallel num_threads(threads)
+    {
+        float *scores = malloc(sizeof(float) * (size_t)longest * group);
+        float *qf = malloc(sizeof(float) * (size_t)group * d);
+        float *acc = malloc(sizeof(float) * (size_t)group * d);
+        if (!scores || !qf || !acc) {
+#pragma omp atomic write
+            status = -1;
+        }
+#pragma omp barrier
+        if (status == 0) {
+#pragma omp for schedule(static)
+            for (long item = 0; item < (long)b * kv_heads; item++) {
+                const long s = item / kv_heads, kvh = item % kv_heads, len = lengths[s];
+                const long qbase = (s * heads + kvh * group) * d;
+                for (long i = 0; i < (long)group * d; i++)
+                    qf[i] = bf16 ? bf16_to_f32(((const uint16_t *)q)[qbase + i]) : ((const float *)q)[qbase + i];
+                for (long r = 0; r < len; r++) {
+                    const long slot = tables[s * max_blocks + r / per_block] * per_block + r % per_block;
+                    const long kbase = (slot * kv_heads + kvh) * d;
+                    for (int g = 0; g < group; g++) {
+                        f32x16 sum = (f32x16){0};
+                        for (int c = 0; c < d; c += 16) sum += load_any(k_pool, kbase + c, bf16) * load_f32(qf + g * d + c);
+                        scores[g * len + r] = hsum(sum) * scale;
+                    }
+                }
+                for (int g = 0; g < group; g++) {
+                    float *row = scores + g * len, top = row[0], total = 0.0f;
+                    for (long r = 1; r < len; r++) top = row[r] > top ? row[r] : top;
+                    for (long r = 0; r < len; r++) total += (row[r] = expf(row[r] - top));
+                    for (long r = 0; r < len; r++) row[r] /= total;
+                }
+                for (long i = 0; i < (long)group * d; i++) acc[i] = 0.0f;
+                for (long r = 0; r < len; r++) {
+                    const long slot = tables[s * max_blocks + r / per_block] * per_block + r % per_block;
+                    const long vbase = (slot * kv_heads + kvh) * d;
+                    for (int c = 0; c < d; c += 16) {
+                        const f32x16 v = load_any(v_pool, vbase + c, bf16);
+                        for (int g = 0; g < group; g++) {
+                            f32x16 a = load_f32(acc + g * d + c);
+                            a += v * scores[g * len + r];
+                            memcpy(acc + g * d + c, &a, sizeof a);
+                        }
+                    }
+                }
+                for (long i = 0; i < (long)group * d; i++) store(out, qbase + i, acc[i], bf16);
+            }
+        }
+        free(scores);
+        free(qf);
+        free(acc);
+    }
+    return status;
+}
+
+/* RMSNorm over rows of ``dim``: out = round(x * rsqrt(mean(x^2) + eps)) * weight, the
+ * normalising in float32; in bfloat16 the normalised row is rounded before the weight
+ * multiplies it, and the product rounded again, as the references do. ``weight`` may be NULL. */
+void ca_rms_norm(long rows, int dim, const void *x, const void *weight, void *out, float eps, int bf16, int threads) {
+    const int parallel = rows * dim >= 65536;
+#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
+    for (long r = 0; r < rows; r++) {
+        float sum = 0.0f;
+        const long base = r * dim;
+        for (int i = 0; i < dim; i++) {
+            const float v = bf16 ? bf16_to_f32(((const uint16_t *)x)[base + i]) : ((const float *)x)[base + i];
+            sum += v * v;
+        }
+        const float inv = 1.0f / sqrtf(sum / (float)dim + eps);
+        for (int i = 0; i < dim; i++) {
+            if (bf16) {
+                const float h = bf16_to_f32(f32_to_bf16(bf16_to_f32(((const uint16_t *)x)[base + i]) * inv));
+                const float w = weight ? bf16_to_f32(((const uint16_t *)weight)[i]) : 1.0f;
+                ((uint16_t *)out)[base + i] = weight ? f32_to_bf16(w * h) : f32_to_bf16(h);
+            } else {
+                const float w = weight ? ((const float *)weight)[i] : 1.0f;
+                ((float *)out)[base + i] = ((const float *)x)[base + i] * inv * w;
+            }
+        }
+    }
+}

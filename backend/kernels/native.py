@@ -1,0 +1,324 @@
+"""Native CPU kernels (``native.c``): decode-sized linear layers and whole MoE layers.
+
+Built on first use with the machine's C compiler (``$CC``, else ``cc``/``gcc``) as
+``-O3 -march=native -fopenmp``, into the cache folder (``$XDG_CACHE_HOME/codeagent/kernels``),
+under a name keyed by the source, the compiler, the flags and the CPU's feature flags, so a
+cache shared between machines never hands one a binary built for another CPU. The file is
+compiled beside its final name and renamed into place, so concurrent first uses race safely.
+Loaded with ``ctypes`` after PyTorch, the library shares PyTorch's OpenMP runtime (same
+soname) and so its worker threads; ``ctypes`` releases the GIL during a call.
+
+Where no compiler works, ``problem()`` says why and the layers run their torch references
+(``dispatch.use_native`` decides; the bench reports which ran). Limits: float32 and bfloat16
+only, contiguous tensors, inner dimensions a multiple of 16, at most ``MAX_ROWS`` token rows
+(decode batches; prefill is compute-bound and stays with the BLAS).
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("native.c")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11")
+MAX_ROWS = 64  # token rows a call takes; larger batches are compute-bound and go to the BLAS
+MAX_PAIRS = 512  # token-expert pairs in one MoE call (native.c's MAX_PAIRS)
+DTYPES = {torch.float32: 0, torch.bfloat16: 1}
+
+
+calls: collections.Counter[str] = collections.Counter()  # kernel name -> calls, for benches and tests
+
+
+class NativeError(RuntimeError):
+    """The native kernels could not be built or loaded, or a call failed."""
+
+
+def cache_folder() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "codeagent" / "kernels"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | str:
+    """The loaded library, or why it cannot be had."""
+    compiler = _compiler()
+    if compiler is None:
+        return "no C compiler found (set CC, or install gcc)"
+    try:
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"{compiler} --version failed: {err}"
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(
+        b"\0".join(
+            [
+                source,
+                version.encode(),
+                " ".join(FLAGS).encode(),
+                _cpu_flags().encode(),
+                platform.machine().encode(),
+            ]
+        )
+    ).hexdigest()[:20]
+    folder = cache_folder()
+    target = folder / f"native-{key}.so"
+    if not target.exists():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, partial = tempfile.mkstemp(prefix=target.name, suffix=".partial", dir=folder)
+            os.close(fd)
+            done = subprocess.run(
+                [compiler, *FLAGS, "-o", partial, str(SOURCE), "-lm"],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            if done.returncode != 0:
+                Path(partial).unlink(missing_ok=True)
+                return f"compiling {SOURCE.name} failed: {done.stderr.strip()[-500:]}"
+            os.replace(partial, target)
+        except (OSError, subprocess.SubprocessError) as err:
+            return f"building the native kernels in {folder} failed: {err}"
+    try:
+        lib = ctypes.CDLL(str(target))
+    except OSError as err:
+        return f"loading {target} failed: {err}"
+    c_int, c_void_p = ctypes.c_int, ctypes.c_void_p
+    lib.ca_linear.argtypes = [c_int, c_int, c_int, c_void_p, c_void_p, c_void_p, c_int, c_int]
+    lib.ca_linear.restype = c_int
+    lib.ca_moe.argtypes = [c_int] * 5 + [c_void_p] * 6 + [c_int, c_int]
+    lib.ca_moe.restype = c_int
+    lib.ca_decode_attention.argtypes = (
+        [c_int] * 4
+        + [c_void_p] * 6
+        + [c_int, c_int]
+        + [c_void_p] * 2
+        + [
+            ctypes.c_float,
+            c_int,
+            c_int,
+        ]
+    )
+    lib.ca_decode_attention.restype = c_int
+    lib.ca_rms_norm.argtypes = [
+        ctypes.c_long,
+        c_int,
+        c_void_p,
+        c_void_p,
+        c_void_p,
+        ctypes.c_float,
+        c_int,
+        c_int,
+    ]
+    lib.ca_rms_norm.restype = None
+    return lib
+
+
+def problem() -> str | None:
+    """Why the native kernels are unavailable here, or None (builds them on first call)."""
+    lib = _library()
+    return lib if isinstance(lib, str) else None
+
+
+def _lib() -> ctypes.CDLL:
+    lib = _library()
+    if isinstance(lib, str):
+        raise NativeError(lib)
+    return lib
+
+
+def fits_linear(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether ``linear`` takes this product: CPU, one dtype it knows, decode-sized."""
+    return (
+        x.dim() == 2
+        and x.dtype in DTYPES
+        and weight.dtype == x.dtype
+        and x.device.type == "cpu"
+        and weight.device.type == "cpu"
+        and 0 < x.shape[0] <= MAX_ROWS
+        and x.shape[1] % 16 == 0
+        and weight.is_contiguous()
+    )
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x [T, K] @ weight [N, K]^T -> [T, N] (``F.linear`` without bias)."""
+    t, k = x.shape
+    n = weight.shape[0]
+    if weight.shape[1] != k:
+        raise ValueError(f"linear: x has {k} columns, weight {tuple(weight.shape)}")
+    x = x.contiguous()
+    out = torch.empty(t, n, dtype=x.dtype)
+    calls["linear"] += 1
+    status = _lib().ca_linear(
+        t, k, n, x.data_ptr(), weight.data_ptr(), out.data_ptr(), DTYPES[x.dtype], torch.get_num_threads()
+    )
+    if status:
+        raise NativeError(f"ca_linear failed ({status}): out of memory")
+    return out
+
+
+def fits_moe(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, ids: torch.Tensor) -> bool:
+    return (
+        x.dim() == 2
+        and x.dtype in DTYPES
+        and w13.dtype == x.dtype
+        and w2.dtype == x.dtype
+        and x.device.type == "cpu"
+        and w13.device.type == "cpu"
+        and 0 < x.shape[0] <= MAX_ROWS
+        and ids.numel() <= MAX_PAIRS
+        and x.shape[1] % 16 == 0
+        and w2.shape[2] % 16 == 0
+        and w13.is_contiguous()
+        and w2.is_contiguous()
+    )
+
+
+def moe(
+    x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor
+) -> torch.Tensor:
+    """One sparse MoE layer, as ``layers.moe.experts_forward``: x [T, H]; w13 [E, 2I, H];
+    w2 [E, H, I]; weights, ids [T, k] -> [T, H]."""
+    t, h = x.shape
+    experts, inter = w13.shape[0], w2.shape[2]
+    if w13.shape[1:] != (2 * inter, h) or w2.shape != (experts, h, inter):
+        raise ValueError(
+            f"moe: w13 {tuple(w13.shape)} and w2 {tuple(w2.shape)} do not fit x {tuple(x.shape)}"
+        )
+    x = x.contiguous()
+    ids = ids.to(torch.int64).contiguous()
+    weights = weights.to(torch.float32).contiguous()
+    out = torch.empty_like(x)
+    calls["moe"] += 1
+    status = _lib().ca_moe(
+        t,
+        h,
+        inter,
+        experts,
+        ids.shape[1],
+        x.data_ptr(),
+        w13.data_ptr(),
+        w2.data_ptr(),
+        ids.data_ptr(),
+        weights.data_ptr(),
+        out.data_ptr(),
+        DTYPES[x.dtype],
+        torch.get_num_threads(),
+    )
+    if status:
+        reason = {-1: "out of memory", -2: "an expert id out of range", -3: "too many token-expert pairs"}
+        raise NativeError(f"ca_moe failed: {reason.get(status, status)}")
+    return out
+
+
+def fits_decode_attention(q: torch.Tensor, k_pool: torch.Tensor) -> bool:
+    return (
+        q.dtype in DTYPES
+        and k_pool.dtype == q.dtype
+        and q.device.type == "cpu"
+        and q.shape[-1] % 16 == 0
+        and k_pool.is_contiguous()
+    )
+
+
+def decode_attention(
+    q: torch.Tensor,
+    k_new: torch.Tensor,
+    v_new: torch.Tensor,
+    k_pool: torch.Tensor,
+    v_pool: torch.Tensor,
+    tables: torch.Tensor,
+    per_block: int,
+    lengths: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    """One decode token per sequence over a paged pool: writes each sequence's new key and value
+    row (k_new, v_new [B, KVH, D]) at row ``lengths[s] - 1`` of its blocks (``tables`` [B, max
+    blocks] int64, ``per_block`` rows a block), then attends q [B, H, D] over rows
+    0..lengths[s]-1 -> [B, H, D]. Pools are [rows, KVH, D]."""
+    b, heads, d = q.shape
+    kv_heads = k_pool.shape[1]
+    if v_pool.shape != k_pool.shape or k_new.shape != (b, kv_heads, d) or v_new.shape != k_new.shape:
+        raise ValueError("decode_attention: q, the new rows and the pools do not fit together")
+    if heads % kv_heads:
+        raise ValueError(f"decode_attention: {heads} heads do not group over {kv_heads} KV heads")
+    q, k_new, v_new = q.contiguous(), k_new.contiguous(), v_new.contiguous()
+    tables = tables.to(torch.int64).contiguous()
+    lengths = lengths.to(torch.int64).contiguous()
+    out = torch.empty_like(q)
+    calls["decode_attention"] += 1
+    status = _lib().ca_decode_attention(
+        b,
+        heads,
+        kv_heads,
+        d,
+        q.data_ptr(),
+        k_new.data_ptr(),
+        v_new.data_ptr(),
+        k_pool.data_ptr(),
+        v_pool.data_ptr(),
+        tables.data_ptr(),
+        tables.shape[1],
+        per_block,
+        lengths.data_ptr(),
+        out.data_ptr(),
+        scale,
+        DTYPES[q.dtype],
+        torch.get_num_threads(),
+    )
+    if status:
+        raise NativeError("ca_decode_attention failed: out of memory")
+    return out
+
+
+def fits_rms_norm(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
+    return x.dtype in DTYPES and x.device.type == "cpu" and (weight is None or weight.dtype == x.dtype)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """RMSNorm over the last dimension, as ``layers.norm.rms_norm``."""
+    dim = x.shape[-1]
+    if weight is not None and weight.shape != (dim,):
+        raise ValueError(f"rms_norm: weight {tuple(weight.shape)} for rows of {dim}")
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    calls["rms_norm"] += 1
+    _lib().ca_rms_norm(
+        x.numel() // dim if dim else 0,
+        dim,
+        x.data_ptr(),
+        None if weight is None else weight.contiguous().data_ptr(),
+        out.data_ptr(),
+        eps,
+        DTYPES[x.dtype],
+        torch.get_num_threads(),
+    )
+    return out

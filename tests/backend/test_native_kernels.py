@@ -1,0 +1,205 @@
+"""The native CPU kernels (``kernels/native.c``) against the layers' torch references, their
+batch invariance, their build and its failure, and the engine running them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from codeagent.backend.cache.paged import KVPool, SeqBlocks, Stream
+from codeagent.backend.kernels import native
+from codeagent.backend.layers import attention, moe, norm
+from codeagent.backend.layers.attention import KVCache
+
+PROBLEM = native.problem()
+pytestmark = pytest.mark.skipif(PROBLEM is not None, reason=f"native kernels unavailable: {PROBLEM}")
+DTYPES = [torch.float32, torch.bfloat16]
+
+
+@pytest.fixture
+def reference(monkeypatch):
+    """The layers' torch references (the kernels are called directly)."""
+    monkeypatch.setenv("CODEAGENT_KERNELS", "torch")
+
+
+def randn(*shape: int, dtype: torch.dtype, seed: int, scale: float = 1.0) -> torch.Tensor:
+    return (torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale).to(dtype)
+
+
+def close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype) -> None:
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(got.float(), want.float(), atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows", [1, 3, 8, 19])
+def test_linear_matches_the_blas(reference, dtype, rows):
+    x, w = randn(rows, 96, dtype=dtype, seed=1), randn(37, 96, dtype=dtype, seed=2, scale=0.1)
+    close(native.linear(x, w), F.linear(x.float(), w.float()), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tokens", [1, 2, 8, 19])
+def test_moe_matches_the_reference_and_ignores_the_batch(reference, dtype, tokens):
+    experts, hidden, inter, k = 6, 64, 32, 3
+    x = randn(tokens, hidden, dtype=dtype, seed=3)
+    w13 = randn(experts, 2 * inter, hidden, dtype=dtype, seed=4, scale=0.1)
+    w2 = randn(experts, hidden, inter, dtype=dtype, seed=5, scale=0.1)
+    weights, ids = moe.softmax_topk(randn(tokens, experts, dtype=dtype, seed=6), k, normalize=True)
+    got = native.moe(x, w13, w2, weights, ids)
+    want = moe.experts_forward(x.float(), w13.float(), w2.float(), weights.float(), ids)
+    close(got, want, dtype)
+    for row in range(tokens):  # each token alone gives the very same bits
+        alone = native.moe(x[row : row + 1], w13, w2, weights[row : row + 1], ids[row : row + 1])
+        assert torch.equal(alone[0], got[row])
+
+
+def test_moe_rejects_an_expert_id_out_of_range():
+    x, w13, w2 = torch.zeros(1, 16), torch.zeros(2, 32, 16), torch.zeros(2, 16, 16)
+    with pytest.raises(native.NativeError, match="expert id out of range"):
+        native.moe(x, w13, w2, torch.ones(1, 1), torch.tensor([[2]]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_weight", [True, False])
+def test_rms_norm_matches_the_reference(reference, dtype, with_weight):
+    x = randn(5, 4, 48, dtype=dtype, seed=7)
+    weight = randn(48, dtype=dtype, seed=8) if with_weight else None
+    got, want = native.rms_norm(x, weight, 1e-6), norm.rms_norm(x, weight, 1e-6)
+    if dtype == torch.bfloat16:
+        assert torch.equal(got, want)  # the same two roundings
+    else:
+        close(got, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("heads,kv_heads", [(4, 2), (6, 2), (4, 4)])
+def test_decode_attention_writes_the_new_rows_and_matches_the_reference(reference, dtype, heads, kv_heads):
+    dim, block = 32, 4
+    pool = KVPool(
+        [Stream("k", 1, (kv_heads, dim), dtype), Stream("v", 1, (kv_heads, dim), dtype)], block, 24, "cpu"
+    )
+    order = torch.randperm(24, generator=torch.Generator().manual_seed(0)).tolist()  # scattered blocks
+    caches, contexts, cached = [], [], [0, 6, 11]
+    for index, n in enumerate(cached):
+        seq = SeqBlocks(pool, order[index * 6 : index * 6 + 6])
+        cache = KVCache(seq.rows("k"), seq.rows("v"))
+        rows = randn(2, n, kv_heads, dim, dtype=dtype, seed=10 + index)
+        cache.append(rows[0], rows[1])
+        caches.append(cache)
+        contexts.append(rows)
+    q = randn(3, heads, dim, dtype=dtype, seed=20)
+    k_new, v_new = (
+        randn(3, kv_heads, dim, dtype=dtype, seed=21),
+        randn(3, kv_heads, dim, dtype=dtype, seed=22),
+    )
+    first = caches[0].k
+    tables = torch.tensor([c.k.seq.table for c in caches])
+    lengths = torch.tensor([n + 1 for n in cached])
+    got = native.decode_attention(
+        q, k_new, v_new, first.tensor, caches[0].v.tensor, tables, block, lengths, dim**-0.5
+    )
+    for index, (cache, rows) in enumerate(zip(caches, contexts, strict=True)):
+        cache.k.length += 1
+        cache.v.length += 1
+        assert torch.equal(cache.k.read(), torch.cat([rows[0], k_new[index : index + 1]]))
+        assert torch.equal(cache.v.read(), torch.cat([rows[1], v_new[index : index + 1]]))
+        want = attention.causal_attention(q[index : index + 1], cache.k.read(), cache.v.read(), dim**-0.5)
+        close(got[index : index + 1], want, dtype)
+
+
+def test_attend_takes_the_native_path_for_a_paged_decode_batch_and_the_loop_otherwise(monkeypatch):
+    monkeypatch.setenv("CODEAGENT_KERNELS", "native")
+    dim, kv_heads, heads, block = 16, 2, 4, 4
+    pool = KVPool(
+        [Stream("k", 1, (kv_heads, dim), torch.float32), Stream("v", 1, (kv_heads, dim), torch.float32)],
+        block,
+        8,
+        "cpu",
+    )
+    seqs = [SeqBlocks(pool, [0, 1]), SeqBlocks(pool, [5, 3])]
+    caches = [KVCache(s.rows("k"), s.rows("v")) for s in seqs]
+    for index, cache in enumerate(caches):
+        cache.append(
+            randn(3, kv_heads, dim, dtype=torch.float32, seed=index),
+            randn(3, kv_heads, dim, dtype=torch.float32, seed=9 + index),
+        )
+    q, k, v = (
+        randn(2, h, dim, dtype=torch.float32, seed=30 + i) for i, h in enumerate((heads, kv_heads, kv_heads))
+    )
+    before = native.calls["decode_attention"]
+    out = attention.attend(q, k, v, caches, [1, 1], dim**-0.5)
+    assert native.calls["decode_attention"] == before + 1
+    assert [len(c) for c in caches] == [4, 4]
+    monkeypatch.setenv("CODEAGENT_KERNELS", "torch")
+    for index, cache in enumerate(caches):
+        want = attention.causal_attention(q[index : index + 1], cache.k.read(), cache.v.read(), dim**-0.5)
+        torch.testing.assert_close(out[index : index + 1], want, atol=1e-5, rtol=1e-5)
+    monkeypatch.setenv("CODEAGENT_KERNELS", "native")
+    prefill = randn(3, heads, dim, dtype=torch.float32, seed=40)  # a chunk of 3 is not a decode batch
+    attention.attend(prefill, k[:1].repeat(3, 1, 1), v[:1].repeat(3, 1, 1), caches[:1], [3], dim**-0.5)
+    assert native.calls["decode_attention"] == before + 1
+    assert len(caches[0]) == 7
+
+
+def test_the_engine_decodes_through_the_native_kernels(qwen3_moe_dir, monkeypatch):
+    from codeagent.backend.engine import Engine, Request
+    from codeagent.backend.layers.sampler import SamplingParams
+    from codeagent.backend.loader import load_model
+
+    model = load_model(qwen3_moe_dir).model
+    prompts = [[5, 9, 200, 31], [7, 7, 7, 1, 2, 3, 4, 5, 6]]
+    params = SamplingParams(max_tokens=10)
+
+    def run(mode: str) -> list[list[int]]:
+        monkeypatch.setenv("CODEAGENT_KERNELS", mode)
+        engine = Engine(model, set())
+        return [r.token_ids for r in engine.generate([Request(p, params) for p in prompts])]
+
+    before = dict(native.calls)
+    assert run("native") == run("torch")
+    for kernel in ("moe", "decode_attention", "rms_norm"):
+        assert native.calls[kernel] > before.get(kernel, 0), kernel
+
+
+def test_without_a_compiler_the_layers_say_why_and_run_the_references(tmp_path):
+    script = (
+        "import torch\n"
+        "from codeagent.backend.kernels import dispatch\n"
+        "x = torch.zeros(1, 16)\n"
+        "print(dispatch.native_problem())\n"
+        "print(dispatch.use_native(x))\n"
+        "print(dispatch.kernels_in_use())\n"
+        "import os; os.environ['CODEAGENT_KERNELS'] = 'native'\n"
+        "try:\n"
+        "    dispatch.use_native(x)\n"
+        "except dispatch.KernelUnavailable as err:\n"
+        "    print('refused:', err)\n"
+    )
+    env = {**os.environ, "PATH": str(tmp_path), "CC": "", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("CODEAGENT_KERNELS", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    problem, used, words, refused = done.stdout.strip().splitlines()
+    assert "no C compiler" in problem
+    assert used == "False"
+    assert words.startswith("torch reference (native kernels unavailable: no C compiler")
+    assert refused.startswith("refused: CODEAGENT_KERNELS=native: no C compiler")
+
+
+def test_a_build_lands_whole_in_the_cache_folder(tmp_path):
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    script = "from codeagent.backend.kernels import native\nprint(native.problem())\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.stdout.strip() == "None", done.stderr
+    built = sorted(p.name for p in (tmp_path / "codeagent" / "kernels").iterdir())
+    assert len(built) == 1 and built[0].startswith("native-") and built[0].endswith(".so")  # no partial left
