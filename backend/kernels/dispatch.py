@@ -138,7 +138,11 @@ def kernels_in_use(device: str = "cpu") -> str:
     if chosen == "torch":
         return "torch reference"
     problem = native_problem()
-    return "native CPU kernels" if problem is None else f"torch reference (native kernels unavailable: {problem})"
+    return (
+        "native CPU kernels"
+        if problem is None
+        else f"torch reference (native kernels unavailable: {problem})"
+    )
 
 
 def triton_ops() -> ModuleType:
