@@ -301,6 +301,13 @@ def _add_bench(parser: argparse.ArgumentParser) -> None:
         help="frontier contexts",
     )
     engine.add_argument("--new-tokens", type=positive_int, default=64, metavar="N")
+    engine.add_argument(
+        "--dtypes",
+        type=name_list(("float32", "bfloat16")),
+        default=("float32", "bfloat16"),
+        metavar="A,B",
+        help="dtypes of the decode scenario: float32, bfloat16 (default both)",
+    )
     engine.add_argument("--output", type=Path, default=Path("bench-engine.json"), help="JSON results file")
     engine.set_defaults(handler=_lazy("codeagent.tui.commands", "bench_engine"))
     codebase = sub.add_parser(

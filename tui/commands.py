@@ -254,7 +254,7 @@ def bench_engine(args: Any, config: Config) -> int:
     from codeagent.tui.bench_engine import table
 
     try:
-        results = run(args.scenarios, args.prefixes, args.contexts, args.new_tokens)
+        results = run(args.scenarios, args.prefixes, args.contexts, args.new_tokens, args.dtypes)
     except RuntimeError as err:
         raise CommandError(str(err)) from err
     print(table(results), file=sys.stderr)
