@@ -270,6 +270,10 @@ def decode_attention(
         raise ValueError("decode_attention: q, the new rows and the pools do not fit together")
     if heads % kv_heads:
         raise ValueError(f"decode_attention: {heads} heads do not group over {kv_heads} KV heads")
+    if not (k_pool.is_contiguous() and v_pool.is_contiguous()) or d % 16:
+        raise ValueError("decode_attention: the pools must be contiguous and the head size a multiple of 16")
+    if v_pool.dtype != q.dtype or k_pool.dtype != q.dtype:
+        raise ValueError("decode_attention: q and the pools must share a dtype")
     q, k_new, v_new = q.contiguous(), k_new.contiguous(), v_new.contiguous()
     tables = tables.to(torch.int64).contiguous()
     lengths = lengths.to(torch.int64).contiguous()
