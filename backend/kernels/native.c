@@ -436,3 +436,48 @@ void ca_rms_norm(long rows, int dim, const void *x, const void *weight, void *ou
         }
     }
 }
+
+/* Per-head RMSNorm then rotary ("rotate half"), as Qwen3's q_norm/k_norm and apply_rotary:
+ * x [t, heads, d] rows ``stride`` elements apart (a column slice of the fused qkv output),
+ * weight [d], cos/sin [t, d] float32; out [t, heads, d] contiguous. In bfloat16 every step
+ * rounds where the references round: the normalised row, its product with the weight, cos
+ * and sin, each of the two products, their sum. */
+void ca_norm_rope(int t, int heads, int d, const void *x, long stride, const void *weight, const float *cosines,
+                  const float *sines, void *out, float eps, int bf16, int threads) {
+    const int half = d / 2;
+    const int parallel = (long)t * heads * d >= 65536;
+#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
+    for (long row = 0; row < t; row++) {
+        float h[1024];
+        for (int head = 0; head < heads; head++) {
+            const long in = row * stride + (long)head * d, at = (row * heads + head) * d;
+            float sum = 0.0f;
+            for (int i = 0; i < d; i++) {
+                const float v = bf16 ? bf16_to_f32(((const uint16_t *)x)[in + i]) : ((const float *)x)[in + i];
+                h[i] = v;
+                sum += v * v;
+            }
+            const float inv = 1.0f / sqrtf(sum / (float)d + eps);
+            for (int i = 0; i < d; i++) {
+                if (bf16) {
+                    const float w = bf16_to_f32(((const uint16_t *)weight)[i]);
+                    h[i] = bf16_to_f32(f32_to_bf16(w * bf16_to_f32(f32_to_bf16(h[i] * inv))));
+                } else {
+                    h[i] = h[i] * inv * ((const float *)weight)[i];
+                }
+            }
+            const float *c = cosines + row * d, *s = sines + row * d;
+            for (int i = 0; i < d; i++) {
+                const float rotated = i < half ? -h[i + half] : h[i - half];
+                if (bf16) {
+                    const float a = bf16_to_f32(f32_to_bf16(h[i] * bf16_to_f32(f32_to_bf16(c[i]))));
+                    const float b = bf16_to_f32(f32_to_bf16(rotated * bf16_to_f32(f32_to_bf16(s[i]))));
+                    ((uint16_t *)out)[at + i] = f32_to_bf16(a + b);
+                } else {
+                    const float a = h[i] * c[i], b = rotated * s[i];
+                    ((float *)out)[at + i] = a + b;
+                }
+            }
+        }
+    }
+}

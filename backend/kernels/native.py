@@ -138,6 +138,9 @@ def _library() -> ctypes.CDLL | str:
         c_int,
     ]
     lib.ca_rms_norm.restype = None
+    lib.ca_norm_rope.argtypes = [c_int, c_int, c_int, c_void_p, ctypes.c_long, c_void_p, c_void_p, c_void_p]
+    lib.ca_norm_rope.argtypes += [c_void_p, ctypes.c_float, c_int, c_int]
+    lib.ca_norm_rope.restype = None
     return lib
 
 
@@ -320,6 +323,52 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.
         dim,
         x.data_ptr(),
         None if weight is None else weight.contiguous().data_ptr(),
+        out.data_ptr(),
+        eps,
+        DTYPES[x.dtype],
+        torch.get_num_threads(),
+    )
+    return out
+
+
+MAX_HEAD_DIM = 1024  # native.c's row buffer in ca_norm_rope
+
+
+def fits_norm_rope(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (
+        x.dim() == 2
+        and x.dtype in DTYPES
+        and weight.dtype == x.dtype
+        and x.device.type == "cpu"
+        and x.stride(1) == 1
+        and 0 < weight.shape[0] <= MAX_HEAD_DIM
+        and weight.shape[0] % 2 == 0
+        and x.shape[1] % weight.shape[0] == 0
+    )
+
+
+def norm_rope(
+    x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, eps: float
+) -> torch.Tensor:
+    """Per-head RMSNorm, then rotary ("rotate half"): x [T, heads * D] (rows may be strided, as a
+    column slice of a fused projection), weight [D], cos/sin [T, D] float32 -> [T, heads, D];
+    as ``apply_rotary(rms_norm(x.view(T, heads, D), weight, eps), cos, sin)``."""
+    t, width = x.shape
+    d = weight.shape[0]
+    if cos.shape != (t, d) or sin.shape != (t, d) or cos.dtype != torch.float32 or sin.dtype != torch.float32:
+        raise ValueError(f"norm_rope: cos/sin must be float32 [{t}, {d}]")
+    cos, sin, weight = cos.contiguous(), sin.contiguous(), weight.contiguous()
+    out = torch.empty(t, width // d, d, dtype=x.dtype)
+    calls["norm_rope"] += 1
+    _lib().ca_norm_rope(
+        t,
+        width // d,
+        d,
+        x.data_ptr(),
+        x.stride(0),
+        weight.data_ptr(),
+        cos.data_ptr(),
+        sin.data_ptr(),
         out.data_ptr(),
         eps,
         DTYPES[x.dtype],

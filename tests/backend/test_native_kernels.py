@@ -78,6 +78,24 @@ def test_rms_norm_matches_the_reference(reference, dtype, with_weight):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tokens", [1, 5, 300])
+def test_norm_rope_matches_norm_then_rotary_on_a_column_slice(reference, dtype, tokens):
+    from codeagent.backend.layers.rotary import apply_rotary, cos_sin, inverse_frequencies
+
+    heads, dim = 3, 32
+    fused = randn(tokens, 2 * heads * dim, dtype=dtype, seed=11)  # q is the first half of each row
+    weight = randn(dim, dtype=dtype, seed=12)
+    cos, sin = cos_sin(torch.arange(7, 7 + tokens), inverse_frequencies(dim, 10000.0))
+    q = fused[:, : heads * dim]
+    got = native.norm_rope(q, weight, cos, sin, 1e-6)
+    want = apply_rotary(norm.rms_norm(q.reshape(tokens, heads, dim), weight, 1e-6), cos, sin)
+    if dtype == torch.bfloat16:
+        assert torch.equal(got, want)  # every rounding where the references round
+    else:
+        close(got, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("heads,kv_heads", [(4, 2), (6, 2), (4, 4)])
 def test_decode_attention_writes_the_new_rows_and_matches_the_reference(reference, dtype, heads, kv_heads):
     dim, block = 32, 4
@@ -163,7 +181,7 @@ def test_the_engine_decodes_through_the_native_kernels(qwen3_moe_dir, monkeypatc
 
     before = dict(native.calls)
     assert run("native") == run("torch")
-    for kernel in ("moe", "decode_attention", "rms_norm"):
+    for kernel in ("moe", "decode_attention", "rms_norm", "norm_rope"):
         assert native.calls[kernel] > before.get(kernel, 0), kernel
 
 
