@@ -334,80 +334,161 @@ static inline f32x16 load_any(const void *base, long index, int bf16) {
     return bf16 ? load_bf16((const uint16_t *)base + index) : load_f32((const float *)base + index);
 }
 
+typedef int32_t i32x16 __attribute__((vector_size(64)));
+
+/* exp of 16 arguments that are <= 0 (scores less their maximum): 2^n * p(r) with r in
+ * [-ln2/2, ln2/2] and a degree-7 polynomial (Cephes' expf coefficients), about 1 ulp;
+ * arguments below -86 give exp(-86), which no sum holding exp(0) can notice. */
+static inline f32x16 exp_nonpositive(f32x16 x) {
+    const f32x16 lo = (f32x16){0} - 86.0f;
+    const i32x16 small = x < lo;
+    x = (f32x16)(((i32x16)x & ~small) | ((i32x16)lo & small));
+    const i32x16 n = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, i32x16); /* round(x / ln2) */
+    const f32x16 nf = __builtin_convertvector(n, f32x16);
+    const f32x16 r = x - nf * 0.693359375f - nf * -2.12194440e-4f;
+    f32x16 p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    return (f32x16)((i32x16)p + (n << 23));
+}
+
+#define CHUNK 256 /* context rows of one work item; a sequence's chunks are merged in order */
+#define TILE 16   /* rows scored, exponentiated and accumulated together */
+#define MAX_GROUP 16
+
 /* Decode attention over a paged KV pool: every sequence brings one new token. Its key and
  * value rows (k_new, v_new [b, kv_heads, d]) are written to their slots (row lengths[s] - 1 of
  * sequence s; row r lives at pool row tables[s, r / per_block] * per_block + r % per_block of
  * k_pool / v_pool [rows, kv_heads, d]), then each query head q [b, heads, d] attends over the
- * sequence's rows 0..lengths[s]-1 (softmax in float32, scores scaled by ``scale``); out
- * [b, heads, d]. The heads of one KV head share each key and value row as it is read.
- * Returns 0, or -1 when memory ran out. */
+ * sequence's rows 0..lengths[s]-1; out [b, heads, d]. Work items are (sequence, KV head, chunk
+ * of CHUNK rows), spread over the threads; each keeps a running maximum, sum and weighted sum
+ * (online softmax) for the query heads of its KV head, which share every key and value row as
+ * it is read; a sequence's chunks are then merged in order, so its result depends on its own
+ * length only. Softmax in float32. Returns 0, -1 when memory ran out, -2 for more than
+ * MAX_GROUP query heads a KV head. */
 int ca_decode_attention(int b, int heads, int kv_heads, int d, const void *q, const void *k_new, const void *v_new,
                         void *k_pool, void *v_pool, const int64_t *tables, int max_blocks, int per_block,
                         const int64_t *lengths, void *out, float scale, int bf16, int threads) {
     const size_t elt = bf16 ? 2 : 4, row_bytes = (size_t)kv_heads * d * elt;
     const int group = heads / kv_heads;
-    long longest = 0;
+    if (group > MAX_GROUP) return -2;
+    long *first = malloc(sizeof(long) * ((size_t)b + 1));
+    if (!first) return -1;
+    first[0] = 0;
     for (int s = 0; s < b; s++) {
         const long pos = lengths[s] - 1;
         const long slot = tables[(long)s * max_blocks + pos / per_block] * per_block + pos % per_block;
         memcpy((char *)k_pool + slot * row_bytes, (const char *)k_new + s * row_bytes, row_bytes);
         memcpy((char *)v_pool + slot * row_bytes, (const char *)v_new + s * row_bytes, row_bytes);
-        if (lengths[s] > longest) longest = lengths[s];
+        first[s + 1] = first[s] + (lengths[s] + CHUNK - 1) / CHUNK; /* chunks of sequence s, per KV head */
     }
-    int status = 0;
+    const long per_item = 2L * group + (long)group * d; /* max, sum, weighted sum per query head */
+    const int aligned = per_block % TILE == 0;           /* tiles (from multiples of TILE) never cross a block */
+    const long items = first[b] * kv_heads;
+    float *partial = malloc(sizeof(float) * (size_t)(items * per_item));
+    if (!partial) {
+        free(first);
+        return -1;
+    }
 #pragma omp parallel num_threads(threads)
     {
-        float *scores = malloc(sizeof(float) * (size_t)longest * group);
-        float *qf = malloc(sizeof(float) * (size_t)group * d);
-        float *acc = malloc(sizeof(float) * (size_t)group * d);
-        if (!scores || !qf || !acc) {
-#pragma omp atomic write
-            status = -1;
-        }
-#pragma omp barrier
-        if (status == 0) {
-#pragma omp for schedule(static)
-            for (long item = 0; item < (long)b * kv_heads; item++) {
-                const long s = item / kv_heads, kvh = item % kv_heads, len = lengths[s];
-                const long qbase = (s * heads + kvh * group) * d;
-                for (long i = 0; i < (long)group * d; i++)
-                    qf[i] = bf16 ? bf16_to_f32(((const uint16_t *)q)[qbase + i]) : ((const float *)q)[qbase + i];
-                for (long r = 0; r < len; r++) {
-                    const long slot = tables[s * max_blocks + r / per_block] * per_block + r % per_block;
-                    const long kbase = (slot * kv_heads + kvh) * d;
+        float qf[MAX_GROUP * 256 + 16], scores[MAX_GROUP][TILE];
+        int s = 0;
+#pragma omp for schedule(dynamic, 1)
+        for (long item = 0; item < items; item++) {
+            const long index = item / kv_heads, kvh = item % kv_heads;
+            while (first[s + 1] <= index) s++;
+            while (first[s] > index) s--;
+            const long r0 = (index - first[s]) * CHUNK;
+            const long r1 = r0 + CHUNK < lengths[s] ? r0 + CHUNK : lengths[s];
+            float *mine = partial + item * per_item, *top = mine, *total = mine + group, *acc = mine + 2 * group;
+            const long qbase = ((long)s * heads + kvh * group) * d;
+            if (d > 256) continue; /* the caller checks; qf holds 256 per head */
+            for (long i = 0; i < (long)group * d; i++)
+                qf[i] = scale * (bf16 ? bf16_to_f32(((const uint16_t *)q)[qbase + i]) : ((const float *)q)[qbase + i]);
+            for (int g = 0; g < group; g++) {
+                top[g] = -INFINITY;
+                total[g] = 0.0f;
+            }
+            for (long i = 0; i < (long)group * d; i++) acc[i] = 0.0f;
+            for (long r = r0; r < r1; r += TILE) {
+                const int n = r1 - r < TILE ? (int)(r1 - r) : TILE;
+                long vrow[TILE];
+                if (aligned) { /* the tile lies in one block: its rows are consecutive */
+                    const long slot = tables[(long)s * max_blocks + r / per_block] * per_block + r % per_block;
+                    for (int i = 0; i < n; i++) vrow[i] = ((slot + i) * kv_heads + kvh) * d;
+                } else {
+                    for (int i = 0; i < n; i++) {
+                        const long row = r + i;
+                        const long slot = tables[(long)s * max_blocks + row / per_block] * per_block + row % per_block;
+                        vrow[i] = (slot * kv_heads + kvh) * d;
+                    }
+                }
+                for (int i = 0; i < n; i++) {
+                    f32x16 key[16];
+                    for (int c = 0; c < d / 16; c++) key[c] = load_any(k_pool, vrow[i] + 16 * c, bf16);
                     for (int g = 0; g < group; g++) {
                         f32x16 sum = (f32x16){0};
-                        for (int c = 0; c < d; c += 16) sum += load_any(k_pool, kbase + c, bf16) * load_f32(qf + g * d + c);
-                        scores[g * len + r] = hsum(sum) * scale;
+                        for (int c = 0; c < d / 16; c++) sum += key[c] * load_f32(qf + g * d + 16 * c);
+                        scores[g][i] = hsum(sum);
                     }
                 }
                 for (int g = 0; g < group; g++) {
-                    float *row = scores + g * len, top = row[0], total = 0.0f;
-                    for (long r = 1; r < len; r++) top = row[r] > top ? row[r] : top;
-                    for (long r = 0; r < len; r++) total += (row[r] = expf(row[r] - top));
-                    for (long r = 0; r < len; r++) row[r] /= total;
+                    float tile_top = scores[g][0];
+                    for (int i = 1; i < n; i++) tile_top = scores[g][i] > tile_top ? scores[g][i] : tile_top;
+                    if (tile_top > top[g]) {
+                        const float factor = expf(top[g] - tile_top); /* 0 for the first tile */
+                        total[g] *= factor;
+                        for (int c = 0; c < d; c++) acc[g * d + c] *= factor;
+                        top[g] = tile_top;
+                    }
+                    for (int i = n; i < TILE; i++) scores[g][i] = top[g];
+                    f32x16 p = exp_nonpositive(load_f32(scores[g]) - top[g]);
+                    memcpy(scores[g], &p, sizeof p);
+                    for (int i = n; i < TILE; i++) scores[g][i] = 0.0f; /* rows past the end weigh nothing */
+                    memcpy(&p, scores[g], sizeof p);
+                    total[g] += hsum(p);
                 }
-                for (long i = 0; i < (long)group * d; i++) acc[i] = 0.0f;
-                for (long r = 0; r < len; r++) {
-                    const long slot = tables[s * max_blocks + r / per_block] * per_block + r % per_block;
-                    const long vbase = (slot * kv_heads + kvh) * d;
-                    for (int c = 0; c < d; c += 16) {
-                        const f32x16 v = load_any(v_pool, vbase + c, bf16);
-                        for (int g = 0; g < group; g++) {
-                            f32x16 a = load_f32(acc + g * d + c);
-                            a += v * scores[g * len + r];
-                            memcpy(acc + g * d + c, &a, sizeof a);
-                        }
+                for (int c = 0; c < d; c += 16) {
+                    f32x16 v[TILE];
+                    for (int i = 0; i < n; i++) v[i] = load_any(v_pool, vrow[i] + c, bf16);
+                    for (int g = 0; g < group; g++) {
+                        f32x16 a = load_f32(acc + g * d + c);
+                        for (int i = 0; i < n; i++) a += v[i] * scores[g][i];
+                        memcpy(acc + g * d + c, &a, sizeof a);
                     }
                 }
-                for (long i = 0; i < (long)group * d; i++) store(out, qbase + i, acc[i], bf16);
             }
         }
-        free(scores);
-        free(qf);
-        free(acc);
+        /* merge each sequence's chunks, in order */
+#pragma omp for schedule(static)
+        for (long pair = 0; pair < (long)b * kv_heads; pair++) {
+            const long seq = pair / kv_heads, kvh = pair % kv_heads, chunks = first[seq + 1] - first[seq];
+            for (int g = 0; g < group; g++) {
+                float best = -INFINITY, weight = 0.0f;
+                for (long c = 0; c < chunks; c++) {
+                    const float *mine = partial + ((first[seq] + c) * kv_heads + kvh) * per_item;
+                    best = mine[g] > best ? mine[g] : best;
+                }
+                float merged[256];
+                for (int i = 0; i < d; i++) merged[i] = 0.0f;
+                for (long c = 0; c < chunks; c++) {
+                    const float *mine = partial + ((first[seq] + c) * kv_heads + kvh) * per_item;
+                    const float factor = expf(mine[g] - best);
+                    weight += mine[group + g] * factor;
+                    for (int i = 0; i < d; i++) merged[i] += mine[2 * group + g * d + i] * factor;
+                }
+                const long at = (seq * heads + kvh * group + g) * d;
+                for (int i = 0; i < d; i++) store(out, at + i, merged[i] / weight, bf16);
+            }
+        }
     }
-    return status;
+    free(partial);
+    free(first);
+    return 0;
 }
 
 /* RMSNorm over rows of ``dim``: out = round(x * rsqrt(mean(x^2) + eps)) * weight, the

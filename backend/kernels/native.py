@@ -248,6 +248,8 @@ def fits_decode_attention(q: torch.Tensor, k_pool: torch.Tensor) -> bool:
         and k_pool.dtype == q.dtype
         and q.device.type == "cpu"
         and q.shape[-1] % 16 == 0
+        and q.shape[-1] <= 256
+        and q.shape[1] <= 16 * k_pool.shape[1]
         and k_pool.is_contiguous()
     )
 
@@ -273,8 +275,10 @@ def decode_attention(
         raise ValueError("decode_attention: q, the new rows and the pools do not fit together")
     if heads % kv_heads:
         raise ValueError(f"decode_attention: {heads} heads do not group over {kv_heads} KV heads")
-    if not (k_pool.is_contiguous() and v_pool.is_contiguous()) or d % 16:
-        raise ValueError("decode_attention: the pools must be contiguous and the head size a multiple of 16")
+    if not (k_pool.is_contiguous() and v_pool.is_contiguous()) or d % 16 or d > 256:
+        raise ValueError(
+            "decode_attention: the pools must be contiguous, the head size a multiple of 16 up to 256"
+        )
     if v_pool.dtype != q.dtype or k_pool.dtype != q.dtype:
         raise ValueError("decode_attention: q and the pools must share a dtype")
     q, k_new, v_new = q.contiguous(), k_new.contiguous(), v_new.contiguous()
@@ -302,7 +306,8 @@ def decode_attention(
         torch.get_num_threads(),
     )
     if status:
-        raise NativeError("ca_decode_attention failed: out of memory")
+        reason = {-1: "out of memory", -2: "more than 16 query heads a KV head"}
+        raise NativeError(f"ca_decode_attention failed: {reason.get(status, status)}")
     return out
 
 

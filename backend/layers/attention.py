@@ -113,9 +113,10 @@ _tables: tuple[tuple[tuple[weakref.ref[SeqBlocks], int], ...], torch.Tensor] | N
 
 
 # Beyond this many cached rows PyTorch's flash attention (blocked products over the
-# context) beats the native kernel's row-at-a-time scores: on 2 cores, 16 heads over 4 KV
-# heads of 32, one sequence: 41 against 47 us at 256 rows, 102 against 65 at 1024; eight
-# sequences: 186 against 294 us at 256 rows, 818 against 642 at 1024.
+# context) beats the native kernel, whose scores are one dot product (and one lane sum) per
+# row and head: on 2 cores, 16 heads over 4 KV heads of 32, one sequence: 36 against 47 us
+# at 256 rows, 67 against 67 at 1024, 1327 against 1039 at 16384; eight sequences: 138
+# against 302 us at 256 rows, 734 against 655 at 1024.
 NATIVE_DECODE_MAX_CONTEXT = 512
 
 

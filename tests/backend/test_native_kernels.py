@@ -131,6 +131,57 @@ def test_decode_attention_writes_the_new_rows_and_matches_the_reference(referenc
         close(got[index : index + 1], want, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_decode_attention_over_several_chunks_merges_them(reference, dtype):
+    dim, kv_heads, heads, block = 32, 2, 8, 16
+    lengths = [700, 5, 256]  # 3 chunks of 256 rows, 1, and exactly 1
+    blocks = [-(-n // block) for n in lengths]
+    pool = KVPool(
+        [Stream("k", 1, (kv_heads, dim), dtype), Stream("v", 1, (kv_heads, dim), dtype)],
+        block,
+        sum(blocks),
+        "cpu",
+    )
+    order = torch.randperm(sum(blocks), generator=torch.Generator().manual_seed(3)).tolist()
+    caches = []
+    for index, n in enumerate(lengths):
+        seq = SeqBlocks(pool, order[sum(blocks[:index]) : sum(blocks[: index + 1])])
+        cache = KVCache(seq.rows("k"), seq.rows("v"))
+        scale = 3.0 if index == 0 else 1.0  # spread scores: most weight on a few rows
+        cache.append(
+            randn(n - 1, kv_heads, dim, dtype=dtype, seed=50 + index, scale=scale),
+            randn(n - 1, kv_heads, dim, dtype=dtype, seed=60 + index),
+        )
+        caches.append(cache)
+    q = randn(3, heads, dim, dtype=dtype, seed=70)
+    k_new, v_new = (
+        randn(3, kv_heads, dim, dtype=dtype, seed=71),
+        randn(3, kv_heads, dim, dtype=dtype, seed=72),
+    )
+    widest = max(blocks)
+    tables = torch.tensor([c.k.seq.table + [0] * (widest - len(c.k.seq.table)) for c in caches])
+    got = native.decode_attention(
+        q, k_new, v_new, pool.tensors["k"], pool.tensors["v"], tables, block, torch.tensor(lengths), dim**-0.5
+    )
+    for index, cache in enumerate(caches):
+        cache.k.length += 1
+        cache.v.length += 1
+        want = attention.causal_attention(q[index : index + 1], cache.k.read(), cache.v.read(), dim**-0.5)
+        close(got[index : index + 1], want, dtype)
+        alone = native.decode_attention(
+            q[index : index + 1],
+            k_new[index : index + 1],
+            v_new[index : index + 1],
+            pool.tensors["k"],
+            pool.tensors["v"],
+            tables[index : index + 1],
+            block,
+            torch.tensor(lengths[index : index + 1]),
+            dim**-0.5,
+        )
+        assert torch.equal(alone[0], got[index])  # the batch does not change a sequence's bits
+
+
 def test_attend_takes_the_native_path_for_a_paged_decode_batch_and_the_loop_otherwise(monkeypatch):
     monkeypatch.setenv("CODEAGENT_KERNELS", "native")
     dim, kv_heads, heads, block = 16, 2, 4, 4
