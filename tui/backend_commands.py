@@ -11,6 +11,7 @@ import torch
 
 from codeagent.agent.config import Config
 from codeagent.backend.engine import Engine, Request
+from codeagent.backend.kernels.dispatch import kernels_in_use
 from codeagent.backend.layers.sampler import SamplingParams
 from codeagent.backend.loader import LoadError, load_model, resolve_model
 from codeagent.backend.stopping import StopStrings
@@ -93,13 +94,15 @@ def generate(args: Any, config: Config) -> int:
         "prefill_s": round(result.prefill_s, 4),
         "decode_s": round(result.decode_s, 4),
         "decode_tokens_per_s": round(decode_tokens / result.decode_s, 2) if result.decode_s > 0 else None,
+        "kernels": kernels_in_use(device),
     }
     if args.json:
         print(json.dumps(report))
     else:
         print("" if text is not None else " ".join(map(str, result.token_ids)))
         print(
-            f"[{len(result.token_ids)} tokens, {report['decode_tokens_per_s']} tok/s decode]", file=sys.stderr
+            f"[{len(result.token_ids)} tokens, {report['decode_tokens_per_s']} tok/s decode; {report['kernels']}]",
+            file=sys.stderr,
         )
     return 0
 

@@ -23,6 +23,7 @@ from codeagent.agent.config import Config
 from codeagent.backend.chat.serving import ChatModel
 from codeagent.backend.client import DTYPES
 from codeagent.backend.engine import CacheConfig, Engine
+from codeagent.backend.kernels.dispatch import kernels_in_use
 from codeagent.backend.loader import LoadError, load_model, resolve_model
 from codeagent.backend.server import OpenAIServer, exposure_warning
 from codeagent.backend.service import EngineService
@@ -78,7 +79,9 @@ def serve(args: Any, config: Config) -> int:
         service.close()
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}") from err
     _stop_on_sigterm()
-    _say(f"serving {model.name} at {server.url} (Ctrl-C stops)")
+    _say(
+        f"serving {model.name} at {server.url} on {engine.device} ({kernels_in_use(engine.device)}; Ctrl-C stops)"
+    )
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

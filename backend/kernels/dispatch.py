@@ -128,10 +128,10 @@ def native_ops() -> ModuleType:
     return importlib.import_module("codeagent.backend.kernels.native")
 
 
-def kernels_in_use(device: str = "cpu") -> str:
-    """What a forward pass on ``device`` runs, in words, for a bench's record."""
+def kernels_in_use(device: str | torch.device = "cpu") -> str:
+    """What a forward pass on ``device`` runs, in words, for a bench's record or a start-up line."""
     chosen = mode()
-    if device != "cpu":
+    if torch.device(device).type != "cpu":
         return "triton" if chosen != "torch" and triton_installed() else "torch reference"
     if chosen == "triton":
         return "triton (interpreter)"

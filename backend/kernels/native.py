@@ -4,7 +4,8 @@ Built on first use with the machine's C compiler (``$CC``, else ``cc``/``gcc``) 
 ``-O3 -march=native -fopenmp``, into the cache folder (``$XDG_CACHE_HOME/codeagent/kernels``),
 under a name keyed by the source, the compiler, the flags and the CPU's feature flags, so a
 cache shared between machines never hands one a binary built for another CPU. The file is
-compiled beside its final name and renamed into place, so concurrent first uses race safely.
+compiled beside its final name and renamed into place, so concurrent first uses race safely;
+where the cache folder cannot be written, a per-user folder in the temporary directory is used.
 Loaded with ``ctypes`` after PyTorch, the library shares PyTorch's OpenMP runtime (same
 soname) and so its worker threads; ``ctypes`` releases the GIL during a call.
 
@@ -87,25 +88,20 @@ def _library() -> ctypes.CDLL | str:
             ]
         )
     ).hexdigest()[:20]
-    folder = cache_folder()
-    target = folder / f"native-{key}.so"
-    if not target.exists():
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, partial = tempfile.mkstemp(prefix=target.name, suffix=".partial", dir=folder)
-            os.close(fd)
-            done = subprocess.run(
-                [compiler, *FLAGS, "-o", partial, str(SOURCE), "-lm"],
-                capture_output=True,
-                text=True,
-                timeout=300,
-            )
-            if done.returncode != 0:
-                Path(partial).unlink(missing_ok=True)
-                return f"compiling {SOURCE.name} failed: {done.stderr.strip()[-500:]}"
-            os.replace(partial, target)
-        except (OSError, subprocess.SubprocessError) as err:
-            return f"building the native kernels in {folder} failed: {err}"
+    problems: list[str] = []
+    for folder in (cache_folder(), Path(tempfile.gettempdir()) / f"codeagent-kernels-{os.getuid()}"):
+        target = folder / f"native-{key}.so"
+        if target.exists():
+            break
+        outcome = _compile(compiler, folder, target)
+        if outcome is None:
+            break
+        problems.append(outcome)
+        # a compiler error is the source's or the compiler's, not the folder's: another folder won't help
+        if outcome.startswith("compiling"):
+            return outcome
+    else:
+        return "; ".join(problems)
     try:
         lib = ctypes.CDLL(str(target))
     except OSError as err:
@@ -142,6 +138,24 @@ def _library() -> ctypes.CDLL | str:
     lib.ca_norm_rope.argtypes += [c_void_p, ctypes.c_float, c_int, c_int]
     lib.ca_norm_rope.restype = None
     return lib
+
+
+def _compile(compiler: str, folder: Path, target: Path) -> str | None:
+    """Build the library at ``target`` (beside it first, then renamed into place); None or why not."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(prefix=target.name, suffix=".partial", dir=folder)
+        os.close(fd)
+        done = subprocess.run(
+            [compiler, *FLAGS, "-o", partial, str(SOURCE), "-lm"], capture_output=True, text=True, timeout=300
+        )
+        if done.returncode != 0:
+            Path(partial).unlink(missing_ok=True)
+            return f"compiling {SOURCE.name} failed: {done.stderr.strip()[-500:]}"
+        os.replace(partial, target)
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"building the native kernels in {folder} failed: {err}"
+    return None
 
 
 def problem() -> str | None:

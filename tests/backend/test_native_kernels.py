@@ -298,3 +298,19 @@ def test_attend_leaves_long_contexts_to_flash_attention(monkeypatch):
     attention.attend(q, k, v, caches, [1, 1], dim**-0.5)
     assert native.calls["decode_attention"] == before
     assert [len(c) for c in caches] == [4, long + 1]
+
+
+def test_an_unwritable_cache_folder_builds_in_the_temporary_directory(tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would be")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "XDG_CACHE_HOME": str(blocked), "TMPDIR": str(scratch)}
+    script = "from codeagent.backend.kernels import native\nprint(native.problem())\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.stdout.strip() == "None", done.stderr
+    (folder,) = scratch.iterdir()
+    assert folder.name.startswith("codeagent-kernels-")
+    assert [p.suffix for p in folder.iterdir()] == [".so"]
