@@ -363,11 +363,12 @@ static inline f32x16 exp_nonpositive(f32x16 x) {
  * value rows (k_new, v_new [b, kv_heads, d]) are written to their slots (row lengths[s] - 1 of
  * sequence s; row r lives at pool row tables[s, r / per_block] * per_block + r % per_block of
  * k_pool / v_pool [rows, kv_heads, d]), then each query head q [b, heads, d] attends over the
- * sequence's rows 0..lengths[s]-1; out [b, heads, d]. Work items are (sequence, KV head, chunk
- * of CHUNK rows), spread over the threads; each keeps a running maximum, sum and weighted sum
- * (online softmax) for the query heads of its KV head, which share every key and value row as
- * it is read; a sequence's chunks are then merged in order, so its result depends on its own
- * length only. Softmax in float32. Returns 0, -1 when memory ran out, -2 for more than
+ * sequence's rows 0..lengths[s]-1; out [b, heads, d]. Work items are (sequence, chunk of CHUNK
+ * rows), spread over the threads, so one long sequence keeps every thread busy; an item reads
+ * each row's keys and values for all KV heads as one contiguous run and keeps, per query head,
+ * a running maximum, sum and weighted sum (online softmax; the query heads of a KV head share
+ * every row as it is read). A sequence's chunks are then merged in order, so its result
+ * depends on its own length only. Softmax in float32. Returns 0, -1 when memory ran out, -2 for more than
  * MAX_GROUP query heads a KV head. */
 int ca_decode_attention(int b, int heads, int kv_heads, int d, const void *q, const void *k_new, const void *v_new,
                         void *k_pool, void *v_pool, const int64_t *tables, int max_blocks, int per_block,
@@ -387,95 +388,108 @@ int ca_decode_attention(int b, int heads, int kv_heads, int d, const void *q, co
     }
     const long per_item = 2L * group + (long)group * d; /* max, sum, weighted sum per query head */
     const int aligned = per_block % TILE == 0;           /* tiles (from multiples of TILE) never cross a block */
-    const long items = first[b] * kv_heads;
-    float *partial = malloc(sizeof(float) * (size_t)(items * per_item));
+    const long chunks = first[b];
+    float *partial = malloc(sizeof(float) * (size_t)(chunks * kv_heads * per_item));
     if (!partial) {
         free(first);
         return -1;
     }
+    int status = 0;
 #pragma omp parallel num_threads(threads)
     {
-        float qf[MAX_GROUP * 256 + 16], scores[MAX_GROUP][TILE];
+        float *qf = malloc(sizeof(float) * (size_t)heads * d), scores[MAX_GROUP][TILE];
+        if (!qf) {
+#pragma omp atomic write
+            status = -1;
+        }
         int s = 0;
+        /* a work item is one chunk of one sequence, every KV head: each row's keys (and values)
+         * for all heads are one contiguous read */
 #pragma omp for schedule(dynamic, 1)
-        for (long item = 0; item < items; item++) {
-            const long index = item / kv_heads, kvh = item % kv_heads;
-            while (first[s + 1] <= index) s++;
-            while (first[s] > index) s--;
-            const long r0 = (index - first[s]) * CHUNK;
+        for (long chunk = 0; chunk < chunks; chunk++) {
+            if (!qf) continue;
+            while (first[s + 1] <= chunk) s++;
+            while (first[s] > chunk) s--;
+            const long r0 = (chunk - first[s]) * CHUNK;
             const long r1 = r0 + CHUNK < lengths[s] ? r0 + CHUNK : lengths[s];
-            float *mine = partial + item * per_item, *top = mine, *total = mine + group, *acc = mine + 2 * group;
-            const long qbase = ((long)s * heads + kvh * group) * d;
-            if (d > 256) continue; /* the caller checks; qf holds 256 per head */
-            for (long i = 0; i < (long)group * d; i++)
+            const long qbase = (long)s * heads * d;
+            for (long i = 0; i < (long)heads * d; i++)
                 qf[i] = scale * (bf16 ? bf16_to_f32(((const uint16_t *)q)[qbase + i]) : ((const float *)q)[qbase + i]);
-            for (int g = 0; g < group; g++) {
-                top[g] = -INFINITY;
-                total[g] = 0.0f;
+            for (int kvh = 0; kvh < kv_heads; kvh++) {
+                float *mine = partial + (chunk * kv_heads + kvh) * per_item;
+                for (int g = 0; g < group; g++) {
+                    mine[g] = -INFINITY;
+                    mine[group + g] = 0.0f;
+                }
+                for (long i = 0; i < (long)group * d; i++) mine[2 * group + i] = 0.0f;
             }
-            for (long i = 0; i < (long)group * d; i++) acc[i] = 0.0f;
             for (long r = r0; r < r1; r += TILE) {
                 const int n = r1 - r < TILE ? (int)(r1 - r) : TILE;
-                long vrow[TILE];
+                long base[TILE];
                 if (aligned) { /* the tile lies in one block: its rows are consecutive */
                     const long slot = tables[(long)s * max_blocks + r / per_block] * per_block + r % per_block;
-                    for (int i = 0; i < n; i++) vrow[i] = ((slot + i) * kv_heads + kvh) * d;
+                    for (int i = 0; i < n; i++) base[i] = (slot + i) * kv_heads * d;
                 } else {
                     for (int i = 0; i < n; i++) {
                         const long row = r + i;
-                        const long slot = tables[(long)s * max_blocks + row / per_block] * per_block + row % per_block;
-                        vrow[i] = (slot * kv_heads + kvh) * d;
+                        base[i] = (tables[(long)s * max_blocks + row / per_block] * per_block + row % per_block) *
+                                  kv_heads * d;
                     }
                 }
-                for (int i = 0; i < n; i++) {
-                    f32x16 key[16];
-                    for (int c = 0; c < d / 16; c++) key[c] = load_any(k_pool, vrow[i] + 16 * c, bf16);
+                for (int kvh = 0; kvh < kv_heads; kvh++) {
+                    float *mine = partial + (chunk * kv_heads + kvh) * per_item;
+                    float *top = mine, *total = mine + group, *acc = mine + 2 * group;
+                    const float *qh = qf + (long)kvh * group * d;
+                    for (int i = 0; i < n; i++) {
+                        const long at = base[i] + (long)kvh * d;
+                        for (int g = 0; g < group; g++) {
+                            f32x16 sum = (f32x16){0};
+                            for (int c = 0; c < d; c += 16) sum += load_any(k_pool, at + c, bf16) * load_f32(qh + g * d + c);
+                            scores[g][i] = hsum(sum);
+                        }
+                    }
                     for (int g = 0; g < group; g++) {
-                        f32x16 sum = (f32x16){0};
-                        for (int c = 0; c < d / 16; c++) sum += key[c] * load_f32(qf + g * d + 16 * c);
-                        scores[g][i] = hsum(sum);
+                        float tile_top = scores[g][0];
+                        for (int i = 1; i < n; i++) tile_top = scores[g][i] > tile_top ? scores[g][i] : tile_top;
+                        if (tile_top > top[g]) {
+                            const float factor = expf(top[g] - tile_top); /* 0 for the first tile */
+                            total[g] *= factor;
+                            for (int c = 0; c < d; c++) acc[g * d + c] *= factor;
+                            top[g] = tile_top;
+                        }
+                        for (int i = n; i < TILE; i++) scores[g][i] = top[g];
+                        f32x16 p = exp_nonpositive(load_f32(scores[g]) - top[g]);
+                        memcpy(scores[g], &p, sizeof p);
+                        for (int i = n; i < TILE; i++) scores[g][i] = 0.0f; /* rows past the end weigh nothing */
+                        memcpy(&p, scores[g], sizeof p);
+                        total[g] += hsum(p);
                     }
-                }
-                for (int g = 0; g < group; g++) {
-                    float tile_top = scores[g][0];
-                    for (int i = 1; i < n; i++) tile_top = scores[g][i] > tile_top ? scores[g][i] : tile_top;
-                    if (tile_top > top[g]) {
-                        const float factor = expf(top[g] - tile_top); /* 0 for the first tile */
-                        total[g] *= factor;
-                        for (int c = 0; c < d; c++) acc[g * d + c] *= factor;
-                        top[g] = tile_top;
-                    }
-                    for (int i = n; i < TILE; i++) scores[g][i] = top[g];
-                    f32x16 p = exp_nonpositive(load_f32(scores[g]) - top[g]);
-                    memcpy(scores[g], &p, sizeof p);
-                    for (int i = n; i < TILE; i++) scores[g][i] = 0.0f; /* rows past the end weigh nothing */
-                    memcpy(&p, scores[g], sizeof p);
-                    total[g] += hsum(p);
-                }
-                for (int c = 0; c < d; c += 16) {
-                    f32x16 v[TILE];
-                    for (int i = 0; i < n; i++) v[i] = load_any(v_pool, vrow[i] + c, bf16);
-                    for (int g = 0; g < group; g++) {
-                        f32x16 a = load_f32(acc + g * d + c);
-                        for (int i = 0; i < n; i++) a += v[i] * scores[g][i];
-                        memcpy(acc + g * d + c, &a, sizeof a);
+                    for (int c = 0; c < d; c += 16) {
+                        f32x16 v[TILE];
+                        for (int i = 0; i < n; i++) v[i] = load_any(v_pool, base[i] + (long)kvh * d + c, bf16);
+                        for (int g = 0; g < group; g++) {
+                            f32x16 a = load_f32(acc + g * d + c);
+                            for (int i = 0; i < n; i++) a += v[i] * scores[g][i];
+                            memcpy(acc + g * d + c, &a, sizeof a);
+                        }
                     }
                 }
             }
         }
+        free(qf);
         /* merge each sequence's chunks, in order */
 #pragma omp for schedule(static)
         for (long pair = 0; pair < (long)b * kv_heads; pair++) {
-            const long seq = pair / kv_heads, kvh = pair % kv_heads, chunks = first[seq + 1] - first[seq];
+            const long seq = pair / kv_heads, kvh = pair % kv_heads, count = first[seq + 1] - first[seq];
             for (int g = 0; g < group; g++) {
                 float best = -INFINITY, weight = 0.0f;
-                for (long c = 0; c < chunks; c++) {
+                for (long c = 0; c < count; c++) {
                     const float *mine = partial + ((first[seq] + c) * kv_heads + kvh) * per_item;
                     best = mine[g] > best ? mine[g] : best;
                 }
                 float merged[256];
                 for (int i = 0; i < d; i++) merged[i] = 0.0f;
-                for (long c = 0; c < chunks; c++) {
+                for (long c = 0; c < count; c++) {
                     const float *mine = partial + ((first[seq] + c) * kv_heads + kvh) * per_item;
                     const float factor = expf(mine[g] - best);
                     weight += mine[group + g] * factor;
@@ -488,7 +502,7 @@ int ca_decode_attention(int b, int heads, int kv_heads, int d, const void *q, co
     }
     free(partial);
     free(first);
-    return 0;
+    return status;
 }
 
 /* RMSNorm over rows of ``dim``: out = round(x * rsqrt(mean(x^2) + eps)) * weight, the

@@ -274,32 +274,6 @@ def test_a_build_lands_whole_in_the_cache_folder(tmp_path):
     assert len(built) == 1 and built[0].startswith("native-") and built[0].endswith(".so")  # no partial left
 
 
-def test_attend_leaves_long_contexts_to_flash_attention(monkeypatch):
-    monkeypatch.setenv("CODEAGENT_KERNELS", "native")
-    dim, kv_heads, heads, block = 16, 1, 2, 64
-    long = attention.NATIVE_DECODE_MAX_CONTEXT
-    blocks = long // block + 2
-    pool = KVPool(
-        [Stream("k", 1, (kv_heads, dim), torch.float32), Stream("v", 1, (kv_heads, dim), torch.float32)],
-        block,
-        blocks + 1,
-        "cpu",
-    )
-    short, far = SeqBlocks(pool, [blocks]), SeqBlocks(pool, list(range(blocks)))
-    caches = [KVCache(short.rows("k"), short.rows("v")), KVCache(far.rows("k"), far.rows("v"))]
-    caches[0].append(torch.ones(3, kv_heads, dim), torch.ones(3, kv_heads, dim))
-    caches[1].append(torch.ones(long, kv_heads, dim), torch.ones(long, kv_heads, dim))
-    q = randn(2, heads, dim, dtype=torch.float32, seed=1)
-    k, v = (
-        randn(2, kv_heads, dim, dtype=torch.float32, seed=2),
-        randn(2, kv_heads, dim, dtype=torch.float32, seed=3),
-    )
-    before = native.calls["decode_attention"]
-    attention.attend(q, k, v, caches, [1, 1], dim**-0.5)
-    assert native.calls["decode_attention"] == before
-    assert [len(c) for c in caches] == [4, long + 1]
-
-
 def test_an_unwritable_cache_folder_builds_in_the_temporary_directory(tmp_path):
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the cache folder would be")
