@@ -1,4 +1,5 @@
-"""Native CPU kernels (``native.c``): decode-sized linear layers and whole MoE layers.
+"""Native CPU kernels (``native.c``) for decode: whole MoE layers, paged decode attention,
+RMSNorm, Qwen3's per-head norm with rotary, and small bfloat16 linear layers.
 
 Built on first use with the machine's C compiler (``$CC``, else ``cc``/``gcc``) as
 ``-O3 -march=native -fopenmp``, into the cache folder (``$XDG_CACHE_HOME/codeagent/kernels``),
@@ -10,9 +11,11 @@ Loaded with ``ctypes`` after PyTorch, the library shares PyTorch's OpenMP runtim
 soname) and so its worker threads; ``ctypes`` releases the GIL during a call.
 
 Where no compiler works, ``problem()`` says why and the layers run their torch references
-(``dispatch.use_native`` decides; the bench reports which ran). Limits: float32 and bfloat16
-only, contiguous tensors, inner dimensions a multiple of 16, at most ``MAX_ROWS`` token rows
-(decode batches; prefill is compute-bound and stays with the BLAS).
+(``dispatch.use_native`` decides; ``generate``, ``serve`` and the engine bench say which
+ran). Limits: float32 and bfloat16 only, inner dimensions a multiple of 16 (head sizes up to
+256, up to 16 query heads a KV head), at most ``MAX_ROWS`` token rows for the products (decode
+batches; prefill is compute-bound and stays with the BLAS). The ``fits_*`` checks send
+anything else to the references.
 """
 
 from __future__ import annotations
