@@ -64,6 +64,32 @@ static inline float hsum(f32x16 v) {
 #endif
 }
 
+/* Lane i of the result is the sum of v[i]'s 16 lanes, by the same tree as ``hsum`` (so the
+ * same bits): 16 lane sums for 45 vector operations instead of 16 separate reductions. */
+static inline f32x16 hsum16(const f32x16 *v) {
+#if defined(__clang__) || __GNUC__ >= 12
+    f32x16 u[8], w[4], x[2];
+    for (int j = 0; j < 8; j++)
+        u[j] = __builtin_shufflevector(v[2 * j], v[2 * j + 1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+               __builtin_shufflevector(v[2 * j], v[2 * j + 1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30,
+                                       31);
+    for (int j = 0; j < 4; j++)
+        w[j] = __builtin_shufflevector(u[2 * j], u[2 * j + 1], 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+               __builtin_shufflevector(u[2 * j], u[2 * j + 1], 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+    for (int j = 0; j < 2; j++)
+        x[j] = __builtin_shufflevector(w[2 * j], w[2 * j + 1], 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29) +
+               __builtin_shufflevector(w[2 * j], w[2 * j + 1], 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+    return __builtin_shufflevector(x[0], x[1], 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30) +
+           __builtin_shufflevector(x[0], x[1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+#else
+    float sums[16];
+    for (int i = 0; i < 16; i++) sums[i] = hsum(v[i]);
+    f32x16 out;
+    memcpy(&out, sums, sizeof out);
+    return out;
+#endif
+}
+
 static inline float bf16_to_f32(uint16_t h) {
     uint32_t w = (uint32_t)h << 16;
     float f;
@@ -436,17 +462,32 @@ int ca_decode_attention(int b, int heads, int kv_heads, int d, const void *q, co
                                   kv_heads * d;
                     }
                 }
+                /* the tile after next on its way into the cache while this one computes (rows come
+                 * from memory at long contexts: 9.1 against 10.8 ms a step at 16K) */
+                if (aligned && r + 2 * TILE < r1) {
+                    const long ahead = r + 2 * TILE;
+                    const long slot = tables[(long)s * max_blocks + ahead / per_block] * per_block + ahead % per_block;
+                    const char *kp = (const char *)k_pool + slot * row_bytes, *vp = (const char *)v_pool + slot * row_bytes;
+                    for (size_t off = 0; off < TILE * row_bytes; off += 64) {
+                        __builtin_prefetch(kp + off, 0, 3);
+                        __builtin_prefetch(vp + off, 0, 3);
+                    }
+                }
                 for (int kvh = 0; kvh < kv_heads; kvh++) {
                     float *mine = partial + (chunk * kv_heads + kvh) * per_item;
                     float *top = mine, *total = mine + group, *acc = mine + 2 * group;
                     const float *qh = qf + (long)kvh * group * d;
-                    for (int i = 0; i < n; i++) {
-                        const long at = base[i] + (long)kvh * d;
-                        for (int g = 0; g < group; g++) {
+                    for (int g = 0; g < group; g++) {
+                        f32x16 rows[TILE];
+                        for (int i = 0; i < n; i++) {
+                            const long at = base[i] + (long)kvh * d;
                             f32x16 sum = (f32x16){0};
                             for (int c = 0; c < d; c += 16) sum += load_any(k_pool, at + c, bf16) * load_f32(qh + g * d + c);
-                            scores[g][i] = hsum(sum);
+                            rows[i] = sum;
                         }
+                        for (int i = n; i < TILE; i++) rows[i] = (f32x16){0};
+                        const f32x16 tile = hsum16(rows);
+                        memcpy(scores[g], &tile, sizeof tile);
                     }
                     for (int g = 0; g < group; g++) {
                         float tile_top = scores[g][0];
