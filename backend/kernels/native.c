@@ -1,4 +1,6 @@
-/* Native CPU kernels for decode-sized products: a few token rows against large weights.
+/* Native CPU kernels for decode: decode-sized products (a few token rows against large
+ * weights: linear layers, whole MoE layers), paged decode attention, RMSNorm, and Qwen3's
+ * per-head norm with rotary.
  *
  * At decode, a linear layer or an expert multiplies 1 to 64 rows by a weight matrix that is
  * read once from memory; the step is bound by how fast the weights stream, and on two cores
@@ -26,6 +28,7 @@ typedef uint16_t u16x16 __attribute__((vector_size(32)));
 typedef uint32_t u32x16 __attribute__((vector_size(64)));
 
 #define GROUP 8       /* rows of activations against one weight row at a time */
+#define MAX_ROWS 64   /* activation rows of one ca_linear call (the caller checks) */
 #define MAX_PAIRS 512 /* token-expert pairs in one MoE call (the caller checks) */
 
 static inline f32x16 load_f32(const float *p) {
@@ -105,20 +108,9 @@ static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, NaN kept
     return (uint16_t)(w >> 16);
 }
 
-/* res[s] = dot(weight row, xs[s]) for s < n (n <= GROUP, a constant after inlining). */
-static inline __attribute__((always_inline)) void dots(const void *row, const int bf16, const int k,
-                                                       const float *const *xs, const int n, float *res) {
-    f32x16 acc[GROUP];
-    for (int s = 0; s < n; s++) acc[s] = (f32x16){0};
-    for (int c = 0; c < k; c += 16) {
-        const f32x16 w = bf16 ? load_bf16((const uint16_t *)row + c) : load_f32((const float *)row + c);
-        for (int s = 0; s < n; s++) acc[s] += w * load_f32(xs[s] + c);
-    }
-    for (int s = 0; s < n; s++) res[s] = hsum(acc[s]);
-}
-
-/* Two weight rows at once: ra[s] = dot(row_a, xs[s]), rb[s] = dot(row_b, xs[s]); each
- * activation vector loaded once serves both rows. Same lane order as ``dots``. */
+/* Two weight rows at once: ra[s] = dot(row_a, xs[s]), rb[s] = dot(row_b, xs[s]) for s < n
+ * (n <= GROUP, a constant after inlining); each activation vector loaded once serves both rows.
+ * A lone row is passed as both (the same bits either way). */
 static inline __attribute__((always_inline)) void dots2(const void *row_a, const void *row_b, const int bf16,
                                                         const int k, const float *const *xs, const int n, float *ra,
                                                         float *rb) {
@@ -168,34 +160,6 @@ static void dots2_any(const void *row_a, const void *row_b, int bf16, int k, con
     }
 }
 
-#define DOTS_CASE(N)                                  \
-    case N:                                           \
-        if (bf16)                                     \
-            dots(row, 1, k, xs, N, res);              \
-        else                                          \
-            dots(row, 0, k, xs, N, res);              \
-        break;
-
-/* res[s] = dot(row, xs[s]) for any n, GROUP rows of xs at a time. */
-static void dots_any(const void *row, int bf16, int k, const float *const *xs, int n, float *res) {
-    while (n > 0) {
-        const int m = n > GROUP ? GROUP : n;
-        switch (m) {
-            DOTS_CASE(1)
-            DOTS_CASE(2)
-            DOTS_CASE(3)
-            DOTS_CASE(4)
-            DOTS_CASE(5)
-            DOTS_CASE(6)
-            DOTS_CASE(7)
-            DOTS_CASE(8)
-        }
-        xs += m;
-        res += m;
-        n -= m;
-    }
-}
-
 static const void *weight_row(const void *w, int bf16, long index, int k) {
     return bf16 ? (const void *)((const uint16_t *)w + index * k) : (const void *)((const float *)w + index * k);
 }
@@ -216,8 +180,10 @@ static void store(void *out, long index, float value, int bf16) {
         ((float *)out)[index] = value;
 }
 
-/* out [t, n] = x [t, k] @ w [n, k]^T. Returns 0, or -1 when memory ran out. */
+/* out [t, n] = x [t, k] @ w [n, k]^T. Returns 0, -1 when memory ran out, -3 for more than
+ * MAX_ROWS rows. */
 int ca_linear(int t, int k, int n, const void *x, const void *w, void *out, int bf16, int threads) {
+    if (t > MAX_ROWS) return -3;
     float *xf = as_f32(x, (long)t * k, bf16);
     if (!xf) return -1;
     const float **xs = malloc(sizeof(float *) * (size_t)t);
@@ -230,24 +196,15 @@ int ca_linear(int t, int k, int n, const void *x, const void *w, void *out, int 
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         const long r0 = (long)n * tid / nt, r1 = (long)n * (tid + 1) / nt;
-        float ra[GROUP], rb[GROUP];
-        long r = r0;
-        for (; r + 1 < r1; r += 2) {
-            for (int s0 = 0; s0 < t; s0 += GROUP) {
-                const int m = t - s0 < GROUP ? t - s0 : GROUP;
-                dots2_any(weight_row(w, bf16, r, k), weight_row(w, bf16, r + 1, k), bf16, k, xs + s0, m, ra, rb);
-                for (int s = 0; s < m; s++) {
-                    store(out, (long)(s0 + s) * n + r, ra[s], bf16);
-                    store(out, (long)(s0 + s) * n + r + 1, rb[s], bf16);
-                }
+        float ra[MAX_ROWS], rb[MAX_ROWS];
+        for (long r = r0; r < r1; r += 2) {
+            const long other = r + 1 < r1 ? r + 1 : r;
+            dots2_any(weight_row(w, bf16, r, k), weight_row(w, bf16, other, k), bf16, k, xs, t, ra, rb);
+            for (int s = 0; s < t; s++) {
+                store(out, (long)s * n + r, ra[s], bf16);
+                store(out, (long)s * n + other, rb[s], bf16);
             }
         }
-        if (r < r1)
-            for (int s0 = 0; s0 < t; s0 += GROUP) {
-                const int m = t - s0 < GROUP ? t - s0 : GROUP;
-                dots_any(weight_row(w, bf16, r, k), bf16, k, xs + s0, m, ra);
-                for (int s = 0; s < m; s++) store(out, (long)(s0 + s) * n + r, ra[s], bf16);
-            }
     }
     free(xs);
     if (bf16) free(xf);
@@ -320,18 +277,14 @@ int ca_moe(int t, int h, int inter, int experts, int topk, const void *x, const 
             const int *mine = order + first[a];
             const long r0 = u % h, r1 = (u1 - u < h - r0) ? r0 + (u1 - u) : h;
             for (int s = 0; s < n; s++) xs[s] = act + (long)mine[s] * inter;
-            long r = r0;
-            for (; r + 1 < r1; r += 2) {
-                dots2_any(weight_row(w2, bf16, (long)e * h + r, inter), weight_row(w2, bf16, (long)e * h + r + 1, inter),
+            for (long r = r0; r < r1; r += 2) {
+                const long other = r + 1 < r1 ? r + 1 : r;
+                dots2_any(weight_row(w2, bf16, (long)e * h + r, inter), weight_row(w2, bf16, (long)e * h + other, inter),
                           bf16, inter, xs, n, gate, up);
                 for (int s = 0; s < n; s++) {
                     part[(long)mine[s] * h + r] = gate[s];
-                    part[(long)mine[s] * h + r + 1] = up[s];
+                    part[(long)mine[s] * h + other] = up[s];
                 }
-            }
-            if (r < r1) {
-                dots_any(weight_row(w2, bf16, (long)e * h + r, inter), bf16, inter, xs, n, gate);
-                for (int s = 0; s < n; s++) part[(long)mine[s] * h + r] = gate[s];
             }
             u += r1 - r0;
         }
@@ -410,7 +363,7 @@ int ca_decode_attention(int b, int heads, int kv_heads, int d, const void *q, co
         const long slot = tables[(long)s * max_blocks + pos / per_block] * per_block + pos % per_block;
         memcpy((char *)k_pool + slot * row_bytes, (const char *)k_new + s * row_bytes, row_bytes);
         memcpy((char *)v_pool + slot * row_bytes, (const char *)v_new + s * row_bytes, row_bytes);
-        first[s + 1] = first[s] + (lengths[s] + CHUNK - 1) / CHUNK; /* chunks of sequence s, per KV head */
+        first[s + 1] = first[s] + (lengths[s] + CHUNK - 1) / CHUNK; /* chunks of sequence s */
     }
     const long per_item = 2L * group + (long)group * d; /* max, sum, weighted sum per query head */
     const int aligned = per_block % TILE == 0;           /* tiles (from multiples of TILE) never cross a block */
@@ -546,6 +499,28 @@ int ca_decode_attention(int b, int heads, int kv_heads, int d, const void *q, co
     return status;
 }
 
+static float load_one(const void *x, long index, int bf16) {
+    return bf16 ? bf16_to_f32(((const uint16_t *)x)[index]) : ((const float *)x)[index];
+}
+
+/* 1 / sqrt(mean(x^2) + eps) over x[at .. at + d), in float32. */
+static float inverse_rms(const void *x, long at, int d, float eps, int bf16) {
+    float sum = 0.0f;
+    for (int i = 0; i < d; i++) {
+        const float v = load_one(x, at + i, bf16);
+        sum += v * v;
+    }
+    return 1.0f / sqrtf(sum / (float)d + eps);
+}
+
+/* Element i of that row normalised and weighted (``weight`` may be NULL), rounded where the
+ * references round in bfloat16: the normalised value, then its product with the weight. */
+static inline float normalised(const void *x, long at, int i, float inv, const void *weight, int bf16) {
+    if (!bf16) return load_one(x, at + i, 0) * inv * (weight ? ((const float *)weight)[i] : 1.0f);
+    const float h = bf16_to_f32(f32_to_bf16(load_one(x, at + i, 1) * inv));
+    return weight ? bf16_to_f32(f32_to_bf16(bf16_to_f32(((const uint16_t *)weight)[i]) * h)) : h;
+}
+
 /* RMSNorm over rows of ``dim``: out = round(x * rsqrt(mean(x^2) + eps)) * weight, the
  * normalising in float32; in bfloat16 the normalised row is rounded before the weight
  * multiplies it, and the product rounded again, as the references do. ``weight`` may be NULL. */
@@ -553,23 +528,9 @@ void ca_rms_norm(long rows, int dim, const void *x, const void *weight, void *ou
     const int parallel = rows * dim >= 65536;
 #pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
     for (long r = 0; r < rows; r++) {
-        float sum = 0.0f;
         const long base = r * dim;
-        for (int i = 0; i < dim; i++) {
-            const float v = bf16 ? bf16_to_f32(((const uint16_t *)x)[base + i]) : ((const float *)x)[base + i];
-            sum += v * v;
-        }
-        const float inv = 1.0f / sqrtf(sum / (float)dim + eps);
-        for (int i = 0; i < dim; i++) {
-            if (bf16) {
-                const float h = bf16_to_f32(f32_to_bf16(bf16_to_f32(((const uint16_t *)x)[base + i]) * inv));
-                const float w = weight ? bf16_to_f32(((const uint16_t *)weight)[i]) : 1.0f;
-                ((uint16_t *)out)[base + i] = weight ? f32_to_bf16(w * h) : f32_to_bf16(h);
-            } else {
-                const float w = weight ? ((const float *)weight)[i] : 1.0f;
-                ((float *)out)[base + i] = ((const float *)x)[base + i] * inv * w;
-            }
-        }
+        const float inv = inverse_rms(x, base, dim, eps, bf16);
+        for (int i = 0; i < dim; i++) store(out, base + i, normalised(x, base, i, inv, weight, bf16), bf16);
     }
 }
 
@@ -587,21 +548,8 @@ void ca_norm_rope(int t, int heads, int d, const void *x, long stride, const voi
         float h[1024];
         for (int head = 0; head < heads; head++) {
             const long in = row * stride + (long)head * d, at = (row * heads + head) * d;
-            float sum = 0.0f;
-            for (int i = 0; i < d; i++) {
-                const float v = bf16 ? bf16_to_f32(((const uint16_t *)x)[in + i]) : ((const float *)x)[in + i];
-                h[i] = v;
-                sum += v * v;
-            }
-            const float inv = 1.0f / sqrtf(sum / (float)d + eps);
-            for (int i = 0; i < d; i++) {
-                if (bf16) {
-                    const float w = bf16_to_f32(((const uint16_t *)weight)[i]);
-                    h[i] = bf16_to_f32(f32_to_bf16(w * bf16_to_f32(f32_to_bf16(h[i] * inv))));
-                } else {
-                    h[i] = h[i] * inv * ((const float *)weight)[i];
-                }
-            }
+            const float inv = inverse_rms(x, in, d, eps, bf16);
+            for (int i = 0; i < d; i++) h[i] = normalised(x, in, i, inv, weight, bf16);
             const float *c = cosines + row * d, *s = sines + row * d;
             for (int i = 0; i < d; i++) {
                 const float rotated = i < half ? -h[i + half] : h[i - half];

@@ -69,6 +69,21 @@ def _cpu_flags() -> str:
     return platform.processor()
 
 
+_I, _L, _F, _P = ctypes.c_int, ctypes.c_long, ctypes.c_float, ctypes.c_void_p
+_SIGNATURES = {  # native.c's entry points: result, arguments
+    "ca_linear": (_I, [_I, _I, _I, _P, _P, _P, _I, _I]),
+    "ca_moe": (_I, [_I, _I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _I, _I]),
+    "ca_decode_attention": (_I, [_I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _I, _I, _P, _P, _F, _I, _I]),
+    "ca_rms_norm": (None, [_L, _I, _P, _P, _P, _F, _I, _I]),
+    "ca_norm_rope": (None, [_I, _I, _I, _P, _L, _P, _P, _P, _P, _F, _I, _I]),
+}
+
+
+def _check(kernel: str, status: int, reasons: dict[int, str]) -> None:
+    if status:
+        raise NativeError(f"{kernel} failed: {reasons.get(status, status)}")
+
+
 @functools.cache
 def _library() -> ctypes.CDLL | str:
     """The loaded library, or why it cannot be had."""
@@ -109,37 +124,9 @@ def _library() -> ctypes.CDLL | str:
         lib = ctypes.CDLL(str(target))
     except OSError as err:
         return f"loading {target} failed: {err}"
-    c_int, c_void_p = ctypes.c_int, ctypes.c_void_p
-    lib.ca_linear.argtypes = [c_int, c_int, c_int, c_void_p, c_void_p, c_void_p, c_int, c_int]
-    lib.ca_linear.restype = c_int
-    lib.ca_moe.argtypes = [c_int] * 5 + [c_void_p] * 6 + [c_int, c_int]
-    lib.ca_moe.restype = c_int
-    lib.ca_decode_attention.argtypes = (
-        [c_int] * 4
-        + [c_void_p] * 6
-        + [c_int, c_int]
-        + [c_void_p] * 2
-        + [
-            ctypes.c_float,
-            c_int,
-            c_int,
-        ]
-    )
-    lib.ca_decode_attention.restype = c_int
-    lib.ca_rms_norm.argtypes = [
-        ctypes.c_long,
-        c_int,
-        c_void_p,
-        c_void_p,
-        c_void_p,
-        ctypes.c_float,
-        c_int,
-        c_int,
-    ]
-    lib.ca_rms_norm.restype = None
-    lib.ca_norm_rope.argtypes = [c_int, c_int, c_int, c_void_p, ctypes.c_long, c_void_p, c_void_p, c_void_p]
-    lib.ca_norm_rope.argtypes += [c_void_p, ctypes.c_float, c_int, c_int]
-    lib.ca_norm_rope.restype = None
+    for name, (restype, argtypes) in _SIGNATURES.items():
+        function = getattr(lib, name)
+        function.restype, function.argtypes = restype, argtypes
     return lib
 
 
@@ -200,8 +187,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     status = _lib().ca_linear(
         t, k, n, x.data_ptr(), weight.data_ptr(), out.data_ptr(), DTYPES[x.dtype], torch.get_num_threads()
     )
-    if status:
-        raise NativeError(f"ca_linear failed ({status}): out of memory")
+    _check("ca_linear", status, {-1: "out of memory", -3: f"more than {MAX_ROWS} rows"})
     return out
 
 
@@ -253,9 +239,11 @@ def moe(
         DTYPES[x.dtype],
         torch.get_num_threads(),
     )
-    if status:
-        reason = {-1: "out of memory", -2: "an expert id out of range", -3: "too many token-expert pairs"}
-        raise NativeError(f"ca_moe failed: {reason.get(status, status)}")
+    _check(
+        "ca_moe",
+        status,
+        {-1: "out of memory", -2: "an expert id out of range", -3: "too many token-expert pairs"},
+    )
     return out
 
 
@@ -322,9 +310,7 @@ def decode_attention(
         DTYPES[q.dtype],
         torch.get_num_threads(),
     )
-    if status:
-        reason = {-1: "out of memory", -2: "more than 16 query heads a KV head"}
-        raise NativeError(f"ca_decode_attention failed: {reason.get(status, status)}")
+    _check("ca_decode_attention", status, {-1: "out of memory", -2: "more than 16 query heads a KV head"})
     return out
 
 

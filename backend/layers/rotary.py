@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from codeagent.backend.kernels.dispatch import triton_ops, use_triton
+from codeagent.backend.kernels.dispatch import native_ops, triton_ops, use_native, use_triton
+from codeagent.backend.layers.norm import rms_norm
 
 
 def inverse_frequencies(dim: int, theta: float) -> torch.Tensor:
@@ -36,3 +37,14 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     cos = cos[:, None, :].to(x.dtype)
     sin = sin[:, None, :].to(x.dtype)
     return x * cos + rotate_half(x) * sin
+
+
+def norm_then_rotary(
+    x: torch.Tensor, weight: torch.Tensor, eps: float, cos: torch.Tensor, sin: torch.Tensor
+) -> torch.Tensor:
+    """Per-head RMSNorm, then rotary: x [T, heads * D] (may be a column slice of a fused
+    projection), weight [D] -> [T, heads, D], as Qwen3 treats q and k. On CPU one native call
+    instead of the ~8 ops of the two references."""
+    if use_native(x) and native_ops().fits_norm_rope(x, weight):
+        return native_ops().norm_rope(x, weight, cos, sin, eps)
+    return apply_rotary(rms_norm(x.view(x.shape[0], -1, weight.shape[0]), weight, eps), cos, sin)

@@ -22,12 +22,11 @@ import torch
 from torch import nn
 
 from codeagent.backend.cache.paged import SeqBlocks, Stream, growing_rows
-from codeagent.backend.kernels.dispatch import native_ops, use_native
 from codeagent.backend.layers.attention import KVCache, attend
 from codeagent.backend.layers.linear import Linear, empty_param, head_logits
 from codeagent.backend.layers.moe import experts_forward, silu_and_mul, softmax_topk
 from codeagent.backend.layers.norm import RMSNorm, rms_norm
-from codeagent.backend.layers.rotary import apply_rotary, cos_sin, inverse_frequencies
+from codeagent.backend.layers.rotary import cos_sin, inverse_frequencies, norm_then_rotary
 from codeagent.backend.models.base import SeqSlice
 from codeagent.backend.quant import dequantizing
 
@@ -109,14 +108,8 @@ class Attention(nn.Module):
         q, k, v = self.qkv.forward(x).split(
             [self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim], dim=-1
         )
-        if use_native(x) and native_ops().fits_norm_rope(q, self.q_norm.weight):  # one call each, not ~8 ops
-            q = native_ops().norm_rope(q, self.q_norm.weight, cos, sin, self.q_norm.eps)
-            k = native_ops().norm_rope(k, self.k_norm.weight, cos, sin, self.k_norm.eps)
-        else:
-            q = apply_rotary(self.q_norm.forward(q.view(t, self.heads, self.head_dim)), cos, sin)  # [T, H, D]
-            k = apply_rotary(
-                self.k_norm.forward(k.view(t, self.kv_heads, self.head_dim)), cos, sin
-            )  # [T, KVH, D]
+        q = norm_then_rotary(q, self.q_norm.weight, self.q_norm.eps, cos, sin)  # [T, H, D]
+        k = norm_then_rotary(k, self.k_norm.weight, self.k_norm.eps, cos, sin)  # [T, KVH, D]
         v = v.view(t, self.kv_heads, self.head_dim)
         out = attend(q, k, v, caches, [s.num_tokens for s in seqs], self.scale)
         return self.o.forward(out.reshape(t, -1))
