@@ -3,14 +3,13 @@
 ``bwrap_argv(spec, argv)`` wraps a command so that:
 - the whole filesystem is read-only, the workspace is the only writable place (plus a
   private ``/tmp``);
-- credentials and other tools' settings are hidden: ``~/.ssh``, cloud and container
-  credentials, ``~/.config`` (browser profiles, codeagent's own settings and keys live
-  there), codeagent's transcripts, ``.netrc``-like files;
-- protected paths inside the workspace (``.git/hooks``, ``.git/config``, codeagent's
-  ``.codeagent/``, CI workflow folders and files, ``.envrc``) are mounted read-only, also when they
-  do not exist yet: a missing one gets an empty mount point (a folder, or an empty file
-  under a read-only /dev/null) that ``cleanup`` removes after the command if it is still
-  empty; while the command runs, ``git status`` inside shows the empty files as untracked;
+- home folders are empty (``home.py``): ``$HOME``, ``/root`` and ``/home`` are private tmpfs
+  folders into which only the toolchains the environment points at come back, read-only;
+  known secret folders elsewhere (``/run/secrets``, codeagent's own state, cache and config
+  folders wherever ``XDG_*`` put them) are hidden too;
+- the protected top-level names of the workspace (``protect.py``: ``.git`` as a whole,
+  CI configuration, ``.envrc``, ``.codeagent``) are read-only, also when they do not exist
+  yet, and cannot be renamed away; ``.git/config`` shows without credentials (``gitview.py``);
 - every namespace is new (no network unless allowed, not even the host's loopback; a PID
   namespace so every process dies with the command); ``--die-with-parent``,
   ``--new-session``; all capabilities dropped (as root bwrap would otherwise keep them, and a
@@ -18,7 +17,8 @@
 - the environment is cleared and rebuilt from an allowlist.
 
 ``probe()`` says whether bwrap can run here at all, with the reason when it cannot.
-``run_confined`` runs a command so, with process and memory bounds from ``limits.py``.
+``run_confined`` runs a command so, with process and memory bounds from ``limits.py``, and
+afterwards checks the protected names (``ProtectedPathChanged`` when one was replaced).
 """
 
 from __future__ import annotations
@@ -30,30 +30,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from codeagent.sandbox import home as homes
+from codeagent.sandbox.gitview import view
 from codeagent.sandbox.limits import Limits, jail
 from codeagent.sandbox.process import CommandResult, run_command
+from codeagent.sandbox.protect import Guard, guard
 
-HIDDEN_IN_HOME = (
-    ".ssh",
-    ".gnupg",
-    ".aws",
-    ".azure",
-    ".config",
-    ".docker",
-    ".kube",
-    ".netrc",
-    ".git-credentials",
-    ".npmrc",
-    ".pypirc",
-    ".mozilla",
-    ".local/share/keyrings",
-    ".local/state/codeagent",
-    ".cache/codeagent",
-)
-PROTECTED_DIRS = (".git/hooks", ".codeagent", ".github/workflows", ".gitlab", ".circleci")
-# Files other tools run or trust: direnv runs .envrc on cd, CI runs its config. Shell rc files
-# of the user live in the home folder, which is read-only inside.
-PROTECTED_FILES = (".git/config", ".envrc", ".gitlab-ci.yml")
 ENV_ALLOW = (
     "PATH",
     "LANG",
@@ -97,12 +79,6 @@ class SandboxSpec:
     extra_env: dict[str, str] = field(default_factory=dict)  # set inside, after the allowlist
 
 
-@dataclass(slots=True)
-class Mounts:
-    argv: list[str]
-    created: list[Path]  # mount points made for missing protected paths: removed afterwards if still empty
-
-
 def probe() -> str | None:
     """None when bubblewrap works here; otherwise why not."""
     bwrap = shutil.which("bwrap")
@@ -120,42 +96,32 @@ def probe() -> str | None:
     return None
 
 
-def _hide(home: Path) -> list[str]:
+def own_folders(env: dict[str, str]) -> list[Path]:
+    """codeagent's state, cache and config folders, wherever ``XDG_*`` put them: hidden inside."""
+    home = Path(env.get("HOME") or Path.home())
+    bases = (
+        ("XDG_STATE_HOME", home / ".local" / "state"),
+        ("XDG_CACHE_HOME", home / ".cache"),
+        ("XDG_CONFIG_HOME", home / ".config"),
+        ("XDG_DATA_HOME", home / ".local" / "share"),
+    )
+    return [Path(env.get(name) or default) / "codeagent" for name, default in bases]
+
+
+def _hide(spec: SandboxSpec, env: dict[str, str]) -> list[str]:
+    """Empty homes with the toolchains mounted back read-only, then secret folders hidden."""
+    own = [Path(os.path.realpath(p)) for p in own_folders(env)]
     argv: list[str] = []
-    for rel in HIDDEN_IN_HOME:
-        path = home / rel
-        if path.is_dir() and not path.is_symlink():
-            argv += ["--tmpfs", str(path)]
-        elif path.exists():
-            argv += ["--ro-bind", "/dev/null", str(path)]
+    for root in homes.hidden_roots(spec.home):
+        argv += ["--tmpfs", str(root)]
+    mounts = homes.toolchain_mounts(spec.home, env, keep_out=own)
+    for path in mounts:
+        argv += ["--ro-bind", str(path), str(path)]
+    for path in homes.masked_files(mounts, spec.home):
+        argv += ["--ro-bind", "/dev/null", str(path)]
+    for path in homes.secret_places(own):
+        argv += ["--tmpfs", str(path)]
     return argv
-
-
-def _protect(workspace: Path) -> Mounts:
-    argv: list[str] = []
-    created: list[Path] = []
-    for rel in PROTECTED_DIRS:
-        path = workspace / rel
-        if rel.startswith(".git/") and not (workspace / ".git").is_dir():
-            continue
-        if not path.exists():
-            created += [p for p in (path, *path.parents) if p != workspace and not p.exists()][::-1]
-            path.mkdir(parents=True)
-        if path.is_dir() and not path.is_symlink():
-            argv += ["--ro-bind", str(path), str(path)]
-    for rel in PROTECTED_FILES:
-        path = workspace / rel
-        if rel.startswith(".git/") and not (workspace / ".git").is_dir():
-            continue
-        if path.is_symlink():
-            argv += ["--ro-bind", "/dev/null", str(path)]
-        elif path.exists():
-            argv += ["--ro-bind", str(path), str(path)]
-        else:
-            path.touch()
-            created.append(path)
-            argv += ["--ro-bind", "/dev/null", str(path)]
-    return Mounts(argv, created)
 
 
 def allowed_environment(spec: SandboxSpec, env: dict[str, str]) -> dict[str, str]:
@@ -194,10 +160,9 @@ def _toolchains_in_tmp(env: dict[str, str]) -> list[str]:
     return [arg for root in roots if root.is_dir() for arg in ("--ro-bind", str(root), str(root))]
 
 
-def bwrap_argv(spec: SandboxSpec, argv: list[str], env: dict[str, str]) -> Mounts:
-    """The full bwrap command line for ``argv``, and the mount points to clean up afterwards."""
+def bwrap_argv(spec: SandboxSpec, argv: list[str], env: dict[str, str]) -> tuple[list[str], Guard]:
+    """The full bwrap command line for ``argv``, and the guard to release after it ran."""
     workspace = spec.workspace.resolve()
-    protected = _protect(workspace)
     command = [
         shutil.which("bwrap") or "bwrap",
         "--ro-bind",
@@ -215,26 +180,16 @@ def bwrap_argv(spec: SandboxSpec, argv: list[str], env: dict[str, str]) -> Mount
         "/dev/shm",
     ]
     command += _toolchains_in_tmp(env)
-    command += _hide(spec.home)
+    command += _hide(spec, env)
     command += ["--bind", str(workspace), str(workspace)]
+    protected = guard(workspace, view(workspace / ".git" / "config"))
     command += protected.argv
     command += ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     if spec.network:
         command.append("--share-net")
     command += _environment(spec, env)
     command += ["--chdir", str(workspace), "--", *argv]
-    return Mounts(command, protected.created)
-
-
-def cleanup(mounts: Mounts) -> None:
-    """Remove the mount points made for missing paths, unless something filled them meanwhile."""
-    for path in reversed(mounts.created):
-        if path.is_symlink():
-            continue
-        if path.is_file() and path.stat().st_size == 0:
-            path.unlink()
-        elif path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
+    return command, protected
 
 
 def run_confined(
@@ -246,13 +201,20 @@ def run_confined(
     env: dict[str, str],
     limits: Limits | None = None,
 ) -> CommandResult:
-    """``process.run_command`` inside the sandbox (bwrap is the supervised child), within ``limits``."""
+    """``process.run_command`` inside the sandbox (bwrap is the supervised child), within ``limits``.
+
+    Raises ``protect.ProtectedPathChanged`` (after putting the name back) when the command
+    replaced a protected name that is a link."""
     argv = ["/bin/bash", "-c", command] if isinstance(command, str) else list(command)
-    mounts = bwrap_argv(spec, argv, env)
-    cage = jail(limits or Limits())
+    wrapped, protected = bwrap_argv(spec, argv, env)
+    try:
+        cage = jail(limits or Limits())
+    except BaseException:
+        protected.release()
+        raise
     try:
         return run_command(
-            mounts.argv,
+            wrapped,
             spec.workspace,
             timeout=timeout,
             max_output_chars=max_output_chars,
@@ -260,5 +222,5 @@ def run_confined(
             supervisor_options=cage.options,
         )
     finally:
-        cleanup(mounts)
         cage.close()
+        protected.release()

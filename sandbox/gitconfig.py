@@ -14,6 +14,7 @@ as it is at the moment of the call (callers that need it to stay so keep its byt
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ class Entry:
     @property
     def subsection(self) -> str | None:
         """The quoted middle part (``filter."X".clean`` -> ``X``), which may itself hold dots."""
-        first, _, rest = self.key.partition(".")
+        rest = self.key.partition(".")[2]
         middle, dot, _ = rest.rpartition(".")
         return middle if dot else None
 
@@ -87,3 +88,65 @@ def read_config(path: Path) -> list[Entry]:
         message = proc.stderr.decode("utf-8", errors="replace").strip()
         raise GitConfigError(f"{path}: {message or f'git config exited {proc.returncode}'}")
     return parse_listing(proc.stdout)
+
+
+USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@]*)@")
+# Keys (section.name, any subsection) whose value is a credential or a way to obtain one.
+CREDENTIAL_NAMES = frozenset(
+    {
+        "http.extraheader",
+        "http.cookiefile",
+        "http.proxyauthmethod",
+        "imap.pass",
+        "sendemail.smtppass",
+    }
+)
+CREDENTIAL_SECTIONS = frozenset({"credential"})
+URL_NAMES = frozenset({"remote.url", "remote.pushurl", "url.insteadof", "url.pushinsteadof", "http.proxy"})
+
+
+def url_password(url: str) -> str | None:
+    """The password (or token) in a URL's userinfo, ``https://user:TOKEN@host/``; None if none."""
+    match = USERINFO.match(url)
+    if match is None:
+        return None
+    user, colon, password = match.group("userinfo").partition(":")
+    if colon:
+        return password or None
+    return user or None  # a token given as the user name, https://TOKEN@host/ (GitHub accepts it)
+
+
+def strip_userinfo(url: str) -> str:
+    """The URL without its ``user:password@`` part."""
+    return USERINFO.sub(lambda m: m.group("scheme"), url, count=1)
+
+
+def carries_credential(entry: Entry) -> bool:
+    """Whether the entry's key or value holds a credential that a sandboxed command must not read."""
+    short = f"{entry.section}.{entry.name}"
+    if entry.section in CREDENTIAL_SECTIONS or short in CREDENTIAL_NAMES:
+        return True
+    if entry.subsection and url_password(entry.subsection) is not None:
+        return True  # url."https://TOKEN@github.com/".insteadOf, http."https://u:p@host/".*
+    return short in URL_NAMES and url_password(entry.value or "") is not None
+
+
+def render_config(entries: list[Entry]) -> str:
+    """A config file that reads back as ``entries`` (git's quoting; one section header per run)."""
+    lines: list[str] = []
+    header = None
+    for entry in entries:
+        subsection = entry.subsection
+        section = entry.section
+        this = f'[{section} "{_quote(subsection)}"]' if subsection is not None else f"[{section}]"
+        if this != header:
+            lines.append(this)
+            header = this
+        lines.append(
+            f"\t{entry.name}" if entry.value is None else f'\t{entry.name} = "{_quote(entry.value)}"'
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")

@@ -62,6 +62,9 @@ class ToolEnv:
 
         Relative paths are taken from the root; absolute paths must already be inside it.
         Symlinks are resolved before the check, so a link that leads out is refused too.
+        Nothing inside a ``.git`` folder is reachable: git's files may hold credentials
+        (``actions/checkout`` keeps the job's token in ``.git/config``), and git commands
+        through ``run`` see them without.
         """
         raw = (path or ".").strip() or "."
         if "\x00" in raw:
@@ -72,6 +75,9 @@ class ToolEnv:
         real = Path(os.path.realpath(candidate))
         if real != self.root and self.root not in real.parents:
             raise ToolError(f"path {raw!r} is outside the repository; use a path inside {self.root}")
+        parts = Path(os.path.relpath(candidate, self.root)).parts + Path(self.rel(real)).parts
+        if ".git" in (part.casefold() for part in parts):
+            raise ToolError(f"{raw!r} is inside a .git folder; use git commands through run instead")
         if must_exist and not real.exists():
             raise ToolError(f"{self.rel(real)} does not exist")
         return real

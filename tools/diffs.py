@@ -11,8 +11,8 @@ form feeds and other separators, which would disagree with editors, git and ripg
 
 Writing: ``atomic_write`` writes a temporary file beside the target, fsyncs it and
 ``os.replace``s it over the target, keeping an existing file's mode (a new file gets the
-umask's). ``refuse_protected`` keeps the file tools away from the same paths the sandbox
-mounts read-only (``.git/hooks``, CI workflows, ...) and from ``.git`` altogether: those
+umask's). ``refuse_protected`` keeps the file tools away from the same names the sandbox
+mounts read-only (``sandbox.protect.PROTECTED``: ``.git``, CI configuration, ...): those
 run code outside the sandbox later, so an edit tool must not be a way around it.
 """
 
@@ -25,7 +25,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from codeagent.sandbox.confine import PROTECTED_DIRS, PROTECTED_FILES
+from codeagent.sandbox.protect import PROTECTED
 from codeagent.tools.base import ToolError
 
 PROBE_BYTES = 8192
@@ -107,14 +107,11 @@ def unified_diff(rel_path: str, before: str | None, after: str | None) -> str:
 
 def refuse_protected(rel: str) -> None:
     """ToolError for a path the file tools must not create, change or delete."""
-    folded = rel.casefold()
-    if ".git" in folded.split("/"):
+    parts = rel.casefold().split("/")
+    if ".git" in parts:
         raise ToolError(f"{rel} is inside a .git folder; the file tools do not change git's own files")
-    for protected in PROTECTED_DIRS:
-        if folded == protected or folded.startswith(protected + "/"):
-            raise ToolError(f"{rel} is under {protected}, which is protected from changes by the agent")
-    if folded in PROTECTED_FILES:
-        raise ToolError(f"{rel} is protected from changes by the agent")
+    if parts[0] in PROTECTED:
+        raise ToolError(f"{rel} is under {parts[0]}, which is protected from changes by the agent")
 
 
 def check_creatable(path: Path, rel: str) -> None:

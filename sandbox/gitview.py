@@ -1,0 +1,76 @@
+"""The repository's ``.git/config`` as a sandboxed command sees it: without credentials.
+
+``actions/checkout`` keeps the job's token in ``.git/config`` (``http.<url>.extraheader``),
+and clones made with a token keep it in the remote's URL. Inside the sandbox ``.git/config``
+is overlaid (read-only) with ``view(config)``: the same entries, rendered by
+``gitconfig.render_config``, less every entry that ``gitconfig.carries_credential`` flags,
+and with the ``user:password@`` part removed from remote URLs, so ``git remote -v`` and
+``git log`` still work inside and show no secret.
+
+Views are written once per distinct config content into a private folder of this process
+(``mkdtemp``, mode 0700) and reused while the config is unchanged.
+
+A config git cannot parse is shown as an empty file (git inside could not read it either).
+
+Limits: a credential stored under a key no rule knows stays in the view (the output scan
+of ``fix`` is the next layer); other files of ``.git`` (reflog messages, ``FETCH_HEAD``)
+are shown as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+from codeagent.sandbox.gitconfig import (
+    URL_NAMES,
+    Entry,
+    GitConfigError,
+    carries_credential,
+    read_config,
+    render_config,
+    strip_userinfo,
+)
+
+_lock = threading.Lock()
+_folder: Path | None = None
+_views: dict[str, Path] = {}
+
+
+def without_credentials(entries: list[Entry]) -> list[Entry]:
+    kept = []
+    for entry in entries:
+        if carries_credential(entry) or entry.section in ("include", "includeif"):
+            if f"{entry.section}.{entry.name}" in URL_NAMES and entry.section == "remote":
+                kept.append(Entry(entry.key, strip_userinfo(entry.value or "")))
+            continue
+        kept.append(entry)
+    return kept
+
+
+def view(config: Path) -> Path | None:
+    """A credential-free copy of ``config`` to mount over it; None when there is no such file."""
+    global _folder
+    try:
+        data = config.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    digest = hashlib.sha256(data).hexdigest()
+    with _lock:
+        if digest in _views and _views[digest].is_file():
+            return _views[digest]
+        if _folder is None or not _folder.is_dir():
+            _folder = Path(tempfile.mkdtemp(prefix="codeagent-gitview-"))
+        path = _folder / f"{digest}.config"
+        tmp = path.with_suffix(".tmp")
+        try:
+            text = render_config(without_credentials(read_config(config)))
+        except GitConfigError:
+            text = ""  # git cannot read it either; showing nothing of it shows no secret
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        _views[digest] = path
+        return path
