@@ -10,7 +10,9 @@ between steps and between tool calls. Special exits are exceptions carrying a me
 - ``budget``: a limit was reached (``LimitsExceeded``);
 - ``format``: the model kept answering without usable tool calls (``FormatError``);
 - ``error``: the model client failed (``ModelError``), e.g. a scripted run out of replies;
-- ``interrupted``: the caller set the cancel event.
+- ``interrupted``: the caller set the cancel event;
+- ``error`` too when a command replaced a protected path (``ProtectedPathChanged``: put back
+  by the sandbox, and the run stops rather than go on in a workspace it tampered with).
 
 Interruption is checked between steps, between tool calls and at every streamed token, so a
 reply being written stops at its next token. Tool calls an interruption kept from running
@@ -39,6 +41,7 @@ from codeagent.agent.prompts import render
 from codeagent.agent.protocol import Message, ModelClient, ModelError, Usage
 from codeagent.agent.transcript import Transcript
 from codeagent.sandbox.policy import Policy
+from codeagent.sandbox.protect import ProtectedPathChanged
 from codeagent.tools.base import Observation, Tool, ToolEnv, run_tool
 from codeagent.tools.plan import render_plan
 
@@ -118,6 +121,8 @@ class Agent:
             return self._result("error", str(err))
         except Interrupted as err:
             return self._result("interrupted", str(err))
+        except ProtectedPathChanged as err:
+            return self._result("error", str(err))
 
     def step(self) -> None:
         self.steps += 1
