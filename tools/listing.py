@@ -3,61 +3,23 @@
 The files are ``ignore.iter_files``'s: tracked plus untracked-but-not-ignored, never
 ``.git``, no symlinks. ``pattern`` is a glob: ``*`` and ``?`` stay within one folder, ``**``
 spans folders (``**/`` also matches no folder at all), ``[abc]`` and ``[!abc]`` are classes.
-It is matched against the repository-relative path and against the path relative to
-``path``; a pattern without ``/`` also matches the bare file name, so ``*.py`` finds
-Python files in any folder. At most ``MAX_ENTRIES`` names are shown, with a count of
-what was left out. Only files are listed; folders show through their files' paths.
+It is matched (``globs.py``: an automaton, linear in the path, no backtracking) against the
+repository-relative path and against the path relative to ``path``; a pattern without ``/``
+also matches the bare file name, so ``*.py`` finds Python files in any folder. At most
+``MAX_ENTRIES`` names are shown, with a count of what was left out. Only files are listed;
+folders show through their files' paths.
 """
 
 from __future__ import annotations
 
-import re
-from functools import cache
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from codeagent.tools.base import Observation, ToolEnv, ToolError, schema
+from codeagent.tools.globs import compile_glob
 from codeagent.tools.ignore import iter_files
 
 MAX_ENTRIES = 500
-
-
-def _glob_class(pattern: str, index: int) -> tuple[str, int]:
-    """The regex for a ``[...]`` class starting at ``index``, and the index after it."""
-    start = index + 1
-    negate = pattern[start : start + 1] == "!"
-    start += 1 if negate else 0
-    # A "]" right after the opening bracket (or "[!") is a member, as in fnmatch.
-    end = pattern.find("]", start + 1 if pattern[start : start + 1] == "]" else start)
-    if end == -1:
-        return re.escape("["), index + 1  # an unclosed bracket is a literal
-    members = "".join("\\" + ch if ch in "\\^[]" else ch for ch in pattern[start:end])
-    return ("[^/" if negate else "[") + members + "]", end + 1
-
-
-@cache
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """A glob as an anchored regex over ``/``-separated paths."""
-    out, index = [], 0
-    while index < len(pattern):
-        if pattern.startswith("**/", index):
-            out.append("(?:.*/)?")
-            index += 3
-        elif pattern.startswith("**", index):
-            out.append(".*")
-            index += 2
-        elif pattern[index] == "*":
-            out.append("[^/]*")
-            index += 1
-        elif pattern[index] == "?":
-            out.append("[^/]")
-            index += 1
-        elif pattern[index] == "[":
-            piece, index = _glob_class(pattern, index)
-            out.append(piece)
-        else:
-            out.append(re.escape(pattern[index]))
-            index += 1
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
 def normalise_glob(pattern: str) -> str:
@@ -67,15 +29,20 @@ def normalise_glob(pattern: str) -> str:
     return pattern.lstrip("/")
 
 
-def matches(rel: str, pattern: str, base: str = ".") -> bool:
-    """Whether a repository-relative path matches a glob, from the root or from ``base``."""
-    regex = glob_regex(normalise_glob(pattern))
-    if "/" not in pattern and regex.match(rel.rsplit("/", 1)[-1]):
-        return True
-    if regex.match(rel):
-        return True
+def glob_filter(pattern: str, base: str = ".") -> Callable[[str], bool]:
+    """Whether a repository-relative path matches a glob, from the root or from ``base``;
+    ToolError for a glob that cannot be used."""
+    glob = compile_glob(normalise_glob(pattern))
     prefix = base.rstrip("/") + "/"
-    return base != "." and rel.startswith(prefix) and regex.match(rel[len(prefix) :]) is not None
+
+    def matches(rel: str) -> bool:
+        if "/" not in pattern and glob.match(rel.rsplit("/", 1)[-1]):
+            return True
+        if glob.match(rel):
+            return True
+        return base != "." and rel.startswith(prefix) and glob.match(rel[len(prefix) :])
+
+    return matches
 
 
 class ListFiles:
@@ -103,7 +70,7 @@ class ListFiles:
             raise ToolError("pattern must be a string glob such as '*.py'")
         names = iter_files(env.root, folder)
         if pattern:
-            names = [name for name in names if matches(name, pattern, base)]
+            names = list(filter(glob_filter(pattern, base), names))
         shown = names[:MAX_ENTRIES]
         text = "\n".join(shown) if shown else "(no files match; gitignored files are not listed)"
         if len(names) > len(shown):

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 from codeagent.tools.base import Observation, ToolEnv, ToolError, schema
 from codeagent.tools.diffs import PROBE_BYTES, printable, split_lines
 from codeagent.tools.ignore import iter_files
-from codeagent.tools.listing import matches
+from codeagent.tools.listing import glob_filter
 
 MAX_MATCHES = 200
 MAX_LINE_CHARS = 300
@@ -211,7 +211,7 @@ class Search:
         where = env.resolve(args.get("path"), must_exist=True)
         files = [env.rel(where)] if where.is_file() else iter_files(env.root, where)
         if args.get("glob"):
-            files = [rel for rel in files if matches(rel, args["glob"], env.rel(where))]
+            files = list(filter(glob_filter(args["glob"], env.rel(where)), files))
         results, engine = run_engines(env.root, searchable(env.root, files), pattern, regex)
         text, shown, total = render(results)
         if not total:
