@@ -4,17 +4,28 @@ A tool never raises for a model mistake (bad path, no match, bad arguments): it 
 ``Observation`` with ``ok=False`` and a message the model can act on. ``ToolError`` is the
 exception a tool's helpers raise internally to produce such an observation; ``run_tool``
 turns it into one. Anything else that escapes a tool is a bug in codeagent and propagates.
+
+Time: the run's wall-time budget reaches every tool as one value, ``ToolEnv.deadline`` (a
+``time.monotonic()`` instant, set by the agent loop; None: no budget). Work a tool hands to
+another process gets at most ``time_left`` as its timeout (commands, ripgrep, the Python
+regex worker); Python-side loops that can run long (parsing for the repo map) call
+``check_time`` as they go. A call cut short this way returns an error observation, and the
+loop, seeing the budget spent, ends the run with status ``budget``. Work that is bounded by
+construction (reading one capped file, a glob match, locating a patch hunk) does not check.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from codeagent.sandbox.checkpoint import Checkpoints
 from codeagent.sandbox.confine import SandboxSpec
+
+OUT_OF_TIME = "the run's time budget ran out; the call was stopped"
 
 
 class ToolError(Exception):
@@ -37,6 +48,7 @@ class ToolSettings:
     test_command: str | None = None  # overrides run_tests' detection
     command_timeout: float = 120.0  # default and upper bound for `run`
     max_output_chars: int = 30_000  # output cap for `run` / `run_tests`
+    search_timeout: float = 20.0  # a `search` call's engines are killed after this long
     secret_env_names: tuple[str, ...] = ()  # extra variable names to strip, besides the patterns
     repo_map_tokens: int = 2048
     cache_dir: Path | None = None  # repo-map cache; None -> XDG cache dir
@@ -53,9 +65,27 @@ class ToolEnv:
     focus_files: set[str] = field(default_factory=set)  # files read/edited: repo_map ranks toward them
     checkpoints: Checkpoints | None = None  # snapshots before every tool call that can change files
     sandbox: SandboxSpec | None = None  # where commands run; None: unconfined, only with the user's consent
+    deadline: float | None = None  # time.monotonic() by which tool calls must end: the run's wall budget
 
     def __post_init__(self) -> None:
         self.root = Path(os.path.realpath(self.root))
+
+    def time_left(self, wanted: float) -> float:
+        """``wanted`` seconds, or the time left before ``deadline`` when that is less;
+        ToolError when the deadline has passed."""
+        if self.deadline is None:
+            return wanted
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise ToolError(OUT_OF_TIME)
+        return min(wanted, left)
+
+    def check_time(self) -> None:
+        """ToolError once the deadline has passed."""
+        self.time_left(0.0)
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     def resolve(self, path: str | None, *, must_exist: bool = False) -> Path:
         """Map a model-given path to an absolute path inside the repository, or refuse it.

@@ -133,7 +133,7 @@ def test_ripgrep_and_python_engines_agree(repo):
     env = ToolEnv(repo)
     from codeagent.tools.ignore import iter_files
 
-    python_text = render(python_search(repo, iter_files(repo), __import__("re").compile("helper|line 5")))[0]
+    python_text = render(python_search(repo, iter_files(repo), "helper|line 5"))[0]
     assert call(env, "search", pattern="helper|line 5").text.startswith(python_text)
 
 

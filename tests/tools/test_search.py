@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from codeagent.tools.base import Observation, ToolEnv, run_tool
+from codeagent.tools.base import OUT_OF_TIME, Observation, ToolEnv, ToolSettings, run_tool
 from codeagent.tools.ignore import iter_files
 from codeagent.tools.registry import get_tool
 from codeagent.tools.search import (
@@ -157,9 +157,9 @@ PATTERNS = [
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_both_engines_give_the_same_results(repo, pattern):
     files = searchable(repo, iter_files(repo))
-    python = python_search(repo, files[0] + files[1], re.compile(pattern))
+    python = python_search(repo, files[0] + files[1], pattern)
     try:
-        rg = rg_search(RG, repo, files[0], pattern) | python_search(repo, files[1], re.compile(pattern))
+        rg = rg_search(RG, repo, files[0], pattern) | python_search(repo, files[1], pattern)
     except RgUnsupported:
         # rg's regex engine rejects it (look-around, backreference): the tool runs Python alone.
         result = call(ToolEnv(repo), pattern=pattern)
@@ -182,3 +182,93 @@ def test_the_tool_answers_the_same_with_and_without_rg(repo, pattern, tmp_path, 
 def test_searchable_sorts_files_for_the_engines(repo):
     utf8, other = searchable(repo, ["src/util.py", "docs/latin.txt", "blob.bin", "gone.txt"])
     assert (utf8, other) == (["src/util.py"], ["docs/latin.txt"])
+
+
+# Bounded time: a pattern that makes a backtracking engine take exponential time must come
+# back as an error the model can act on. pytest-timeout is the hang guard.
+NEAR_MISS = "a" * 40 + "b\n"  # (a+)+$ tries about 2**40 ways to split the a's before failing
+
+
+@pytest.fixture
+def trap(tmp_path: Path) -> Path:
+    root = tmp_path / "trap"
+    root.mkdir()
+    (root / "trap.txt").write_text(NEAR_MISS)
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    return root
+
+
+def quick(root: Path, **fields: object) -> ToolEnv:
+    return ToolEnv(root, ToolSettings(search_timeout=1.0), **fields)
+
+
+@pytest.mark.timeout(60)
+def test_a_catastrophic_pattern_without_rg_is_stopped_with_advice(trap, tmp_path, monkeypatch):
+    hide_rg(tmp_path, monkeypatch)
+    result = call(quick(trap), pattern=r"(a+)+$")
+    assert not result.ok
+    assert result.text.startswith("error: search stopped after 1s. The pattern ran in Python's regex engine")
+    assert "(a+)+" in result.text and "narrow path or glob" in result.text
+
+
+@needs_rg
+@pytest.mark.timeout(60)
+def test_a_catastrophic_pattern_is_linear_in_rg(trap):
+    result = call(quick(trap), pattern=r"(a+)+$")
+    assert result.ok and result.data == {"matches": 0, "engine": "rg"}
+    assert result.text == "no matches for '(a+)+$'"
+
+
+@needs_rg
+@pytest.mark.timeout(60)
+def test_a_backreference_rg_rejects_is_stopped_in_the_python_engine(trap):
+    result = call(quick(trap), pattern=r"(a+)+\1$")
+    assert not result.ok and "search stopped after 1s. The pattern ran in Python's" in result.text
+
+
+@pytest.mark.timeout(60)
+def test_files_that_are_not_utf8_are_searched_in_bounded_time_too(trap):
+    (trap / "latin.txt").write_bytes(b"caf\xe9 " + NEAR_MISS.encode())
+    (trap / "trap.txt").unlink()
+    result = call(quick(trap), pattern=r"(a+)+$")  # rg or not, this file goes to Python
+    assert not result.ok and "search stopped after 1s" in result.text
+
+
+@pytest.mark.timeout(60)
+def test_the_runs_deadline_cuts_a_search_shorter_than_its_own_limit(trap, tmp_path, monkeypatch):
+    hide_rg(tmp_path, monkeypatch)
+    env = ToolEnv(trap, deadline=time.monotonic() + 1.0)  # search_timeout stays at its 20s
+    result = call(env, pattern=r"(a+)+$")
+    assert not result.ok and result.text == f"error: {OUT_OF_TIME}"
+    assert call(env, pattern="b").text == f"error: {OUT_OF_TIME}"  # nothing starts once it passed
+
+
+@pytest.mark.timeout(60)
+def test_a_fast_python_search_still_works_under_the_limits(trap, tmp_path, monkeypatch):
+    hide_rg(tmp_path, monkeypatch)
+    result = call(quick(trap, deadline=time.monotonic() + 30), pattern=r"(a)\1+b")
+    assert result.ok and result.data["engine"] == "python" and "trap.txt:1:" in result.text
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("(" * 2000 + ")" * 2000, "is 4000 characters long; the limit is 2000"),
+        ("(" * 900 + ")" * 900, "invalid regular expression"),  # too deep for the parser
+        ("a{99999999999}", "invalid regular expression"),  # repeat count overflows
+        (7, "pattern must be a string"),
+    ],
+)
+def test_patterns_python_cannot_compile_are_refused(trap, pattern, reason):
+    result = call(ToolEnv(trap), pattern=pattern)
+    assert not result.ok and reason in result.text
+
+
+@pytest.mark.timeout(60)
+def test_a_glob_with_many_stars_does_not_backtrack(trap):
+    (trap / ("a" * 150 + ".txt")).write_text("needle\n")
+    env = ToolEnv(trap)
+    glob = "*a" * 20 + "*c"
+    result = call(env, pattern="needle", glob=glob)
+    assert result.ok and result.data["matches"] == 0
+    assert call(env, pattern="needle", glob="*a" * 20 + "*.txt").data["matches"] == 1
