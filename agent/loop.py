@@ -3,8 +3,11 @@
 One step = one model call plus the tool calls it asked for. The model explores, writes a
 plan with ``update_plan``, acts, and ends with ``finish``; a tool that changes files is not
 run before a plan exists. Budgets (steps, tokens, wall time) and interruption are checked
-between steps and between tool calls. Special exits are exceptions carrying a message;
-``run`` turns each into a ``RunResult`` status:
+between steps and between tool calls; the wall-time budget also bounds each tool call while
+it runs: ``_run_tool`` sets ``ToolEnv.deadline`` to the moment the budget runs out (see
+``tools/base.py``), so a long command or search is stopped there, and the run then ends with
+``budget``; calls of the same reply still waiting are answered "not run". Special exits
+are exceptions carrying a message; ``run`` turns each into a ``RunResult`` status:
 
 - ``finished``: the model called ``finish``;
 - ``budget``: a limit was reached (``LimitsExceeded``);
@@ -152,6 +155,8 @@ class Agent:
             for index, call in enumerate(calls):
                 if self.cancel.is_set():
                     self._skip(calls[index:])
+                if self.elapsed_s >= self.limits.max_wall_s:
+                    self._skip(calls[index:], self._time_spent())
                 self.add_message(self._call(call))
         self._end_step()
 
@@ -159,8 +164,9 @@ class Agent:
         self._check_cancel()  # raised inside the client's stream, which then stops generating
         self.sink(ev.TokenStreamed(text))
 
-    def _skip(self, calls: list[dict[str, Any]]) -> None:
-        """Answer the calls an interruption kept from running, then stop."""
+    def _skip(self, calls: list[dict[str, Any]], stop: Exception | None = None) -> None:
+        """Answer the calls an interruption (or ``stop``: the time budget) kept from running, then stop."""
+        stop = stop or Interrupted("interrupted by the user")
         for call in calls:
             function = call.get("function") if isinstance(call.get("function"), dict) else {}
             self.add_message(
@@ -168,10 +174,10 @@ class Agent:
                     "role": "tool",
                     "tool_call_id": str(call.get("id") or f"call_{self.steps}"),
                     "name": str(function.get("name") or "?"),
-                    "content": "not run: interrupted by the user",
+                    "content": f"not run: {stop}",
                 }
             )
-        raise Interrupted("interrupted by the user")
+        raise stop
 
     def _end_step(self) -> None:
         if self.transcript:
@@ -216,7 +222,12 @@ class Agent:
             return Observation(f"not run: {decision.reason}", ok=False)
         if tool.mutates and self.env.checkpoints is not None:
             self.env.checkpoints.snapshot(f"step {self.steps}: before {name}")
-        observation = run_tool(tool, args, self.env)
+        outer = self.env.deadline  # the budget bounds the call itself, and only while it runs
+        self.env.deadline = time.monotonic() + self.limits.max_wall_s - self.elapsed_s
+        try:
+            observation = run_tool(tool, args, self.env)
+        finally:
+            self.env.deadline = outer
         if tool.mutates and self.context.tracker is not None:
             note = self.context.tracker.changes(self.env.root, shown_paths(observation.data))
             observation.text = f"{observation.text}\n\n{note}" if note else observation.text
@@ -249,7 +260,10 @@ class Agent:
         if spent >= self.limits.max_tokens:
             raise LimitsExceeded(f"token budget of {self.limits.max_tokens} reached ({spent} used)")
         if self.elapsed_s >= self.limits.max_wall_s:
-            raise LimitsExceeded(f"time budget of {self.limits.max_wall_s:.0f}s reached")
+            raise self._time_spent()
+
+    def _time_spent(self) -> LimitsExceeded:
+        return LimitsExceeded(f"time budget of {self.limits.max_wall_s:.0f}s reached")
 
     def _check_cancel(self) -> None:
         if self.cancel.is_set():

@@ -4,7 +4,9 @@ It goes through the sandbox's process layer: the whole process tree is killed at
 timeout (and any daemon it left behind when it exits), output is capped with its head and
 tail kept, and the environment is the user's minus secrets (``scrub_env`` with the
 configured extra names), with pagers and colours turned off because nobody reads them
-interactively. The timeout defaults to, and is capped at, ``settings.command_timeout``.
+interactively. The timeout defaults to, and is capped at, ``settings.command_timeout``; every
+command (``run``, ``run_tests`` and its probes) is also capped at the run's remaining time
+budget (``ToolEnv.time_left``), and one cut by it says so.
 Confinement (read-only filesystem, no network) is not applied here yet.
 """
 
@@ -34,13 +36,19 @@ def run_in_repo(
     env: ToolEnv, command: str | list[str], timeout: float, max_output_chars: int | None = None
 ) -> CommandResult:
     cap = max_output_chars or env.settings.max_output_chars
+    timeout = env.time_left(timeout)
     if env.sandbox is not None:
         return run_confined(env.sandbox, command, timeout=timeout, max_output_chars=cap, env=command_env(env))
     return run_command(command, env.root, timeout=timeout, max_output_chars=cap, env=command_env(env))
 
 
-def describe(result: CommandResult, timeout: float) -> str:
+def describe(result: CommandResult, timeout: float, env: ToolEnv) -> str:
     """The last line of an observation: how the command ended."""
+    if result.timed_out and env.out_of_time():
+        return (
+            f"stopped after {result.duration_s:.1f}s: the run's time budget ran out; "
+            f"killed {result.killed_processes} processes"
+        )
     if result.timed_out:
         return f"timed out after {timeout:g}s; killed {result.killed_processes} processes"
     return f"exit code: {result.exit_code}"
@@ -79,7 +87,7 @@ class Run:
             raise ToolError("command must be a non-empty string")
         timeout = _timeout(args, env.settings.command_timeout)
         result = run_in_repo(env, command, timeout)
-        text = (result.output.rstrip("\n") + "\n" if result.output else "") + describe(result, timeout)
+        text = (result.output.rstrip("\n") + "\n" if result.output else "") + describe(result, timeout, env)
         data = {
             "exit_code": result.exit_code,
             "timed_out": result.timed_out,

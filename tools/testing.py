@@ -16,7 +16,8 @@ the repository's Python, else as ``python -m unittest -v``. The repository's Pyt
 virtual environment's (``.venv``, ``venv``) when it has one, else ``python3``/``python`` from
 ``PATH`` (an activated virtual environment comes first there); ``test_command`` overrides
 all of it. The command runs through the same process layer as ``run`` (timeout from
-``settings.command_timeout``, scrubbed environment). Output is captured with a larger cap
+``settings.command_timeout`` or the run's remaining time budget if sooner, scrubbed
+environment). Output is captured with a larger cap
 than ``run``'s so the names survive a long run; the model sees a summary, the failing names
 and the failure part of the output clipped to ``settings.max_output_chars``.
 """
@@ -234,7 +235,7 @@ def _observation(
     command: TestCommand, result: CommandResult, report: TestReport, env: ToolEnv, timeout: float
 ) -> Observation:
     counts = f"{len(report.passed)} passed, {len(report.failed)} failed, {len(report.errors)} errors"
-    lines = [f"{counts} ({command.shown()}; {describe(result, timeout)})"]
+    lines = [f"{counts} ({command.shown()}; {describe(result, timeout, env)})"]
     for label, names in (("failed", report.failed), ("errors", report.errors)):
         if names:
             more = f" ... and {len(names) - MAX_NAMES_SHOWN} more" if len(names) > MAX_NAMES_SHOWN else ""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from codeagent.tools.base import ToolEnv, ToolSettings, run_tool
+from codeagent.tools.base import OUT_OF_TIME, ToolEnv, ToolError, ToolSettings, run_tool
 from codeagent.tools.registry import get_tool
 from codeagent.tools.repomap.bench import bench_repomap
 from codeagent.tools.repomap.rank import build_graph, pagerank
@@ -227,6 +227,24 @@ def test_second_build_parses_nothing_and_a_changed_file_is_parsed_again(project,
     with RepoMap(project, cache) as third:
         assert "def renamed():" in third.build(files=CODE)
     assert (third.stats.parsed, third.stats.cached) == (1, 2)
+
+
+def test_a_check_that_stops_a_build_keeps_what_was_parsed(project, tmp_path):
+    cache = tmp_path / "cache"
+    calls: list[int] = []
+
+    def check() -> None:
+        calls.append(1)
+        if len(calls) > 2:
+            raise ToolError(OUT_OF_TIME)
+
+    with RepoMap(project, cache) as stopped, pytest.raises(ToolError):
+        stopped.build(files=CODE, check=check)
+    with RepoMap(project, cache) as again:
+        again.build(files=CODE)
+    assert (again.stats.parsed, again.stats.cached) == (1, 2)
+    env = ToolEnv(project, ToolSettings(cache_dir=tmp_path / "cold"), deadline=0.0)  # long past
+    assert run_tool(get_tool("repo_map"), {}, env).text == f"error: {OUT_OF_TIME}"
 
 
 @pytest.mark.parametrize("bad", ["not json", "[[1]]", '[["f", "def", "x", "function", ""]]'])

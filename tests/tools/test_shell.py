@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import time
 
-from codeagent.tools.base import ToolEnv, ToolSettings, run_tool
+import pytest
+
+from codeagent.tools.base import OUT_OF_TIME, ToolEnv, ToolSettings, run_tool
 from codeagent.tools.registry import get_tool
 
 
@@ -71,3 +73,12 @@ def test_run_rejects_bad_arguments(tmp_path):
     assert "positive" in run(env, command="true", timeout=0).text
     assert "number of seconds" in run(env, command="true", timeout="soon").text
     assert not run(env).ok
+
+
+@pytest.mark.timeout(60)
+def test_the_runs_deadline_caps_a_command_and_says_so(tmp_path):
+    env = ToolEnv(tmp_path, deadline=time.monotonic() + 1.0)
+    result = run(env, command="sleep 600")  # its own timeout would be command_timeout's 120s
+    assert not result.ok and result.data["timed_out"]
+    assert result.text.startswith("stopped after ") and "the run's time budget ran out" in result.text
+    assert run(env, command="true").text == f"error: {OUT_OF_TIME}"  # nothing starts past it

@@ -4,11 +4,14 @@ Files over ``MAX_FILE_BYTES`` and files with a NUL byte in their first 8 KiB (bi
 skipped; files in languages without a grammar are only listed by name when budget remains.
 Every build reads every candidate file to hash it: the cache saves parsing, not reading.
 Parsing runs in this process, one reused parser per language; ``stats`` says what was
-parsed and what came from the cache.
+parsed and what came from the cache. ``check``, when given, is called before each file is
+parsed (the tool passes ``ToolEnv.check_time``, so the run's time budget stops a long first
+build between files; what was parsed by then stays cached).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -50,17 +53,20 @@ class RepoMap:
     def close(self) -> None:
         self.cache.close()
 
-    def file_tags(self, files: list[str]) -> dict[str, list[Tag]]:
+    def file_tags(self, files: list[str], check: Callable[[], None] | None = None) -> dict[str, list[Tag]]:
         """Tags of every readable file in a supported language; cache misses are parsed and stored."""
         sources = self._sources(files)
         keys = {rel: self.cache.key(language, source) for rel, (language, source) in sources.items()}
         found = self.cache.lookup(keys)
-        fresh = {
-            rel: extract(source, language, rel)
-            for rel, (language, source) in sources.items()
-            if rel not in found
-        }
-        self.cache.store({keys[rel]: tags for rel, tags in fresh.items()})
+        fresh: dict[str, list[Tag]] = {}
+        try:
+            for rel, (language, source) in sources.items():
+                if rel not in found:
+                    if check is not None:
+                        check()
+                    fresh[rel] = extract(source, language, rel)
+        finally:
+            self.cache.store({keys[rel]: tags for rel, tags in fresh.items()})
         self.stats.source_files, self.stats.parsed, self.stats.cached = len(sources), len(fresh), len(found)
         found.update(fresh)
         return {rel: found[rel] for rel in sources}
@@ -93,11 +99,12 @@ class RepoMap:
         count_tokens: TokenCounter | None = None,
         *,
         files: list[str] | None = None,
+        check: Callable[[], None] | None = None,
     ) -> str:
         """The map of ``files`` (default: the repository's files that git does not ignore)."""
         files = iter_files(self.root) if files is None else files
         count = count_tokens or estimate
-        tags = self.file_tags(files)
+        tags = self.file_tags(files, check)
         ranked = rank_definitions(tags, set(focus_files), set(focus_idents))
         text, shown = fit(ranked, max_tokens, count)
         self.stats.files, self.stats.shown = len(files), shown

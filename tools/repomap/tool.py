@@ -57,7 +57,9 @@ class RepoMapTool:
         named, idents = split_focus(str(args.get("focus") or ""), files)
         focus_files = (env.focus_files & set(files)) | named
         with RepoMap(env.root, env.settings.cache_dir or default_cache_dir()) as repo_map:
-            text = repo_map.build(focus_files, idents, env.settings.repo_map_tokens, files=files)
+            text = repo_map.build(
+                focus_files, idents, env.settings.repo_map_tokens, files=files, check=env.check_time
+            )
         stats = repo_map.stats
         data = {
             "files": stats.files,
