@@ -10,7 +10,8 @@ patches, copies, mode changes (the mode lines are read and ignored), quoted path
 
 Applying (``apply_hunks``): each hunk's old lines are looked for from where the previous
 hunk ended, the place closest to the stated line winning, compared exactly, else ignoring
-trailing whitespace, else ignoring all leading and trailing whitespace. Context lines keep
+trailing whitespace, else ignoring all leading and trailing whitespace (``locate.py``: the
+file's lines indexed once, so a hunk costs about its own length, not the file's times it). Context lines keep
 the file's own text and line endings; added lines take the file's dominant ending.
 
 Writing (``ApplyPatch.run``): every file's new text is computed in memory first; only when
@@ -36,34 +37,8 @@ from codeagent.tools.diffs import (
     split_lines,
     unified_diff,
 )
+from codeagent.tools.locate import Locator
 from codeagent.tools.patch_parse import FilePatch, Hunk, parse_patch
-
-
-def _same(a: str, b: str) -> bool:
-    return a == b
-
-
-def _same_rstripped(a: str, b: str) -> bool:
-    return a.rstrip() == b.rstrip()
-
-
-def _same_stripped(a: str, b: str) -> bool:
-    return a.strip() == b.strip()
-
-
-def locate(lines: list[str], block: list[str], near: int, low: int) -> int | None:
-    """Index at or after ``low`` where ``block`` sits, closest to ``near``, loosest last."""
-    if not block:
-        return min(max(near, low), len(lines))
-    for same in (_same, _same_rstripped, _same_stripped):
-        starts = [
-            start
-            for start in range(low, len(lines) - len(block) + 1)
-            if all(same(lines[start + k], block[k]) for k in range(len(block)))
-        ]
-        if starts:
-            return min(starts, key=lambda start: (abs(start - near), start))
-    return None
 
 
 def _rebuild(hunk: Hunk, matched: list[str], eol: str) -> list[str]:
@@ -91,7 +66,7 @@ def _rebuild(hunk: Hunk, matched: list[str], eol: str) -> list[str]:
 def apply_hunks(text: str, hunks: list[Hunk], label: str) -> str:
     """``text`` with every hunk applied in order, or ToolError naming the hunk that fails."""
     lines = split_lines(text)
-    bodies = [body(line) for line in lines]
+    locator = Locator([body(line) for line in lines])
     eol = dominant_eol(text)
     out: list[str] = []
     cursor = drift = 0  # drift: how far off the previous hunk's stated line was
@@ -99,7 +74,7 @@ def apply_hunks(text: str, hunks: list[Hunk], label: str) -> str:
         old = hunk.old_lines()
         # "-N,0" (nothing removed, nothing kept) means after line N; otherwise at line N.
         base = None if hunk.old_start is None else hunk.old_start - (1 if old else 0)
-        start = locate(bodies, old, cursor if base is None else base + drift, cursor)
+        start = locator.find(old, cursor if base is None else base + drift, cursor)
         if start is None:
             raise ToolError(_hunk_failure(number, label, old))
         out += lines[cursor:start]

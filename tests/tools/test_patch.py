@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 
 from codeagent.tools.base import Observation, ToolEnv, ToolError, run_tool
+from codeagent.tools.locate import Locator
 from codeagent.tools.patch import Change, write_all
 from codeagent.tools.patch_parse import parse_patch
 from codeagent.tools.registry import get_tool
@@ -210,3 +212,64 @@ def test_patch_paths_are_confined(root, tmp_path, target):
     assert (root / "calc.py").read_text() == CALC
     assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "outside/escape.txt").exists()
     assert not Path("/tmp/escape-from-patch.txt").exists()
+
+
+def brute_force(lines: list[str], block: list[str], near: int, low: int) -> int | None:
+    """The locating rule tried at every place, as apply_patch once did it: the reference."""
+    if not block:
+        return min(max(near, low), len(lines))
+    for same in (str, str.rstrip, str.strip):
+        starts = [
+            start
+            for start in range(low, len(lines) - len(block) + 1)
+            if all(same(lines[start + k]) == same(block[k]) for k in range(len(block)))
+        ]
+        if starts:
+            return min(starts, key=lambda start: (abs(start - near), start))
+    return None
+
+
+def test_the_locator_agrees_with_trying_every_place():
+    rng = random.Random(3)
+    words = ["x", "x ", " x", "\tx  ", "y", "", " ", "z"]  # repeats and whitespace variants
+    for _ in range(3000):
+        lines = [rng.choice(words) for _ in range(rng.randint(0, 14))]
+        block = [rng.choice(words) for _ in range(rng.randint(0, 4))]
+        if lines and rng.random() < 0.5:  # often a block the file holds, with a line's spacing changed
+            at = rng.randrange(len(lines))
+            block = lines[at : at + rng.randint(1, 4)]
+            block = [line.strip() if rng.random() < 0.3 else line for line in block]
+        near, low = rng.randint(-2, len(lines) + 2), rng.randint(0, len(lines))
+        assert Locator(lines).find(block, near, low) == brute_force(lines, block, near, low), (lines, block)
+
+
+def test_blocks_of_repeated_lines_are_found_past_many_near_misses():
+    # Every "x" is a candidate that almost matches; so many fail that the locator switches
+    # to one linear scan of the file, which must find the one place that holds.
+    lines = (["pass"] * 9 + ["x"]) * 80 + ["pass"] * 20 + ["x"] + (["pass"] * 9 + ["x"]) * 20
+    block = ["pass"] * 20 + ["x"]
+    assert Locator(lines).find(block, 0, 0) == brute_force(lines, block, 0, 0) == 800
+    assert Locator(lines).find(block, 0, 801) is None
+    assert Locator(["pass"] * 1000).find(["pass"] * 50, 700, 0) == 700
+
+
+def test_identical_lines_take_the_place_nearest_the_stated_line(tmp_path):
+    (tmp_path / "r.txt").write_text("\n".join(["pass"] * 30) + "\n")
+    result = patch(tmp_path, "--- a/r.txt\n+++ b/r.txt\n@@ -20,3 +20,3 @@\n pass\n-pass\n+done\n pass\n")
+    assert result.ok, result.text
+    assert (tmp_path / "r.txt").read_text().split("\n").index("done") == 20
+    # Without a line number the search starts where the previous hunk ended: the first place.
+    result = patch(tmp_path, "--- a/r.txt\n+++ b/r.txt\n@@\n pass\n-pass\n+first\n")
+    assert result.ok and (tmp_path / "r.txt").read_text().split("\n").index("first") == 1
+
+
+def test_exact_beats_trailing_space_beats_indentation_wherever_the_stated_line_is(tmp_path):
+    text = "    v = 1\n" + "v = 1  \n" + "v = 1\n" + "end\n"
+    (tmp_path / "v.py").write_text(text)
+    exact = "--- a/v.py\n+++ b/v.py\n@@ -1 +1 @@\n-v = 1\n+v = 2\n"
+    assert patch(tmp_path, exact).ok  # stated line 1 holds the indented one: the exact one wins
+    assert (tmp_path / "v.py").read_text() == "    v = 1\nv = 1  \nv = 2\nend\n"
+    assert patch(tmp_path, exact.replace("v = 2", "v = 3")).ok  # no exact "v = 1" left: trailing
+    assert (tmp_path / "v.py").read_text() == "    v = 1\nv = 3\nv = 2\nend\n"
+    assert patch(tmp_path, exact.replace("v = 2", "v = 4")).ok  # then the indented one
+    assert (tmp_path / "v.py").read_text() == "v = 4\nv = 3\nv = 2\nend\n"
