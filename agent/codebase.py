@@ -21,6 +21,10 @@ change files, ``Tracker.changes`` compares the files with it and returns a note 
 diff the tool's own result did not show (a shell command's edits, say), so the turns carry
 every change and the cached prefix stays valid. Compaction takes a new snapshot.
 
+Files are read only as ``tools.contained`` allows (regular files, no folder on the way a
+symlink leading out of the repository); a file that a command put behind such a link counts
+as deleted.
+
 Limits: the files are read again after every call that can change them (only repositories
 small enough for the window get here); a diff longer than ``MAX_NOTE_CHARS`` is reduced to
 the list of paths; a parsed snapshot has U+FFFD where a file had stray non-UTF-8 bytes.
@@ -36,6 +40,7 @@ from typing import Any
 from codeagent.agent.prompts import render
 from codeagent.agent.protocol import ModelClient, estimate_tokens
 from codeagent.tools.base import ToolError
+from codeagent.tools.contained import contained_file
 from codeagent.tools.diffs import decode, printable, unified_diff
 from codeagent.tools.ignore import iter_files
 
@@ -136,7 +141,9 @@ def read_source(root: Path, rel: str) -> tuple[str | None, str | None]:
         return None, "odd name"
     if name in LOCKFILES or name.lower().endswith(DATA_SUFFIXES):
         return None, "lockfile or data"
-    path = root / rel
+    path = contained_file(root, rel)
+    if path is None:
+        return None, "link"
     if path.stat().st_size > MAX_FILE_BYTES:
         return None, "too large"
     try:
@@ -219,8 +226,9 @@ class Tracker:
         dropped: list[tuple[str, str]] = []
         for rel in sorted(set(self.known) | set(iter_files(root))):
             before = self.known.pop(rel, None)
-            path = root / rel
-            after, why = read_source(root, rel) if path.is_file() and not path.is_symlink() else (None, None)
+            # Gone, or now behind a link (maybe one leading out): deleted, as far as the model knows.
+            readable = contained_file(root, rel) is not None
+            after, why = read_source(root, rel) if readable else (None, None)
             if why is not None:
                 if before is not None:
                     dropped.append((rel, why))

@@ -11,6 +11,10 @@ compaction also takes a new snapshot through ``refresh`` (new pinned prefix = cu
 which makes the files' text in the summary unnecessary. Compaction is mechanical (no model call), so it is deterministic
 and works with every client; its limit is that the model's own reasoning in the dropped
 turns is lost.
+
+Memory files and the files a summary quotes are read on the host, so only as
+``tools.contained`` allows: regular files reached without a symlink that leads out of the
+repository (a ``.codeagent`` linked to another folder is not read).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 from codeagent.agent.codebase import Tracker
 from codeagent.agent.prompts import render
 from codeagent.agent.protocol import Message, ModelClient, ToolSchema
+from codeagent.tools.contained import Contained
 
 MEMORY_FILES = ("AGENTS.md", "CLAUDE.md", ".codeagent/instructions.md")
 MAX_MEMORY_CHARS = 20_000
@@ -32,11 +37,16 @@ DIFF_TARGET = re.compile(r"^\+\+\+ (?:b/)?(\S+)", re.MULTILINE)
 
 
 def read_memory_files(root: Path) -> list[tuple[str, str]]:
+    """(name, text) of the memory files present: regular files, reached without a symlink
+    that leads out of the repository (``tools.contained``), cut to ``MAX_MEMORY_CHARS``."""
     found = []
+    vet = Contained(root)
     for name in MEMORY_FILES:
-        path = root / name
-        if path.is_file() and not path.is_symlink():
-            found.append((name, path.read_text(encoding="utf-8", errors="replace")[:MAX_MEMORY_CHARS]))
+        path = vet.file(name)
+        if path is not None:
+            with path.open("rb") as handle:
+                data = handle.read(MAX_MEMORY_CHARS * 4)  # enough bytes for that many characters
+            found.append((name, data.decode("utf-8", errors="replace")[:MAX_MEMORY_CHARS]))
     return found
 
 
@@ -126,9 +136,10 @@ def _current_files(root: Path, messages: list[Message]) -> list[tuple[str, str]]
         for call in message.get("tool_calls") or []:
             paths += _edited_paths(call)
     files = []
+    vet = Contained(root)  # the paths come from the model: only files inside the repository
     for rel in dict.fromkeys(paths):
-        path = root / rel
-        if path.is_file():
+        path = vet.file(rel)
+        if path is not None:
             text = path.read_text(encoding="utf-8", errors="replace")
             files.append((rel, text[:MAX_FILE_CHARS_IN_SUMMARY]))
     return files

@@ -1,7 +1,8 @@
 """``RepoMap``: tags for every file (from the cache or tree-sitter), ranked, fitted, rendered.
 
-Files over ``MAX_FILE_BYTES`` and files with a NUL byte in their first 8 KiB (binary) are
-skipped; files in languages without a grammar are only listed by name when budget remains.
+Files over ``MAX_FILE_BYTES``, files with a NUL byte in their first 8 KiB (binary) and
+paths ``tools.contained`` refuses (symlinks, or behind a folder linked out of the repository)
+are skipped; files in languages without a grammar are only listed by name when budget remains.
 Every build reads every candidate file to hash it: the cache saves parsing, not reading.
 Parsing runs in this process, one reused parser per language; ``stats`` says what was
 parsed and what came from the cache. ``check``, when given, is called before each file is
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+from codeagent.tools.contained import Contained
 from codeagent.tools.ignore import iter_files
 from codeagent.tools.repomap.cache import TagCache
 from codeagent.tools.repomap.rank import rank_definitions
@@ -74,15 +76,18 @@ class RepoMap:
     def _sources(self, files: list[str]) -> dict[str, tuple[str, bytes]]:
         """{rel_path: (language, content)} of the files worth parsing."""
         sources: dict[str, tuple[str, bytes]] = {}
+        vet = Contained(self.root)
         for rel in files:
             language = language_of(rel)
-            source = self._source(rel) if language else None
+            source = self._source(vet, rel) if language else None
             if language and source is not None:
                 sources[rel] = (language, source)
         return sources
 
-    def _source(self, rel: str) -> bytes | None:
-        path = self.root / rel
+    def _source(self, vet: Contained, rel: str) -> bytes | None:
+        path = vet.file(rel)  # never through a link that leads out of the repository
+        if path is None:
+            return None
         try:
             if path.stat().st_size > MAX_FILE_BYTES:
                 return None
