@@ -39,6 +39,7 @@ from codeagent.tui.app.entries import (
 from codeagent.tui.app.handlers import AgentUpdate, AgentUpdates
 from codeagent.tui.app.history import History
 from codeagent.tui.app.panels import ActivityLine, ApprovalPanel, PlanPanel, StatusBar
+from codeagent.tui.app.plain import plain
 from codeagent.tui.app.prompt import Completions, PromptInput
 from codeagent.tui.app.sessions import sessions
 from codeagent.tui.app.slash import MODE_HELP, SlashCommands, needs_idle
@@ -115,7 +116,9 @@ class CodeAgentApp(AgentUpdates, SlashCommands, App[int]):
         mode = self.conversation.policy.mode
         line = Text.assemble(
             ("codeagent", "bold"),
-            f" in {self.setup.root.name} · {mode} mode: {MODE_HELP[mode]} · /help for commands and keys",
+            plain(
+                f" in {self.setup.root.name} · {mode} mode: {MODE_HELP[mode]} · /help for commands and keys"
+            ),
         )
         earlier = len(sessions(self.setup.root)) if self.resume_id is None else 0
         if earlier:
@@ -160,7 +163,7 @@ class CodeAgentApp(AgentUpdates, SlashCommands, App[int]):
         activity.show(
             Text.assemble(
                 (frame + " ", "bold cyan"),
-                self.phase + writing,
+                plain(self.phase + writing),
                 f" · {int(now - self.started_at)}s",
                 ("   esc interrupts" if self.ready else "", "dim"),
             )

@@ -11,6 +11,8 @@
   ``FinalEntry``: the summary the model finished with.
 
 Each entry redraws only itself; the transcript around it never re-renders what is done.
+Every entry shows its text through ``plain`` (inert, never markup); the Markdown ones parse
+with ``plain.inert_markdown``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.widget import Widget
-from textual.widgets import Markdown, Static
+from textual.widgets import Markdown
 from textual.widgets.markdown import MarkdownStream
+
+from codeagent.tui.app.plain import Plain, inert_markdown, plain
+from codeagent.tui.inert import inert
 
 MAX_DIFF_LINES = 400
 MAX_BODY_CHARS = 200_000
@@ -37,17 +42,17 @@ class Transcript(VerticalScroll):
         self.anchor()
 
 
-class UserEntry(Static):
+class UserEntry(Plain):
     def __init__(self, text: str, attached: list[str] | None = None) -> None:
-        line = Text.assemble(("› ", "bold"), text.replace("\n", "\n  "))
+        line = Text.assemble(("› ", "bold"), plain(text.replace("\n", "\n  ")))
         if attached:
-            line.append("\n  attached: " + ", ".join(attached), style="dim")
+            line.append(plain("\n  attached: " + ", ".join(attached), style="dim"))
         super().__init__(line, classes="user")
 
 
 class AssistantEntry(Markdown):
     def __init__(self, text: str = "") -> None:
-        super().__init__(text)
+        super().__init__(text, parser_factory=inert_markdown)
         self.text = text
         self._stream: MarkdownStream | None = None
 
@@ -68,7 +73,7 @@ class AssistantEntry(Markdown):
 
 class FinalEntry(Markdown):
     def __init__(self, summary: str) -> None:
-        super().__init__(summary, classes="final")
+        super().__init__(summary, classes="final", parser_factory=inert_markdown)
 
 
 class Foldable(Widget, can_focus=True):
@@ -80,8 +85,8 @@ class Foldable(Widget, can_focus=True):
         self._head, self._body = head, body
 
     def compose(self):
-        yield Static(self._marked(), classes="head")
-        yield Static(_body(self._body), classes="body")
+        yield Plain(self._marked(), classes="head")
+        yield Plain(_body(self._body), classes="body")
 
     def _marked(self) -> Text:
         return Text("▾ " if self.expanded else "▸ ", style="dim") + self._head
@@ -89,7 +94,7 @@ class Foldable(Widget, can_focus=True):
     def watch_expanded(self, expanded: bool) -> None:
         self.set_class(expanded, "-expanded")
         if self.is_mounted:
-            self.query_one(".head", Static).update(self._marked())
+            self.query_one(".head", Plain).update(self._marked())
 
     def action_toggle(self) -> None:
         self.expanded = not self.expanded
@@ -99,17 +104,17 @@ class Foldable(Widget, can_focus=True):
 
     def show(self, head: Text, body: str | Text | None = None) -> None:
         self._head = head
-        self.query_one(".head", Static).update(self._marked())
+        self.query_one(".head", Plain).update(self._marked())
         if body is not None:
             self._body = body
-            self.query_one(".body", Static).update(_body(body))
+            self.query_one(".body", Plain).update(_body(body))
 
 
 class ReasoningEntry(Foldable):
     def __init__(self, reasoning: str) -> None:
         lines = len(reasoning.strip().splitlines())
         head = Text(f"thinking · {lines} line{'s' * (lines != 1)}", style="dim italic")
-        super().__init__(head, Text(reasoning.strip(), style="dim italic"), classes="reasoning")
+        super().__init__(head, plain(reasoning.strip(), style="dim italic"), classes="reasoning")
 
 
 class ToolEntry(Foldable):
@@ -130,16 +135,16 @@ class ToolEntry(Foldable):
         self.show(tool_head(self.tool, self.arguments, Text("waiting for approval", style="bold yellow")))
 
 
-class DiffEntry(Static):
+class DiffEntry(Plain):
     def __init__(self, diff: str) -> None:
         super().__init__(diff_text(diff), classes="diff")
 
 
-class NoticeEntry(Static):
+class NoticeEntry(Plain):
     """A line from codeagent: kind is info, ok, warn or error (a CSS class)."""
 
     def __init__(self, text: str | Text, kind: str = "info") -> None:
-        super().__init__(Text(text) if isinstance(text, str) else text, classes=f"notice {kind}")
+        super().__init__(text, classes=f"notice {kind}")
 
 
 def _body(body: str | Text) -> Text:
@@ -147,14 +152,14 @@ def _body(body: str | Text) -> Text:
         return body
     if len(body) > MAX_BODY_CHARS:
         body = body[:MAX_BODY_CHARS] + f"\n[... {len(body) - MAX_BODY_CHARS} more characters]"
-    return Text(body or "(no output)")
+    return plain(body or "(no output)")
 
 
 def tool_head(name: str, arguments: dict[str, Any], result: Text) -> Text:
     summary = summarize(name, arguments)
-    head = Text.assemble((name, "bold"), " ")
+    head = Text.assemble(plain(name, "bold"), " ")
     if summary:
-        head.append(summary, style="cyan")
+        head.append(plain(summary, "cyan"))
         head.append(" ")
     return head + result
 
@@ -165,8 +170,8 @@ def outcome(ok: bool, text: str, elapsed_s: float | None, interrupted: bool = Fa
         return Text("⏹ interrupted" + took, style="yellow")
     if ok:
         return Text("✓" + took, style="green")
-    first = next((line for line in text.splitlines() if line.strip()), "failed")
-    return Text(f"✗ {first[:100]}{took}", style="red")
+    first = next((line for line in inert(text).split("\n") if line.strip()), "failed")
+    return plain(f"✗ {first[:100]}{took}", style="red")
 
 
 def summarize(name: str, args: dict[str, Any]) -> str:
@@ -206,11 +211,11 @@ def _clip(text: str, limit: int = 60) -> str:
 
 
 def diff_text(diff: str) -> Text:
-    lines = diff.rstrip("\n").splitlines()
+    lines = diff.rstrip("\n").split("\n")  # a line break is a newline: CR, FF, ... are shown
     shown = lines[:MAX_DIFF_LINES]
     out = Text()
     for line in shown:
-        out.append(line + "\n", style=_diff_style(line))
+        out.append(plain(line + "\n", _diff_style(line)))
     if len(lines) > len(shown):
         out.append(f"... {len(lines) - len(shown)} more lines (/diff shows everything)\n", style="dim")
     out.rstrip()

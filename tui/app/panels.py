@@ -7,6 +7,8 @@
 - ``ApprovalPanel``: a pending edit or command, shown in full (scrollable), answered with
   y / n / a from the keyboard; it posts ``Answered``.
 - ``StatusBar``: ``status.Stats`` laid out for the current width.
+
+Each is, or holds, a ``plain.Plain``: what they show is inert and never markup.
 """
 
 from __future__ import annotations
@@ -17,16 +19,16 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Static
 
 from codeagent.tui.app.entries import diff_text
+from codeagent.tui.app.plain import Plain, plain
 from codeagent.tui.app.preview import Preview
 from codeagent.tui.app.status import Stats, status_text
 
 MARKS = {"completed": ("✓", "green"), "in_progress": ("▶", "bold yellow"), "pending": ("○", "dim")}
 
 
-class PlanPanel(Static):
+class PlanPanel(Plain):
     def show(self, plan: list[dict[str, str]]) -> None:
         self.set_class(not plan, "-empty")
         lines = Text("Plan\n", style="bold")
@@ -34,21 +36,21 @@ class PlanPanel(Static):
             mark, style = MARKS.get(item.get("status", "pending"), MARKS["pending"])
             text_style = "dim" if item.get("status") == "completed" else style.replace("bold yellow", "bold")
             lines.append(f"{mark} ", style=style)
-            lines.append(item.get("step", "") + "\n", style=text_style)
+            lines.append(plain(str(item.get("step", "")) + "\n", text_style))
         lines.rstrip()
         self.update(lines)
 
 
-class ActivityLine(Static):
+class ActivityLine(Plain):
     def show(self, text: Text | None) -> None:
         self.set_class(text is None, "-idle")
         if text is not None:
             self.update(text)
 
 
-class StatusBar(Static):
-    def __init__(self, stats: Stats, **kwargs) -> None:
-        super().__init__(**kwargs)
+class StatusBar(Plain):
+    def __init__(self, stats: Stats, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
         self.stats = stats
 
     def show(self) -> None:
@@ -75,18 +77,18 @@ class ApprovalPanel(Vertical, can_focus=True):
             self.choice = choice
 
     def compose(self):
-        yield Static(classes="title")
+        yield Plain(classes="title")
         with VerticalScroll(classes="body"):
-            yield Static(classes="content")
-        yield Static(classes="keys")
+            yield Plain(classes="content")
+        yield Plain(classes="keys")
 
     def ask(self, preview: Preview, kind: str) -> None:
         always = "always allow edits this session" if kind == "edit" else "always allow this command"
-        self.query_one(".title", Static).update(
-            Text.assemble(("Approve? ", "bold yellow"), (preview.title, "bold"))
+        self.query_one(".title", Plain).update(
+            Text.assemble(("Approve? ", "bold yellow"), plain(preview.title, "bold"))
         )
-        body = diff_text(preview.body) if preview.is_diff else Text(preview.body, style="bold")
-        self.query_one(".content", Static).update(body)
+        body = diff_text(preview.body) if preview.is_diff else plain(preview.body, "bold")
+        self.query_one(".content", Plain).update(body)
         keys = Text.assemble(
             ("y", "bold reverse"),
             " approve  ",
@@ -97,7 +99,7 @@ class ApprovalPanel(Vertical, can_focus=True):
             ("esc", "bold reverse"),
             " deny and interrupt",
         )
-        self.query_one(".keys", Static).update(keys)
+        self.query_one(".keys", Plain).update(keys)
         self.query_one(".body", VerticalScroll).scroll_home(animate=False)
         self.remove_class("-idle")
         self.screen.add_class("-asking")

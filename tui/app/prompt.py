@@ -5,6 +5,13 @@ Keys: Enter sends; Ctrl+J (what terminals send for Ctrl+Enter too), Shift+Enter 
 walk the history (``history.History``). While ``@fragment`` is being typed, ``Completions``
 above the prompt lists matching files; Tab (or Enter) takes the highlighted one, Up/Down move,
 Esc closes it. Most terminals send Shift+Enter as plain Enter, hence Ctrl+J.
+
+What the prompt holds is what it shows: every edit (typing, a paste, a completed path) and
+recalled history come in inert (``tui.inert``; a pasted CR or CRLF is a newline), so the
+message sent is the text the user saw. The completions show file names as plain text
+(never markup, controls visible) and complete the path as it is, made inert by that edit:
+a file whose name holds control characters can still be read by the model's tools, not
+attached with ``@``.
 """
 
 from __future__ import annotations
@@ -14,9 +21,13 @@ from collections.abc import Callable
 from textual import events
 from textual.message import Message
 from textual.widgets import OptionList, TextArea
+from textual.widgets.option_list import Option
+from textual.widgets.text_area import Edit, EditResult
 
 from codeagent.tui.app.attach import candidates, fragment
 from codeagent.tui.app.history import History
+from codeagent.tui.app.plain import plain
+from codeagent.tui.inert import inert
 
 NEWLINE_KEYS = ("ctrl+j", "shift+enter", "alt+enter", "ctrl+enter")
 
@@ -24,9 +35,14 @@ NEWLINE_KEYS = ("ctrl+j", "shift+enter", "alt+enter", "ctrl+enter")
 class Completions(OptionList):
     """File paths matching the ``@`` being typed; hidden while there are none."""
 
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(markup=False, id=id, classes=classes)
+        self.paths: list[str] = []
+
     def offer(self, paths: list[str]) -> None:
+        self.paths = list(paths)
         self.clear_options()
-        self.add_options(paths)
+        self.add_options([Option(plain(path)) for path in paths])
         self.set_class(not paths, "-idle")
         if paths:
             self.highlighted = 0
@@ -41,7 +57,7 @@ class Completions(OptionList):
     def chosen(self) -> str | None:
         if not self.open or self.highlighted is None:
             return None
-        return str(self.get_option_at_index(self.highlighted).prompt)
+        return self.paths[self.highlighted]
 
 
 class PromptInput(TextArea):
@@ -57,6 +73,14 @@ class PromptInput(TextArea):
         self.sent = history
         self.files = files
         self.completions = completions
+
+    def edit(self, edit: Edit) -> EditResult:
+        return super().edit(
+            Edit(_typed(edit.text), edit.from_location, edit.to_location, edit.maintain_selection_offset)
+        )
+
+    def load_text(self, text: str) -> None:
+        super().load_text(_typed(text))
 
     async def _on_key(self, event: events.Key) -> None:
         handled = self._special(event.key)
@@ -113,3 +137,7 @@ class PromptInput(TextArea):
         row, column = self.cursor_location
         typed = fragment(self.document.get_line(row)[:column])
         self.completions.offer(candidates(self.files(), typed) if typed is not None else [])
+
+
+def _typed(text: str) -> str:
+    return inert(text.replace("\r\n", "\n").replace("\r", "\n"))

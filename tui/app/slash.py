@@ -19,6 +19,7 @@ from codeagent.tools.plan import render_plan
 from codeagent.tui.app.conversation import SessionError
 from codeagent.tui.app.entries import DiffEntry
 from codeagent.tui.app.panels import PlanPanel, StatusBar
+from codeagent.tui.app.plain import plain
 from codeagent.tui.app.sessions import sessions
 from codeagent.tui.app.status import count
 
@@ -194,9 +195,9 @@ class SlashCommands:
             return
         text = Text("sessions of this repository, newest first (/resume ID continues one):\n")
         for info in found:
-            text.append(info.run_id, style="bold")
-            text.append(f"  {info.task[:60]}  ", style="")
-            text.append(info.model + "\n", style="dim")
+            text.append(plain(info.run_id, "bold"))
+            text.append(plain(f"  {info.task[:60]}  "))
+            text.append(plain(info.model + "\n", "dim"))
         text.rstrip()
         self.notice(text)
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
+from codeagent.tui.app.plain import plain
+
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 SEPARATOR = " │ "
 
@@ -64,7 +66,7 @@ def _fields(stats: Stats) -> list[tuple[int, Text]]:
     sandbox = Text("sandbox", style="green") if stats.sandbox else Text("NO SANDBOX", style="bold red")
     mode = Text(stats.mode, style="bold yellow" if stats.mode == "full-auto" else "bold")
     return [
-        (9, Text(stats.model or "no model", style="bold cyan")),
+        (9, plain(stats.model or "no model", "bold cyan")),
         (8, context),
         (7, mode),
         (6, sandbox),
