@@ -1,4 +1,8 @@
-"""Subcommands of the embedded runtime: ``generate`` and ``models``."""
+"""Subcommands of the embedded runtime: ``generate`` and ``models``.
+
+What a model generates, and the names of downloaded checkpoints, are printed through
+``tui.inert``; ``--json`` output is ASCII (``json.dumps``' default), inert already.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from codeagent.backend.layers.sampler import SamplingParams
 from codeagent.backend.loader import LoadError, load_model, resolve_model
 from codeagent.backend.stopping import StopStrings
 from codeagent.tui.commands import CommandError
+from codeagent.tui.inert import inert
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -74,7 +79,9 @@ def generate(args: Any, config: Config) -> int:
         )
     except ValueError as err:
         raise CommandError(str(err)) from err
-    stream = None if args.json or tokenizer is None else (lambda piece: print(piece, end="", flush=True))
+    stream = (
+        None if args.json or tokenizer is None else (lambda piece: print(inert(piece), end="", flush=True))
+    )
     watcher = StopStrings(tokenizer, args.stop or [], stream) if tokenizer is not None else None
     eos = tokenizer.eos_token_ids if tokenizer is not None else set()
     request = Request(prompt, params, watcher.push if watcher else None)
@@ -116,17 +123,20 @@ def models(args: Any, config: Config) -> int:
             folder = pull(args.model_id)
         except PullError as err:
             raise CommandError(str(err)) from err
-        print(f"downloaded to {folder}")
+        print(inert(f"downloaded to {folder}"))
         return 0
     found = local_models()
     default = config.model or "qwen3-coder-30b-a3b"
-    print(f"default model: {default}")
+    lines = [f"default model: {default}"]
     if not found:
-        print("no supported models in the local Hugging Face cache")
-    for info in found:
-        print(
-            f"  {info.name}  {info.architecture}  {info.parameters / 1e9:.2f}B parameters, "
-            f"{info.weight_bytes / 2**30:.1f} GiB as stored, {info.bf16_gib:.1f} GiB in bf16  ({info.folder})"
-        )
-    print("aliases: " + ", ".join(f"{alias} -> {model_id}" for alias, model_id in sorted(ALIASES.items())))
+        lines.append("no supported models in the local Hugging Face cache")
+    lines += [
+        f"  {info.name}  {info.architecture}  {info.parameters / 1e9:.2f}B parameters, "
+        f"{info.weight_bytes / 2**30:.1f} GiB as stored, {info.bf16_gib:.1f} GiB in bf16  ({info.folder})"
+        for info in found
+    ]
+    lines.append(
+        "aliases: " + ", ".join(f"{alias} -> {model_id}" for alias, model_id in sorted(ALIASES.items()))
+    )
+    print(inert("\n".join(lines)))  # names and folders come from downloaded checkpoints
     return 0

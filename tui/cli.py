@@ -3,6 +3,8 @@ the tools' environment and an agent together.
 
 User mistakes (unknown flag, missing repository, bad config, unknown model) print one line
 ``codeagent: error: ...`` and exit 2; only bugs in codeagent may show a traceback (exit 3).
+That line is inert (``tui.inert``): errors quote file names, git's and GitHub's words; so is
+the traceback of a bug (``sys.excepthook``, set by ``main``).
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from importlib.metadata import version
 from pathlib import Path
+from types import TracebackType
 from typing import Any, NoReturn
 
 from codeagent.agent.config import Config, ConfigError, load_config
@@ -21,6 +25,7 @@ from codeagent.agent.gitops import WorkflowError
 from codeagent.agent.protocol import ModelError
 from codeagent.tui import commands, eval_command
 from codeagent.tui.argtypes import at_least_two, int_list, name_list, port, positive_float, positive_int
+from codeagent.tui.inert import inert
 
 
 class UsageError(Exception):
@@ -464,6 +469,7 @@ def _add_bench_kernels(sub: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    sys.excepthook = _inert_traceback
     try:
         args = build_parser().parse_args(argv)
         config = load_config(args.config)
@@ -485,8 +491,13 @@ def interactive(args: Any, config: Config) -> int:
     return launch(args, config)
 
 
+def _inert_traceback(kind: type[BaseException], error: BaseException, trace: TracebackType | None) -> None:
+    """A bug's traceback, as Python prints it but inert: its messages quote files and git."""
+    print(inert("".join(traceback.format_exception(kind, error, trace))), end="", file=sys.stderr)
+
+
 def _fail(message: str) -> int:
-    print(f"codeagent: error: {message}", file=sys.stderr)
+    print(f"codeagent: error: {inert(message)}", file=sys.stderr)  # messages quote files, git, issues
     return 2
 
 

@@ -1,4 +1,10 @@
-"""Subcommand handlers: turn parsed arguments and the config into objects and run them."""
+"""Subcommand handlers: turn parsed arguments and the config into objects and run them.
+
+What they print from a run (its message, branch, files, checkpoint labels) is untrusted and
+goes through ``tui.inert``: ``_report`` for ``fix``'s result (its JSON too: ``json.dumps``
+escapes C0 controls but leaves DEL, C1 and bidi controls raw, and inert JSON stays the same
+JSON), ``undo`` for its listing. The JSON written to ``--output`` is a file, left as is.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from codeagent.agent.protocol import ModelClient
 from codeagent.agent.transcript import load_run, runs_dir
 from codeagent.tools.base import ToolSettings
 from codeagent.tui.headless import ProgressPrinter
+from codeagent.tui.inert import inert
 
 
 class CommandError(Exception):
@@ -182,24 +189,25 @@ def _report(result: FixResult, args: Any) -> None:
     if args.output:
         args.output.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     if args.json:
-        print(json.dumps(data, indent=2, ensure_ascii=False))
+        print(inert(json.dumps(data, indent=2, ensure_ascii=False)))
         return
-    print(f"{result.status}: {result.message}")
+    lines = [f"{result.status}: {result.message}"]
     for label, value in (
         ("branch", result.branch),
         ("commit", result.commit),
         ("transcript", result.transcript),
     ):
         if value:
-            print(f"  {label}: {value}")
+            lines.append(f"  {label}: {value}")
     if result.files_changed:
-        print(f"  files: {', '.join(result.files_changed)}")
-    print(f"  tests: before {_tests(result.tests_before)}; after {_tests(result.tests_after)}")
+        lines.append(f"  files: {', '.join(result.files_changed)}")
+    lines.append(f"  tests: before {_tests(result.tests_before)}; after {_tests(result.tests_after)}")
     tokens = result.tokens
-    print(
+    lines.append(
         f"  {result.steps} steps, {tokens.get('prompt', 0)} prompt tokens ({tokens.get('cached', 0)} cached), "
         f"{tokens.get('completion', 0)} completion tokens, {result.wall_time_s:.1f}s"
     )
+    print(inert("\n".join(lines)))
 
 
 def _tests(summary: dict[str, Any]) -> str:
@@ -320,18 +328,19 @@ def undo(args: Any, config: Config) -> int:
     if not root.is_dir():
         raise CommandError(f"{args.cwd} is not a directory")
     if not (default_store(root) / "HEAD").exists():
-        print(f"no checkpoints for {root}")
+        print(inert(f"no checkpoints for {root}"))
         return 1
     checkpoints = Checkpoints(root)
     if args.list:
-        for commit, label in checkpoints.history():
-            print(f"{commit[:12]}  {label}")
+        lines = [f"{commit[:12]}  {label}" for commit, label in checkpoints.history()]
+        if lines:
+            print(inert("\n".join(lines)))
         return 0
     undone = checkpoints.undo()
     if undone is None:
         print("nothing to undo: the workspace matches its latest checkpoint")
         return 1
-    print(f"restored the checkpoint {undone.commit[:12]} ({undone.label})")
-    for rel in undone.changed:
-        print(f"  {rel}")
+    lines = [f"restored the checkpoint {undone.commit[:12]} ({undone.label})"]
+    lines += [f"  {rel}" for rel in undone.changed]
+    print(inert("\n".join(lines)))
     return 0

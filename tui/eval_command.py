@@ -7,12 +7,15 @@ every worker: its client is safe to call from many threads, and the engine servi
 their requests (continuous batching); scripted models get a fresh client per task (``scripted:FILE`` replays FILE for
 every task, ``scripted:DIR`` replays ``DIR/<instance_id>.jsonl``); remote clients are made per
 task. The arguments are declared here and imported by ``cli.py``, so this module imports
-nothing heavy at the top.
+nothing heavy at the top. Task ids and messages come from the dataset and the runs: what is
+printed goes through ``tui.inert``, the progress line included (its task ids made inert
+before ``evals.progress`` draws them; the evals do not import the UI).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from codeagent.tui.argtypes import positive_float, positive_int
+from codeagent.tui.inert import inert
 
 DEFAULT_OUTPUT = Path("eval-results")
 
@@ -87,7 +91,7 @@ def run(args: Any, config: Any) -> int:
 
     try:
         if args.eval_action == "compare":
-            print(compare(args.run_a, args.run_b))
+            print(inert(compare(args.run_a, args.run_b)))
             return 0
         return _evaluate(args, config)
     except (TaskError, EvalError, CompareError) as err:
@@ -123,7 +127,7 @@ def _evaluate(args: Any, config: Any) -> int:
     progress = Progress(len(chosen), finished, enabled=not args.quiet)
     progress.begin()
     try:
-        wall = run_eval(todo, solver, options, progress)
+        wall = run_eval(todo, solver, options, _inert_ids(progress))
     except EvalInterrupted:
         progress.close()
         _finish(options.output, chosen, solver.name, None)
@@ -139,6 +143,11 @@ def _evaluate(args: Any, config: Any) -> int:
     return 0
 
 
+def _inert_ids(progress: Any) -> Any:
+    """``progress`` given each report with its dataset-given task id made inert."""
+    return lambda report: progress(dataclasses.replace(report, instance_id=inert(report.instance_id)))
+
+
 def _finish(output: Path, chosen: list[Any], model: str, wall: float | None) -> dict[str, Any]:
     from codeagent.evals.reports import read_reports, write_json, write_predictions
     from codeagent.evals.summary import summarize, table, task_table
@@ -152,7 +161,7 @@ def _finish(output: Path, chosen: list[Any], model: str, wall: float | None) -> 
         f"# Eval summary\n\n{text}\n\n## Tasks\n\n{task_table(reports)}\n", encoding="utf-8"
     )
     write_predictions(output, reports)
-    print(text)
+    print(inert(text))
     print(f"\nresults in {output}", file=sys.stderr)
     return summary
 

@@ -1,14 +1,24 @@
 """Progress lines for headless runs: one short line per step, tool call and outcome, on stderr,
 so stdout stays free for the machine-readable result. Verbose adds each model call's tokens
-(prompt, cached, completion)."""
+(prompt, cached, completion).
+
+The model's text, tool output and arguments (file names, commands) are untrusted: each line
+goes through ``tui.inert`` on its way out, the one place this printer writes. Shortened text
+is folded on spaces, tabs and newlines only, so a CR or another control shows as ``\\uXXXX``
+instead of vanishing into a space.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import TextIO
 
 from codeagent.agent import events as ev
+from codeagent.tui.inert import inert
+
+_SPACES = re.compile(r"[ \t\n]+")
 
 
 class ProgressPrinter:
@@ -19,7 +29,7 @@ class ProgressPrinter:
     def __call__(self, event: ev.Event) -> None:
         line = self._line(event)
         if line is not None:
-            print(line, file=self.stream, flush=True)
+            print(inert(line), file=self.stream, flush=True)
 
     def _line(self, event: ev.Event) -> str | None:
         match event:
@@ -52,5 +62,5 @@ def _tokens(usage: dict[str, int]) -> str:
 
 
 def _short(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
+    flat = _SPACES.sub(" ", text).strip(" ")
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -28,10 +28,11 @@ from codeagent.backend.loader import LoadError, load_model, resolve_model
 from codeagent.backend.server import OpenAIServer, exposure_warning
 from codeagent.backend.service import EngineService
 from codeagent.tui.commands import CommandError
+from codeagent.tui.inert import inert
 
 
 def _say(message: str) -> None:
-    print(f"codeagent: {message}", file=sys.stderr, flush=True)
+    print(f"codeagent: {inert(message)}", file=sys.stderr, flush=True)  # model names come from checkpoints
 
 
 def _load(args: Any) -> tuple[ChatModel, Engine]:
