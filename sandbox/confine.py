@@ -34,7 +34,7 @@ from codeagent.sandbox import home as homes
 from codeagent.sandbox.gitview import view
 from codeagent.sandbox.limits import Limits, jail
 from codeagent.sandbox.process import CommandResult, run_command
-from codeagent.sandbox.protect import Guard, guard
+from codeagent.sandbox.protect import Guard, Journal, guard
 
 ENV_ALLOW = (
     "PATH",
@@ -182,7 +182,8 @@ def bwrap_argv(spec: SandboxSpec, argv: list[str], env: dict[str, str]) -> tuple
     command += _toolchains_in_tmp(env)
     command += _hide(spec, env)
     command += ["--bind", str(workspace), str(workspace)]
-    protected = guard(workspace, view(workspace / ".git" / "config"))
+    journal = Journal(own_folders(dict(os.environ))[0] / "placeholders")
+    protected = guard(workspace, view(workspace / ".git" / "config"), journal)
     command += protected.argv
     command += ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     if spec.network:

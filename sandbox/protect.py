@@ -15,7 +15,10 @@ the parent of a top-level name cannot be renamed either.
 - a missing name gets an empty placeholder (a folder, or an empty file) created with
   ``O_EXCL``/``mkdir`` at the top of the workspace and mounted read-only, so it cannot be
   created either; after the command ``Guard.release`` removes the placeholder only if the
-  entry at that name is still the very inode it created (``lstat``, never following a link);
+  entry at that name is still the very inode it created (``lstat``, never following a link).
+  Each placeholder is written to a journal (one file per process, in codeagent's state
+  folder) before it is made; a process killed mid-command leaves its journal behind, and the
+  next ``guard`` removes that dead process's placeholders the same careful way;
 - a name that is a symbolic link (committed that way) cannot be mounted over (a mount
   follows the link): its target is mounted read-only when it lies inside the workspace,
   and after the command ``release`` checks the link is the same; a replaced link is put
@@ -32,6 +35,7 @@ outside the workspace protects nothing there, but the sandbox cannot write outsi
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import stat
@@ -56,15 +60,62 @@ class ProtectedPathChanged(RuntimeError):
 
 
 @dataclass(slots=True)
+class Journal:
+    """Placeholders this process has made and not yet removed, kept on disk for crash recovery."""
+
+    folder: Path
+
+    @property
+    def path(self) -> Path:
+        return self.folder / f"{os.getpid()}.json"
+
+    def write(self, entries: list[tuple[Path, tuple[int, int]]]) -> None:
+        if not entries:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([[str(p), list(ident)] for p, ident in entries]))
+        os.replace(tmp, self.path)
+
+    def recover(self) -> None:
+        """Remove the placeholders of processes that died before removing them."""
+        if not self.folder.is_dir():
+            return
+        for record in self.folder.glob("*.json"):
+            if not record.stem.isdigit() or int(record.stem) == os.getpid() or _alive(int(record.stem)):
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                for path, ident in json.loads(record.read_text()):
+                    _remove_if_same(Path(path), (int(ident[0]), int(ident[1])))
+            with contextlib.suppress(FileNotFoundError):
+                record.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(slots=True)
 class Guard:
     argv: list[str] = field(default_factory=list)  # bwrap mount options
     placeholders: list[tuple[Path, tuple[int, int]]] = field(default_factory=list)
     links: list[tuple[Path, str, tuple[int, int]]] = field(default_factory=list)
+    journal: Journal | None = None
 
     def release(self) -> None:
         """Remove this command's placeholders; put back and report a replaced protected link."""
         for path, ident in reversed(self.placeholders):
             _remove_if_same(path, ident)
+        if self.journal is not None:
+            self.journal.write([])
         changed = [path for path, target, ident in self.links if not _same_link(path, target, ident)]
         for path, target, _ in self.links:
             if path in changed:
@@ -126,14 +177,16 @@ def _inside(path: Path, workspace: Path) -> bool:
     return path == workspace or workspace in path.parents
 
 
-def guard(workspace: Path, git_config_view: Path | None) -> Guard:
+def guard(workspace: Path, git_config_view: Path | None, journal: Journal) -> Guard:
     """Mount options protecting every protected name of ``workspace`` (already resolved)."""
-    result = Guard()
+    journal.recover()
+    result = Guard(journal=journal)
     for name, kind in PROTECTED.items():
         path = workspace / name
         st = _lstat(path)
         if st is None:
             result.placeholders.append((path, _placeholder(path, kind)))
+            journal.write(result.placeholders)
             source = path
         elif stat.S_ISLNK(st.st_mode):
             result.links.append((path, os.readlink(path), _ident(st)))

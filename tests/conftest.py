@@ -14,6 +14,20 @@ from codeagent.sandbox.confine import probe
 
 SANDBOX_MISSING = probe()
 
+# The attack battery: tests marked ``@pytest.mark.attack(CLASS)`` are attacks that must be
+# contained; the run ends with a count per class (passed = contained).
+ATTACK_CLASSES = {
+    "host-git": "host git runs repository-controlled code",
+    "protected-paths": "protected paths changed or renamed away",
+    "history": "refs and history outside the task",
+    "secrets": "secrets read or carried into outputs",
+    "terminal": "terminal escape injection",
+    "cleanup": "host-side cleanup following planted links",
+    "bounds": "tools and budgets unbounded",
+    "confinement": "escaping the sandbox (files, network, processes, privileges)",
+}
+_attacks: dict[str, dict[str, int]] = {}
+
 BUGGY_REPO = {
     "stats.py": "def mean(values):\n    return sum(values) / (len(values) - 1)\n",
     "test_stats.py": (
@@ -120,3 +134,38 @@ def fix_script() -> list[dict[str, Any]]:
 @pytest.fixture
 def tool_call() -> Callable[..., dict[str, Any]]:
     return call
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "attack(kind): an attack of the battery, by class (see conftest)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    marker = item.get_closest_marker("attack")
+    if marker is None or not (report.when == "call" or report.skipped):
+        return
+    kind = marker.args[0]
+    if kind not in ATTACK_CLASSES:
+        raise ValueError(f"unknown attack class {kind!r}; classes: {', '.join(ATTACK_CLASSES)}")
+    counts = _attacks.setdefault(kind, {"tried": 0, "contained": 0, "skipped": 0})
+    if report.skipped:
+        counts["skipped"] += 1
+        return
+    counts["tried"] += 1
+    counts["contained"] += int(report.passed)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _attacks:
+        return
+    terminalreporter.section("attack battery")
+    for kind, description in ATTACK_CLASSES.items():
+        counts = _attacks.get(kind)
+        if counts:
+            skipped = f", {counts['skipped']} skipped" if counts["skipped"] else ""
+            terminalreporter.line(
+                f"{kind:16} {counts['contained']:3}/{counts['tried']:<3} contained{skipped}  ({description})"
+            )
