@@ -2,12 +2,14 @@
 
 Attributes go down (the loop is given a sink), events come up. A sink must not block for
 long: the TUI forwards them to its own thread, the headless mode prints or ignores them.
+``redacting`` puts a filter in front of a sink (the session passes every field of every event
+through the run's known secrets, so no UI or log shows one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 
@@ -74,3 +76,12 @@ EventSink = Callable[[Event], None]
 
 def ignore(_event: Event) -> None:
     """A sink that drops events (headless runs that only want the result)."""
+
+
+def redacting(sink: EventSink, redact: Callable[[Any], Any]) -> EventSink:
+    """``sink`` behind ``redact``: every field of every event passes through it first."""
+
+    def forward(event: Event) -> None:
+        sink(replace(event, **{f.name: redact(getattr(event, f.name)) for f in fields(event)}))
+
+    return forward

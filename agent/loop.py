@@ -27,6 +27,10 @@ Malformed tool calls (unknown tool, arguments that are not a JSON object, missin
 arguments) are answered with a corrective tool message, never a crash. When the pinned prefix
 holds the codebase, a tool that can change files has its result followed by the diff of any
 change it did not show itself, so the model's picture is the snapshot plus the turns.
+
+Every tool result passes through the run's known secrets (``secrets``) in ``_call`` before
+the model, the events or the transcript see it: a secret a command printed reaches them as
+``[secret:NAME]``.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from codeagent.agent.protocol import Message, ModelClient, ModelError, Usage
 from codeagent.agent.transcript import Transcript
 from codeagent.sandbox.policy import Policy
 from codeagent.sandbox.protect import ProtectedPathChanged
+from codeagent.sandbox.secrets import KnownSecrets
 from codeagent.tools.base import Observation, Tool, ToolEnv, run_tool
 from codeagent.tools.plan import render_plan
 
@@ -91,6 +96,7 @@ class Agent:
     sink: ev.EventSink = ev.ignore
     cancel: threading.Event = field(default_factory=threading.Event)
     policy: Policy = field(default_factory=Policy)
+    secrets: KnownSecrets = field(default_factory=KnownSecrets)  # redacted from every tool result
     steps: int = 0
     usage: Usage = field(default_factory=Usage)
     turn_usage: list[Usage] = field(default_factory=list)  # one entry per model call
@@ -206,6 +212,8 @@ class Agent:
             observation = Observation(f"error: {problem}", ok=False)
         else:
             observation = self._run_tool(name, args or {})
+        observation.text = self.secrets.redact(observation.text)
+        observation.data = self.secrets.redact_data(observation.data)
         self.sink(
             ev.ToolCallFinished(
                 call_id, name, observation.ok, observation.text, observation.data, time.monotonic() - started

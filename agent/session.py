@@ -7,10 +7,17 @@ The repository part of the pinned prefix is the whole codebase when it fits
 ``codebase_share`` of the model's window (``codebase.py``), else the repo map (when
 ``repo_map``), else nothing. A resumed session keeps its pinned prefix; when that holds a
 snapshot, the files' changes since it are told to the model once, as a note.
+
+The run's known secrets (``SessionSpec.secrets``; when not given, gathered here from the
+process's environment and the git credentials of the repository and the user) reach the
+loop, which redacts every tool result, the event sink (every field of every event
+redacted) and the transcript (every record redacted): one set for everything the run shows
+or records. ``fix`` passes its own, gathered before the run, to check what it commits.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +29,8 @@ from codeagent.agent.prompts import render
 from codeagent.agent.protocol import Message, ModelClient
 from codeagent.agent.transcript import RunState, Transcript
 from codeagent.sandbox.policy import Policy
-from codeagent.tools.base import ToolEnv, openai_schema, run_tool
+from codeagent.sandbox.secrets import KnownSecrets
+from codeagent.tools.base import Tool, ToolEnv, openai_schema, run_tool
 from codeagent.tools.registry import default_tools, get_tool
 
 
@@ -36,6 +44,7 @@ class SessionSpec:
     repo_map: bool = True
     policy: Policy = field(default_factory=Policy)
     codebase_share: float = 0.5  # of the window, for the whole codebase in the pinned prefix; 0: never
+    secrets: KnownSecrets | None = None  # redacted from what the run shows and records; None: gathered
 
 
 def repo_context(env: ToolEnv) -> str:
@@ -58,9 +67,7 @@ def new_agent(spec: SessionSpec, task: str) -> Agent:
     schemas = [openai_schema(tool) for tool in tools]
     pinned, tracker = pinned_prefix(spec)
     context = Context(spec.client, schemas, pinned, tracker=tracker, refresh=lambda: pinned_prefix(spec))
-    agent = Agent(
-        spec.client, spec.env, tools, context, spec.limits, spec.transcript, spec.sink, policy=spec.policy
-    )
+    agent = _agent(spec, tools, context)
     if spec.transcript:
         spec.transcript.write("message", step=0, message=context.pinned[0])
     agent.add_message({"role": "user", "content": render("task", task=task)})
@@ -78,9 +85,7 @@ def resumed_agent(spec: SessionSpec, state: RunState) -> Agent:
         spec.client, schemas, pinned, list(turns), tracker=tracker, refresh=lambda: pinned_prefix(spec)
     )
     spec.env.plan = list(state.plan)
-    agent = Agent(
-        spec.client, spec.env, tools, context, spec.limits, spec.transcript, spec.sink, policy=spec.policy
-    )
+    agent = _agent(spec, tools, context)
     agent.steps = state.steps
     agent.usage = state.usage
     agent.turn_usage = list(state.turns)
@@ -89,6 +94,32 @@ def resumed_agent(spec: SessionSpec, state: RunState) -> Agent:
     if note:
         agent.add_message({"role": "user", "content": note})
     return agent
+
+
+def session_secrets(spec: SessionSpec) -> KnownSecrets:
+    """The spec's secrets, or everything this process and the repository know as secret."""
+    if spec.secrets is not None:
+        return spec.secrets
+    return KnownSecrets.gather(spec.env.root, os.environ, spec.env.settings.secret_env_names)
+
+
+def _agent(spec: SessionSpec, tools: list[Tool], context: Context) -> Agent:
+    """The agent, with the run's secrets kept out of its tool results, events and transcript."""
+    secrets = session_secrets(spec)
+    if spec.transcript is not None:
+        spec.transcript.secrets = spec.transcript.secrets | secrets
+    sink = ev.redacting(spec.sink, secrets.redact_data)
+    return Agent(
+        spec.client,
+        spec.env,
+        tools,
+        context,
+        spec.limits,
+        spec.transcript,
+        sink,
+        policy=spec.policy,
+        secrets=secrets,
+    )
 
 
 def transcript_path(run_dir: Path) -> Path:

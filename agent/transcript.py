@@ -11,6 +11,10 @@ Records (one JSON object a line, ``type`` first):
 - ``end`` / ``result``: how the run ended, and the workflow's machine-readable result.
 
 Each line is flushed and fsynced; a torn last line (crash mid-write) is skipped on load.
+Every record passes through the run's known secrets (``secrets``: by default the process's
+environment; the session widens it to the repository's git credentials) before it is
+written, so a secret in a model's reply, a result or a message never reaches the file; a
+resumed run reads ``[secret:NAME]`` where one was.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from codeagent.agent.protocol import Message, Usage
+from codeagent.sandbox.secrets import KnownSecrets
 
 
 def state_dir() -> Path:
@@ -42,13 +47,15 @@ def new_run_id() -> str:
 class Transcript:
     """Append-only writer of one run's ``transcript.jsonl``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, secrets: KnownSecrets | None = None) -> None:
         self.path = path
+        self.secrets = secrets if secrets is not None else KnownSecrets.from_environment(os.environ)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = path.open("a", encoding="utf-8")
 
     def write(self, record_type: str, **fields: Any) -> None:
-        line = json.dumps({"type": record_type, "time": round(time.time(), 3), **fields}, ensure_ascii=False)
+        record = self.secrets.redact_data({"type": record_type, "time": round(time.time(), 3), **fields})
+        line = json.dumps(record, ensure_ascii=False)
         self._file.write(line + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
