@@ -10,7 +10,17 @@ The workflow around the loop:
    optionally push and open a pull request;
 6. return a ``FixResult`` whose ``exit_code`` the CLI exits with:
    0 resolved (the agent finished, something changed, the tests pass or none exist),
-   1 no acceptable fix, 2 usage or configuration error, 3 internal error, 130 interrupted.
+   1 no acceptable fix, 2 usage or configuration error, 3 internal error or a refusal,
+   130 interrupted.
+
+No known secret leaves the run: the process's tokens and keys, the repository's git
+credentials and ``FixOptions.secret_values`` are gathered once, before the run
+(``KnownSecrets.gather``), and go to the session (tool results, events and the transcript
+redacted) and to the gates of ``leaks``: the diff and the commit message before committing,
+the pull request's title and body before pushing, the result before it is written or
+printed. A gate that finds one refuses: status ``error``, a message naming the secret and
+where it was, nothing committed (the changes stay in the working tree, a stash stays a stash)
+or nothing pushed.
 
 A run that is interrupted (Ctrl-C) keeps the branch, the working files and the stash as they
 are, and says how to resume; nothing is committed or restored behind the user's back.
@@ -18,13 +28,14 @@ are, and says how to resume; nothing is committed or restored behind the user's 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codeagent.agent import gitops
+from codeagent.agent import gitops, leaks
 from codeagent.agent.events import EventSink, ignore
 from codeagent.agent.issues import IssueSpec, format_task
 from codeagent.agent.loop import Limits, RunResult
@@ -34,6 +45,7 @@ from codeagent.agent.transcript import RunState, Transcript, new_run_id, runs_di
 from codeagent.sandbox.checkpoint import Checkpoints
 from codeagent.sandbox.confine import SandboxSpec
 from codeagent.sandbox.policy import Policy
+from codeagent.sandbox.secrets import KnownSecrets
 from codeagent.tools.base import ToolEnv, ToolSettings, run_tool
 from codeagent.tools.registry import get_tool
 
@@ -54,6 +66,7 @@ class FixOptions:
     network: bool = False  # let sandboxed commands reach the network
     publish: Callable[[str, str, str, str], str] | None = None  # (head, base, title, body) -> PR url
     codebase_share: float = 0.5  # of the window, for the whole codebase in the pinned prefix; 0: never
+    secret_values: dict[str, str] = field(default_factory=dict)  # name -> value, besides the environment's
 
 
 @dataclass(slots=True)
@@ -90,6 +103,11 @@ def tool_env(root: Path, options: FixOptions) -> ToolEnv:
     return ToolEnv(root, settings=options.settings, checkpoints=Checkpoints(root), sandbox=sandbox)
 
 
+def known_secrets(root: Path, options: FixOptions) -> KnownSecrets:
+    """What the run must never show, record or send: gathered before the sandbox starts."""
+    return KnownSecrets.gather(root, os.environ, options.settings.secret_env_names, options.secret_values)
+
+
 def run_tests(env: ToolEnv) -> dict[str, Any]:
     observation = run_tool(get_tool("run_tests"), {}, env)
     data = observation.data
@@ -115,6 +133,7 @@ def start_fix(
 ) -> FixResult:
     started = time.monotonic()
     root = gitops.toplevel(options.root)
+    secrets = known_secrets(root, options)
     base = gitops.head(root)
     original = gitops.current_branch(root)
     dirty = gitops.dirty_paths(root)
@@ -133,7 +152,7 @@ def start_fix(
     env = tool_env(root, options)
     before = run_tests(env)
     by_products = [path for code, path in gitops.status_entries(root) if code == "??"]
-    transcript = Transcript(runs_dir() / run_id / "transcript.jsonl")
+    transcript = Transcript(runs_dir() / run_id / "transcript.jsonl", secrets)
     meta = {
         "run_id": run_id,
         "root": str(root),
@@ -157,6 +176,7 @@ def start_fix(
         options.repo_map,
         Policy(options.mode),
         options.codebase_share,
+        secrets,
     )
     agent = new_agent(spec, format_task(issue))
     return _finish(agent.run, meta, env, transcript, options, started)
@@ -170,10 +190,11 @@ def resume_fix(
     root = Path(meta["root"])
     if not root.is_dir():
         raise gitops.WorkflowError(f"the repository of run {meta['run_id']} is gone: {root}")
+    secrets = known_secrets(root, options)
     if gitops.current_branch(root) != meta["branch"]:
         gitops.checkout(root, meta["branch"])
     env = tool_env(root, options)
-    transcript = Transcript(runs_dir() / meta["run_id"] / "transcript.jsonl")
+    transcript = Transcript(runs_dir() / meta["run_id"] / "transcript.jsonl", secrets)
     transcript.write("resume", steps=state.steps)
     spec = SessionSpec(
         make_client(state.assistant_turns),
@@ -183,6 +204,7 @@ def resume_fix(
         sink,
         policy=Policy(options.mode),
         codebase_share=options.codebase_share,
+        secrets=secrets,
     )
     agent = resumed_agent(spec, state)
     return _finish(agent.run, meta, env, transcript, options, started)
@@ -212,14 +234,21 @@ def _finish(
         result.status = "interrupted"
         result.message = f"interrupted; continue with: codeagent fix --resume {meta['run_id']}"
         result.wall_time_s = round(time.monotonic() - started, 3)
+        leaks.settle(result, transcript.secrets)
         transcript.write("result", **result.as_dict())
         return result
     _fill(result, outcome)
-    _conclude(result, outcome, meta, env, options)
-    if meta["stash"]:
-        gitops.checkout(env.root, meta["original_branch"] or meta["base_commit"])
-        gitops.restore_stash(env.root, meta["stash"])
+    try:
+        _conclude(result, outcome, meta, env, options, transcript.secrets)
+    except leaks.Refused as refused:
+        kept = f"; your own changes stay in stash {meta['stash']}" if meta["stash"] else ""
+        result.status, result.message = "error", f"{refused}{kept}"
+    else:
+        if meta["stash"]:
+            gitops.checkout(env.root, meta["original_branch"] or meta["base_commit"])
+            gitops.restore_stash(env.root, meta["stash"])
     result.wall_time_s = round(time.monotonic() - started, 3)
+    leaks.settle(result, transcript.secrets)
     transcript.write("result", **result.as_dict())
     transcript.close()
     return result
@@ -244,13 +273,21 @@ def _fill(result: FixResult, outcome: RunResult) -> None:
 
 
 def _conclude(
-    result: FixResult, outcome: RunResult, meta: dict[str, Any], env: ToolEnv, options: FixOptions
+    result: FixResult,
+    outcome: RunResult,
+    meta: dict[str, Any],
+    env: ToolEnv,
+    options: FixOptions,
+    secrets: KnownSecrets,
 ) -> None:
+    """Commit, judge and publish; raises ``leaks.Refused`` (nothing committed) on a secret."""
     root = env.root
     changed = gitops.changed_paths(root, set(meta["untracked_before"]))
     result.tests_after = run_tests(env) if changed else meta["tests_before"]
     if changed:
-        result.commit = gitops.commit(root, changed, _commit_message(meta, outcome))
+        message = _commit_message(meta, outcome)
+        leaks.check_commit(secrets, root, changed, message)
+        result.commit = gitops.commit(root, changed, message)
         result.files_changed = gitops.files_between(root, meta["base_commit"], result.commit)
     tests_ok = not result.tests_after.get("detected") or result.tests_after.get("exit_code") == 0
     if outcome.status == "error":
@@ -263,7 +300,7 @@ def _conclude(
     else:
         result.status, result.message = "unresolved", _why_unresolved(outcome, bool(changed), tests_ok)
     if result.status == "resolved" and (options.push or options.pr):
-        _publish(result, meta, env, options)
+        _publish(result, meta, env, options, secrets)
 
 
 def _why_unresolved(outcome: RunResult, changed: bool, tests_ok: bool) -> str:
@@ -282,13 +319,19 @@ def _commit_message(meta: dict[str, Any], outcome: RunResult) -> str:
     return f"{head[:72]}\n\n{body}\n\nMade by codeagent, run {meta['run_id']}."
 
 
-def _publish(result: FixResult, meta: dict[str, Any], env: ToolEnv, options: FixOptions) -> None:
+def _publish(
+    result: FixResult, meta: dict[str, Any], env: ToolEnv, options: FixOptions, secrets: KnownSecrets
+) -> None:
+    issue = meta["issue"]
+    title = f"Fix #{issue['number']}: {issue['title']}" if issue.get("number") else issue["title"]
+    body = (result.summary or "") + (f"\n\nCloses #{issue['number']}." if issue.get("number") else "")
+    refusal = leaks.check_pull_request(secrets, title, body) if options.pr else None
+    if refusal:
+        result.status, result.message = "error", f"{refusal}; the commit stays local"
+        return
     try:
         gitops.push(env.root, meta["branch"])
         if options.pr and options.publish:
-            issue = meta["issue"]
-            title = f"Fix #{issue['number']}: {issue['title']}" if issue.get("number") else issue["title"]
-            body = (result.summary or "") + (f"\n\nCloses #{issue['number']}." if issue.get("number") else "")
             result.pull_request = options.publish(
                 meta["branch"], meta["original_branch"] or "main", title, body
             )
