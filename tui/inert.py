@@ -12,8 +12,9 @@ progress lines (``tui.headless``), the commands' printed results and errors
 terminal UI (``tui.app.plain``).
 
 Made visible, by Unicode general category (``unicodedata`` of the running Python, looked up
-once per distinct character, so a newer Unicode's new format characters are covered without
-a list to keep up):
+once per distinct character and remembered, up to ``MAX_REMEMBERED`` characters before the
+table starts over; a newer Unicode's new format characters are covered without a list to
+keep up):
 
 - Cc: C0 controls (ESC, CR, BEL, backspace, ...), DEL and the C1 controls U+0080-U+009F;
   newline and tab are kept.
@@ -44,6 +45,7 @@ import unicodedata
 
 CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 KEPT = frozenset("\n\t\u200c\u200d")
+MAX_REMEMBERED = 1 << 16  # distinct characters (about 4 MB); all 1.1M code points would take 74 MB
 _PRINTABLE_ASCII = re.compile(r"[\t\n\x20-\x7e]*")  # the common case: nothing to do
 
 
@@ -51,6 +53,8 @@ class _Placeholders(dict[int, "str | int"]):
     """``str.translate``'s table, filled as characters come: a placeholder, or the character."""
 
     def __missing__(self, code: int) -> str | int:
+        if len(self) >= MAX_REMEMBERED:
+            self.clear()
         char = chr(code)
         shown: str | int = code
         if char not in KEPT and unicodedata.category(char) in CATEGORIES:

@@ -8,7 +8,7 @@ import unicodedata
 from rich.text import Span, Text
 
 from codeagent.tui.app.plain import inert_text, plain
-from codeagent.tui.inert import CATEGORIES, KEPT, inert
+from codeagent.tui.inert import _TABLE, CATEGORIES, KEPT, MAX_REMEMBERED, inert
 
 COVERED_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 NAMED = {
@@ -47,6 +47,7 @@ def test_every_code_point_in_one_pass():
     shown = inert(everything)
     assert shown == "".join(map(expected, everything))
     assert inert(shown) == shown  # idempotent: what it writes has nothing left to escape
+    assert len(_TABLE) <= MAX_REMEMBERED  # what it remembers stays bounded
 
 
 def test_every_covered_code_point_alone_becomes_printable_ascii():
