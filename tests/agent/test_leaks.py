@@ -12,9 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from codeagent.agent import events as ev
 from codeagent.agent.clients.scripted import ScriptedClient
 from codeagent.agent.fix import FixOptions, start_fix
 from codeagent.agent.issues import IssueSpec
+from codeagent.agent.session import SessionSpec, new_agent
+from codeagent.agent.transcript import Transcript
+from codeagent.tools.base import ToolEnv
 
 ENV_TOKEN = "ghs_EnvToken0123456789abcd"
 HEADER_TOKEN = "ghs_CheckoutToken987654321"
@@ -151,3 +155,30 @@ def test_a_token_in_the_pull_request_title_is_neither_pushed_nor_opened(
     assert result.commit and ENV_TOKEN not in sh(root, "log", "-1", "--format=%B")
     assert opened == [] and sh(remote, "for-each-ref") == ""
     assert ENV_TOKEN not in Path(result.transcript or "").read_text()
+
+
+def test_an_interactive_session_redacts_tool_results_events_and_transcript(
+    make_repo, write_script, tool_call, tmp_path, monkeypatch
+):
+    """The TUI's path: no secrets passed, so the session gathers the process's own."""
+    monkeypatch.setenv("NPM_TOKEN", ENV_TOKEN)
+    root = make_repo()
+    (root / "build.log").write_text(f"npm login with {ENV_TOKEN}\n")
+    reply = tool_call("read_file", path="build.log")
+    reply["content"] = f"I see {ENV_TOKEN}"  # the model's own words carry it too
+    plan = tool_call("update_plan", items=[{"step": "look", "status": "in_progress"}])
+    leak = tool_call("write_file", path="out.txt", content=ENV_TOKEN)
+    script = write_script([reply, plan, leak, tool_call("finish", summary=f"wrote {ENV_TOKEN}")])
+    seen: list[ev.Event] = []
+    transcript = Transcript(tmp_path / "t.jsonl")
+    spec = SessionSpec(
+        ScriptedClient(script), ToolEnv(root), transcript=transcript, sink=seen.append, repo_map=False
+    )
+    agent = new_agent(spec, "look at the build log")
+    assert agent.run().status == "finished"
+    tool_texts = [m["content"] for m in agent.context.turns if m["role"] == "tool"]
+    assert "1| npm login with [secret:NPM_TOKEN]" in tool_texts  # what the model was shown
+    assert ENV_TOKEN not in repr(seen)  # replies, tool calls' arguments and results, the end
+    assert any(isinstance(e, ev.AssistantMessage) and e.content == "I see [secret:NPM_TOKEN]" for e in seen)
+    assert ENV_TOKEN not in (tmp_path / "t.jsonl").read_text()
+    assert (root / "out.txt").read_text() == ENV_TOKEN  # redaction is of what is shown, not of the work
