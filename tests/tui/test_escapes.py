@@ -57,7 +57,7 @@ EVIL_NAME = "evil\x1b]0;pwned\x07\u202e\x9b2Kname.py"  # no CR: codeagent's git 
 MARKUP_NAME = "[@click=app.quit]x[link=mailto:me]y.py"
 PRINTF = r"printf '\033]52;c;cHduZWQ=\007\033]0;pwned\007\033[1A\033[2K\302\2331Aok\rEVIL\342\200\256\n'"
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.attack("terminal")]  # counted in the battery's report
 
 
 def raw_controls(text: str) -> list[str]:
