@@ -6,7 +6,7 @@ config key or file, never its value) and where it appeared:
 - before committing: the diff of the paths about to be committed (working tree against
   HEAD, new files included, every file as text, no renames, no external diff or textconv)
   and the commit message; a refusal commits nothing and leaves the changes in the working
-  tree (``Refused``);
+  tree (``Refused``; also when the diff cannot be computed: the gate fails closed);
 - before pushing and opening a pull request: its title and body;
 - the result itself (``settle``): any field that holds a secret is redacted, and the status
   becomes ``error`` with the names and fields, before it is printed or written.
@@ -28,7 +28,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from codeagent.sandbox.git import git
+from codeagent.sandbox.git import GitError, git
 from codeagent.sandbox.secrets import KnownSecrets
 
 if TYPE_CHECKING:
@@ -87,7 +87,11 @@ def check_commit(secrets: KnownSecrets, root: Path, paths: list[str], message: s
     """Raise ``Refused`` when the commit about to be made would hold a known secret."""
     if not secrets:
         return
-    places = {**per_file(commit_diff(root, paths)), "the commit message": message}
+    try:
+        diff = commit_diff(root, paths)
+    except GitError as err:  # fail closed: what cannot be checked is not committed
+        raise Refused(f"refused to commit: the diff could not be checked for secrets ({err})") from err
+    places = {**per_file(diff), "the commit message": message}
     found = findings(secrets, places)
     if found:
         raise Refused(

@@ -12,12 +12,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from codeagent.agent import events as ev
 from codeagent.agent.clients.scripted import ScriptedClient
 from codeagent.agent.fix import FixOptions, start_fix
 from codeagent.agent.issues import IssueSpec
+from codeagent.agent.leaks import Refused, check_commit, commit_diff, per_file
 from codeagent.agent.session import SessionSpec, new_agent
 from codeagent.agent.transcript import Transcript
+from codeagent.sandbox.secrets import KnownSecrets
 from codeagent.tools.base import ToolEnv
 
 ENV_TOKEN = "ghs_EnvToken0123456789abcd"
@@ -182,3 +186,20 @@ def test_an_interactive_session_redacts_tool_results_events_and_transcript(
     assert any(isinstance(e, ev.AssistantMessage) and e.content == "I see [secret:NPM_TOKEN]" for e in seen)
     assert ENV_TOKEN not in (tmp_path / "t.jsonl").read_text()
     assert (root / "out.txt").read_text() == ENV_TOKEN  # redaction is of what is shown, not of the work
+
+
+def test_the_commit_gate_reads_new_binary_and_deleted_files_and_writes_nothing(make_repo):
+    root = make_repo()
+    (root / "blob.bin").write_bytes(b"\x00\xff" + ENV_TOKEN.encode() + b"\x00")  # git calls it binary
+    (root / "stats.py").unlink()
+    index = (root / ".git" / "index").read_bytes()
+    objects = set((root / ".git" / "objects").rglob("*"))
+    secrets = KnownSecrets.of([("GITHUB_TOKEN", ENV_TOKEN)])
+    with pytest.raises(Refused, match=r"GITHUB_TOKEN in the diff of blob\.bin\)"):
+        check_commit(secrets, root, ["blob.bin", "stats.py"], "a plain message")
+    assert "stats.py" in per_file(commit_diff(root, ["blob.bin", "stats.py"]))["the diff of stats.py"]
+    assert (root / ".git" / "index").read_bytes() == index  # a temporary index did the work
+    stored = set((root / ".git" / "objects").rglob("*")) - objects
+    added = {path.parent.name + path.name for path in stored if path.is_file()}
+    assert added <= {"e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"}  # at most the empty blob (intent-to-add)
+    check_commit(secrets, root, ["stats.py"], "a plain message")  # a clean change passes
