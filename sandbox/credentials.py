@@ -50,6 +50,7 @@ HELPER_PASSWORD = re.compile(r"password=([^\s'\"\\;]+)")
 HELPER_STORE_FILE = re.compile(r"--file[= ]([^\s'\"]+)")
 MAX_FILE_BYTES = 1 << 20
 MAX_INCLUDE_DEPTH = 5
+MAX_ENV_ENTRIES = 1000  # GIT_CONFIG_COUNT is read up to this
 
 
 def token_like(text: str) -> bool:
@@ -61,17 +62,18 @@ def url_parts(name: str, text: str) -> list[Pair]:
     pairs = []
     for match in URL_USERINFO.finditer(text):
         user, _, password = match.group(1).partition(":")
-        pairs += userinfo_parts(f"{name} (URL", unquote(user), unquote(password))
+        pairs += userinfo_parts(name, "URL", unquote(user), unquote(password))
     return pairs
 
 
-def userinfo_parts(name: str, user: str, password: str) -> list[Pair]:
-    """The password of ``user:password`` unless a placeholder; the user when it looks like a token."""
+def userinfo_parts(name: str, where: str, user: str, password: str) -> list[Pair]:
+    """The password of ``user:password`` unless a placeholder; the user when it looks like a token.
+    Named ``NAME (WHERE password)`` and ``NAME (WHERE user)``."""
     pairs = []
     if password and password.lower() not in PLACEHOLDERS:
-        pairs.append((f"{name} password)", password))
+        pairs.append((f"{name} ({where} password)", password))
     if token_like(user) and user.lower() not in PLACEHOLDERS:
-        pairs.append((f"{name} user)", user))
+        pairs.append((f"{name} ({where} user)", user))
     return pairs
 
 
@@ -88,7 +90,7 @@ def header_parts(name: str, value: str) -> list[Pair]:
         except (binascii.Error, UnicodeDecodeError):
             return pairs
         user, _, password = decoded.partition(":")
-        pairs += [(f"{name} (decoded)", decoded), *userinfo_parts(f"{name} (decoded", user, password)]
+        pairs += [(f"{name} (decoded)", decoded), *userinfo_parts(name, "decoded", user, password)]
     return pairs
 
 
@@ -115,7 +117,7 @@ def env_config(environ: Mapping[str, str]) -> list[tuple[str, Entry]]:
     """Config entries passed to git through the environment, with the variable that holds each."""
     entries = []
     count = environ.get("GIT_CONFIG_COUNT", "")
-    for index in range(int(count) if count.isdigit() else 0):
+    for index in range(min(int(count), MAX_ENV_ENTRIES) if count.isdigit() else 0):
         key, value = environ.get(f"GIT_CONFIG_KEY_{index}"), environ.get(f"GIT_CONFIG_VALUE_{index}")
         if key is not None:
             entries.append((f"GIT_CONFIG_VALUE_{index}", Entry(key, value)))
