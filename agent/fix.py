@@ -44,6 +44,7 @@ from codeagent.agent.session import SessionSpec, new_agent, resumed_agent
 from codeagent.agent.transcript import RunState, Transcript, new_run_id, runs_dir
 from codeagent.sandbox.checkpoint import Checkpoints
 from codeagent.sandbox.confine import SandboxSpec
+from codeagent.sandbox.git import GitRepo
 from codeagent.sandbox.policy import Policy
 from codeagent.sandbox.secrets import KnownSecrets
 from codeagent.tools.base import ToolEnv, ToolSettings, run_tool
@@ -132,26 +133,28 @@ def start_fix(
     sink: EventSink = ignore,
 ) -> FixResult:
     started = time.monotonic()
-    root = gitops.toplevel(options.root)
+    repo = gitops.open_repo(options.root)
+    root = repo.work_tree
     secrets = known_secrets(root, options)
-    base = gitops.head(root)
-    original = gitops.current_branch(root)
-    dirty = gitops.dirty_paths(root)
+    base = gitops.head(repo)
+    original = gitops.current_branch(repo)
+    dirty = gitops.dirty_paths(repo)
     if dirty and not options.allow_dirty:
         shown = ", ".join(dirty[:5]) + (" ..." if len(dirty) > 5 else "")
         raise gitops.WorkflowError(
             f"the work tree has uncommitted changes ({shown}); commit them or pass --allow-dirty"
         )
-    stash = gitops.stash_all(root) if dirty else None
+    stash = gitops.stash_all(repo) if dirty else None
     run_id = new_run_id()
     branch_base = (
         f"codeagent/issue-{issue.number}" if issue.number else f"codeagent/task-{gitops.slug(issue.title)}"
     )
-    branch = gitops.branch_name(branch_base, root)
-    gitops.create_branch(root, branch)
+    branch = gitops.branch_name(branch_base, repo)
+    gitops.create_branch(repo, branch)
+    refs_before = gitops.refs(repo)
     env = tool_env(root, options)
     before = run_tests(env)
-    by_products = [path for code, path in gitops.status_entries(root) if code == "??"]
+    by_products = [path for code, path in gitops.status_entries(repo) if code == "??"]
     transcript = Transcript(runs_dir() / run_id / "transcript.jsonl", secrets)
     meta = {
         "run_id": run_id,
@@ -165,6 +168,7 @@ def start_fix(
         "tests_before": before,
         "limits": asdict(options.limits),
         "untracked_before": by_products,
+        "refs_before": refs_before,
     }
     transcript.write("meta", **meta)
     spec = SessionSpec(
@@ -179,7 +183,7 @@ def start_fix(
         secrets,
     )
     agent = new_agent(spec, format_task(issue))
-    return _finish(agent.run, meta, env, transcript, options, started)
+    return _finish(agent.run, meta, env, transcript, options, started, repo)
 
 
 def resume_fix(
@@ -190,9 +194,10 @@ def resume_fix(
     root = Path(meta["root"])
     if not root.is_dir():
         raise gitops.WorkflowError(f"the repository of run {meta['run_id']} is gone: {root}")
+    repo = gitops.open_repo(root)
     secrets = known_secrets(root, options)
-    if gitops.current_branch(root) != meta["branch"]:
-        gitops.checkout(root, meta["branch"])
+    if gitops.current_branch(repo) != meta["branch"]:
+        gitops.checkout(repo, meta["branch"])
     env = tool_env(root, options)
     transcript = Transcript(runs_dir() / meta["run_id"] / "transcript.jsonl", secrets)
     transcript.write("resume", steps=state.steps)
@@ -207,7 +212,7 @@ def resume_fix(
         secrets=secrets,
     )
     agent = resumed_agent(spec, state)
-    return _finish(agent.run, meta, env, transcript, options, started)
+    return _finish(agent.run, meta, env, transcript, options, started, repo)
 
 
 def _finish(
@@ -217,6 +222,7 @@ def _finish(
     transcript: Transcript,
     options: FixOptions,
     started: float,
+    repo: GitRepo,
 ) -> FixResult:
     result = FixResult(
         "error",
@@ -239,14 +245,14 @@ def _finish(
         return result
     _fill(result, outcome)
     try:
-        _conclude(result, outcome, meta, env, options, transcript.secrets)
+        _conclude(result, outcome, meta, env, options, transcript.secrets, repo)
     except leaks.Refused as refused:
         kept = f"; your own changes stay in stash {meta['stash']}" if meta["stash"] else ""
         result.status, result.message = "error", f"{refused}{kept}"
     else:
         if meta["stash"]:
-            gitops.checkout(env.root, meta["original_branch"] or meta["base_commit"])
-            gitops.restore_stash(env.root, meta["stash"])
+            gitops.checkout(repo, meta["original_branch"] or meta["base_commit"])
+            gitops.restore_stash(repo, meta["stash"])
     result.wall_time_s = round(time.monotonic() - started, 3)
     leaks.settle(result, transcript.secrets)
     transcript.write("result", **result.as_dict())
@@ -279,16 +285,26 @@ def _conclude(
     env: ToolEnv,
     options: FixOptions,
     secrets: KnownSecrets,
+    repo: GitRepo,
 ) -> None:
-    """Commit, judge and publish; raises ``leaks.Refused`` (nothing committed) on a secret."""
+    """Commit, judge and publish; raises ``leaks.Refused`` (nothing committed) on a secret, on refs
+    outside the task that moved, or on a change to a protected path."""
     root = env.root
-    changed = gitops.changed_paths(root, set(meta["untracked_before"]))
+    moved = _moved_refs(repo, meta)
+    if moved:
+        raise leaks.Refused(
+            f"refs outside the task moved during the run ({', '.join(moved)}); they were put back"
+        )
+    changed = gitops.changed_paths(repo, set(meta["untracked_before"]))
+    refusal = gitops.commit_refusal(changed)
+    if refusal:
+        raise leaks.Refused(refusal)
     result.tests_after = run_tests(env) if changed else meta["tests_before"]
     if changed:
         message = _commit_message(meta, outcome)
         leaks.check_commit(secrets, root, changed, message)
-        result.commit = gitops.commit(root, changed, message)
-        result.files_changed = gitops.files_between(root, meta["base_commit"], result.commit)
+        result.commit = gitops.commit(repo, changed, message)
+        result.files_changed = gitops.files_between(repo, meta["base_commit"], result.commit)
     tests_ok = not result.tests_after.get("detected") or result.tests_after.get("exit_code") == 0
     if outcome.status == "error":
         result.status, result.message = "error", outcome.message
@@ -300,7 +316,24 @@ def _conclude(
     else:
         result.status, result.message = "unresolved", _why_unresolved(outcome, bool(changed), tests_ok)
     if result.status == "resolved" and (options.push or options.pr):
-        _publish(result, meta, env, options, secrets)
+        _publish(result, meta, options, secrets, repo)
+
+
+def _moved_refs(repo: GitRepo, meta: dict[str, Any]) -> list[str]:
+    """Refs that changed since the task branch was made (codeagent's stash aside), put back.
+    Until the run commits, every ref, the task branch included, must be where it was.
+
+    With the sandbox on, ``.git`` is read-only to commands and this finds nothing; an unconfined
+    run (``--sandbox off``) can move any ref, and a run must not leave that behind."""
+    before = meta.get("refs_before")
+    if before is None:
+        return []  # a run started before refs were recorded
+    moved = gitops.moved_refs(before, gitops.refs(repo), {"refs/stash"})
+    gitops.put_back_refs(repo, before, moved)
+    on = gitops.current_branch(repo)
+    if on != meta["branch"]:
+        moved.append(f"HEAD (now on {on or 'a detached commit'})")
+    return moved
 
 
 def _why_unresolved(outcome: RunResult, changed: bool, tests_ok: bool) -> str:
@@ -320,7 +353,7 @@ def _commit_message(meta: dict[str, Any], outcome: RunResult) -> str:
 
 
 def _publish(
-    result: FixResult, meta: dict[str, Any], env: ToolEnv, options: FixOptions, secrets: KnownSecrets
+    result: FixResult, meta: dict[str, Any], options: FixOptions, secrets: KnownSecrets, repo: GitRepo
 ) -> None:
     issue = meta["issue"]
     title = f"Fix #{issue['number']}: {issue['title']}" if issue.get("number") else issue["title"]
@@ -330,7 +363,7 @@ def _publish(
         result.status, result.message = "error", f"{refusal}; the commit stays local"
         return
     try:
-        gitops.push(env.root, meta["branch"])
+        gitops.push(repo, meta["branch"])
         if options.pr and options.publish:
             result.pull_request = options.publish(
                 meta["branch"], meta["original_branch"] or "main", title, body

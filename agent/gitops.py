@@ -1,18 +1,27 @@
 """The git side of the headless workflow: branch, stash, commit, push.
 
-Every call goes through ``sandbox.git.git`` so the repository's own config cannot make
-these commands run programs. The user's uncommitted work is stashed (untracked files
-included) before the agent starts and restored by stash commit id at the end, so it is
-never lost even if the stash list is edited meanwhile.
+Every call goes through one ``sandbox.git.GitRepo``, opened once at the start of a run
+(``open_repo``): its git folder is pinned and its config vetted, so the repository's own
+config cannot make these commands run programs (see ``sandbox/git.py``). The user's
+uncommitted work is stashed (untracked files included) before the agent starts and restored
+by stash commit id at the end, so it is never lost even if the stash list is edited meanwhile.
+
+What a run may commit is checked here too (``commit_refusal``): nothing under a protected
+name (CI configuration, ``.envrc``, ...; ``sandbox.protect.PROTECTED``) and no nested
+repository (it would be committed as a gitlink to commits that exist nowhere else). And
+``moved_refs`` says which refs other than the task branch changed during the run: with the
+sandbox on ``.git`` is read-only to commands, so only an unconfined run can move them.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from pathlib import Path
 
-from codeagent.sandbox.git import GitError, git
+from codeagent.sandbox.git import GitError, GitRepo, UnsafeRepository, user_identity
+from codeagent.sandbox.protect import PROTECTED
 
 # Untracked files matching these are build and test by-products, never committed for the user.
 GENERATED = (
@@ -42,30 +51,33 @@ class WorkflowError(Exception):
     """A user-facing problem with the repository state (exit code 2)."""
 
 
-def toplevel(path: Path) -> Path:
+def open_repo(path: Path) -> GitRepo:
+    """The repository holding ``path``, pinned and vetted; ``WorkflowError`` with the reason if unusable."""
+    if not path.exists():
+        raise WorkflowError(f"{path} does not exist")
     try:
-        return Path(git(["rev-parse", "--show-toplevel"], path).strip())
-    except GitError as err:
-        raise WorkflowError(f"{path} is not inside a git repository") from err
-    except FileNotFoundError as err:
-        raise WorkflowError(f"{path} does not exist") from err
+        return GitRepo.open(path)
+    except UnsafeRepository as err:
+        raise WorkflowError(str(err)) from err
 
 
-def head(root: Path) -> str:
+def head(repo: GitRepo) -> str:
     try:
-        return git(["rev-parse", "HEAD"], root).strip()
+        return repo.run(["rev-parse", "HEAD"]).strip()
     except GitError as err:
-        raise WorkflowError(f"{root} has no commits yet; commit something first") from err
+        raise WorkflowError(f"{repo.work_tree} has no commits yet; commit something first") from err
 
 
-def current_branch(root: Path) -> str | None:
-    name = git(["symbolic-ref", "--quiet", "--short", "HEAD"], root, check=False).strip()
+def current_branch(repo: GitRepo) -> str | None:
+    name = repo.run(["symbolic-ref", "--quiet", "--short", "HEAD"], check=False).strip()
     return name or None
 
 
-def status_entries(root: Path) -> list[tuple[str, str]]:
+def status_entries(repo: GitRepo) -> list[tuple[str, str]]:
     """(XY code, path) for every change, untracked files included (``??``)."""
-    fields = git(["status", "--porcelain=v1", "-z", "--untracked-files=all"], root).split("\0")
+    fields = repo.run(
+        ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignore-submodules=all"]
+    ).split("\0")
     entries, index = [], 0
     while index < len(fields):
         entry = fields[index]
@@ -78,29 +90,27 @@ def status_entries(root: Path) -> list[tuple[str, str]]:
     return entries
 
 
-def dirty_paths(root: Path) -> list[str]:
-    return [path for _, path in status_entries(root)]
+def dirty_paths(repo: GitRepo) -> list[str]:
+    return [path for _, path in status_entries(repo)]
 
 
-def stash_all(root: Path) -> str:
+def stash_all(repo: GitRepo) -> str:
     """Stash tracked and untracked changes; return the stash commit id."""
-    git(
-        ["stash", "push", "--include-untracked", "-m", "codeagent: user changes before fix"],
-        root,
-        env=IDENTITY,
+    repo.run(
+        ["stash", "push", "--include-untracked", "-m", "codeagent: user changes before fix"], env=IDENTITY
     )
-    return git(["rev-parse", "refs/stash"], root).strip()
+    return repo.run(["rev-parse", "refs/stash"]).strip()
 
 
-def restore_stash(root: Path, stash: str) -> None:
-    git(["stash", "apply", "--index", stash], root)
-    listed = git(["stash", "list", "--format=%H"], root).split()
+def restore_stash(repo: GitRepo, stash: str) -> None:
+    repo.run(["stash", "apply", "--index", stash])
+    listed = repo.run(["stash", "list", "--format=%H"]).split()
     if stash in listed:
-        git(["stash", "drop", f"stash@{{{listed.index(stash)}}}"], root)
+        repo.run(["stash", "drop", f"stash@{{{listed.index(stash)}}}"])
 
 
-def branch_name(base: str, root: Path) -> str:
-    existing = set(git(["for-each-ref", "--format=%(refname:short)", "refs/heads/"], root).split())
+def branch_name(base: str, repo: GitRepo) -> str:
+    existing = set(repo.run(["for-each-ref", "--format=%(refname:short)", "refs/heads/"]).split())
     name, n = base, 1
     while name in existing:
         n += 1
@@ -112,37 +122,77 @@ def slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-") or "task"
 
 
-def create_branch(root: Path, name: str) -> None:
-    git(["checkout", "-q", "-b", name], root)
+def create_branch(repo: GitRepo, name: str) -> None:
+    repo.run(["checkout", "-q", "-b", name])
 
 
-def checkout(root: Path, ref: str) -> None:
-    git(["checkout", "-q", ref], root)
+def checkout(repo: GitRepo, ref: str) -> None:
+    repo.run(["checkout", "-q", ref])
 
 
-def changed_paths(root: Path, ignore_untracked: set[str]) -> list[str]:
-    """Files the agent changed: tracked changes plus new untracked files that are not by-products."""
+def changed_paths(repo: GitRepo, ignore_untracked: set[str]) -> list[str]:
+    """Files the agent changed: tracked changes plus new untracked files that are not by-products
+    or nested repositories (git lists one as ``dir/``, never its files)."""
     return sorted(
         path
-        for code, path in status_entries(root)
-        if code != "??" or (path not in ignore_untracked and not _generated(path))
+        for code, path in status_entries(repo)
+        if code != "??"
+        or (path not in ignore_untracked and not _generated(path) and not _nested_repo(repo, path))
     )
+
+
+def _nested_repo(repo: GitRepo, path: str) -> bool:
+    return path.endswith("/") and os.path.lexists(repo.work_tree / path / ".git")
+
+
+def commit_refusal(paths: list[str]) -> str | None:
+    """Why these paths must not be committed by a run, or None: a protected name among them."""
+    touched = sorted({p.split("/", 1)[0] for p in paths if p.split("/", 1)[0].casefold() in PROTECTED})
+    if not touched:
+        return None
+    return f"the change touches {', '.join(touched)}, which the agent may not change; nothing was committed"
+
+
+def refs(repo: GitRepo) -> dict[str, str]:
+    """Every ref and what it points at (``HEAD`` included)."""
+    out = repo.run(["for-each-ref", "--format=%(refname) %(objectname)"])
+    found = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    found["HEAD"] = repo.run(["rev-parse", "--verify", "--quiet", "HEAD"], check=False).strip()
+    return found
+
+
+def moved_refs(before: dict[str, str], after: dict[str, str], allowed: set[str]) -> list[str]:
+    """Refs that appeared, disappeared or moved, other than ``allowed``."""
+    names = (before.keys() | after.keys()) - allowed
+    return sorted(name for name in names if before.get(name) != after.get(name))
+
+
+def put_back_refs(repo: GitRepo, before: dict[str, str], moved: list[str]) -> None:
+    """Return moved refs to where they were (deleting ones that did not exist)."""
+    for name in moved:
+        if name == "HEAD":
+            continue  # HEAD follows the branch it names, put back with it
+        if name in before:
+            repo.run(["update-ref", "--no-deref", name, before[name]])
+        else:
+            repo.run(["update-ref", "-d", "--no-deref", name])
 
 
 def _generated(path: str) -> bool:
     return any(fnmatch.fnmatch(path, pattern) for pattern in GENERATED)
 
 
-def commit(root: Path, paths: list[str], message: str) -> str:
-    git(["add", "-A", "--", *paths], root)
-    env = IDENTITY if not git(["config", "user.email"], root, check=False).strip() else None
-    git(["commit", "-q", "--no-verify", "-m", message], root, env=env)
-    return head(root)
+def commit(repo: GitRepo, paths: list[str], message: str) -> str:
+    """Commit ``paths`` as the repository's user, else the user's own (global config), else codeagent."""
+    repo.run(["add", "-A", "--", *paths])
+    env = None if repo.run(["config", "user.email"], check=False).strip() else user_identity() or IDENTITY
+    repo.run(["commit", "-q", "--no-verify", "-m", message], env=env)
+    return head(repo)
 
 
-def files_between(root: Path, base: str, tip: str) -> list[str]:
-    return [line for line in git(["diff", "--name-only", base, tip], root).splitlines() if line]
+def files_between(repo: GitRepo, base: str, tip: str) -> list[str]:
+    return [name for name in repo.run(["diff", "--name-only", "-z", base, tip]).split("\0") if name]
 
 
-def push(root: Path, branch: str, remote: str = "origin") -> None:
-    git(["push", "--set-upstream", remote, branch], root, timeout=300)
+def push(repo: GitRepo, branch: str, remote: str = "origin") -> None:
+    repo.push(remote, branch)

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from codeagent.agent.gitops import changed_paths
-from codeagent.sandbox.git import GitError, git
+from codeagent.sandbox.git import GitError, GitRepo, git
 
 FUZZ_TIMEOUT_S = 60.0
 
@@ -59,7 +59,7 @@ def untracked(root: Path) -> set[str]:
 
 
 def diff_from(root: Path, base: str, ignore_untracked: set[str]) -> str:
-    paths = changed_paths(root, ignore_untracked)
+    paths = changed_paths(GitRepo.open(root), ignore_untracked)
     if not paths:
         return ""
     git(["add", "-A", "--", *paths], root)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from codeagent.evals import patches
 from codeagent.evals.task import Task
-from codeagent.sandbox.git import GitError, git
+from codeagent.sandbox.git import GitError, git, git_outside
 
 COMMIT_ENV = {
     "GIT_AUTHOR_NAME": "codeagent evals",
@@ -91,15 +91,20 @@ def materialize(task: Task, source: Path, dest: Path) -> None:
 
 
 def _fetch_base(source: Path, base: str, dest: Path) -> None:
-    git([*PLAIN, "init", "-q"], dest)
-    git(["fetch", "-q", "--no-tags", str(source.resolve()), base], dest, timeout=600)
+    git_outside([*PLAIN, "init", "-q"], dest)
+    git(["fetch", "-q", "--no-tags", str(source.resolve()), base], dest, timeout=600, protocols=("file",))
     git(["checkout", "-q", "-B", "main", base], dest)
 
 
 def _from_bundle(bundle: Path, base: str, dest: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="codeagent-bundle-") as scratch:
         clone = Path(scratch) / "source.git"
-        git(["clone", "-q", "--bare", str(bundle.resolve()), str(clone)], Path(scratch), timeout=600)
+        git_outside(
+            ["clone", "-q", "--bare", str(bundle.resolve()), str(clone)],
+            Path(scratch),
+            timeout=600,
+            protocols=("file",),
+        )
         _fetch_base(clone, base, dest)
 
 
@@ -108,7 +113,7 @@ def _from_tree(task: Task, source: Path, dest: Path) -> None:
     for path in dest.rglob("*"):
         if path.is_file() and not path.is_symlink():
             path.chmod(0o644)
-    git([*PLAIN, "init", "-q"], dest)
+    git_outside([*PLAIN, "init", "-q"], dest)
     if task.source_state == "fixed":
         patches.apply(dest, task.patch, reverse=True)
     git([*PLAIN, "add", "-A"], dest)

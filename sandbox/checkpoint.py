@@ -3,8 +3,10 @@
 Before every tool call that can change files, ``snapshot`` records the workspace (tracked
 and untracked files, ignored ones left out as in the user's own repository) as a commit in
 a bare repository kept outside the workspace (under codeagent's state folder, one per
-workspace path). The user's ``.git`` is never written and no hook runs: every call goes
-through ``sandbox.git.git`` with an index file of our own.
+workspace path). The user's ``.git`` is never written and nothing of the workspace's config
+runs: every call goes through a ``sandbox.git.GitRepo`` whose git folder is the store (our
+own config) and whose work tree is the workspace, with an index file of our own, and never
+recurses into a nested repository.
 
 ``undo`` brings the workspace back to the newest snapshot that differs from it: files
 created since are deleted, deleted ones come back, changed ones get their old content,
@@ -21,7 +23,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from codeagent.sandbox.git import git
+from codeagent.sandbox.git import GitRepo, git_outside
 
 REF = "refs/codeagent/checkpoints"
 IDENTITY = {
@@ -51,25 +53,31 @@ class Checkpoints:
         self.store = store or default_store(self.workspace)
         if not (self.store / "HEAD").exists():
             self.store.mkdir(parents=True, exist_ok=True)
-            git(["init", "-q", "--bare", str(self.store)], self.store)
+            git_outside(["init", "-q", "--bare", str(self.store)], self.store)
+        self.repo = GitRepo.at(self.workspace, self.store)
 
-    def _git(self, args: list[str], check: bool = True) -> str:
-        env = {
-            **IDENTITY,
-            "GIT_DIR": str(self.store),
-            "GIT_WORK_TREE": str(self.workspace),
-            "GIT_INDEX_FILE": str(self.store / "codeagent-index"),
-        }
+    def _git(self, args: list[str], check: bool = True, input_text: str | None = None) -> str:
+        env = {**IDENTITY, "GIT_INDEX_FILE": str(self.store / "codeagent-index")}
         exclude = self.workspace / ".git" / "info" / "exclude"
         extra = ["-c", f"core.excludesFile={exclude}"] if exclude.is_file() else []
-        return git([*extra, *args], self.workspace, env=env, check=check)
+        return self.repo.run([*extra, *args], env=env, check=check, input_text=input_text)
 
     def head(self) -> str | None:
         return self._git(["rev-parse", "--verify", "--quiet", REF], check=False).strip() or None
 
     def _tree(self) -> str:
         self._git(["add", "-A", "--ignore-errors", "."])
+        self._drop_nested_repositories()
         return self._git(["write-tree"]).strip()
+
+    def _drop_nested_repositories(self) -> None:
+        """Take nested repositories (gitlinks) out of the shadow index right after ``add``: the
+        next ``add`` would otherwise ask each one whether it is modified, running git inside it
+        with its own, unvetted config (a filter there would run)."""
+        records = self._git(["ls-files", "--stage", "-z"]).split("\0")
+        links = [record.split("\t", 1)[1] for record in records if record.startswith("160000 ")]
+        if links:
+            self._git(["update-index", "--force-remove", "-z", "--stdin"], input_text="\0".join(links) + "\0")
 
     def snapshot(self, label: str) -> str:
         """Record the workspace now; returns the snapshot's commit (a new one only if it changed)."""
@@ -108,17 +116,33 @@ class Checkpoints:
 
     def _restore(self, commit: str) -> list[str]:
         changed = [
-            line for line in self._git(["diff", "--name-only", "--no-renames", commit]).splitlines() if line
+            name
+            for name in self._git(["diff", "--name-only", "-z", "--no-renames", commit]).split("\0")
+            if name
         ]
-        wanted = set(self._git(["ls-tree", "-r", "--name-only", commit]).splitlines())
+        wanted = set(self._git(["ls-tree", "-r", "-z", "--name-only", commit]).split("\0"))
         for rel in changed:
             path = self.workspace / rel
-            if rel not in wanted and (path.is_file() or path.is_symlink()):
+            if (
+                rel not in wanted
+                and _no_link_above(self.workspace, rel)
+                and (path.is_file() or path.is_symlink())
+            ):
                 path.unlink()
                 _prune_empty(path.parent, self.workspace)
         self._git(["read-tree", commit])
         self._git(["checkout-index", "-a", "-f"])
         return changed
+
+
+def _no_link_above(root: Path, rel: str) -> bool:
+    """Whether no folder on ``rel``'s way down from ``root`` is a link (which could lead out)."""
+    folder = root
+    for part in Path(rel).parts[:-1]:
+        folder = folder / part
+        if folder.is_symlink() or not folder.is_dir():
+            return False
+    return True
 
 
 def _prune_empty(folder: Path, root: Path) -> None:

@@ -23,6 +23,7 @@ afterwards checks the protected names (``ProtectedPathChanged`` when one was rep
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -160,6 +161,28 @@ def _toolchains_in_tmp(env: dict[str, str]) -> list[str]:
     return [arg for root in roots if root.is_dir() for arg in ("--ro-bind", str(root), str(root))]
 
 
+# The variables the environment-dependent mounts are computed from.
+MOUNT_INPUTS = (
+    "PATH",
+    "HOME",
+    "VIRTUAL_ENV",
+    "XDG_STATE_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+)
+MOUNT_INPUTS += homes.TOOLCHAIN_VARS
+
+
+@functools.lru_cache(maxsize=8)
+def _environment_mounts(home: Path, inputs: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    """Toolchains in /tmp, emptied homes, hidden secret folders: the same for every command of a
+    run (a few milliseconds of path resolution, so computed once per environment)."""
+    env = dict(inputs)
+    spec = SandboxSpec(Path("/"), home=home)
+    return (*_toolchains_in_tmp(env), *_hide(spec, env))
+
+
 def bwrap_argv(spec: SandboxSpec, argv: list[str], env: dict[str, str]) -> tuple[list[str], Guard]:
     """The full bwrap command line for ``argv``, and the guard to release after it ran."""
     workspace = spec.workspace.resolve()
@@ -179,8 +202,7 @@ def bwrap_argv(spec: SandboxSpec, argv: list[str], env: dict[str, str]) -> tuple
         "--tmpfs",
         "/dev/shm",
     ]
-    command += _toolchains_in_tmp(env)
-    command += _hide(spec, env)
+    command += _environment_mounts(spec.home, tuple(sorted((k, env[k]) for k in MOUNT_INPUTS if k in env)))
     command += ["--bind", str(workspace), str(workspace)]
     journal = Journal(own_folders(dict(os.environ))[0] / "placeholders")
     protected = guard(workspace, view(workspace / ".git" / "config"), journal)

@@ -1,34 +1,50 @@
-"""Git invocations that a hostile repository cannot hijack.
+"""Git on the host, out of the workspace's reach.
 
-A repository's own ``.git/config`` can name programs that git runs on ordinary commands
-(``core.fsmonitor``, ``core.hooksPath``, ``core.sshCommand``, pagers, filters). Every git
-call codeagent makes itself goes through ``git()``, which overrides those settings on the
-command line, disables hooks, and never reads the user's or system config for programs.
+Every git command codeagent runs itself (the ``fix`` workflow's branch, stash and commit,
+checkpoints, ``undo``, file listings, eval workspaces) goes through ``GitRepo.run``, and a
+repository and its checkout are exactly what an attacker may have written. So:
+
+- **The git folder is resolved once and pinned.** ``GitRepo.open(path)`` finds the work
+  tree's ``.git`` without git (git would follow a ``.git`` file's ``gitdir:`` or a
+  ``commondir``): it must be a real folder, not a link or a ``gitdir:`` file (a linked
+  worktree or submodule checkout), with no ``commondir`` and a regular ``config``. Its device
+  and inode are kept, and every call checks the folder at that path is still the same one.
+  Git is told ``GIT_DIR`` and ``GIT_WORK_TREE`` explicitly, so ``core.worktree`` and
+  discovery play no part.
+- **The only config read is the vetted one.** No system or global config, no ``HOME``
+  (``gitconfig.neutral_env``); the repository's config files (``config``, ``config.worktree``
+  and every file they include, whatever an ``includeIf`` condition says: ``actions/checkout``
+  v6 keeps its token in one) are read as data (``config_files``), refused when an include
+  points into the work tree (commands can change it) or ``gitpolicy.refusal`` says so, and
+  every code-running entry in them is overridden with ``-c`` (``gitpolicy.overrides``), on top
+  of ``gitpolicy.FIXED``. The files' digest is kept; when it changes (codeagent's own
+  ``push -u`` writes to the config) they are vetted again before the next call.
+- **No recursion into nested repositories** (``FIXED``: submodules ignored), so a nested
+  repository's own, unvetted config is never read.
+
+``push`` is the one call that needs the user's own settings (credential helpers, ssh keys):
+it reads the user's system and global config and ``HOME``, still with the repository's
+entries neutralised, over https or ssh, or to a folder on this machine outside the work tree;
+it refuses a repository whose config rewrites URLs (``url.*.insteadOf``).
+
+``git(args, cwd)`` is the one-off form (opens the repository at ``cwd`` for one call);
+``git_init``/``git_outside`` run commands that make repositories, with the same settings.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
-# -c settings that neutralise config-driven program execution for our own git calls.
-SAFE_CONFIG: tuple[str, ...] = (
-    "core.fsmonitor=false",
-    "core.hooksPath=/dev/null",
-    "core.pager=cat",
-    "core.sshCommand=false",
-    "core.editor=true",
-    "diff.external=",
-    "credential.helper=",
-    "protocol.ext.allow=never",
-    "uploadpack.packObjectsHook=",
-    "commit.gpgSign=false",
-    "tag.gpgSign=false",
-    "gc.auto=0",
-    "maintenance.auto=false",
-    "safe.directory=*",
-)
+from codeagent.sandbox import gitpolicy
+from codeagent.sandbox.gitconfig import Entry, GitConfigError, neutral_env, parse_listing, read_config
+
+MAX_CONFIG_FILES = 16
+MAX_SUBMODULE_DEPTH = 3
 
 
 class GitError(RuntimeError):
@@ -38,17 +54,394 @@ class GitError(RuntimeError):
         self.stderr = stderr
 
 
-def git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(
-        GIT_TERMINAL_PROMPT="0",
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_OPTIONAL_LOCKS="0",
-        LC_ALL="C",
+class UnsafeRepository(GitError):
+    """codeagent will not run git on this repository (or it changed under us); the message says why."""
+
+    def __init__(self, message: str) -> None:
+        RuntimeError.__init__(self, message)
+        self.returncode = 128
+        self.stderr = message
+
+
+def _env(extra: dict[str, str] | None) -> dict[str, str]:
+    env = neutral_env() | {
+        "GIT_OPTIONAL_LOCKS": "0",
+        "GIT_NO_REPLACE_OBJECTS": "1",
+        "GIT_PAGER": "cat",
+        "PAGER": "cat",
+        "GIT_EDITOR": "true",
+        "GIT_PROTOCOL_FROM_USER": "0",
+    }
+    return env | (extra or {})
+
+
+def _settings(extra: tuple[str, ...] | list[str]) -> list[str]:
+    argv: list[str] = []
+    for setting in (*gitpolicy.FIXED, *extra):
+        argv += ["-c", setting]
+    return argv
+
+
+def _run(
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    *,
+    check: bool,
+    input_text: str | None,
+    timeout: float,
+    shown: list[str],
+) -> str:
+    # Bytes in and out: text mode would turn a CR in a file name into a newline. Names that are
+    # not UTF-8 round-trip as surrogates (os.fsencode undoes them in arguments).
+    proc = subprocess.run(
+        ["git", *argv],
+        cwd=cwd,
+        input=None if input_text is None else input_text.encode("utf-8", "surrogateescape"),
+        capture_output=True,
+        env=env,
+        timeout=timeout,
+        check=False,
     )
-    if extra:
-        env.update(extra)
-    return env
+    if check and proc.returncode != 0:
+        raise GitError(shown, proc.returncode, proc.stderr.decode("utf-8", "replace"))
+    return proc.stdout.decode("utf-8", "surrogateescape")
+
+
+def find_work_tree(path: Path) -> Path | None:
+    """The nearest folder at or above ``path`` that has a ``.git`` entry (of any kind)."""
+    current = Path(os.path.realpath(path))
+    for folder in (current, *current.parents):
+        if os.path.lexists(folder / ".git"):
+            return folder
+    return None
+
+
+def _ident(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _check_git_dir(git_dir: Path) -> tuple[int, int]:
+    """The folder's identity, or ``UnsafeRepository`` when it is not a plain git folder."""
+    try:
+        st = os.lstat(git_dir)
+    except FileNotFoundError as err:
+        raise UnsafeRepository(f"{git_dir} does not exist") from err
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeRepository(f"{git_dir} is a symbolic link; codeagent works on a .git that is a folder")
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeRepository(
+            f"{git_dir} is a file pointing at another git folder (a linked worktree or a submodule "
+            "checkout); codeagent works on a repository whose .git is a folder"
+        )
+    if os.path.lexists(git_dir / "commondir"):
+        raise UnsafeRepository(f"{git_dir} takes its refs and config from another folder (commondir)")
+    config = git_dir / "config"
+    if os.path.lexists(config) and not stat.S_ISREG(os.lstat(config).st_mode):
+        raise UnsafeRepository(f"{config} is not a regular file")
+    return _ident(st)
+
+
+def _digest(files: list[Path]) -> str:
+    """One digest of the files' names and contents (a missing file counts as such)."""
+    digest = hashlib.sha256()
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            data = b"\0missing"
+        digest.update(f"{path}\0{len(data)}\0".encode() + data)
+    return digest.hexdigest()
+
+
+def _stat_key(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _submodule_git_dir(path: Path) -> Path | None:
+    """The git folder of a checked-out submodule at ``path``: ``path/.git`` itself, or where a
+    ``gitdir:`` file there points; None when nothing is checked out."""
+    dot_git = path / ".git"
+    try:
+        st = os.lstat(dot_git)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return dot_git
+    if stat.S_ISREG(st.st_mode):
+        text = dot_git.read_text(errors="replace").strip()
+        if text.startswith("gitdir:"):
+            target = Path(text.removeprefix("gitdir:").strip())
+            return Path(os.path.realpath(target if target.is_absolute() else path / target))
+    raise UnsafeRepository(f"{dot_git} is neither a git folder nor a gitdir file")
+
+
+def _submodule_state(path: Path) -> str:
+    """What is checked out at a gitlink, cheaply: the kind of its ``.git`` and where it points."""
+    dot_git = path / ".git"
+    try:
+        st = os.lstat(dot_git)
+    except (FileNotFoundError, NotADirectoryError):
+        return "absent"
+    extra = dot_git.read_text(errors="replace") if stat.S_ISREG(st.st_mode) and st.st_size < 4096 else ""
+    return f"{st.st_mode}:{st.st_ino}:{extra}"
+
+
+def _include_target(value: str, including: Path) -> Path:
+    """Where an ``include.path`` value points (``~/`` is the user's home, as when git pushes)."""
+    if value.startswith("~/"):
+        return Path.home() / value[2:]
+    path = Path(value)
+    return path if path.is_absolute() else including.parent / path
+
+
+def config_files(git_dir: Path, work_tree: Path) -> tuple[list[Path], list[Entry]]:
+    """The repository's config files (``config``, ``config.worktree``, every file they include,
+    whatever the ``includeIf`` condition) and their entries; ``UnsafeRepository`` for an
+    include of a file in the work tree or a config git cannot read."""
+    pending = [git_dir / "config", git_dir / "config.worktree"]
+    files: list[Path] = []
+    entries: list[Entry] = []
+    while pending:
+        path = pending.pop(0)
+        if path in files:
+            continue
+        if len(files) >= MAX_CONFIG_FILES:
+            raise UnsafeRepository(f"its git config includes more than {MAX_CONFIG_FILES} files")
+        real = Path(os.path.realpath(path))
+        if real == work_tree or (work_tree in real.parents and git_dir not in real.parents):
+            raise UnsafeRepository(
+                f"its git config includes {path}, a file in the work tree that commands can change"
+            )
+        files.append(path)
+        try:
+            found = read_config(path) if path.is_file() else []
+        except GitConfigError as err:
+            raise UnsafeRepository(f"cannot read {path}: {err}") from err
+        entries += found
+        pending += [
+            _include_target(e.value, path)
+            for e in found
+            if e.name == "path" and e.value and e.section in ("include", "includeif")
+        ]
+    return files, entries
+
+
+@dataclass(slots=True)
+class GitRepo:
+    """A repository opened for codeagent's own git calls: a pinned git folder and its vetted config."""
+
+    work_tree: Path
+    git_dir: Path
+    ident: tuple[int, int] = (0, 0)
+    digest: str = ""
+    overrides: list[str] = field(default_factory=list)
+    rewrites_urls: bool = False
+    files: list[Path] = field(default_factory=list)  # the config files vetted (the config, its includes)
+    boundary: Path | None = None  # the outermost work tree (a submodule's includes may not point into it)
+    depth: int = 0  # 0 for the repository itself, 1 for its submodules, ...
+    index_key: tuple[int, int, int] | None = None
+    gitlinks: list[str] = field(default_factory=list)
+    submodules: dict[str, tuple[str, GitRepo | None]] = field(default_factory=dict)  # path -> (state, repo)
+
+    @classmethod
+    def open(cls, path: Path) -> GitRepo:
+        """The repository whose work tree holds ``path``; ``UnsafeRepository`` if none is usable."""
+        top = find_work_tree(path)
+        if top is None:
+            raise UnsafeRepository(f"{path} is not inside a git repository")
+        return cls.at(top, top / ".git")
+
+    @classmethod
+    def at(cls, work_tree: Path, git_dir: Path, boundary: Path | None = None, depth: int = 0) -> GitRepo:
+        """An explicitly given work tree and git folder (checkpoints keep theirs outside the tree)."""
+        repo = cls(Path(os.path.realpath(work_tree)), git_dir.absolute(), depth=depth)
+        repo.boundary = boundary or repo.work_tree
+        repo.ident = _check_git_dir(repo.git_dir)
+        repo._vet()
+        return repo
+
+    def _vet(self) -> None:
+        files, entries = config_files(self.git_dir, self.boundary or self.work_tree)
+        why = gitpolicy.refusal(entries)
+        if why is not None:
+            raise UnsafeRepository(f"codeagent will not run git on {self.work_tree}: {why}")
+        self.overrides = gitpolicy.overrides(entries)
+        self.rewrites_urls = any(e.section == "url" for e in entries)
+        self.files = files
+        self.digest = _digest(files)
+
+    def _verify(self) -> None:
+        if _check_git_dir(self.git_dir) != self.ident:
+            raise UnsafeRepository(f"{self.git_dir} was replaced by another folder since codeagent opened it")
+        if _digest(self.files) != self.digest:
+            self._vet()
+        self._verify_submodules()
+
+    def _verify_submodules(self) -> None:
+        """Keep ``submodules`` matching the index's gitlinks and what is checked out at them.
+
+        Git enters a checked-out submodule to ask whether it is modified (``status``, ``stash``,
+        ``add`` over a gitlink), and runs git there with that submodule's own config. Our ``-c``
+        settings reach those processes too (``GIT_CONFIG_PARAMETERS``), so each checked-out
+        submodule's config is vetted like ours and its code-running entries join the overrides."""
+        key = _stat_key(self.git_dir / "index")
+        if key != self.index_key:
+            self.index_key = key
+            self.gitlinks = self._list_gitlinks() if key is not None else []
+        for path in self.gitlinks:
+            state = _submodule_state(self.work_tree / path)
+            known = self.submodules.get(path)
+            if known is not None and known[0] == state and (known[1] is None or known[1]._unchanged()):
+                continue
+            self.submodules[path] = (state, self._open_submodule(path))
+        for path in set(self.submodules) - set(self.gitlinks):
+            del self.submodules[path]
+
+    def _unchanged(self) -> bool:
+        if _check_git_dir(self.git_dir) != self.ident or _digest(self.files) != self.digest:
+            return False
+        self._verify_submodules()
+        return True
+
+    def _list_gitlinks(self) -> list[str]:
+        out = _run(
+            [*_settings(self.overrides), "ls-files", "--stage", "-z"],
+            self.work_tree,
+            self._base_env(None),
+            check=True,
+            input_text=None,
+            timeout=120.0,
+            shown=["ls-files", "--stage"],
+        )
+        return [record.split("\t", 1)[1] for record in out.split("\0") if record.startswith("160000 ")]
+
+    def _open_submodule(self, path: str) -> GitRepo | None:
+        git_dir = _submodule_git_dir(self.work_tree / path)
+        if git_dir is None:
+            return None  # not checked out: git does not enter it
+        if self.depth + 1 > MAX_SUBMODULE_DEPTH:
+            raise UnsafeRepository(f"{path} nests submodules more than {MAX_SUBMODULE_DEPTH} deep")
+        return GitRepo.at(self.work_tree / path, git_dir, self.boundary, self.depth + 1)
+
+    def all_overrides(self) -> list[str]:
+        """This repository's overrides and those of every checked-out submodule, recursively."""
+        found = list(self.overrides)
+        for _, repo in self.submodules.values():
+            if repo is not None:
+                found += repo.all_overrides()
+        return found
+
+    def _base_env(self, extra: dict[str, str] | None) -> dict[str, str]:
+        return _env(extra) | {"GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.work_tree)}
+
+    def run(
+        self,
+        args: list[str],
+        *,
+        check: bool = True,
+        input_text: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 120.0,
+        protocols: tuple[str, ...] = (),
+    ) -> str:
+        """``git args`` in the work tree; returns stdout. ``protocols`` allows transports (``file``)."""
+        self._verify()
+        allowed = [f"protocol.{name}.allow=always" for name in protocols]
+        argv = _settings([*self.all_overrides(), *allowed]) + args
+        return _run(
+            argv,
+            self.work_tree,
+            self._base_env(env),
+            check=check,
+            input_text=input_text,
+            timeout=timeout,
+            shown=args,
+        )
+
+    def push(self, remote: str, branch: str, timeout: float = 300.0) -> str:
+        """``git push --set-upstream remote branch`` with the user's credentials, over https or ssh."""
+        self._verify()
+        if self.rewrites_urls:
+            raise UnsafeRepository(
+                "its .git/config rewrites URLs (url.*.insteadOf); codeagent does not push there"
+            )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {
+            "GIT_DIR": str(self.git_dir),
+            "GIT_WORK_TREE": str(self.work_tree),
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_PROTOCOL_FROM_USER": "0",
+        }
+        # The repository's helpers and ssh command are neutralised like on every call (FIXED
+        # empties the helper list); the user's own come back after that, last.
+        restored = _user_push_settings()
+        local = self._local_push(remote)
+        argv = _settings([*self.all_overrides(), *gitpolicy.PUSH_PROTOCOLS, *local, *restored])
+        args = ["push", "--receive-pack=git-receive-pack", "--set-upstream", remote, branch]
+        return _run(
+            argv + args, self.work_tree, env, check=True, input_text=None, timeout=timeout, shown=args
+        )
+
+    def _local_push(self, remote: str) -> list[str]:
+        """``protocol.file.allow`` for a remote that is a folder on this machine outside the work
+        tree (a repository in the work tree is the workspace's to write: its hooks and config
+        would run); nothing for a network remote."""
+        url = self.run(["remote", "get-url", "--push", remote], check=False).strip()
+        local = url.startswith("file://") or url.startswith("/") or url.startswith(".")
+        if not local:
+            return []
+        path = Path(url.removeprefix("file://"))
+        real = Path(os.path.realpath(path if path.is_absolute() else self.work_tree / path))
+        if real == self.work_tree or self.work_tree in real.parents:
+            raise UnsafeRepository(
+                f"its remote {remote} is a folder inside the work tree ({url}); codeagent does not push there"
+            )
+        return ["protocol.file.allow=always"]
+
+
+def _user_entries() -> list[Entry]:
+    """The user's own system and global config (trusted: outside any workspace), as data."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {"GIT_DIR": "/nonexistent"}
+    entries: list[Entry] = []
+    for scope in ("--system", "--global"):
+        proc = subprocess.run(
+            ["git", "config", "--list", "-z", "--includes", scope],
+            cwd="/",
+            env=env,
+            capture_output=True,
+            check=False,
+            timeout=30,
+        )
+        entries += parse_listing(proc.stdout) if proc.returncode == 0 else []
+    return entries
+
+
+def _user_push_settings() -> list[str]:
+    """The user's own credential helpers and ssh command, as ``-c`` settings."""
+    entries = _user_entries()
+    helpers = [
+        f"{e.key}={e.value or ''}" for e in entries if e.section == "credential" and e.name == "helper"
+    ]
+    ssh = [e.value or "ssh" for e in entries if e.key == "core.sshcommand"]
+    return [*helpers, f"core.sshCommand={ssh[-1] if ssh else 'ssh'}"]
+
+
+def user_identity() -> dict[str, str]:
+    """``GIT_AUTHOR_*``/``GIT_COMMITTER_*`` from the user's own config; empty when it names none."""
+    values = {e.key: e.value or "" for e in _user_entries() if e.key in ("user.name", "user.email")}
+    if not values.get("user.name") or not values.get("user.email"):
+        return {}
+    name, email = values["user.name"], values["user.email"]
+    return {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email,
+    }
 
 
 def git(
@@ -59,25 +452,32 @@ def git(
     input_text: str | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 120.0,
+    protocols: tuple[str, ...] = (),
 ) -> str:
-    """Run ``git args`` in ``cwd`` with hijack-proof settings; return stdout."""
-    command = ["git"]
-    for setting in SAFE_CONFIG:
-        command += ["-c", setting]
-    proc = subprocess.run(
-        command + args,
-        cwd=cwd,
-        input=input_text,
-        capture_output=True,
-        text=True,
-        env=git_env(env),
-        timeout=timeout,
-        check=False,
+    """``git args`` in the repository holding ``cwd`` (opened and vetted for this one call)."""
+    return GitRepo.open(cwd).run(
+        args, check=check, input_text=input_text, env=env, timeout=timeout, protocols=protocols
     )
-    if check and proc.returncode != 0:
-        raise GitError(args, proc.returncode, proc.stderr)
-    return proc.stdout
+
+
+def git_outside(
+    args: list[str],
+    cwd: Path,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 120.0,
+    protocols: tuple[str, ...] = (),
+) -> str:
+    """A git command that works on no existing work tree (``init``, ``clone --bare``), run from
+    ``cwd`` with the same settings and no repository discovery above it."""
+    ceiling = {"GIT_CEILING_DIRECTORIES": str(Path(os.path.realpath(cwd)).parent)}
+    allowed = [f"protocol.{name}.allow=always" for name in protocols]
+    argv = _settings(allowed) + args
+    return _run(
+        argv, cwd, _env(ceiling | (env or {})), check=True, input_text=None, timeout=timeout, shown=args
+    )
 
 
 def is_git_repo(path: Path) -> bool:
-    return git(["rev-parse", "--is-inside-work-tree"], path, check=False).strip() == "true"
+    top = find_work_tree(path)
+    return top is not None and (top / ".git" / "HEAD").is_file() and not (top / ".git").is_symlink()

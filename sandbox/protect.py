@@ -16,9 +16,9 @@ the parent of a top-level name cannot be renamed either.
   ``O_EXCL``/``mkdir`` at the top of the workspace and mounted read-only, so it cannot be
   created either; after the command ``Guard.release`` removes the placeholder only if the
   entry at that name is still the very inode it created (``lstat``, never following a link).
-  Each placeholder is written to a journal (one file per process, in codeagent's state
-  folder) before it is made; a process killed mid-command leaves its journal behind, and the
-  next ``guard`` removes that dead process's placeholders the same careful way;
+  The placeholders are written to a journal (one file per process, in codeagent's state
+  folder) as soon as they are made; a process killed mid-command leaves its journal behind,
+  and the next ``guard`` removes that dead process's placeholders the same careful way;
 - a name that is a symbolic link (committed that way) cannot be mounted over (a mount
   follows the link): its target is mounted read-only when it lies inside the workspace,
   and after the command ``release`` checks the link is the same; a replaced link is put
@@ -114,7 +114,7 @@ class Guard:
         """Remove this command's placeholders; put back and report a replaced protected link."""
         for path, ident in reversed(self.placeholders):
             _remove_if_same(path, ident)
-        if self.journal is not None:
+        if self.journal is not None and self.placeholders:
             self.journal.write([])
         changed = [path for path, target, ident in self.links if not _same_link(path, target, ident)]
         for path, target, _ in self.links:
@@ -186,7 +186,6 @@ def guard(workspace: Path, git_config_view: Path | None, journal: Journal) -> Gu
         st = _lstat(path)
         if st is None:
             result.placeholders.append((path, _placeholder(path, kind)))
-            journal.write(result.placeholders)
             source = path
         elif stat.S_ISLNK(st.st_mode):
             result.links.append((path, os.readlink(path), _ident(st)))
@@ -197,6 +196,7 @@ def guard(workspace: Path, git_config_view: Path | None, journal: Journal) -> Gu
         else:
             source = path
         result.argv += ["--ro-bind", str(source), str(path)]
+    journal.write(result.placeholders)
     config = workspace / ".git" / "config"
     config_st = _lstat(config)
     if git_config_view is not None and config_st is not None and stat.S_ISREG(config_st.st_mode):

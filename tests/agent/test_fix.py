@@ -146,8 +146,12 @@ def test_script_exhaustion_is_an_error_with_exit_3(make_repo, write_script, tool
 
 def start_slow_run(root: Path, write_script, fix_script, tool_call, *extra: str) -> subprocess.Popen:
     """A fix run whose fourth step sleeps the first time; returns once that step is running."""
-    marker = root / ".git" / "slept-once"  # inside the workspace: the sandbox has its own /tmp
-    slow = tool_call("run", command=f"test -f {marker} || {{ touch {marker}; sleep 60; }}")
+    # Inside the workspace (the sandbox has its own /tmp; .git is read-only there), among the
+    # by-products a run never commits.
+    marker = root / "__pycache__" / "slept-once"
+    slow = tool_call(
+        "run", command=f"test -f {marker} || {{ mkdir -p {marker.parent}; touch {marker}; sleep 60; }}"
+    )
     script = write_script([*fix_script[:3], slow, *fix_script[3:]])
     argv = [
         sys.executable,

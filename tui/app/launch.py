@@ -29,7 +29,7 @@ from codeagent.tui.commands import (
 
 
 def launch(args: Any, config: Config) -> int:
-    root = gitops.toplevel(args.cwd.resolve())
+    root = gitops.open_repo(args.cwd.resolve()).work_tree
     resume = _session(args.resume, root) if args.resume is not None else None
     spec = args.model or (session_model(resume) if resume else None) or model_spec(args, config)
     builder = _builder(args, config)
