@@ -360,5 +360,7 @@ def test_the_catalogue_neutralises_every_listed_setting():
         assert value in NEUTRAL, f"{pattern} ({what}) is overridden with {value!r}, which names a program"
         key = pattern.replace("*", "Some.Sub")
         assert gitpolicy.overrides([Entry(key, "touch /tmp/x")]) == [f"{key}={value}"], pattern
-    assert all(setting.split("=", 1)[1] in NEUTRAL | {"never", "*", "no", "all"} for setting in gitpolicy.FIXED)
+    assert all(
+        setting.split("=", 1)[1] in NEUTRAL | {"never", "*", "no", "all"} for setting in gitpolicy.FIXED
+    )
     assert gitpolicy.overrides([Entry("user.name", "x"), Entry("remote.origin.url", "https://h/r")]) == []
