@@ -10,15 +10,16 @@ The workflow around the loop:
    optionally push and open a pull request;
 6. return a ``FixResult`` whose ``exit_code`` the CLI exits with:
    0 resolved (the agent finished, something changed, the tests pass or none exist),
-   1 no acceptable fix, 2 usage or configuration error, 3 internal error or a refusal,
-   130 interrupted.
+   1 no acceptable fix, 2 usage or configuration error, 3 internal or model error,
+   4 refused (the run would have let out a secret, touched a protected path, moved refs outside
+   the task, or a command replaced a protected path), 130 interrupted.
 
 No known secret leaves the run: the process's tokens and keys, the repository's git
 credentials and ``FixOptions.secret_values`` are gathered once, before the run
 (``KnownSecrets.gather``), and go to the session (tool results, events and the transcript
 redacted) and to the gates of ``leaks``: the diff and the commit message before committing,
 the pull request's title and body before pushing, the result before it is written or
-printed. A gate that finds one refuses: status ``error``, a message naming the secret and
+printed. A gate that finds one refuses: status ``refused``, a message naming the secret and
 where it was, nothing committed (the changes stay in the working tree, a stash stays a stash)
 or nothing pushed.
 
@@ -72,7 +73,7 @@ class FixOptions:
 
 @dataclass(slots=True)
 class FixResult:
-    status: str  # resolved | unresolved | error | interrupted
+    status: str  # resolved | unresolved | refused | error | interrupted
     message: str
     run_id: str
     branch: str | None = None
@@ -93,7 +94,7 @@ class FixResult:
 
     @property
     def exit_code(self) -> int:
-        return {"resolved": 0, "unresolved": 1, "interrupted": 130}.get(self.status, 3)
+        return {"resolved": 0, "unresolved": 1, "refused": 4, "interrupted": 130}.get(self.status, 3)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"exit_code": self.exit_code}
@@ -248,7 +249,7 @@ def _finish(
         _conclude(result, outcome, meta, env, options, transcript.secrets, repo)
     except leaks.Refused as refused:
         kept = f"; your own changes stay in stash {meta['stash']}" if meta["stash"] else ""
-        result.status, result.message = "error", f"{refused}{kept}"
+        result.status, result.message = "refused", f"{refused}{kept}"
     else:
         if meta["stash"]:
             gitops.checkout(repo, meta["original_branch"] or meta["base_commit"])
@@ -306,8 +307,8 @@ def _conclude(
         result.commit = gitops.commit(repo, changed, message)
         result.files_changed = gitops.files_between(repo, meta["base_commit"], result.commit)
     tests_ok = not result.tests_after.get("detected") or result.tests_after.get("exit_code") == 0
-    if outcome.status == "error":
-        result.status, result.message = "error", outcome.message
+    if outcome.status in ("error", "refused"):
+        result.status, result.message = outcome.status, outcome.message
     elif outcome.status == "finished" and changed and tests_ok:
         result.status, result.message = (
             "resolved",
@@ -360,7 +361,7 @@ def _publish(
     body = (result.summary or "") + (f"\n\nCloses #{issue['number']}." if issue.get("number") else "")
     refusal = leaks.check_pull_request(secrets, title, body) if options.pr else None
     if refusal:
-        result.status, result.message = "error", f"{refusal}; the commit stays local"
+        result.status, result.message = "refused", f"{refusal}; the commit stays local"
         return
     try:
         gitops.push(repo, meta["branch"])

@@ -116,7 +116,7 @@ def settle(result: FixResult, secrets: KnownSecrets) -> None:
         setattr(result, f.name, secrets.redact_data(getattr(result, f.name)))
     names = sorted({name for found in held.values() for name in found})
     note = f"the result held a known secret ({', '.join(names)} in {', '.join(held)}); it was redacted"
-    if result.status == "error":
+    if result.status in ("error", "refused"):
         result.message = f"{result.message}; {note}" if result.message else note
     else:
-        result.status, result.message = "error", f"refused: {note}"
+        result.status, result.message = "refused", f"refused: {note}"

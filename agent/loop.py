@@ -14,8 +14,8 @@ are exceptions carrying a message; ``run`` turns each into a ``RunResult`` statu
 - ``format``: the model kept answering without usable tool calls (``FormatError``);
 - ``error``: the model client failed (``ModelError``), e.g. a scripted run out of replies;
 - ``interrupted``: the caller set the cancel event;
-- ``error`` too when a command replaced a protected path (``ProtectedPathChanged``: put back
-  by the sandbox, and the run stops rather than go on in a workspace it tampered with).
+- ``refused``: a command replaced a protected path (``ProtectedPathChanged``: put back by the
+  sandbox, and the run stops rather than go on in a workspace it tampered with).
 
 Interruption is checked between steps, between tool calls and at every streamed token, so a
 reply being written stops at its next token. Tool calls an interruption kept from running
@@ -131,7 +131,7 @@ class Agent:
         except Interrupted as err:
             return self._result("interrupted", str(err))
         except ProtectedPathChanged as err:
-            return self._result("error", str(err))
+            return self._result("refused", str(err))
 
     def step(self) -> None:
         self.steps += 1

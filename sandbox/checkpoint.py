@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from codeagent.sandbox.git import GitRepo, git_outside
+from codeagent.sandbox.git import GitError, GitRepo, git_outside
 
 REF = "refs/codeagent/checkpoints"
 IDENTITY = {
@@ -66,7 +66,15 @@ class Checkpoints:
         return self._git(["rev-parse", "--verify", "--quiet", REF], check=False).strip() or None
 
     def _tree(self) -> str:
-        self._git(["add", "-A", "--ignore-errors", "."])
+        try:
+            self._git(["add", "-A", "--ignore-errors", "."])
+        except GitError as err:
+            # A nested repository with no commit cannot be added; everything else was.
+            if any(
+                line.startswith(("error:", "fatal:")) and "does not have a commit" not in line
+                for line in err.stderr.splitlines()
+            ):
+                raise
         self._drop_nested_repositories()
         return self._git(["write-tree"]).strip()
 

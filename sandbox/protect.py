@@ -12,9 +12,9 @@ the parent of a top-level name cannot be renamed either.
 ``guard(workspace)`` prepares one command:
 
 - an existing folder or file is mounted read-only onto itself;
-- a missing name gets an empty placeholder (a folder, or an empty file) created with
-  ``O_EXCL``/``mkdir`` at the top of the workspace and mounted read-only, so it cannot be
-  created either; after the command ``Guard.release`` removes the placeholder only if the
+- a missing name gets an empty placeholder folder (also for names of files: an empty folder
+  is invisible to ``git status``, and nothing runs a folder named ``.envrc``), made with
+  ``mkdir`` at the top of the workspace and mounted read-only, so it cannot be created either; after the command ``Guard.release`` removes the placeholder only if the
   entry at that name is still the very inode it created (``lstat``, never following a link).
   The placeholders are written to a journal (one file per process, in codeagent's state
   folder) as soon as they are made; a process killed mid-command leaves its journal behind,
@@ -27,8 +27,8 @@ the parent of a top-level name cannot be renamed either.
 ``.git/config`` is overlaid with a view that carries no credentials (``redacted``, from
 ``gitview.py``), when it is a regular file.
 
-Limits: while a command runs, placeholders are visible in the workspace (an empty
-``.envrc``, ``git status`` inside shows them); a protected name that is a link to a folder
+Limits: while a command runs, placeholders are visible in the workspace (``ls -a`` shows
+empty folders); a protected name that is a link to a folder
 outside the workspace protects nothing there, but the sandbox cannot write outside anyway.
 """
 
@@ -42,17 +42,9 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# name -> kind of placeholder made for it when missing
-PROTECTED: dict[str, str] = {
-    ".git": "dir",
-    ".github": "dir",
-    ".gitlab": "dir",
-    ".circleci": "dir",
-    ".codeagent": "dir",
-    ".devcontainer": "dir",
-    ".envrc": "file",
-    ".gitlab-ci.yml": "file",
-}
+PROTECTED = frozenset(
+    {".git", ".github", ".gitlab", ".circleci", ".codeagent", ".devcontainer", ".envrc", ".gitlab-ci.yml"}
+)
 
 
 class ProtectedPathChanged(RuntimeError):
@@ -139,11 +131,8 @@ def _lstat(path: Path) -> os.stat_result | None:
         return None
 
 
-def _placeholder(path: Path, kind: str) -> tuple[int, int]:
-    if kind == "dir":
-        os.mkdir(path, 0o755)
-    else:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644))
+def _placeholder(path: Path) -> tuple[int, int]:
+    os.mkdir(path, 0o755)  # fails on anything already there, a dangling link included
     return _ident(os.lstat(path))
 
 
@@ -151,11 +140,9 @@ def _remove_if_same(path: Path, ident: tuple[int, int]) -> None:
     st = _lstat(path)
     if st is None or _ident(st) != ident:
         return
-    with contextlib.suppress(OSError):  # not empty: something was mounted or written there; keep it
-        if stat.S_ISDIR(st.st_mode):
+    if stat.S_ISDIR(st.st_mode):
+        with contextlib.suppress(OSError):  # not empty: something was mounted or written there; keep it
             os.rmdir(path)
-        elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
-            os.unlink(path)
 
 
 def _same_link(path: Path, target: str, ident: tuple[int, int]) -> bool:
@@ -181,11 +168,11 @@ def guard(workspace: Path, git_config_view: Path | None, journal: Journal) -> Gu
     """Mount options protecting every protected name of ``workspace`` (already resolved)."""
     journal.recover()
     result = Guard(journal=journal)
-    for name, kind in PROTECTED.items():
+    for name in sorted(PROTECTED):
         path = workspace / name
         st = _lstat(path)
         if st is None:
-            result.placeholders.append((path, _placeholder(path, kind)))
+            result.placeholders.append((path, _placeholder(path)))
             source = path
         elif stat.S_ISLNK(st.st_mode):
             result.links.append((path, os.readlink(path), _ident(st)))

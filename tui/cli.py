@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 from codeagent.agent.config import Config, ConfigError, load_config
 from codeagent.agent.gitops import WorkflowError
 from codeagent.agent.protocol import ModelError
+from codeagent.sandbox.git import UnsafeRepository
 from codeagent.tui import commands, eval_command
 from codeagent.tui.argtypes import at_least_two, int_list, name_list, port, positive_float, positive_int
 from codeagent.tui.inert import inert
@@ -476,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             return interactive(args, config)
         return int(args.handler(args, config))
-    except (UsageError, ConfigError, WorkflowError, commands.CommandError) as err:
+    except (UsageError, ConfigError, WorkflowError, commands.CommandError, UnsafeRepository) as err:
         return _fail(str(err))
     except ModelError as err:
         return _fail(f"model: {err}")

@@ -78,7 +78,7 @@ def test_an_environment_token_read_from_a_tool_and_written_to_a_file_is_refused(
     leak = tool_call("write_file", path="notes/token.txt", content=f"found it: {ENV_TOKEN}\n")
     script = write_script([fix_script[0], read, *fix_script[1:4], leak, fix_script[-1]])
     result, transcript, printed = fix_with(script, root, {"GITHUB_TOKEN": ENV_TOKEN})
-    assert result["status"] == "error" and result["exit_code"] == 3
+    assert result["status"] == "refused" and result["exit_code"] == 4
     assert result["message"].startswith("refused to commit: a known secret appeared")
     assert "GITHUB_TOKEN in the diff of notes/token.txt" in result["message"]
     assert result["commit"] is None
@@ -101,7 +101,7 @@ def test_a_token_in_the_finish_summary_is_refused_before_the_commit(
     finish = tool_call("finish", summary=f"mean fixed. (debug: {ENV_TOKEN})")
     script = write_script([*fix_script[:-1], finish])
     result, transcript, printed = fix_with(script, root, {"DEPLOY_TOKEN": ENV_TOKEN})
-    assert result["status"] == "error" and result["exit_code"] == 3
+    assert result["status"] == "refused" and result["exit_code"] == 4
     assert "DEPLOY_TOKEN in the commit message" in result["message"]
     assert "in summary" in result["message"]  # the result held it too, and was redacted
     assert result["summary"] == "mean fixed. (debug: [secret:DEPLOY_TOKEN])"
@@ -122,7 +122,7 @@ def test_git_config_credentials_copied_into_a_file_are_refused(
     leak = tool_call("write_file", path="creds.txt", content=f"{header}\n{HEADER_TOKEN}\n{REMOTE_TOKEN}\n")
     script = write_script([*fix_script[:3], copy, leak, *fix_script[3:]])
     result, transcript, printed = fix_with(script, root, {})
-    assert result["status"] == "error"
+    assert result["status"] == "refused"
     message = result["message"]
     assert message.startswith("refused to commit") and "in the diff of creds.txt" in message
     assert ".git/config http.https://github.com/.extraheader" in message
@@ -153,7 +153,7 @@ def test_a_token_in_the_pull_request_title_is_neither_pushed_nor_opened(
     script = write_script(fix_script)
     issue = IssueSpec(7, title, "mean([1, 2, 3]) gives 3")
     result = start_fix(issue, "scripted", lambda consumed: ScriptedClient(script, consumed), options)
-    assert result.status == "error" and result.exit_code == 3
+    assert result.status == "refused" and result.exit_code == 4
     assert result.message.startswith("refused to push or open a pull request")
     assert "GitHub client token in the pull request title" in result.message
     assert result.commit and ENV_TOKEN not in sh(root, "log", "-1", "--format=%B")

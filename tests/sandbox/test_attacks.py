@@ -20,7 +20,10 @@ import pytest
 from codeagent.sandbox.confine import SandboxSpec, probe, run_confined
 
 REASON = probe()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no sandbox here: {REASON}")
+pytestmark = [
+    pytest.mark.skipif(REASON is not None, reason=f"no sandbox here: {REASON}"),
+    pytest.mark.attack("confinement"),
+]
 
 
 @pytest.fixture
@@ -55,12 +58,14 @@ def run(workspace: Path, home: Path, command: str, timeout: float = 20, **env: s
     return run_confined(spec, command, timeout=timeout, max_output_chars=20_000, env=full_env)
 
 
+@pytest.mark.attack("secrets")
 def test_secrets_in_the_environment_are_invisible(workspace, home):
     result = run(workspace, home, "env; cat /proc/self/environ | tr '\\0' '\\n'; cat /proc/1/environ")
     assert "ghs_secret_token_123" not in result.output and "sk-secret-456" not in result.output
     assert "PATH=" in result.output
 
 
+@pytest.mark.attack("secrets")
 def test_credentials_and_settings_are_hidden(workspace, home):
     os.symlink(home / ".ssh", workspace / "keys")
     result = run(
@@ -121,6 +126,7 @@ def test_only_the_workspace_is_writable(workspace, home, tmp_path):
     assert "tmp" in result.output
 
 
+@pytest.mark.attack("protected-paths")
 @pytest.mark.parametrize(
     "command",
     [

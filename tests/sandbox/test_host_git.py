@@ -80,7 +80,7 @@ CASES = [
     ("fsmonitor", "[core]\n\tfsmonitor = touch {m}/fsmonitor\n", "", ["status"], lambda r: r.run(["status"])),
     (
         "filter-clean",
-        '[filter "x"]\n\tclean = touch {m}/clean; cat\n',
+        '[filter "x"]\n\tclean = "touch {m}/clean; cat"\n',
         "* filter=x\n",
         ["add", "-A"],
         lambda r: r.run(["add", "-A"]),
@@ -94,14 +94,14 @@ CASES = [
     ),
     (
         "filter-smudge",
-        '[filter "x"]\n\tsmudge = touch {m}/smudge; cat\n',
+        '[filter "x"]\n\tsmudge = "touch {m}/smudge; cat"\n',
         "* filter=x\n",
         ["checkout", "-q", "HEAD", "--", "a.txt"],
         lambda r: r.run(["checkout", "-q", "HEAD", "--", "a.txt"]),
     ),
     (
         "diff-textconv",
-        '[diff "x"]\n\ttextconv = touch {m}/textconv; cat\n',
+        '[diff "x"]\n\ttextconv = "touch {m}/textconv; cat"\n',
         "* diff=x\n",
         ["diff", "HEAD"],
         lambda r: r.run(["diff", "HEAD"]),
@@ -227,7 +227,7 @@ def test_an_included_config_outside_the_work_tree_is_vetted_too(tmp_path, marker
     root = make(tmp_path)
     included = tmp_path / "runner-temp" / "credentials.config"
     included.parent.mkdir()
-    included.write_text(f'[filter "x"]\n\tclean = touch {markers}/included-clean; cat\n')
+    included.write_text(f'[filter "x"]\n\tclean = "touch {markers}/included-clean; cat"\n')
     hostile(root, f'[includeIf "gitdir:{root}/.git"]\n\tpath = {included}\n', "* filter=x\n")
     (root / "a.txt").write_text("two\n")
     plain_git(root, "add", "-A")
@@ -237,7 +237,7 @@ def test_an_included_config_outside_the_work_tree_is_vetted_too(tmp_path, marker
     repo.run(["add", "-A"])
     assert fired(markers) == []
     included.write_text(
-        f'[diff "x"]\n\ttextconv = touch {markers}/changed-later; cat\n'
+        f'[diff "x"]\n\ttextconv = "touch {markers}/changed-later; cat"\n'
     )  # changes are re-vetted
     (root / ".gitattributes").write_text("* diff=x\n")
     repo.run(["diff", "HEAD"])
@@ -317,8 +317,8 @@ def nested(root: Path, markers: Path, tracked: bool) -> None:
     with (sub / ".git" / "config").open("a") as handle:
         handle.write(
             f"[core]\n\tfsmonitor = touch {markers}/nested-fsmonitor\n"
-            f'[filter "x"]\n\tclean = touch {markers}/nested-clean; cat\n'
-            f'[diff "x"]\n\ttextconv = touch {markers}/nested-textconv; cat\n'
+            f'[filter "x"]\n\tclean = "touch {markers}/nested-clean; cat"\n'
+            f'[diff "x"]\n\ttextconv = "touch {markers}/nested-textconv; cat"\n'
         )
     plain_git(sub, "-c", "core.fsmonitor=false", "-c", "filter.x.clean=cat", "add", "-A", check=True)
     plain_git(sub, "-c", "core.fsmonitor=false", "commit", "-qm", "s", check=True)

@@ -41,7 +41,12 @@ print(json.dumps({
     "hook": run("echo x > .git/hooks/pre-commit; echo done"),
     "caps": run("grep -E 'CapEff|NoNewPrivs' /proc/self/status"),
     "inside": run("echo ok > made.txt && cat made.txt"),
+    "rename": run("mv .git .git-old; mkdir -p .github/workflows; echo done"),
+    "token": run("cat .git/config; git config --list"),
+    "home": run("cat ~/.canary-file; ls -a ~; echo done"),
 }))
+from codeagent.sandbox.git import GitRepo
+GitRepo.open(ws).run(["status"])
 """
 
 
@@ -75,6 +80,12 @@ def world(tmp_path_factory):
         folder.mkdir(parents=True)
     (home / ".ssh" / "id_ed25519").write_text("PRIVATE KEY")
     subprocess.run(["git", "init", "-q", str(workspace)], check=True)
+    (home / ".canary-file").write_text("home-canary-value\n")
+    with (workspace / ".git" / "config").open("a") as config:
+        config.write(
+            f'[http "https://github.com/"]\n\textraheader = AUTHORIZATION: basic unpriv-token-value\n'
+            f"[core]\n\tfsmonitor = touch {outside}/fsmonitor-ran\n"
+        )
     for path in [base, *base.rglob("*"), outside]:
         os.chown(path, NOBODY, NOBODY)
     yield python, base, workspace, home, outside
@@ -82,6 +93,7 @@ def world(tmp_path_factory):
     shutil.rmtree(outside, ignore_errors=True)
 
 
+@pytest.mark.attack("confinement")
 def test_the_battery_holds_for_an_unprivileged_user(world):
     import json
 
@@ -119,3 +131,8 @@ def test_the_battery_holds_for_an_unprivileged_user(world):
     assert not (workspace / ".git" / "hooks" / "pre-commit").exists()
     assert "CapEff:\t0000000000000000" in report["caps"] and "NoNewPrivs:\t1" in report["caps"]
     assert report["inside"] == "ok\n" and (workspace / "made.txt").exists()
+    assert (workspace / ".git").is_dir() and not (workspace / ".git-old").exists()
+    assert not (workspace / ".github").exists() and "done" in report["rename"]
+    assert "unpriv-token-value" not in report["token"] and "[core]" in report["token"]
+    assert "home-canary-value" not in report["home"] and "done" in report["home"]
+    assert not (outside / "fsmonitor-ran").exists()  # the host-side git ran no program of the repository
