@@ -42,9 +42,12 @@ from pathlib import Path
 
 from codeagent.sandbox import gitpolicy
 from codeagent.sandbox.gitconfig import Entry, GitConfigError, neutral_env, parse_listing, read_config
+from codeagent.sandbox.gitpolicy import Setting
 
 MAX_CONFIG_FILES = 16
 MAX_SUBMODULE_DEPTH = 3
+# Program variables of the user's environment that a push does not inherit.
+PROGRAM_VARS = frozenset({"EDITOR", "VISUAL", "PAGER", "SSH_ASKPASS"})
 
 
 class GitError(RuntimeError):
@@ -64,38 +67,36 @@ class UnsafeRepository(GitError):
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
-    env = neutral_env() | {
-        "GIT_OPTIONAL_LOCKS": "0",
-        "GIT_NO_REPLACE_OBJECTS": "1",
-        "GIT_PAGER": "cat",
-        "PAGER": "cat",
-        "GIT_EDITOR": "true",
-        "GIT_PROTOCOL_FROM_USER": "0",
-    }
-    return env | (extra or {})
+    return neutral_env() | gitpolicy.FIXED_ENV | (extra or {})
 
 
-def _settings(extra: tuple[str, ...] | list[str]) -> list[str]:
-    argv: list[str] = []
-    for setting in (*gitpolicy.FIXED, *extra):
-        argv += ["-c", setting]
-    return argv
+def _config_env(settings: list[Setting]) -> dict[str, str]:
+    """``settings`` as git's command-line config in the environment (``GIT_CONFIG_COUNT``):
+    unlike ``-c``, a key may hold ``=``; git hands them on to the git processes it starts."""
+    env = {"GIT_CONFIG_COUNT": str(len(settings))}
+    for index, (key, value) in enumerate(settings):
+        env[f"GIT_CONFIG_KEY_{index}"] = key
+        env[f"GIT_CONFIG_VALUE_{index}"] = value
+    return env
+
+
+def _settings(extra: list[Setting]) -> dict[str, str]:
+    return _config_env([*gitpolicy.FIXED, *extra])
 
 
 def _run(
-    argv: list[str],
+    args: list[str],
     cwd: Path,
     env: dict[str, str],
     *,
     check: bool,
     input_text: str | None,
     timeout: float,
-    shown: list[str],
 ) -> str:
     # Bytes in and out: text mode would turn a CR in a file name into a newline. Names that are
     # not UTF-8 round-trip as surrogates (os.fsencode undoes them in arguments).
     proc = subprocess.run(
-        ["git", *argv],
+        ["git", "--no-pager", *args],
         cwd=cwd,
         input=None if input_text is None else input_text.encode("utf-8", "surrogateescape"),
         capture_output=True,
@@ -104,7 +105,7 @@ def _run(
         check=False,
     )
     if check and proc.returncode != 0:
-        raise GitError(shown, proc.returncode, proc.stderr.decode("utf-8", "replace"))
+        raise GitError(args, proc.returncode, proc.stderr.decode("utf-8", "replace"))
     return proc.stdout.decode("utf-8", "surrogateescape")
 
 
@@ -140,6 +141,20 @@ def _check_git_dir(git_dir: Path) -> tuple[int, int]:
     if os.path.lexists(config) and not stat.S_ISREG(os.lstat(config).st_mode):
         raise UnsafeRepository(f"{config} is not a regular file")
     return _ident(st)
+
+
+def _link_inside(git_dir: Path) -> str | None:
+    """The first symbolic link anywhere under the git folder, or None. Git writes through links
+    (a ``logs/HEAD`` linked to a shell's rc file would get a reflog line appended there)."""
+    stack = [str(git_dir)]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    return entry.path
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+    return None
 
 
 def _digest(files: list[Path]) -> str:
@@ -239,7 +254,7 @@ class GitRepo:
     git_dir: Path
     ident: tuple[int, int] = (0, 0)
     digest: str = ""
-    overrides: list[str] = field(default_factory=list)
+    overrides: list[Setting] = field(default_factory=list)
     rewrites_urls: bool = False
     files: list[Path] = field(default_factory=list)  # the config files vetted (the config, its includes)
     boundary: Path | None = None  # the outermost work tree (a submodule's includes may not point into it)
@@ -262,6 +277,9 @@ class GitRepo:
         repo = cls(Path(os.path.realpath(work_tree)), git_dir.absolute(), depth=depth)
         repo.boundary = boundary or repo.work_tree
         repo.ident = _check_git_dir(repo.git_dir)
+        link = _link_inside(repo.git_dir)
+        if link is not None:
+            raise UnsafeRepository(f"{link} is a symbolic link; git would write through it")
         repo._vet()
         return repo
 
@@ -309,14 +327,9 @@ class GitRepo:
         return True
 
     def _list_gitlinks(self) -> list[str]:
+        env = self._base_env(None) | _settings(self.overrides)
         out = _run(
-            [*_settings(self.overrides), "ls-files", "--stage", "-z"],
-            self.work_tree,
-            self._base_env(None),
-            check=True,
-            input_text=None,
-            timeout=120.0,
-            shown=["ls-files", "--stage"],
+            ["ls-files", "--stage", "-z"], self.work_tree, env, check=True, input_text=None, timeout=120.0
         )
         return [record.split("\t", 1)[1] for record in out.split("\0") if record.startswith("160000 ")]
 
@@ -328,7 +341,7 @@ class GitRepo:
             raise UnsafeRepository(f"{path} nests submodules more than {MAX_SUBMODULE_DEPTH} deep")
         return GitRepo.at(self.work_tree / path, git_dir, self.boundary, self.depth + 1)
 
-    def all_overrides(self) -> list[str]:
+    def all_overrides(self) -> list[Setting]:
         """This repository's overrides and those of every checked-out submodule, recursively."""
         found = list(self.overrides)
         for _, repo in self.submodules.values():
@@ -337,7 +350,13 @@ class GitRepo:
         return found
 
     def _base_env(self, extra: dict[str, str] | None) -> dict[str, str]:
-        return _env(extra) | {"GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.work_tree)}
+        # GIT_COMMON_DIR: refs, objects and config come from this folder whatever a commondir file says.
+        place = {
+            "GIT_DIR": str(self.git_dir),
+            "GIT_WORK_TREE": str(self.work_tree),
+            "GIT_COMMON_DIR": str(self.git_dir),
+        }
+        return _env(extra) | place
 
     def run(
         self,
@@ -351,56 +370,59 @@ class GitRepo:
     ) -> str:
         """``git args`` in the work tree; returns stdout. ``protocols`` allows transports (``file``)."""
         self._verify()
-        allowed = [f"protocol.{name}.allow=always" for name in protocols]
-        argv = _settings([*self.all_overrides(), *allowed]) + args
-        return _run(
-            argv,
-            self.work_tree,
-            self._base_env(env),
-            check=check,
-            input_text=input_text,
-            timeout=timeout,
-            shown=args,
-        )
+        # The caller's variables (an index file, an identity) go first: ours are not theirs to change.
+        full = (env or {}) | self._base_env(None) | _settings(self.all_overrides())
+        full["GIT_ALLOW_PROTOCOL"] = ":".join(protocols)
+        return _run(args, self.work_tree, full, check=check, input_text=input_text, timeout=timeout)
 
     def push(self, remote: str, branch: str, timeout: float = 300.0) -> str:
-        """``git push --set-upstream remote branch`` with the user's credentials, over https or ssh."""
+        """``git push --set-upstream remote branch`` with the user's credentials: over https or
+        ssh, or into a bare repository on this machine outside the work tree (its hooks off)."""
         self._verify()
         if self.rewrites_urls:
             raise UnsafeRepository(
                 "its .git/config rewrites URLs (url.*.insteadOf); codeagent does not push there"
             )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {
+        urls = [u for u in self.run(["remote", "get-url", "--push", "--all", remote]).splitlines() if u]
+        if len(urls) != 1:
+            raise UnsafeRepository(
+                f"its remote {remote} has {len(urls)} push URLs; codeagent pushes to exactly one"
+            )
+        protocols, receive_pack = self._transport(remote, urls[0])
+        user = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k not in PROGRAM_VARS}
+        place = {
             "GIT_DIR": str(self.git_dir),
             "GIT_WORK_TREE": str(self.work_tree),
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_PROTOCOL_FROM_USER": "0",
+            "GIT_COMMON_DIR": str(self.git_dir),
         }
         # The repository's helpers and ssh command are neutralised like on every call (FIXED
         # empties the helper list); the user's own come back after that, last.
-        restored = _user_push_settings()
-        local = self._local_push(remote)
-        argv = _settings([*self.all_overrides(), *gitpolicy.PUSH_PROTOCOLS, *local, *restored])
-        args = ["push", "--receive-pack=git-receive-pack", "--set-upstream", remote, branch]
-        return _run(
-            argv + args, self.work_tree, env, check=True, input_text=None, timeout=timeout, shown=args
-        )
+        config = _settings([*self.all_overrides(), *_user_push_settings()])
+        env = user | gitpolicy.FIXED_ENV | place | config | {"GIT_ALLOW_PROTOCOL": protocols}
+        args = [
+            "push",
+            f"--receive-pack={receive_pack}",
+            "--no-recurse-submodules",
+            "--set-upstream",
+            remote,
+            branch,
+        ]
+        return _run(args, self.work_tree, env, check=True, input_text=None, timeout=timeout)
 
-    def _local_push(self, remote: str) -> list[str]:
-        """``protocol.file.allow`` for a remote that is a folder on this machine outside the work
-        tree (a repository in the work tree is the workspace's to write: its hooks and config
-        would run); nothing for a network remote."""
-        url = self.run(["remote", "get-url", "--push", remote], check=False).strip()
-        local = url.startswith("file://") or url.startswith("/") or url.startswith(".")
-        if not local:
-            return []
+    def _transport(self, remote: str, url: str) -> tuple[str, str]:
+        """(allowed protocols, receive-pack command) for pushing to ``url``."""
+        if not (url.startswith(("file://", "/", "./", "../")) or url in (".", "..")):
+            return ":".join(gitpolicy.PUSH_PROTOCOLS), "git-receive-pack"
         path = Path(url.removeprefix("file://"))
         real = Path(os.path.realpath(path if path.is_absolute() else self.work_tree / path))
         if real == self.work_tree or self.work_tree in real.parents:
             raise UnsafeRepository(
                 f"its remote {remote} is a folder inside the work tree ({url}); codeagent does not push there"
             )
-        return ["protocol.file.allow=always"]
+        if not ((real / "HEAD").is_file() and (real / "objects").is_dir() and (real / "refs").is_dir()):
+            raise UnsafeRepository(f"its remote {remote} ({url}) is not a bare repository on this machine")
+        # receive-pack starts without our settings in its environment: its hooks are switched off here.
+        return "file", "git -c core.hooksPath=/dev/null -c core.fsmonitor=false receive-pack"
 
 
 def _user_entries() -> list[Entry]:
@@ -420,14 +442,12 @@ def _user_entries() -> list[Entry]:
     return entries
 
 
-def _user_push_settings() -> list[str]:
-    """The user's own credential helpers and ssh command, as ``-c`` settings."""
+def _user_push_settings() -> list[Setting]:
+    """The user's own credential helpers and ssh command."""
     entries = _user_entries()
-    helpers = [
-        f"{e.key}={e.value or ''}" for e in entries if e.section == "credential" and e.name == "helper"
-    ]
+    helpers = [(e.key, e.value or "") for e in entries if e.section == "credential" and e.name == "helper"]
     ssh = [e.value or "ssh" for e in entries if e.key == "core.sshcommand"]
-    return [*helpers, f"core.sshCommand={ssh[-1] if ssh else 'ssh'}"]
+    return [*helpers, ("core.sshCommand", ssh[-1] if ssh else "ssh")]
 
 
 def user_identity() -> dict[str, str]:
@@ -454,10 +474,26 @@ def git(
     timeout: float = 120.0,
     protocols: tuple[str, ...] = (),
 ) -> str:
-    """``git args`` in the repository holding ``cwd`` (opened and vetted for this one call)."""
-    return GitRepo.open(cwd).run(
+    """``git args`` in the repository holding ``cwd``, opened once per process and work tree (and
+    opened again if its git folder was replaced: this form pins nothing across calls)."""
+    return _opened(cwd).run(
         args, check=check, input_text=input_text, env=env, timeout=timeout, protocols=protocols
     )
+
+
+_OPENED: dict[Path, GitRepo] = {}
+
+
+def _opened(cwd: Path) -> GitRepo:
+    top = find_work_tree(cwd)
+    known = _OPENED.get(top) if top is not None else None
+    if known is not None and _check_git_dir(known.git_dir) == known.ident:
+        return known
+    repo = GitRepo.open(cwd)
+    if len(_OPENED) > 64:
+        _OPENED.clear()
+    _OPENED[repo.work_tree] = repo
+    return repo
 
 
 def git_outside(
@@ -471,11 +507,8 @@ def git_outside(
     """A git command that works on no existing work tree (``init``, ``clone --bare``), run from
     ``cwd`` with the same settings and no repository discovery above it."""
     ceiling = {"GIT_CEILING_DIRECTORIES": str(Path(os.path.realpath(cwd)).parent)}
-    allowed = [f"protocol.{name}.allow=always" for name in protocols]
-    argv = _settings(allowed) + args
-    return _run(
-        argv, cwd, _env(ceiling | (env or {})), check=True, input_text=None, timeout=timeout, shown=args
-    )
+    full = (env or {}) | _env(ceiling) | _settings([]) | {"GIT_ALLOW_PROTOCOL": ":".join(protocols)}
+    return _run(args, cwd, full, check=True, input_text=None, timeout=timeout)
 
 
 def is_git_repo(path: Path) -> bool:

@@ -10,9 +10,12 @@ entries are read as data (``gitconfig.read_config``) and:
   (``include.path``, ``includeIf.*.path``; ``actions/checkout`` v6 keeps its token in one)
   and ``config.worktree`` are read and vetted with the config by ``git.py``, which refuses
   an include of a file inside the work tree (commands can change it);
-- ``overrides(entries)`` gives, for every entry whose key is in ``EXEC_SETTINGS``, a ``-c``
-  setting with a neutral value; ``-c`` wins over every config file, and git hands it on to
-  the git processes it starts (``GIT_CONFIG_PARAMETERS``);
+- ``overrides(entries)`` gives, for every entry whose key is in ``EXEC_SETTINGS``, a setting
+  with a neutral value, passed through ``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_n`` (command-line
+  scope: it wins over every config file, git hands it on to the git processes it starts, and
+  unlike ``-c`` it takes a driver name holding ``=``);
+- ``OTHERWISE`` lists the settings an override cannot reset (git takes the first value, or
+  they are lists) and what makes each harmless instead; ``FIXED_ENV`` holds those switches;
 - ``FIXED`` is passed on every call whatever the config says: hooks, fsmonitor, pagers,
   editors, external diff and merge programs off, no submodule recursion (a nested
   repository's own config would otherwise be read, and it is not vetted), no transport
@@ -23,8 +26,10 @@ drivers (``filter=x``, ``diff=x``, ``merge=x``); with every driver defined in th
 neutralised and no other config read, a selected driver has no program to run.
 
 The catalogue was built from git's documentation (``Documentation/config/*``), every entry
-with what it runs; ``tests/sandbox/test_host_git.py`` checks each entry against git itself
-(a hostile setting runs a marker under plain git, and not under ours).
+with what it runs, and checked against git 2.39 command by command (status, add, commit,
+diff, checkout, stash, push...: which settings each reaches, which neutral value stops it);
+``tests/sandbox/test_host_git.py`` repeats the ones codeagent's own commands reach (a hostile
+setting runs a marker under plain git, and not under ours).
 """
 
 from __future__ import annotations
@@ -33,38 +38,60 @@ import re
 
 from codeagent.sandbox.gitconfig import Entry
 
-# Passed on every host git call. Values here never name a program of the workspace's choosing.
-FIXED: tuple[str, ...] = (
-    "core.hooksPath=/dev/null",
-    "core.fsmonitor=false",
-    "core.untrackedCache=false",
-    "core.pager=cat",
-    "core.editor=true",
-    "sequence.editor=true",
-    "core.askPass=",
-    "core.sshCommand=false",
-    "core.gitProxy=",
-    "core.attributesFile=/dev/null",
-    "core.alternateRefsCommand=",
-    "credential.helper=",
-    "commit.gpgSign=false",
-    "tag.gpgSign=false",
-    "tag.forceSignAnnotated=false",
-    "push.gpgSign=false",
-    "gpg.program=false",
-    "gc.auto=0",
-    "maintenance.auto=false",
-    "submodule.recurse=false",
-    "diff.ignoreSubmodules=all",
-    "status.submoduleSummary=false",
-    "fetch.recurseSubmodules=false",
-    "push.recurseSubmodules=no",
-    "protocol.allow=never",
-    "uploadpack.packObjectsHook=",
-    "safe.directory=*",
+Setting = tuple[str, str]  # (key, value): passed through GIT_CONFIG_COUNT, so a key may hold "="
+
+# Passed on every host git call, before the per-entry overrides (which come later and win).
+FIXED: tuple[Setting, ...] = (
+    ("core.hooksPath", "/dev/null"),
+    ("core.fsmonitor", "false"),
+    ("core.untrackedCache", "false"),
+    ("core.pager", "cat"),
+    ("core.editor", ":"),
+    ("sequence.editor", ":"),
+    ("core.askPass", ""),
+    ("core.sshCommand", "false"),
+    ("core.attributesFile", "/dev/null"),
+    ("core.alternateRefsCommand", ""),
+    ("core.useReplaceRefs", "false"),
+    ("core.sharedRepository", "umask"),
+    ("credential.helper", ""),
+    ("commit.gpgSign", "false"),
+    ("tag.gpgSign", "false"),
+    ("tag.forceSignAnnotated", "false"),
+    ("push.gpgSign", "false"),
+    ("log.showSignature", "false"),
+    ("format.pretty", "medium"),
+    ("gpg.program", "false"),
+    ("gc.auto", "0"),
+    ("maintenance.auto", "false"),
+    ("submodule.recurse", "false"),
+    ("diff.ignoreSubmodules", "all"),
+    ("diff.submodule", "short"),
+    ("status.submoduleSummary", "false"),
+    ("fetch.recurseSubmodules", "false"),
+    ("push.recurseSubmodules", "no"),
+    ("http.proxy", ""),
+    ("uploadpack.packObjectsHook", ""),
+    ("safe.directory", "*"),
 )
-# For push only: the transports a push may use (no file://, ext::, or helper transports).
-PUSH_PROTOCOLS: tuple[str, ...] = ("protocol.https.allow=always", "protocol.ssh.allow=always")
+# Set on every call: no transport unless a call allows one (GIT_ALLOW_PROTOCOL beats any
+# protocol.*.allow in the config), no lazy fetch of missing objects, no proxy program (core.gitProxy
+# takes the first of several values, so a later -c cannot reset it), no replace refs.
+FIXED_ENV: dict[str, str] = {
+    "GIT_ALLOW_PROTOCOL": "",
+    "GIT_NO_LAZY_FETCH": "1",
+    "GIT_PROXY_COMMAND": "",
+    "GIT_NO_REPLACE_OBJECTS": "1",
+    "GIT_EDITOR": ":",
+    "GIT_SEQUENCE_EDITOR": ":",
+    "GIT_PAGER": "cat",
+    "PAGER": "cat",
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_OPTIONAL_LOCKS": "0",
+    "GIT_PROTOCOL_FROM_USER": "0",
+}
+# The transports a push may use (no file://, ext::, git:// or helper transports).
+PUSH_PROTOCOLS = ("https", "ssh")
 
 # (key pattern, neutral value, what the setting runs). In a pattern ``*`` stands for one
 # subsection, which may itself contain dots; section and name match case-insensitively.
@@ -73,12 +100,11 @@ EXEC_SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("core.hookspath", "/dev/null", "folder of hooks run by commit, checkout, push, ..."),
     ("core.pager", "cat", "pager for output"),
     ("pager.*", "false", "per-command pager program"),
-    ("core.editor", "true", "editor for messages"),
-    ("sequence.editor", "true", "editor for rebase todo lists"),
+    ("core.editor", ":", "editor for messages"),
+    ("sequence.editor", ":", "editor for rebase todo lists"),
     ("core.askpass", "", "program asked for credentials"),
     ("core.sshcommand", "false", "ssh program for ssh transports"),
     ("ssh.variant", "ssh", "how the ssh program is called"),
-    ("core.gitproxy", "", "proxy program for git:// transports"),
     ("core.alternaterefscommand", "", "program listing an alternate's refs"),
     ("core.attributesfile", "/dev/null", "attributes selecting drivers, from any file"),
     ("credential.helper", "", "credential helper programs"),
@@ -86,7 +112,9 @@ EXEC_SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("diff.external", "true", "external diff program (our diffs pass --no-ext-diff as well)"),
     ("diff.*.command", "true", "external diff program of a diff driver"),
     ("diff.*.textconv", "cat", "text conversion program of a diff driver (cat: the text as it is)"),
-    ("merge.*.driver", "false", "merge program of a merge driver"),
+    ("merge.*.driver", "false", "merge program of a merge driver (false: an ordinary conflict)"),
+    ("merge.*.recursive", "binary", "names the driver used for inner merges"),
+    ("merge.verifysignatures", "false", "merges verify signatures with gpg"),
     ("filter.*.clean", "", "clean filter program, run when a file is added"),
     ("filter.*.smudge", "", "smudge filter program, run when a file is checked out"),
     ("filter.*.process", "", "long-running filter program"),
@@ -97,10 +125,22 @@ EXEC_SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("commit.gpgsign", "false", "signing every commit"),
     ("tag.gpgsign", "false", "signing every tag"),
     ("push.gpgsign", "false", "signing pushes"),
+    ("log.showsignature", "false", "log verifies signatures with gpg"),
+    ("format.pretty", "medium", "a default format with %G? makes log run gpg"),
+    ("user.signingkey", "", "ssh signing: a key file handed to ssh-keygen"),
     ("remote.*.vcs", "", "remote helper program git-remote-<vcs>"),
     ("remote.*.proxy", "", "proxy for one remote"),
     ("submodule.*.update", "none", "'!command' run by submodule update"),
     ("interactive.difffilter", "", "filter program for add -p"),
+    ("trailer.*.command", "", "trailer program (commit --trailer)"),
+    ("trailer.*.cmd", "", "trailer program (commit --trailer)"),
+    ("imap.tunnel", "", "tunnel program of imap-send"),
+    ("guitool.*.cmd", "", "git gui tool program"),
+    ("instaweb.httpd", "", "web server program of instaweb"),
+    ("instaweb.browser", "", "browser program of instaweb"),
+    ("man.viewer", "", "man viewer program"),
+    ("diff.tool", "", "difftool program name"),
+    ("merge.tool", "", "mergetool program name"),
     ("tar.*.command", "false", "compressor program of git archive"),
     ("web.browser", "", "browser program"),
     ("browser.*.cmd", "false", "browser program"),
@@ -116,6 +156,7 @@ EXEC_SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("sendemail.sendmailcmd", "false", "sendmail program"),
     ("sendemail.tocmd", "false", "program listing recipients"),
     ("sendemail.cccmd", "false", "program listing recipients"),
+    ("sendemail.headercmd", "false", "program adding headers"),
     ("sendemail.*.smtpserver", "", "sendmail-like program of an identity"),
     ("sendemail.*.sendmailcmd", "false", "sendmail program of an identity"),
     ("sendemail.*.tocmd", "false", "program listing recipients of an identity"),
@@ -123,13 +164,39 @@ EXEC_SETTINGS: tuple[tuple[str, str, str], ...] = (
     ("uploadpack.packobjectshook", "", "program run instead of pack-objects"),
     ("gc.auto", "0", "background git gc"),
     ("maintenance.auto", "false", "background git maintenance"),
+    ("gc.recentobjectshook", "", "program run by gc and repack (newer git)"),
+    ("protocol.allow", "never", "transport policy (GIT_ALLOW_PROTOCOL decides anyway)"),
+    ("protocol.*.allow", "never", "per-transport policy, e.g. ext:: (GIT_ALLOW_PROTOCOL decides anyway)"),
+    ("http.proxy", "", "network proxy"),
+    ("http.*.proxy", "", "network proxy for a URL"),
+    ("submodule.*.ignore", "all", "a submodule never ignored would be entered by status and diff"),
+    ("diff.submodule", "short", "=diff runs git diff inside each submodule"),
+    ("diff.ignoresubmodules", "all", "status and diff enter each submodule"),
+    ("status.submodulesummary", "false", "status runs git submodule summary"),
+    ("submodule.recurse", "false", "checkout recurses into submodules"),
+    ("push.recursesubmodules", "no", "push runs git inside submodules"),
+    ("fetch.recursesubmodules", "false", "fetch recurses into submodules"),
+    ("diff.orderfile", "/dev/null", "a file read by diff"),
+    ("mailmap.file", "/dev/null", "a file read by log"),
+    ("core.sharedrepository", "umask", "world-writable objects and index"),
+    ("core.usereplacerefs", "false", "refs/replace silently substitute objects"),
     ("alias.*", "", "alias commands, '!' runs a shell command"),
 )
-# Settings a later ``-c`` cannot override (git takes the first of several values), so the command
-# line does: (key pattern, how, what the setting runs).
-COMMAND_LINE: tuple[tuple[str, str, str], ...] = (
-    ("remote.*.receivepack", "push passes --receive-pack=git-receive-pack", "program run for pushes"),
-    ("remote.*.uploadpack", "codeagent fetches from no named remote", "program run for fetches"),
+# Settings an override cannot reset (git takes the first of several values, or a list), made
+# harmless otherwise: (key pattern, how, what the setting runs).
+OTHERWISE: tuple[tuple[str, str, str], ...] = (
+    ("remote.*.receivepack", "push passes --receive-pack", "program run for pushes"),
+    ("remote.*.uploadpack", "GIT_NO_LAZY_FETCH; codeagent fetches from no remote", "program run for fetches"),
+    ("remote.*.url", "push refuses a remote with several URLs", "list: a push goes to each"),
+    ("remote.*.pushurl", "push refuses a remote with several URLs", "list: a push goes to each"),
+    ("remote.*.vcs", "GIT_ALLOW_PROTOCOL (no helper transports)", "remote helper git-remote-<vcs>"),
+    ("url.*.insteadof", "push refuses a repository that rewrites URLs", "rewrites URLs, local paths too"),
+    ("url.*.pushinsteadof", "push refuses a repository that rewrites URLs", "rewrites push URLs"),
+    ("core.gitproxy", "GIT_PROXY_COMMAND set empty; no git:// transport", "proxy program for git://"),
+    ("core.worktree", "GIT_WORK_TREE always given", "a work tree elsewhere"),
+    ("extensions.partialclone", "GIT_NO_LAZY_FETCH", "lazy fetches of missing objects"),
+    ("remote.*.promisor", "GIT_NO_LAZY_FETCH", "lazy fetches of missing objects"),
+    ("trace2.*", "read from system and global config only, which are off", "trace files and sockets"),
 )
 REFUSED: tuple[tuple[str, str], ...] = (
     ("hook.*", "configures hook programs outside core.hooksPath (newer git)"),
@@ -165,12 +232,12 @@ def refusal(entries: list[Entry]) -> str | None:
     return None
 
 
-def overrides(entries: list[Entry]) -> list[str]:
-    """``-c`` settings neutralising every code-running entry of the config, in file order."""
+def overrides(entries: list[Entry]) -> list[Setting]:
+    """Settings neutralising every code-running entry of the config, in file order."""
     found: dict[str, str] = {}
     for entry in entries:
         for regex, value in _EXEC:
             if _matches(regex, entry):
                 found[entry.key] = value
                 break
-    return [f"{key}={value}" for key, value in found.items()]
+    return list(found.items())

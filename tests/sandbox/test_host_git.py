@@ -22,7 +22,24 @@ from codeagent.sandbox.checkpoint import Checkpoints
 from codeagent.sandbox.git import GitRepo, UnsafeRepository
 from codeagent.sandbox.gitconfig import Entry
 
-NEUTRAL = {"", "false", "true", "cat", "/dev/null", "none", "0", "ssh", "git-upload-pack", "git-receive-pack"}
+NEUTRAL = {
+    "",
+    ":",
+    "false",
+    "true",
+    "cat",
+    "/dev/null",
+    "none",
+    "0",
+    "ssh",
+    "binary",
+    "medium",
+    "never",
+    "all",
+    "short",
+    "no",
+    "umask",
+}
 
 
 def plain_git(root: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
@@ -355,12 +372,83 @@ def test_nested_repositories_are_never_entered(tmp_path, markers, tracked):
 
 
 def test_the_catalogue_neutralises_every_listed_setting():
-    """Each code-running setting of the catalogue, as an entry of a config, gets a neutral override."""
+    """Each code-running setting of the catalogue, as an entry of a config, gets a neutral override;
+    the ones an override cannot reset say what makes them harmless instead."""
     for pattern, value, what in gitpolicy.EXEC_SETTINGS:
         assert value in NEUTRAL, f"{pattern} ({what}) is overridden with {value!r}, which names a program"
-        key = pattern.replace("*", "Some.Sub")
-        assert gitpolicy.overrides([Entry(key, "touch /tmp/x")]) == [f"{key}={value}"], pattern
-    assert all(
-        setting.split("=", 1)[1] in NEUTRAL | {"never", "*", "no", "all"} for setting in gitpolicy.FIXED
-    )
+        key = pattern.replace("*", "Some.Sub=name")
+        assert gitpolicy.overrides([Entry(key, "touch /tmp/x")]) == [(key, value)], pattern
+    assert all(value in NEUTRAL | {"never", "*", "no", "all"} for _, value in gitpolicy.FIXED)
     assert gitpolicy.overrides([Entry("user.name", "x"), Entry("remote.origin.url", "https://h/r")]) == []
+    covered = {pattern for pattern, _, _ in gitpolicy.EXEC_SETTINGS} | {p for p, _, _ in gitpolicy.OTHERWISE}
+    for known in (
+        "remote.*.receivepack",
+        "remote.*.uploadpack",
+        "url.*.insteadof",
+        "core.gitproxy",
+        "core.worktree",
+    ):
+        assert known in covered
+    assert gitpolicy.FIXED_ENV["GIT_ALLOW_PROTOCOL"] == "" and gitpolicy.FIXED_ENV["GIT_NO_LAZY_FETCH"] == "1"
+
+
+@pytest.mark.attack("host-git")
+def test_a_driver_name_holding_an_equals_sign_is_neutralised(tmp_path, markers):
+    control, root = make(tmp_path, "plain"), make(tmp_path, "ours")
+    for repo in (control, root):
+        hostile(repo, f'[filter "a=b"]\n\tclean = "touch {markers}/equals; cat"\n', "* filter=a=b\n")
+        (repo / "a.txt").write_text("two\n")
+    plain_git(control, "add", "-A")
+    assert fired(markers) == ["equals"]
+    clear(markers)
+    GitRepo.open(root).run(["add", "-A"])
+    assert fired(markers) == []
+
+
+@pytest.mark.attack("host-git")
+def test_a_link_inside_the_git_folder_is_refused(tmp_path):
+    """Git writes through links: a reflog linked to a shell's rc file would get a line a commit
+    message controls, run at the next login."""
+    root = make(tmp_path)
+    rc = tmp_path / "bashrc"
+    rc.write_text("# the user's shell settings\n")
+    (root / ".git" / "logs" / "HEAD").unlink()
+    os.symlink(rc, root / ".git" / "logs" / "HEAD")
+    with pytest.raises(UnsafeRepository, match="symbolic link"):
+        GitRepo.open(root)
+    assert rc.read_text() == "# the user's shell settings\n"
+
+
+@pytest.mark.attack("host-git")
+def test_a_local_remotes_hooks_never_run_on_push(tmp_path, markers):
+    root = make(tmp_path)
+    remote = tmp_path / "origin.git"
+    plain_git(tmp_path, "init", "-q", "--bare", str(remote), check=True)
+    for hook in ("pre-receive", "update", "post-receive", "post-update", "reference-transaction"):
+        (remote / "hooks" / hook).write_text(f"#!/bin/sh\ntouch {markers}/{hook}\n")
+        (remote / "hooks" / hook).chmod(0o755)
+    plain_git(root, "remote", "add", "origin", str(remote), check=True)
+    GitRepo.open(root).push("origin", "main", timeout=30)
+    assert fired(markers) == []
+    assert "main" in plain_git(remote, "branch").stdout
+
+
+@pytest.mark.attack("host-git")
+@pytest.mark.parametrize(
+    "config",
+    [
+        '[remote "origin"]\n\turl = https://github.com/o/r.git\n\turl = https://evil.example/r.git\n',
+        '[remote "origin"]\n\turl = https://github.com/o/r.git\n[url "ext::sh -c touch% {m}/ext"]\n'
+        '\tpushInsteadOf = https://github.com/\n[protocol "ext"]\n\tallow = always\n',
+        '[remote "origin"]\n\turl = ext::sh -c touch% {m}/ext2\n[protocol "ext"]\n\tallow = always\n',
+        '[remote "origin"]\n\turl = ./inside.git\n',
+        '[remote "origin"]\n\turl = evilhelper::foo\n',
+    ],
+    ids=["two-urls", "push-instead-of-ext", "ext-url", "inside-the-work-tree", "helper-transport"],
+)
+def test_pushes_codeagent_will_not_make(tmp_path, markers, config):
+    root = make(tmp_path)
+    hostile(root, config.format(m=markers))
+    with pytest.raises(gitops.GitError):
+        GitRepo.open(root).push("origin", "main", timeout=30)
+    assert fired(markers) == []
