@@ -118,6 +118,8 @@ def test_missing_protected_names_cannot_be_created(tmp_path, name):
         "printf 'x' > .git/objects/info/alternates; git gc",
         "git update-ref refs/remotes/origin/main HEAD; git stash",
         "git config core.fsmonitor 'touch /tmp/pwned'",
+        "ln .git/config c; printf '[core]\\n\\tfsmonitor = touch /tmp/x\\n' >> c; "
+        "for f in .git/objects/*/*; do ln $f obj-$(basename $f) && chmod +w obj-* && echo x >> obj-*; done",
     ],
 )
 def test_refs_objects_and_config_cannot_be_rewritten(repo, command):
