@@ -4,66 +4,61 @@ Every git command codeagent runs itself (the ``fix`` workflow's branch, stash an
 checkpoints, ``undo``, file listings, eval workspaces) goes through ``GitRepo.run``, and a
 repository and its checkout are exactly what an attacker may have written. So:
 
-- **The git folder is resolved once and pinned.** ``GitRepo.open(path)`` finds the work
-  tree's ``.git`` without git (git would follow a ``.git`` file's ``gitdir:`` or a
-  ``commondir``): it must be a real folder, not a link or a ``gitdir:`` file (a linked
-  worktree or submodule checkout), with no ``commondir`` and a regular ``config``. Its device
-  and inode are kept, and every call checks the folder at that path is still the same one.
-  Git is told ``GIT_DIR`` and ``GIT_WORK_TREE`` explicitly, so ``core.worktree`` and
-  discovery play no part.
-- **The only config read is the vetted one.** No system or global config, no ``HOME``
-  (``gitconfig.neutral_env``); the repository's config files (``config``, ``config.worktree``
-  and every file they include, whatever an ``includeIf`` condition says: ``actions/checkout``
-  v6 keeps its token in one) are read as data (``config_files``), refused when an include
-  points into the work tree (commands can change it) or ``gitpolicy.refusal`` says so, and
-  every code-running entry in them is overridden with ``-c`` (``gitpolicy.overrides``), on top
-  of ``gitpolicy.FIXED``. The files' digest is kept; when it changes (codeagent's own
-  ``push -u`` writes to the config) they are vetted again before the next call.
-- **No recursion into nested repositories** (``FIXED``: submodules ignored), so a nested
-  repository's own, unvetted config is never read.
+- **The git folder is resolved once and pinned** (``gitlayout.py``): found without git, it must
+  be a real folder (not a link, not a ``gitdir:`` file of a linked worktree or submodule
+  checkout) with no ``commondir`` and no link anywhere inside (git writes through links). Its
+  device and inode are kept and checked on every call. Git is told ``GIT_DIR``,
+  ``GIT_WORK_TREE`` and ``GIT_COMMON_DIR`` explicitly: ``core.worktree``, discovery and a
+  ``commondir`` play no part.
+- **The only config read is the vetted one.** No system or global config, no ``HOME``; the
+  repository's config files (``config``, ``config.worktree`` and every file they include,
+  whatever an ``includeIf`` condition says: ``actions/checkout`` v6 keeps its token in one)
+  are read as data, refused when an include points into the work tree (commands can change
+  it), and every code-running entry is overridden (``gitpolicy.overrides``) on top of
+  ``gitpolicy.FIXED``, all through ``GIT_CONFIG_COUNT`` (which git hands on to the git
+  processes it starts). ``gitpolicy.FIXED_ENV`` switches off what an override cannot: every
+  transport unless a call allows one, lazy fetches, proxy programs. The files' digest is kept;
+  when it changes (codeagent's own ``push -u`` writes to the config) they are vetted again.
+- **Checked-out submodules are vetted too.** Git enters them (``status``, ``stash``, ``add``
+  over a gitlink) and runs git there with their own config; each one's config joins the
+  overrides, recursively, kept current as the index and the submodules change.
 
-``push`` is the one call that needs the user's own settings (credential helpers, ssh keys):
-it reads the user's system and global config and ``HOME``, still with the repository's
-entries neutralised, over https or ssh, or to a folder on this machine outside the work tree;
-it refuses a repository whose config rewrites URLs (``url.*.insteadOf``).
+``push`` is the one call that needs the user's own settings (``gituser.py``: credential
+helpers, ssh command): over https or ssh, or into a bare repository on this machine outside
+the work tree with its hooks off; never to a remote with several URLs or through rewritten
+URLs (``url.*.insteadOf``).
 
-``git(args, cwd)`` is the one-off form (opens the repository at ``cwd`` for one call);
-``git_init``/``git_outside`` run commands that make repositories, with the same settings.
+``git(args, cwd)`` is the one-off form (the repository at ``cwd``, opened once per process);
+``git_outside`` runs commands that make repositories (``init``, ``clone``) with the same settings.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import stat
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codeagent.sandbox import gitpolicy
-from codeagent.sandbox.gitconfig import Entry, GitConfigError, neutral_env, parse_listing, read_config
+from codeagent.sandbox import gitpolicy, gituser
+from codeagent.sandbox.gitconfig import neutral_env
+from codeagent.sandbox.gitlayout import (
+    GitError,
+    UnsafeRepository,
+    check_git_dir,
+    config_files,
+    digest_of,
+    find_work_tree,
+    link_inside,
+    stat_key,
+    submodule_git_dir,
+    submodule_state,
+)
 from codeagent.sandbox.gitpolicy import Setting
+from codeagent.sandbox.gituser import user_identity
 
-MAX_CONFIG_FILES = 16
+__all__ = ["GitError", "GitRepo", "UnsafeRepository", "git", "git_outside", "is_git_repo", "user_identity"]
+
 MAX_SUBMODULE_DEPTH = 3
-# Program variables of the user's environment that a push does not inherit.
-PROGRAM_VARS = frozenset({"EDITOR", "VISUAL", "PAGER", "SSH_ASKPASS"})
-
-
-class GitError(RuntimeError):
-    def __init__(self, args: list[str], returncode: int, stderr: str) -> None:
-        super().__init__(f"git {' '.join(args)} failed ({returncode}): {stderr.strip()}")
-        self.returncode = returncode
-        self.stderr = stderr
-
-
-class UnsafeRepository(GitError):
-    """codeagent will not run git on this repository (or it changed under us); the message says why."""
-
-    def __init__(self, message: str) -> None:
-        RuntimeError.__init__(self, message)
-        self.returncode = 128
-        self.stderr = message
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
@@ -109,143 +104,6 @@ def _run(
     return proc.stdout.decode("utf-8", "surrogateescape")
 
 
-def find_work_tree(path: Path) -> Path | None:
-    """The nearest folder at or above ``path`` that has a ``.git`` entry (of any kind)."""
-    current = Path(os.path.realpath(path))
-    for folder in (current, *current.parents):
-        if os.path.lexists(folder / ".git"):
-            return folder
-    return None
-
-
-def _ident(st: os.stat_result) -> tuple[int, int]:
-    return st.st_dev, st.st_ino
-
-
-def _check_git_dir(git_dir: Path) -> tuple[int, int]:
-    """The folder's identity, or ``UnsafeRepository`` when it is not a plain git folder."""
-    try:
-        st = os.lstat(git_dir)
-    except FileNotFoundError as err:
-        raise UnsafeRepository(f"{git_dir} does not exist") from err
-    if stat.S_ISLNK(st.st_mode):
-        raise UnsafeRepository(f"{git_dir} is a symbolic link; codeagent works on a .git that is a folder")
-    if not stat.S_ISDIR(st.st_mode):
-        raise UnsafeRepository(
-            f"{git_dir} is a file pointing at another git folder (a linked worktree or a submodule "
-            "checkout); codeagent works on a repository whose .git is a folder"
-        )
-    if os.path.lexists(git_dir / "commondir"):
-        raise UnsafeRepository(f"{git_dir} takes its refs and config from another folder (commondir)")
-    config = git_dir / "config"
-    if os.path.lexists(config) and not stat.S_ISREG(os.lstat(config).st_mode):
-        raise UnsafeRepository(f"{config} is not a regular file")
-    return _ident(st)
-
-
-def _link_inside(git_dir: Path) -> str | None:
-    """The first symbolic link anywhere under the git folder, or None. Git writes through links
-    (a ``logs/HEAD`` linked to a shell's rc file would get a reflog line appended there)."""
-    stack = [str(git_dir)]
-    while stack:
-        with os.scandir(stack.pop()) as entries:
-            for entry in entries:
-                if entry.is_symlink():
-                    return entry.path
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-    return None
-
-
-def _digest(files: list[Path]) -> str:
-    """One digest of the files' names and contents (a missing file counts as such)."""
-    digest = hashlib.sha256()
-    for path in files:
-        try:
-            data = path.read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            data = b"\0missing"
-        digest.update(f"{path}\0{len(data)}\0".encode() + data)
-    return digest.hexdigest()
-
-
-def _stat_key(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_ino, st.st_size, st.st_mtime_ns
-
-
-def _submodule_git_dir(path: Path) -> Path | None:
-    """The git folder of a checked-out submodule at ``path``: ``path/.git`` itself, or where a
-    ``gitdir:`` file there points; None when nothing is checked out."""
-    dot_git = path / ".git"
-    try:
-        st = os.lstat(dot_git)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    if stat.S_ISDIR(st.st_mode):
-        return dot_git
-    if stat.S_ISREG(st.st_mode):
-        text = dot_git.read_text(errors="replace").strip()
-        if text.startswith("gitdir:"):
-            target = Path(text.removeprefix("gitdir:").strip())
-            return Path(os.path.realpath(target if target.is_absolute() else path / target))
-    raise UnsafeRepository(f"{dot_git} is neither a git folder nor a gitdir file")
-
-
-def _submodule_state(path: Path) -> str:
-    """What is checked out at a gitlink, cheaply: the kind of its ``.git`` and where it points."""
-    dot_git = path / ".git"
-    try:
-        st = os.lstat(dot_git)
-    except (FileNotFoundError, NotADirectoryError):
-        return "absent"
-    extra = dot_git.read_text(errors="replace") if stat.S_ISREG(st.st_mode) and st.st_size < 4096 else ""
-    return f"{st.st_mode}:{st.st_ino}:{extra}"
-
-
-def _include_target(value: str, including: Path) -> Path:
-    """Where an ``include.path`` value points (``~/`` is the user's home, as when git pushes)."""
-    if value.startswith("~/"):
-        return Path.home() / value[2:]
-    path = Path(value)
-    return path if path.is_absolute() else including.parent / path
-
-
-def config_files(git_dir: Path, work_tree: Path) -> tuple[list[Path], list[Entry]]:
-    """The repository's config files (``config``, ``config.worktree``, every file they include,
-    whatever the ``includeIf`` condition) and their entries; ``UnsafeRepository`` for an
-    include of a file in the work tree or a config git cannot read."""
-    pending = [git_dir / "config", git_dir / "config.worktree"]
-    files: list[Path] = []
-    entries: list[Entry] = []
-    while pending:
-        path = pending.pop(0)
-        if path in files:
-            continue
-        if len(files) >= MAX_CONFIG_FILES:
-            raise UnsafeRepository(f"its git config includes more than {MAX_CONFIG_FILES} files")
-        real = Path(os.path.realpath(path))
-        if real == work_tree or (work_tree in real.parents and git_dir not in real.parents):
-            raise UnsafeRepository(
-                f"its git config includes {path}, a file in the work tree that commands can change"
-            )
-        files.append(path)
-        try:
-            found = read_config(path) if path.is_file() else []
-        except GitConfigError as err:
-            raise UnsafeRepository(f"cannot read {path}: {err}") from err
-        entries += found
-        pending += [
-            _include_target(e.value, path)
-            for e in found
-            if e.name == "path" and e.value and e.section in ("include", "includeif")
-        ]
-    return files, entries
-
-
 @dataclass(slots=True)
 class GitRepo:
     """A repository opened for codeagent's own git calls: a pinned git folder and its vetted config."""
@@ -276,8 +134,8 @@ class GitRepo:
         """An explicitly given work tree and git folder (checkpoints keep theirs outside the tree)."""
         repo = cls(Path(os.path.realpath(work_tree)), git_dir.absolute(), depth=depth)
         repo.boundary = boundary or repo.work_tree
-        repo.ident = _check_git_dir(repo.git_dir)
-        link = _link_inside(repo.git_dir)
+        repo.ident = check_git_dir(repo.git_dir)
+        link = link_inside(repo.git_dir)
         if link is not None:
             raise UnsafeRepository(f"{link} is a symbolic link; git would write through it")
         repo._vet()
@@ -291,12 +149,12 @@ class GitRepo:
         self.overrides = gitpolicy.overrides(entries)
         self.rewrites_urls = any(e.section == "url" for e in entries)
         self.files = files
-        self.digest = _digest(files)
+        self.digest = digest_of(files)
 
     def _verify(self) -> None:
-        if _check_git_dir(self.git_dir) != self.ident:
+        if check_git_dir(self.git_dir) != self.ident:
             raise UnsafeRepository(f"{self.git_dir} was replaced by another folder since codeagent opened it")
-        if _digest(self.files) != self.digest:
+        if digest_of(self.files) != self.digest:
             self._vet()
         self._verify_submodules()
 
@@ -307,12 +165,12 @@ class GitRepo:
         ``add`` over a gitlink), and runs git there with that submodule's own config. Our ``-c``
         settings reach those processes too (``GIT_CONFIG_PARAMETERS``), so each checked-out
         submodule's config is vetted like ours and its code-running entries join the overrides."""
-        key = _stat_key(self.git_dir / "index")
+        key = stat_key(self.git_dir / "index")
         if key != self.index_key:
             self.index_key = key
             self.gitlinks = self._list_gitlinks() if key is not None else []
         for path in self.gitlinks:
-            state = _submodule_state(self.work_tree / path)
+            state = submodule_state(self.work_tree / path)
             known = self.submodules.get(path)
             if known is not None and known[0] == state and (known[1] is None or known[1]._unchanged()):
                 continue
@@ -321,7 +179,7 @@ class GitRepo:
             del self.submodules[path]
 
     def _unchanged(self) -> bool:
-        if _check_git_dir(self.git_dir) != self.ident or _digest(self.files) != self.digest:
+        if check_git_dir(self.git_dir) != self.ident or digest_of(self.files) != self.digest:
             return False
         self._verify_submodules()
         return True
@@ -334,7 +192,7 @@ class GitRepo:
         return [record.split("\t", 1)[1] for record in out.split("\0") if record.startswith("160000 ")]
 
     def _open_submodule(self, path: str) -> GitRepo | None:
-        git_dir = _submodule_git_dir(self.work_tree / path)
+        git_dir = submodule_git_dir(self.work_tree / path)
         if git_dir is None:
             return None  # not checked out: git does not enter it
         if self.depth + 1 > MAX_SUBMODULE_DEPTH:
@@ -389,7 +247,9 @@ class GitRepo:
                 f"its remote {remote} has {len(urls)} push URLs; codeagent pushes to exactly one"
             )
         protocols, receive_pack = self._transport(remote, urls[0])
-        user = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k not in PROGRAM_VARS}
+        user = {
+            k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k not in gituser.PROGRAM_VARS
+        }
         place = {
             "GIT_DIR": str(self.git_dir),
             "GIT_WORK_TREE": str(self.work_tree),
@@ -397,7 +257,7 @@ class GitRepo:
         }
         # The repository's helpers and ssh command are neutralised like on every call (FIXED
         # empties the helper list); the user's own come back after that, last.
-        config = _settings([*self.all_overrides(), *_user_push_settings()])
+        config = _settings([*self.all_overrides(), *gituser.push_settings()])
         env = user | gitpolicy.FIXED_ENV | place | config | {"GIT_ALLOW_PROTOCOL": protocols}
         args = [
             "push",
@@ -425,45 +285,6 @@ class GitRepo:
         return "file", "git -c core.hooksPath=/dev/null -c core.fsmonitor=false receive-pack"
 
 
-def _user_entries() -> list[Entry]:
-    """The user's own system and global config (trusted: outside any workspace), as data."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | {"GIT_DIR": "/nonexistent"}
-    entries: list[Entry] = []
-    for scope in ("--system", "--global"):
-        proc = subprocess.run(
-            ["git", "config", "--list", "-z", "--includes", scope],
-            cwd="/",
-            env=env,
-            capture_output=True,
-            check=False,
-            timeout=30,
-        )
-        entries += parse_listing(proc.stdout) if proc.returncode == 0 else []
-    return entries
-
-
-def _user_push_settings() -> list[Setting]:
-    """The user's own credential helpers and ssh command."""
-    entries = _user_entries()
-    helpers = [(e.key, e.value or "") for e in entries if e.section == "credential" and e.name == "helper"]
-    ssh = [e.value or "ssh" for e in entries if e.key == "core.sshcommand"]
-    return [*helpers, ("core.sshCommand", ssh[-1] if ssh else "ssh")]
-
-
-def user_identity() -> dict[str, str]:
-    """``GIT_AUTHOR_*``/``GIT_COMMITTER_*`` from the user's own config; empty when it names none."""
-    values = {e.key: e.value or "" for e in _user_entries() if e.key in ("user.name", "user.email")}
-    if not values.get("user.name") or not values.get("user.email"):
-        return {}
-    name, email = values["user.name"], values["user.email"]
-    return {
-        "GIT_AUTHOR_NAME": name,
-        "GIT_AUTHOR_EMAIL": email,
-        "GIT_COMMITTER_NAME": name,
-        "GIT_COMMITTER_EMAIL": email,
-    }
-
-
 def git(
     args: list[str],
     cwd: Path,
@@ -487,7 +308,7 @@ _OPENED: dict[Path, GitRepo] = {}
 def _opened(cwd: Path) -> GitRepo:
     top = find_work_tree(cwd)
     known = _OPENED.get(top) if top is not None else None
-    if known is not None and _check_git_dir(known.git_dir) == known.ident:
+    if known is not None and check_git_dir(known.git_dir) == known.ident:
         return known
     repo = GitRepo.open(cwd)
     if len(_OPENED) > 64:
