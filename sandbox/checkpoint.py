@@ -58,24 +58,25 @@ class Checkpoints:
 
     def _git(self, args: list[str], check: bool = True, input_text: str | None = None) -> str:
         env = {**IDENTITY, "GIT_INDEX_FILE": str(self.store / "codeagent-index")}
+        return self.repo.run([*self._excludes(), *args], env=env, check=check, input_text=input_text)
+
+    def _excludes(self) -> list[str]:
         exclude = self.workspace / ".git" / "info" / "exclude"
-        extra = ["-c", f"core.excludesFile={exclude}"] if exclude.is_file() else []
-        return self.repo.run([*extra, *args], env=env, check=check, input_text=input_text)
+        return ["-c", f"core.excludesFile={exclude}"] if exclude.is_file() else []
 
     def head(self) -> str | None:
         return self._git(["rev-parse", "--verify", "--quiet", REF], check=False).strip() or None
 
     def _tree(self) -> str:
-        try:
-            self._git(["add", "-A", "--ignore-errors", "."])
-        except GitError as err:
-            # A nested repository with no commit cannot be added; everything else was.
-            if any(
-                line.startswith(("error:", "fatal:")) and "does not have a commit" not in line
-                for line in err.stderr.splitlines()
-            ):
-                raise
-        self._drop_nested_repositories()
+        env = {**IDENTITY, "GIT_INDEX_FILE": str(self.store / "codeagent-index")}
+        args = ["-c", "advice.addEmbeddedRepo=true", *self._excludes(), "add", "-A", "--ignore-errors", "."]
+        code, _, err = self.repo.call(args, env=env)
+        problems = [line for line in err.splitlines() if line.startswith(("error:", "fatal:"))]
+        # A nested repository with no commit cannot be added; everything else was.
+        if code != 0 and any("does not have a commit" not in line for line in problems):
+            raise GitError(args, code, err)
+        if "embedded git repository" in err:  # git says so whenever it adds a nested repository
+            self._drop_nested_repositories()
         return self._git(["write-tree"]).strip()
 
     def _drop_nested_repositories(self) -> None:

@@ -79,17 +79,13 @@ def _settings(extra: list[Setting]) -> dict[str, str]:
     return _config_env([*gitpolicy.FIXED, *extra])
 
 
-def _run(
-    args: list[str],
-    cwd: Path,
-    env: dict[str, str],
-    *,
-    check: bool,
-    input_text: str | None,
-    timeout: float,
-) -> str:
-    # Bytes in and out: text mode would turn a CR in a file name into a newline. Names that are
-    # not UTF-8 round-trip as surrogates (os.fsencode undoes them in arguments).
+def _call(
+    args: list[str], cwd: Path, env: dict[str, str], *, input_text: str | None, timeout: float
+) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``git --no-pager args``.
+
+    Bytes in and out: text mode would turn a CR in a file name into a newline. Names that are
+    not UTF-8 round-trip as surrogates (os.fsencode undoes them in arguments)."""
     proc = subprocess.run(
         ["git", "--no-pager", *args],
         cwd=cwd,
@@ -99,9 +95,20 @@ def _run(
         timeout=timeout,
         check=False,
     )
-    if check and proc.returncode != 0:
-        raise GitError(args, proc.returncode, proc.stderr.decode("utf-8", "replace"))
-    return proc.stdout.decode("utf-8", "surrogateescape")
+    return (
+        proc.returncode,
+        proc.stdout.decode("utf-8", "surrogateescape"),
+        proc.stderr.decode("utf-8", "replace"),
+    )
+
+
+def _run(
+    args: list[str], cwd: Path, env: dict[str, str], *, check: bool, input_text: str | None, timeout: float
+) -> str:
+    code, out, err = _call(args, cwd, env, input_text=input_text, timeout=timeout)
+    if check and code != 0:
+        raise GitError(args, code, err)
+    return out
 
 
 @dataclass(slots=True)
@@ -227,11 +234,26 @@ class GitRepo:
         protocols: tuple[str, ...] = (),
     ) -> str:
         """``git args`` in the work tree; returns stdout. ``protocols`` allows transports (``file``)."""
+        code, out, err = self.call(args, input_text=input_text, env=env, timeout=timeout, protocols=protocols)
+        if check and code != 0:
+            raise GitError(args, code, err)
+        return out
+
+    def call(
+        self,
+        args: list[str],
+        *,
+        input_text: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 120.0,
+        protocols: tuple[str, ...] = (),
+    ) -> tuple[int, str, str]:
+        """``run`` that returns (exit status, stdout, stderr) and raises only for an unsafe repository."""
         self._verify()
         # The caller's variables (an index file, an identity) go first: ours are not theirs to change.
         full = (env or {}) | self._base_env(None) | _settings(self.all_overrides())
         full["GIT_ALLOW_PROTOCOL"] = ":".join(protocols)
-        return _run(args, self.work_tree, full, check=check, input_text=input_text, timeout=timeout)
+        return _call(args, self.work_tree, full, input_text=input_text, timeout=timeout)
 
     def push(self, remote: str, branch: str, timeout: float = 300.0) -> str:
         """``git push --set-upstream remote branch`` with the user's credentials: over https or

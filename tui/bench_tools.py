@@ -97,8 +97,11 @@ def bench_tools(calls: int = 100) -> dict[str, Any]:
 
 
 def bench_sandbox(calls: int = 100) -> dict[str, Any]:
-    """Median wall time of a trivial command (``true``) with and without the sandbox."""
+    """Median wall time of a trivial command (``true``) with and without the sandbox, and of the
+    host-side git a command brings along: a checkpoint before it, a ``git status``."""
+    from codeagent.sandbox.checkpoint import Checkpoints
     from codeagent.sandbox.confine import SandboxSpec, probe, run_confined
+    from codeagent.sandbox.git import git
     from codeagent.sandbox.limits import Limits, jail
     from codeagent.sandbox.process import run_command
 
@@ -117,9 +120,17 @@ def bench_sandbox(calls: int = 100) -> dict[str, Any]:
         def confined() -> None:
             run_confined(spec, ["true"], timeout=30, max_output_chars=1000, env=env)
 
-        results = {
-            name: round(_median_ms(fn, calls), 2) for name, fn in (("plain", plain), ("sandboxed", confined))
-        }
+        checkpoints = Checkpoints(root, Path(tmp) / "store")
+
+        def checkpoint() -> None:
+            (root / "pkg" / "mod_0.py").write_text(f"x = {time.perf_counter()}\n")
+            checkpoints.snapshot("bench")
+
+        def status() -> None:
+            git(["status", "--porcelain"], root)
+
+        timed = (("plain", plain), ("sandboxed", confined), ("checkpoint", checkpoint), ("git_status", status))
+        results = {name: round(_median_ms(fn, calls), 2) for name, fn in timed}
     probe_jail = jail(Limits())
     probe_jail.close()
     return {

@@ -48,6 +48,7 @@ def tool_messages(agent: Agent) -> list[str]:
     return [m["content"] for m in agent.context.turns if m["role"] == "tool"]
 
 
+@pytest.mark.attack("bounds")
 @pytest.mark.timeout(120)
 def test_a_command_past_the_budget_is_stopped_and_the_run_ends_budget(make_repo, write_script):
     root = make_repo()
@@ -65,6 +66,7 @@ def test_a_command_past_the_budget_is_stopped_and_the_run_ends_budget(make_repo,
     assert not (root / "after").exists()
 
 
+@pytest.mark.attack("bounds")
 @pytest.mark.timeout(120)
 def test_run_tests_past_the_budget_is_stopped(make_repo, write_script):
     root = make_repo()
@@ -74,6 +76,7 @@ def test_run_tests_past_the_budget_is_stopped(make_repo, write_script):
     assert "the run's time budget ran out" in tool_messages(agent)[-1]
 
 
+@pytest.mark.attack("bounds")
 @pytest.mark.timeout(120)
 def test_a_python_regex_search_past_the_budget_is_stopped(make_repo, write_script, tmp_path, monkeypatch):
     root = make_repo({"trap.txt": "a" * 40 + "b\n"})

@@ -24,6 +24,8 @@ from codeagent.agent.transcript import Transcript
 from codeagent.sandbox.secrets import KnownSecrets
 from codeagent.tools.base import ToolEnv
 
+pytestmark = pytest.mark.attack("secrets")  # counted in the battery's report
+
 ENV_TOKEN = "ghs_EnvToken0123456789abcd"
 HEADER_TOKEN = "ghs_CheckoutToken987654321"
 REMOTE_TOKEN = "ghp_RemoteUrlToken24680ace"

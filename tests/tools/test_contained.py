@@ -61,6 +61,7 @@ def test_the_rule_for_paths(tmp_path, outside):
     assert [rel for rel in refused if vet.file(rel) is not None] == []
 
 
+@pytest.mark.attack("secrets")
 def test_memory_files_behind_a_link_that_leads_out_are_not_read(tmp_path, outside):
     root = repository(tmp_path, {"CLAUDE.md": "be brief\n"})
     (root / ".codeagent").symlink_to(outside)
@@ -75,6 +76,7 @@ def test_memory_files_in_real_folders_are_read(tmp_path):
     assert found[".codeagent/instructions.md"] == "use tabs\n" and len(found["AGENTS.md"]) == 20_000
 
 
+@pytest.mark.attack("secrets")
 def test_listings_leave_out_files_git_still_lists_behind_a_link(tmp_path, outside):
     root = repository(tmp_path, {"docs/notes.md": "fine\n", "src/mod.py": "x = 1\n"})
     git(root, "add", "-A")
@@ -88,6 +90,7 @@ def test_listings_leave_out_files_git_still_lists_behind_a_link(tmp_path, outsid
     assert "docs/notes.md" not in run_tool(get_tool("list_files"), {}, env).text
 
 
+@pytest.mark.attack("secrets")
 def test_a_plain_folder_walk_reads_no_ignore_file_or_folder_through_links(tmp_path, outside):
     root = tmp_path / "plain"
     (root / "src").mkdir(parents=True)
@@ -98,6 +101,7 @@ def test_a_plain_folder_walk_reads_no_ignore_file_or_folder_through_links(tmp_pa
     assert iter_files(root) == ["src/mod.py"]
 
 
+@pytest.mark.attack("secrets")
 def test_the_codebase_snapshot_and_its_tracker_stay_inside(tmp_path, outside):
     root = repository(tmp_path, {"pkg/mod.py": "x = 1\n", "main.py": "print(1)\n"})
     git(root, "add", "-A")
@@ -112,6 +116,7 @@ def test_the_codebase_snapshot_and_its_tracker_stay_inside(tmp_path, outside):
     assert SECRET not in (collect(root) or snapshot).render()
 
 
+@pytest.mark.attack("secrets")
 def test_the_repo_map_parses_nothing_behind_a_link(tmp_path, outside):
     root = repository(tmp_path, {"app.py": "def run():\n    return 1\n"})
     (root / "vendor").symlink_to(outside)
@@ -120,6 +125,7 @@ def test_the_repo_map_parses_nothing_behind_a_link(tmp_path, outside):
     assert "def run" in text and "leaked" not in text
 
 
+@pytest.mark.attack("secrets")
 def test_compaction_reads_no_model_named_file_outside(tmp_path, outside):
     root = repository(tmp_path, {"a.py": "A = 1\n"})
     (root / "out").symlink_to(outside)

@@ -164,6 +164,7 @@ def test_glob_classes(glob, yes, no):
     assert all(compiled.match(path) for path in yes) and not any(compiled.match(path) for path in no)
 
 
+@pytest.mark.attack("bounds")
 @pytest.mark.timeout(60)
 def test_globs_that_would_backtrack_as_regexes_are_matched_in_linear_time(tmp_path):
     root = tmp_path / "deep"

@@ -243,6 +243,7 @@ def test_the_locator_agrees_with_trying_every_place():
         assert Locator(lines).find(block, near, low) == brute_force(lines, block, near, low), (lines, block)
 
 
+@pytest.mark.attack("bounds")
 def test_blocks_of_repeated_lines_are_found_past_many_near_misses():
     # Every "x" is a candidate that almost matches; so many fail that the locator switches
     # to one linear scan of the file, which must find the one place that holds.

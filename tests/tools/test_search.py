@@ -202,6 +202,7 @@ def quick(root: Path, **fields: object) -> ToolEnv:
     return ToolEnv(root, ToolSettings(search_timeout=1.0), **fields)
 
 
+@pytest.mark.attack("bounds")
 @pytest.mark.timeout(60)
 def test_a_catastrophic_pattern_without_rg_is_stopped_with_advice(trap, tmp_path, monkeypatch):
     hide_rg(tmp_path, monkeypatch)
@@ -211,6 +212,7 @@ def test_a_catastrophic_pattern_without_rg_is_stopped_with_advice(trap, tmp_path
     assert "(a+)+" in result.text and "narrow path or glob" in result.text
 
 
+@pytest.mark.attack("bounds")
 @needs_rg
 @pytest.mark.timeout(60)
 def test_a_catastrophic_pattern_is_linear_in_rg(trap):
@@ -219,6 +221,7 @@ def test_a_catastrophic_pattern_is_linear_in_rg(trap):
     assert result.text == "no matches for '(a+)+$'"
 
 
+@pytest.mark.attack("bounds")
 @needs_rg
 @pytest.mark.timeout(60)
 def test_a_backreference_rg_rejects_is_stopped_in_the_python_engine(trap):
@@ -226,6 +229,7 @@ def test_a_backreference_rg_rejects_is_stopped_in_the_python_engine(trap):
     assert not result.ok and "search stopped after 1s. The pattern ran in Python's" in result.text
 
 
+@pytest.mark.attack("bounds")
 @pytest.mark.timeout(60)
 def test_files_that_are_not_utf8_are_searched_in_bounded_time_too(trap):
     (trap / "latin.txt").write_bytes(b"caf\xe9 " + NEAR_MISS.encode())
@@ -234,6 +238,7 @@ def test_files_that_are_not_utf8_are_searched_in_bounded_time_too(trap):
     assert not result.ok and "search stopped after 1s" in result.text
 
 
+@pytest.mark.attack("bounds")
 @pytest.mark.timeout(60)
 def test_the_runs_deadline_cuts_a_search_shorter_than_its_own_limit(trap, tmp_path, monkeypatch):
     hide_rg(tmp_path, monkeypatch)
@@ -259,11 +264,13 @@ def test_a_fast_python_search_still_works_under_the_limits(trap, tmp_path, monke
         (7, "pattern must be a string"),
     ],
 )
+@pytest.mark.attack("bounds")
 def test_patterns_python_cannot_compile_are_refused(trap, pattern, reason):
     result = call(ToolEnv(trap), pattern=pattern)
     assert not result.ok and reason in result.text
 
 
+@pytest.mark.attack("bounds")
 @pytest.mark.timeout(60)
 def test_a_glob_with_many_stars_does_not_backtrack(trap):
     (trap / ("a" * 150 + ".txt")).write_text("needle\n")

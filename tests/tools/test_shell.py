@@ -75,6 +75,7 @@ def test_run_rejects_bad_arguments(tmp_path):
     assert not run(env).ok
 
 
+@pytest.mark.attack("bounds")
 @pytest.mark.timeout(60)
 def test_the_runs_deadline_caps_a_command_and_says_so(tmp_path):
     env = ToolEnv(tmp_path, deadline=time.monotonic() + 1.0)
