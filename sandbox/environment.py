@@ -54,7 +54,8 @@ SECRET_MARKERS = (
     "CLIENT_KEY",
 )
 SECRET_PREFIXES = ("AWS_", "AZURE_", "GOOGLE_", "GCP_", "OPENAI_", "ANTHROPIC_", "CODEAGENT_")
-SECRET_NAMES = frozenset(
+# Variables that point at a credential (a socket, a file, a helper) rather than hold one.
+HANDLE_NAMES = frozenset(
     {
         "SSH_AUTH_SOCK",
         "SSH_AGENT_PID",
@@ -64,8 +65,6 @@ SECRET_NAMES = frozenset(
         "KUBECONFIG",
         "DOCKER_CONFIG",
         "NETRC",
-        "DATABASE_URL",
-        "MYSQL_PWD",
         "PGPASSFILE",
         "VAULT_ADDR",
         "GIT_ASKPASS",
@@ -73,6 +72,7 @@ SECRET_NAMES = frozenset(
         "SUDO_ASKPASS",
     }
 )
+SECRET_NAMES = HANDLE_NAMES | {"DATABASE_URL", "MYSQL_PWD"}
 SECRET_ENDINGS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "APIKEY", "KEY", "CREDENTIALS")
 MARKER_RE = re.compile(r"(?:^|_)(?:" + "|".join(SECRET_MARKERS) + r")(?:_|$)")
 MIN_ALIAS_LENGTH = 8  # shorter values (like "1" or "true") are too common to treat as aliases

@@ -204,6 +204,10 @@ class GitRepo:
             return None  # not checked out: git does not enter it
         if self.depth + 1 > MAX_SUBMODULE_DEPTH:
             raise UnsafeRepository(f"{path} nests submodules more than {MAX_SUBMODULE_DEPTH} deep")
+        real = Path(os.path.realpath(git_dir))
+        if not any(real == place or place in real.parents for place in (self.git_dir, self.work_tree / path)):
+            # Git would refresh (write) the index of whatever repository it points at.
+            raise UnsafeRepository(f"the submodule {path} takes its git folder from elsewhere ({git_dir})")
         return GitRepo.at(self.work_tree / path, git_dir, self.boundary, self.depth + 1)
 
     def all_overrides(self) -> list[Setting]:

@@ -42,31 +42,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from codeagent.sandbox import credentials
+from codeagent.sandbox import credentials, environment
 from codeagent.sandbox.environment import SECRET_PREFIXES, is_secret_name
 
 MIN_SECRET_LENGTH = 8
 MIN_LINE_LENGTH = 16  # lines of a multi-line secret worth matching on their own
-HANDLE_NAMES = frozenset(
-    {
-        "SSH_AUTH_SOCK",
-        "SSH_AGENT_PID",
-        "GPG_AGENT_INFO",
-        "XAUTHORITY",
-        "KRB5CCNAME",
-        "KUBECONFIG",
-        "DOCKER_CONFIG",
-        "NETRC",
-        "PGPASSFILE",
-        "VAULT_ADDR",
-        "GIT_ASKPASS",
-        "SSH_ASKPASS",
-        "SUDO_ASKPASS",
-        "GOOGLE_APPLICATION_CREDENTIALS",
-        "SESSION_MANAGER",
-        "DESKTOP_SESSION",
-    }
-)
+HANDLE_NAMES = environment.HANDLE_NAMES | {
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "SESSION_MANAGER",
+    "DESKTOP_SESSION",
+}
 HANDLE_PREFIXES = ("XDG_", "DBUS_")  # desktop session ids and bus addresses
 COMMON_VALUES = credentials.PLACEHOLDERS | {"true", "false", "none", "null", "undefined", "password"}
 

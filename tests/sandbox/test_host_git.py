@@ -452,3 +452,19 @@ def test_pushes_codeagent_will_not_make(tmp_path, markers, config):
     with pytest.raises(gitops.GitError):
         GitRepo.open(root).push("origin", "main", timeout=30)
     assert fired(markers) == []
+
+
+@pytest.mark.attack("host-git")
+def test_a_submodule_whose_git_folder_is_elsewhere_is_refused(tmp_path):
+    """A checked-out gitlink whose .git file points at another repository of the machine: git
+    would refresh (write) that repository's index when it asks the submodule for changes."""
+    root = make(tmp_path)
+    victim = make(tmp_path, "victim")
+    (root / "sub").mkdir()
+    head = plain_git(victim, "rev-parse", "HEAD", check=True).stdout.strip()
+    plain_git(root, "update-index", "--add", "--cacheinfo", f"160000,{head},sub", check=True)
+    (root / "sub" / ".git").write_text(f"gitdir: {victim / '.git'}\n")
+    index = (victim / ".git" / "index").read_bytes()
+    with pytest.raises(UnsafeRepository, match="elsewhere"):
+        GitRepo.open(root).run(["status"])
+    assert (victim / ".git" / "index").read_bytes() == index
