@@ -32,14 +32,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from codeagent.agent import gitops, leaks
+from codeagent.agent.conclude import conclude, run_tests
 from codeagent.agent.events import EventSink, ignore
+from codeagent.agent.fixtypes import FixOptions, FixResult
 from codeagent.agent.issues import IssueSpec, format_task
-from codeagent.agent.loop import Limits, RunResult
+from codeagent.agent.loop import RunResult
 from codeagent.agent.protocol import ModelClient
 from codeagent.agent.session import SessionSpec, new_agent, resumed_agent
 from codeagent.agent.transcript import RunState, Transcript, new_run_id, runs_dir
@@ -48,56 +50,10 @@ from codeagent.sandbox.confine import SandboxSpec
 from codeagent.sandbox.git import GitRepo
 from codeagent.sandbox.policy import Policy
 from codeagent.sandbox.secrets import KnownSecrets
-from codeagent.tools.base import ToolEnv, ToolSettings, run_tool
-from codeagent.tools.registry import get_tool
+from codeagent.tools.base import ToolEnv
 
 ClientFactory = Callable[[int], ModelClient]  # replies already consumed -> client
-
-
-@dataclass(slots=True)
-class FixOptions:
-    root: Path
-    allow_dirty: bool = False
-    push: bool = False
-    pr: bool = False
-    limits: Limits = field(default_factory=Limits)
-    settings: ToolSettings = field(default_factory=ToolSettings)
-    repo_map: bool = True
-    mode: str = "full-auto"
-    sandbox: bool = True  # run the model's commands confined (bubblewrap); off only with consent
-    network: bool = False  # let sandboxed commands reach the network
-    publish: Callable[[str, str, str, str], str] | None = None  # (head, base, title, body) -> PR url
-    codebase_share: float = 0.5  # of the window, for the whole codebase in the pinned prefix; 0: never
-    secret_values: dict[str, str] = field(default_factory=dict)  # name -> value, besides the environment's
-
-
-@dataclass(slots=True)
-class FixResult:
-    status: str  # resolved | unresolved | refused | error | interrupted
-    message: str
-    run_id: str
-    branch: str | None = None
-    base_commit: str | None = None
-    commit: str | None = None
-    files_changed: list[str] = field(default_factory=list)
-    tests_before: dict[str, Any] = field(default_factory=dict)
-    tests_after: dict[str, Any] = field(default_factory=dict)
-    steps: int = 0
-    tokens: dict[str, int] = field(default_factory=dict)
-    usage: dict[str, Any] = field(default_factory=dict)  # totals and each model call's tokens
-    wall_time_s: float = 0.0
-    transcript: str | None = None
-    summary: str | None = None
-    agent_status: str | None = None
-    pull_request: str | None = None
-    stash: str | None = None
-
-    @property
-    def exit_code(self) -> int:
-        return {"resolved": 0, "unresolved": 1, "refused": 4, "interrupted": 130}.get(self.status, 3)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"exit_code": self.exit_code}
+__all__ = ["FixOptions", "FixResult", "resume_fix", "run_tests", "start_fix"]
 
 
 def tool_env(root: Path, options: FixOptions) -> ToolEnv:
@@ -108,22 +64,6 @@ def tool_env(root: Path, options: FixOptions) -> ToolEnv:
 def known_secrets(root: Path, options: FixOptions) -> KnownSecrets:
     """What the run must never show, record or send: gathered before the sandbox starts."""
     return KnownSecrets.gather(root, os.environ, options.settings.secret_env_names, options.secret_values)
-
-
-def run_tests(env: ToolEnv) -> dict[str, Any]:
-    observation = run_tool(get_tool("run_tests"), {}, env)
-    data = observation.data
-    if "exit_code" not in data:
-        return {"detected": False, "message": observation.text}
-    return {
-        "detected": True,
-        "command": data.get("command"),
-        "exit_code": data["exit_code"],
-        "passed": len(data.get("passed", [])),
-        "failed": len(data.get("failed", [])),
-        "errors": len(data.get("errors", [])),
-        "failed_tests": list(data.get("failed", [])) + list(data.get("errors", [])),
-    }
 
 
 def start_fix(
@@ -246,7 +186,7 @@ def _finish(
         return result
     _fill(result, outcome)
     try:
-        _conclude(result, outcome, meta, env, options, transcript.secrets, repo)
+        conclude(result, outcome, meta, env, options, transcript.secrets, repo)
     except leaks.Refused as refused:
         kept = f"; your own changes stay in stash {meta['stash']}" if meta["stash"] else ""
         result.status, result.message = "refused", f"{refused}{kept}"
@@ -277,97 +217,3 @@ def _fill(result: FixResult, outcome: RunResult) -> None:
             for turn in outcome.turns
         ],
     }
-
-
-def _conclude(
-    result: FixResult,
-    outcome: RunResult,
-    meta: dict[str, Any],
-    env: ToolEnv,
-    options: FixOptions,
-    secrets: KnownSecrets,
-    repo: GitRepo,
-) -> None:
-    """Commit, judge and publish; raises ``leaks.Refused`` (nothing committed) on a secret, on refs
-    outside the task that moved, or on a change to a protected path."""
-    root = env.root
-    moved = _moved_refs(repo, meta)
-    if moved:
-        raise leaks.Refused(
-            f"refs outside the task moved during the run ({', '.join(moved)}); they were put back"
-        )
-    changed = gitops.changed_paths(repo, set(meta["untracked_before"]))
-    refusal = gitops.commit_refusal(changed)
-    if refusal:
-        raise leaks.Refused(refusal)
-    result.tests_after = run_tests(env) if changed else meta["tests_before"]
-    if changed:
-        message = _commit_message(meta, outcome)
-        leaks.check_commit(secrets, root, changed, message)
-        result.commit = gitops.commit(repo, changed, message)
-        result.files_changed = gitops.files_between(repo, meta["base_commit"], result.commit)
-    tests_ok = not result.tests_after.get("detected") or result.tests_after.get("exit_code") == 0
-    if outcome.status in ("error", "refused"):
-        result.status, result.message = outcome.status, outcome.message
-    elif outcome.status == "finished" and changed and tests_ok:
-        result.status, result.message = (
-            "resolved",
-            "fixed; tests pass" if result.tests_after.get("detected") else "fixed; no test suite found",
-        )
-    else:
-        result.status, result.message = "unresolved", _why_unresolved(outcome, bool(changed), tests_ok)
-    if result.status == "resolved" and (options.push or options.pr):
-        _publish(result, meta, options, secrets, repo)
-
-
-def _moved_refs(repo: GitRepo, meta: dict[str, Any]) -> list[str]:
-    """Refs that changed since the task branch was made (codeagent's stash aside), put back.
-    Until the run commits, every ref, the task branch included, must be where it was.
-
-    With the sandbox on, ``.git`` is read-only to commands and this finds nothing; an unconfined
-    run (``--sandbox off``) can move any ref, and a run must not leave that behind."""
-    before = meta.get("refs_before")
-    if before is None:
-        return []  # a run started before refs were recorded
-    moved = gitops.moved_refs(before, gitops.refs(repo), {"refs/stash"})
-    gitops.put_back_refs(repo, before, moved)
-    on = gitops.current_branch(repo)
-    if on != meta["branch"]:
-        moved.append(f"HEAD (now on {on or 'a detached commit'})")
-    return moved
-
-
-def _why_unresolved(outcome: RunResult, changed: bool, tests_ok: bool) -> str:
-    if outcome.status != "finished":
-        return f"the agent stopped: {outcome.message}"
-    if not changed:
-        return "the agent finished without changing any file"
-    return "the tests fail after the change" if not tests_ok else "unresolved"
-
-
-def _commit_message(meta: dict[str, Any], outcome: RunResult) -> str:
-    issue = meta["issue"]
-    title = issue.get("title") or "task"
-    head = f"Fix #{issue['number']}: {title}" if issue.get("number") else f"codeagent: {title}"
-    body = outcome.summary or f"Unfinished attempt ({outcome.status}: {outcome.message})."
-    return f"{head[:72]}\n\n{body}\n\nMade by codeagent, run {meta['run_id']}."
-
-
-def _publish(
-    result: FixResult, meta: dict[str, Any], options: FixOptions, secrets: KnownSecrets, repo: GitRepo
-) -> None:
-    issue = meta["issue"]
-    title = f"Fix #{issue['number']}: {issue['title']}" if issue.get("number") else issue["title"]
-    body = (result.summary or "") + (f"\n\nCloses #{issue['number']}." if issue.get("number") else "")
-    refusal = leaks.check_pull_request(secrets, title, body) if options.pr else None
-    if refusal:
-        result.status, result.message = "refused", f"{refusal}; the commit stays local"
-        return
-    try:
-        gitops.push(repo, meta["branch"])
-        if options.pr and options.publish:
-            result.pull_request = options.publish(
-                meta["branch"], meta["original_branch"] or "main", title, body
-            )
-    except (gitops.GitError, OSError) as err:
-        result.status, result.message = "error", f"fixed and committed, but publishing failed: {err}"

@@ -20,6 +20,7 @@ import os
 import re
 from pathlib import Path
 
+from codeagent.sandbox import gitpush
 from codeagent.sandbox.git import GitError, GitRepo, UnsafeRepository, user_identity
 from codeagent.sandbox.protect import PROTECTED
 
@@ -195,4 +196,4 @@ def files_between(repo: GitRepo, base: str, tip: str) -> list[str]:
 
 
 def push(repo: GitRepo, branch: str, remote: str = "origin") -> None:
-    repo.push(remote, branch)
+    gitpush.push(repo, remote, branch)

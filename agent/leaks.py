@@ -32,7 +32,7 @@ from codeagent.sandbox.git import GitError, git
 from codeagent.sandbox.secrets import KnownSecrets
 
 if TYPE_CHECKING:
-    from codeagent.agent.fix import FixResult
+    from codeagent.agent.fixtypes import FixResult
 
 
 class Refused(Exception):

@@ -23,10 +23,10 @@ repository and its checkout are exactly what an attacker may have written. So:
   over a gitlink) and runs git there with their own config; each one's config joins the
   overrides, recursively, kept current as the index and the submodules change.
 
-``push`` is the one call that needs the user's own settings (``gituser.py``: credential
-helpers, ssh command): over https or ssh, or into a bare repository on this machine outside
-the work tree with its hooks off; never to a remote with several URLs or through rewritten
-URLs (``url.*.insteadOf``).
+``gitpush.push`` is the one call that needs the user's own settings (``gituser.py``:
+credential helpers, ssh command): over https or ssh, or into a bare repository on this machine
+outside the work tree with its hooks off; never to a remote with several URLs or through
+rewritten URLs (``url.*.insteadOf``).
 
 ``git(args, cwd)`` is the one-off form (the repository at ``cwd``, opened once per process);
 ``git_outside`` runs commands that make repositories (``init``, ``clone``) with the same settings.
@@ -39,7 +39,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codeagent.sandbox import gitpolicy, gituser
+from codeagent.sandbox import gitpolicy
 from codeagent.sandbox.gitconfig import neutral_env
 from codeagent.sandbox.gitlayout import (
     GitError,
@@ -75,7 +75,7 @@ def _config_env(settings: list[Setting]) -> dict[str, str]:
     return env
 
 
-def _settings(extra: list[Setting]) -> dict[str, str]:
+def settings_env(extra: list[Setting]) -> dict[str, str]:
     return _config_env([*gitpolicy.FIXED, *extra])
 
 
@@ -102,7 +102,7 @@ def _call(
     )
 
 
-def _run(
+def run_git(
     args: list[str], cwd: Path, env: dict[str, str], *, check: bool, input_text: str | None, timeout: float
 ) -> str:
     code, out, err = _call(args, cwd, env, input_text=input_text, timeout=timeout)
@@ -158,7 +158,7 @@ class GitRepo:
         self.files = files
         self.digest = digest_of(files)
 
-    def _verify(self) -> None:
+    def verify(self) -> None:
         if check_git_dir(self.git_dir) != self.ident:
             raise UnsafeRepository(f"{self.git_dir} was replaced by another folder since codeagent opened it")
         if digest_of(self.files) != self.digest:
@@ -192,8 +192,8 @@ class GitRepo:
         return True
 
     def _list_gitlinks(self) -> list[str]:
-        env = self._base_env(None) | _settings(self.overrides)
-        out = _run(
+        env = self._base_env(None) | settings_env(self.overrides)
+        out = run_git(
             ["ls-files", "--stage", "-z"], self.work_tree, env, check=True, input_text=None, timeout=120.0
         )
         return [record.split("\t", 1)[1] for record in out.split("\0") if record.startswith("160000 ")]
@@ -253,62 +253,11 @@ class GitRepo:
         protocols: tuple[str, ...] = (),
     ) -> tuple[int, str, str]:
         """``run`` that returns (exit status, stdout, stderr) and raises only for an unsafe repository."""
-        self._verify()
+        self.verify()
         # The caller's variables (an index file, an identity) go first: ours are not theirs to change.
-        full = (env or {}) | self._base_env(None) | _settings(self.all_overrides())
+        full = (env or {}) | self._base_env(None) | settings_env(self.all_overrides())
         full["GIT_ALLOW_PROTOCOL"] = ":".join(protocols)
         return _call(args, self.work_tree, full, input_text=input_text, timeout=timeout)
-
-    def push(self, remote: str, branch: str, timeout: float = 300.0) -> str:
-        """``git push --set-upstream remote branch`` with the user's credentials: over https or
-        ssh, or into a bare repository on this machine outside the work tree (its hooks off)."""
-        self._verify()
-        if self.rewrites_urls:
-            raise UnsafeRepository(
-                "its .git/config rewrites URLs (url.*.insteadOf); codeagent does not push there"
-            )
-        urls = [u for u in self.run(["remote", "get-url", "--push", "--all", remote]).splitlines() if u]
-        if len(urls) != 1:
-            raise UnsafeRepository(
-                f"its remote {remote} has {len(urls)} push URLs; codeagent pushes to exactly one"
-            )
-        protocols, receive_pack = self._transport(remote, urls[0])
-        user = {
-            k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k not in gituser.PROGRAM_VARS
-        }
-        place = {
-            "GIT_DIR": str(self.git_dir),
-            "GIT_WORK_TREE": str(self.work_tree),
-            "GIT_COMMON_DIR": str(self.git_dir),
-        }
-        # The repository's helpers and ssh command are neutralised like on every call (FIXED
-        # empties the helper list); the user's own come back after that, last.
-        config = _settings([*self.all_overrides(), *gituser.push_settings()])
-        env = user | gitpolicy.FIXED_ENV | place | config | {"GIT_ALLOW_PROTOCOL": protocols}
-        args = [
-            "push",
-            f"--receive-pack={receive_pack}",
-            "--no-recurse-submodules",
-            "--set-upstream",
-            remote,
-            branch,
-        ]
-        return _run(args, self.work_tree, env, check=True, input_text=None, timeout=timeout)
-
-    def _transport(self, remote: str, url: str) -> tuple[str, str]:
-        """(allowed protocols, receive-pack command) for pushing to ``url``."""
-        if not (url.startswith(("file://", "/", "./", "../")) or url in (".", "..")):
-            return ":".join(gitpolicy.PUSH_PROTOCOLS), "git-receive-pack"
-        path = Path(url.removeprefix("file://"))
-        real = Path(os.path.realpath(path if path.is_absolute() else self.work_tree / path))
-        if real == self.work_tree or self.work_tree in real.parents:
-            raise UnsafeRepository(
-                f"its remote {remote} is a folder inside the work tree ({url}); codeagent does not push there"
-            )
-        if not ((real / "HEAD").is_file() and (real / "objects").is_dir() and (real / "refs").is_dir()):
-            raise UnsafeRepository(f"its remote {remote} ({url}) is not a bare repository on this machine")
-        # receive-pack starts without our settings in its environment: its hooks are switched off here.
-        return "file", "git -c core.hooksPath=/dev/null -c core.fsmonitor=false receive-pack"
 
 
 def git(
@@ -354,8 +303,8 @@ def git_outside(
     """A git command that works on no existing work tree (``init``, ``clone --bare``), run from
     ``cwd`` with the same settings and no repository discovery above it."""
     ceiling = {"GIT_CEILING_DIRECTORIES": str(Path(os.path.realpath(cwd)).parent)}
-    full = (env or {}) | _env(ceiling) | _settings([]) | {"GIT_ALLOW_PROTOCOL": ":".join(protocols)}
-    return _run(args, cwd, full, check=True, input_text=None, timeout=timeout)
+    full = (env or {}) | _env(ceiling) | settings_env([]) | {"GIT_ALLOW_PROTOCOL": ":".join(protocols)}
+    return run_git(args, cwd, full, check=True, input_text=None, timeout=timeout)
 
 
 def is_git_repo(path: Path) -> bool:

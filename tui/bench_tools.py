@@ -129,7 +129,12 @@ def bench_sandbox(calls: int = 100) -> dict[str, Any]:
         def status() -> None:
             git(["status", "--porcelain"], root)
 
-        timed = (("plain", plain), ("sandboxed", confined), ("checkpoint", checkpoint), ("git_status", status))
+        timed = (
+            ("plain", plain),
+            ("sandboxed", confined),
+            ("checkpoint", checkpoint),
+            ("git_status", status),
+        )
         results = {name: round(_median_ms(fn, calls), 2) for name, fn in timed}
     probe_jail = jail(Limits())
     probe_jail.close()

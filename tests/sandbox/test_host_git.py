@@ -21,6 +21,7 @@ from codeagent.sandbox import gitpolicy
 from codeagent.sandbox.checkpoint import Checkpoints
 from codeagent.sandbox.git import GitRepo, UnsafeRepository
 from codeagent.sandbox.gitconfig import Entry
+from codeagent.sandbox.gitpush import push
 
 NEUTRAL = {
     "",
@@ -164,7 +165,7 @@ CASES = [
 def _push(repo: GitRepo) -> None:
     # No network: the push fails, and what matters is what ran on the way.
     with contextlib.suppress(gitops.GitError):
-        repo.push("origin", "main", timeout=30)
+        push(repo, "origin", "main", timeout=30)
 
 
 @pytest.mark.attack("host-git")
@@ -215,7 +216,7 @@ def test_a_credential_helper_and_askpass_never_run_on_push(tmp_path, markers):
         assert fired(markers), "plain git asked no helper: the attack is not real here"
         clear(markers)
         with pytest.raises(gitops.GitError):
-            GitRepo.open(root).push("origin", "main", timeout=30)  # http is not a push transport of ours
+            push(GitRepo.open(root), "origin", "main", timeout=30)  # http is not a push transport of ours
         assert fired(markers) == []
     finally:
         server.shutdown()
@@ -233,7 +234,7 @@ def test_a_receive_pack_program_of_a_local_remote_never_runs(tmp_path, markers):
     plain_git(root, "push", "origin", "main")
     assert fired(markers) == ["receivepack"]
     clear(markers)
-    GitRepo.open(root).push("origin", "main", timeout=30)
+    push(GitRepo.open(root), "origin", "main", timeout=30)
     assert fired(markers) == []
     assert "main" in plain_git(remote, "branch").stdout  # and the push itself worked
 
@@ -428,7 +429,7 @@ def test_a_local_remotes_hooks_never_run_on_push(tmp_path, markers):
         (remote / "hooks" / hook).write_text(f"#!/bin/sh\ntouch {markers}/{hook}\n")
         (remote / "hooks" / hook).chmod(0o755)
     plain_git(root, "remote", "add", "origin", str(remote), check=True)
-    GitRepo.open(root).push("origin", "main", timeout=30)
+    push(GitRepo.open(root), "origin", "main", timeout=30)
     assert fired(markers) == []
     assert "main" in plain_git(remote, "branch").stdout
 
@@ -450,7 +451,7 @@ def test_pushes_codeagent_will_not_make(tmp_path, markers, config):
     root = make(tmp_path)
     hostile(root, config.format(m=markers))
     with pytest.raises(gitops.GitError):
-        GitRepo.open(root).push("origin", "main", timeout=30)
+        push(GitRepo.open(root), "origin", "main", timeout=30)
     assert fired(markers) == []
 
 

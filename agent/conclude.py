@@ -1,0 +1,131 @@
+"""How a ``fix`` run ends once the agent stops: its gates, the commit, the verdict, publishing.
+
+``conclude`` refuses (``leaks.Refused``: nothing committed) when refs outside the task moved
+(they are put back first), when the change touches a protected name, or when the diff or
+the commit message carries a known secret; otherwise it commits what the agent changed (build
+by-products and nested repositories left out), runs the tests again, judges the run
+(resolved, unresolved, error, refused) and, when asked, pushes and opens a pull request after
+checking its title and body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from codeagent.agent import gitops, leaks
+from codeagent.agent.fixtypes import FixOptions, FixResult
+from codeagent.agent.loop import RunResult
+from codeagent.sandbox.git import GitRepo
+from codeagent.sandbox.secrets import KnownSecrets
+from codeagent.tools.base import ToolEnv, run_tool
+from codeagent.tools.registry import get_tool
+
+
+def run_tests(env: ToolEnv) -> dict[str, Any]:
+    observation = run_tool(get_tool("run_tests"), {}, env)
+    data = observation.data
+    if "exit_code" not in data:
+        return {"detected": False, "message": observation.text}
+    return {
+        "detected": True,
+        "command": data.get("command"),
+        "exit_code": data["exit_code"],
+        "passed": len(data.get("passed", [])),
+        "failed": len(data.get("failed", [])),
+        "errors": len(data.get("errors", [])),
+        "failed_tests": list(data.get("failed", [])) + list(data.get("errors", [])),
+    }
+
+
+def conclude(
+    result: FixResult,
+    outcome: RunResult,
+    meta: dict[str, Any],
+    env: ToolEnv,
+    options: FixOptions,
+    secrets: KnownSecrets,
+    repo: GitRepo,
+) -> None:
+    """Commit, judge and publish; raises ``leaks.Refused`` (nothing committed) on a secret, on refs
+    outside the task that moved, or on a change to a protected path."""
+    root = env.root
+    moved = _moved_refs(repo, meta)
+    if moved:
+        raise leaks.Refused(
+            f"refs outside the task moved during the run ({', '.join(moved)}); they were put back"
+        )
+    changed = gitops.changed_paths(repo, set(meta["untracked_before"]))
+    refusal = gitops.commit_refusal(changed)
+    if refusal:
+        raise leaks.Refused(refusal)
+    result.tests_after = run_tests(env) if changed else meta["tests_before"]
+    if changed:
+        message = _commit_message(meta, outcome)
+        leaks.check_commit(secrets, root, changed, message)
+        result.commit = gitops.commit(repo, changed, message)
+        result.files_changed = gitops.files_between(repo, meta["base_commit"], result.commit)
+    tests_ok = not result.tests_after.get("detected") or result.tests_after.get("exit_code") == 0
+    if outcome.status in ("error", "refused"):
+        result.status, result.message = outcome.status, outcome.message
+    elif outcome.status == "finished" and changed and tests_ok:
+        result.status, result.message = (
+            "resolved",
+            "fixed; tests pass" if result.tests_after.get("detected") else "fixed; no test suite found",
+        )
+    else:
+        result.status, result.message = "unresolved", _why_unresolved(outcome, bool(changed), tests_ok)
+    if result.status == "resolved" and (options.push or options.pr):
+        _publish(result, meta, options, secrets, repo)
+
+
+def _moved_refs(repo: GitRepo, meta: dict[str, Any]) -> list[str]:
+    """Refs that changed since the task branch was made (codeagent's stash aside), put back.
+    Until the run commits, every ref, the task branch included, must be where it was.
+
+    With the sandbox on, ``.git`` is read-only to commands and this finds nothing; an unconfined
+    run (``--sandbox off``) can move any ref, and a run must not leave that behind."""
+    before = meta.get("refs_before")
+    if before is None:
+        return []  # a run started before refs were recorded
+    moved = gitops.moved_refs(before, gitops.refs(repo), {"refs/stash"})
+    gitops.put_back_refs(repo, before, moved)
+    on = gitops.current_branch(repo)
+    if on != meta["branch"]:
+        moved.append(f"HEAD (now on {on or 'a detached commit'})")
+    return moved
+
+
+def _why_unresolved(outcome: RunResult, changed: bool, tests_ok: bool) -> str:
+    if outcome.status != "finished":
+        return f"the agent stopped: {outcome.message}"
+    if not changed:
+        return "the agent finished without changing any file"
+    return "the tests fail after the change" if not tests_ok else "unresolved"
+
+
+def _commit_message(meta: dict[str, Any], outcome: RunResult) -> str:
+    issue = meta["issue"]
+    title = issue.get("title") or "task"
+    head = f"Fix #{issue['number']}: {title}" if issue.get("number") else f"codeagent: {title}"
+    body = outcome.summary or f"Unfinished attempt ({outcome.status}: {outcome.message})."
+    return f"{head[:72]}\n\n{body}\n\nMade by codeagent, run {meta['run_id']}."
+
+
+def _publish(
+    result: FixResult, meta: dict[str, Any], options: FixOptions, secrets: KnownSecrets, repo: GitRepo
+) -> None:
+    issue = meta["issue"]
+    title = f"Fix #{issue['number']}: {issue['title']}" if issue.get("number") else issue["title"]
+    body = (result.summary or "") + (f"\n\nCloses #{issue['number']}." if issue.get("number") else "")
+    refusal = leaks.check_pull_request(secrets, title, body) if options.pr else None
+    if refusal:
+        result.status, result.message = "refused", f"{refusal}; the commit stays local"
+        return
+    try:
+        gitops.push(repo, meta["branch"])
+        if options.pr and options.publish:
+            result.pull_request = options.publish(
+                meta["branch"], meta["original_branch"] or "main", title, body
+            )
+    except (gitops.GitError, OSError) as err:
+        result.status, result.message = "error", f"fixed and committed, but publishing failed: {err}"
