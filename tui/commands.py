@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -216,109 +215,6 @@ def _tests(summary: dict[str, Any]) -> str:
     if not summary.get("detected"):
         return "no test command found"
     return f"{summary['passed']} passed, {summary['failed']} failed, {summary['errors']} errors"
-
-
-def bench_repomap(args: Any, config: Config) -> int:
-    from codeagent.tools.repomap.bench import bench_repomap as run
-
-    if not args.path.is_dir():
-        raise CommandError(f"{args.path} is not a directory")
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "codeagent" / "bench-repomap"
-    return _write_bench(run(args.path.resolve(), cache), args.output)
-
-
-def bench_tools(args: Any, config: Config) -> int:
-    from codeagent.tui.bench_tools import bench_tools as run
-
-    return _write_bench(run(args.calls), args.output)
-
-
-def bench_sandbox(args: Any, config: Config) -> int:
-    from codeagent.tui.bench_tools import bench_sandbox as run
-
-    try:
-        return _write_bench(run(args.calls), args.output)
-    except RuntimeError as err:
-        raise CommandError(str(err)) from err
-
-
-def bench_load(args: Any, config: Config) -> int:
-    from codeagent.tui.bench_runtime import bench_load as run
-
-    return _write_bench(run(args.size_gb), args.output)
-
-
-def bench_generate(args: Any, config: Config) -> int:
-    from codeagent.tui.bench_runtime import bench_generate as run
-
-    try:
-        return _write_bench(run(args.prompt_tokens, args.new_tokens), args.output)
-    except RuntimeError as err:
-        raise CommandError(str(err)) from err
-
-
-def bench_engine(args: Any, config: Config) -> int:
-    from codeagent.tui.bench_engine import bench_engine as run
-    from codeagent.tui.bench_engine import table
-
-    try:
-        results = run(args.scenarios, args.prefixes, args.contexts, args.new_tokens, args.dtypes)
-    except RuntimeError as err:
-        raise CommandError(str(err)) from err
-    print(table(results), file=sys.stderr)
-    return _write_bench(results, args.output)
-
-
-def bench_codebase(args: Any, config: Config) -> int:
-    from codeagent.tui.bench_codebase import bench_codebase as run
-
-    if args.repo is not None and not (args.repo / ".git").exists():
-        raise CommandError(f"{args.repo} is not a git repository")
-    try:
-        return _write_bench(run(args.repo.resolve() if args.repo else None, args.turns), args.output)
-    except RuntimeError as err:
-        raise CommandError(str(err)) from err
-
-
-def bench_kernels(args: Any, config: Config) -> int:
-    from codeagent.tui import bench_kernels as bench
-
-    try:
-        if args.tune:
-            results = bench.tune_tables(args.models, args.tokens, args.config_dir)
-        else:
-            results = bench.bench_kernels(
-                args.models, args.tokens, args.contexts, args.tiny, not args.no_torch, args.only, _stderr_line
-            )
-            print(bench.table(results), file=sys.stderr)
-    except RuntimeError as err:
-        raise CommandError(str(err)) from err
-    return _write_bench(results, args.output)
-
-
-def bench_gpu(args: Any, config: Config) -> int:
-    from codeagent.tui import bench_gpu as bench
-    from codeagent.tui.bench_gpu_report import table
-
-    try:
-        plan = bench.make_plan(args)
-    except bench.PlanError as err:
-        raise CommandError(str(err)) from err
-    results = bench.run(plan, shlex.join(["codeagent", *sys.argv[1:]]), bench.log_line)
-    print(table(results), file=sys.stderr)
-    return _write_bench(results, args.output)
-
-
-def _stderr_line(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _write_bench(results: dict[str, Any], output: Path) -> int:
-    text = json.dumps(results, indent=2)
-    output.write_text(text + "\n", encoding="utf-8")
-    print(text)
-    print(f"written to {output}", file=sys.stderr)
-    return 0
 
 
 def undo(args: Any, config: Config) -> int:

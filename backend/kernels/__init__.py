@@ -9,10 +9,10 @@ chooses (``dispatch``).
 Kernels: RMSNorm with the residual add (``norm``), rotary, rotate-half and interleaved
 (``rotary``); the fused MoE (``moe_routing``, ``moe_align``, ``moe_gemm``, ``fused_moe``, with
 FP8/FP4 expert weights decoded in the GEMM tiles and tile configs from ``tile_configs``,
-tuned by ``tune``); paged attention over the KV pool (``paged_attention``); DeepSeek-V4's
-sink attention over chosen latent entries, indexer scores and top-k, compressor pooling
-and mHC weights (``sink_attention``, ``indexer``, ``compressor``, ``mhc``); sampling
-(``sampling``). ``timing`` serves the bench and the tuner.
+tuned by ``codeagent bench kernels --tune``, in ``bench/kernels/``); paged attention over
+the KV pool (``paged_attention``); DeepSeek-V4's sink attention over chosen latent entries,
+indexer scores and top-k, compressor pooling and mHC weights (``sink_attention``,
+``indexer``, ``compressor``, ``mhc``); sampling (``sampling``).
 
 Limits: no kernel here has run on a GPU yet (no CUDA device where they were written);
 importing this package imports neither Triton nor any kernel.

@@ -10,13 +10,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from codeagent.backend.kernels import fused_moe, indexer, paged_attention, sampling, sink_attention, tune
+from codeagent.backend.kernels import fused_moe, indexer, paged_attention, sampling, sink_attention
 from codeagent.backend.layers.moe import experts_forward
 from codeagent.backend.layers.sampler import SamplingParams, filter_logits
 from codeagent.backend.models.deepseek_v4_attention import attend
 from codeagent.backend.models.deepseek_v4_compressor import indexer_scores, top_k_visible, visible_entries
 from codeagent.backend.models.deepseek_v4_moe import routed_experts
 from codeagent.backend.quant import dequantize_fp4
+from codeagent.bench.kernels import tune
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
 CUDA = torch.device("cuda")

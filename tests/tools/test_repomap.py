@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from codeagent.bench.repomap import bench_repomap
 from codeagent.tools.base import OUT_OF_TIME, ToolEnv, ToolError, ToolSettings, run_tool
 from codeagent.tools.registry import get_tool
-from codeagent.tools.repomap.bench import bench_repomap
 from codeagent.tools.repomap.rank import build_graph, pagerank
 from codeagent.tools.repomap.render import estimate
 from codeagent.tools.repomap.repomap import RepoMap

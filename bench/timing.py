@@ -1,4 +1,4 @@
-"""Timing for the kernel bench and the tile tuner: CUDA events on a GPU, wall clock elsewhere.
+"""Timing for the benches: CUDA events on a GPU, wall clock elsewhere.
 
 ``measure(fn)`` warms up, then repeats ``fn`` until ``min_time_s`` has passed (at least
 ``min_reps`` times) and returns the median seconds per call. On CUDA each call is timed

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from codeagent.tui.bench_runtime import qwen3_config
+from codeagent.bench.checkpoint import qwen3_config
 
 SPECIALS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>"]
 

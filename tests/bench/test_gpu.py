@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from codeagent.backend.random_weights import CONFIGS
-from codeagent.tui import bench_gpu, cli
+from codeagent.bench import command
+from codeagent.bench.gpu import plan
+from codeagent.bench.random_weights import CONFIGS
+from codeagent.tui import cli
 
 DECODE_FIELDS = {
     "batch", "context", "shared_tokens", "cached_tokens", "tokens_per_s", "step_ms", "roofline_bytes_per_step",
@@ -110,9 +112,9 @@ def test_a_full_size_model_that_cannot_fit_is_refused_with_the_layers_that_would
     assert_one_line_error(proc, "deepseek-v4-flash (43 layers, bfloat16) needs", "GB of weights", "fits")
     assert not (tmp_path / "bench-gpu.json").exists()
     # the hint: 4 full-width V4-Flash layers in bf16 are about 55 GB with the embeddings and head
-    assert bench_gpu.layers_that_fit("deepseek-v4-flash", False, torch.bfloat16, 60e9) == 4
-    assert bench_gpu.layers_that_fit("deepseek-v4-flash", False, torch.bfloat16, 1e9) == 0
-    assert bench_gpu.layers_that_fit("qwen3-coder-30b-a3b", False, torch.bfloat16, 80e9) == 48
+    assert plan.layers_that_fit("deepseek-v4-flash", False, torch.bfloat16, 60e9) == 4
+    assert plan.layers_that_fit("deepseek-v4-flash", False, torch.bfloat16, 1e9) == 0
+    assert plan.layers_that_fit("qwen3-coder-30b-a3b", False, torch.bfloat16, 80e9) == 48
 
 
 def test_the_issues_spelling_is_bench_gpu(tmp_path):
@@ -148,16 +150,16 @@ def test_cuda_without_a_gpu_is_refused(tmp_path):
 
 
 def test_the_parser_knows_every_configuration():
-    assert set(cli.GPU_CONFIGS) == set(CONFIGS)
+    assert set(command.GPU_CONFIGS) == set(CONFIGS)
     args = cli.build_parser().parse_args(
         ["bench", "gpu", "--config", "deepseek-v4-flash", "--random-weights"]
     )
-    assert args.scenarios == bench_gpu.SCENARIOS and args.gpu_config == "deepseek-v4-flash"
+    assert args.scenarios == plan.SCENARIOS and args.gpu_config == "deepseek-v4-flash"
     assert args.config is None  # the config file option is another flag
 
 
 def test_peaks_are_known_by_name_only_for_the_targets_gpus():
-    assert bench_gpu.bf16_peak("NVIDIA H100 80GB HBM3") == 989e12
-    assert bench_gpu.bf16_peak("NVIDIA H100 PCIe") == 756e12
-    assert bench_gpu.bf16_peak("NVIDIA H200") == 989e12
-    assert bench_gpu.bf16_peak("NVIDIA A100-SXM4-80GB") is None
+    assert plan.bf16_peak("NVIDIA H100 80GB HBM3") == 989e12
+    assert plan.bf16_peak("NVIDIA H100 PCIe") == 756e12
+    assert plan.bf16_peak("NVIDIA H200") == 989e12
+    assert plan.bf16_peak("NVIDIA A100-SXM4-80GB") is None

@@ -1,38 +1,20 @@
-"""``codeagent bench kernels``: each Triton kernel against its torch reference, per model shape.
+"""The cases of ``codeagent bench kernels``: model shapes, and per kernel and shape a ``Case``.
 
-Shapes are Qwen3-Coder-30B-A3B's and DeepSeek-V4-Flash's (bf16; V4's experts also as
-released, FP4), at 1, 8, 64 and 512 tokens; attention at 4K, 32K and 128K tokens of
-context (decode of 1 and 8 sequences, a 512-token prefill chunk after the rest cached;
-V4: window plus top-k entries chosen among context/4, and the indexer over them). Per
-kernel and shape: median time (CUDA events), bytes moved and FLOPs by a simple model
-(each weight, cached row and activation touched once), achieved bandwidth and FLOP/s,
-their fraction of an H100 SXM's peaks (3.35 TB/s, 989 TFLOP/s dense bf16) and of the
-bandwidth of a device-to-device copy measured in the same run (the practical ceiling),
-and the speed-up over the torch reference the layers run without Triton.
-
-Times are of warm caches (inputs that fit L2 stay there between repetitions: small
-kernels look faster than a model step would see them). Without a GPU the command
-refuses, unless ``--tiny``: tiny shapes through Triton's CPU interpreter, which checks
-the harness and nothing else (its timings say nothing about kernels).
+A case holds the Triton call, the torch reference the layers run without Triton, and the
+bytes moved and FLOPs by a simple model (each weight, cached row and activation touched
+once). Shapes are Qwen3-Coder-30B-A3B's and DeepSeek-V4-Flash's (``TINY``: the same
+families at tiny shapes, for Triton's CPU interpreter); the kernels and references are
+imported when a case is built, so listing shapes imports no kernel.
 """
 
 from __future__ import annotations
 
-import os
-import platform
-import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-PEAK_BANDWIDTH = 3.35e12  # H100 SXM HBM3, bytes/s
-PEAK_BF16 = 989e12  # H100 SXM dense bf16, FLOP/s
-TOKENS = (1, 8, 64, 512)
-CONTEXTS = (4096, 32768, 131072)
 BLOCK_TOKENS = 32
 
 
@@ -82,19 +64,6 @@ class Case:
     reference: str = "torch"
 
 
-@contextmanager
-def kernels_mode(mode: str) -> Iterator[None]:
-    saved = os.environ.get("CODEAGENT_KERNELS")
-    os.environ["CODEAGENT_KERNELS"] = mode
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("CODEAGENT_KERNELS", None)
-        else:
-            os.environ["CODEAGENT_KERNELS"] = saved
-
-
 def _rand(*shape: int, device: torch.device, dtype: torch.dtype = torch.bfloat16, scale: float = 1.0):
     return (torch.randn(*shape, device=device) * scale).to(dtype)
 
@@ -125,9 +94,10 @@ def pointwise_cases(d: Dims, t: int, device: torch.device) -> Iterator[Case]:
 
 
 def moe_cases(d: Dims, t: int, device: torch.device, weights_cache: dict) -> Iterator[Case]:
-    from codeagent.backend.kernels import moe_routing, tune
+    from codeagent.backend.kernels import moe_routing
     from codeagent.backend.layers.moe import softmax_topk
     from codeagent.backend.models.deepseek_v4_moe import route
+    from codeagent.bench.kernels import tune
 
     gate, bias = (
         _rand(d.experts, d.hidden, device=device, scale=0.05),
@@ -279,114 +249,3 @@ def cases(models: list[Dims], tokens: tuple[int, ...], contexts: tuple[int, ...]
                 yield from v4_attention_cases(d, context, device)
             else:
                 yield from paged_attention_cases(d, context, device, min(512, context // 2))
-
-
-def _result(case: Case, device: torch.device, copy_bw: float, with_torch: bool) -> dict[str, Any]:
-    from codeagent.backend.kernels.timing import measure
-
-    seconds = measure(case.triton, device)
-    torch_s = None
-    if with_torch and case.torch is not None:
-        with kernels_mode("torch"):
-            torch_s = measure(case.torch, device, min_reps=3)
-    bandwidth, flops = case.bytes / seconds, case.flops / seconds
-    return {
-        "kernel": case.kernel,
-        "model": case.model,
-        "shape": case.shape,
-        "us": round(seconds * 1e6, 2),
-        "GB_per_s": round(bandwidth / 1e9, 1),
-        "TFLOP_per_s": round(flops / 1e12, 2),
-        "of_peak_bandwidth": round(bandwidth / PEAK_BANDWIDTH, 3),
-        "of_copy_bandwidth": round(bandwidth / copy_bw, 3),
-        "of_peak_bf16_flops": round(flops / PEAK_BF16, 4),
-        "torch_us": None if torch_s is None else round(torch_s * 1e6, 2),
-        "speedup": None if torch_s is None else round(torch_s / seconds, 2),
-        "reference": case.reference,
-    }
-
-
-def bench_kernels(
-    models: tuple[str, ...] = (QWEN.name, V4.name),
-    tokens: tuple[int, ...] = TOKENS,
-    contexts: tuple[int, ...] = CONTEXTS,
-    tiny: bool = False,
-    with_torch: bool = True,
-    only: tuple[str, ...] = (),
-    log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Run the cases; raises RuntimeError when they cannot run here."""
-    if not torch.cuda.is_available() and not tiny:
-        raise RuntimeError(
-            "codeagent bench kernels measures Triton kernels on a CUDA GPU, and torch sees none here; "
-            "--tiny runs tiny shapes through Triton's CPU interpreter to check the harness (timings meaningless)"
-        )
-    from codeagent.backend.kernels.dispatch import interpreter_problem, triton_installed
-
-    if not triton_installed():
-        raise RuntimeError("triton is not installed: pip install 'codeagent[kernels]'")
-    device = torch.device("cuda" if torch.cuda.is_available() and not tiny else "cpu")
-    if device.type == "cpu":
-        problem = interpreter_problem()
-        if problem:
-            raise RuntimeError(problem)
-        os.environ.setdefault("TRITON_INTERPRET", "1")
-        tokens, contexts = tuple(t for t in tokens if t <= 8) or (1,), (64, 256)
-    from codeagent.backend.kernels.timing import copy_bandwidth
-
-    dims = [TINY[m] if tiny else {QWEN.name: QWEN, V4.name: V4}[m] for m in models]
-    copy_bw = copy_bandwidth(device)
-    results = []
-    torch.manual_seed(0)
-    for case in cases(dims, tokens, contexts, device):
-        if only and case.kernel not in only:
-            continue
-        results.append(_result(case, device, copy_bw, with_torch))
-        r = results[-1]
-        log(f"{r['kernel']:<28} {r['model']:<20} {r['shape']:<44} {r['us']:>10} us  x{r['speedup']}")
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    return {
-        "device": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"cpu ({platform.machine()})",
-        "note": None
-        if device.type == "cuda"
-        else "Triton's CPU interpreter on tiny shapes: timings are meaningless",
-        "peaks": {"bandwidth_TB_per_s": PEAK_BANDWIDTH / 1e12, "bf16_TFLOP_per_s": PEAK_BF16 / 1e12},
-        "copy_GB_per_s": round(copy_bw / 1e9, 1),
-        "torch": torch.__version__,
-        "results": results,
-    }
-
-
-def table(report: dict[str, Any]) -> str:
-    lines = [f"kernels on {report['device']} (copy {report['copy_GB_per_s']} GB/s)"]
-    if report["note"]:
-        lines.append(f"note: {report['note']}")
-    lines.append(
-        f"{'kernel':<28} {'model':<20} {'shape':<44} {'us':>10} {'GB/s':>8} {'TFLOP/s':>8} {'%bw':>6} {'x torch':>8}"
-    )
-    for r in report["results"]:
-        lines.append(
-            f"{r['kernel']:<28} {r['model']:<20} {r['shape']:<44} {r['us']:>10} {r['GB_per_s']:>8} "
-            f"{r['TFLOP_per_s']:>8} {100 * r['of_peak_bandwidth']:>5.1f}% {'-' if r['speedup'] is None else r['speedup']:>8}"
-        )
-    return "\n".join(lines)
-
-
-def tune_tables(models: tuple[str, ...], tokens: tuple[int, ...], folder: Any = None) -> dict[str, Any]:
-    """``--tune``: sweep the fused MoE's tiles on this GPU and write the device's table."""
-    if not torch.cuda.is_available():
-        raise RuntimeError("tuning kernel tiles needs a CUDA GPU, and torch sees none here")
-    from codeagent.backend.kernels.tune import tune
-
-    device = torch.device("cuda")
-    path = tune(
-        list(models),
-        list(tokens),
-        device,
-        folder,
-        report=lambda line: print(line, file=sys.stderr, flush=True),
-    )
-    return {"device": torch.cuda.get_device_name(device), "table": str(path), "models": list(models)}

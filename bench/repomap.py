@@ -1,6 +1,6 @@
 """Repo-map build time on a repository: cold (empty cache) and cached (a new ``RepoMap``).
 
-``python -m codeagent.tools.repomap.bench PATH [CACHE_DIR]`` prints JSON; ``codeagent
+``python -m codeagent.bench.repomap PATH [CACHE_DIR]`` prints JSON; ``codeagent
 bench repomap`` calls ``bench_repomap``. Only the store file in the cache folder is deleted
 before the cold run, so pointing it at a folder with other content is harmless. Times
 include listing the files, reading and hashing them, ranking and rendering a 4096-token
@@ -60,7 +60,7 @@ def bench_repomap(root: Path, cache_dir: Path) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     if not argv or not Path(argv[0]).is_dir():
-        print("usage: python -m codeagent.tools.repomap.bench PATH [CACHE_DIR]", file=sys.stderr)
+        print("usage: python -m codeagent.bench.repomap PATH [CACHE_DIR]", file=sys.stderr)
         return 2
     default = Path(tempfile.gettempdir()) / "codeagent-bench-repomap"
     cache_dir = Path(argv[1]) if len(argv) > 1 else default

@@ -1,7 +1,7 @@
 """Figures beside figures for ``codeagent bench gpu``: roofline, peak, transformers, targets, the table.
 
 Per decode row: the bytes a step must read at the midpoint of the timed steps' context
-(``backend/roofline.py``), the tokens/s that allows at the measured copy bandwidth, our
+(``bench/roofline.py``), the tokens/s that allows at the measured copy bandwidth, our
 fraction of it, transformers' tokens/s in the same cell and our ratio. Per prefill row:
 FLOPs, TFLOP/s and the fraction of the device's bf16 peak. Targets (issue 9) are checked
 in every run, each with the value, the threshold, where it was measured and met (None
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from codeagent.backend import roofline
-from codeagent.tui.bench_gpu import Plan, bf16_peak
+from codeagent.bench import roofline
+from codeagent.bench.gpu.plan import Plan, bf16_peak
 
 
 def combine(plan: Plan, results: dict[str, Any], copy_bw: float) -> None:

@@ -23,8 +23,8 @@ import torch
 
 from codeagent.backend.engine import CacheConfig, Engine, Request
 from codeagent.backend.layers.sampler import SamplingParams
-from codeagent.backend.random_weights import random_model
-from codeagent.tui.bench_gpu import Log, Plan, tokens
+from codeagent.bench.gpu.plan import Log, Plan, tokens
+from codeagent.bench.random_weights import random_model
 
 
 def measure(plan: Plan, log: Log) -> dict[str, Any]:

@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from codeagent.backend.random_weights import fill_random_
-from codeagent.tui.bench_gpu import Log, Plan, release, tokens
+from codeagent.bench.gpu.plan import Log, Plan, release, tokens
+from codeagent.bench.random_weights import fill_random_
 
 
 def reference_model(plan: Plan) -> Any:

@@ -21,8 +21,8 @@ from triton.runtime.errors import OutOfResources
 
 from codeagent.backend.kernels.fused_moe import QuantizedExperts, fused_moe
 from codeagent.backend.kernels.tile_configs import Config, device_name, moe_key, write_entries
-from codeagent.backend.kernels.timing import measure
 from codeagent.backend.quant import quantize_fp4
+from codeagent.bench.timing import measure
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,33 +1,10 @@
-"""``codeagent bench gpu --config NAME --random-weights``: a released MoE configuration, full size, on one device.
+"""The plan of ``codeagent bench gpu``: validated arguments, sizes, and what the device holds.
 
-The model is built on the device with random weights (``backend/random_weights.py``: no
-checkpoint, no host copy) and served by the engine (paged KV pool, prefix cache,
-continuous batching). In the same run, after ours is freed, transformers builds the same
-configuration, also random, on the same device as the reference
-(``bench_gpu_reference.py``). The weights of the two differ; speed does not depend on
-their values, only on routing, which is about uniform for both. Scenarios:
-
-- ``decode``: total tokens/s of B concurrent sequences (1, 8, 32, 64) at contexts of 1K,
-  32K and 128K tokens, over ``--decode-tokens`` steps after every sequence has its first
-  token. The B sequences share their context but its last partial block through the
-  prefix cache (one prefill and one copy in the pool, so 64 x 128K fits), and each
-  attends over its whole context: a step's work is that of B distinct contexts. Against
-  the bandwidth roofline (``backend/roofline.py``: bytes a step must read at the
-  midpoint context, over a measured device-to-device copy) and transformers.
-- ``prefill``: tokens/s of one fresh prompt of 8K and 32K tokens (time to first token),
-  with its FLOPs against the device's bf16 dense peak (known for H100 and H200 by name).
-- ``prefix``: time to first token of a follow-up turn (a 500-token message) on a
-  100K-token prefix: cold (nothing cached) and warm (another follow-up to the same prefix
-  went before, so its blocks are in the pool).
-
-Cells that cannot fit the KV pool are skipped with the reason. A model cut to fewer
-layers (``--layers``, for DeepSeek-V4-Flash's 13 GB bf16 layers) also reports
-full-depth estimates: tokens/s x layers kept / layers released, which assumes the cut's
-layers cost what the average layer does (the first layers of V4 are window and
-hash-routed ones, cheaper than average: the estimate flatters). ``--tiny`` runs the same
-family at tiny shapes and sizes (a check of the harness on a CPU; its timings mean
-nothing). Targets (issue 9) are reported met or not for every run and apply to
-Qwen3-Coder-30B-A3B on an H100 or H200.
+``make_plan`` turns the parsed arguments into a ``Plan`` or a ``PlanError`` that says
+what is wrong (bad sizes, a model that cannot fit, no device); the rest are facts every
+side of the run reads: free memory, the device's name and bf16 peak, seeded prompts,
+memory given back between models. Both sides (``ours``, ``reference``) and the report
+import this module only (the run ties them together in ``run``).
 """
 
 from __future__ import annotations
@@ -36,8 +13,6 @@ import gc
 import importlib.util
 import os
 import platform
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +20,8 @@ from typing import Any
 
 import torch
 
-from codeagent.backend import roofline
-from codeagent.backend.random_weights import config_for, parse_config
+from codeagent.bench import roofline
+from codeagent.bench.random_weights import config_for, parse_config
 
 SCENARIOS = ("decode", "prefill", "prefix")
 FULL_SIZES = {
@@ -203,46 +178,8 @@ def tokens(n: int, seed: int, vocab: int) -> list[int]:
     return torch.randint(0, vocab, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
 
 
-def run(plan: Plan, command: str, log: Log) -> dict[str, Any]:
-    """Run every scenario with ours, then with transformers; the results as one JSON-ready dict."""
-    from codeagent.backend.kernels.timing import copy_bandwidth
-    from codeagent.tui import bench_gpu_ours, bench_gpu_reference, bench_gpu_report
-
-    name = device_name(plan.device)
-    copy_bw = copy_bandwidth(plan.device)
-    log(f"{name}: device-to-device copy {copy_bw / 1e9:.0f} GB/s")
-    results: dict[str, Any] = {
-        "benchmark": "gpu",
-        "config": plan.name,
-        "tiny": plan.tiny,
-        "layers": plan.layers,
-        "released_layers": plan.full_layers,
-        "dtype": str(plan.dtype).removeprefix("torch."),
-        "weights": "random, built on the device",
-        "weight_bytes": roofline.weight_bytes(plan.config, plan.dtype),
-        "device": name,
-        "command": command,
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "torch": torch.__version__,
-        "copy_GB_per_s": round(copy_bw / 1e9, 1),
-        "bf16_peak_TFLOP_per_s": None if bf16_peak(name) is None else bf16_peak(name) / 1e12,
-        "note": "tiny shapes: checks the harness; timings mean nothing" if plan.tiny else None,
-    }
-    results["ours"] = bench_gpu_ours.measure(plan, log)
-    release(plan.device)
-    results["transformers"] = bench_gpu_reference.measure(plan, log) if plan.reference else None
-    release(plan.device)
-    bench_gpu_report.combine(plan, results, copy_bw)
-    results["targets"] = bench_gpu_report.targets(plan, results)
-    return results
-
-
 def release(device: torch.device) -> None:
     """Give a freed model's memory back before the next one is built."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def log_line(message: str) -> None:
-    print(f"[bench gpu] {message}", file=sys.stderr, flush=True)

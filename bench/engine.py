@@ -35,7 +35,9 @@ from typing import Any
 
 import torch
 
-from codeagent.tui.bench_runtime import machine, qwen3_config, reference_generate
+from codeagent.bench.checkpoint import qwen3_config
+from codeagent.bench.generate import reference_generate
+from codeagent.bench.machine import machine
 
 SCENARIOS = ("decode", "prefix", "disk", "frontier")
 DTYPES = ("float32", "bfloat16")

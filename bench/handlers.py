@@ -1,0 +1,128 @@
+"""The handlers of ``codeagent bench ...``: run a scenario, print its JSON and write it to ``--output``.
+
+Each handler takes the parsed arguments and the user's config (unused: benches build their
+own models) and imports its scenario when it runs, so that parsing the command line
+imports neither torch nor the runtime. A scenario that cannot run here (no GPU, no
+sandbox, no transformers) raises ``RuntimeError`` with the reason; the handler turns it
+into ``BenchError``, which the command prints as one ``codeagent: error:`` line (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+
+class BenchError(Exception):
+    """A benchmark that cannot run as asked, or here (exit code 2)."""
+
+
+def bench_repomap(args: argparse.Namespace, config: object) -> int:
+    from codeagent.bench.repomap import bench_repomap as run
+
+    if not args.path.is_dir():
+        raise BenchError(f"{args.path} is not a directory")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "codeagent" / "bench-repomap"
+    return write_results(run(args.path.resolve(), cache), args.output)
+
+
+def bench_tools(args: argparse.Namespace, config: object) -> int:
+    from codeagent.bench.tool_calls import bench_tools as run
+
+    return write_results(run(args.calls), args.output)
+
+
+def bench_sandbox(args: argparse.Namespace, config: object) -> int:
+    from codeagent.bench.sandbox_overhead import bench_sandbox as run
+
+    try:
+        return write_results(run(args.calls), args.output)
+    except RuntimeError as err:
+        raise BenchError(str(err)) from err
+
+
+def bench_load(args: argparse.Namespace, config: object) -> int:
+    from codeagent.bench.load import bench_load as run
+
+    return write_results(run(args.size_gb), args.output)
+
+
+def bench_generate(args: argparse.Namespace, config: object) -> int:
+    from codeagent.bench.generate import bench_generate as run
+
+    try:
+        return write_results(run(args.prompt_tokens, args.new_tokens), args.output)
+    except RuntimeError as err:
+        raise BenchError(str(err)) from err
+
+
+def bench_engine(args: argparse.Namespace, config: object) -> int:
+    from codeagent.bench.engine import bench_engine as run
+    from codeagent.bench.engine import table
+
+    try:
+        results = run(args.scenarios, args.prefixes, args.contexts, args.new_tokens, args.dtypes)
+    except RuntimeError as err:
+        raise BenchError(str(err)) from err
+    print(table(results), file=sys.stderr)
+    return write_results(results, args.output)
+
+
+def bench_codebase(args: argparse.Namespace, config: object) -> int:
+    from codeagent.bench.codebase import bench_codebase as run
+
+    if args.repo is not None and not (args.repo / ".git").exists():
+        raise BenchError(f"{args.repo} is not a git repository")
+    try:
+        return write_results(run(args.repo.resolve() if args.repo else None, args.turns), args.output)
+    except RuntimeError as err:
+        raise BenchError(str(err)) from err
+
+
+def bench_kernels(args: argparse.Namespace, config: object) -> int:
+    from codeagent.bench.kernels import run as bench
+
+    try:
+        if args.tune:
+            results = bench.tune_tables(args.models, args.tokens, args.config_dir)
+        else:
+            results = bench.bench_kernels(
+                args.models, args.tokens, args.contexts, args.tiny, not args.no_torch, args.only, _stderr_line
+            )
+            print(bench.table(results), file=sys.stderr)
+    except RuntimeError as err:
+        raise BenchError(str(err)) from err
+    return write_results(results, args.output)
+
+
+def bench_gpu(args: argparse.Namespace, config: object) -> int:
+    from codeagent.bench.gpu.plan import PlanError, make_plan
+    from codeagent.bench.gpu.report import table
+
+    try:
+        plan = make_plan(args)
+    except PlanError as err:
+        raise BenchError(str(err)) from err
+    from codeagent.bench.gpu.run import log_line, run  # our engine and transformers: after the plan
+
+    results = run(plan, shlex.join(["codeagent", *sys.argv[1:]]), log_line)
+    print(table(results), file=sys.stderr)
+    return write_results(results, args.output)
+
+
+def _stderr_line(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def write_results(results: dict[str, Any], output: Path) -> int:
+    """Print a bench's JSON and write it to ``output``; the exit code (0)."""
+    text = json.dumps(results, indent=2)
+    output.write_text(text + "\n", encoding="utf-8")
+    print(text)
+    print(f"written to {output}", file=sys.stderr)
+    return 0
