@@ -12,7 +12,8 @@ folder's size is scanned once and then tracked as files are written, with a full
 (and trimming) only when the running total passes the cap.
 
 Payloads are raw tensor bytes plus a small JSON description (names, dtypes, shapes), never
-pickles.
+pickles. ``DiskWriter`` writes on a background thread, so finishing a request never waits
+for the disk; a write that fails (a full or read-only disk) costs the cache, never the request.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import struct
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -146,3 +149,35 @@ class DiskTier:
             path.unlink(missing_ok=True)
             total -= size
         self._bytes = total
+
+
+class DiskWriter:
+    """Writes blocks to a disk tier on a background thread, in the order they are queued."""
+
+    def __init__(self, disk: DiskTier) -> None:
+        self.disk = disk
+        self.queue: queue.Queue[tuple[bytes, dict[str, torch.Tensor]] | None] = queue.Queue()
+        self.errors: list[str] = []
+        self.thread = threading.Thread(target=self._run, name="codeagent-kv-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, digest: bytes, rows: dict[str, torch.Tensor]) -> None:
+        self.queue.put((digest, rows))
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            try:
+                self.disk.put(*item)
+            except OSError as err:
+                self.errors.append(str(err))
+            finally:
+                self.queue.task_done()
+        self.queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every queued block is written."""
+        self.queue.join()
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()

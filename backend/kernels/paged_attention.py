@@ -15,21 +15,21 @@ engine attends every sequence's new queries over its cached prefix plus its new 
    with the context split in ``num_splits`` ranges (flash-decoding), so a few long
    sequences still fill the GPU, then a reduce launch merges the partial softmaxes.
 
-The batch layout (block tables, lengths, query offsets, tiles, slots) is built once per
-forward and reused by every layer (a one-entry memo keyed on the sequences, holding them
-so their ids stay unique). Limits: head_dim <= 256 in one tile; float32 uses IEEE dots
+The batch layout (block tables, lengths, query offsets, tiles, slots: ``PagedBatch``,
+``cache/tables.py``) is built once per step from the runner's block tables and read by
+every layer. Limits: head_dim <= 256 in one tile; float32 uses IEEE dots
 (slow on tensor cores, but token-exact against the reference).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import triton
 import triton.language as tl
 
+from codeagent.backend.cache.tables import PagedBatch, build_batch
 from codeagent.backend.kernels.common import dot, next_pow2, upcast
 from codeagent.backend.kernels.dispatch import interpreting
 
@@ -120,69 +120,6 @@ def _reduce_kernel(
     tl.store(out_ptr + row * stride_ot + head * stride_oh + d, out.to(out_ptr.dtype.element_ty), mask=d < D)
 
 
-@dataclass(slots=True)
-class PagedBatch:
-    """Where every sequence's rows are, for one forward (shared by all layers)."""
-
-    block_size: int
-    table: torch.Tensor  # [N, max_blocks] int32
-    ctx: torch.Tensor  # [N] int32, tokens after this step
-    qstart: torch.Tensor  # [N + 1] int32, offsets of each sequence's new tokens
-    slots: torch.Tensor  # [T] int64, pool rows of the new tokens
-    max_ctx: int
-    decode: torch.Tensor  # [Nd] int32, sequences with one new token
-    sizes: list[int]  # new tokens per sequence
-    tiles: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # by BLOCK_Q
-    keep: Any = None  # the SeqBlocks objects, so ids in the memo key stay theirs
-
-    def prefill_tiles(self, block_q: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """[tiles] sequence and first query (within it) of each chunk of block_q new tokens."""
-        if block_q not in self.tiles:
-            pairs = [(i, q) for i, s in enumerate(self.sizes) if s > 1 for q in range(0, s, block_q)]
-            device = self.ctx.device
-            self.tiles[block_q] = (
-                torch.tensor([p[0] for p in pairs], dtype=torch.int32).to(device),
-                torch.tensor([p[1] for p in pairs], dtype=torch.int32).to(device),
-            )
-        return self.tiles[block_q]
-
-
-def build_batch(
-    tables: list[list[int]], cached: list[int], sizes: list[int], block_size: int, device: Any
-) -> PagedBatch:
-    """tables: each sequence's block ids; cached: its tokens before this step; sizes: its new tokens."""
-    n = len(tables)
-    width = max(1, max(len(t) for t in tables))
-    table = torch.zeros(n, width, dtype=torch.int32)
-    for i, blocks in enumerate(tables):
-        table[i, : len(blocks)] = torch.tensor(blocks, dtype=torch.int32)
-    ctx = [c + s for c, s in zip(cached, sizes, strict=True)]
-    for blocks, total in zip(tables, ctx, strict=True):
-        if total > len(blocks) * block_size:
-            raise IndexError(f"row {total - 1} is past the sequence's {len(blocks)} blocks")
-    qstart = [0]
-    for s in sizes:
-        qstart.append(qstart[-1] + s)
-    seq_of = torch.repeat_interleave(torch.arange(n), torch.tensor(sizes))
-    pos = torch.cat([torch.arange(c, c + s) for c, s in zip(cached, sizes, strict=True)])
-    slots = table[seq_of, pos // block_size].long() * block_size + pos % block_size
-    decode = [i for i, s in enumerate(sizes) if s == 1]
-
-    def ints(values: list[int]) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.int32).to(device)
-
-    return PagedBatch(
-        block_size,
-        table.to(device),
-        ints(ctx),
-        ints(qstart),
-        slots.to(device),
-        max(ctx),
-        ints(decode),
-        list(sizes),
-    )
-
-
 def _tiles(heads: int, kv_heads: int, head_dim: int) -> tuple[int, int, int, int]:
     """(BLOCK_Q, GP, ROWS, BLOCK_N) for prefill."""
     gp = next_pow2(heads // kv_heads)
@@ -262,29 +199,19 @@ def attend_ref(
     return torch.cat(outs)
 
 
-_memo: tuple[tuple, PagedBatch] | None = None
-
-
 def step(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, caches: list[Any], sizes: list[int], scale: float
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, caches: list[Any], batch: PagedBatch, scale: float
 ) -> torch.Tensor:
-    """One layer's attention for the engine: write the new K/V rows of every sequence into the pool
-    (caches: ``layers.attention.KVCache`` over ``PagedRows``), advance them, attend -> [T, H, D]."""
-    global _memo
-    key = tuple((id(c.k.seq), len(c.k.seq.table), len(c.k), n) for c, n in zip(caches, sizes, strict=True))
-    if _memo is None or _memo[0] != key:
-        first = caches[0].k
-        block_size = first.seq.pool.per_block[first.name]
-        batch = build_batch(
-            [c.k.seq.table for c in caches], [len(c.k) for c in caches], sizes, block_size, q.device
-        )
-        batch.keep = [c.k.seq for c in caches]
-        _memo = (key, batch)
-    batch = _memo[1]
+    """One layer's attention for the engine: write the new K/V rows [T, KVH, D] of every sequence
+    into the pool (caches: ``layers.attention.KVCache`` over ``PagedRows``, in the batch's order),
+    advance them, attend -> [T, H, D]."""
     k_pool, v_pool = caches[0].k.tensor, caches[0].v.tensor
     k_pool.index_copy_(0, batch.slots, k)
     v_pool.index_copy_(0, batch.slots, v)
-    for cache, n in zip(caches, sizes, strict=True):
+    for cache, n in zip(caches, batch.sizes, strict=True):
         cache.k.length += n
         cache.v.length += n
     return attend(q, k_pool, v_pool, batch, scale)
+
+
+__all__ = ["PagedBatch", "attend", "attend_ref", "build_batch", "step"]

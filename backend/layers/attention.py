@@ -1,21 +1,23 @@
 """Causal grouped-query attention over a per-sequence KV cache (torch reference).
 
 ``KVCache`` holds one sequence's keys and values for one layer as two row streams
-[S, KVH, D]: pages of the engine's KV pool, or private growing tensors without an engine. ``attend`` appends the new rows and computes attention of the new queries over
-everything cached, with the causal mask offset by what was cached before. It loops over
-sequences (each reads its own rows gathered from the pool); with Triton, paged caches go
-to ``kernels/paged_attention`` instead, which writes every sequence's rows in one copy and
-reads the pool in place through the block tables (tested against this loop).
+[S, KVH, D]: pages of the engine's KV pool, or private growing tensors without an engine.
+``attend`` appends the new rows and computes attention of the new queries over everything
+cached, with the causal mask offset by what was cached before. It loops over sequences
+(each reads its own rows gathered from the pool). With the engine's ``BlockTables`` (the
+runner's, one per step), paged caches go to a kernel instead: with Triton,
+``kernels/paged_attention`` writes every sequence's rows in one copy and reads the pool in
+place through the block tables; on CPU, a decode batch takes the native kernel
+(``kernels/native.c``). Both are tested against this loop.
 """
 
 from __future__ import annotations
 
-import weakref
-
 import torch
 import torch.nn.functional as F
 
-from codeagent.backend.cache.paged import GrowingRows, PagedRows, Rows, SeqBlocks
+from codeagent.backend.cache.paged import GrowingRows, PagedRows, Rows
+from codeagent.backend.cache.tables import BlockTables
 from codeagent.backend.kernels.dispatch import native_ops, triton_ops, use_native, use_triton
 
 
@@ -37,15 +39,22 @@ class KVCache:
 
 
 def attend(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, caches: list[KVCache], sizes: list[int], scale: float
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    caches: list[KVCache],
+    sizes: list[int],
+    scale: float,
+    tables: BlockTables | None = None,
 ) -> torch.Tensor:
     """One layer's attention over a flattened batch (q [T, H, D], k, v [T, KVH, D]; ``sizes`` the
     sequences' new tokens): each sequence's new rows join its cache, then its queries attend.
-    With Triton and paged caches, one kernel call for the whole batch; otherwise a loop."""
-    if use_triton(q) and all(isinstance(c.k, PagedRows) for c in caches):
-        return triton_ops().paged_attention_step(q, k, v, caches, sizes, scale)
-    if len(sizes) == q.shape[0] and use_native(q):  # decode: one new token per sequence
-        out = _native_decode(q, k, v, caches, scale)
+    With the step's block tables (caches paged in one pool), one kernel call for the whole
+    batch where a kernel runs; otherwise a loop."""
+    if tables is not None and use_triton(q):
+        return triton_ops().paged_attention_step(q, k, v, caches, tables.device_batch(q.device), scale)
+    if tables is not None and len(sizes) == q.shape[0] and use_native(q):  # decode: one token each
+        out = _native_decode(q, k, v, caches, tables, scale)
         if out is not None:
             return out
     outs = []
@@ -106,50 +115,29 @@ def _prefix_then_chunk(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale:
     return ((out1 * w1[..., None] + out2 * w2[..., None]) / (w1 + w2)[..., None]).to(q.dtype)
 
 
-# The last decode batch's block tables as one tensor, reused by the layers after the first:
-# keyed by weak references to the sequences' block lists and their lengths (tables only grow
-# by appending), so a freed sequence never matches a new one at the same address.
-_tables: tuple[tuple[tuple[weakref.ref[SeqBlocks], int], ...], torch.Tensor] | None = None
-
-
 def _native_decode(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, caches: list[KVCache], scale: float
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    caches: list[KVCache],
+    tables: BlockTables,
+    scale: float,
 ) -> torch.Tensor | None:
-    """A decode batch whose caches are pages of one pool, in one native call (the new rows
-    written and attended over in place); None when the batch does not qualify. Faster than
-    PyTorch's flash attention at every context measured on 2 cores (16 heads over 4 KV heads
-    of 32; one layer, cache warm): one sequence 27 against 107 us at 64 rows, 223 against 289
-    at 4096, 882 against 998 at 16384; eight sequences 109 against 298 us at 256 rows, 1706
-    against 2222 at 4096. In the engine at a 16K context, where the rows come from memory, the
-    8 layers' attention of a decode step takes 9.1-9.7 ms against 13.4."""
-    global _tables
-    first = caches[0].k
-    if not isinstance(first, PagedRows) or not native_ops().fits_decode_attention(q, first.tensor):
+    """A decode batch (q [N, H, D], k, v [N, KVH, D]) whose caches are pages of one pool, in one
+    native call (the new rows written and attended over in place); None when the shapes do not
+    fit the kernel. Faster than PyTorch's flash attention at every context measured on 2 cores
+    (16 heads over 4 KV heads of 32; one layer, cache warm): one sequence 27 against 107 us at
+    64 rows, 223 against 289 at 4096, 882 against 998 at 16384; eight sequences 109 against 298
+    us at 256 rows, 1706 against 2222 at 4096. In the engine at a 16K context, where the rows
+    come from memory, the 8 layers' attention of a decode step takes 9.1-9.7 ms against 13.4."""
+    first_k, first_v = caches[0].k, caches[0].v
+    assert isinstance(first_k, PagedRows) and isinstance(first_v, PagedRows), "block tables come with pages"
+    if not native_ops().fits_decode_attention(q, first_k.tensor):
         return None
-    per = first.seq.pool.per_block[first.name]
-    for cache in caches:
-        kr, vr = cache.k, cache.v
-        if not (
-            isinstance(kr, PagedRows)
-            and isinstance(vr, PagedRows)
-            and kr.tensor is first.tensor
-            and vr.tensor is caches[0].v.tensor
-            and kr.length == vr.length
-            and kr.seq.pool.per_block[vr.name] == per
-            and (kr.length + 1) <= len(kr.seq.table) * per
-        ):
-            return None
-    key = tuple((weakref.ref(c.k.seq), len(c.k.seq.table)) for c in caches)  # type: ignore[union-attr]
-    tables = _tables  # read once: engines in other threads may replace it meanwhile
-    if tables is None or tables[0] != key:
-        widest = max(len(c.k.seq.table) for c in caches)  # type: ignore[union-attr]
-        rows = [c.k.seq.table + [0] * (widest - len(c.k.seq.table)) for c in caches]  # type: ignore[union-attr]
-        tables = _tables = (key, torch.tensor(rows, dtype=torch.int64))
-    lengths = torch.tensor([len(c.k) + 1 for c in caches], dtype=torch.int64)
     out = native_ops().decode_attention(
-        q, k, v, first.tensor, caches[0].v.tensor, tables[1], per, lengths, scale
-    )  # type: ignore[union-attr]
+        q, k, v, first_k.tensor, first_v.tensor, tables.padded(), tables.block_size, tables.lengths(), scale
+    )
     for cache in caches:
-        cache.k.length += 1  # type: ignore[union-attr]
-        cache.v.length += 1  # type: ignore[union-attr]
+        cache.k.length += 1  # type: ignore[attr-defined]
+        cache.v.length += 1  # type: ignore[attr-defined]
     return out

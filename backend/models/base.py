@@ -13,6 +13,11 @@ A state reads and writes its rows through the ``Rows`` streams of ``cache/paged.
 ``new_state(SeqBlocks, cached_tokens)`` gives rows in the engine's paged pool, continuing
 a cached prefix. ``cache_streams(block_size)`` tells the engine what a block of tokens
 leaves in the pool, and ``block_multiple`` what block sizes the model's state allows.
+
+The engine's runner (``runner.py``), the only caller of ``forward`` in the engine, also
+passes the step's ``BlockTables`` (``cache/tables.py``): where each sequence's rows are in
+the pool, built once per step and handed down to every layer's paged attention. Called
+without it (standalone states), every layer reads its rows through the states themselves.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, Protocol
 import torch
 
 from codeagent.backend.cache.paged import SeqBlocks, Stream
+from codeagent.backend.cache.tables import BlockTables
 
 
 @dataclass(slots=True)
@@ -47,8 +53,15 @@ class CausalLM(Protocol):
         """A decoding state for one sequence: standalone, or over its blocks after ``cached_tokens``."""
         ...
 
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, seqs: list[SeqSlice]) -> torch.Tensor:
-        """input_ids, positions: [T] (T = sum of num_tokens). Returns logits [len(seqs), vocab] in float32."""
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        seqs: list[SeqSlice],
+        tables: BlockTables | None = None,
+    ) -> torch.Tensor:
+        """input_ids, positions: [T] (T = sum of num_tokens); tables: the runner's, in the order of
+        ``seqs``. Returns logits [len(seqs), vocab] in float32."""
         ...
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:

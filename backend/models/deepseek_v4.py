@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from codeagent.backend.cache.paged import SeqBlocks, Stream, growing_rows
+from codeagent.backend.cache.tables import BlockTables
 from codeagent.backend.layers.linear import head_logits
 from codeagent.backend.models.base import SeqSlice, split
 from codeagent.backend.models.deepseek_v4_attention import (
@@ -150,7 +151,14 @@ class DeepseekV4ForCausalLM(nn.Module):
         ]
 
     @torch.inference_mode()
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, seqs: list[SeqSlice]) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        seqs: list[SeqSlice],
+        tables: BlockTables | None = None,
+    ) -> torch.Tensor:
+        """Each sequence's state reads its own rows (no layer attends through block tables)."""
         c, w = self.config, self.w
         _check_batch(input_ids, positions, seqs)
         streams = w["embed.weight"][input_ids][:, None, :].repeat(1, c.hc_mult, 1)  # [T, n, D]

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from codeagent.backend.cache.paged import SeqBlocks, Stream, growing_rows
+from codeagent.backend.cache.tables import BlockTables
 from codeagent.backend.layers.attention import KVCache, attend
 from codeagent.backend.layers.linear import Linear, empty_param, head_logits
 from codeagent.backend.layers.moe import experts_forward, silu_and_mul, softmax_topk
@@ -102,7 +103,8 @@ class Attention(nn.Module):
         cos: torch.Tensor,
         sin: torch.Tensor,
         caches: list[KVCache],
-        seqs: list[SeqSlice],
+        sizes: list[int],
+        tables: BlockTables | None,
     ) -> torch.Tensor:
         t = x.shape[0]
         q, k, v = self.qkv.forward(x).split(
@@ -111,7 +113,7 @@ class Attention(nn.Module):
         q = norm_then_rotary(q, self.q_norm.weight, self.q_norm.eps, cos, sin)  # [T, H, D]
         k = norm_then_rotary(k, self.k_norm.weight, self.k_norm.eps, cos, sin)  # [T, KVH, D]
         v = v.view(t, self.kv_heads, self.head_dim)
-        out = attend(q, k, v, caches, [s.num_tokens for s in seqs], self.scale)
+        out = attend(q, k, v, caches, sizes, self.scale, tables)  # [T, H, D]
         return self.o.forward(out.reshape(t, -1))
 
 
@@ -158,9 +160,10 @@ class DecoderLayer(nn.Module):
         cos: torch.Tensor,
         sin: torch.Tensor,
         caches: list[KVCache],
-        seqs: list[SeqSlice],
+        sizes: list[int],
+        tables: BlockTables | None,
     ) -> torch.Tensor:
-        x = x + self.attn.forward(self.input_norm.forward(x), cos, sin, caches, seqs)
+        x = x + self.attn.forward(self.input_norm.forward(x), cos, sin, caches, sizes, tables)
         return x + self.mlp.forward(self.post_norm.forward(x))
 
 
@@ -198,12 +201,20 @@ class Qwen3MoeForCausalLM(nn.Module):
         ]
 
     @torch.inference_mode()
-    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, seqs: list[SeqSlice]) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        seqs: list[SeqSlice],
+        tables: BlockTables | None = None,
+    ) -> torch.Tensor:
+        sizes = [s.num_tokens for s in seqs]
         x = self.embed[input_ids]  # [T, hidden]
         cos, sin = cos_sin(positions, self.inv_freq)  # [T, D]
         for index, layer in enumerate(self.layers):
-            x = layer.forward(x, cos, sin, [s.state[index] for s in seqs], seqs)  # type: ignore[operator]
-        last = torch.cumsum(torch.tensor([s.num_tokens for s in seqs], device=x.device), 0) - 1
+            caches = [s.state[index] for s in seqs]
+            x = layer.forward(x, cos, sin, caches, sizes, tables)  # type: ignore[operator]
+        last = torch.cumsum(torch.tensor(sizes, device=x.device), 0) - 1
         h = rms_norm(x[last], self.norm.weight, self.norm.eps)  # [N, hidden]
         return head_logits(h, self.lm_head.weight).float()
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from codeagent.backend.cache.paged import KVPool, SeqBlocks, Stream
+from codeagent.backend.cache.tables import BlockTables
 from codeagent.backend.kernels import native
 from codeagent.backend.layers import attention, moe, norm
 from codeagent.backend.layers.attention import KVCache
@@ -202,7 +203,8 @@ def test_attend_takes_the_native_path_for_a_paged_decode_batch_and_the_loop_othe
         randn(2, h, dim, dtype=torch.float32, seed=30 + i) for i, h in enumerate((heads, kv_heads, kv_heads))
     )
     before = native.calls["decode_attention"]
-    out = attention.attend(q, k, v, caches, [1, 1], dim**-0.5)
+    tables = BlockTables(block, [s.table for s in seqs], [len(c) for c in caches], [1, 1])
+    out = attention.attend(q, k, v, caches, [1, 1], dim**-0.5, tables)
     assert native.calls["decode_attention"] == before + 1
     assert [len(c) for c in caches] == [4, 4]
     monkeypatch.setenv("CODEAGENT_KERNELS", "torch")
@@ -211,7 +213,10 @@ def test_attend_takes_the_native_path_for_a_paged_decode_batch_and_the_loop_othe
         torch.testing.assert_close(out[index : index + 1], want, atol=1e-5, rtol=1e-5)
     monkeypatch.setenv("CODEAGENT_KERNELS", "native")
     prefill = randn(3, heads, dim, dtype=torch.float32, seed=40)  # a chunk of 3 is not a decode batch
-    attention.attend(prefill, k[:1].repeat(3, 1, 1), v[:1].repeat(3, 1, 1), caches[:1], [3], dim**-0.5)
+    tables = BlockTables(block, [seqs[0].table], [len(caches[0])], [3])
+    attention.attend(
+        prefill, k[:1].repeat(3, 1, 1), v[:1].repeat(3, 1, 1), caches[:1], [3], dim**-0.5, tables
+    )
     assert native.calls["decode_attention"] == before + 1
     assert len(caches[0]) == 7
 

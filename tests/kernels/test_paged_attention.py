@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from codeagent.backend.cache.paged import KVPool, SeqBlocks, Stream
+from codeagent.backend.cache.tables import BlockTables
 from codeagent.backend.kernels import paged_attention as pa
 from codeagent.backend.layers.attention import KVCache, causal_attention
 
@@ -90,7 +91,8 @@ def test_step_writes_rows_and_attends_like_the_layer(randn, device):
             randn(t, 2, 16, seed=20 + step),
             randn(t, 2, 16, seed=30 + step),
         )
-        got = pa.step(q, k, v, ours, sizes, 0.25)
+        tables = BlockTables(4, [s.table for s in seqs], [len(c) for c in ours], sizes)
+        got = pa.step(q, k, v, ours, tables.device_batch(torch.device(device)), 0.25)
         want = []
         for cache, qs, ks, vs in zip(theirs, q.split(sizes), k.split(sizes), v.split(sizes), strict=True):
             keys, values = cache.append(ks, vs)

@@ -1,0 +1,197 @@
+"""Blocks for sequences: admission through the prefix cache (memory, then disk), room for the
+next token, registration of computed blocks, release with persistence to the disk tier.
+
+``BlockAllocator`` is the sequence-level face of the cache. It owns the pool of row tensors
+(``paged.py``), the block bookkeeping (``blocks.py``: ids, chain hashes, reference counts,
+LRU eviction) and the disk tier with its writer thread (``disk.py``), and works on anything
+shaped like a sequence (``CachedSequence``: its tokens, block table, the chain hashes of its
+registered blocks and how many leading tokens have their state in the pool).
+
+Admission takes the longest run of the sequence's full blocks cached in memory, continues
+the chain on disk (each block read back, checked and imported into a fresh block), and
+gives fresh blocks for the rest. A hit always leaves at least one token to compute: its
+logits give the first sampled token. Once a full block's content is computed it is
+registered under its chain hash, prompt or generated alike, so the next turn of a
+conversation hits the reply too. Releasing a finished sequence first queues its registered
+blocks that are not on disk yet for the writer; a preempted one is released without.
+The chain starts from a namespace naming the model and the cache layout, so caches of
+different models or block layouts never mix, in memory or on disk.
+
+``CacheConfig`` sizes the pool: blocks of ``block_size`` tokens (rounded up to the model's
+multiple), as many as ``memory_bytes`` holds (default: min(4 GiB, 30% of available memory)
+on CPU, 85% of free memory on CUDA) unless ``num_blocks`` says.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from codeagent.backend.cache.blocks import BlockManager, OutOfBlocks, chain_hash
+from codeagent.backend.cache.disk import DiskTier, DiskWriter
+from codeagent.backend.cache.paged import KVPool, Stream
+
+DEFAULT_BLOCK_TOKENS = 32
+CPU_POOL_CAP = 4 * 2**30
+
+
+@dataclass(slots=True)
+class CacheConfig:
+    block_size: int | None = None  # tokens per block; default 32, rounded up to the model's multiple
+    num_blocks: int | None = None  # default: from memory_bytes
+    memory_bytes: int | None = None  # default: min(4 GiB, 30% of available) on CPU, 85% of free on CUDA
+    prefix_caching: bool = True
+    disk_folder: Path | None = None  # the disk tier's root; None: no disk tier
+    disk_max_bytes: int = 8 * 2**30
+
+    def block_tokens(self, multiple: int) -> int:
+        """Tokens per block: the asked size rounded up to a multiple the model allows."""
+        block = self.block_size or DEFAULT_BLOCK_TOKENS
+        return -(-block // multiple) * multiple
+
+    def pool_blocks(self, block_bytes: int, device: torch.device) -> int:
+        return self.num_blocks or max(2, (self.memory_bytes or pool_budget(device)) // block_bytes)
+
+
+class CachedSequence(Protocol):
+    tokens: list[int]  # prompt + generated
+    table: list[int]  # block ids, in order
+    hashes: list[bytes]  # chain hashes of the registered full blocks
+    computed: int  # leading tokens whose state is in the pool
+
+
+@dataclass(slots=True)
+class Admission:
+    cached: int  # leading tokens whose state the pool already holds (memory or disk)
+    from_disk: int  # of those, read back from the disk tier
+
+
+class BlockAllocator:
+    def __init__(
+        self,
+        streams: list[Stream],
+        config: CacheConfig,
+        block_size: int,
+        device: torch.device,
+        namespace: bytes,
+    ) -> None:
+        self.block_size = block_size
+        self.block_bytes = KVPool.bytes_per_block(streams, block_size)
+        self.pool = KVPool(streams, block_size, config.pool_blocks(self.block_bytes, device), device)
+        layout = f"{block_size}:" + ",".join(f"{s.name}/{s.tokens_per_row}/{s.dtype}" for s in streams)
+        self.namespace = chain_hash(namespace + layout.encode(), [])
+        self.blocks = BlockManager(self.pool.num_blocks, block_size, self.namespace)
+        self.prefix_caching = config.prefix_caching
+        self.disk: DiskTier | None = None
+        self.writer: DiskWriter | None = None
+        if config.disk_folder is not None:
+            self.disk = DiskTier(config.disk_folder / self.namespace.hex()[:32], config.disk_max_bytes)
+            self.writer = DiskWriter(self.disk)
+        self.persisted: set[bytes] = set()  # chain hashes on disk or queued for it
+
+    def blocks_for(self, seq: CachedSequence) -> int:
+        return -(-len(seq.tokens) // self.block_size)
+
+    def allocate(self, seq: CachedSequence) -> Admission | None:
+        """Give seq its table: the longest cached prefix (memory, then disk), fresh blocks for the
+        rest; None, with nothing taken, when the free blocks do not suffice."""
+        tokens, bs = seq.tokens, self.block_size
+        limit = (len(tokens) - 1) // bs if self.prefix_caching else 0
+        digests = self.blocks.chain(tokens[: limit * bs])
+        hits = self.blocks.lookup(digests)
+        total = self.blocks_for(seq)
+        if self.blocks.blocks_needed(hits, total) > self.blocks.free:
+            return None
+        table = [self.blocks.acquire(b) for b in hits]
+        from_disk = self._import(digests[len(table) :], table)
+        reused = len(hits) + from_disk
+        while len(table) < total:
+            table.append(self.blocks.fresh())
+        seq.table, seq.computed, seq.hashes = table, reused * bs, digests[:reused]
+        return Admission(reused * bs, from_disk * bs)
+
+    def _import(self, digests: list[bytes], table: list[int]) -> int:
+        """Continue ``table`` with the blocks of ``digests`` found on disk, in order; how many."""
+        if self.disk is None:
+            return 0
+        count = 0
+        for digest in digests:
+            if not self.disk.path(digest).exists():
+                break
+            rows = self.disk.get(digest)
+            if rows is None:
+                break
+            block = self.blocks.fresh()
+            try:
+                self.pool.import_block(block, rows)
+            except ValueError:
+                self.blocks.release([block])
+                break
+            self.blocks.register(block, digest)
+            self.persisted.add(digest)
+            table.append(block)
+            count += 1
+        return count
+
+    def may_append(self, seq: CachedSequence) -> bool:
+        """Make room for seq's next token (a fresh block if its table is full); False if none is free."""
+        if seq.computed + 1 <= len(seq.table) * self.block_size:
+            return True
+        try:
+            seq.table.append(self.blocks.fresh())
+        except OutOfBlocks:
+            return False
+        return True
+
+    def register(self, seq: CachedSequence) -> None:
+        """Put seq's newly computed full blocks under their chain hashes."""
+        if not self.prefix_caching:
+            return
+        bs = self.block_size
+        for k in range(len(seq.hashes), seq.computed // bs):
+            previous = seq.hashes[-1] if seq.hashes else self.namespace
+            digest = chain_hash(previous, seq.tokens[k * bs : (k + 1) * bs])
+            self.blocks.register(seq.table[k], digest)
+            seq.hashes.append(digest)
+
+    def free(self, seq: CachedSequence, persist: bool) -> None:
+        """Release seq's blocks (still cached, evictable); with ``persist``, queue those not on disk."""
+        if persist and self.writer is not None:
+            for block, digest in zip(seq.table, seq.hashes, strict=False):
+                if digest not in self.persisted:
+                    self.persisted.add(digest)
+                    self.writer.put(digest, self.pool.export_block(block))
+        self.blocks.release(seq.table)
+
+    def flush(self) -> None:
+        """Wait until every block queued for the disk tier is written."""
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def pool_budget(device: torch.device) -> int:
+    """Bytes the pool takes when not told: 85% of free GPU memory, or min(4 GiB, 30% of available)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.85)
+    return min(CPU_POOL_CAP, int(_available_memory() * 0.3))
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")

@@ -1,0 +1,52 @@
+"""The model runner: one scheduled step in, one forward pass and the sampled tokens out.
+
+The only caller of the model's forward. For a step's (sequence, new tokens) pairs it builds
+the step's metadata once: the flattened input ids [T] and positions [T], one ``SeqSlice``
+per sequence (its decoding state, created over its block table the first time it runs
+after an admission), and the ``BlockTables`` that every layer's paged attention reads. Then
+it samples the next token of every sequence whose newest token was just computed (a prompt
+chunk that is not the prompt's last leaves nothing to sample), each with its own parameters
+and generator, through the kernels the model was built with.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from codeagent.backend.cache.paged import KVPool, SeqBlocks
+from codeagent.backend.cache.tables import BlockTables
+from codeagent.backend.layers.sampler import sample
+from codeagent.backend.models.base import CausalLM, SeqSlice
+from codeagent.backend.scheduler import Scheduled
+from codeagent.backend.sequence import Sequence
+
+
+class ModelRunner:
+    def __init__(self, model: CausalLM, pool: KVPool, device: torch.device) -> None:
+        self.model, self.pool, self.device = model, pool, device
+
+    def run(self, batch: Scheduled) -> list[tuple[Sequence, int]]:
+        """Compute the batch's new tokens; returns (sequence, sampled token) for those ready to sample."""
+        ids: list[int] = []
+        positions, slices = [], []
+        for seq, n in batch:
+            if seq.state is None:
+                seq.state = self.model.new_state(SeqBlocks(self.pool, seq.table), seq.computed)
+            ids.extend(seq.tokens[seq.computed : seq.computed + n])
+            positions.append(torch.arange(seq.computed, seq.computed + n))
+            slices.append(SeqSlice(seq.state, n))
+        tables = BlockTables(
+            self.pool.block_size,
+            [seq.table for seq, _ in batch],
+            [seq.computed for seq, _ in batch],
+            [n for _, n in batch],
+        )
+        input_ids = torch.tensor(ids, device=self.device)
+        logits = self.model.forward(input_ids, torch.cat(positions).to(self.device), slices, tables)  # [N, V]
+        ready = [row for row, (seq, n) in enumerate(batch) if seq.computed + n == len(seq.tokens)]
+        if not ready:
+            return []
+        picked = [batch[row][0] for row in ready]
+        params = [seq.request.params for seq in picked]
+        tokens = sample(logits[ready], params, [seq.generator for seq in picked])
+        return list(zip(picked, tokens, strict=True))
