@@ -15,6 +15,7 @@ from typing import Any
 from codeagent.agent import gitops, leaks
 from codeagent.agent.fixtypes import FixOptions, FixResult
 from codeagent.agent.loop import RunResult
+from codeagent.agent.record import FixRecord
 from codeagent.sandbox.git import GitRepo
 from codeagent.sandbox.secrets import KnownSecrets
 from codeagent.tools.base import ToolEnv, run_tool
@@ -40,7 +41,7 @@ def run_tests(env: ToolEnv) -> dict[str, Any]:
 def conclude(
     result: FixResult,
     outcome: RunResult,
-    meta: dict[str, Any],
+    record: FixRecord,
     env: ToolEnv,
     options: FixOptions,
     secrets: KnownSecrets,
@@ -49,21 +50,21 @@ def conclude(
     """Commit, judge and publish; raises ``leaks.Refused`` (nothing committed) on a secret, on refs
     outside the task that moved, or on a change to a protected path."""
     root = env.root
-    moved = _moved_refs(repo, meta)
+    moved = _moved_refs(repo, record)
     if moved:
         raise leaks.Refused(
             f"refs outside the task moved during the run ({', '.join(moved)}); they were put back"
         )
-    changed = gitops.changed_paths(repo, set(meta["untracked_before"]))
+    changed = gitops.changed_paths(repo, set(record.untracked_before))
     refusal = gitops.commit_refusal(changed)
     if refusal:
         raise leaks.Refused(refusal)
-    result.tests_after = run_tests(env) if changed else meta["tests_before"]
+    result.tests_after = run_tests(env) if changed else record.tests_before
     if changed:
-        message = _commit_message(meta, outcome)
+        message = _commit_message(record, outcome)
         leaks.check_commit(secrets, root, changed, message)
         result.commit = gitops.commit(repo, changed, message)
-        result.files_changed = gitops.files_between(repo, meta["base_commit"], result.commit)
+        result.files_changed = gitops.files_between(repo, record.base_commit, result.commit)
     tests_ok = not result.tests_after.get("detected") or result.tests_after.get("exit_code") == 0
     if outcome.status in ("error", "refused"):
         result.status, result.message = outcome.status, outcome.message
@@ -75,22 +76,22 @@ def conclude(
     else:
         result.status, result.message = "unresolved", _why_unresolved(outcome, bool(changed), tests_ok)
     if result.status == "resolved" and (options.push or options.pr):
-        _publish(result, meta, options, secrets, repo)
+        _publish(result, record, options, secrets, repo)
 
 
-def _moved_refs(repo: GitRepo, meta: dict[str, Any]) -> list[str]:
+def _moved_refs(repo: GitRepo, record: FixRecord) -> list[str]:
     """Refs that changed since the task branch was made (codeagent's stash aside), put back.
     Until the run commits, every ref, the task branch included, must be where it was.
 
     With the sandbox on, ``.git`` is read-only to commands and this finds nothing; an unconfined
     run (``--sandbox off``) can move any ref, and a run must not leave that behind."""
-    before = meta.get("refs_before")
+    before = record.refs_before
     if before is None:
         return []  # a run started before refs were recorded
     moved = gitops.moved_refs(before, gitops.refs(repo), {"refs/stash"})
     gitops.put_back_refs(repo, before, moved)
     on = gitops.current_branch(repo)
-    if on != meta["branch"]:
+    if on != record.branch:
         moved.append(f"HEAD (now on {on or 'a detached commit'})")
     return moved
 
@@ -103,29 +104,29 @@ def _why_unresolved(outcome: RunResult, changed: bool, tests_ok: bool) -> str:
     return "the tests fail after the change" if not tests_ok else "unresolved"
 
 
-def _commit_message(meta: dict[str, Any], outcome: RunResult) -> str:
-    issue = meta["issue"]
-    title = issue.get("title") or "task"
-    head = f"Fix #{issue['number']}: {title}" if issue.get("number") else f"codeagent: {title}"
+def _commit_message(record: FixRecord, outcome: RunResult) -> str:
+    issue = record.issue
+    title = issue.title or "task"
+    head = f"Fix #{issue.number}: {title}" if issue.number else f"codeagent: {title}"
     body = outcome.summary or f"Unfinished attempt ({outcome.status}: {outcome.message})."
-    return f"{head[:72]}\n\n{body}\n\nMade by codeagent, run {meta['run_id']}."
+    return f"{head[:72]}\n\n{body}\n\nMade by codeagent, run {record.run_id}."
 
 
 def _publish(
-    result: FixResult, meta: dict[str, Any], options: FixOptions, secrets: KnownSecrets, repo: GitRepo
+    result: FixResult, record: FixRecord, options: FixOptions, secrets: KnownSecrets, repo: GitRepo
 ) -> None:
-    issue = meta["issue"]
-    title = f"Fix #{issue['number']}: {issue['title']}" if issue.get("number") else issue["title"]
-    body = (result.summary or "") + (f"\n\nCloses #{issue['number']}." if issue.get("number") else "")
+    issue = record.issue
+    title = f"Fix #{issue.number}: {issue.title}" if issue.number else issue.title
+    body = (result.summary or "") + (f"\n\nCloses #{issue.number}." if issue.number else "")
     refusal = leaks.check_pull_request(secrets, title, body) if options.pr else None
     if refusal:
         result.status, result.message = "refused", f"{refusal}; the commit stays local"
         return
     try:
-        gitops.push(repo, meta["branch"])
-        if options.pr and options.publish:
-            result.pull_request = options.publish(
-                meta["branch"], meta["original_branch"] or "main", title, body
+        gitops.push(repo, record.branch)
+        if options.pr and options.pull_requests is not None:
+            result.pull_request = options.pull_requests.create_pull_request(
+                record.branch, record.original_branch or "main", title, body
             )
     except (gitops.GitError, OSError) as err:
         result.status, result.message = "error", f"fixed and committed, but publishing failed: {err}"

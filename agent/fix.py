@@ -5,7 +5,8 @@ The workflow around the loop:
    ``allow_dirty``, and then the user's changes are stashed by commit id and restored);
 2. create ``codeagent/issue-N`` (or ``codeagent/task-<slug>``) from HEAD;
 3. run the tests once before, so the result can say what changed;
-4. run the agent (transcript written as it goes, so ``--resume RUN_ID`` can continue);
+4. run the agent (``run.open_run``: the transcript opens with the run's ``FixRecord`` and is
+   written as it goes, so ``--resume RUN_ID`` can continue from it, ``run.resume_run``);
 5. run the tests after, commit what the agent changed (build by-products left out),
    optionally push and open a pull request;
 6. return a ``FixResult`` whose ``exit_code`` the CLI exits with:
@@ -32,9 +33,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from codeagent.agent import gitops, leaks
 from codeagent.agent.conclude import conclude, run_tests
@@ -43,12 +43,10 @@ from codeagent.agent.fixtypes import FixOptions, FixResult
 from codeagent.agent.issues import IssueSpec, format_task
 from codeagent.agent.loop import RunResult
 from codeagent.agent.protocol import ModelClient
-from codeagent.agent.session import SessionSpec, new_agent, resumed_agent
-from codeagent.agent.transcript import RunState, Transcript, new_run_id, runs_dir
-from codeagent.sandbox.checkpoint import Checkpoints
-from codeagent.sandbox.confine import SandboxSpec
+from codeagent.agent.record import FixRecord, RunState
+from codeagent.agent.run import Hooks, Run, open_run, resume_run
+from codeagent.agent.transcript import new_run_id, transcript_path
 from codeagent.sandbox.git import GitRepo
-from codeagent.sandbox.policy import Policy
 from codeagent.sandbox.secrets import KnownSecrets
 from codeagent.tools.base import ToolEnv
 
@@ -56,14 +54,9 @@ ClientFactory = Callable[[int], ModelClient]  # replies already consumed -> clie
 __all__ = ["FixOptions", "FixResult", "resume_fix", "run_tests", "start_fix"]
 
 
-def tool_env(root: Path, options: FixOptions) -> ToolEnv:
-    sandbox = SandboxSpec(root, network=options.network) if options.sandbox else None
-    return ToolEnv(root, settings=options.settings, checkpoints=Checkpoints(root), sandbox=sandbox)
-
-
 def known_secrets(root: Path, options: FixOptions) -> KnownSecrets:
     """What the run must never show, record or send: gathered before the sandbox starts."""
-    return KnownSecrets.gather(root, os.environ, options.settings.secret_env_names, options.secret_values)
+    return KnownSecrets.gather(root, os.environ, options.run.settings.secret_env_names, options.secret_values)
 
 
 def start_fix(
@@ -77,128 +70,125 @@ def start_fix(
     repo = gitops.open_repo(options.root)
     root = repo.work_tree
     secrets = known_secrets(root, options)
-    base = gitops.head(repo)
-    original = gitops.current_branch(repo)
-    dirty = gitops.dirty_paths(repo)
-    if dirty and not options.allow_dirty:
-        shown = ", ".join(dirty[:5]) + (" ..." if len(dirty) > 5 else "")
-        raise gitops.WorkflowError(
-            f"the work tree has uncommitted changes ({shown}); commit them or pass --allow-dirty"
-        )
-    stash = gitops.stash_all(repo) if dirty else None
-    run_id = new_run_id()
-    branch_base = (
-        f"codeagent/issue-{issue.number}" if issue.number else f"codeagent/task-{gitops.slug(issue.title)}"
-    )
-    branch = gitops.branch_name(branch_base, repo)
-    gitops.create_branch(repo, branch)
+    base, original, stash = gitops.head(repo), gitops.current_branch(repo), _stash(repo, options)
+    branch = _task_branch(repo, issue)
     refs_before = gitops.refs(repo)
-    env = tool_env(root, options)
-    before = run_tests(env)
-    by_products = [path for code, path in gitops.status_entries(repo) if code == "??"]
-    transcript = Transcript(runs_dir() / run_id / "transcript.jsonl", secrets)
-    meta = {
-        "run_id": run_id,
-        "root": str(root),
-        "model": model_name,
-        "branch": branch,
-        "base_commit": base,
-        "original_branch": original,
-        "stash": stash,
-        "issue": asdict(issue),
-        "tests_before": before,
-        "limits": asdict(options.limits),
-        "untracked_before": by_products,
-        "refs_before": refs_before,
-    }
-    transcript.write("meta", **meta)
-    spec = SessionSpec(
-        make_client(0),
-        env,
-        options.limits,
-        transcript,
-        sink,
-        options.repo_map,
-        Policy(options.mode),
-        options.codebase_share,
-        secrets,
+    env = options.run.tool_env(root)
+    record = FixRecord(
+        run_id=new_run_id(),
+        root=root,
+        model=model_name,
+        limits=options.run.limits,
+        branch=branch,
+        base_commit=base,
+        issue=issue,
+        original_branch=original,
+        stash=stash,
+        tests_before=run_tests(env),
+        untracked_before=[path for code, path in gitops.status_entries(repo) if code == "??"],
+        refs_before=refs_before,
     )
-    agent = new_agent(spec, format_task(issue))
-    return _finish(agent.run, meta, env, transcript, options, started, repo)
+    hooks = Hooks(sink, secrets=secrets)
+    run = open_run(record, format_task(issue), make_client(0), env, options.run, hooks, _transcript(record))
+    return Fixing(record, run, env, repo, options, started).finish()
 
 
 def resume_fix(
     state: RunState, make_client: ClientFactory, options: FixOptions, sink: EventSink = ignore
 ) -> FixResult:
     started = time.monotonic() - state.elapsed_s
-    meta = state.meta
-    root = Path(meta["root"])
-    if not root.is_dir():
-        raise gitops.WorkflowError(f"the repository of run {meta['run_id']} is gone: {root}")
-    repo = gitops.open_repo(root)
-    secrets = known_secrets(root, options)
-    if gitops.current_branch(repo) != meta["branch"]:
-        gitops.checkout(repo, meta["branch"])
-    env = tool_env(root, options)
-    transcript = Transcript(runs_dir() / meta["run_id"] / "transcript.jsonl", secrets)
-    transcript.write("resume", steps=state.steps)
-    spec = SessionSpec(
-        make_client(state.assistant_turns),
-        env,
-        options.limits,
-        transcript,
-        sink,
-        policy=Policy(options.mode),
-        codebase_share=options.codebase_share,
-        secrets=secrets,
-    )
-    agent = resumed_agent(spec, state)
-    return _finish(agent.run, meta, env, transcript, options, started, repo)
+    record = state.record
+    if not isinstance(record, FixRecord):
+        raise gitops.WorkflowError(f"run {record.run_id} is not a fix run ({record.kind})")
+    if not record.root.is_dir():
+        raise gitops.WorkflowError(f"the repository of run {record.run_id} is gone: {record.root}")
+    repo = gitops.open_repo(record.root)
+    secrets = known_secrets(record.root, options)
+    if gitops.current_branch(repo) != record.branch:
+        gitops.checkout(repo, record.branch)
+    env = options.run.tool_env(record.root)
+    client = make_client(state.assistant_turns)
+    run = resume_run(state, client, env, options.run, Hooks(sink, secrets=secrets), _transcript(record))
+    return Fixing(record, run, env, repo, options, started).finish()
 
 
-def _finish(
-    run: Callable[[], RunResult],
-    meta: dict[str, Any],
-    env: ToolEnv,
-    transcript: Transcript,
-    options: FixOptions,
-    started: float,
-    repo: GitRepo,
-) -> FixResult:
-    result = FixResult(
-        "error",
-        "",
-        meta["run_id"],
-        meta["branch"],
-        meta["base_commit"],
-        tests_before=meta["tests_before"],
-        transcript=str(transcript.path),
-        stash=meta["stash"],
-    )
-    try:
-        outcome = run()
-    except KeyboardInterrupt:
-        result.status = "interrupted"
-        result.message = f"interrupted; continue with: codeagent fix --resume {meta['run_id']}"
-        result.wall_time_s = round(time.monotonic() - started, 3)
-        leaks.settle(result, transcript.secrets)
-        transcript.write("result", **result.as_dict())
+def _stash(repo: GitRepo, options: FixOptions) -> str | None:
+    """The user's uncommitted changes stashed (only with ``allow_dirty``); None on a clean tree."""
+    dirty = gitops.dirty_paths(repo)
+    if dirty and not options.allow_dirty:
+        shown = ", ".join(dirty[:5]) + (" ..." if len(dirty) > 5 else "")
+        raise gitops.WorkflowError(
+            f"the work tree has uncommitted changes ({shown}); commit them or pass --allow-dirty"
+        )
+    return gitops.stash_all(repo) if dirty else None
+
+
+def _task_branch(repo: GitRepo, issue: IssueSpec) -> str:
+    """``codeagent/issue-N`` (or ``codeagent/task-<slug>``), made from HEAD and checked out."""
+    base = f"codeagent/issue-{issue.number}" if issue.number else f"codeagent/task-{gitops.slug(issue.title)}"
+    branch = gitops.branch_name(base, repo)
+    gitops.create_branch(repo, branch)
+    return branch
+
+
+def _transcript(record: FixRecord) -> Path:
+    return transcript_path(record.run_id)
+
+
+@dataclass(slots=True)
+class Fixing:
+    """A fix run under way: the agent runs, then its gates, commit and verdict (``conclude``)."""
+
+    record: FixRecord
+    run: Run
+    env: ToolEnv
+    repo: GitRepo
+    options: FixOptions
+    started: float  # time.monotonic(), less the time of earlier sessions of a resumed run
+
+    def finish(self) -> FixResult:
+        record = self.record
+        result = FixResult(
+            "error",
+            "",
+            record.run_id,
+            record.branch,
+            record.base_commit,
+            tests_before=record.tests_before,
+            transcript=str(self.run.transcript.path) if self.run.transcript else None,
+            stash=record.stash,
+        )
+        try:
+            outcome = self.run.agent.run()
+        except KeyboardInterrupt:
+            result.status = "interrupted"
+            result.message = f"interrupted; continue with: codeagent fix --resume {record.run_id}"
+            return self._settled(result)
+        _fill(result, outcome)
+        self._conclude(result, outcome)
+        self._settled(result)
+        self.run.close()
         return result
-    _fill(result, outcome)
-    try:
-        conclude(result, outcome, meta, env, options, transcript.secrets, repo)
-    except leaks.Refused as refused:
-        kept = f"; your own changes stay in stash {meta['stash']}" if meta["stash"] else ""
-        result.status, result.message = "refused", f"{refused}{kept}"
-    else:
-        if meta["stash"]:
-            gitops.checkout(repo, meta["original_branch"] or meta["base_commit"])
-            gitops.restore_stash(repo, meta["stash"])
-    result.wall_time_s = round(time.monotonic() - started, 3)
-    leaks.settle(result, transcript.secrets)
-    transcript.write("result", **result.as_dict())
-    transcript.close()
-    return result
+
+    def _conclude(self, result: FixResult, outcome: RunResult) -> None:
+        """Commit and judge; put the user's stash back unless a gate refused."""
+        record = self.record
+        try:
+            conclude(result, outcome, record, self.env, self.options, self.run.secrets, self.repo)
+        except leaks.Refused as refused:
+            kept = f"; your own changes stay in stash {record.stash}" if record.stash else ""
+            result.status, result.message = "refused", f"{refused}{kept}"
+            return
+        if record.stash:
+            gitops.checkout(self.repo, record.original_branch or record.base_commit)
+            gitops.restore_stash(self.repo, record.stash)
+
+    def _settled(self, result: FixResult) -> FixResult:
+        """``result`` timed, cleared of secrets and recorded."""
+        result.wall_time_s = round(time.monotonic() - self.started, 3)
+        leaks.settle(result, self.run.secrets)
+        self.run.write("result", **result.as_dict())
+        return result
 
 
 def _fill(result: FixResult, outcome: RunResult) -> None:

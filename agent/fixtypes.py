@@ -1,30 +1,34 @@
-"""What ``codeagent fix`` takes and gives: ``FixOptions`` and ``FixResult`` (its exit codes)."""
+"""What ``codeagent fix`` takes and gives: ``FixOptions`` and ``FixResult`` (its exit codes).
+
+``FixOptions.run`` is the ``RunConfig`` every front end sets its runs up with; the rest is
+``fix``'s own: a dirty tree, pushing, the pull request and where it goes, extra secrets.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from codeagent.agent.loop import Limits
-from codeagent.tools.base import ToolSettings
+from codeagent.agent.run import RunConfig
+
+
+class PullRequests(Protocol):
+    """Where ``--pr`` opens a pull request (``github.GitHubClient`` is one, by shape)."""
+
+    def create_pull_request(self, head: str, base: str, title: str, body: str) -> str:
+        """Open it; its URL."""
+        ...
 
 
 @dataclass(slots=True)
 class FixOptions:
     root: Path
+    run: RunConfig = field(default_factory=RunConfig)  # tools, budgets, mode, sandbox, pinned prefix
     allow_dirty: bool = False
     push: bool = False
     pr: bool = False
-    limits: Limits = field(default_factory=Limits)
-    settings: ToolSettings = field(default_factory=ToolSettings)
-    repo_map: bool = True
-    mode: str = "full-auto"
-    sandbox: bool = True  # run the model's commands confined (bubblewrap); off only with consent
-    network: bool = False  # let sandboxed commands reach the network
-    publish: Callable[[str, str, str, str], str] | None = None  # (head, base, title, body) -> PR url
-    codebase_share: float = 0.5  # of the window, for the whole codebase in the pinned prefix; 0: never
+    pull_requests: PullRequests | None = None  # where ``pr`` opens one
     secret_values: dict[str, str] = field(default_factory=dict)  # name -> value, besides the environment's
 
 

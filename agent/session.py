@@ -1,7 +1,8 @@
 """Assembling an agent: tools, the pinned prefix, the transcript; fresh or resumed.
 
-Both the headless ``fix`` workflow and the TUI start agents through here, so the prompt
-layout (and with it the engine's prefix cache) is the same whichever front end runs.
+Every front end starts agents through here (``run.open_run`` and ``run.resume_run`` for
+``fix``, the TUI and the evals; the benchmarks directly), so the prompt layout (and with it
+the engine's prefix cache) is the same whichever front end runs.
 
 The repository part of the pinned prefix is the whole codebase when it fits
 ``codebase_share`` of the model's window (``codebase.py``), else the repo map (when
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from codeagent.agent import events as ev
 from codeagent.agent.codebase import Tracker, fitting_snapshot, parse
@@ -27,7 +27,8 @@ from codeagent.agent.context import Context, system_message
 from codeagent.agent.loop import Agent, Limits
 from codeagent.agent.prompts import render
 from codeagent.agent.protocol import Message, ModelClient
-from codeagent.agent.transcript import RunState, Transcript
+from codeagent.agent.record import RunState
+from codeagent.agent.transcript import Transcript
 from codeagent.sandbox.policy import Policy
 from codeagent.sandbox.secrets import KnownSecrets
 from codeagent.tools.base import Tool, ToolEnv, openai_schema, run_tool
@@ -120,7 +121,3 @@ def _agent(spec: SessionSpec, tools: list[Tool], context: Context) -> Agent:
         policy=spec.policy,
         secrets=secrets,
     )
-
-
-def transcript_path(run_dir: Path) -> Path:
-    return run_dir / "transcript.jsonl"

@@ -2,13 +2,17 @@
 written as it happens so a killed run loses at most the step in flight.
 
 Records (one JSON object a line, ``type`` first):
-- ``meta``: run id, repository, model, task, limits, plus workflow extras (branch, ...).
+- ``meta``: the run's typed record (``record.RunRecord``): run id, kind, repository, model,
+  limits, plus each kind's own fields (a fix run's branch, a session's first message, ...).
 - ``message``: one chat message as appended to the conversation, with the step it belongs to;
   a model reply also carries that call's ``usage`` (prompt, cached and completion tokens).
 - ``compaction``: the turns after a compaction replaced them (resume replays this).
 - ``step``: a step completed: plan, cumulative usage, elapsed time. Resume keeps only
   messages of completed steps, so a half-done step is redone rather than replayed.
 - ``end`` / ``result``: how the run ended, and the workflow's machine-readable result.
+- ``resume``, ``model``, ``undo``: a run continued, a model switched, the files undone.
+
+``record.py`` reads a transcript back: the typed ``meta`` record and the state to resume.
 
 Each line is flushed and fsynced; a torn last line (crash mid-write) is skipped on load.
 Every record passes through the run's known secrets (``secrets``: by default the process's
@@ -23,12 +27,12 @@ import json
 import os
 import secrets
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codeagent.agent.protocol import Message, Usage
 from codeagent.sandbox.secrets import KnownSecrets
+
+TRANSCRIPT = "transcript.jsonl"  # in each run's folder under ``runs_dir()``
 
 
 def state_dir() -> Path:
@@ -38,6 +42,11 @@ def state_dir() -> Path:
 
 def runs_dir() -> Path:
     return state_dir() / "runs"
+
+
+def transcript_path(run_id: str) -> Path:
+    """Where the run ``run_id`` keeps its transcript."""
+    return runs_dir() / run_id / TRANSCRIPT
 
 
 def new_run_id() -> str:
@@ -64,24 +73,6 @@ class Transcript:
         self._file.close()
 
 
-@dataclass(slots=True)
-class RunState:
-    """What a transcript says about a run, rebuilt for ``--resume``."""
-
-    meta: dict[str, Any]
-    messages: list[Message]
-    steps: int = 0
-    plan: list[dict[str, str]] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
-    turns: list[Usage] = field(default_factory=list)  # usage of each model call of completed steps
-    elapsed_s: float = 0.0
-    end: dict[str, Any] | None = None
-
-    @property
-    def assistant_turns(self) -> int:
-        return sum(1 for message in self.messages if message.get("role") == "assistant")
-
-
 def read_records(path: Path) -> list[dict[str, Any]]:
     records = []
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -90,32 +81,3 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue  # a torn line from a crash mid-write
     return records
-
-
-def load_run(path: Path) -> RunState:
-    """Replay a transcript up to its last completed step."""
-    records = read_records(path)
-    metas = [r for r in records if r.get("type") == "meta"]
-    if not metas:
-        raise ValueError(f"{path} has no meta record; it is not a codeagent transcript")
-    state = RunState(meta=metas[0], messages=[])
-    tagged: list[tuple[int, Message]] = []
-    turns: list[tuple[int, Usage]] = []  # kept apart: a compaction drops messages, not their cost
-    for record in records:
-        kind = record.get("type")
-        if kind == "message":
-            tagged.append((record.get("step", 0), record["message"]))
-            if "usage" in record:
-                turns.append((record.get("step", 0), Usage(**record["usage"])))
-        elif kind == "compaction":
-            tagged = [(record.get("step", 0), m) for m in record["messages"]]
-        elif kind == "step":
-            state.steps = record["step"]
-            state.plan = record.get("plan", [])
-            state.usage = Usage(**record.get("usage", {}))
-            state.elapsed_s = record.get("elapsed_s", 0.0)
-        elif kind == "end":
-            state.end = record
-    state.messages = [message for step, message in tagged if step <= state.steps]
-    state.turns = [usage for step, usage in turns if step <= state.steps]
-    return state

@@ -14,8 +14,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from codeagent.agent.loop import Limits
+from codeagent.agent.run import RunConfig
 from codeagent.evals.task import Task, touched_test_files
-from codeagent.sandbox.confine import SandboxSpec
 from codeagent.sandbox.process import CommandResult
 from codeagent.tools.base import ToolEnv, ToolSettings
 from codeagent.tools.shell import run_in_repo
@@ -36,9 +37,22 @@ class SetupFailed(Exception):
     """The task's environment setup command failed."""
 
 
+def agent_config(settings: RunSettings, limits: Limits | None = None, repo_map: bool = True) -> RunConfig:
+    """How a task's agent and commands are set up: everything runs, confined as the settings say,
+    with no checkpoints (the workspace is thrown away after the task)."""
+    return RunConfig(
+        settings.tools,
+        limits or Limits(),
+        "full-auto",
+        settings.sandbox,
+        settings.network,
+        repo_map,
+        checkpoints=False,
+    )
+
+
 def task_env(root: Path, settings: RunSettings) -> ToolEnv:
-    sandbox = SandboxSpec(root, network=settings.network) if settings.sandbox else None
-    return ToolEnv(root, settings=settings.tools, sandbox=sandbox)
+    return agent_config(settings).tool_env(root)
 
 
 def set_up(task: Task, env: ToolEnv, settings: RunSettings) -> None:

@@ -22,15 +22,14 @@ from pathlib import Path
 from typing import Protocol
 
 from codeagent.agent.issues import IssueSpec, format_task
-from codeagent.agent.loop import Limits
+from codeagent.agent.loop import Limits, RunResult
 from codeagent.agent.protocol import ModelClient
-from codeagent.agent.session import SessionSpec, new_agent
-from codeagent.agent.transcript import Transcript
+from codeagent.agent.record import EvalRecord
+from codeagent.agent.run import Hooks, Run, open_run
 from codeagent.evals import patches
-from codeagent.evals.environment import RunSettings, set_up, task_env
+from codeagent.evals.environment import RunSettings, agent_config, set_up
 from codeagent.evals.repos import materialize
 from codeagent.evals.task import Task
-from codeagent.sandbox.policy import Policy
 
 ClientFor = Callable[[Task], ModelClient]
 
@@ -81,50 +80,51 @@ class AgentSolver:
 
     def solve(self, task: Task, source: Path, root: Path, stop: threading.Event) -> Attempt:
         materialize(task, source, root)
-        env = task_env(root, self.settings)
+        config = agent_config(self.settings, self.limits, self.repo_map)
+        env = config.tool_env(root)
         set_up(task, env, self.settings)
         before = patches.untracked(root)
-        transcript = self._transcript(task)
         started = time.monotonic()
-        spec = SessionSpec(
-            self.client_for(task),
-            env,
-            self.limits,
-            transcript,
-            repo_map=self.repo_map,
-            policy=Policy("full-auto"),
+        record = EvalRecord(
+            run_id=task.instance_id,
+            root=root,
+            model=self.name,
+            limits=self.limits,
+            instance_id=task.instance_id,
+            repo=task.repo,
+            base_commit=task.base_commit,
         )
-        agent = new_agent(spec, format_task(issue_of(task)))
-        agent.cancel = stop
-        outcome = agent.run()
+        client = self.client_for(task)
+        run = open_run(
+            record, format_task(issue_of(task)), client, env, config, Hooks(cancel=stop), self._path(task)
+        )
+        outcome = run.agent.run()
         agent_time = time.monotonic() - started
-        if transcript:
-            transcript.close()
+        run.close()
         if outcome.status == "interrupted":
             raise Interrupted(task.instance_id)
-        usage = outcome.usage
-        return Attempt(
-            patches.diff_from(root, task.base_commit, before),
-            outcome.steps,
-            {
-                "prompt": usage.prompt_tokens,
-                "cached": usage.cached_tokens,
-                "completion": usage.completion_tokens,
-            },
-            agent_time,
-            outcome.status,
-            outcome.message,
-            str(transcript.path) if transcript else None,
-        )
+        return _attempt(patches.diff_from(root, task.base_commit, before), outcome, agent_time, run)
 
-    def _transcript(self, task: Task) -> Transcript | None:
+    def _path(self, task: Task) -> Path | None:
+        """Where the task's transcript goes; None: none kept."""
         if self.transcripts is None:
             return None
         path = self.transcripts / f"{task.instance_id}.jsonl"
         path.unlink(missing_ok=True)  # an interrupted attempt's transcript is replaced, not continued
-        transcript = Transcript(path)
-        transcript.write("meta", instance_id=task.instance_id, repo=task.repo, base_commit=task.base_commit)
-        return transcript
+        return path
+
+
+def _attempt(patch: str, outcome: RunResult, agent_time: float, run: Run) -> Attempt:
+    usage = outcome.usage
+    return Attempt(
+        patch,
+        outcome.steps,
+        {"prompt": usage.prompt_tokens, "cached": usage.cached_tokens, "completion": usage.completion_tokens},
+        agent_time,
+        outcome.status,
+        outcome.message,
+        str(run.transcript.path) if run.transcript else None,
+    )
 
 
 def issue_of(task: Task) -> IssueSpec:

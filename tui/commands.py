@@ -22,7 +22,9 @@ from codeagent.agent.fix import FixOptions, FixResult, resume_fix, start_fix
 from codeagent.agent.github import GitHubClient, GitHubError, repo_from_remote
 from codeagent.agent.loop import Limits
 from codeagent.agent.protocol import ModelClient
-from codeagent.agent.transcript import load_run, runs_dir
+from codeagent.agent.record import RunState, SessionRecord, load_run
+from codeagent.agent.run import RunConfig
+from codeagent.agent.transcript import runs_dir, transcript_path
 from codeagent.tools.base import ToolSettings
 from codeagent.tui.headless import ProgressPrinter
 from codeagent.tui.inert import inert
@@ -68,22 +70,25 @@ def fix_options(args: Any, config: Config) -> FixOptions:
         max_tokens=args.max_tokens or config.limits.max_tokens,
         max_wall_s=args.max_time or config.limits.max_wall_s,
     )
-    settings = tool_settings(config, args.test_command, args.api_key_env)
     root = args.cwd.resolve()
     if not root.is_dir():
         raise CommandError(f"{args.cwd} is not a directory")
-    return FixOptions(
-        root,
-        args.allow_dirty,
-        args.push or args.pr,
-        args.pr,
+    run = run_config(args, config, limits, args.test_command, repo_map=not args.no_repo_map)
+    return FixOptions(root, run, args.allow_dirty, args.push or args.pr, args.pr)
+
+
+def run_config(
+    args: Any, config: Config, limits: Limits, test_command: str | None = None, repo_map: bool = True
+) -> RunConfig:
+    """How this command's runs are set up: the tools, budgets, mode, confinement, pinned prefix."""
+    return RunConfig(
+        tool_settings(config, test_command, args.api_key_env),
         limits,
-        settings,
-        not args.no_repo_map,
-        mode=args.mode,
-        sandbox=sandbox_consent(args.sandbox),
-        network=args.network,
-        codebase_share=config.context.codebase_share,
+        args.mode,
+        sandbox_consent(args.sandbox),
+        args.network,
+        repo_map,
+        config.context.codebase_share,
     )
 
 
@@ -156,31 +161,33 @@ def fix(args: Any, config: Config) -> int:
     sink = (lambda _event: None) if args.quiet else printer
     if args.resume:
         state = _load(args.resume)
-        if state.meta.get("kind") == "interactive":
+        if isinstance(state.record, SessionRecord):
             raise CommandError(
                 f"{args.resume} is a terminal UI session; continue it with: codeagent --resume {args.resume}"
             )
-        make = client_factory(args.model or state.meta["model"], args, config)
+        make = client_factory(args.model or state.record.model, args, config)
         result = resume_fix(state, make, options, sink)
     else:
         spec = model_spec(args, config)
         make = client_factory(spec, args, config)
         issue = read_issue(args, options.root)
         if options.pr:
-            gh = github_client(args, options.root)
-            options.publish = lambda head, base, title, body: gh.create_pull_request(head, base, title, body)
+            options.pull_requests = github_client(args, options.root)
         result = start_fix(issue, spec, make, options, sink)
     _report(result, args)
     return result.exit_code
 
 
-def _load(run_id: str):
-    path = runs_dir() / run_id / "transcript.jsonl"
+def _load(run_id: str) -> RunState:
+    path = transcript_path(run_id)
     if not path.is_file():
         known = sorted(p.name for p in runs_dir().glob("*") if p.is_dir())[-5:]
         hint = f"; recent runs: {', '.join(known)}" if known else ""
         raise CommandError(f"no run {run_id!r} in {runs_dir()}{hint}")
-    return load_run(path)
+    try:
+        return load_run(path)
+    except ValueError as err:
+        raise CommandError(f"run {run_id!r} cannot be resumed: {err}") from err
 
 
 def _report(result: FixResult, args: Any) -> None:

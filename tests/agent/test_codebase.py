@@ -14,8 +14,9 @@ from codeagent.agent.clients.scripted import ScriptedClient
 from codeagent.agent.codebase import Snapshot, Tracker, collect, parse
 from codeagent.agent.config import ConfigError, load_config
 from codeagent.agent.loop import Limits
+from codeagent.agent.record import SessionRecord, load_run
 from codeagent.agent.session import SessionSpec, new_agent, resumed_agent
-from codeagent.agent.transcript import Transcript, load_run
+from codeagent.agent.transcript import Transcript
 from codeagent.tools.base import ToolEnv
 
 SOURCES = {
@@ -173,7 +174,7 @@ def test_a_resumed_session_rebuilds_the_tracker_and_tells_what_changed(
     plan = tool_call("update_plan", items=[{"step": "fix", "status": "in_progress"}])
     edit = tool_call("edit_file", path="stats.py", old_text="(len(values) - 1)", new_text="len(values)")
     transcript = Transcript(tmp_path / "t.jsonl")
-    transcript.write("meta", run_id="test")
+    transcript.write("meta", **SessionRecord(run_id="test", root=root).meta())
     spec = SessionSpec(Client(write_script([plan, edit])), ToolEnv(root), Limits(), transcript)
     assert new_agent(spec, "fix mean").run().status == "error"  # the script ran out
     (root / "test_stats.py").write_text("changed while nobody watched\n")  # a half-done step's edit

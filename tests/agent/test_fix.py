@@ -173,13 +173,20 @@ def start_slow_run(root: Path, write_script, fix_script, tool_call, *extra: str)
     return proc
 
 
-def test_resume_after_a_killed_run(make_repo, write_script, fix_script, tool_call, isolated_home):
+@pytest.mark.parametrize("recorded", ["now", "before kinds"])
+def test_resume_after_a_killed_run(make_repo, write_script, fix_script, tool_call, isolated_home, recorded):
     root = make_repo()
     proc = start_slow_run(root, write_script, fix_script, tool_call)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     runs = isolated_home / "xdg_state_home" / "codeagent" / "runs"
     (run_id,) = [p.name for p in runs.iterdir()]
+    if recorded == "before kinds":  # the meta line as fix wrote it before the record was typed
+        path = runs / run_id / "transcript.jsonl"
+        meta, *rest = path.read_text().splitlines(keepends=True)
+        record = json.loads(meta)
+        assert record.pop("kind") == "fix"
+        path.write_text(json.dumps(record) + "\n" + "".join(rest))
     resumed = codeagent("fix", "--resume", run_id, "--json", cwd=root)
     assert resumed.returncode == 0, resumed.stderr
     result = json.loads(resumed.stdout)

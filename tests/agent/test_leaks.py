@@ -19,6 +19,7 @@ from codeagent.agent.clients.scripted import ScriptedClient
 from codeagent.agent.fix import FixOptions, start_fix
 from codeagent.agent.issues import IssueSpec
 from codeagent.agent.leaks import Refused, check_commit, commit_diff, per_file
+from codeagent.agent.run import RunConfig
 from codeagent.agent.session import SessionSpec, new_agent
 from codeagent.agent.transcript import Transcript
 from codeagent.sandbox.secrets import KnownSecrets
@@ -135,6 +136,17 @@ def test_git_config_credentials_copied_into_a_file_are_refused(
             assert value not in text
 
 
+class PullRequests:
+    """Where the pull request would be opened: records each one instead."""
+
+    def __init__(self) -> None:
+        self.opened: list[tuple[str, str, str, str]] = []
+
+    def create_pull_request(self, head: str, base: str, title: str, body: str) -> str:
+        self.opened.append((head, base, title, body))
+        return "http://example/pull/1"
+
+
 def test_a_token_in_the_pull_request_title_is_neither_pushed_nor_opened(
     make_repo, write_script, fix_script, tmp_path
 ):
@@ -142,13 +154,13 @@ def test_a_token_in_the_pull_request_title_is_neither_pushed_nor_opened(
     remote = tmp_path / "origin.git"
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
     sh(root, "remote", "add", "origin", str(remote))
-    opened: list[tuple[str, str, str, str]] = []
+    pulls = PullRequests()
     options = FixOptions(
         root,
+        RunConfig(sandbox=False),
         push=True,
         pr=True,
-        sandbox=False,
-        publish=lambda *pull: opened.append(pull) or "http://example/pull/1",
+        pull_requests=pulls,
         secret_values={"GitHub client token": ENV_TOKEN},
     )
     title = "mean() is off " + "by one " * 10 + f"(seen with {ENV_TOKEN})"  # past the commit subject's 72
@@ -159,7 +171,7 @@ def test_a_token_in_the_pull_request_title_is_neither_pushed_nor_opened(
     assert result.message.startswith("refused to push or open a pull request")
     assert "GitHub client token in the pull request title" in result.message
     assert result.commit and ENV_TOKEN not in sh(root, "log", "-1", "--format=%B")
-    assert opened == [] and sh(remote, "for-each-ref") == ""
+    assert pulls.opened == [] and sh(remote, "for-each-ref") == ""
     assert ENV_TOKEN not in Path(result.transcript or "").read_text()
 
 

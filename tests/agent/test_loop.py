@@ -8,8 +8,9 @@ from pathlib import Path
 from codeagent.agent.clients.scripted import ScriptedClient
 from codeagent.agent.loop import Limits
 from codeagent.agent.protocol import Completion
+from codeagent.agent.record import SessionRecord, load_run
 from codeagent.agent.session import SessionSpec, new_agent
-from codeagent.agent.transcript import Transcript, load_run, read_records
+from codeagent.agent.transcript import Transcript, read_records
 from codeagent.tools.base import ToolEnv
 
 
@@ -147,7 +148,7 @@ def test_compaction_rewrites_turns_only_and_keeps_the_pinned_prefix(
     client = SmallWindow(script)
     client.seen_tokens = []
     transcript = Transcript(tmp_path / "t.jsonl")
-    transcript.write("meta", run_id="test")
+    transcript.write("meta", **SessionRecord(run_id="test", root=root).meta())
     env = ToolEnv(root)
     agent = new_agent(SessionSpec(client, env, Limits(), transcript, repo_map=False), "read big.py")
     pinned = json.dumps(agent.context.pinned)
@@ -213,7 +214,7 @@ def test_raw_replies_and_each_calls_usage_are_kept_in_context_and_transcript(
         reply["_raw"] = f"<tool_call>reply {number}</tool_call>"
         reply["usage"] = {"cached_tokens": number}
     transcript = Transcript(tmp_path / "t.jsonl")
-    transcript.write("meta", run_id="test")
+    transcript.write("meta", **SessionRecord(run_id="test", root=root).meta())
     agent, result = run_script(root, write_script(fix_script), transcript=transcript)
     assert result.status == "finished"
     replies = [m for m in agent.context.turns if m["role"] == "assistant"]

@@ -1,5 +1,6 @@
 """The process layer with real processes: whole trees killed (setsid and double forks too),
-daemons killed after a normal exit, output capped head and tail in bounded memory."""
+daemons killed after a normal exit, output capped head and tail in bounded memory, a running
+command stopped from another thread (``supervisors``)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from codeagent.sandbox.process import clip_middle, run_command
+from codeagent.sandbox.supervisors import stop_commands
 
 ENV = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
 
@@ -140,3 +143,26 @@ def test_clip_middle_matches_the_stream_cap():
     assert clip_middle("abc", 10) == "abc"
     clipped = clip_middle("a" * 50 + "b" * 50, 20)
     assert clipped == "a" * 10 + "\n[... 80 characters omitted ...]\n" + "b" * 10
+
+
+def test_stopping_kills_the_running_command_tree_at_once(tmp_path):
+    result = {}
+
+    def work():
+        result["r"] = run_command(
+            "sleep 30 & sleep 30; echo never",
+            tmp_path,
+            timeout=60,
+            max_output_chars=1000,
+            env=dict(os.environ),
+        )
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    deadline = time.monotonic() + 5
+    while not (stopped := stop_commands()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    worker.join(10)
+    assert stopped == 1 and time.monotonic() - started < 3
+    assert "never" not in result["r"].output and not result["r"].timed_out

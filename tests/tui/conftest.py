@@ -16,6 +16,7 @@ from textual.widgets import Markdown, Static
 from codeagent.agent.clients.scripted import ScriptedClient
 from codeagent.agent.loop import Limits
 from codeagent.agent.protocol import Message, ToolSchema
+from codeagent.agent.run import RunConfig
 from codeagent.sandbox.confine import probe
 from codeagent.tools.base import ToolSettings
 from codeagent.tui.app.application import CodeAgentApp
@@ -71,11 +72,7 @@ def make_app(tmp_path: Path) -> Callable[..., CodeAgentApp]:
             root,
             f"scripted:{script}",
             lambda spec, consumed: steady(Path(spec.partition(":")[2]), consumed),
-            ToolSettings(command_timeout=60),
-            Limits(max_steps=20),
-            mode,
-            sandbox=sandbox,
-            repo_map=False,
+            RunConfig(ToolSettings(command_timeout=60), Limits(max_steps=20), mode, sandbox, repo_map=False),
             client=steady(script),
         )
         history = History(tmp_path / "history.jsonl")

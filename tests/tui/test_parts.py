@@ -1,21 +1,17 @@
 """The UI's parts on their own: the status line, attachments, history, approval previews,
-saved sessions, stopping a running command."""
+slash commands. (Saved sessions are listed in ``agent.runs``, running commands stopped in
+``sandbox.supervisors``: their tests are in tests/agent/test_record.py and
+tests/sandbox/test_process.py.)"""
 
 from __future__ import annotations
 
 import json
-import os
-import threading
-import time
 
 from codeagent.sandbox.policy import Request
-from codeagent.sandbox.process import run_command
 from codeagent.tools.base import ToolEnv, ToolSettings
 from codeagent.tui.app.attach import attach, candidates, fragment
 from codeagent.tui.app.history import History
-from codeagent.tui.app.interrupt import stop_commands
 from codeagent.tui.app.preview import preview
-from codeagent.tui.app.sessions import sessions
 from codeagent.tui.app.slash import needs_idle, unknown
 from codeagent.tui.app.status import Stats, count, status_text
 
@@ -89,44 +85,6 @@ def test_previews_show_what_would_change(make_repo):
         "outside the repository"
         in preview(Request("write_file", {"path": "/etc/x", "content": ""}, "edit"), env).title
     )
-
-
-def test_sessions_are_listed_per_repository_newest_first(make_repo, isolated_home):
-    root = make_repo()
-    runs = isolated_home / "xdg_state_home" / "codeagent" / "runs"
-    for run_id, where, kind in (
-        ("20260101-000000-aaaaaa", root, "interactive"),
-        ("20260102-000000-bbbbbb", root, "interactive"),
-        ("20260103-000000-cccccc", root.parent, "interactive"),
-        ("20260104-000000-dddddd", root, None),
-    ):
-        (runs / run_id).mkdir(parents=True)
-        meta = {"type": "meta", "kind": kind, "root": str(where), "task": f"task {run_id[7]}", "model": "m"}
-        (runs / run_id / "transcript.jsonl").write_text(json.dumps(meta) + "\n")
-    assert [s.run_id for s in sessions(root)] == ["20260102-000000-bbbbbb", "20260101-000000-aaaaaa"]
-
-
-def test_stopping_kills_the_running_command_tree_at_once(tmp_path):
-    result = {}
-
-    def work():
-        result["r"] = run_command(
-            "sleep 30 & sleep 30; echo never",
-            tmp_path,
-            timeout=60,
-            max_output_chars=1000,
-            env=dict(os.environ),
-        )
-
-    worker = threading.Thread(target=work)
-    worker.start()
-    deadline = time.monotonic() + 5
-    while not (stopped := stop_commands()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    started = time.monotonic()
-    worker.join(10)
-    assert stopped == 1 and time.monotonic() - started < 3
-    assert "never" not in result["r"].output and not result["r"].timed_out
 
 
 def test_commands_that_wait_and_unknown_ones():

@@ -12,6 +12,7 @@ import pytest
 from codeagent.agent import events as ev
 from codeagent.agent.loop import Limits
 from codeagent.agent.protocol import ModelError
+from codeagent.agent.run import RunConfig
 from codeagent.tools.base import ToolSettings
 from codeagent.tui.app.application import CodeAgentApp
 from codeagent.tui.app.conversation import Conversation, Setup
@@ -37,7 +38,9 @@ async def test_a_slow_model_loads_in_the_app_and_a_message_waits_for_it(
         release.wait(10)
         return scripted(script, consumed)
 
-    setup = Setup(make_repo(), "big-model", build, ToolSettings(), Limits(), "auto-edit", sandbox=False)
+    setup = Setup(
+        make_repo(), "big-model", build, RunConfig(ToolSettings(), Limits(), "auto-edit", sandbox=False)
+    )
     app = app_for(setup, tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         d = drive(pilot)
@@ -62,7 +65,9 @@ async def test_a_model_that_cannot_load_says_so_and_another_can_be_picked(
             raise ModelError(f"no checkpoint named {spec}")
         return scripted(Path(spec.partition(":")[2]), consumed)
 
-    setup = Setup(make_repo(), "missing", build, ToolSettings(), Limits(), "auto-edit", sandbox=False)
+    setup = Setup(
+        make_repo(), "missing", build, RunConfig(ToolSettings(), Limits(), "auto-edit", sandbox=False)
+    )
     app = app_for(setup, tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
         d = drive(pilot)
@@ -111,10 +116,7 @@ def test_the_conversation_without_a_screen_budgets_each_message(make_repo, scrip
         make_repo(),
         "scripted",
         lambda s, c: scripted(script, c),
-        ToolSettings(),
-        Limits(max_steps=2),
-        "ask",
-        sandbox=False,
+        RunConfig(ToolSettings(), Limits(max_steps=2), "ask", sandbox=False),
         client=scripted(script),
     )
     updates: queue.Queue = queue.Queue()

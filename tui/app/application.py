@@ -78,8 +78,8 @@ class CodeAgentApp(AgentUpdates, SlashCommands, App[int]):
         self.stats = Stats(
             model=client.name if client else setup.model,
             window=client.context_window if client else 0,
-            mode=setup.mode,
-            sandbox=setup.sandbox,
+            mode=setup.config.mode,
+            sandbox=setup.config.sandbox,
         )
         self.ready = client is not None
         self.queued: list[str] = []
@@ -124,7 +124,7 @@ class CodeAgentApp(AgentUpdates, SlashCommands, App[int]):
         if earlier:
             line.append(f"\n/resume continues one of the {earlier} earlier session{'s' * (earlier > 1)} here")
         self.add(NoticeEntry(line))
-        if not self.setup.sandbox:
+        if not self.setup.config.sandbox:
             self.add(NoticeEntry("the sandbox is off: the model's commands run as you", "error"))
 
     # helpers

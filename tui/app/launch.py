@@ -16,15 +16,15 @@ from codeagent.agent import gitops
 from codeagent.agent.config import Config
 from codeagent.agent.loop import Limits
 from codeagent.agent.protocol import ModelClient, ModelError
-from codeagent.tui.app.conversation import ClientBuilder, Setup, session_model
+from codeagent.agent.runs import session_model
+from codeagent.tui.app.conversation import ClientBuilder, Setup
 from codeagent.tui.app.sessions import sessions
 from codeagent.tui.commands import (
     AGENT_SPECS,
     CommandError,
     client_factory,
     model_spec,
-    sandbox_consent,
-    tool_settings,
+    run_config,
 )
 
 
@@ -38,18 +38,8 @@ def launch(args: Any, config: Config) -> int:
         raise CommandError(
             "the terminal UI needs a terminal; in scripts and CI use 'codeagent fix --task TEXT'"
         )
-    setup = Setup(
-        root,
-        spec,
-        builder,
-        tool_settings(config, None, args.api_key_env),
-        Limits(config.limits.max_steps, config.limits.max_tokens, config.limits.max_wall_s),
-        args.mode,
-        sandbox_consent(args.sandbox),
-        args.network,
-        codebase_share=config.context.codebase_share,
-        client=client,
-    )
+    limits = Limits(config.limits.max_steps, config.limits.max_tokens, config.limits.max_wall_s)
+    setup = Setup(root, spec, builder, run_config(args, config, limits), client=client)
     from codeagent.tui.app.application import CodeAgentApp  # Textual loads only for the UI
 
     app = CodeAgentApp(setup, resume=resume)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from codeagent.agent.transcript import RunState
+from codeagent.agent.record import RunState
 from codeagent.sandbox.policy import Request
 from codeagent.tui.app.preview import Preview
 
