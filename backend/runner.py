@@ -48,5 +48,5 @@ class ModelRunner:
             return []
         picked = [batch[row][0] for row in ready]
         params = [seq.request.params for seq in picked]
-        tokens = sample(logits[ready], params, [seq.generator for seq in picked])
+        tokens = sample(logits[ready], params, [seq.generator for seq in picked], self.model.kernels)
         return list(zip(picked, tokens, strict=True))

@@ -5,18 +5,24 @@ Triton's CPU interpreter computes wrongly on bfloat16/float16 values (arithmetic
 explicitly where a reference rounds (``round_to``), and route dots through ``dot``,
 which upcasts its operands under the interpreter (``UPCAST``, set by ``upcast()`` on the
 host) and feeds the tensor cores the storage dtype on a GPU.
+
+``INTERPRETING`` is read once, when the kernels are first imported: that is when Triton
+itself decides (at decoration time), so the host code sizes tiles for the mode the kernels
+actually run in, with no environment read per launch.
 """
 
 from __future__ import annotations
 
+import os
+
 import triton
 import triton.language as tl
 
-from codeagent.backend.kernels.dispatch import interpreting
+INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def upcast() -> bool:
-    return interpreting()
+    return INTERPRETING
 
 
 @triton.jit

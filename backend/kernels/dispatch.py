@@ -1,21 +1,29 @@
-"""Which implementation a layer runs: a Triton kernel or its torch reference.
+"""Which implementations a model runs: Triton kernels, the native CPU kernels or the torch
+references, chosen once, when the model is built.
 
-``CODEAGENT_KERNELS`` picks, read at every call so a test or a bench can switch it:
+``choose(device)`` returns a ``Kernels``: which kernel families run (the modules themselves,
+so a layer calls ``kernels.triton.rms_norm(...)`` with no lookup) and, in words, what that
+means. The model keeps it (``model.kernels``) and hands it to its layers on every forward;
+nothing on the hot path reads the environment or imports anything. A layer given no
+``Kernels`` runs its torch reference (``REFERENCE``), which is what the kernels are tested
+against.
 
-- ``auto`` (default): Triton for CUDA tensors when ``triton`` is installed, the torch
-  reference otherwise (CPU, or a GPU machine without Triton);
-- ``triton``: Triton everywhere; CPU tensors go through Triton's interpreter, which this
-  module switches on (``TRITON_INTERPRET=1``) before the first kernel module is imported
-  when the machine has no CUDA device, since Triton decides at decoration time;
-- ``native``: the native CPU kernels (``kernels/native.c``, built on first use with the
-  machine's C compiler) for CPU tensors, failing loudly where they cannot be built;
+``CODEAGENT_KERNELS`` says what to choose (read by ``choose`` when no mode is passed):
+
+- ``auto`` (default): Triton on CUDA when ``triton`` is installed; on CPU the native kernels
+  (``kernels/native.c``, built on first use with the machine's C compiler) where they build,
+  the torch references where they do not (``native_problem()`` says why); the references
+  on a GPU machine without Triton;
+- ``triton``: Triton everywhere; on CPU through Triton's interpreter, which ``choose``
+  switches on (``TRITON_INTERPRET=1``, the one place that sets it) before the kernel modules
+  are first imported, since Triton decides at decoration time;
+- ``native``: the native kernels on CPU, failing loudly (``KernelUnavailable``) where they
+  cannot be built;
 - ``torch``: the references everywhere.
 
-In ``auto`` mode CPU tensors take the native kernels where they build, and the torch
-references where they do not (``native_problem()`` says why; the benches report it).
-
-Kernel modules are imported on first use only (``triton_ops()``), so importing a layer
-never imports Triton and the CPU install does not need it.
+Kernel modules are imported by ``choose`` only, so importing a layer imports neither Triton
+nor any kernel, and the CPU install does not need Triton. Limits: one choice per model (a
+model whose tensors span devices is not supported).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import importlib
 import importlib.util
 import os
 import sys
+from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
 
@@ -32,12 +41,23 @@ import torch
 
 ENV = "CODEAGENT_KERNELS"
 MODES = ("auto", "triton", "native", "torch")
-
-_ops: ModuleType | None = None
+TRITON, NATIVE, TORCH = "triton", "native", "torch"
 
 
 class KernelUnavailable(RuntimeError):
-    """Triton was asked for but cannot run here."""
+    """The kernels asked for cannot run here."""
+
+
+@dataclass(frozen=True, slots=True)
+class Kernels:
+    """The kernel families a model runs; None: the layers' torch references instead."""
+
+    name: str  # in words, for a start-up line or a bench's record
+    triton: ModuleType | None = None  # ``kernels.ops``: every layer with a Triton kernel runs it
+    native: ModuleType | None = None  # ``kernels.native``: the CPU kernels, where shapes fit them
+
+
+REFERENCE = Kernels("torch reference")
 
 
 def mode() -> str:
@@ -45,6 +65,71 @@ def mode() -> str:
     if value not in MODES:
         raise ValueError(f"{ENV}={value!r}: expected one of {', '.join(MODES)}")
     return value
+
+
+def choose(device: str | torch.device = "cpu", chosen: str | None = None) -> Kernels:
+    """The kernels a model on ``device`` runs under mode ``chosen`` (default: ``CODEAGENT_KERNELS``).
+    Raises KernelUnavailable when that mode cannot run here."""
+    family, words = _plan(torch.device(device), chosen or mode())
+    if family == TRITON:
+        return Kernels(words, triton=_load_triton())
+    if family == NATIVE:
+        return Kernels(words, native=native_ops())
+    return Kernels(words)
+
+
+def kernels_in_use(device: str | torch.device = "cpu") -> str:
+    """What a forward pass on ``device`` runs, in words, for a bench's record or a start-up line."""
+    try:
+        return _plan(torch.device(device), mode())[1]
+    except KernelUnavailable as err:
+        return f"unavailable: {err}"
+
+
+def _plan(device: torch.device, chosen: str) -> tuple[str, str]:
+    """(family, words) for ``chosen`` on ``device``; imports no kernel module."""
+    if chosen not in MODES:
+        raise ValueError(f"{ENV}={chosen!r}: expected one of {', '.join(MODES)}")
+    if chosen == TORCH:
+        return TORCH, REFERENCE.name
+    if device.type != "cpu":
+        if chosen == TRITON and not triton_installed():
+            raise KernelUnavailable(
+                f"{ENV}=triton, but triton is not installed: pip install 'codeagent[kernels]'"
+            )
+        if chosen != NATIVE and triton_installed():
+            return TRITON, "triton"
+        return TORCH, REFERENCE.name
+    if chosen == TRITON:
+        _check_interpreter()
+        return TRITON, "triton (interpreter)"
+    problem = native_problem()
+    if problem is None:
+        return NATIVE, "native CPU kernels"
+    if chosen == NATIVE:
+        raise KernelUnavailable(f"{ENV}=native: {problem}")
+    return TORCH, f"{REFERENCE.name} (native kernels unavailable: {problem})"
+
+
+def _check_interpreter() -> None:
+    if not triton_installed():
+        raise KernelUnavailable(
+            f"{ENV}=triton, but triton is not installed: pip install 'codeagent[kernels]'"
+        )
+    if torch.cuda.is_available() and not interpreting():
+        raise KernelUnavailable(
+            f"{ENV}=triton on CPU tensors needs Triton's interpreter: set TRITON_INTERPRET=1 before starting"
+        )
+    problem = interpreter_problem()
+    if problem:
+        raise KernelUnavailable(f"{ENV}=triton on CPU: {problem}")
+
+
+def _load_triton() -> ModuleType:
+    """``kernels.ops``; without a CUDA device, Triton's interpreter is switched on first."""
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    return importlib.import_module("codeagent.backend.kernels.ops")
 
 
 @functools.cache
@@ -79,45 +164,6 @@ def interpreter_problem() -> str | None:
     return None
 
 
-def use_triton(x: torch.Tensor) -> bool:
-    """Whether the layer computing on ``x`` should run its Triton kernel."""
-    chosen = mode()
-    if chosen in ("torch", "native"):
-        return False
-    if chosen == "auto":
-        return x.is_cuda and triton_installed()
-    if not triton_installed():
-        raise KernelUnavailable(
-            f"{ENV}=triton, but triton is not installed: pip install 'codeagent[kernels]'"
-        )
-    if not x.is_cuda:
-        if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
-            raise KernelUnavailable(
-                f"{ENV}=triton on CPU tensors needs Triton's interpreter: set TRITON_INTERPRET=1 before starting"
-            )
-        problem = interpreter_problem()
-        if problem:
-            raise KernelUnavailable(f"{ENV}=triton on CPU: {problem}")
-        os.environ.setdefault("TRITON_INTERPRET", "1")
-    return True
-
-
-def use_native(x: torch.Tensor) -> bool:
-    """Whether the layer computing on CPU tensor ``x`` should run its native kernel (the
-    caller still checks that the shapes fit: ``kernels.native.fits_*``)."""
-    if x.device.type != "cpu":
-        return False
-    chosen = mode()
-    if chosen == "auto":
-        return native_problem() is None
-    if chosen == "native":
-        problem = native_problem()
-        if problem:
-            raise KernelUnavailable(f"{ENV}=native: {problem}")
-        return True
-    return False
-
-
 def native_problem() -> str | None:
     """Why the native CPU kernels cannot run here (built on the first call), or None."""
     return native_ops().problem()
@@ -128,32 +174,6 @@ def native_ops() -> ModuleType:
     return importlib.import_module("codeagent.backend.kernels.native")
 
 
-def kernels_in_use(device: str | torch.device = "cpu") -> str:
-    """What a forward pass on ``device`` runs, in words, for a bench's record or a start-up line."""
-    chosen = mode()
-    if torch.device(device).type != "cpu":
-        return "triton" if chosen != "torch" and triton_installed() else "torch reference"
-    if chosen == "triton":
-        return "triton (interpreter)"
-    if chosen == "torch":
-        return "torch reference"
-    problem = native_problem()
-    return (
-        "native CPU kernels"
-        if problem is None
-        else f"torch reference (native kernels unavailable: {problem})"
-    )
-
-
-def triton_ops() -> ModuleType:
-    """The kernels' entry points (``kernels.ops``), imported on first use."""
-    global _ops
-    if _ops is None:
-        if not torch.cuda.is_available():
-            os.environ.setdefault("TRITON_INTERPRET", "1")
-        _ops = importlib.import_module("codeagent.backend.kernels.ops")
-    return _ops
-
-
 def interpreting() -> bool:
+    """Whether Triton's interpreter is switched on (the kernels read ``common.INTERPRETING``)."""
     return os.environ.get("TRITON_INTERPRET") == "1"

@@ -30,7 +30,7 @@ import torch
 import triton
 
 from codeagent.backend.kernels import moe_align
-from codeagent.backend.kernels.common import upcast
+from codeagent.backend.kernels.common import INTERPRETING, upcast
 from codeagent.backend.kernels.moe_gemm import FP4, FP8, PLAIN, combine_kernel, down_kernel, gate_up_kernel
 from codeagent.backend.kernels.tile_configs import Config, moe_config
 from codeagent.backend.quant import FP4_GROUP, FP8_BLOCK, PackedExperts, scale_values
@@ -111,7 +111,7 @@ def fused_moe(
     if t == 0:
         return out
     x = x if x.stride(-1) == 1 else x.contiguous()
-    cfg = config or moe_config(t, experts, topk, inter, hidden, x.dtype, name, x.device)
+    cfg = config or moe_config(t, experts, topk, inter, hidden, x.dtype, name, x.device, INTERPRETING)
     bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
     launch = {"num_warps": cfg.get("num_warps", 4), "num_stages": cfg.get("num_stages", 2)}
     sort = moe_align.align if ids.numel() <= moe_align.ONE_PROGRAM_PAIRS else moe_align.align_ref

@@ -19,8 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from codeagent.backend.kernels.common import dot, next_pow2, upcast
-from codeagent.backend.kernels.dispatch import interpreting
+from codeagent.backend.kernels.common import INTERPRETING, dot, next_pow2, upcast
 
 LOWEST = -(2**63)
 LOWEST_KEY = tl.constexpr(LOWEST)
@@ -72,7 +71,7 @@ def scores(
         return out, ranks
     q = q if q.stride(-1) == 1 else q.contiguous()
     keys, head_weights = keys.contiguous(), head_weights.contiguous()
-    block_n = 16 if interpreting() else 64
+    block_n = 16 if INTERPRETING else 64
     _indexer_kernel[(t, triton.cdiv(n, block_n))](
         q, keys, head_weights, positions if positions is not None else out, out, ranks if ranks is not None else out,
         n, heads, dim, rate, q.stride(0), q.stride(1), keys.stride(0), head_weights.stride(0),

@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from codeagent.backend.kernels.dispatch import interpreting
+from codeagent.backend.kernels.common import INTERPRETING
 
 
 @triton.jit
@@ -59,7 +59,7 @@ def hc_weights(
     post = torch.empty_like(pre)
     comb = torch.empty(t, n, n, dtype=torch.float32, device=logits.device)
     if t:
-        block_t = min(triton.next_power_of_2(t), 64 if interpreting() else 16)
+        block_t = min(triton.next_power_of_2(t), 64 if INTERPRETING else 16)
         _hc_kernel[(triton.cdiv(t, block_t),)](
             logits.float().contiguous(), scale.float().contiguous(), base.float().contiguous(), pre, post, comb,
             t, eps, ITERS=iters, N=n, BLOCK_T=block_t,

@@ -11,7 +11,7 @@ Loaded with ``ctypes`` after PyTorch, the library shares PyTorch's OpenMP runtim
 soname) and so its worker threads; ``ctypes`` releases the GIL during a call.
 
 Where no compiler works, ``problem()`` says why and the layers run their torch references
-(``dispatch.use_native`` decides; ``generate``, ``serve`` and the engine bench say which
+(``dispatch.choose`` decides, once per model; ``generate``, ``serve`` and the engine bench say which
 ran). Limits: float32 and bfloat16 only, inner dimensions a multiple of 16 (head sizes up to
 256, up to 16 query heads a KV head), at most ``MAX_ROWS`` token rows for the products (decode
 batches; prefill is compute-bound and stays with the BLAS). The ``fits_*`` checks send

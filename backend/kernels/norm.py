@@ -6,14 +6,15 @@ copy); rows per program grow as D shrinks. Statistics
 in float32. Three roundings follow the references (equal up to float32 summation order,
 within an ulp or two in bf16):
 
-- ``CAST_FIRST`` (``layers/norm.py``): normalise, cast to the input dtype, then multiply
+- ``CAST_FIRST`` (``layers/norm.py``'s ``rms_norm``): normalise, cast to the input dtype, then multiply
   by the weight in that dtype (no weight: just the cast);
 - ``WEIGHT_FIRST`` (DeepSeek-V4's ``rms_norm``): multiply by the float32 weight before
   the cast;
 - ``SCALE_IN_DTYPE`` (V4's ``unweighted_rms_norm``): x times rsqrt cast to the input dtype.
 
 With ``residual``, the kernel first forms ``x + residual`` in the input dtype, writes it
-out (the new residual stream) and normalises it: one read of each, two writes.
+out (the new residual stream) and normalises it: one read of each, two writes
+(``layers/norm.py``'s ``add_rms_norm``, around every Qwen3 attention block).
 Limits: a row must fit one block (D <= 65536).
 """
 
@@ -23,8 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from codeagent.backend.kernels.common import round_to
-from codeagent.backend.kernels.dispatch import interpreting
+from codeagent.backend.kernels.common import INTERPRETING, round_to
 
 CAST_FIRST, WEIGHT_FIRST, SCALE_IN_DTYPE = 0, 1, 2
 
@@ -88,7 +88,7 @@ def rms_norm(
     out = torch.empty(shape, dtype=x.dtype, device=x.device)
     res_out = torch.empty(shape, dtype=x.dtype, device=x.device) if residual is not None else out
     rows, block = x3.shape[0] * x3.shape[1], triton.next_power_of_2(d)
-    per_program = max(1, min(triton.next_power_of_2(rows), (16384 if interpreting() else 2048) // block))
+    per_program = max(1, min(triton.next_power_of_2(rows), (16384 if INTERPRETING else 2048) // block))
     if rows:
         _rms_norm_kernel[(triton.cdiv(rows, per_program),)](
             x3,
@@ -111,12 +111,3 @@ def rms_norm(
             BLOCK=block,
         )
     return (out, res_out) if residual is not None else out
-
-
-def rms_norm_residual_ref(
-    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    from codeagent.backend.layers.norm import rms_norm as reference
-
-    summed = x + residual
-    return reference(summed, weight, eps), summed

@@ -22,6 +22,13 @@ def rms_norm_weight_first(x: torch.Tensor, weight: torch.Tensor, eps: float) -> 
     return norm.rms_norm(x, weight, eps, rounding=norm.WEIGHT_FIRST)
 
 
+def add_rms_norm(
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(RMSNorm(residual + x), residual + x) in one pass."""
+    return norm.rms_norm(x, weight, eps, residual=residual)  # type: ignore[return-value]
+
+
 def unweighted_rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     return norm.rms_norm(x, None, eps, rounding=norm.SCALE_IN_DTYPE)
 
@@ -32,6 +39,7 @@ def apply_interleaved_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
 
 __all__ = [
     "QuantizedExperts",
+    "add_rms_norm",
     "apply_interleaved_rope",
     "apply_rotary",
     "fused_moe",

@@ -30,8 +30,7 @@ import triton
 import triton.language as tl
 
 from codeagent.backend.cache.tables import PagedBatch, build_batch
-from codeagent.backend.kernels.common import dot, next_pow2, upcast
-from codeagent.backend.kernels.dispatch import interpreting
+from codeagent.backend.kernels.common import INTERPRETING, dot, next_pow2, upcast
 
 
 @triton.jit
@@ -123,13 +122,13 @@ def _reduce_kernel(
 def _tiles(heads: int, kv_heads: int, head_dim: int) -> tuple[int, int, int, int]:
     """(BLOCK_Q, GP, ROWS, BLOCK_N) for prefill."""
     gp = next_pow2(heads // kv_heads)
-    rows_target = 16 if interpreting() else 64
+    rows_target = 16 if INTERPRETING else 64
     block_q = max(1, rows_target // gp)
-    return block_q, gp, max(16, block_q * gp), 16 if interpreting() else (64 if head_dim <= 128 else 32)
+    return block_q, gp, max(16, block_q * gp), 16 if INTERPRETING else (64 if head_dim <= 128 else 32)
 
 
 def default_splits(batch: PagedBatch, decodes: int, kv_heads: int, block_n: int, device: torch.device) -> int:
-    if interpreting() or device.type != "cuda":
+    if INTERPRETING or device.type != "cuda":
         return max(1, min(4, triton.cdiv(batch.max_ctx, 4 * block_n)))
     sms = torch.cuda.get_device_properties(device).multi_processor_count
     wanted = triton.cdiv(2 * sms, max(1, decodes * kv_heads))
@@ -182,23 +181,6 @@ def attend(
     return out
 
 
-def attend_ref(
-    q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, batch: PagedBatch, scale: float
-) -> torch.Tensor:
-    """The same through gathered rows and ``layers.attention.causal_attention``."""
-    from codeagent.backend.layers.attention import causal_attention
-
-    outs, table, ctx, qstart = [], batch.table.cpu(), batch.ctx.tolist(), batch.qstart.tolist()
-    for i, total in enumerate(ctx):
-        pos = torch.arange(total)
-        rows = (table[i, pos // batch.block_size].long() * batch.block_size + pos % batch.block_size).to(
-            q.device
-        )
-        qs = q[qstart[i] : qstart[i + 1]]
-        outs.append(causal_attention(qs, k_pool[rows], v_pool[rows], scale))
-    return torch.cat(outs)
-
-
 def step(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, caches: list[Any], batch: PagedBatch, scale: float
 ) -> torch.Tensor:
@@ -214,4 +196,4 @@ def step(
     return attend(q, k_pool, v_pool, batch, scale)
 
 
-__all__ = ["PagedBatch", "attend", "attend_ref", "build_batch", "step"]
+__all__ = ["PagedBatch", "attend", "build_batch", "step"]

@@ -20,7 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from codeagent.backend.kernels.dispatch import interpreting
+from codeagent.backend.kernels.common import INTERPRETING
 
 
 @triton.jit
@@ -73,7 +73,7 @@ def apply_rotary(
         raise ValueError(f"cos/sin {tuple(cos.shape)} do not fit x {tuple(x.shape)}")
     out = torch.empty((t, h, d), dtype=x.dtype, device=x.device)
     rows, block_d = t * h, triton.next_power_of_2(d)
-    per_program = max(1, min(triton.next_power_of_2(rows), (16384 if interpreting() else 2048) // block_d))
+    per_program = max(1, min(triton.next_power_of_2(rows), (16384 if INTERPRETING else 2048) // block_d))
     if rows:
         _rotary_kernel[(triton.cdiv(rows, per_program),)](
             x3,

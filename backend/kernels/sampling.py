@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from codeagent.backend.kernels.dispatch import interpreting
+from codeagent.backend.kernels.common import INTERPRETING
 
 
 @triton.jit
@@ -134,7 +134,7 @@ def _launch(logits: torch.Tensor, params: list, seeds: list[int], store_mask: bo
     min_p = torch.tensor([p.min_p for p in params], dtype=torch.float32)
     out = torch.empty(n, dtype=torch.int32, device=device)
     mask = torch.zeros(n, vocab, dtype=torch.int8, device=device) if store_mask else out
-    block = min(triton.next_power_of_2(vocab), 1024 if interpreting() else 4096)
+    block = min(triton.next_power_of_2(vocab), 1024 if INTERPRETING else 4096)
     if n:
         _sample_kernel[(n,)](
             logits, temp.to(device), top_k.to(device), top_p.to(device), min_p.to(device),

@@ -20,8 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
-from codeagent.backend.kernels.common import dot, next_pow2, upcast
-from codeagent.backend.kernels.dispatch import interpreting
+from codeagent.backend.kernels.common import INTERPRETING, dot, next_pow2, upcast
 
 
 @triton.jit
@@ -83,8 +82,8 @@ def sink_attention(
     keys = keys.contiguous()
     index = index.to(torch.int32).contiguous()
     block_d = next_pow2(d, 16)
-    block_h = min(next_pow2(heads, 16), 16 if interpreting() or block_d > 256 else 32)
-    block_n = 16 if interpreting() or block_d > 256 else 32
+    block_h = min(next_pow2(heads, 16), 16 if INTERPRETING or block_d > 256 else 32)
+    block_n = 16 if INTERPRETING or block_d > 256 else 32
     _sink_attention_kernel[(t, triton.cdiv(heads, block_h))](
         q, keys, index, sinks.float().contiguous(), out,
         heads, d, index.shape[1], q.stride(0), q.stride(1), keys.stride(0), index.stride(0),

@@ -90,9 +90,10 @@ def moe_config(
     dtype: torch.dtype,
     weight_format: str,
     device: torch.device,
+    interpret: bool = False,
 ) -> Config:
-    """Tiles for the grouped GEMMs of an MoE layer with m tokens (n = expert width, k = hidden)."""
-    interpret = os.environ.get("TRITON_INTERPRET") == "1"
+    """Tiles for the grouped GEMMs of an MoE layer with m tokens (n = expert width, k = hidden);
+    ``interpret``: under Triton's interpreter (small tiles, no table)."""
     if not interpret:
         found = lookup("fused_moe", moe_key(experts, n, k, dtype, weight_format), m, device)
         if found is not None:

@@ -13,12 +13,14 @@ place through the block tables; on CPU, a decode batch takes the native kernel
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import torch
 import torch.nn.functional as F
 
 from codeagent.backend.cache.paged import GrowingRows, PagedRows, Rows
-from codeagent.backend.cache.tables import BlockTables
-from codeagent.backend.kernels.dispatch import native_ops, triton_ops, use_native, use_triton
+from codeagent.backend.cache.tables import BlockTables, PagedBatch
+from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
 
 
 class KVCache:
@@ -46,15 +48,16 @@ def attend(
     sizes: list[int],
     scale: float,
     tables: BlockTables | None = None,
+    kernels: Kernels = REFERENCE,
 ) -> torch.Tensor:
     """One layer's attention over a flattened batch (q [T, H, D], k, v [T, KVH, D]; ``sizes`` the
     sequences' new tokens): each sequence's new rows join its cache, then its queries attend.
     With the step's block tables (caches paged in one pool), one kernel call for the whole
     batch where a kernel runs; otherwise a loop."""
-    if tables is not None and use_triton(q):
-        return triton_ops().paged_attention_step(q, k, v, caches, tables.device_batch(q.device), scale)
-    if tables is not None and len(sizes) == q.shape[0] and use_native(q):  # decode: one token each
-        out = _native_decode(q, k, v, caches, tables, scale)
+    if tables is not None and kernels.triton is not None:
+        return kernels.triton.paged_attention_step(q, k, v, caches, tables.device_batch(q.device), scale)
+    if tables is not None and kernels.native is not None and len(sizes) == q.shape[0]:  # decode
+        out = _native_decode(q, k, v, caches, tables, scale, kernels.native)
         if out is not None:
             return out
     outs = []
@@ -95,6 +98,22 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
 SPLIT_MIN_QUERIES = 16
 
 
+def paged_attention_ref(
+    q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, batch: PagedBatch, scale: float
+) -> torch.Tensor:
+    """The paged kernel's reference: q [T, H, D] over each sequence's rows gathered from the pools
+    [rows, KVH, D] through its block table (the new rows already written) -> [T, H, D]."""
+    outs, table, ctx, qstart = [], batch.table.cpu(), batch.ctx.tolist(), batch.qstart.tolist()
+    for i, total in enumerate(ctx):
+        pos = torch.arange(total)
+        rows = (table[i, pos // batch.block_size].long() * batch.block_size + pos % batch.block_size).to(
+            q.device
+        )
+        qs = q[qstart[i] : qstart[i + 1]]
+        outs.append(causal_attention(qs, k_pool[rows], v_pool[rows], scale))
+    return torch.cat(outs)
+
+
 def _prefix_then_chunk(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
     flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
     n, heads, dim = q.shape
@@ -122,6 +141,7 @@ def _native_decode(
     caches: list[KVCache],
     tables: BlockTables,
     scale: float,
+    native: ModuleType,
 ) -> torch.Tensor | None:
     """A decode batch (q [N, H, D], k, v [N, KVH, D]) whose caches are pages of one pool, in one
     native call (the new rows written and attended over in place); None when the shapes do not
@@ -132,9 +152,9 @@ def _native_decode(
     come from memory, the 8 layers' attention of a decode step takes 9.1-9.7 ms against 13.4."""
     first_k, first_v = caches[0].k, caches[0].v
     assert isinstance(first_k, PagedRows) and isinstance(first_v, PagedRows), "block tables come with pages"
-    if not native_ops().fits_decode_attention(q, first_k.tensor):
+    if not native.fits_decode_attention(q, first_k.tensor):
         return None
-    out = native_ops().decode_attention(
+    out = native.decode_attention(
         q, k, v, first_k.tensor, first_v.tensor, tables.padded(), tables.block_size, tables.lengths(), scale
     )
     for cache in caches:

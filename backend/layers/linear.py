@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codeagent.backend.kernels.dispatch import native_ops, use_native
+from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
 
 
 class Linear(nn.Module):
@@ -19,28 +19,28 @@ class Linear(nn.Module):
             torch.empty(out_features, in_features, dtype=dtype, device=device), requires_grad=False
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(x, self.weight)
+    def forward(self, x: torch.Tensor, kernels: Kernels = REFERENCE) -> torch.Tensor:
+        return linear(x, self.weight, kernels)
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def linear(x: torch.Tensor, weight: torch.Tensor, kernels: Kernels = REFERENCE) -> torch.Tensor:
     """``F.linear`` without bias; decode-sized CPU products run the native kernel."""
-    if _native_fits(x, weight):
-        return native_ops().linear(x, weight)
+    if _native_fits(x, weight, kernels):
+        return kernels.native.linear(x, weight)  # type: ignore[union-attr]
     return F.linear(x, weight)
 
 
-def _native_fits(x: torch.Tensor, weight: torch.Tensor) -> bool:
+def _native_fits(x: torch.Tensor, weight: torch.Tensor, kernels: Kernels) -> bool:
     """Whether the native kernel takes this product: 1 to 3 rows of bfloat16 on CPU (0.7
     against 1.3 ms for one row of a 32000 x 512 head on 2 cores). In float32 the BLAS streams
     a large weight at least as fast (2.6 against 3.2 ms for that head from memory), and from
     4 rows of bfloat16 on it is faster (0.9 against 2.1 ms at 8 rows, AMX / AVX512-BF16)."""
     return (
-        x.dim() == 2
+        kernels.native is not None
+        and x.dim() == 2
         and x.dtype == torch.bfloat16
         and x.shape[0] < 4
-        and use_native(x)
-        and native_ops().fits_linear(x, weight)
+        and kernels.native.fits_linear(x, weight)
     )
 
 
@@ -48,15 +48,15 @@ def empty_param(*shape: int, dtype: torch.dtype, device: torch.device | str) -> 
     return nn.Parameter(torch.empty(*shape, dtype=dtype, device=device), requires_grad=False)
 
 
-def head_logits(h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def head_logits(h: torch.Tensor, weight: torch.Tensor, kernels: Kernels = REFERENCE) -> torch.Tensor:
     """h [N, hidden] -> logits [N, vocab] through ``weight`` [vocab, hidden].
 
     Decode-sized products on CPU run the native kernel where it takes them; otherwise, for 8
     to 32 rows on CPU, the BLAS's tall-skinny product ``weight @ h.T`` beats the linear kernel,
     which turns compute-bound there (measured on 2 cores: 3.1 ms against 4.2 at 8 rows of a
     32000 x 512 float32 head); elsewhere the plain linear."""
-    if _native_fits(h, weight):
-        return native_ops().linear(h, weight)
+    if _native_fits(h, weight, kernels):
+        return kernels.native.linear(h, weight)  # type: ignore[union-attr]
     if h.device.type == "cpu" and 8 <= h.shape[0] <= 32:
         return torch.mm(weight, h.t()).t()
     return F.linear(h, weight)

@@ -2,7 +2,8 @@
 
 Experts are stored fused per layer, ready for a grouped-GEMM kernel: ``w13`` [E, 2I, H]
 (gate rows, then up rows) and ``w2`` [E, H, I]. The reference sorts token-expert pairs by
-expert and runs one pair of matmuls per expert that received tokens.
+expert and runs one pair of matmuls per expert that received tokens. With the model's ``Kernels``, the fused-MoE Triton kernel or,
+for decode-sized CPU batches, the native one.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from codeagent.backend.kernels.dispatch import native_ops, triton_ops, use_native, use_triton
+from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
 
 
-def softmax_topk(logits: torch.Tensor, k: int, normalize: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def softmax_topk(
+    logits: torch.Tensor, k: int, normalize: bool, kernels: Kernels = REFERENCE
+) -> tuple[torch.Tensor, torch.Tensor]:
     """logits [T, E] -> weights [T, k] (in logits' dtype), expert ids [T, k]."""
-    if use_triton(logits):
-        return triton_ops().softmax_topk(logits, k, normalize)
+    if kernels.triton is not None:
+        return kernels.triton.softmax_topk(logits, k, normalize)
     probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
     weights, ids = torch.topk(probs, k, dim=-1)
     if normalize:
@@ -30,7 +33,12 @@ def silu_and_mul(gate_up: torch.Tensor) -> torch.Tensor:
 
 
 def experts_forward(
-    x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor
+    x: torch.Tensor,
+    w13: torch.Tensor,
+    w2: torch.Tensor,
+    weights: torch.Tensor,
+    ids: torch.Tensor,
+    kernels: Kernels = REFERENCE,
 ) -> torch.Tensor:
     """x [T, H]; w13 [E, 2I, H]; w2 [E, H, I]; weights, ids [T, k] -> [T, H].
 
@@ -40,10 +48,10 @@ def experts_forward(
     is unsorted once and summed over k (no per-expert scatter-add). Decode-sized CPU batches
     run the whole layer in one native call instead (``kernels/native.c``).
     """
-    if use_triton(x):
-        return triton_ops().fused_moe(x, w13, w2, weights, ids)
-    if use_native(x) and native_ops().fits_moe(x, w13, w2, ids):
-        return native_ops().moe(x, w13, w2, weights, ids)
+    if kernels.triton is not None:
+        return kernels.triton.fused_moe(x, w13, w2, weights, ids)
+    if kernels.native is not None and kernels.native.fits_moe(x, w13, w2, ids):
+        return kernels.native.moe(x, w13, w2, weights, ids)
     t, k = ids.shape
     if t == 1:  # one token (decode at batch 1): its k experts directly, no sort or scatter
         out = torch.zeros_like(x)

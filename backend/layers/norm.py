@@ -3,7 +3,10 @@
 Float32 takes PyTorch's fused ``rms_norm`` (one op instead of six); other dtypes follow the
 references' roundings step by step (normalise in float32, cast, then scale). On CPU the
 native kernel does either in one pass (PyTorch's CPU ``rms_norm`` decomposes into five ops,
-~30 us a call at decode sizes)."""
+~30 us a call at decode sizes). ``add_rms_norm`` adds a sublayer's output to the residual
+stream and normalises the sum, one Triton pass for both on a GPU (the torch path is the
+kernel's reference). Each function takes the model's ``Kernels``; without, the reference.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codeagent.backend.kernels.dispatch import native_ops, triton_ops, use_native, use_triton
+from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
-    if use_triton(x):
-        return triton_ops().rms_norm(x, weight, eps)
-    if use_native(x) and native_ops().fits_rms_norm(x, weight):
-        return native_ops().rms_norm(x, weight, eps)
+def rms_norm(
+    x: torch.Tensor, weight: torch.Tensor | None, eps: float, kernels: Kernels = REFERENCE
+) -> torch.Tensor:
+    """x [..., D], weight [D] or None -> [..., D] in x's dtype."""
+    if kernels.triton is not None:
+        return kernels.triton.rms_norm(x, weight, eps)
+    if kernels.native is not None and kernels.native.fits_rms_norm(x, weight):
+        return kernels.native.rms_norm(x, weight, eps)
     if x.dtype == torch.float32 and (weight is None or weight.dtype == torch.float32):
         return F.rms_norm(x, (x.shape[-1],), weight, eps)  # one fused op; same math in float32
     dtype = x.dtype
@@ -28,11 +34,21 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.
     return h if weight is None else weight * h
 
 
+def add_rms_norm(
+    x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float, kernels: Kernels = REFERENCE
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """x, residual [T, D] -> (RMSNorm(residual + x), residual + x), the sum in x's dtype."""
+    if kernels.triton is not None:
+        return kernels.triton.add_rms_norm(x, residual, weight, eps)
+    summed = residual + x
+    return rms_norm(summed, weight, eps, kernels), summed
+
+
 class RMSNorm(nn.Module):
     def __init__(self, size: int, eps: float = 1e-6) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(size))
         self.eps = eps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return rms_norm(x, self.weight, self.eps)
+    def forward(self, x: torch.Tensor, kernels: Kernels = REFERENCE) -> torch.Tensor:
+        return rms_norm(x, self.weight, self.eps, kernels)

@@ -3,14 +3,14 @@
 cos/sin are computed per position on the fly from the inverse frequencies in float32,
 so any position (prefill or decode, any context length) costs the same and no table has
 to be sized in advance. The interleaved layout and YaRN used by DeepSeek-V4 live with
-that family.
+that family. Each function takes the model's ``Kernels``; without, the reference.
 """
 
 from __future__ import annotations
 
 import torch
 
-from codeagent.backend.kernels.dispatch import native_ops, triton_ops, use_native, use_triton
+from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
 from codeagent.backend.layers.norm import rms_norm
 
 
@@ -30,21 +30,29 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def apply_rotary(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kernels: Kernels = REFERENCE
+) -> torch.Tensor:
     """x [T, H, D]; cos, sin [T, D]. Computed in x's dtype after casting cos/sin, like the reference."""
-    if use_triton(x):
-        return triton_ops().apply_rotary(x, cos, sin)
+    if kernels.triton is not None:
+        return kernels.triton.apply_rotary(x, cos, sin)
     cos = cos[:, None, :].to(x.dtype)
     sin = sin[:, None, :].to(x.dtype)
     return x * cos + rotate_half(x) * sin
 
 
 def norm_then_rotary(
-    x: torch.Tensor, weight: torch.Tensor, eps: float, cos: torch.Tensor, sin: torch.Tensor
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    eps: float,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    kernels: Kernels = REFERENCE,
 ) -> torch.Tensor:
     """Per-head RMSNorm, then rotary: x [T, heads * D] (may be a column slice of a fused
     projection), weight [D] -> [T, heads, D], as Qwen3 treats q and k. On CPU one native call
     instead of the ~8 ops of the two references."""
-    if use_native(x) and native_ops().fits_norm_rope(x, weight):
-        return native_ops().norm_rope(x, weight, cos, sin, eps)
-    return apply_rotary(rms_norm(x.view(x.shape[0], -1, weight.shape[0]), weight, eps), cos, sin)
+    if kernels.native is not None and kernels.native.fits_norm_rope(x, weight):
+        return kernels.native.norm_rope(x, weight, cos, sin, eps)
+    heads = x.view(x.shape[0], -1, weight.shape[0])  # [T, heads, D]
+    return apply_rotary(rms_norm(heads, weight, eps, kernels), cos, sin, kernels)

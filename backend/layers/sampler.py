@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from codeagent.backend.kernels.dispatch import triton_ops, use_triton
+from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
 
 
 @dataclass(slots=True)
@@ -56,11 +56,14 @@ def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
 
 
 def sample(
-    logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None]
+    logits: torch.Tensor,
+    params: list[SamplingParams],
+    generators: list[torch.Generator | None],
+    kernels: Kernels = REFERENCE,
 ) -> list[int]:
     """logits [N, V] float32 -> one token id per row."""
-    if use_triton(logits):
-        return triton_ops().sample(logits, params, generators)
+    if kernels.triton is not None:
+        return kernels.triton.sample(logits, params, generators)
     out = []
     greedy = torch.argmax(logits, dim=-1).tolist() if any(p.temperature == 0 for p in params) else []
     for index, (row, p, generator) in enumerate(zip(logits, params, generators, strict=True)):

@@ -18,6 +18,11 @@ The engine's runner (``runner.py``), the only caller of ``forward`` in the engin
 passes the step's ``BlockTables`` (``cache/tables.py``): where each sequence's rows are in
 the pool, built once per step and handed down to every layer's paged attention. Called
 without it (standalone states), every layer reads its rows through the states themselves.
+
+``kernels`` is the model's choice of implementations (``kernels/dispatch.py``), made once
+when it is built (from ``CODEAGENT_KERNELS`` unless given) and replaceable as a whole. A
+forward bundles it with the sequences' sizes and the block tables in a ``Step`` that its
+layers read, so no layer looks anything up per call.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import torch
 
 from codeagent.backend.cache.paged import SeqBlocks, Stream
 from codeagent.backend.cache.tables import BlockTables
+from codeagent.backend.kernels.dispatch import Kernels
 
 
 @dataclass(slots=True)
@@ -40,8 +46,19 @@ class SeqSlice:
     num_tokens: int  # how many of the batch's tokens are this sequence's new tokens
 
 
+@dataclass(slots=True)
+class Step:
+    """What every layer of one forward reads besides its input, built once by the forward."""
+
+    kernels: Kernels
+    sizes: list[int]  # [N] new tokens per sequence
+    tables: BlockTables | None  # the runner's; None for standalone states
+
+
 class CausalLM(Protocol):
     config: Any  # the family's own config dataclass
+
+    kernels: Kernels  # chosen when the model is built
 
     block_multiple: int  # block sizes must be multiples of this
 

@@ -40,6 +40,7 @@ from torch import nn
 
 from codeagent.backend.cache.paged import SeqBlocks, Stream, growing_rows
 from codeagent.backend.cache.tables import BlockTables
+from codeagent.backend.kernels.dispatch import Kernels, choose
 from codeagent.backend.layers.linear import head_logits
 from codeagent.backend.models.base import SeqSlice, split
 from codeagent.backend.models.deepseek_v4_attention import (
@@ -79,9 +80,11 @@ class DeepseekV4ForCausalLM(nn.Module):
         dtype: torch.dtype = torch.float32,
         device: Any = "cpu",
         keep_quantized: bool | None = None,
+        kernels: Kernels | None = None,
     ) -> None:
         super().__init__()
         self.config = config
+        self.kernels = kernels if kernels is not None else choose(device)
         self.dtype, self.device = dtype, torch.device(device)
         # quantized routed experts stay packed (default: CODEAGENT_KEEP_QUANTIZED, on unless 0)
         self.keep_quantized = keep_quantized_default() if keep_quantized is None else keep_quantized
@@ -159,7 +162,7 @@ class DeepseekV4ForCausalLM(nn.Module):
         tables: BlockTables | None = None,
     ) -> torch.Tensor:
         """Each sequence's state reads its own rows (no layer attends through block tables)."""
-        c, w = self.config, self.w
+        c, w, k = self.config, self.w, self.kernels
         _check_batch(input_ids, positions, seqs)
         streams = w["embed.weight"][input_ids][:, None, :].repeat(1, c.hc_mult, 1)  # [T, n, D]
         rotations = {kind: rope_cos_sin(positions, *rope) for kind, rope in self.ropes.items()}
@@ -169,9 +172,9 @@ class DeepseekV4ForCausalLM(nn.Module):
             s.state.length += s.num_tokens
         last = torch.cumsum(torch.tensor([s.num_tokens for s in seqs], device=streams.device), 0) - 1
         h = head_collapse(
-            streams[last], w["hc_head_fn"], w["hc_head_base"], w["hc_head_scale"], c.hc_eps, c.rms_norm_eps
+            streams[last], w["hc_head_fn"], w["hc_head_base"], w["hc_head_scale"], c.hc_eps, c.rms_norm_eps, k
         )  # [N, D]
-        return head_logits(rms_norm(h, w["norm.weight"], c.rms_norm_eps), w["head.weight"]).float()
+        return head_logits(rms_norm(h, w["norm.weight"], c.rms_norm_eps, k), w["head.weight"], k).float()
 
     def _layer(
         self,
@@ -182,18 +185,18 @@ class DeepseekV4ForCausalLM(nn.Module):
         seqs: list[SeqSlice],
         rotations: dict[str, Rotation],
     ) -> torch.Tensor:
-        c, w, eps = self.config, self.layer_w[i], self.config.rms_norm_eps
+        c, w, eps, k = self.config, self.layer_w[i], self.config.rms_norm_eps, self.kernels
         iters, hc_eps = c.hc_sinkhorn_iters, c.hc_eps
         pre, post, comb = hc_weights(
-            streams, w["hc_attn_fn"], w["hc_attn_base"], w["hc_attn_scale"], iters, hc_eps, eps
+            streams, w["hc_attn_fn"], w["hc_attn_base"], w["hc_attn_scale"], iters, hc_eps, eps, k
         )
-        x = rms_norm(collapse(streams, pre), w["attn_norm.weight"], eps)  # [T, D]
+        x = rms_norm(collapse(streams, pre), w["attn_norm.weight"], eps, k)  # [T, D]
         streams = expand(self._attention(i, x, positions, seqs, rotations), streams, post, comb)
         pre, post, comb = hc_weights(
-            streams, w["hc_ffn_fn"], w["hc_ffn_base"], w["hc_ffn_scale"], iters, hc_eps, eps
+            streams, w["hc_ffn_fn"], w["hc_ffn_base"], w["hc_ffn_scale"], iters, hc_eps, eps, k
         )
-        x = rms_norm(collapse(streams, pre), w["ffn_norm.weight"], eps)
-        out = moe(x, input_ids, w, c.num_experts_per_tok, c.routed_scaling_factor, c.swiglu_limit)
+        x = rms_norm(collapse(streams, pre), w["ffn_norm.weight"], eps, k)
+        out = moe(x, input_ids, w, c.num_experts_per_tok, c.routed_scaling_factor, c.swiglu_limit, k)
         return expand(out, streams, post, comb)
 
     def _attention(
@@ -206,10 +209,11 @@ class DeepseekV4ForCausalLM(nn.Module):
     ) -> torch.Tensor:
         spec, w, c = self.attention[i], self.layer_w[i], self.config
         cos, sin = rotations["main" if spec.kind == SLIDING else "compress"]
-        q_residual, q, kv = project(x, w, c, cos, sin)
+        k = self.kernels
+        q_residual, q, kv = project(x, w, c, cos, sin, k)
         pieces = zip(seqs, *(split(t, seqs) for t in (x, q_residual, q, kv, positions)), strict=True)
-        out = torch.cat([sequence_attention(spec, s.state.layers[i], w, c, *rest) for s, *rest in pieces])
-        return output_projection(out, w, c, cos, sin)  # [T, D]
+        out = torch.cat([sequence_attention(spec, s.state.layers[i], w, c, *rest, k) for s, *rest in pieces])
+        return output_projection(out, w, c, cos, sin, k)  # [T, D]
 
 
 def _check_batch(input_ids: torch.Tensor, positions: torch.Tensor, seqs: list[SeqSlice]) -> None:

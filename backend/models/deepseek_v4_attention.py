@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from codeagent.backend.cache.paged import GrowingRows, Rows
-from codeagent.backend.kernels.dispatch import triton_ops, use_triton
+from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
 from codeagent.backend.models.deepseek_v4_compressor import (
     Compressor,
     CompressorState,
@@ -99,15 +99,20 @@ def layer_attention(
 
 
 def project(
-    x: torch.Tensor, w: Weights, c: DeepseekV4Config, cos: torch.Tensor, sin: torch.Tensor
+    x: torch.Tensor,
+    w: Weights,
+    c: DeepseekV4Config,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    kernels: Kernels = REFERENCE,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """x [T, hidden] -> q_residual [T, q_lora], q [T, H, D], kv [T, D], the last two rotated."""
-    t, eps = x.shape[0], c.rms_norm_eps
-    q_residual = rms_norm(F.linear(x, w["attn.wq_a.weight"]), w["attn.q_norm.weight"], eps)
+    t, eps, k = x.shape[0], c.rms_norm_eps, kernels
+    q_residual = rms_norm(F.linear(x, w["attn.wq_a.weight"]), w["attn.q_norm.weight"], eps, k)
     q = F.linear(q_residual, w["attn.wq_b.weight"]).view(t, c.num_attention_heads, c.head_dim)
-    q = apply_interleaved_rope(unweighted_rms_norm(q, eps), cos[:, None], sin[:, None])
-    kv = rms_norm(F.linear(x, w["attn.wkv.weight"]), w["attn.kv_norm.weight"], eps)
-    return q_residual, q, apply_interleaved_rope(kv, cos, sin)
+    q = apply_interleaved_rope(unweighted_rms_norm(q, eps, k), cos[:, None], sin[:, None], k)
+    kv = rms_norm(F.linear(x, w["attn.wkv.weight"]), w["attn.kv_norm.weight"], eps, k)
+    return q_residual, q, apply_interleaved_rope(kv, cos, sin, k)
 
 
 def sequence_attention(
@@ -120,13 +125,14 @@ def sequence_attention(
     q: torch.Tensor,
     kv: torch.Tensor,
     positions: torch.Tensor,
+    kernels: Kernels = REFERENCE,
 ) -> torch.Tensor:
     """One sequence's new tokens (x [T, hidden], q [T, H, D], kv [T, D]); updates state -> [T, H, D]."""
     keys, visible = window_keys(state, kv, positions, c.sliding_window)
     if spec.main is not None:
-        spec.main.update(state.compressor, x, w, spec.rope, c.rms_norm_eps)
+        spec.main.update(state.compressor, x, w, spec.rope, c.rms_norm_eps, kernels)
     if spec.indexer is not None:
-        spec.indexer.update(state.indexer, x, w, spec.rope, c.rms_norm_eps)
+        spec.indexer.update(state.indexer, x, w, spec.rope, c.rms_norm_eps, kernels)
     if state.compressor.count:
         entries = state.compressor.entries.read()
         if spec.kind == CSA:
@@ -140,11 +146,12 @@ def sequence_attention(
                 c.index_topk,
                 spec.rate,
                 spec.rope,
+                kernels,
             )
         else:
             chosen = visible_entries(positions, entries.shape[0], spec.rate)
         keys, visible = torch.cat((keys, entries)), torch.cat((visible, chosen), dim=1)
-    return attend(q, keys, visible, w["attn.attn_sink"], c.head_dim**-0.5)
+    return attend(q, keys, visible, w["attn.attn_sink"], c.head_dim**-0.5, kernels)
 
 
 def window_keys(
@@ -161,11 +168,16 @@ def window_keys(
 
 
 def attend(
-    q: torch.Tensor, keys: torch.Tensor, visible: torch.Tensor, sinks: torch.Tensor, scale: float
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    visible: torch.Tensor,
+    sinks: torch.Tensor,
+    scale: float,
+    kernels: Kernels = REFERENCE,
 ) -> torch.Tensor:
     """q [T, H, D]; keys (= values) [L, D]; visible [T, L]; sinks [H] -> [T, H, D], in float32 inside."""
-    if use_triton(q):
-        return triton_ops().masked_sink_attention(q, keys, visible, sinks, scale)
+    if kernels.triton is not None:
+        return kernels.triton.masked_sink_attention(q, keys, visible, sinks, scale)
     values = keys.float()
     logits = torch.einsum("thd,ld->htl", q.float(), values) * scale
     logits = logits.masked_fill(~visible[None], float("-inf"))
@@ -175,10 +187,15 @@ def attend(
 
 
 def output_projection(
-    out: torch.Tensor, w: Weights, c: DeepseekV4Config, cos: torch.Tensor, sin: torch.Tensor
+    out: torch.Tensor,
+    w: Weights,
+    c: DeepseekV4Config,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    kernels: Kernels = REFERENCE,
 ) -> torch.Tensor:
     """out [T, H, D] -> [T, hidden]: rotate back at the query position, then grouped low-rank."""
-    out = apply_interleaved_rope(out, cos[:, None], -sin[:, None])
+    out = apply_interleaved_rope(out, cos[:, None], -sin[:, None], kernels)
     grouped = out.reshape(out.shape[0], c.o_groups, -1)  # [T, G, H*D/G]
     wo_a = w["attn.wo_a.weight"].view(c.o_groups, c.o_lora_rank, -1)  # [G, R, H*D/G]
     low_rank = torch.einsum("tgi,gri->tgr", grouped, wo_a)  # [T, G, R]

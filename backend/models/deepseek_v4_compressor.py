@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from codeagent.backend.cache.paged import GrowingRows, Rows
-from codeagent.backend.kernels.dispatch import triton_ops, use_triton
+from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
 from codeagent.backend.models.deepseek_v4_rope import apply_interleaved_rope, rms_norm, rope_cos_sin
 
 Weights = dict[str, torch.Tensor]
@@ -80,6 +80,7 @@ class Compressor:
         w: Weights,
         rope: tuple[torch.Tensor, float],
         eps: float,
+        kernels: Kernels = REFERENCE,
     ) -> None:
         """Feed the new tokens x [T, hidden] of one sequence; close every window they complete."""
         kv = F.linear(x.float(), w[self.prefix + "wkv.weight"])  # [T, C]
@@ -99,10 +100,11 @@ class Compressor:
         if self.overlap:
             self._save_block_overlaps(state, kv, gate)
             kv, gate = self._with_previous_window(state, kv, gate)  # [n, 2 * rate, d]
-        entries = rms_norm(pool_windows(kv, gate).to(x.dtype), w[self.prefix + "norm.weight"], eps)
+        pooled = pool_windows(kv, gate, kernels).to(x.dtype)  # [n, d]
+        entries = rms_norm(pooled, w[self.prefix + "norm.weight"], eps, kernels)
         first = torch.arange(state.count, state.count + closed, device=x.device) * self.rate
         cos, sin = rope_cos_sin(first, *rope)
-        state.entries.append(apply_interleaved_rope(entries, cos, sin))
+        state.entries.append(apply_interleaved_rope(entries, cos, sin, kernels))
 
     def _save_block_overlaps(self, state: CompressorState, kv: torch.Tensor, gate: torch.Tensor) -> None:
         """For each closed window that ends a block, keep its first half-channels with the block."""
@@ -128,10 +130,10 @@ class Compressor:
         return torch.cat((prev_kv, kv[..., d:]), dim=1), torch.cat((prev_gate, gate[..., d:]), dim=1)
 
 
-def pool_windows(kv: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+def pool_windows(kv: torch.Tensor, gate: torch.Tensor, kernels: Kernels = REFERENCE) -> torch.Tensor:
     """kv, gate [n, slots, d] float32 -> [n, d]: the gate-softmax-weighted sum over slots."""
-    if use_triton(kv):
-        return triton_ops().pool_windows(kv, gate)
+    if kernels.triton is not None:
+        return kernels.triton.pool_windows(kv, gate)
     return (kv * gate.softmax(dim=1)).sum(dim=1)
 
 
@@ -165,13 +167,14 @@ def indexer_selection(
     topk: int,
     rate: int,
     rope: tuple[torch.Tensor, float],
+    kernels: Kernels = REFERENCE,
 ) -> torch.Tensor:
     """x [T, hidden], q_residual [T, q_lora], keys [N, ID] -> [T, N] bool: entries the query attends."""
     q = F.linear(q_residual, w["attn.indexer.wq_b.weight"]).view(x.shape[0], heads, -1)  # [T, IH, ID]
     cos, sin = rope_cos_sin(positions, *rope)
-    q = apply_interleaved_rope(q, cos[:, None], sin[:, None])
+    q = apply_interleaved_rope(q, cos[:, None], sin[:, None], kernels)
     head_weights = F.linear(x, w["attn.indexer.weights_proj.weight"])  # [T, IH]
-    if use_triton(q):
-        return triton_ops().indexer_selection(q, keys, head_weights, positions, topk, rate)
+    if kernels.triton is not None:
+        return kernels.triton.indexer_selection(q, keys, head_weights, positions, topk, rate)
     score = indexer_scores(q, keys, head_weights)
     return top_k_visible(score, visible_entries(positions, keys.shape[0], rate), topk)

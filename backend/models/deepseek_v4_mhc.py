@@ -19,13 +19,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from codeagent.backend.kernels.dispatch import triton_ops, use_triton
+from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
 from codeagent.backend.models.deepseek_v4_rope import unweighted_rms_norm
 
 
-def mixing_logits(streams: torch.Tensor, fn: torch.Tensor, eps: float) -> torch.Tensor:
+def mixing_logits(
+    streams: torch.Tensor, fn: torch.Tensor, eps: float, kernels: Kernels = REFERENCE
+) -> torch.Tensor:
     """streams [T, n, D] -> [T, rows of fn] float32."""
-    return F.linear(unweighted_rms_norm(streams.flatten(1).float(), eps), fn)
+    return F.linear(unweighted_rms_norm(streams.flatten(1).float(), eps, kernels), fn)
 
 
 def sinkhorn(logits: torch.Tensor, iters: int, eps: float) -> torch.Tensor:
@@ -46,12 +48,14 @@ def hc_weights(
     iters: int,
     hc_eps: float,
     norm_eps: float,
+    kernels: Kernels = REFERENCE,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """streams [T, n, D] -> pre [T, n], post [T, n], comb [T, n, n] (float32)."""
     n = streams.shape[1]
-    if use_triton(streams) and n & (n - 1) == 0:
-        return triton_ops().hc_weights(mixing_logits(streams, fn, norm_eps), scale, base, n, iters, hc_eps)
-    pre, post, comb = mixing_logits(streams, fn, norm_eps).split([n, n, n * n], dim=-1)
+    logits = mixing_logits(streams, fn, norm_eps, kernels)
+    if kernels.triton is not None and n & (n - 1) == 0:
+        return kernels.triton.hc_weights(logits, scale, base, n, iters, hc_eps)
+    pre, post, comb = logits.split([n, n, n * n], dim=-1)
     pre_b, post_b, comb_b = base.split([n, n, n * n])
     pre = torch.sigmoid(pre * scale[0] + pre_b) + hc_eps
     post = 2 * torch.sigmoid(post * scale[1] + post_b)
@@ -77,7 +81,8 @@ def head_collapse(
     scale: torch.Tensor,
     hc_eps: float,
     norm_eps: float,
+    kernels: Kernels = REFERENCE,
 ) -> torch.Tensor:
     """The final collapse of streams [N, n, D] -> [N, D], pre weights only."""
-    pre = torch.sigmoid(mixing_logits(streams, fn, norm_eps) * scale + base) + hc_eps
+    pre = torch.sigmoid(mixing_logits(streams, fn, norm_eps, kernels) * scale + base) + hc_eps
     return collapse(streams, pre)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from codeagent.backend.kernels.dispatch import triton_ops, use_triton
+from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
 from codeagent.backend.quant import PackedExperts
 
 Experts = torch.Tensor | PackedExperts
@@ -36,10 +36,11 @@ def route(
     hashed: torch.Tensor | None,
     k: int,
     scale: float,
+    kernels: Kernels = REFERENCE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """x [T, D]; gate [E, D]; bias [E] or hashed (tid2eid rows of the tokens) [T, k] -> weights, ids [T, k]."""
-    if use_triton(x):
-        return triton_ops().sqrt_softplus_route(F.linear(x.float(), gate.float()), bias, hashed, k, scale)
+    if kernels.triton is not None:
+        return kernels.triton.sqrt_softplus_route(F.linear(x.float(), gate.float()), bias, hashed, k, scale)
     scores = F.softplus(F.linear(x.float(), gate.float())).sqrt()  # [T, E]
     ids = hashed if hashed is not None else torch.topk(scores + bias.float(), k, dim=-1).indices
     weights = scores.gather(1, ids)
@@ -72,10 +73,11 @@ def routed_experts(
     weights: torch.Tensor,
     ids: torch.Tensor,
     limit: float,
+    kernels: Kernels = REFERENCE,
 ) -> torch.Tensor:
     """x [T, D]; w13 [E, 2I, D]; w2 [E, D, I] (dense or packed); weights, ids [T, k] -> [T, D] float32."""
-    if use_triton(x):
-        return triton_ops().fused_moe(
+    if kernels.triton is not None:
+        return kernels.triton.fused_moe(
             x, w13, w2, weights, ids, clamped=True, limit=limit, out_dtype=torch.float32
         )
     out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
@@ -94,12 +96,18 @@ def _expert_weights(w: Experts, e: int, dtype: torch.dtype) -> torch.Tensor:
 
 
 def moe(
-    x: torch.Tensor, input_ids: torch.Tensor, w: dict[str, torch.Tensor], k: int, scale: float, limit: float
-):
+    x: torch.Tensor,
+    input_ids: torch.Tensor,
+    w: dict[str, torch.Tensor],
+    k: int,
+    scale: float,
+    limit: float,
+    kernels: Kernels = REFERENCE,
+) -> torch.Tensor:
     """One layer's MoE over x [T, D] (weights keyed ``ffn.*`` of that layer) -> [T, D]."""
     hashed = w["ffn.gate.tid2eid"][input_ids] if "ffn.gate.tid2eid" in w else None
-    weights, ids = route(x, w["ffn.gate.weight"], w.get("ffn.gate.bias"), hashed, k, scale)
-    out = routed_experts(x, w["ffn.w13"], w["ffn.w2"], weights, ids, limit)
+    weights, ids = route(x, w["ffn.gate.weight"], w.get("ffn.gate.bias"), hashed, k, scale, kernels)
+    out = routed_experts(x, w["ffn.w13"], w["ffn.w2"], weights, ids, limit, kernels)
     p = "ffn.shared_experts."
     out += expert(x, w[p + "w1.weight"], w[p + "w3.weight"], w[p + "w2.weight"], None, limit)
     return out.to(x.dtype)

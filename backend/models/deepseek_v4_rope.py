@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from codeagent.backend.kernels.dispatch import triton_ops, use_triton
+from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
 from codeagent.backend.models.deepseek_v4_config import RopeSpec
 
 
@@ -53,12 +53,14 @@ def rope_cos_sin(
     return cos, sin
 
 
-def apply_interleaved_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def apply_interleaved_rope(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kernels: Kernels = REFERENCE
+) -> torch.Tensor:
     """Rotate the last r channels of x [..., D] pairwise; cos, sin broadcast to [..., r].
 
     Pass ``-sin`` to rotate back (the attention output's conjugate rotation)."""
-    if use_triton(x) and x.dim() in (2, 3) and cos.shape[0] == x.shape[0]:
-        return triton_ops().apply_interleaved_rope(x, cos, sin)
+    if kernels.triton is not None and x.dim() in (2, 3) and cos.shape[0] == x.shape[0]:
+        return kernels.triton.apply_interleaved_rope(x, cos, sin)
     r = cos.shape[-1]
     nope, rope = x[..., :-r], x[..., -r:].float()
     pairs = rope.unflatten(-1, (-1, 2))  # [..., r/2, 2]
@@ -66,15 +68,15 @@ def apply_interleaved_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     return torch.cat((nope, (rope * cos + swapped * sin).to(x.dtype)), dim=-1)
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    if use_triton(x):
-        return triton_ops().rms_norm_weight_first(x, weight, eps)
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, kernels: Kernels = REFERENCE) -> torch.Tensor:
+    if kernels.triton is not None:
+        return kernels.triton.rms_norm_weight_first(x, weight, eps)
     h = x.float()
     h = h * torch.rsqrt(h.square().mean(-1, keepdim=True) + eps)
     return (weight.float() * h).to(x.dtype)
 
 
-def unweighted_rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
-    if use_triton(x):
-        return triton_ops().unweighted_rms_norm(x, eps)
+def unweighted_rms_norm(x: torch.Tensor, eps: float, kernels: Kernels = REFERENCE) -> torch.Tensor:
+    if kernels.triton is not None:
+        return kernels.triton.unweighted_rms_norm(x, eps)
     return x * torch.rsqrt(x.float().square().mean(-1, keepdim=True) + eps).to(x.dtype)

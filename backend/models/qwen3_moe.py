@@ -3,12 +3,14 @@
 Per layer: RMSNorm -> GQA attention with per-head RMSNorm on q and k before rotary ->
 residual -> RMSNorm -> sparse MoE (softmax top-k, optional renormalisation) or, for
 layers listed in ``mlp_only_layers`` / off the ``decoder_sparse_step``, a dense SiLU MLP ->
-residual. Weights are kept fused for kernels: ``qkv`` [(H + 2·KVH)·D, hidden], experts
+residual (the add fused with the next norm where a kernel does both). Weights are kept fused
+for kernels: ``qkv`` [(H + 2·KVH)·D, hidden], experts
 ``w13`` [E, 2I, hidden] and ``w2`` [E, hidden, I]; ``load_weights`` takes the per-matrix and
 per-expert names of released checkpoints (``model.layers.N.mlp.experts.E.gate_proj.weight``)
 and copies each into its slice, so loading never holds a second copy of a layer. The hot
 path calls submodules' ``forward`` directly: no hooks are used, and ``nn.Module.__call__``
-costs a few microseconds a call, about 4% of a decode step on CPU.
+costs a few microseconds a call, about 4% of a decode step on CPU. The kernels are chosen
+when the model is built (``kernels``) and reach every layer through the forward's ``Step``.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from torch import nn
 
 from codeagent.backend.cache.paged import SeqBlocks, Stream, growing_rows
 from codeagent.backend.cache.tables import BlockTables
+from codeagent.backend.kernels.dispatch import Kernels, choose
 from codeagent.backend.layers.attention import KVCache, attend
 from codeagent.backend.layers.linear import Linear, empty_param, head_logits
 from codeagent.backend.layers.moe import experts_forward, silu_and_mul, softmax_topk
-from codeagent.backend.layers.norm import RMSNorm, rms_norm
+from codeagent.backend.layers.norm import RMSNorm, add_rms_norm, rms_norm
 from codeagent.backend.layers.rotary import cos_sin, inverse_frequencies, norm_then_rotary
-from codeagent.backend.models.base import SeqSlice
+from codeagent.backend.models.base import SeqSlice, Step
 from codeagent.backend.quant import dequantizing
 
 
@@ -103,18 +106,17 @@ class Attention(nn.Module):
         cos: torch.Tensor,
         sin: torch.Tensor,
         caches: list[KVCache],
-        sizes: list[int],
-        tables: BlockTables | None,
+        step: Step,
     ) -> torch.Tensor:
-        t = x.shape[0]
-        q, k, v = self.qkv.forward(x).split(
+        t, kernels = x.shape[0], step.kernels
+        q, k, v = self.qkv.forward(x, kernels).split(
             [self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim], dim=-1
         )
-        q = norm_then_rotary(q, self.q_norm.weight, self.q_norm.eps, cos, sin)  # [T, H, D]
-        k = norm_then_rotary(k, self.k_norm.weight, self.k_norm.eps, cos, sin)  # [T, KVH, D]
+        q = norm_then_rotary(q, self.q_norm.weight, self.q_norm.eps, cos, sin, kernels)  # [T, H, D]
+        k = norm_then_rotary(k, self.k_norm.weight, self.k_norm.eps, cos, sin, kernels)  # [T, KVH, D]
         v = v.view(t, self.kv_heads, self.head_dim)
-        out = attend(q, k, v, caches, sizes, self.scale, tables)  # [T, H, D]
-        return self.o.forward(out.reshape(t, -1))
+        out = attend(q, k, v, caches, step.sizes, self.scale, step.tables, kernels)  # [T, H, D]
+        return self.o.forward(out.reshape(t, -1), kernels)
 
 
 class SparseMoe(nn.Module):
@@ -129,9 +131,10 @@ class SparseMoe(nn.Module):
             c.num_experts, c.hidden_size, c.moe_intermediate_size, dtype=dtype, device=device
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights, ids = softmax_topk(self.gate.forward(x), self.top_k, self.normalize)  # [T, k]
-        return experts_forward(x, self.w13, self.w2, weights, ids)
+    def forward(self, x: torch.Tensor, kernels: Kernels) -> torch.Tensor:
+        logits = self.gate.forward(x, kernels)  # [T, E]
+        weights, ids = softmax_topk(logits, self.top_k, self.normalize, kernels)  # [T, k]
+        return experts_forward(x, self.w13, self.w2, weights, ids, kernels)
 
 
 class DenseMlp(nn.Module):
@@ -140,8 +143,8 @@ class DenseMlp(nn.Module):
         self.w13 = Linear(c.hidden_size, 2 * c.intermediate_size, dtype, device)
         self.w2 = Linear(c.intermediate_size, c.hidden_size, dtype, device)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2.forward(silu_and_mul(self.w13.forward(x)))
+    def forward(self, x: torch.Tensor, kernels: Kernels) -> torch.Tensor:
+        return self.w2.forward(silu_and_mul(self.w13.forward(x, kernels)), kernels)
 
 
 class DecoderLayer(nn.Module):
@@ -160,21 +163,27 @@ class DecoderLayer(nn.Module):
         cos: torch.Tensor,
         sin: torch.Tensor,
         caches: list[KVCache],
-        sizes: list[int],
-        tables: BlockTables | None,
+        step: Step,
     ) -> torch.Tensor:
-        x = x + self.attn.forward(self.input_norm.forward(x), cos, sin, caches, sizes, tables)
-        return x + self.mlp.forward(self.post_norm.forward(x))
+        kernels = step.kernels
+        out = self.attn.forward(self.input_norm.forward(x, kernels), cos, sin, caches, step)
+        h, x = add_rms_norm(out, x, self.post_norm.weight, self.post_norm.eps, kernels)  # [T, hidden] each
+        return x + self.mlp.forward(h, kernels)
 
 
 class Qwen3MoeForCausalLM(nn.Module):
     config_class = Qwen3MoeConfig
 
     def __init__(
-        self, config: Qwen3MoeConfig, dtype: torch.dtype = torch.float32, device: Any = "cpu"
+        self,
+        config: Qwen3MoeConfig,
+        dtype: torch.dtype = torch.float32,
+        device: Any = "cpu",
+        kernels: Kernels | None = None,
     ) -> None:
         super().__init__()
         self.config = config
+        self.kernels = kernels if kernels is not None else choose(device)
         self.embed = empty_param(config.vocab_size, config.hidden_size, dtype=dtype, device=device)
         self.layers = nn.ModuleList(
             DecoderLayer(config, i, dtype, device) for i in range(config.num_hidden_layers)
@@ -208,15 +217,15 @@ class Qwen3MoeForCausalLM(nn.Module):
         seqs: list[SeqSlice],
         tables: BlockTables | None = None,
     ) -> torch.Tensor:
-        sizes = [s.num_tokens for s in seqs]
+        step = Step(self.kernels, [s.num_tokens for s in seqs], tables)
         x = self.embed[input_ids]  # [T, hidden]
         cos, sin = cos_sin(positions, self.inv_freq)  # [T, D]
         for index, layer in enumerate(self.layers):
             caches = [s.state[index] for s in seqs]
-            x = layer.forward(x, cos, sin, caches, sizes, tables)  # type: ignore[operator]
-        last = torch.cumsum(torch.tensor(sizes, device=x.device), 0) - 1
-        h = rms_norm(x[last], self.norm.weight, self.norm.eps)  # [N, hidden]
-        return head_logits(h, self.lm_head.weight).float()
+            x = layer.forward(x, cos, sin, caches, step)  # type: ignore[operator]
+        last = torch.cumsum(torch.tensor(step.sizes, device=x.device), 0) - 1
+        h = rms_norm(x[last], self.norm.weight, self.norm.eps, self.kernels)  # [N, hidden]
+        return head_logits(h, self.lm_head.weight, self.kernels).float()
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Copy each tensor into its (slice of a) parameter; every parameter must end up filled."""

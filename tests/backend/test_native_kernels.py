@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from codeagent.backend.cache.paged import KVPool, SeqBlocks, Stream
 from codeagent.backend.cache.tables import BlockTables
-from codeagent.backend.kernels import native
+from codeagent.backend.kernels import dispatch, native
 from codeagent.backend.layers import attention, moe, norm
 from codeagent.backend.layers.attention import KVCache
 
@@ -183,8 +183,8 @@ def test_decode_attention_over_several_chunks_merges_them(reference, dtype):
         assert torch.equal(alone[0], got[index])  # the batch does not change a sequence's bits
 
 
-def test_attend_takes_the_native_path_for_a_paged_decode_batch_and_the_loop_otherwise(monkeypatch):
-    monkeypatch.setenv("CODEAGENT_KERNELS", "native")
+def test_attend_takes_the_native_path_for_a_paged_decode_batch_and_the_loop_otherwise():
+    kernels = dispatch.choose("cpu", "native")
     dim, kv_heads, heads, block = 16, 2, 4, 4
     pool = KVPool(
         [Stream("k", 1, (kv_heads, dim), torch.float32), Stream("v", 1, (kv_heads, dim), torch.float32)],
@@ -204,24 +204,22 @@ def test_attend_takes_the_native_path_for_a_paged_decode_batch_and_the_loop_othe
     )
     before = native.calls["decode_attention"]
     tables = BlockTables(block, [s.table for s in seqs], [len(c) for c in caches], [1, 1])
-    out = attention.attend(q, k, v, caches, [1, 1], dim**-0.5, tables)
+    out = attention.attend(q, k, v, caches, [1, 1], dim**-0.5, tables, kernels)
     assert native.calls["decode_attention"] == before + 1
     assert [len(c) for c in caches] == [4, 4]
-    monkeypatch.setenv("CODEAGENT_KERNELS", "torch")
-    for index, cache in enumerate(caches):
+    for index, cache in enumerate(caches):  # the reference: no kernels given
         want = attention.causal_attention(q[index : index + 1], cache.k.read(), cache.v.read(), dim**-0.5)
         torch.testing.assert_close(out[index : index + 1], want, atol=1e-5, rtol=1e-5)
-    monkeypatch.setenv("CODEAGENT_KERNELS", "native")
     prefill = randn(3, heads, dim, dtype=torch.float32, seed=40)  # a chunk of 3 is not a decode batch
     tables = BlockTables(block, [seqs[0].table], [len(caches[0])], [3])
     attention.attend(
-        prefill, k[:1].repeat(3, 1, 1), v[:1].repeat(3, 1, 1), caches[:1], [3], dim**-0.5, tables
+        prefill, k[:1].repeat(3, 1, 1), v[:1].repeat(3, 1, 1), caches[:1], [3], dim**-0.5, tables, kernels
     )
     assert native.calls["decode_attention"] == before + 1
     assert len(caches[0]) == 7
 
 
-def test_the_engine_decodes_through_the_native_kernels(qwen3_moe_dir, monkeypatch):
+def test_the_engine_decodes_through_the_native_kernels(qwen3_moe_dir):
     from codeagent.backend.engine import Engine, Request
     from codeagent.backend.layers.sampler import SamplingParams
     from codeagent.backend.loader import load_model
@@ -231,7 +229,7 @@ def test_the_engine_decodes_through_the_native_kernels(qwen3_moe_dir, monkeypatc
     params = SamplingParams(max_tokens=10)
 
     def run(mode: str) -> list[list[int]]:
-        monkeypatch.setenv("CODEAGENT_KERNELS", mode)
+        model.kernels = dispatch.choose("cpu", mode)
         engine = Engine(model, set())
         return [r.token_ids for r in engine.generate([Request(p, params) for p in prompts])]
 
@@ -247,11 +245,11 @@ def test_without_a_compiler_the_layers_say_why_and_run_the_references(tmp_path):
         "from codeagent.backend.kernels import dispatch\n"
         "x = torch.zeros(1, 16)\n"
         "print(dispatch.native_problem())\n"
-        "print(dispatch.use_native(x))\n"
+        "print(dispatch.choose('cpu').native is not None)\n"
         "print(dispatch.kernels_in_use())\n"
         "import os; os.environ['CODEAGENT_KERNELS'] = 'native'\n"
         "try:\n"
-        "    dispatch.use_native(x)\n"
+        "    dispatch.choose(x.device)\n"
         "except dispatch.KernelUnavailable as err:\n"
         "    print('refused:', err)\n"
     )

@@ -2,8 +2,9 @@
 
 The interpreter must be chosen before any kernel module is imported (Triton decides at
 decoration time), hence the environment is set here, at collection. References are the
-layers' torch functions, so ``CODEAGENT_KERNELS=torch`` is forced while a test runs and
-kernels are called directly.
+layers' torch functions (what a layer runs when given no kernels); ``CODEAGENT_KERNELS=torch``
+is set while a test runs, so a model a test builds runs the references unless the test
+chooses its kernels, and kernels are called directly.
 """
 
 from __future__ import annotations

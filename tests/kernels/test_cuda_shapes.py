@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from codeagent.backend.kernels import fused_moe, indexer, paged_attention, sampling, sink_attention
+from codeagent.backend.layers.attention import paged_attention_ref
 from codeagent.backend.layers.moe import experts_forward
 from codeagent.backend.layers.sampler import SamplingParams, filter_logits
 from codeagent.backend.models.deepseek_v4_attention import attend
@@ -58,7 +59,7 @@ def test_paged_attention_at_4k(sizes):
     q = torch.randn(sum(sizes), 32, 128, device=CUDA, dtype=torch.bfloat16)
     got = paged_attention.attend(q, k_pool, v_pool, batch, 128**-0.5)
     torch.testing.assert_close(
-        got, paged_attention.attend_ref(q, k_pool, v_pool, batch, 128**-0.5), atol=2e-2, rtol=2e-2
+        got, paged_attention_ref(q, k_pool, v_pool, batch, 128**-0.5), atol=2e-2, rtol=2e-2
     )
 
 

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from codeagent.backend.engine import CacheConfig, Engine, Request
+from codeagent.backend.kernels.dispatch import choose
 from codeagent.backend.layers.sampler import SamplingParams
 from codeagent.backend.loader import load_model
 from codeagent.backend.models.base import SeqSlice
@@ -91,14 +92,14 @@ def test_generate_deepseek_v4_with_triton_kernels(tmp_path):
     assert generate(tmp_path, prompt, 8) == want
 
 
-def test_deepseek_v4_tied_indexer_scores_choose_like_the_torch_path(tmp_path, monkeypatch):
+def test_deepseek_v4_tied_indexer_scores_choose_like_the_torch_path(tmp_path):
     """Two indexer heads: exact ties in the top-k are common; prefill then decode, logits at each step."""
     v4_tests.reference_model(index_n_heads=2).save_pretrained(tmp_path)
     model = load_model(tmp_path).model
     ids = v4_tests.prompt(30, seed=5)
 
     def logits(mode: str) -> torch.Tensor:
-        monkeypatch.setenv("CODEAGENT_KERNELS", mode)
+        model.kernels = choose(model.device, mode)
         state = model.new_state()
         steps = [model(torch.tensor(ids[:22]), torch.arange(22), [SeqSlice(state, 22)])]
         for p in range(22, len(ids)):
@@ -126,6 +127,6 @@ def test_deepseek_v4_release_experts_stay_packed_for_the_kernels(tmp_path, monke
     ids = v4_tests.prompt(24)
     want = v4_tests.step(dense, [dense.new_state()], [ids])
     tokens = v4_tests.greedy(dense, [ids], 4)
-    monkeypatch.setenv("CODEAGENT_KERNELS", "triton")
+    kept.kernels = choose(kept.device, "triton")
     torch.testing.assert_close(v4_tests.step(kept, [kept.new_state()], [ids]), want, atol=1e-4, rtol=1e-4)
     assert v4_tests.greedy(kept, [ids], 4) == tokens

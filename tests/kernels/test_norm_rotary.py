@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from codeagent.backend.kernels import norm, rotary
+from codeagent.backend.layers.norm import add_rms_norm
 from codeagent.backend.layers.norm import rms_norm as qwen_rms_norm
 from codeagent.backend.layers.rotary import apply_rotary, cos_sin, inverse_frequencies
 from codeagent.backend.models import deepseek_v4_rope as v4
@@ -35,7 +36,7 @@ def test_rms_norm_reads_a_strided_view(randn):
 def test_rms_norm_with_residual_add(randn):
     x, r, w = randn(6, 80), randn(6, 80, seed=1), randn(80, seed=2)
     normed, summed = norm.rms_norm(x, w, 1e-6, residual=r)
-    want_normed, want_summed = norm.rms_norm_residual_ref(x, r, w, 1e-6)
+    want_normed, want_summed = add_rms_norm(x, r, w, 1e-6)  # the layer's reference
     torch.testing.assert_close(summed, want_summed, atol=0, rtol=0)
     torch.testing.assert_close(normed, want_normed, atol=1e-6, rtol=1e-6)
 

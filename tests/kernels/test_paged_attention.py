@@ -8,7 +8,7 @@ import torch
 from codeagent.backend.cache.paged import KVPool, SeqBlocks, Stream
 from codeagent.backend.cache.tables import BlockTables
 from codeagent.backend.kernels import paged_attention as pa
-from codeagent.backend.layers.attention import KVCache, causal_attention
+from codeagent.backend.layers.attention import KVCache, causal_attention, paged_attention_ref
 
 
 def _pool(randn, blocks: int, block_size: int, kv_heads: int, dim: int, dtype=torch.float32):
@@ -45,7 +45,7 @@ def test_paged_attention_matches_gathered_reference(
     k_pool, v_pool = _pool(randn, blocks, block_size, kv_heads, dim)
     batch = pa.build_batch(_tables(total, block_size, blocks), cached, sizes, block_size, device)
     q = randn(sum(sizes), heads, dim, seed=3)
-    want = pa.attend_ref(q, k_pool, v_pool, batch, dim**-0.5)
+    want = paged_attention_ref(q, k_pool, v_pool, batch, dim**-0.5)
     torch.testing.assert_close(pa.attend(q, k_pool, v_pool, batch, dim**-0.5), want, atol=1e-5, rtol=1e-5)
 
 
@@ -58,7 +58,7 @@ def test_decode_splits_over_the_context_then_reduces(randn, device, splits):
     batch = pa.build_batch(_tables(total, block_size, blocks), cached, [1, 1, 1], block_size, device)
     q = randn(3, 4, 16, seed=4)
     got = pa.attend(q, k_pool, v_pool, batch, 0.25, num_splits=splits)
-    torch.testing.assert_close(got, pa.attend_ref(q, k_pool, v_pool, batch, 0.25), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got, paged_attention_ref(q, k_pool, v_pool, batch, 0.25), atol=1e-5, rtol=1e-5)
 
 
 def test_bfloat16_within_rounding(randn, device):
@@ -68,7 +68,7 @@ def test_bfloat16_within_rounding(randn, device):
     batch = pa.build_batch(_tables(total, block_size, 6), cached, sizes, block_size, device)
     q = randn(6, 4, 16, dtype=torch.bfloat16, seed=5)
     got = pa.attend(q, k_pool, v_pool, batch, 0.25)
-    torch.testing.assert_close(got, pa.attend_ref(q, k_pool, v_pool, batch, 0.25), atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(got, paged_attention_ref(q, k_pool, v_pool, batch, 0.25), atol=2e-2, rtol=2e-2)
 
 
 def test_a_row_past_the_blocks_is_refused(device):
