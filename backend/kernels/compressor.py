@@ -3,7 +3,7 @@
 ``pool_windows(kv, gate)`` with kv, gate [n, slots, d] float32 -> [n, d]: for each entry and
 channel, softmax over the slots of the gate (slot biases already added; -inf marks a
 slot with no token, the first CSA window's missing predecessor), then the weighted sum
-of the values, as ``deepseek_v4_compressor.pool_windows``. One program per (entry,
+of the values, as ``models/deepseek_v4/compressor.pool_windows``. One program per (entry,
 BLOCK_D channels), all slots (<= 256: 2 x 128 for the released rates) in one tile.
 The RMSNorm and rotary that follow have their own kernels.
 """

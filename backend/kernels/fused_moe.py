@@ -11,7 +11,7 @@ Two numerics, matching the two references:
 - Qwen3 (``layers/moe.experts_forward``): SiLU-gated, the routing weight applied after
   the down projection in the activation dtype, the k outputs summed in float32 and
   rounded once (as torch's ``sum`` over k does);
-- DeepSeek-V4 (``deepseek_v4_moe.routed_experts``): clamped SwiGLU and the weight in
+- DeepSeek-V4 (``models/deepseek_v4/moe.routed_experts``): clamped SwiGLU and the weight in
   float32 before the down projection, the sum in float32 (``clamped=True``).
 
 Expert weights may be quantized (``QuantizedExperts``: FP8 e4m3 with 128x128 block

@@ -99,5 +99,5 @@ def selection(
     k: int,
     rate: int,
 ) -> torch.Tensor:
-    """The indexer's choice [T, N] bool (``deepseek_v4_compressor.top_k_visible`` of its scores)."""
+    """The indexer's choice [T, N] bool (``models/deepseek_v4/indexer.top_k_visible`` of its scores)."""
     return select(scores(q, keys, head_weights, positions.to(torch.int32), rate)[1], k)

@@ -1,6 +1,6 @@
 """DeepSeek-V4's hyper-connection weights from their mixing logits, Sinkhorn included (Triton).
 
-After the one matmul of ``deepseek_v4_mhc.mixing_logits`` ([T, (2 + n) * n] float32),
+After the one matmul of ``models/deepseek_v4/mhc.mixing_logits`` ([T, (2 + n) * n] float32),
 ``hc_weights`` needs pre = sigmoid(a * s0 + b) + eps, post = 2 sigmoid(a * s1 + b) and
 comb = Sinkhorn(softmax_row(a * s2 + b) + eps): columns normalised once, then (iters - 1)
 rounds of rows then columns, each dividing by (sum + eps). In torch that is ~4 + 2 *

@@ -7,7 +7,7 @@ One program per token over all E experts (E <= 1024 in one block):
   logits' dtype, as ``layers/moe.py`` returns them.
 - ``sqrt_softplus_route`` (DeepSeek-V4): s = sqrt(softplus(logits)) with logits float32;
   choose the top-k of s + bias, or take the given hash-table ids (``tid2eid[token]``);
-  weights = chosen s / (their sum + 1e-20) x scale, float32, as ``deepseek_v4_moe.route``.
+  weights = chosen s / (their sum + 1e-20) x scale, float32, as ``models/deepseek_v4/moe.route``.
 
 Top-k is k rounds of argmax-and-mask (k <= 16 in practice), in descending order like
 ``torch.topk``. softplus follows torch (identity above 20) with an accurate log1p.

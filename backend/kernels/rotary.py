@@ -6,7 +6,7 @@ references take. The rotated channels are ``[start, start + R)``, the others pas
 
 - rotate-half (Qwen3 / GPT-NeoX, ``layers/rotary.py``): pairs (i, i + R/2), start 0;
   ``partial`` rotary dims leave the tail untouched;
-- interleaved (DeepSeek-V4, ``deepseek_v4_rope``): pairs (2i, 2i + 1) in the last R
+- interleaved (DeepSeek-V4, ``models/deepseek_v4/rope``): pairs (2i, 2i + 1) in the last R
   channels (start D - R). Pass ``-sin`` to rotate back.
 
 Each program rotates a tile of (token, head) rows; math in float32 (cos/sin are float32; the rotate-half

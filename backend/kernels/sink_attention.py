@@ -9,7 +9,7 @@ visibility mask [T, L] into such lists (entries in index order).
 One program per (query token, BLOCK_H heads): the heads share the token's entries, so
 each key tile [BLOCK_N, D] is loaded once and used for both the scores and the values
 (MQA with K = V). Online softmax in float32; the sink logit joins the normaliser at the
-end and carries no value, as ``deepseek_v4_attention.attend`` does. Limits: D <= 1024
+end and carries no value, as ``models/deepseek_v4/attention.attend`` does. Limits: D <= 1024
 in one tile; with bf16 the probabilities are rounded to bf16 for the value product (the
 reference keeps them in float32).
 """

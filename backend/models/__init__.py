@@ -1,1 +1,2 @@
-"""Model architectures, one file per family, and the registry keyed by ``architectures``."""
+"""Model architectures, one module or subpackage per family (``qwen3_moe``, ``deepseek_v4/``), the
+contract they meet (``base``) and the registry keyed by ``architectures``."""

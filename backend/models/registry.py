@@ -11,7 +11,7 @@ from typing import Any
 
 ARCHITECTURES: dict[str, str] = {
     "Qwen3MoeForCausalLM": "codeagent.backend.models.qwen3_moe:Qwen3MoeForCausalLM",
-    "DeepseekV4ForCausalLM": "codeagent.backend.models.deepseek_v4:DeepseekV4ForCausalLM",
+    "DeepseekV4ForCausalLM": "codeagent.backend.models.deepseek_v4.model:DeepseekV4ForCausalLM",
 }
 
 

@@ -4,7 +4,7 @@ The oracle is the reference's full forward recomputed at every step (no cache). 
 random models (every attention type, hash-routed layers, YaRN, perturbed constants) are
 built with transformers, saved with ``save_pretrained`` and fed to our ``load_weights``.
 The main model has 16 indexer heads so that exactly tied indexer scores (see
-``deepseek_v4_attention``) never decide a comparison; a 2-head model, where ties are
+``models/deepseek_v4/attention.py``) never decide a comparison; a 2-head model, where ties are
 common, shows the tie-breaking finding.
 """
 
@@ -20,8 +20,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from codeagent.backend.models.base import SeqSlice
-from codeagent.backend.models.deepseek_v4 import DeepseekV4ForCausalLM
-from codeagent.backend.models.deepseek_v4_config import DeepseekV4Config
+from codeagent.backend.models.deepseek_v4.config import DeepseekV4Config
+from codeagent.backend.models.deepseek_v4.model import DeepseekV4ForCausalLM
 from codeagent.backend.quant import (
     PackedExperts,
     dequantize_fp4,
@@ -361,7 +361,7 @@ def test_release_experts_stay_packed_and_match_dequantizing_at_load(tiny, tmp_pa
     w13 = kept.w["layers.2.ffn.w13"]
     storage = torch.uint8 if experts == "fp4" else torch.float8_e4m3fn
     assert w13.format == experts and w13.weight.dtype == storage and w13.scale.dtype == torch.uint8
-    assert kept.layer_w[2]["ffn.w13"] is w13
+    assert kept.layers[2].ffn.w13 is w13  # the layer computes with the packed storage
     packed_bytes = sum(kept.w[name].nbytes for name in routed(kept))
     bf16_bytes = sum(math.prod(kept.shapes[name]) * 2 for name in routed(kept))
     assert packed_bytes < bf16_bytes / (3 if experts == "fp4" else 1.8)  # FP4: 17/64 of bf16; FP8: ~1/2

@@ -14,9 +14,9 @@ from codeagent.backend.kernels import fused_moe, indexer, paged_attention, sampl
 from codeagent.backend.layers.attention import paged_attention_ref
 from codeagent.backend.layers.moe import experts_forward
 from codeagent.backend.layers.sampler import SamplingParams, filter_logits
-from codeagent.backend.models.deepseek_v4_attention import attend
-from codeagent.backend.models.deepseek_v4_compressor import indexer_scores, top_k_visible, visible_entries
-from codeagent.backend.models.deepseek_v4_moe import routed_experts
+from codeagent.backend.models.deepseek_v4.attention import attend
+from codeagent.backend.models.deepseek_v4.indexer import indexer_scores, top_k_visible, visible_entries
+from codeagent.backend.models.deepseek_v4.moe import routed_experts
 from codeagent.backend.quant import dequantize_fp4
 from codeagent.bench.kernels import tune
 

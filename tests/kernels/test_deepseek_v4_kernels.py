@@ -7,14 +7,10 @@ import pytest
 import torch
 
 from codeagent.backend.kernels import compressor, indexer, mhc, sink_attention
-from codeagent.backend.models.deepseek_v4_attention import attend
-from codeagent.backend.models.deepseek_v4_compressor import (
-    indexer_scores,
-    pool_windows,
-    top_k_visible,
-    visible_entries,
-)
-from codeagent.backend.models.deepseek_v4_mhc import sinkhorn
+from codeagent.backend.models.deepseek_v4.attention import attend
+from codeagent.backend.models.deepseek_v4.compressor import pool_windows
+from codeagent.backend.models.deepseek_v4.indexer import indexer_scores, top_k_visible, visible_entries
+from codeagent.backend.models.deepseek_v4.mhc import sinkhorn
 
 
 def _mask(t: int, length: int, seed: int, device: str) -> torch.Tensor:

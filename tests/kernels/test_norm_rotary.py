@@ -9,8 +9,9 @@ from codeagent.backend.kernels import norm, rotary
 from codeagent.backend.layers.norm import add_rms_norm
 from codeagent.backend.layers.norm import rms_norm as qwen_rms_norm
 from codeagent.backend.layers.rotary import apply_rotary, cos_sin, inverse_frequencies
-from codeagent.backend.models import deepseek_v4_rope as v4
-from codeagent.backend.models.deepseek_v4_config import RopeSpec
+from codeagent.backend.models.deepseek_v4 import norm as v4_norm
+from codeagent.backend.models.deepseek_v4 import rope as v4
+from codeagent.backend.models.deepseek_v4.config import RopeSpec
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -20,9 +21,9 @@ def test_rms_norm_matches_both_roundings(randn, shape, dtype):
     tol = {"atol": 1e-6, "rtol": 1e-6} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 2e-2}
     torch.testing.assert_close(norm.rms_norm(x, w, 1e-6), qwen_rms_norm(x, w, 1e-6), **tol)
     got = norm.rms_norm(x, w, 1e-6, rounding=norm.WEIGHT_FIRST)
-    torch.testing.assert_close(got, v4.rms_norm(x, w, 1e-6), **tol)
+    torch.testing.assert_close(got, v4_norm.rms_norm(x, w, 1e-6), **tol)
     got = norm.rms_norm(x, None, 1e-6, rounding=norm.SCALE_IN_DTYPE)
-    torch.testing.assert_close(got, v4.unweighted_rms_norm(x, 1e-6), **tol)
+    torch.testing.assert_close(got, v4_norm.unweighted_rms_norm(x, 1e-6), **tol)
     torch.testing.assert_close(norm.rms_norm(x, None, 1e-6), qwen_rms_norm(x, None, 1e-6), **tol)
 
 

@@ -11,16 +11,21 @@ X'_k = post_k * F(u) + sum_j comb[j, k] X_j with u = sum_j pre_j X_j.
 The head collapses the streams with pre weights only (its own ``fn`` [n, n * D]).
 
 All of it runs in float32 and is cast back once, as DeepSeek's inference code does;
-transformers mixes in the activation dtype (identical in float32).
+transformers mixes in the activation dtype (identical in float32). ``HyperConnection`` holds
+one sublayer's ``fn``, ``base`` and ``scale``; the functions are the references the mHC
+kernel (``kernels/mhc.py``) is tested against.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
-from codeagent.backend.models.deepseek_v4_rope import unweighted_rms_norm
+from codeagent.backend.models.deepseek_v4.config import DeepseekV4Config
+from codeagent.backend.models.deepseek_v4.norm import unweighted_rms_norm
+from codeagent.backend.models.deepseek_v4.weights import Weights
 
 
 def mixing_logits(
@@ -86,3 +91,28 @@ def head_collapse(
     """The final collapse of streams [N, n, D] -> [N, D], pre weights only."""
     pre = torch.sigmoid(mixing_logits(streams, fn, norm_eps, kernels) * scale + base) + hc_eps
     return collapse(streams, pre)
+
+
+class HyperConnection(nn.Module):
+    """One sublayer's mHC (attention's or the MoE's): its weights are ``{prefix}fn``
+    [(2 + n) * n, n * D], ``{prefix}base`` [(2 + n) * n] and ``{prefix}scale`` [3] of the layer."""
+
+    def __init__(self, prefix: str, c: DeepseekV4Config) -> None:
+        super().__init__()
+        self.prefix, self.iters, self.hc_eps, self.norm_eps = (
+            prefix,
+            c.hc_sinkhorn_iters,
+            c.hc_eps,
+            c.rms_norm_eps,
+        )
+
+    def bind(self, w: Weights) -> None:
+        self.fn, self.base, self.scale = (w[self.prefix + name] for name in ("fn", "base", "scale"))
+
+    def forward(
+        self, streams: torch.Tensor, kernels: Kernels
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """streams [T, n, D] -> pre [T, n], post [T, n], comb [T, n, n] (float32)."""
+        return hc_weights(
+            streams, self.fn, self.base, self.scale, self.iters, self.hc_eps, self.norm_eps, kernels
+        )

@@ -1,4 +1,4 @@
-"""DeepSeek-V4's rotary embedding and norms.
+"""DeepSeek-V4's rotary embedding.
 
 RoPE rotates only the last ``r`` channels of a head, in *interleaved* pairs (channels 2i
 and 2i+1), unlike the rotate-half layout of ``layers/rotary.py``. cos/sin stay in float32
@@ -6,10 +6,8 @@ and the rotation runs in float32 before casting back, as DeepSeek's inference co
 with complex numbers (transformers rounds cos/sin to the activation dtype first; the two
 agree exactly in float32). YaRN blends interpolated and original frequencies with a
 linear ramp between the beta_fast and beta_slow correction dims; it never scales cos/sin
-unless a config names an attention factor.
-
-Norms: ``rms_norm`` multiplies by its (float32) weight before casting back, as both
-references do; ``unweighted_rms_norm`` is the per-head query norm and the mHC input norm.
+unless a config names an attention factor. The rotation runs through the model's kernels
+(``Kernels``; without, the reference).
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ import math
 import torch
 
 from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
-from codeagent.backend.models.deepseek_v4_config import RopeSpec
+from codeagent.backend.models.deepseek_v4.config import RopeSpec
 
 
 def inverse_frequencies(spec: RopeSpec) -> torch.Tensor:
@@ -66,17 +64,3 @@ def apply_interleaved_rope(
     pairs = rope.unflatten(-1, (-1, 2))  # [..., r/2, 2]
     swapped = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
     return torch.cat((nope, (rope * cos + swapped * sin).to(x.dtype)), dim=-1)
-
-
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, kernels: Kernels = REFERENCE) -> torch.Tensor:
-    if kernels.triton is not None:
-        return kernels.triton.rms_norm_weight_first(x, weight, eps)
-    h = x.float()
-    h = h * torch.rsqrt(h.square().mean(-1, keepdim=True) + eps)
-    return (weight.float() * h).to(x.dtype)
-
-
-def unweighted_rms_norm(x: torch.Tensor, eps: float, kernels: Kernels = REFERENCE) -> torch.Tensor:
-    if kernels.triton is not None:
-        return kernels.triton.unweighted_rms_norm(x, eps)
-    return x * torch.rsqrt(x.float().square().mean(-1, keepdim=True) + eps).to(x.dtype)

@@ -4,6 +4,9 @@ Weights live in one flat dict keyed by DeepSeek's release names (``embed.weight`
 ``layers.N.attn.wq_a.weight``, ``layers.N.attn.kv_norm.weight``, ``hc_head_fn``,
 ``head.weight``, ...), except that each layer's routed experts are fused into
 ``layers.N.ffn.w13`` [E, 2I, D] (w1 rows, then w3 rows) and ``layers.N.ffn.w2`` [E, D, I].
+The model's modules take theirs from it by name (``scope`` cuts a module's part of the
+dict, keys relative to its prefix), and again after loading, which may replace the
+experts' placeholders.
 
 Accepted spellings: the release's, and transformers' ``save_pretrained`` output, which
 differs by a ``model.`` prefix, ``embed_tokens`` / ``lm_head``, ``hc_head.hc_{fn,base,scale}``
@@ -34,12 +37,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Protocol
 
 import torch
 
-from codeagent.backend.models.deepseek_v4_config import CSA, HCA, DeepseekV4Config
+from codeagent.backend.models.deepseek_v4.config import CSA, HCA, DeepseekV4Config
 from codeagent.backend.quant import PackedExperts, dequantize, paired
+
+Weights = dict[str, torch.Tensor | PackedExperts]  # release name -> storage
 
 EXPERT = re.compile(r"^(layers\.\d+\.ffn\.)experts\.(\d+)\.(w1|w2|w3)\.weight$")
 LATENT_NORM = re.compile(r"^(layers\.\d+\.attn\.)norm\.weight$")  # transformers' name for kv_norm
@@ -53,6 +58,22 @@ RENAMES = {
 FLOAT32 = re.compile(r"(^|\.)hc_|norm\.weight$|attn_sink$|ffn\.gate\.(weight|bias)$|compressor\.")
 INT64 = re.compile(r"tid2eid$")
 ROUTED = re.compile(r"ffn\.(w13|w2)$")
+
+
+class WeightStore(Protocol):
+    """What loading fills: the model's flat storage and what it was built with."""
+
+    config: DeepseekV4Config
+    shapes: dict[str, tuple[int, ...]]
+    w: Weights
+    dtype: torch.dtype
+    device: torch.device
+    keep_quantized: bool
+
+
+def scope(w: Weights, prefix: str) -> Weights:
+    """The entries of ``w`` under ``prefix``, keyed without it (the same storage)."""
+    return {k[len(prefix) :]: v for k, v in w.items() if k.startswith(prefix)}
 
 
 def release_name(key: str) -> str | None:
@@ -77,7 +98,7 @@ def declares_quantized(c: DeepseekV4Config) -> bool:
 
 def allocate(
     shapes: dict[str, tuple[int, ...]], dtype: torch.dtype, device: torch.device, packed_experts: bool
-) -> dict[str, torch.Tensor]:
+) -> Weights:
     """Uninitialised storage for every weight; routed experts on the meta device if they will be packed."""
     return {
         name: torch.empty(
@@ -106,13 +127,8 @@ def weight_shapes(c: DeepseekV4Config) -> dict[str, tuple[int, ...]]:
 
 
 def _layer_shapes(c: DeepseekV4Config, i: int) -> dict[str, tuple[int, ...]]:
-    h, d, n, heads, inter = (
-        c.hidden_size,
-        c.head_dim,
-        c.hc_mult,
-        c.num_attention_heads,
-        c.moe_intermediate_size,
-    )
+    h, d, n = c.hidden_size, c.head_dim, c.hc_mult
+    heads, inter = c.num_attention_heads, c.moe_intermediate_size
     mix = (2 + n) * n
     s: dict[str, tuple[int, ...]] = {"attn_norm.weight": (h,), "ffn_norm.weight": (h,)}
     for hc in ("hc_attn_", "hc_ffn_"):
@@ -172,7 +188,7 @@ def expected_names(c: DeepseekV4Config, shapes: dict[str, tuple[int, ...]]) -> l
     return names
 
 
-def load_into(model: Any, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+def load_into(model: WeightStore, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
     """Copy (key, tensor) pairs into ``model.w``: quantized routed experts packed when
     ``model.keep_quantized``, every other quantized weight dequantized on the way."""
     loaded: set[str] = set()
@@ -197,7 +213,12 @@ def load_into(model: Any, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
 
 
 def _store(
-    model: Any, key: str, name: str, tensor: torch.Tensor, scale: torch.Tensor | None, started: set[str]
+    model: WeightStore,
+    key: str,
+    name: str,
+    tensor: torch.Tensor,
+    scale: torch.Tensor | None,
+    started: set[str],
 ) -> bool:
     """Put one checkpoint tensor (and its scale) in place; False if the model has no such weight."""
     match = EXPERT.match(name)
@@ -246,7 +267,7 @@ def _expert_place(shapes: dict[str, tuple[int, ...]], match: re.Match) -> tuple[
 
 
 def _allocate_experts(
-    model: Any, fused: str, tensor: torch.Tensor, scale: torch.Tensor | None, key: str
+    model: WeightStore, fused: str, tensor: torch.Tensor, scale: torch.Tensor | None, key: str
 ) -> None:
     """Storage for a layer's fused experts, chosen by the first of them to arrive: packed in its
     format if it is quantized and the model keeps experts packed, the model dtype otherwise."""
@@ -260,7 +281,7 @@ def _allocate_experts(
         model.w[fused] = torch.empty(placeholder.shape, dtype=model.dtype, device=model.device)
 
 
-def _check_hash_tables(model: Any) -> None:
+def _check_hash_tables(model: WeightStore) -> None:
     experts = model.config.n_routed_experts
     for name, table in model.w.items():
         if (

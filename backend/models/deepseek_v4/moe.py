@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
+from codeagent.backend.models.deepseek_v4.config import DeepseekV4Config
+from codeagent.backend.models.deepseek_v4.weights import Weights
 from codeagent.backend.quant import PackedExperts
 
 Experts = torch.Tensor | PackedExperts
@@ -95,19 +98,24 @@ def _expert_weights(w: Experts, e: int, dtype: torch.dtype) -> torch.Tensor:
     return w[e] if isinstance(w, torch.Tensor) else w.expert(e, dtype)
 
 
-def moe(
-    x: torch.Tensor,
-    input_ids: torch.Tensor,
-    w: dict[str, torch.Tensor],
-    k: int,
-    scale: float,
-    limit: float,
-    kernels: Kernels = REFERENCE,
-) -> torch.Tensor:
-    """One layer's MoE over x [T, D] (weights keyed ``ffn.*`` of that layer) -> [T, D]."""
-    hashed = w["ffn.gate.tid2eid"][input_ids] if "ffn.gate.tid2eid" in w else None
-    weights, ids = route(x, w["ffn.gate.weight"], w.get("ffn.gate.bias"), hashed, k, scale, kernels)
-    out = routed_experts(x, w["ffn.w13"], w["ffn.w2"], weights, ids, limit, kernels)
-    p = "ffn.shared_experts."
-    out += expert(x, w[p + "w1.weight"], w[p + "w3.weight"], w[p + "w2.weight"], None, limit)
-    return out.to(x.dtype)
+class MoE(nn.Module):
+    """One layer's MoE; its weights are the layer's ``ffn.*`` (keys relative to ``ffn.``)."""
+
+    def __init__(self, c: DeepseekV4Config) -> None:
+        super().__init__()
+        self.top_k, self.scale, self.limit = c.num_experts_per_tok, c.routed_scaling_factor, c.swiglu_limit
+
+    def bind(self, w: Weights) -> None:
+        self.gate = w["gate.weight"]  # [E, D] float32
+        self.bias = w.get("gate.bias")  # [E] learned layers
+        self.tid2eid = w.get("gate.tid2eid")  # [vocab, k] hash-routed layers
+        self.w13, self.w2 = w["w13"], w["w2"]  # dense or packed
+        self.shared = tuple(w[f"shared_experts.{n}.weight"] for n in ("w1", "w3", "w2"))
+
+    def forward(self, x: torch.Tensor, input_ids: torch.Tensor, kernels: Kernels) -> torch.Tensor:
+        """x [T, D], input_ids [T] -> [T, D]."""
+        hashed = self.tid2eid[input_ids] if self.tid2eid is not None else None  # [T, k]
+        weights, ids = route(x, self.gate, self.bias, hashed, self.top_k, self.scale, kernels)
+        out = routed_experts(x, self.w13, self.w2, weights, ids, self.limit, kernels)  # [T, D] float32
+        out += expert(x, *self.shared, None, self.limit)
+        return out.to(x.dtype)

@@ -1,0 +1,93 @@
+"""DeepSeek-V4's Lightning indexer: which compressed entries a CSA layer's query attends.
+
+A CSA layer has a second, narrower compressor (dim ``index_head_dim``, ``compressor.py``)
+whose entries are the indexer's keys: the query at position t scores entry s as
+``sum_h w_h(x_t) * ReLU(q_h(t) . K_s)`` (scaled by 1/sqrt(dim) and 1/sqrt(heads)) and keeps
+the ``index_topk`` best among the entries already closed at t (entry i pools tokens
+[i*rate, (i+1)*rate) and is closed for the query at p iff i < (p + 1) // rate).
+
+Ties in that ranking are real: the ReLU zeroes every head's term whenever its dot product
+is negative, so entries often score exactly 0. ``torch.topk`` picks among tied values in
+an order that depends on the row's length, so two correct evaluations of the same
+position can choose different entries; see ``attention.py`` for what that does to
+transformers. We rank with a stable sort, so ties always go to the lowest entry index
+and a position's choice never depends on what else is in the batch or what follows it.
+
+The queries and head weights are per token (``project``, every sequence at once); the
+selection is per sequence, over its own entries (``select``).
+
+Shapes: T new tokens, IH indexer heads, ID index_head_dim, N entries.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from codeagent.backend.kernels.dispatch import Kernels
+from codeagent.backend.models.deepseek_v4.compressor import Compressor, Rope
+from codeagent.backend.models.deepseek_v4.config import DeepseekV4Config
+from codeagent.backend.models.deepseek_v4.rope import apply_interleaved_rope
+from codeagent.backend.models.deepseek_v4.weights import Weights, scope
+
+
+class Indexer(nn.Module):
+    """A CSA layer's indexer; its weights are the layer's ``attn.indexer.*``."""
+
+    def __init__(self, c: DeepseekV4Config, rate: int, rope: Rope, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.heads, self.topk, self.rate = c.index_n_heads, c.index_topk, rate
+        self.compressor = Compressor(rate, c.index_head_dim, True, rope, c.rms_norm_eps, dtype)
+
+    def bind(self, w: Weights) -> None:
+        self.wq_b = w["wq_b.weight"]  # [IH * ID, q_lora]
+        self.weights_proj = w["weights_proj.weight"]  # [IH, hidden]
+        self.compressor.bind(scope(w, "compressor."))
+
+    def project(
+        self,
+        x: torch.Tensor,
+        q_residual: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        kernels: Kernels,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [T, hidden], q_residual [T, q_lora], cos/sin [T, r] -> queries [T, IH, ID], head weights [T, IH]."""
+        q = F.linear(q_residual, self.wq_b).view(x.shape[0], self.heads, -1)
+        q = apply_interleaved_rope(q, cos[:, None], sin[:, None], kernels)
+        return q, F.linear(x, self.weights_proj)
+
+    def select(
+        self,
+        q: torch.Tensor,
+        head_weights: torch.Tensor,
+        positions: torch.Tensor,
+        keys: torch.Tensor,
+        kernels: Kernels,
+    ) -> torch.Tensor:
+        """One sequence: q [t, IH, ID], head_weights [t, IH], positions [t], keys [N, ID] -> [t, N] bool."""
+        if kernels.triton is not None:
+            return kernels.triton.indexer_selection(q, keys, head_weights, positions, self.topk, self.rate)
+        score = indexer_scores(q, keys, head_weights)
+        return top_k_visible(score, visible_entries(positions, keys.shape[0], self.rate), self.topk)
+
+
+def visible_entries(positions: torch.Tensor, count: int, rate: int) -> torch.Tensor:
+    """[T, N] True where entry i is closed for the query at position p: i < (p + 1) // rate."""
+    return torch.arange(count, device=positions.device)[None, :] < ((positions + 1) // rate)[:, None]
+
+
+def indexer_scores(q: torch.Tensor, keys: torch.Tensor, head_weights: torch.Tensor) -> torch.Tensor:
+    """q [T, IH, ID], keys [N, ID], head_weights [T, IH] -> [T, N] float32."""
+    scores = F.relu(torch.einsum("thd,nd->thn", q.float(), keys.float())) * q.shape[-1] ** -0.5
+    return (scores * head_weights.float()[:, :, None] * q.shape[1] ** -0.5).sum(dim=1)
+
+
+def top_k_visible(score: torch.Tensor, visible: torch.Tensor, k: int) -> torch.Tensor:
+    """[T, N] True for the k best visible entries per row; ties go to the lowest index."""
+    score = score.masked_fill(~visible, float("-inf"))
+    order = torch.sort(score, dim=-1, descending=True, stable=True).indices[:, :k]
+    chosen = torch.zeros_like(visible)
+    chosen.scatter_(1, order, True)
+    return chosen & visible

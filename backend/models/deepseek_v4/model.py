@@ -1,0 +1,226 @@
+"""DeepSeek-V4's decoder: layers, per-sequence state, forward.
+
+A forward takes a flattened batch (``models/base.py``): embeddings are repeated into
+``hc_mult`` streams [T, n, D]; each ``DecoderLayer`` mixes the streams into one input with
+its attention hyper-connection (``mhc.py``), applies RMSNorm and attention (``attention.py``),
+expands the output back into the streams, and does the same around the MoE (``moe.py``).
+Everything per token runs once over the batch; attention loops over the sequences only
+where it reads or grows a sequence's own state. The head collapses the last token of each
+sequence with its own pre weights, then RMSNorm and the LM head.
+
+``new_state()`` gives one sequence's ``DeepseekV4State``: per layer the latents, the
+compressors' open window and previous half-window, the compressed entries and the
+indexer's keys, plus the number of tokens seen; standalone they are growing tensors, in
+the engine pages of its pool (``cache_streams`` says what a block holds: blocks are whole
+compression windows, and carry the compressors' overlap state at their end, so a sequence
+resumes at any block boundary of a cached prefix). ``forward`` appends to it, so prefill,
+chunked prefill and decode are the same call and a new token never recomputes the prompt.
+Positions must continue each state (compressed entries' positions follow from the state).
+
+Weights: one flat dict in release names (``weights.py``: both spellings, FP8/FP4 release
+format); each module takes its part by name (``bind``), again after loading. Routed experts
+that come quantized stay packed (``quant.PackedExperts``) unless ``keep_quantized=False`` or
+``CODEAGENT_KEEP_QUANTIZED=0``: the fused-MoE kernel decodes them in its GEMM tiles, the
+torch reference one routed expert at a time, so memory never holds a full-precision copy.
+Limits: no speculative decoding (the MTP layer's weights are skipped).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from codeagent.backend.cache.paged import SeqBlocks, Stream, growing_rows
+from codeagent.backend.cache.tables import BlockTables
+from codeagent.backend.kernels.dispatch import Kernels, choose
+from codeagent.backend.layers.linear import head_logits
+from codeagent.backend.models.base import SeqSlice, Step
+from codeagent.backend.models.deepseek_v4.attention import Attention, LayerState
+from codeagent.backend.models.deepseek_v4.compressor import Compressor, Rope
+from codeagent.backend.models.deepseek_v4.config import DeepseekV4Config
+from codeagent.backend.models.deepseek_v4.mhc import HyperConnection, collapse, expand, head_collapse
+from codeagent.backend.models.deepseek_v4.moe import MoE
+from codeagent.backend.models.deepseek_v4.norm import rms_norm
+from codeagent.backend.models.deepseek_v4.rope import inverse_frequencies, rope_cos_sin
+from codeagent.backend.models.deepseek_v4.weights import (
+    Weights,
+    allocate,
+    declares_quantized,
+    load_into,
+    scope,
+    weight_shapes,
+)
+from codeagent.backend.quant import keep_quantized_default
+
+Rotation = tuple[torch.Tensor, torch.Tensor]  # cos, sin [T, r]
+
+
+@dataclass(slots=True)
+class DeepseekV4State:
+    layers: list[LayerState]
+    length: int = 0  # tokens consumed so far
+
+
+class DecoderLayer(nn.Module):
+    """mHC around attention, then around the MoE; its weights are the model's ``layers.N.*``."""
+
+    def __init__(self, c: DeepseekV4Config, index: int, ropes: dict[str, Rope], dtype: torch.dtype) -> None:
+        super().__init__()
+        self.eps = c.rms_norm_eps
+        self.attn_hc, self.ffn_hc = HyperConnection("hc_attn_", c), HyperConnection("hc_ffn_", c)
+        self.attn = Attention(c, index, ropes, dtype)
+        self.ffn = MoE(c)
+
+    def bind(self, w: Weights) -> None:
+        self.attn_norm, self.ffn_norm = w["attn_norm.weight"], w["ffn_norm.weight"]  # [D] float32
+        self.attn_hc.bind(w)
+        self.ffn_hc.bind(w)
+        self.attn.bind(scope(w, "attn."))
+        self.ffn.bind(scope(w, "ffn."))
+
+    def forward(
+        self,
+        streams: torch.Tensor,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        rotation: Rotation,
+        states: list[LayerState],
+        step: Step,
+    ) -> torch.Tensor:
+        """streams [T, n, D] -> [T, n, D]; states: this layer's state of each sequence."""
+        k = step.kernels
+        pre, post, comb = self.attn_hc.forward(streams, k)  # [T, n], [T, n], [T, n, n]
+        x = rms_norm(collapse(streams, pre), self.attn_norm, self.eps, k)  # [T, D]
+        out = self.attn.forward(x, positions, *rotation, states, step.sizes, k)
+        streams = expand(out, streams, post, comb)
+        pre, post, comb = self.ffn_hc.forward(streams, k)
+        x = rms_norm(collapse(streams, pre), self.ffn_norm, self.eps, k)
+        return expand(self.ffn.forward(x, input_ids, k), streams, post, comb)
+
+
+class DeepseekV4ForCausalLM(nn.Module):
+    config_class = DeepseekV4Config
+
+    def __init__(
+        self,
+        config: DeepseekV4Config,
+        dtype: torch.dtype = torch.float32,
+        device: Any = "cpu",
+        keep_quantized: bool | None = None,
+        kernels: Kernels | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.dtype, self.device = dtype, torch.device(device)
+        self.kernels = kernels if kernels is not None else choose(device)
+        # quantized routed experts stay packed (default: CODEAGENT_KEEP_QUANTIZED, on unless 0)
+        self.keep_quantized = keep_quantized_default() if keep_quantized is None else keep_quantized
+        self.shapes = weight_shapes(config)
+        packed = self.keep_quantized and declares_quantized(config)
+        self.w: Weights = allocate(self.shapes, dtype, self.device, packed)
+        self.ropes = {
+            kind: (inverse_frequencies(spec).to(self.device), spec.attention_factor)
+            for kind, spec in (("main", config.rope_main), ("compress", config.rope_compress))
+        }
+        self.layers = nn.ModuleList(
+            DecoderLayer(config, i, self.ropes, dtype) for i in range(config.num_hidden_layers)
+        )
+        self._bind()
+
+    @property
+    def block_multiple(self) -> int:
+        """Blocks must hold whole compression windows, so no block boundary splits one."""
+        return math.lcm(1, *(layer.attn.rate for layer in self.layers if layer.attn.rate))
+
+    @staticmethod
+    def _compressors(layer: DecoderLayer) -> list[tuple[str, Compressor, str]]:
+        """(stream prefix, compressor, field of ``LayerState``) of each compressor of a layer."""
+        attn, out = layer.attn, []
+        if attn.compressor is not None:
+            out.append(("", attn.compressor, "compressor"))
+        if attn.indexer is not None:
+            out.append(("idx.", attn.indexer.compressor, "indexer"))
+        return out
+
+    def cache_streams(self, block_size: int) -> list[Stream]:
+        """Per layer: every token's latent; CSA/HCA: the compressed entries; CSA: the indexer's keys
+        and, once per block, both compressors' overlap state at the block's end."""
+        c, dtype, out = self.config, self.dtype, []
+        for i, layer in enumerate(self.layers):
+            out.append(Stream(f"{i}.lat", 1, (c.head_dim,), dtype))
+            for prefix, comp, _ in self._compressors(layer):
+                out.append(Stream(f"{i}.{prefix}ent", comp.rate, (comp.out_dim,), dtype))
+                if comp.overlap:
+                    out.append(
+                        Stream(f"{i}.{prefix}ovl", block_size, (2, comp.rate, comp.out_dim), torch.float32)
+                    )
+        return out
+
+    def new_state(self, paged: SeqBlocks | None = None, cached_tokens: int = 0) -> DeepseekV4State:
+        """A sequence's state: standalone (growing tensors), or over its engine blocks, continuing
+        ``cached_tokens`` (a block boundary) already there: latents and entries are read in place
+        and the compressors' overlaps reloaded from the last block."""
+        rows = paged.rows if paged is not None else growing_rows
+        layers = []
+        for i, layer in enumerate(self.layers):
+            state = LayerState(latents=rows(f"{i}.lat", cached_tokens))
+            for prefix, comp, field in self._compressors(layer):
+                compressor = getattr(state, field)
+                compressor.entries = rows(f"{i}.{prefix}ent", cached_tokens // comp.rate)
+                if comp.overlap and paged is not None:
+                    block_size = paged.pool.block_size
+                    compressor.block_overlaps = rows(f"{i}.{prefix}ovl", cached_tokens // block_size)
+                    compressor.block_size = block_size
+                    compressor.resume(cached_tokens)
+            layers.append(state)
+        return DeepseekV4State(layers, cached_tokens)
+
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        load_into(self, weights)
+        self._bind()  # loading replaced the experts' placeholders
+
+    def _bind(self) -> None:
+        w = self.w
+        self.embed, self.norm, self.head = w["embed.weight"], w["norm.weight"], w["head.weight"]
+        self.head_hc = (w["hc_head_fn"], w["hc_head_base"], w["hc_head_scale"])
+        for i, layer in enumerate(self.layers):
+            layer.bind(scope(w, f"layers.{i}."))
+
+    @torch.inference_mode()
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        seqs: list[SeqSlice],
+        tables: BlockTables | None = None,
+    ) -> torch.Tensor:
+        """Each sequence's state reads its own rows (no layer attends through block tables)."""
+        c, k = self.config, self.kernels
+        _check_batch(input_ids, positions, seqs)
+        step = Step(k, [s.num_tokens for s in seqs], tables)
+        streams = self.embed[input_ids][:, None, :].repeat(1, c.hc_mult, 1)  # [T, n, D]
+        rotations = {kind: rope_cos_sin(positions, *rope) for kind, rope in self.ropes.items()}
+        for i, layer in enumerate(self.layers):
+            states = [s.state.layers[i] for s in seqs]
+            streams = layer.forward(
+                streams, input_ids, positions, rotations[layer.attn.rope_kind], states, step
+            )
+        for s in seqs:
+            s.state.length += s.num_tokens
+        last = torch.cumsum(torch.tensor(step.sizes, device=streams.device), 0) - 1
+        h = head_collapse(streams[last], *self.head_hc, c.hc_eps, c.rms_norm_eps, k)  # [N, D]
+        return head_logits(rms_norm(h, self.norm, c.rms_norm_eps, k), self.head, k).float()
+
+
+def _check_batch(input_ids: torch.Tensor, positions: torch.Tensor, seqs: list[SeqSlice]) -> None:
+    total = sum(s.num_tokens for s in seqs)
+    if input_ids.shape != (total,) or positions.shape != (total,) or min(s.num_tokens for s in seqs) < 1:
+        raise ValueError(f"input_ids and positions need shape ({total},) and every slice a token")
+    expected = torch.cat([torch.arange(s.num_tokens) + s.state.length for s in seqs]).to(positions.device)
+    if not torch.equal(positions, expected):
+        raise ValueError("positions must continue each sequence's state (0, 1, ... after its earlier tokens)")

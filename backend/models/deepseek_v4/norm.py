@@ -1,0 +1,30 @@
+"""DeepSeek-V4's norms, as both of its references compute them.
+
+``rms_norm`` normalises in float32 and multiplies by its float32 weight before casting
+back (``layers/norm.py`` casts first, as Qwen's references do); ``unweighted_rms_norm`` is
+the per-head query norm and the mHC input norm: x times the rsqrt cast to x's dtype. Both
+run the Triton kernel (``kernels/norm.py``, its two other roundings) where the model's
+kernels say so.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, kernels: Kernels = REFERENCE) -> torch.Tensor:
+    """x [..., D], weight [D] float32 -> [..., D] in x's dtype."""
+    if kernels.triton is not None:
+        return kernels.triton.rms_norm_weight_first(x, weight, eps)
+    h = x.float()
+    h = h * torch.rsqrt(h.square().mean(-1, keepdim=True) + eps)
+    return (weight.float() * h).to(x.dtype)
+
+
+def unweighted_rms_norm(x: torch.Tensor, eps: float, kernels: Kernels = REFERENCE) -> torch.Tensor:
+    """x [..., D] -> [..., D] in x's dtype."""
+    if kernels.triton is not None:
+        return kernels.triton.unweighted_rms_norm(x, eps)
+    return x * torch.rsqrt(x.float().square().mean(-1, keepdim=True) + eps).to(x.dtype)
