@@ -21,6 +21,8 @@ against.
   cannot be built;
 - ``torch``: the references everywhere.
 
+Devices other than CUDA and the CPU (``meta``, ``mps``) always get the references.
+
 Kernel modules are imported by ``choose`` only, so importing a layer imports neither Triton
 nor any kernel, and the CPU install does not need Triton. Limits: one choice per model (a
 model whose tensors span devices is not supported).
@@ -92,7 +94,9 @@ def _plan(device: torch.device, chosen: str) -> tuple[str, str]:
         raise ValueError(f"{ENV}={chosen!r}: expected one of {', '.join(MODES)}")
     if chosen == TORCH:
         return TORCH, REFERENCE.name
-    if device.type != "cpu":
+    if device.type not in ("cpu", "cuda"):  # meta (shapes only), or a device no kernel here targets
+        return TORCH, REFERENCE.name
+    if device.type == "cuda":
         if chosen == TRITON and not triton_installed():
             raise KernelUnavailable(
                 f"{ENV}=triton, but triton is not installed: pip install 'codeagent[kernels]'"
