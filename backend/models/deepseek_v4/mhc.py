@@ -99,12 +99,8 @@ class HyperConnection(nn.Module):
 
     def __init__(self, prefix: str, c: DeepseekV4Config) -> None:
         super().__init__()
-        self.prefix, self.iters, self.hc_eps, self.norm_eps = (
-            prefix,
-            c.hc_sinkhorn_iters,
-            c.hc_eps,
-            c.rms_norm_eps,
-        )
+        self.prefix, self.iters = prefix, c.hc_sinkhorn_iters
+        self.hc_eps, self.norm_eps = c.hc_eps, c.rms_norm_eps
 
     def bind(self, w: Weights) -> None:
         self.fn, self.base, self.scale = (w[self.prefix + name] for name in ("fn", "base", "scale"))
