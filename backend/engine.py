@@ -88,10 +88,6 @@ class Engine:
         return self.allocator.block_bytes
 
     @property
-    def namespace(self) -> bytes:
-        return self.allocator.namespace
-
-    @property
     def waiting(self) -> deque[Sequence]:
         return self.scheduler.waiting
 
