@@ -33,8 +33,8 @@ from typing import Any
 
 import torch
 
-from codeagent.backend.models.deepseek_v4_config import CSA, HCA, SLIDING, DeepseekV4Config
-from codeagent.backend.models.deepseek_v4_weights import storage_dtype, weight_shapes
+from codeagent.backend.models.deepseek_v4.config import CSA, HCA, SLIDING, DeepseekV4Config
+from codeagent.backend.models.deepseek_v4.weights import storage_dtype, weight_shapes
 from codeagent.backend.models.qwen3_moe import Qwen3MoeConfig
 
 

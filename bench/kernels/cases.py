@@ -72,11 +72,12 @@ def pointwise_cases(d: Dims, t: int, device: torch.device) -> Iterator[Case]:
     from codeagent.backend.kernels import norm, rotary
     from codeagent.backend.layers.norm import rms_norm
     from codeagent.backend.layers.rotary import apply_rotary
-    from codeagent.backend.models import deepseek_v4_rope as v4rope
+    from codeagent.backend.models.deepseek_v4 import norm as v4norm
+    from codeagent.backend.models.deepseek_v4 import rope as v4rope
 
     x, w = _rand(t, d.hidden, device=device), _rand(d.hidden, device=device)
     rounding = norm.WEIGHT_FIRST if d.v4 else norm.CAST_FIRST
-    reference = v4rope.rms_norm if d.v4 else rms_norm
+    reference = v4norm.rms_norm if d.v4 else rms_norm
     yield Case(
         "rms_norm", d.name, f"T={t} D={d.hidden}", lambda: norm.rms_norm(x, w, 1e-6, rounding=rounding),
         lambda: reference(x, w, 1e-6), 4 * t * d.hidden + 2 * d.hidden, 4 * t * d.hidden,
@@ -96,7 +97,7 @@ def pointwise_cases(d: Dims, t: int, device: torch.device) -> Iterator[Case]:
 def moe_cases(d: Dims, t: int, device: torch.device, weights_cache: dict) -> Iterator[Case]:
     from codeagent.backend.kernels import moe_routing
     from codeagent.backend.layers.moe import softmax_topk
-    from codeagent.backend.models.deepseek_v4_moe import route
+    from codeagent.backend.models.deepseek_v4.moe import route
     from codeagent.bench.kernels import tune
 
     gate, bias = (
@@ -133,7 +134,7 @@ def moe_cases(d: Dims, t: int, device: torch.device, weights_cache: dict) -> Ite
 def _moe_case(d: Dims, t: int, x, weights, ids, packed, plain, fmt: str) -> Case:
     from codeagent.backend.kernels import fused_moe
     from codeagent.backend.layers.moe import experts_forward
-    from codeagent.backend.models.deepseek_v4_moe import routed_experts
+    from codeagent.backend.models.deepseek_v4.moe import routed_experts
 
     touched = d.experts * (1 - (1 - d.topk / d.experts) ** t)  # expected distinct experts
     bytes_per_weight = 2 if fmt == "plain" else 0.5 + 4 / 32
@@ -164,6 +165,7 @@ def sampling_case(d: Dims, t: int, device: torch.device) -> Case:
 
 def paged_attention_cases(d: Dims, context: int, device: torch.device, chunk: int) -> Iterator[Case]:
     from codeagent.backend.kernels import paged_attention as pa
+    from codeagent.backend.layers.attention import paged_attention_ref
 
     for seqs, new in ((1, 1), (8, 1), (1, chunk)):
         blocks = seqs * -(-context // BLOCK_TOKENS)
@@ -177,7 +179,7 @@ def paged_attention_cases(d: Dims, context: int, device: torch.device, chunk: in
         yield Case(
             f"paged_attention_{kind}", d.name, f"{seqs}x ctx={context} new={new} H={d.heads}/{d.kv_heads} D={d.head_dim}",
             lambda q=q, k=k_pool, v=v_pool, b=batch: pa.attend(q, k, v, b, d.head_dim**-0.5),
-            lambda q=q, k=k_pool, v=v_pool, b=batch: pa.attend_ref(q, k, v, b, d.head_dim**-0.5),
+            lambda q=q, k=k_pool, v=v_pool, b=batch: paged_attention_ref(q, k, v, b, d.head_dim**-0.5),
             4 * seqs * context * d.kv_heads * d.head_dim + 4 * q.numel(),
             4 * seqs * new * d.heads * context * d.head_dim,
         )  # fmt: skip
@@ -190,8 +192,8 @@ def v4_attention_cases(d: Dims, context: int, device: torch.device) -> Iterator[
 
 def _v4_attention_at(d: Dims, context: int, t: int, device: torch.device) -> list[Case]:
     from codeagent.backend.kernels import indexer, sink_attention
-    from codeagent.backend.models.deepseek_v4_attention import attend
-    from codeagent.backend.models.deepseek_v4_compressor import indexer_scores, top_k_visible, visible_entries
+    from codeagent.backend.models.deepseek_v4.attention import attend
+    from codeagent.backend.models.deepseek_v4.indexer import indexer_scores, top_k_visible, visible_entries
 
     entries = max(1, context // 4)
     keys = _rand(d.window + entries, d.head_dim, device=device)
@@ -220,7 +222,7 @@ def _v4_attention_at(d: Dims, context: int, t: int, device: torch.device) -> lis
 
 def mhc_case(d: Dims, t: int, device: torch.device) -> Case:
     from codeagent.backend.kernels import mhc
-    from codeagent.backend.models.deepseek_v4_mhc import hc_weights, mixing_logits
+    from codeagent.backend.models.deepseek_v4.mhc import hc_weights, mixing_logits
 
     n = d.hc
     streams, fn = (

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from codeagent.backend.models.base import SeqSlice
-from codeagent.backend.models.deepseek_v4_config import CSA, HCA, SLIDING, DeepseekV4Config
+from codeagent.backend.models.deepseek_v4.config import CSA, HCA, SLIDING, DeepseekV4Config
 from codeagent.backend.models.qwen3_moe import Qwen3MoeConfig
 from codeagent.bench import roofline
 from codeagent.bench.random_weights import CONFIGS, config_for, model_tensors, parse_config, random_model
