@@ -1,10 +1,11 @@
-"""The OpenAI request and response shapes the server speaks, checked field by field.
+"""The OpenAI requests the server takes, checked field by field.
 
 ``chat_request`` and ``completion_request`` turn a decoded JSON body into a ``Request``: the
-prompt ids (rendered with the checkpoint's template for chat), sampling parameters and stop
-strings. Any field of the wrong type, out of range, or asking for something not served is
-an ``ApiError`` (HTTP 4xx, OpenAI's error shape) naming the field. Unknown fields are
-ignored, as OpenAI clients send extras (``user``, ``metadata``, ``store``...).
+prompt (rendered with the checkpoint's template for chat, ``chat/prompt.py``) and the
+sampling parameters, stop strings among them. Any field of the wrong type, out of range,
+or asking for something not served is an ``ApiError`` (HTTP 4xx, OpenAI's error shape)
+naming the field. Unknown fields are ignored, as OpenAI clients send extras (``user``,
+``metadata``, ``store``...).
 
 Served: ``temperature`` (default 1), ``top_p``, ``max_tokens`` / ``max_completion_tokens``
 (clipped to the room left in the context window; without one, the server's default cap),
@@ -12,10 +13,10 @@ Served: ``temperature`` (default 1), ``top_p``, ``max_tokens`` / ``max_completio
 ``stream_options.include_usage``, ``tools``, ``tool_choice``, and vLLM's ``top_k`` and
 ``min_p``. Refused with a 400: ``n`` > 1, ``logprobs``, non-zero ``frequency_penalty`` /
 ``presence_penalty``, ``response_format`` other than text, ``echo``, ``suffix``,
-``best_of`` > 1, non-text content parts, batched completion prompts.
+``best_of`` > 1, non-text content parts, batched completion prompts. A request without tools
+is rendered and parsed as ``tool_choice: none``.
 
-The chunk functions yield the event stream of one answer; an engine failure found at the
-end raises ``ApiError`` there, which the server sends as an error event.
+The answers' shapes are in ``openai_replies.py``.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from codeagent.backend.chat.serving import ChatModel, Generation, Piece, Prompt, chat_prompt, text_prompt
+from codeagent.backend.chat.model import ChatModel
+from codeagent.backend.chat.prompt import Prompt, chat_prompt, text_prompt
 from codeagent.backend.chat.template import TemplateRenderError
 from codeagent.backend.layers.sampler import SamplingParams
 
@@ -60,8 +61,7 @@ def invalid(param: str, message: str, code: str = "invalid_value") -> ApiError:
 class Request:
     model: str
     prompt: Prompt
-    params: SamplingParams
-    stops: list[str]
+    params: SamplingParams  # its ``stop`` strings are watched on the reply's text
     stream: bool
     include_usage: bool
     id: str
@@ -228,7 +228,7 @@ def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _tool_choice(body: dict[str, Any], tools: list[dict[str, Any]]) -> tuple[str, str | None]:
     choice = body.get("tool_choice")
-    if choice is None:
+    if choice is None or (choice == "auto" and not tools):
         return ("auto" if tools else "none"), None
     if choice in ("auto", "none", "required"):
         if choice == "required" and not tools:
@@ -255,63 +255,7 @@ def chat_request(body: dict[str, Any], model: ChatModel, max_output: int) -> Req
     except TemplateRenderError as err:
         raise invalid("messages", f"the conversation cannot be rendered: {err}") from err
     params = sampling(body, len(prompt.ids), model, max_output, "messages")
-    return Request(name, prompt, params, list(params.stop), stream, include_usage, _new_id("chatcmpl"))
-
-
-def usage(generation: Generation) -> dict[str, Any]:
-    prompt, completion = generation.prompt_tokens, generation.completion_tokens
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": generation.cached_tokens},
-    }
-
-
-def _check(generation: Generation) -> None:
-    if generation.error:
-        raise ApiError(500, f"the engine failed: {generation.error}", "server_error", code="engine_error")
-
-
-def chat_response(request: Request, generation: Generation) -> dict[str, Any]:
-    _check(generation)
-    parsed = generation.message()
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": parsed.content or (None if parsed.tool_calls else ""),
-    }
-    if parsed.reasoning_content:
-        message["reasoning_content"] = parsed.reasoning_content
-    if parsed.tool_calls:
-        message["tool_calls"] = parsed.tool_calls
-    choice = {"index": 0, "message": message, "finish_reason": generation.finish_reason, "logprobs": None}
-    return {**_head(request, "chat.completion"), "choices": [choice], "usage": usage(generation)}
-
-
-def _head(request: Request, kind: str) -> dict[str, Any]:
-    return {"id": request.id, "object": kind, "created": request.created, "model": request.model}
-
-
-def chat_chunks(request: Request, generation: Generation) -> Iterator[dict[str, Any]]:
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-        return {**_head(request, "chat.completion.chunk"), "choices": [choice]}
-
-    yield chunk({"role": "assistant", "content": ""})
-    for piece in generation:
-        if piece.reasoning or piece.content:
-            yield chunk(_text_delta(piece))
-        for entry in piece.tool_calls:
-            yield chunk({"tool_calls": [entry]})
-    _check(generation)
-    yield chunk({}, generation.finish_reason)
-    if request.include_usage:
-        yield {**_head(request, "chat.completion.chunk"), "choices": [], "usage": usage(generation)}
-
-
-def _text_delta(piece: Piece) -> dict[str, Any]:
-    delta = {"reasoning_content": piece.reasoning} if piece.reasoning else {}
-    return {**delta, "content": piece.content} if piece.content else delta
+    return Request(name, prompt, params, stream, include_usage, _new_id("chatcmpl"))
 
 
 # completions
@@ -348,31 +292,7 @@ def completion_request(body: dict[str, Any], model: ChatModel, max_output: int) 
     prompt = _completion_prompt(body, model)
     stream, include_usage = _stream_flags(body)
     params = sampling(body, len(prompt.ids), model, max_output, "prompt")
-    return Request(name, prompt, params, list(params.stop), stream, include_usage, _new_id("cmpl"))
-
-
-def completion_response(request: Request, generation: Generation) -> dict[str, Any]:
-    _check(generation)
-    choice = {
-        "index": 0,
-        "text": generation.text,
-        "finish_reason": generation.finish_reason,
-        "logprobs": None,
-    }
-    return {**_head(request, "text_completion"), "choices": [choice], "usage": usage(generation)}
-
-
-def completion_chunks(request: Request, generation: Generation) -> Iterator[dict[str, Any]]:
-    def chunk(text: str, finish: str | None = None) -> dict[str, Any]:
-        choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
-        return {**_head(request, "text_completion"), "choices": [choice]}
-
-    for piece in generation:
-        yield chunk(piece.content)
-    _check(generation)
-    yield chunk("", generation.finish_reason)
-    if request.include_usage:
-        yield {**_head(request, "text_completion"), "choices": [], "usage": usage(generation)}
+    return Request(name, prompt, params, stream, include_usage, _new_id("cmpl"))
 
 
 def _new_id(prefix: str) -> str:

@@ -3,11 +3,13 @@
 Endpoints: ``POST /v1/chat/completions`` and ``POST /v1/completions`` (JSON, or server-sent
 events with ``stream: true``: ``data: {chunk}`` lines ending with ``data: [DONE]``),
 ``GET /v1/models`` and ``GET /health``. Requests are checked by ``openai_api``; what they ask
-for that is not served is a 400 naming the field, never silently ignored.
+for that is not served is a 400 naming the field, never silently ignored. Each endpoint is a
+thin translation: the request's prompt goes through the one text path the in-process client
+also runs (``generation.py``), and ``openai_replies`` shapes the answer.
 
 Design: the standard library's ``ThreadingHTTPServer``, one thread per connection, HTTP/1.1
 keep-alive; event streams use chunked transfer encoding. Every request submits its prompt
-to the one ``EngineService``, whose thread batches all live sequences together (continuous
+to the one ``EngineService`` (the runtime's, ``runtime.py``), whose thread batches all live sequences together (continuous
 batching), so any number of clients share one model. A client that goes away cancels its
 sequence: a failed write does it, and so does a watcher thread per request that notices the
 peer closing its socket (EOF) while nothing is being written, as with a non-streaming
@@ -38,7 +40,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from codeagent.backend import openai_api as api
-from codeagent.backend.chat.serving import ChatModel, Generation
+from codeagent.backend import openai_replies as replies
+from codeagent.backend.chat.model import ChatModel
+from codeagent.backend.generation import Generation, Service
 from codeagent.backend.openai_api import ApiError
 
 MAX_BODY = 32 * 2**20
@@ -55,7 +59,7 @@ class OpenAIServer(ThreadingHTTPServer):
         self,
         address: tuple[str, int],
         model: ChatModel,
-        service: Any,
+        service: Service,
         api_key: str | None = None,
         max_output_tokens: int = 4096,
         log_requests: bool = False,
@@ -218,18 +222,19 @@ class Handler(BaseHTTPRequestHandler):
 
     def chat(self, body: dict[str, Any]) -> None:
         request = api.chat_request(body, self.server.model, self.server.max_output_tokens)
-        self._answer(request, api.chat_response, api.chat_chunks)
+        self._answer(request, replies.chat_response, replies.chat_chunks)
 
     def completions(self, body: dict[str, Any]) -> None:
         request = api.completion_request(body, self.server.model, self.server.max_output_tokens)
-        self._answer(request, api.completion_response, api.completion_chunks)
+        self._answer(request, replies.completion_response, replies.completion_chunks)
 
     def _answer(self, request: api.Request, respond: Callable, chunks: Callable) -> None:
         try:
-            stream = self.server.service.submit(request.prompt.ids, request.params)
+            generation = Generation.start(
+                self.server.model, self.server.service, request.prompt, request.params
+            )
         except ValueError as err:  # the engine could never hold it: its KV pool is too small
             raise ApiError(400, str(err), param="max_tokens", code="context_length_exceeded") from err
-        generation = Generation(self.server.model, request.prompt, stream, request.stops)
         try:
             with self._watch(generation):
                 if not request.stream:

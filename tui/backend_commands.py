@@ -1,5 +1,10 @@
 """Subcommands of the embedded runtime: ``generate`` and ``models``.
 
+``generate`` loads through the runtime's factory (``backend/runtime.py``: device, dtype,
+weights, engine) and drives the engine synchronously: it takes token ids without a
+tokenizer, and a stop string ends the sequence at the exact token that completes it (the
+engine's per-token hook), which the service-based text path cannot promise.
+
 What a model generates, and the names of downloaded checkpoints, are printed through
 ``tui.inert``; ``--json`` output is ASCII (``json.dumps``' default), inert already.
 """
@@ -8,30 +13,23 @@ from __future__ import annotations
 
 import json
 import sys
-import time
+from pathlib import Path
 from typing import Any
 
-import torch
-
 from codeagent.agent.config import Config
-from codeagent.backend.engine import Engine, Request
+from codeagent.backend.chat.stopping import StopStrings
+from codeagent.backend.chat.tokenizer import Tokenizer
+from codeagent.backend.engine import Request
 from codeagent.backend.kernels.dispatch import kernels_in_use
 from codeagent.backend.layers.sampler import SamplingParams
-from codeagent.backend.loader import LoadError, load_model, resolve_model
-from codeagent.backend.stopping import StopStrings
+from codeagent.backend.loader import LoadError, resolve_model
+from codeagent.backend.runtime import build_engine, has_tokenizer, load
 from codeagent.tui.commands import CommandError
 from codeagent.tui.inert import inert
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
-
-def _device(name: str) -> str:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CommandError("--device cuda was asked for, but torch sees no CUDA device here")
-    return name
-
-
-def _prompt_ids(args: Any, folder: Any) -> tuple[list[int], Any]:
+def _prompt_ids(args: Any, folder: Path) -> tuple[list[int], Tokenizer | None]:
+    tokenizer = Tokenizer.from_dir(folder) if has_tokenizer(folder) else None
     if args.prompt_ids is not None:
         try:
             ids = [int(part) for part in args.prompt_ids.split(",") if part.strip()]
@@ -39,29 +37,17 @@ def _prompt_ids(args: Any, folder: Any) -> tuple[list[int], Any]:
             raise CommandError(f"--prompt-ids takes comma-separated integers: {err}") from err
         if not ids:
             raise CommandError("--prompt-ids is empty")
-        return ids, _tokenizer_or_none(folder)
-    tokenizer = _tokenizer_or_none(folder)
+        return ids, tokenizer
     if tokenizer is None:
         raise CommandError(f"{folder} has no tokenizer.json; pass --prompt-ids instead of --prompt")
     return tokenizer.encode(args.prompt), tokenizer
-
-
-def _tokenizer_or_none(folder: Any) -> Any:
-    if not (folder / "tokenizer.json").is_file():
-        return None
-    from codeagent.backend.chat.tokenizer import Tokenizer
-
-    return Tokenizer.from_dir(folder)
 
 
 def generate(args: Any, config: Config) -> int:
     del config
     try:
         folder = resolve_model(args.model)
-        device = _device(args.device)
-        started = time.perf_counter()
-        loaded = load_model(folder, dtype=DTYPES[args.dtype], device=device)
-        load_s = time.perf_counter() - started
+        loaded = load(folder, args.dtype, args.device)
     except LoadError as err:
         raise CommandError(str(err)) from err
     prompt, tokenizer = _prompt_ids(args, folder)
@@ -85,23 +71,24 @@ def generate(args: Any, config: Config) -> int:
     watcher = StopStrings(tokenizer, args.stop or [], stream) if tokenizer is not None else None
     eos = tokenizer.eos_token_ids if tokenizer is not None else set()
     request = Request(prompt, params, watcher.push if watcher else None)
-    result = Engine(loaded.model, eos, device).generate([request])[0]
+    engine = build_engine(loaded, eos)
+    result = engine.generate([request])[0]
     if watcher:
         watcher.flush()
     text = watcher.text if watcher else None
     decode_tokens = max(len(result.token_ids) - 1, 0)
     report = {
         "model": str(folder),
-        "architecture": loaded.architecture,
+        "architecture": loaded.checkpoint.architecture,
         "prompt_tokens": len(prompt),
         "token_ids": result.token_ids,
         "text": text,
         "finish_reason": result.finish_reason,
-        "load_s": round(load_s, 3),
+        "load_s": round(loaded.load_s, 3),
         "prefill_s": round(result.prefill_s, 4),
         "decode_s": round(result.decode_s, 4),
         "decode_tokens_per_s": round(decode_tokens / result.decode_s, 2) if result.decode_s > 0 else None,
-        "kernels": kernels_in_use(device),
+        "kernels": kernels_in_use(engine.device),
     }
     if args.json:
         print(json.dumps(report))

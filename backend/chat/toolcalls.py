@@ -30,6 +30,7 @@ token, special and added tokens kept.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -200,7 +201,12 @@ class ToolCallParser:
         )
 
 
-def make_parser(family: str, tools: list[dict[str, Any]] | None = None, prompt: str = "") -> ToolCallParser:
-    """A parser for one generation; ``prompt`` decides whether it begins inside reasoning."""
+def make_parser(
+    family: str, tools: list[dict[str, Any]] | None = None, prompt: str = "", calls: bool = True
+) -> ToolCallParser:
+    """A parser for one generation; ``prompt`` decides whether it begins inside reasoning. Without
+    ``calls``, call markup stays content (``tool_choice: none``); reasoning is still split off."""
     chosen = get_family(family)
+    if not calls:
+        chosen = dataclasses.replace(chosen, call_blocks=())
     return ToolCallParser(chosen, tools, opens_reasoning(prompt, chosen))

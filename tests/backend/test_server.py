@@ -26,7 +26,8 @@ import openai
 import pytest
 
 from codeagent.agent.clients.remote import RemoteClient, RemoteSettings
-from codeagent.backend.chat.serving import ChatModel, chat_prompt
+from codeagent.backend.chat.model import ChatModel
+from codeagent.backend.chat.prompt import chat_prompt
 from codeagent.backend.engine import CacheConfig, Engine, Result
 from codeagent.backend.loader import load_model, read_config
 from codeagent.backend.server import OpenAIServer, exposure_warning, serve

@@ -1,9 +1,13 @@
 """Stop strings: end a generation when its text contains one, and cut the text before it.
 
 Token-level stops (end-of-sequence and ``stop_token_ids``) live in the engine; strings need
-the tokenizer, so they are watched here, through the streaming decoder, and end the
-sequence via the engine's ``on_token`` hook. The matched stop string is not part of the
-returned text (as in OpenAI's API).
+the tokenizer, so they are watched here, through the streaming decoder: ``generate`` calls
+``push`` from the engine's ``on_token`` hook (the sequence ends at the token that completes a
+stop string), a ``Generation`` calls it as the service streams tokens and cancels the stream.
+The matched stop string is not part of the returned text (as in OpenAI's API).
+
+Limits: each token's check scans the text so far for every stop string (linear in the reply
+per token); replies are thousands of tokens and at most 16 stop strings.
 """
 
 from __future__ import annotations

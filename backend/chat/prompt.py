@@ -1,0 +1,72 @@
+"""Requests to prompts: a conversation rendered with the checkpoint's template, or raw text.
+
+``chat_prompt`` restores the replies the model wrote (``TurnMemory.restore``), renders the
+conversation with the chat template and encodes it, keeping recent turns' ids so the new
+prompt extends the last token for token. ``text_prompt`` takes a raw completion prompt
+(text or ids). The ``Prompt`` says how its reply is parsed (``generation.py``).
+
+``tool_choice``:
+- ``auto``: tools rendered, call blocks parsed as the model writes them, also when there are
+  no tools (the agent's client; the server sends ``none`` for a request without tools).
+- ``none``: rendered without tools and no call blocks are parsed (call markup the model
+  writes anyway stays content); reasoning is still split off.
+- ``required`` and a named function: enforced by prefill. The family's call opener (with the
+  function's name when one is named) is appended to the prompt, so the reply starts inside a
+  call block and the model can only fill in the rest. A model that still writes no valid block
+  (it never closes it, or writes garbage) gets its text back as content; there is no retry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from codeagent.backend.chat.families import get_family
+from codeagent.backend.chat.model import ChatModel
+from codeagent.backend.chat.toolcalls import opens_reasoning
+
+# The family's markup that opens a call block, then the part naming the function.
+FORCED_CALL = {
+    "qwen3": ("<tool_call>\n<function=", "{name}>\n"),
+    "deepseek_v4": ('<｜DSML｜tool_calls>\n<｜DSML｜invoke name="', '{name}">\n'),
+}
+
+
+@dataclass(slots=True)
+class Prompt:
+    ids: list[int]
+    text: str = ""
+    forced: str = ""  # call markup appended to the prompt: the reply begins with it
+    tools: list[dict[str, Any]] | None = None  # what the parser types arguments with
+    parse: str = "none"  # "calls": reasoning and call blocks, "reasoning": reasoning only, "none": raw text
+    chat: bool = False  # a rendered conversation: its finished turn is remembered for the next
+
+
+def chat_prompt(
+    model: ChatModel,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    tool_choice: str = "auto",
+    function: str | None = None,
+) -> Prompt:
+    """``tool_choice`` is "auto", "none", "required" or "function" (then ``function`` names it)."""
+    messages = model.memory.restore(messages)  # replies we generated get their exact text back
+    if tool_choice == "none":
+        text = model.template.render(messages, None)
+        return Prompt(model.memory.encode(text), text, parse="reasoning", chat=True)
+    text = model.template.render(messages, tools)
+    forced = _forced_call(model, text, function) if tool_choice in ("required", "function") else ""
+    return Prompt(model.memory.encode(text + forced), text + forced, forced, tools, "calls", chat=True)
+
+
+def _forced_call(model: ChatModel, text: str, function: str | None) -> str:
+    family = get_family(model.family)
+    opener, named = FORCED_CALL[model.family]
+    close_reasoning = family.think_close + "\n\n" if opens_reasoning(text, family) else ""
+    return close_reasoning + opener + (named.format(name=function) if function else "")
+
+
+def text_prompt(model: ChatModel, prompt: str | list[int]) -> Prompt:
+    if isinstance(prompt, str):
+        return Prompt(model.tokenizer.encode(prompt), prompt)
+    return Prompt(list(prompt))

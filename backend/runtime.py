@@ -1,0 +1,150 @@
+"""The one factory from a checkpoint folder to a running model: load -> chat model -> engine -> service.
+
+Each step is a function its own callers can stop at:
+
+- ``pick_device`` and ``DTYPES``: the device (CUDA where torch sees one, the CPU elsewhere;
+  asking for CUDA where there is none is a ``LoadError``) and the weights' dtype (bfloat16
+  on CUDA, float32 elsewhere, unless named);
+- ``load``: the weights on that device, timed;
+- ``chat_model``: the tokenizer, chat template, family and context window
+  (``chat/model.py``); a checkpoint without ``tokenizer.json`` cannot chat (``LoadError``);
+- ``build_engine``: the engine over the loaded model; with a disk tier, its cache is
+  namespaced by the checkpoint's fingerprint, dtype and device, so other checkpoints (or the
+  same one in another dtype) never read each other's blocks;
+- ``open_runtime``: all of it, with the engine on its background thread (``EngineService``),
+  as one ``Runtime`` whose ``generate`` submits a prompt and returns the ``Generation``
+  (``generation.py``) that turns its ids back into a reply.
+
+Who stops where: the in-process client (``client.py``) and ``codeagent serve`` open a whole
+runtime; ``codeagent generate`` loads and builds an engine it drives synchronously (it runs
+token ids without a tokenizer and ends a sequence at the exact token that completes a stop
+string, through the engine's hook); the benchmarks load through here and build their
+engines themselves where the engine is what they time.
+
+Limits: one model on one device per runtime; what does not fit fails when the engine
+allocates its pool, not here (``plan.py`` is the memory planner).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from codeagent.backend.cache.allocator import CacheConfig
+from codeagent.backend.chat.model import REMEMBERED_TURNS, ChatModel
+from codeagent.backend.chat.prompt import Prompt
+from codeagent.backend.engine import Engine
+from codeagent.backend.generation import Generation
+from codeagent.backend.kernels.dispatch import kernels_in_use
+from codeagent.backend.layers.sampler import SamplingParams
+from codeagent.backend.loader import LoadedModel, LoadError, load_model, model_fingerprint, read_config
+from codeagent.backend.service import EngineService
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def pick_device(name: str | None = None) -> str:
+    """``name``, or CUDA where torch sees a device and the CPU elsewhere."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LoadError("--device cuda was asked for, but torch sees no CUDA device here")
+    return name or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(name: str | None, device: str | torch.device) -> str:
+    """``name``, or the weights' dtype for ``device``: bfloat16 on CUDA, float32 elsewhere."""
+    name = name or ("bfloat16" if torch.device(device).type == "cuda" else "float32")
+    if name not in DTYPES:
+        raise LoadError(f"unknown dtype {name!r}; expected one of {', '.join(DTYPES)}")
+    return name
+
+
+@dataclass(slots=True)
+class Loaded:
+    """A checkpoint's model on its device, with what was chosen to load it."""
+
+    checkpoint: LoadedModel
+    device: str
+    dtype: str
+    load_s: float
+
+
+def load(folder: Path, dtype: str | None = None, device: str | None = None) -> Loaded:
+    device = pick_device(device)
+    dtype = pick_dtype(dtype, device)
+    started = time.perf_counter()
+    checkpoint = load_model(folder, DTYPES[dtype], device)
+    return Loaded(checkpoint, device, dtype, time.perf_counter() - started)
+
+
+def has_tokenizer(folder: Path) -> bool:
+    return (folder / "tokenizer.json").is_file()
+
+
+def chat_model(folder: Path, name: str | None = None, remembered_turns: int = REMEMBERED_TURNS) -> ChatModel:
+    """The checkpoint's text side, from its tokenizer files and ``config.json`` (no weights read)."""
+    if not has_tokenizer(folder):
+        raise LoadError(f"{folder} has no tokenizer.json; the chat format needs the model's tokenizer")
+    return ChatModel.from_dir(folder, read_config(folder), name, remembered_turns)
+
+
+def disk_namespace(folder: Path, dtype: str, device: str) -> bytes:
+    """Names a checkpoint's cached KV on disk: its content, the dtype and the device."""
+    return model_fingerprint(folder) + f"{dtype}:{device}".encode()
+
+
+def build_engine(loaded: Loaded, eos_token_ids: set[int], cache: CacheConfig | None = None) -> Engine:
+    with_disk = cache is not None and cache.disk_folder is not None
+    namespace = disk_namespace(loaded.checkpoint.folder, loaded.dtype, loaded.device) if with_disk else b""
+    return Engine(loaded.checkpoint.model, eos_token_ids, loaded.device, cache=cache, namespace=namespace)
+
+
+@dataclass(slots=True)
+class RuntimeConfig:
+    dtype: str | None = None  # default: bfloat16 on CUDA, float32 elsewhere
+    device: str | None = None  # default: CUDA where torch sees one
+    cache: CacheConfig | None = None  # default: the KV pool in memory, no disk tier
+    name: str | None = None  # what clients call the model; default: the folder's name
+    remembered_turns: int = REMEMBERED_TURNS
+
+
+@dataclass(slots=True)
+class Runtime:
+    """A loaded model behind its engine's thread, ready for requests from any thread."""
+
+    model: ChatModel
+    engine: Engine
+    service: EngineService
+    load_s: float
+    _closed: bool = field(default=False, init=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.engine.device
+
+    @property
+    def kernels(self) -> str:
+        """What a forward pass runs, in words."""
+        return kernels_in_use(self.engine.device)
+
+    def generate(self, prompt: Prompt, params: SamplingParams) -> Generation:
+        """Submit ``prompt``; ValueError when the engine could never hold it."""
+        return Generation.start(self.model, self.service, prompt, params)
+
+    def close(self) -> None:
+        """Stop the engine's thread (blocks queued for the disk tier reach it first); idempotent."""
+        if not self._closed:
+            self._closed = True
+            self.service.close()
+
+
+def open_runtime(folder: Path, config: RuntimeConfig | None = None) -> Runtime:
+    """Load ``folder`` and start its engine; ``LoadError`` says what is missing or wrong."""
+    config = config or RuntimeConfig()
+    device = pick_device(config.device)
+    model = chat_model(folder, config.name, config.remembered_turns)  # before the weights: fails fast
+    loaded = load(folder, config.dtype, device)
+    engine = build_engine(loaded, model.tokenizer.eos_token_ids, config.cache)
+    return Runtime(model, engine, EngineService(engine), loaded.load_s)
