@@ -35,6 +35,8 @@ from typing import Any
 
 import torch
 
+from codeagent.backend.runtime import DTYPES as TORCH_DTYPES
+from codeagent.backend.runtime import Loaded, build_engine, load
 from codeagent.bench.checkpoint import qwen3_config
 from codeagent.bench.generate import reference_generate
 from codeagent.bench.machine import machine
@@ -68,7 +70,6 @@ def bench_engine(
             "the engine benchmark compares with transformers: pip install -e '.[test]'"
         ) from err
     from codeagent.backend.kernels.dispatch import kernels_in_use
-    from codeagent.backend.loader import load_model, model_fingerprint
 
     longest = max((*prefixes, *frontiers)) + FOLLOW_UP + new_tokens
     config = qwen3_config(hidden=512, layers=8, experts=32, width=256, vocab=32000)
@@ -86,21 +87,16 @@ def bench_engine(
     with tempfile.TemporaryDirectory(prefix="codeagent-bench-engine-") as tmp:
         folder = Path(tmp) / "model"
         reference.save_pretrained(folder)
-        model = load_model(folder).model
-        namespace = model_fingerprint(folder)
-        run = _Runs(model, namespace, Path(tmp) / "kv")
+        run = _Runs(load(folder, "float32", "cpu"), Path(tmp) / "kv")
         results["kv_bytes_per_token"] = run.engine().block_bytes // BLOCK
         if "decode" in scenarios:
             results["decode"] = {}
             for name in dtypes:
-                dtype = getattr(torch, name)
-                if dtype == torch.float32:
+                if name == "float32":
                     ours, theirs = run, reference
                 else:
-                    theirs = RefModel.from_pretrained(folder, dtype=dtype).eval()
-                    ours = _Runs(
-                        load_model(folder, dtype=dtype).model, namespace + name.encode(), Path(tmp) / "kv"
-                    )
+                    theirs = RefModel.from_pretrained(folder, dtype=TORCH_DTYPES[name]).eval()
+                    ours = _Runs(load(folder, name, "cpu"), Path(tmp) / "kv")
                 _log(f"decode in {name}")
                 results["decode"][name] = _decode(ours, theirs, new_tokens)
         if "prefix" in scenarios:
@@ -114,14 +110,16 @@ def bench_engine(
 
 
 class _Runs:
-    def __init__(self, model: Any, namespace: bytes, disk: Path) -> None:
-        self.model, self.namespace, self.disk = model, namespace, disk
+    """Engines over one loaded model: each scenario times a fresh one (the runtime's engine factory)."""
+
+    def __init__(self, loaded: Loaded, disk: Path) -> None:
+        self.loaded, self.disk = loaded, disk
 
     def engine(self, disk: bool = False) -> Any:
-        from codeagent.backend.engine import CacheConfig, Engine
+        from codeagent.backend.engine import CacheConfig
 
         cache = CacheConfig(block_size=BLOCK, memory_bytes=2 * 2**30, disk_folder=self.disk if disk else None)
-        return Engine(self.model, set(), cache=cache, namespace=self.namespace)
+        return build_engine(self.loaded, set(), cache)
 
     @staticmethod
     def ttft(engine: Any, prompt: list[int], max_tokens: int = 1) -> Any:

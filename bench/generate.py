@@ -27,9 +27,9 @@ def bench_generate(prompt_tokens: int, new_tokens: int) -> dict[str, Any]:
         raise RuntimeError(
             "the generate benchmark compares with transformers: pip install -e '.[test]'"
         ) from err
-    from codeagent.backend.engine import Engine, Request
+    from codeagent.backend.engine import Request
     from codeagent.backend.layers.sampler import SamplingParams
-    from codeagent.backend.loader import load_model
+    from codeagent.backend.runtime import build_engine, load
 
     config = qwen3_config(hidden=512, layers=8, experts=32, width=256, vocab=32000)
     torch.manual_seed(0)
@@ -37,7 +37,7 @@ def bench_generate(prompt_tokens: int, new_tokens: int) -> dict[str, Any]:
     prompt = torch.randint(0, config["vocab_size"], (prompt_tokens,)).tolist()
     with tempfile.TemporaryDirectory(prefix="codeagent-bench-gen-") as tmp:
         reference.save_pretrained(tmp)
-        engine = Engine(load_model(Path(tmp)).model, eos_token_ids=set())
+        engine = build_engine(load(Path(tmp), "float32", "cpu"), set())
         ours = engine.generate([Request(prompt, SamplingParams(max_tokens=new_tokens))])[0]
     started = time.perf_counter()
     theirs = reference_generate(reference, prompt, new_tokens)

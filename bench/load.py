@@ -2,8 +2,9 @@
 
 Writes a random Qwen3-MoE checkpoint of about ``size_gb`` (bf16, sharded;
 ``bench.checkpoint``) and measures, in fresh processes, the peak resident memory of
-loading it against the baseline of the same process importing torch and the loader. The
-checkpoint lies in a temporary folder, removed afterwards.
+loading it (``backend.runtime.load``, bf16 on the CPU) against the baseline of the same
+process importing the runtime. The checkpoint lies in a temporary folder, removed
+afterwards.
 """
 
 from __future__ import annotations
@@ -18,15 +19,10 @@ from codeagent.bench.checkpoint import qwen3_config, write_checkpoint
 from codeagent.bench.machine import machine
 
 LOAD_SCRIPT = """
-import resource, sys, time, torch
-from codeagent.backend.loader import load_model
+import pathlib, resource, sys
+from codeagent.backend.runtime import load
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-if sys.argv[1] != "-":
-    started = time.perf_counter()
-    load_model(__import__("pathlib").Path(sys.argv[1]), dtype=torch.bfloat16)
-    print(time.perf_counter() - started)
-else:
-    print(0.0)
+print(load(pathlib.Path(sys.argv[1]), "bfloat16", "cpu").load_s if sys.argv[1] != "-" else 0.0)
 print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from codeagent.backend.runtime import DTYPES, pick_device, pick_dtype
 from codeagent.bench import roofline
 from codeagent.bench.random_weights import config_for, parse_config
 
@@ -86,7 +87,7 @@ def make_plan(args: Any) -> Plan:
         raise PlanError(
             "--device cuda: torch sees no CUDA device here (--tiny --device cpu checks the harness)"
         )
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(pick_device(args.device))
     try:
         raw = config_for(args.gpu_config, args.tiny, args.layers)
     except ValueError as err:
@@ -99,7 +100,7 @@ def make_plan(args: Any) -> Plan:
         full_layers=config_for(args.gpu_config, args.tiny)["num_hidden_layers"],
         tiny=args.tiny,
         device=device,
-        dtype=getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32")),
+        dtype=DTYPES[pick_dtype(args.dtype, device)],
         scenarios=args.scenarios,
         **{key: getattr(args, key) or default for key, default in sizes.items()},
         reference=not args.no_reference,
