@@ -20,8 +20,8 @@ from codeagent.agent.run import RunConfig
 from codeagent.sandbox.confine import probe
 from codeagent.tools.base import ToolSettings
 from codeagent.tui.app.application import CodeAgentApp
-from codeagent.tui.app.conversation import Setup
 from codeagent.tui.app.history import History
+from codeagent.tui.app.setup import Setup
 
 SANDBOX = probe() is None  # confine the model's commands wherever bubblewrap works
 
@@ -99,7 +99,7 @@ class Driver:
 
     async def idle(self) -> None:
         """Wait until the worker is done and the app has taken everything it reported."""
-        await self.settle(lambda: not self.app.conversation.busy and self.app.phase is None)
+        await self.settle(lambda: not self.app.busy and self.app.chat.phase is None)
         await self.pilot.pause()
 
     async def send(self, text: str) -> None:

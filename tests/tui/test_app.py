@@ -83,7 +83,7 @@ async def test_approve_deny_and_always(make_repo, script_file, make_app, drive, 
         assert (root / "stats.py").read_text() == FIXED
         assert (root / "NOTES.md").read_text() == "fixed\n"  # edits were allowed for the session
         assert heads(app)[1] == "▸ edit_file stats.py ✗ not run: the user denied edit_file"
-        denied = [m for m in app.conversation.agent.context.turns if m["role"] == "tool"][1]
+        denied = [m for m in app.session.agent.context.turns if m["role"] == "tool"][1]
         assert denied["content"] == "not run: the user denied edit_file"
 
 
@@ -110,7 +110,7 @@ async def test_escape_stops_a_running_command_and_keeps_the_conversation(
         assert time.monotonic() - started < 5
         assert "⏹ interrupted" in heads(app)[-1]
         assert "interrupted; the conversation is kept" in d.text()
-        turns = app.conversation.agent.context.turns
+        turns = app.session.agent.context.turns
         assert [m["role"] for m in turns[-3:]] == ["tool", "assistant", "tool"]
         await d.send("go on")
         await d.idle()
@@ -132,7 +132,7 @@ async def test_escape_at_an_approval_denies_and_answers_the_other_calls(
         await pilot.press("escape")
         await d.idle()
         assert (root / "stats.py").read_text() == ORIGINAL
-        tools = [m for m in app.conversation.agent.context.turns if m["role"] == "tool"]
+        tools = [m for m in app.session.agent.context.turns if m["role"] == "tool"]
         assert [m["content"] for m in tools[-2:]] == [
             "not run: the user denied edit_file",
             "not run: interrupted by the user",
@@ -170,7 +170,7 @@ async def test_undo_restores_the_file_and_diff_shows_the_session(
         assert "undone: stats.py restored" in d.text()
         await d.send("/diff")
         assert "no changes to the files this session" in d.text()
-        assert app.conversation.notes[-1].startswith("(The user undid the last change")
+        assert app.session.notes[-1].startswith("(The user undid the last change")
 
 
 async def test_resume_after_quitting(make_repo, script_file, make_app, drive, tool_call):
@@ -191,7 +191,7 @@ async def test_resume_after_quitting(make_repo, script_file, make_app, drive, to
         await pilot.press("ctrl+c")
         assert first.is_running
         await pilot.press("ctrl+c")
-    run_id = first.conversation.run_id
+    run_id = first.session.run_id
     assert first.return_value == 0 and run_id
 
     second = make_app(root, script, resume=run_id)
@@ -222,7 +222,7 @@ async def test_slash_commands(make_repo, script_file, make_app, drive):
         await d.send("/mod")
         assert "did you mean /mode or /model" in d.text()
         await d.send("/mode full-auto")
-        assert app.conversation.policy.mode == "full-auto"
+        assert app.session.policy.mode == "full-auto"
         assert "full-auto" in str(app.query_one(StatusBar).content)
         await d.send("/mode sometimes")
         assert "unknown mode 'sometimes'" in d.text()
@@ -253,7 +253,7 @@ async def test_file_completion_and_attachment(make_repo, script_file, make_app, 
         await pilot.press("enter")
         await d.idle()
         assert "attached: stats.py" in str(app.query_one(UserEntry).content)
-        task = app.conversation.agent.context.turns[0]["content"]
+        task = app.session.agent.context.turns[0]["content"]
         assert "Attached files:" in task and "return sum(values) / (len(values) - 1)" in task
         await pilot.press("up")
         assert prompt.text == "why @stats.py \nsecond line"
@@ -303,15 +303,15 @@ async def test_escape_stops_a_model_writing_a_tool_call_at_its_next_token(
             return super().complete(messages, tools, on_token)
 
     app = make_app(make_repo(), script_file([tool_call("finish", summary="never")]))
-    app.conversation.client = Thinking(app.conversation.client.path)
+    app.session.client = Thinking(app.session.client.path)
     async with app.run_test(size=(100, 30)) as pilot:
         d = drive(pilot)
         await d.send("think hard")
-        await d.settle(lambda: app.tokens > 5)
+        await d.settle(lambda: app.chat.tokens > 5)
         assert "the model is writing" in d.text("#activity") and "tokens" in d.text("#activity")
         started = time.monotonic()
         await pilot.press("escape")
         await d.idle()
         assert time.monotonic() - started < 2
         assert "interrupted" in d.text() and not app.query(FinalEntry)
-        assert [m["role"] for m in app.conversation.agent.context.turns] == ["user"]
+        assert [m["role"] for m in app.session.agent.context.turns] == ["user"]

@@ -144,7 +144,7 @@ async def test_the_terminal_ui_shows_every_attack_inert(make_repo, script_file, 
         app.submit("/undo")
         await pilot.pause()
         assert "undone: " in drawn(app, "/undo")  # the name as git quotes it (C-style), or shown inert
-        run_id = app.conversation.run_id
+        run_id = app.session.run_id
 
     resumed = make_app(root, script_file(script(tool_call), name="again.jsonl"), resume=run_id)
     async with resumed.run_test(size=(160, 150)) as pilot:

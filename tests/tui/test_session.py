@@ -1,25 +1,23 @@
 """The session behind the screen: a model loading inside the app, picking another model,
-/compact and /clear; and the conversation driven with no screen at all (budgets per message)."""
+/compact and /clear. (The session driven with no screen at all is in
+tests/agent/test_interactive.py.)"""
 
 from __future__ import annotations
 
-import queue
 import threading
 from pathlib import Path
 
 import pytest
 
-from codeagent.agent import events as ev
 from codeagent.agent.loop import Limits
 from codeagent.agent.protocol import ModelError
 from codeagent.agent.run import RunConfig
 from codeagent.tools.base import ToolSettings
 from codeagent.tui.app.application import CodeAgentApp
-from codeagent.tui.app.conversation import Conversation, Setup
 from codeagent.tui.app.entries import FinalEntry, UserEntry
 from codeagent.tui.app.history import History
 from codeagent.tui.app.panels import ActivityLine
-from codeagent.tui.app.reports import Idle
+from codeagent.tui.app.setup import Setup
 
 pytestmark = pytest.mark.anyio
 
@@ -93,45 +91,17 @@ async def test_compact_and_clear(make_repo, script_file, make_app, drive, tool_c
         assert "nothing to compact yet" in d.text()
         await d.send("read it")
         await d.idle()
-        before = len(app.conversation.agent.context.turns)
-        first_run = app.conversation.run_id
+        before = len(app.session.agent.context.turns)
+        first_run = app.session.run_id
         await d.send("/compact")
         await pilot.pause()
         assert "context compacted" in d.text()
-        assert len(app.conversation.agent.context.turns) < before
+        assert len(app.session.agent.context.turns) < before
         await d.send("/clear")
         await pilot.pause()
-        assert app.conversation.agent is None and not app.query(UserEntry)
+        assert app.session.agent is None and not app.query(UserEntry)
         assert "new conversation" in d.text()
         await d.send("again")
         await d.idle()
-        assert app.conversation.run_id != first_run
+        assert app.session.run_id != first_run
         assert app.query_one(FinalEntry).source == "new"
-
-
-def test_the_conversation_without_a_screen_budgets_each_message(make_repo, script_file, scripted, tool_call):
-    plan = tool_call("update_plan", items=[{"step": "read", "status": "in_progress"}])
-    script = script_file([plan] + [tool_call("read_file", f"c{n}", path="stats.py") for n in range(6)])
-    setup = Setup(
-        make_repo(),
-        "scripted",
-        lambda s, c: scripted(script, c),
-        RunConfig(ToolSettings(), Limits(max_steps=2), "ask", sandbox=False),
-        client=scripted(script),
-    )
-    updates: queue.Queue = queue.Queue()
-    conversation = Conversation(setup, updates.put)
-
-    def run(text: str) -> list:
-        conversation.send(text)
-        seen = []
-        while not isinstance(item := updates.get(timeout=20), Idle):
-            seen.append(item)
-        return seen
-
-    first = run("read stats.py")
-    assert [e.status for e in first if isinstance(e, ev.RunFinished)] == ["budget"]
-    second = run("go on")
-    assert [e.step for e in second if isinstance(e, ev.StepStarted)] == [3, 4]
-    assert [m["content"] for m in conversation.agent.context.turns if m["role"] == "user"][-1] == "go on"
-    assert not conversation.busy and conversation.usage()["calls"] == 4

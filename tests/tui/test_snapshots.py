@@ -52,7 +52,7 @@ def run_task(until: str):
         for _ in range(500):
             await pilot.pause(0.02)
             waiting = not app.query_one(ApprovalPanel).has_class("-idle")
-            if (until == "approval" and waiting) or (until == "done" and not app.conversation.busy):
+            if (until == "approval" and waiting) or (until == "done" and not app.busy):
                 break
         await pilot.pause(0.1)
 

@@ -16,9 +16,8 @@ from codeagent.agent import gitops
 from codeagent.agent.config import Config
 from codeagent.agent.loop import Limits
 from codeagent.agent.protocol import ModelClient, ModelError
-from codeagent.agent.runs import session_model
-from codeagent.tui.app.conversation import ClientBuilder, Setup
-from codeagent.tui.app.sessions import sessions
+from codeagent.agent.runs import session_model, sessions
+from codeagent.tui.app.setup import ClientBuilder, Setup
 from codeagent.tui.commands import (
     AGENT_SPECS,
     CommandError,
@@ -46,8 +45,8 @@ def launch(args: Any, config: Config) -> int:
     code = app.run()
     if app.return_code:  # the app crashed: a bug in codeagent, whose traceback Textual printed
         return 3
-    if app.conversation.run_id:
-        print(f"codeagent: session saved; continue it with: codeagent --resume {app.conversation.run_id}")
+    if app.session.run_id:
+        print(f"codeagent: session saved; continue it with: codeagent --resume {app.session.run_id}")
     return int(code or 0)
 
 

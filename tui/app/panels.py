@@ -1,12 +1,16 @@
 """The fixed parts of the screen around the transcript: plan, activity, approval, status.
 
-- ``PlanPanel``: the ``update_plan`` checklist, beside the transcript on wide screens and above
-  the prompt on narrow ones (the app's breakpoints); hidden while there is no plan.
+- ``PlanPanel``: the ``update_plan`` checklist (its ``plan``), beside the transcript on wide
+  screens and above the prompt on narrow ones (the app's breakpoints); hidden while there is
+  no plan.
 - ``ActivityLine``: what the agent is doing and for how long (loading the model, reading the
   prompt, writing, running a tool); hidden when idle, so an idle screen never redraws.
 - ``ApprovalPanel``: a pending edit or command, shown in full (scrollable), answered with
   y / n / a from the keyboard; it posts ``Answered``.
-- ``StatusBar``: ``status.Stats`` laid out for the current width.
+- ``StatusBar``: its ``stats`` (``status.Stats``) laid out for the current width.
+
+``plan`` and ``stats`` are reactives the chat screen binds to its own (``data_bind``): a
+panel redraws when they change.
 
 Each is, or holds, a ``plain.Plain``: what they show is inert and never markup.
 """
@@ -19,16 +23,23 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
+from textual.reactive import reactive
 
 from codeagent.tui.app.entries import diff_text
 from codeagent.tui.app.plain import Plain, plain
 from codeagent.tui.app.preview import Preview
-from codeagent.tui.app.status import Stats, status_text
+from codeagent.tui.app.status import SPINNER, Stats, status_text
 
+WRITING = "the model is writing"  # the phase that counts tokens as they come
 MARKS = {"completed": ("✓", "green"), "in_progress": ("▶", "bold yellow"), "pending": ("○", "dim")}
 
 
 class PlanPanel(Plain):
+    plan: reactive[list[dict[str, str]]] = reactive(list)
+
+    def watch_plan(self, plan: list[dict[str, str]]) -> None:
+        self.show(plan)
+
     def show(self, plan: list[dict[str, str]]) -> None:
         self.set_class(not plan, "-empty")
         lines = Text("Plan\n", style="bold")
@@ -47,11 +58,25 @@ class ActivityLine(Plain):
         if text is not None:
             self.update(text)
 
+    def working(self, phase: str, now: float, elapsed: float, tokens: int, interruptible: bool) -> None:
+        """``phase`` under a spinner, with the tokens written so far and the time it has taken."""
+        frame = SPINNER[int(now * 8) % len(SPINNER)]
+        writing = f" · {tokens} tokens" if phase == WRITING else ""
+        self.show(
+            Text.assemble(
+                (frame + " ", "bold cyan"),
+                plain(phase + writing),
+                f" · {int(elapsed)}s",
+                ("   esc interrupts" if interruptible else "", "dim"),
+            )
+        )
+
 
 class StatusBar(Plain):
-    def __init__(self, stats: Stats, *, id: str | None = None, classes: str | None = None) -> None:
-        super().__init__(id=id, classes=classes)
-        self.stats = stats
+    stats: reactive[Stats] = reactive(Stats)
+
+    def watch_stats(self) -> None:
+        self.show()
 
     def show(self) -> None:
         self.update(status_text(self.stats, max(1, self.size.width or 80)))

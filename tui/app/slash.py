@@ -1,26 +1,32 @@
 """Slash commands: their names, help, and what an unknown one is told.
 
 A registry (name -> argument syntax and a line of help) plus aliases, and ``SlashCommands``,
-mixed into the app, with one ``slash_<name>(argument)`` method each. An unknown command is
-answered with the closest names and a pointer to ``/help``, never sent to the model. Commands
-that touch the conversation or the files (``IDLE_ONLY``, and switching models) are queued by
-the app until the agent stops; ``/mode`` applies at once, to the agent's next tool call.
+one method a command (``HANDLERS`` maps the names to them), acting on the app through the
+``Host`` protocol: its session, its chat screen, loading a model, resuming, quitting. An
+unknown command is answered with the closest names and a pointer to ``/help``, never sent
+to the model. Commands that touch the conversation or the files (``IDLE_ONLY``, and
+switching models) are queued by the app until the agent stops; ``/mode`` applies at once,
+to the agent's next tool call.
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Protocol
 
 from rich.text import Text
 
+from codeagent.agent.interactive import Session, SessionError
+from codeagent.agent.runs import sessions
 from codeagent.sandbox.git import GitError
 from codeagent.tools.plan import render_plan
-from codeagent.tui.app.conversation import SessionError
+from codeagent.tui.app.chat import ChatScreen
 from codeagent.tui.app.entries import DiffEntry
-from codeagent.tui.app.panels import PlanPanel, StatusBar
+from codeagent.tui.app.panels import PlanPanel
 from codeagent.tui.app.plain import plain
-from codeagent.tui.app.sessions import sessions
+from codeagent.tui.app.setup import Setup
 from codeagent.tui.app.status import count
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -91,22 +97,35 @@ def needs_idle(text: str) -> bool:
     return command in IDLE_ONLY or (command == "model" and bool(argument))
 
 
+class Host(Protocol):
+    """What the commands act on: the app, by shape."""
+
+    session: Session
+    chat: ChatScreen
+    setup: Setup
+
+    def load_model(self, spec: str | None = None) -> None: ...
+
+    def resume(self, run_id: str) -> None: ...
+
+    def quit(self) -> None: ...
+
+
 class SlashCommands:
-    """The commands, mixed into the app (which provides ``conversation``, ``notice``, ``add``...)."""
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.session = host.session
+        self.chat = host.chat
 
-    conversation: Any
-    stats: Any
-    setup: Any
-
-    def run_slash(self, text: str) -> None:
+    def run(self, text: str) -> None:
         name, argument = parse(text)
         command = resolve(name)
         if command is None:
-            self.notice(unknown(name), "warn")
+            self.chat.notice(unknown(name), "warn")
         else:
-            getattr(self, f"slash_{command}")(argument)
+            HANDLERS[command](self, argument)
 
-    def slash_help(self, argument: str) -> None:
+    def help(self, argument: str) -> None:
         rows = help_lines()
         width = max(len(left) for left, _ in rows) + 2
         text = Text()
@@ -114,84 +133,82 @@ class SlashCommands:
             text.append(left.ljust(width), style="bold")
             text.append(right + "\n")
         text.rstrip()
-        self.notice(text)
+        self.chat.notice(text)
 
-    def slash_model(self, argument: str) -> None:
-        if not argument:
-            window = f", {count(self.stats.window)} tokens of context" if self.stats.window else ""
-            self.notice(f"model: {self.stats.model} ({self.conversation.model}{window})")
+    def model(self, argument: str) -> None:
+        if argument:
+            self.host.load_model(argument)
             return
-        self.conversation.load_model(argument)
+        stats = self.chat.stats
+        window = f", {count(stats.window)} tokens of context" if stats.window else ""
+        self.chat.notice(f"model: {stats.model} ({self.session.model}{window})")
 
-    def slash_mode(self, argument: str) -> None:
+    def mode(self, argument: str) -> None:
         if argument:
             try:
-                self.conversation.set_mode(argument)
+                self.session.set_mode(argument)
             except SessionError as err:
-                self.notice(str(err), "warn")
+                self.chat.notice(str(err), "warn")
                 return
-            self.stats.mode = argument
-            self.query_one(StatusBar).show()
-        self.notice(f"mode: {self.conversation.policy.mode} ({MODE_HELP[self.conversation.policy.mode]})")
+            self.chat.stats = replace(self.chat.stats, mode=argument)
+        mode = self.session.policy.mode
+        self.chat.notice(f"mode: {mode} ({MODE_HELP[mode]})")
 
-    def slash_plan(self, argument: str) -> None:
-        panel = self.query_one(PlanPanel)
+    def plan(self, argument: str) -> None:
+        panel = self.chat.query_one(PlanPanel)
         panel.toggle_class("-hidden")
-        plan = self.conversation.env.plan
+        plan = self.session.env.plan
         shown = "hidden" if panel.has_class("-hidden") else "shown"
-        self.notice(f"{render_plan(plan) if plan else 'no plan yet'}\n(plan panel {shown}; /plan toggles it)")
+        listed = render_plan(plan) if plan else "no plan yet"
+        self.chat.notice(f"{listed}\n(plan panel {shown}; /plan toggles it)")
 
-    def slash_diff(self, argument: str) -> None:
+    def diff(self, argument: str) -> None:
         try:
-            diff = self.conversation.diff()
+            diff = self.session.diff()
         except GitError as err:
-            self.notice(f"/diff failed: {err}", "error")
+            self.chat.notice(f"/diff failed: {err}", "error")
             return
         if diff is None:
-            self.notice("nothing changed yet: the session starts with your first message")
+            self.chat.notice("nothing changed yet: the session starts with your first message")
         elif not diff.strip():
-            self.notice("no changes to the files this session")
+            self.chat.notice("no changes to the files this session")
         else:
-            self.add(DiffEntry(diff))
+            self.chat.add(DiffEntry(diff))
 
-    def slash_undo(self, argument: str) -> None:
+    def undo(self, argument: str) -> None:
         try:
-            undone = self.conversation.undo()
+            undone = self.session.undo()
         except GitError as err:
-            self.notice(f"/undo failed: {err}", "error")
+            self.chat.notice(f"/undo failed: {err}", "error")
             return
         if undone is None:
-            self.notice("nothing to undo: the files match the latest checkpoint")
+            self.chat.notice("nothing to undo: the files match the latest checkpoint")
             return
         files = ", ".join(undone.changed) or "no file"
-        self.notice(f"undone: {files} restored to before '{undone.label}' (the model is told)", "ok")
+        self.chat.notice(f"undone: {files} restored to before '{undone.label}' (the model is told)", "ok")
 
-    def slash_compact(self, argument: str) -> None:
-        if not self.conversation.compact():
-            self.notice("nothing to compact yet")
+    def compact(self, argument: str) -> None:
+        if not self.session.compact():
+            self.chat.notice("nothing to compact yet")
 
-    def slash_clear(self, argument: str) -> None:
-        self.conversation.clear()
-        self.transcript.remove_children()
-        self.query_one(PlanPanel).show([])
-        self.stats.steps = self.stats.context = 0
-        self.query_one(StatusBar).show()
-        self.notice("new conversation (the files keep their changes; /undo still works)")
+    def clear(self, argument: str) -> None:
+        self.session.clear()
+        self.chat.clear()
 
-    def slash_usage(self, argument: str) -> None:
-        usage = self.conversation.usage()
-        self.notice(
+    def usage(self, argument: str) -> None:
+        usage = self.session.usage()
+        self.chat.notice(
             f"{usage['calls']} model calls, {usage['steps']} steps · prompt {count(usage['prompt_tokens'])} "
             f"tokens ({count(usage['cached_tokens'])} cached) · completion {count(usage['completion_tokens'])}"
         )
 
-    def slash_resume(self, argument: str) -> None:
+    def resume(self, argument: str) -> None:
         if argument:
-            self.resume(argument)
+            self.host.resume(argument)
             return
-        found = sessions(self.setup.root)[:10]
+        found = sessions(self.host.setup.root)[:10]
         if not found:
-            self.notice("no saved sessions for this repository")
+            self.chat.notice("no saved sessions for this repository")
             return
         text = Text("sessions of this repository, newest first (/resume ID continues one):\n")
         for info in found:
@@ -199,16 +216,22 @@ class SlashCommands:
             text.append(plain(f"  {info.task[:60]}  "))
             text.append(plain(info.model + "\n", "dim"))
         text.rstrip()
-        self.notice(text)
+        self.chat.notice(text)
 
-    def resume(self, run_id: str) -> None:
-        try:
-            self.conversation.resume(run_id)
-        except SessionError as err:
-            self.notice(f"{err}; /resume lists this repository's sessions", "warn")
-            return
-        self.started_at = self.clock()
-        self.set_phase(f"resuming {run_id}")
+    def quit(self, argument: str) -> None:
+        self.host.quit()
 
-    def slash_quit(self, argument: str) -> None:
-        self.quit()
+
+HANDLERS: dict[str, Callable[[SlashCommands, str], None]] = {
+    "help": SlashCommands.help,
+    "model": SlashCommands.model,
+    "mode": SlashCommands.mode,
+    "plan": SlashCommands.plan,
+    "diff": SlashCommands.diff,
+    "undo": SlashCommands.undo,
+    "compact": SlashCommands.compact,
+    "clear": SlashCommands.clear,
+    "usage": SlashCommands.usage,
+    "resume": SlashCommands.resume,
+    "quit": SlashCommands.quit,
+}

@@ -1,7 +1,7 @@
 """The status bar's numbers and how they fit one line.
 
-``Stats`` is what the app knows about the session (attributes down: the app updates it from
-the agent's events and redraws the bar); ``status_text`` lays it out for a width, dropping the
+``Stats`` is what the app knows about the session (attributes down: the chat screen replaces
+it as the agent's events come, and the bar, bound to it, redraws); ``status_text`` lays it out for a width, dropping the
 least useful fields first, so the bar stays one line from 80 columns up. The context is
 marked ``~`` when the client's count is an estimate rather than its own tokenizer's.
 Decode speed is the client's own measure when it has one (the embedded runtime), else the
@@ -22,7 +22,7 @@ SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 SEPARATOR = " │ "
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Stats:
     model: str = ""
     window: int = 0
