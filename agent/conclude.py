@@ -65,6 +65,14 @@ def conclude(
         leaks.check_commit(secrets, root, changed, message)
         result.commit = gitops.commit(repo, changed, message)
         result.files_changed = gitops.files_between(repo, record.base_commit, result.commit)
+    _judge(result, outcome, bool(changed))
+    if result.status == "resolved" and (options.push or options.pr):
+        _publish(result, record, options, secrets, repo)
+
+
+def _judge(result: FixResult, outcome: RunResult, changed: bool) -> None:
+    """The verdict: the agent's own error or refusal, else resolved (finished, something changed,
+    the tests pass or none exist), else unresolved with the reason."""
     tests_ok = not result.tests_after.get("detected") or result.tests_after.get("exit_code") == 0
     if outcome.status in ("error", "refused"):
         result.status, result.message = outcome.status, outcome.message
@@ -74,9 +82,7 @@ def conclude(
             "fixed; tests pass" if result.tests_after.get("detected") else "fixed; no test suite found",
         )
     else:
-        result.status, result.message = "unresolved", _why_unresolved(outcome, bool(changed), tests_ok)
-    if result.status == "resolved" and (options.push or options.pr):
-        _publish(result, record, options, secrets, repo)
+        result.status, result.message = "unresolved", _why_unresolved(outcome, changed, tests_ok)
 
 
 def _moved_refs(repo: GitRepo, record: FixRecord) -> list[str]:

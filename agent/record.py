@@ -8,7 +8,8 @@ fields it has:
   the issue, the tests and untracked files before the run, every ref before the run;
 - ``SessionRecord`` (the terminal UI): the first line of the first message and the
   checkpoint taken then;
-- ``EvalRecord`` (``codeagent eval``): the task's instance, repository and base commit.
+- ``EvalRecord`` (``codeagent eval``): the task's instance, repository and base commit;
+- ``RunRecord`` itself (kind ``run``) for a run no front end resumes (a benchmark's).
 
 On disk the record is the flat JSON object it always was, plus ``kind``. Reading accepts
 every format written so far: a record without ``kind`` is a ``fix`` run (those were the
@@ -104,7 +105,9 @@ class EvalRecord(RunRecord):
     base_commit: str
 
 
-RECORDS: dict[str, type[RunRecord]] = {cls.kind: cls for cls in (FixRecord, SessionRecord, EvalRecord)}
+RECORDS: dict[str, type[RunRecord]] = {
+    cls.kind: cls for cls in (FixRecord, SessionRecord, EvalRecord, RunRecord)
+}  # RunRecord itself: a run of no front end's own (a benchmark's)
 
 
 def parse_record(meta: Mapping[str, Any]) -> RunRecord:

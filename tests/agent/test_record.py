@@ -11,7 +11,14 @@ import pytest
 
 from codeagent.agent.issues import IssueSpec
 from codeagent.agent.loop import Limits
-from codeagent.agent.record import EvalRecord, FixRecord, SessionRecord, load_run, parse_record
+from codeagent.agent.record import (
+    EvalRecord,
+    FixRecord,
+    RunRecord,
+    SessionRecord,
+    load_run,
+    parse_record,
+)
 from codeagent.agent.runs import sessions
 
 LIMITS = {"max_steps": 60, "max_tokens": 3000000, "max_wall_s": 3600.0, "max_format_errors": 3}
@@ -92,6 +99,7 @@ def test_records_written_now_read_back_as_themselves():
         parse_record(PREVIOUS_FIX),
         parse_record(PREVIOUS_SESSION),
         EvalRecord(run_id="t-1", root=Path("/w"), instance_id="t-1", repo="o/n", base_commit="2" * 40),
+        RunRecord(run_id="bench", root=Path("/w"), model="m", limits=Limits(max_steps=3)),
     ]
     for record in records:
         line = json.loads(json.dumps({"type": "meta", **record.meta()}))
@@ -101,7 +109,7 @@ def test_records_written_now_read_back_as_themselves():
 def test_what_cannot_be_read_says_so():
     with pytest.raises(ValueError, match="branch"):
         parse_record({"run_id": "x", "root": "/w", "base_commit": "0" * 40, "issue": ISSUE})
-    with pytest.raises(ValueError, match="unknown kind of run 'chat'; kinds: fix, interactive, eval"):
+    with pytest.raises(ValueError, match="unknown kind of run 'chat'; kinds: fix, interactive, eval, run"):
         parse_record({"kind": "chat", "run_id": "x", "root": "/w"})
 
 

@@ -168,7 +168,7 @@ class CodeAgentApp(App[int]):
         self.busy = True
 
     @work(thread=True, exit_on_error=False, group="agent")
-    def _work(self, turn: Callable[[], None]) -> None:
+    def _work(self, turn: Callable[[], object]) -> None:
         with reporting(self.chat.post_message):
             abandonable(turn)
 

@@ -38,7 +38,7 @@ def reporting(post: Callable[[Message], object]) -> Iterator[None]:
         post(WorkDone())
 
 
-def abandonable(work: Callable[[], None]) -> None:
+def abandonable(work: Callable[[], object]) -> None:
     """``work()`` on a daemon thread, waited for until it ends or the calling worker is
     cancelled; what it raises is raised here."""
     failed: list[Exception] = []
