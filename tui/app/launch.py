@@ -8,9 +8,9 @@ since that can take minutes). The session's id is printed on the way out, for ``
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from codeagent.agent import gitops
 from codeagent.agent.config import Config
@@ -27,7 +27,7 @@ from codeagent.tui.commands import (
 )
 
 
-def launch(args: Any, config: Config) -> int:
+def launch(args: argparse.Namespace, config: Config) -> int:
     root = gitops.open_repo(args.cwd.resolve()).work_tree
     resume = _session(args.resume, root) if args.resume is not None else None
     spec = args.model or (session_model(resume) if resume else None) or model_spec(args, config)
@@ -50,7 +50,7 @@ def launch(args: Any, config: Config) -> int:
     return int(code or 0)
 
 
-def _builder(args: Any, config: Config) -> ClientBuilder:
+def _builder(args: argparse.Namespace, config: Config) -> ClientBuilder:
     def build(spec: str, consumed: int) -> ModelClient:
         try:
             return client_factory(spec, args, config)(consumed)
