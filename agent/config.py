@@ -8,11 +8,12 @@ stored here; ``remote.api_key_env`` names the variable that holds one.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from codeagent import xdg
 
 
 class ConfigError(Exception):
@@ -58,8 +59,7 @@ class Config(_Strict):
 
 
 def default_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "codeagent" / "config.toml"
+    return xdg.folder("config") / "config.toml"
 
 
 def load_config(path: Path | None = None) -> Config:

@@ -30,14 +30,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from codeagent import xdg
 from codeagent.sandbox.secrets import KnownSecrets
 
 TRANSCRIPT = "transcript.jsonl"  # in each run's folder under ``runs_dir()``
 
 
 def state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "codeagent"
+    return xdg.folder("state")
 
 
 def runs_dir() -> Path:

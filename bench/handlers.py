@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
+
+from codeagent import xdg
 
 
 class BenchError(Exception):
@@ -27,8 +28,7 @@ def bench_repomap(args: argparse.Namespace, config: object) -> int:
 
     if not args.path.is_dir():
         raise BenchError(f"{args.path} is not a directory")
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "codeagent" / "bench-repomap"
-    return write_results(run(args.path.resolve(), cache), args.output)
+    return write_results(run(args.path.resolve(), xdg.folder("cache") / "bench-repomap"), args.output)
 
 
 def bench_tools(args: argparse.Namespace, config: object) -> int:

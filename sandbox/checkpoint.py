@@ -19,10 +19,10 @@ other than the executable bit are not restored; nested repositories are skipped.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from codeagent import xdg
 from codeagent.sandbox.git import GitError, GitRepo, git_outside
 
 REF = "refs/codeagent/checkpoints"
@@ -35,9 +35,8 @@ IDENTITY = {
 
 
 def default_store(workspace: Path) -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     key = hashlib.sha1(str(workspace.resolve()).encode()).hexdigest()[:16]
-    return Path(base) / "codeagent" / "checkpoints" / f"{workspace.name}-{key}.git"
+    return xdg.folder("state") / "checkpoints" / f"{workspace.name}-{key}.git"
 
 
 @dataclass(slots=True)

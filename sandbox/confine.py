@@ -31,6 +31,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from codeagent import xdg
 from codeagent.sandbox import home as homes
 from codeagent.sandbox.gitview import view
 from codeagent.sandbox.limits import Limits, jail
@@ -98,15 +99,8 @@ def probe() -> str | None:
 
 
 def own_folders(env: dict[str, str]) -> list[Path]:
-    """codeagent's state, cache and config folders, wherever ``XDG_*`` put them: hidden inside."""
-    home = Path(env.get("HOME") or Path.home())
-    bases = (
-        ("XDG_STATE_HOME", home / ".local" / "state"),
-        ("XDG_CACHE_HOME", home / ".cache"),
-        ("XDG_CONFIG_HOME", home / ".config"),
-        ("XDG_DATA_HOME", home / ".local" / "share"),
-    )
-    return [Path(env.get(name) or default) / "codeagent" for name, default in bases]
+    """codeagent's state, cache, config and data folders, wherever ``XDG_*`` put them: hidden inside."""
+    return [xdg.folder(kind, env) for kind in xdg.DEFAULTS]
 
 
 def _hide(spec: SandboxSpec, env: dict[str, str]) -> list[str]:
@@ -162,16 +156,7 @@ def _toolchains_in_tmp(env: dict[str, str]) -> list[str]:
 
 
 # The variables the environment-dependent mounts are computed from.
-MOUNT_INPUTS = (
-    "PATH",
-    "HOME",
-    "VIRTUAL_ENV",
-    "XDG_STATE_HOME",
-    "XDG_CACHE_HOME",
-    "XDG_CONFIG_HOME",
-    "XDG_DATA_HOME",
-)
-MOUNT_INPUTS += homes.TOOLCHAIN_VARS
+MOUNT_INPUTS = ("PATH", "HOME", "VIRTUAL_ENV", *xdg.VARIABLES, *homes.TOOLCHAIN_VARS)
 
 
 @functools.lru_cache(maxsize=8)

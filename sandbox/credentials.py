@@ -38,6 +38,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import unquote
 
+from codeagent import xdg
 from codeagent.sandbox.gitconfig import Entry, GitConfigError, read_config
 
 Pair = tuple[str, str]  # (name, value)
@@ -161,7 +162,7 @@ def _home(environ: Mapping[str, str]) -> Path:
 
 
 def _config_home(environ: Mapping[str, str]) -> Path:
-    return Path(environ.get("XDG_CONFIG_HOME") or _home(environ) / ".config")
+    return xdg.base("config", environ, _home(environ))
 
 
 def user_config_files(environ: Mapping[str, str]) -> list[Path]:

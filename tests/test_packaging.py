@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TOP_LEVEL = ("agent", "tools", "backend", "bench", "tui", "sandbox", "evals")
+TOP_LEVEL = ("agent", "tools", "backend", "bench", "tui", "sandbox", "evals", "xdg")
 
 
 def listed_packages() -> set[str]:

@@ -29,14 +29,15 @@ from pathlib import Path
 
 import torch
 
+from codeagent import xdg
+
 MAGIC = b"CAKV1\0"
 HEADER = struct.Struct("<6sQ32s")  # magic, payload length, sha256(payload)
 
 
 def default_root() -> Path:
     """Where the disk tier lives unless told: ``$XDG_CACHE_HOME/codeagent/kv`` (one folder per model)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "codeagent" / "kv"
+    return xdg.folder("cache") / "kv"
 
 
 def default_folder(namespace: str) -> Path:

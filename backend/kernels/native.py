@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from codeagent import xdg
+
 SOURCE = Path(__file__).with_name("native.c")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11")
 MAX_ROWS = 64  # token rows a call takes; larger batches are compute-bound and go to the BLAS
@@ -48,8 +50,7 @@ class NativeError(RuntimeError):
 
 
 def cache_folder() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "codeagent" / "kernels"
+    return xdg.folder("cache") / "kernels"
 
 
 def _compiler() -> str | None:

@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from codeagent import xdg
+
 SHIPPED = Path(__file__).with_name("configs")
 Config = dict[str, int]
 
@@ -30,8 +32,7 @@ def user_dir() -> Path:
     explicit = os.environ.get("CODEAGENT_KERNEL_CONFIGS")
     if explicit:
         return Path(explicit)
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "codeagent" / "kernels"
+    return xdg.folder("cache") / "kernels"
 
 
 def device_name(device: torch.device) -> str:

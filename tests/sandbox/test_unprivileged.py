@@ -1,7 +1,8 @@
 """The core of the attack battery again, as an unprivileged user (uid 65534).
 
-Arranged when the tests run as root: the sandbox package (standard library only) is copied
-to a world-readable folder and run by a Python that user can execute, through ``setpriv``.
+Arranged when the tests run as root: the sandbox package and the XDG folders it imports
+(standard library only) are copied to a world-readable folder and run by a Python that user
+can execute, through ``setpriv``.
 Skipped, with the reason, where that cannot be arranged.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import codeagent.sandbox.confine as confine
+from codeagent import xdg
 
 NOBODY = 65534
 SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
@@ -68,8 +70,10 @@ def world(tmp_path_factory):
     if shutil.which("setpriv") is None or (python := _python_for_nobody()) is None:
         pytest.skip("no setpriv, or no Python the unprivileged user may run")
     base = Path(tempfile.mkdtemp(prefix="codeagent-unpriv-", dir="/tmp"))
-    package = base / "lib" / "codeagent" / "sandbox"
-    shutil.copytree(Path(confine.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    for package in (confine, xdg):
+        folder = Path(package.__file__).parent
+        copy = base / "lib" / "codeagent" / folder.name
+        shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("__pycache__"))
     # outside /tmp, which the sandbox replaces with a private one: a folder the user may write
     # outside /tmp and /var/tmp, which the sandbox replaces with private ones
     outside = Path(

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 from pathlib import Path
 from typing import Self
 
+from codeagent import xdg
 from codeagent.tools.repomap.tags import Tag, languages, query_text
 
 STORE_NAME = "tags.sqlite"
@@ -30,8 +30,7 @@ BATCH = 500  # keys per SELECT; SQLite caps bound parameters per statement
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "codeagent" / "repomap"
+    return xdg.folder("cache") / "repomap"
 
 
 def remove_store(folder: Path) -> None:
