@@ -45,7 +45,7 @@ from codeagent.backend.layers.sampler import SamplingParams
 from codeagent.backend.sequence import Result
 
 
-class Stream(Protocol):
+class TokenStream(Protocol):
     """One sequence in the engine service, as ``EngineService.submit`` returns it."""
 
     result: Result | None  # set when the iteration ends
@@ -58,7 +58,7 @@ class Stream(Protocol):
 class Service(Protocol):
     """What takes requests: ``EngineService``, or a scripted stand-in in tests."""
 
-    def submit(self, prompt_ids: list[int], params: SamplingParams) -> Stream: ...
+    def submit(self, prompt_ids: list[int], params: SamplingParams) -> TokenStream: ...
 
 
 @dataclass(slots=True)
@@ -92,7 +92,9 @@ class Generation:
         """Submit ``prompt``; ValueError when the engine could never hold it (its KV pool is too small)."""
         return cls(model, prompt, service.submit(prompt.ids, params), params.stop)
 
-    def __init__(self, model: ChatModel, prompt: Prompt, stream: Stream, stops: Sequence[str] = ()) -> None:
+    def __init__(
+        self, model: ChatModel, prompt: Prompt, stream: TokenStream, stops: Sequence[str] = ()
+    ) -> None:
         self.model, self.prompt = model, prompt
         self.parsed: ParsedMessage | None = None
         self.stream = stream

@@ -1,6 +1,6 @@
 """The OpenAI requests the server takes, checked field by field.
 
-``chat_request`` and ``completion_request`` turn a decoded JSON body into a ``Request``: the
+``chat_request`` and ``completion_request`` turn a decoded JSON body into a ``ApiRequest``: the
 prompt (rendered with the checkpoint's template for chat, ``chat/prompt.py``) and the
 sampling parameters, stop strings among them. Any field of the wrong type, out of range,
 or asking for something not served is an ``ApiError`` (HTTP 4xx, OpenAI's error shape)
@@ -58,7 +58,7 @@ def invalid(param: str, message: str, code: str = "invalid_value") -> ApiError:
 
 
 @dataclass(slots=True)
-class Request:
+class ApiRequest:
     model: str
     prompt: Prompt
     params: SamplingParams  # its ``stop`` strings are watched on the reply's text
@@ -245,7 +245,7 @@ def _tool_choice(body: dict[str, Any], tools: list[dict[str, Any]]) -> tuple[str
     return "function", name
 
 
-def chat_request(body: dict[str, Any], model: ChatModel, max_output: int) -> Request:
+def chat_request(body: dict[str, Any], model: ChatModel, max_output: int) -> ApiRequest:
     name = _model_name(body, model)
     messages, tools = _messages(body), _tools(body)
     choice, function = _tool_choice(body, tools)
@@ -255,7 +255,7 @@ def chat_request(body: dict[str, Any], model: ChatModel, max_output: int) -> Req
     except TemplateRenderError as err:
         raise invalid("messages", f"the conversation cannot be rendered: {err}") from err
     params = sampling(body, len(prompt.ids), model, max_output, "messages")
-    return Request(name, prompt, params, stream, include_usage, _new_id("chatcmpl"))
+    return ApiRequest(name, prompt, params, stream, include_usage, _new_id("chatcmpl"))
 
 
 # completions
@@ -283,7 +283,7 @@ def _completion_prompt(body: dict[str, Any], model: ChatModel) -> Prompt:
     return result
 
 
-def completion_request(body: dict[str, Any], model: ChatModel, max_output: int) -> Request:
+def completion_request(body: dict[str, Any], model: ChatModel, max_output: int) -> ApiRequest:
     name = _model_name(body, model)
     if body.get("echo") or body.get("suffix"):
         raise invalid("echo" if body.get("echo") else "suffix", "'echo' and 'suffix' are not served")
@@ -292,7 +292,7 @@ def completion_request(body: dict[str, Any], model: ChatModel, max_output: int) 
     prompt = _completion_prompt(body, model)
     stream, include_usage = _stream_flags(body)
     params = sampling(body, len(prompt.ids), model, max_output, "prompt")
-    return Request(name, prompt, params, stream, include_usage, _new_id("cmpl"))
+    return ApiRequest(name, prompt, params, stream, include_usage, _new_id("cmpl"))
 
 
 def _new_id(prefix: str) -> str:

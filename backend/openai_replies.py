@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from codeagent.backend.generation import Generation, Piece
-from codeagent.backend.openai_api import ApiError, Request
+from codeagent.backend.openai_api import ApiError, ApiRequest
 
 
 def usage(generation: Generation) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def _check(generation: Generation) -> None:
         raise ApiError(500, f"the engine failed: {generation.error}", "server_error", code="engine_error")
 
 
-def chat_response(request: Request, generation: Generation) -> dict[str, Any]:
+def chat_response(request: ApiRequest, generation: Generation) -> dict[str, Any]:
     _check(generation)
     parsed = generation.message()
     message: dict[str, Any] = {
@@ -50,11 +50,11 @@ def chat_response(request: Request, generation: Generation) -> dict[str, Any]:
     return {**_head(request, "chat.completion"), "choices": [choice], "usage": usage(generation)}
 
 
-def _head(request: Request, kind: str) -> dict[str, Any]:
+def _head(request: ApiRequest, kind: str) -> dict[str, Any]:
     return {"id": request.id, "object": kind, "created": request.created, "model": request.model}
 
 
-def chat_chunks(request: Request, generation: Generation) -> Iterator[dict[str, Any]]:
+def chat_chunks(request: ApiRequest, generation: Generation) -> Iterator[dict[str, Any]]:
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
         return {**_head(request, "chat.completion.chunk"), "choices": [choice]}
@@ -79,7 +79,7 @@ def _text_delta(piece: Piece) -> dict[str, Any]:
 # completions
 
 
-def completion_response(request: Request, generation: Generation) -> dict[str, Any]:
+def completion_response(request: ApiRequest, generation: Generation) -> dict[str, Any]:
     _check(generation)
     choice = {
         "index": 0,
@@ -90,7 +90,7 @@ def completion_response(request: Request, generation: Generation) -> dict[str, A
     return {**_head(request, "text_completion"), "choices": [choice], "usage": usage(generation)}
 
 
-def completion_chunks(request: Request, generation: Generation) -> Iterator[dict[str, Any]]:
+def completion_chunks(request: ApiRequest, generation: Generation) -> Iterator[dict[str, Any]]:
     def chunk(text: str, finish: str | None = None) -> dict[str, Any]:
         choice = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
         return {**_head(request, "text_completion"), "choices": [choice]}

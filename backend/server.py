@@ -228,7 +228,7 @@ class Handler(BaseHTTPRequestHandler):
         request = api.completion_request(body, self.server.model, self.server.max_output_tokens)
         self._answer(request, replies.completion_response, replies.completion_chunks)
 
-    def _answer(self, request: api.Request, respond: Callable, chunks: Callable) -> None:
+    def _answer(self, request: api.ApiRequest, respond: Callable, chunks: Callable) -> None:
         try:
             generation = Generation.start(
                 self.server.model, self.server.service, request.prompt, request.params

@@ -1,8 +1,8 @@
 """The engine on a background thread, shared by many callers (the server, parallel agents).
 
-``submit`` hands a request to the engine's thread and returns a ``Stream`` that yields the
-sampled token ids as they come; ``cancel`` (any thread) aborts it, and the engine frees
-its sequence at the next step. The thread admits new requests between steps, so
+``submit`` hands a request to the engine's thread and returns an ``EngineStream`` (the
+``TokenStream`` that ``generation.py`` reads) that yields the sampled token ids as they come;
+``cancel`` (any thread) aborts it, and the engine frees its sequence at the next step. The thread admits new requests between steps, so
 submissions join the running batch (continuous batching) rather than waiting for it.
 A request the engine can never serve is refused in ``submit`` with ValueError; if a step
 fails (a bug, out of device memory), every request in flight ends with
@@ -22,7 +22,7 @@ from codeagent.backend.layers.sampler import SamplingParams
 _END = -1
 
 
-class Stream:
+class EngineStream:
     def __init__(self, service: EngineService) -> None:
         self._service = service
         self._tokens: queue.Queue[int] = queue.Queue()
@@ -70,16 +70,16 @@ class EngineService:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._lock = threading.Condition()
-        self._inbox: list[tuple[Stream, Request]] = []
-        self._cancels: list[Stream] = []
-        self._live: dict[int, Stream] = {}
+        self._inbox: list[tuple[EngineStream, Request]] = []
+        self._cancels: list[EngineStream] = []
+        self._live: dict[int, EngineStream] = {}
         self._closed = False
         self.errors: list[str] = []
         self._thread = threading.Thread(target=self._run, name="codeagent-engine", daemon=True)
         self._thread.start()
 
-    def submit(self, prompt_ids: list[int], params: SamplingParams) -> Stream:
-        stream = Stream(self)
+    def submit(self, prompt_ids: list[int], params: SamplingParams) -> EngineStream:
+        stream = EngineStream(self)
         request = Request(list(prompt_ids), params, stream._push)
         self.engine.check(request)  # ValueError for the caller, before anything is queued
         with self._lock:
@@ -101,7 +101,7 @@ class EngineService:
         self._thread.join()
         self.engine.close()
 
-    def _cancel(self, stream: Stream) -> None:
+    def _cancel(self, stream: EngineStream) -> None:
         with self._lock:
             self._cancels.append(stream)
             self._lock.notify()

@@ -25,7 +25,7 @@ def bench_sandbox(calls: int = 100) -> dict[str, Any]:
     from codeagent.sandbox.checkpoint import Checkpoints
     from codeagent.sandbox.confine import SandboxSpec, probe, run_confined
     from codeagent.sandbox.git import git
-    from codeagent.sandbox.limits import Limits, jail
+    from codeagent.sandbox.limits import ResourceLimits, jail
     from codeagent.sandbox.process import run_command
 
     reason = probe()
@@ -59,7 +59,7 @@ def bench_sandbox(calls: int = 100) -> dict[str, Any]:
             ("git_status", status),
         )
         results = {name: round(_median_ms(fn, calls), 2) for name, fn in timed}
-    probe_jail = jail(Limits())
+    probe_jail = jail(ResourceLimits())
     probe_jail.close()
     return {
         "scenario": "sandbox",

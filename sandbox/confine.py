@@ -34,7 +34,7 @@ from pathlib import Path
 from codeagent import xdg
 from codeagent.sandbox import home as homes
 from codeagent.sandbox.gitview import view
-from codeagent.sandbox.limits import Limits, jail
+from codeagent.sandbox.limits import ResourceLimits, jail
 from codeagent.sandbox.process import CommandResult, run_command
 from codeagent.sandbox.protect import Guard, Journal, guard
 
@@ -207,7 +207,7 @@ def run_confined(
     timeout: float,
     max_output_chars: int,
     env: dict[str, str],
-    limits: Limits | None = None,
+    limits: ResourceLimits | None = None,
 ) -> CommandResult:
     """``process.run_command`` inside the sandbox (bwrap is the supervised child), within ``limits``.
 
@@ -216,7 +216,7 @@ def run_confined(
     argv = ["/bin/bash", "-c", command] if isinstance(command, str) else list(command)
     wrapped, protected = bwrap_argv(spec, argv, env)
     try:
-        cage = jail(limits or Limits())
+        cage = jail(limits or ResourceLimits())
     except BaseException:
         protected.release()
         raise

@@ -23,7 +23,7 @@ CGROUP = Path("/sys/fs/cgroup")
 
 
 @dataclass(slots=True)
-class Limits:
+class ResourceLimits:
     max_processes: int = 1024
     max_memory_bytes: int = 8 * 2**30
 
@@ -50,7 +50,7 @@ def _write(path: Path, value: str) -> None:
     path.write_text(value)
 
 
-def _v2_group(limits: Limits, name: str) -> Path | None:
+def _v2_group(limits: ResourceLimits, name: str) -> Path | None:
     if not (CGROUP / "cgroup.controllers").exists():
         return None
     own = Path((Path("/proc/self/cgroup").read_text().split("::", 1)[-1]).strip().lstrip("/"))
@@ -66,7 +66,7 @@ def _v2_group(limits: Limits, name: str) -> Path | None:
     return group
 
 
-def _v1_groups(limits: Limits, name: str) -> list[Path]:
+def _v1_groups(limits: ResourceLimits, name: str) -> list[Path]:
     settings = {
         "pids": ("pids.max", limits.max_processes),
         "memory": ("memory.limit_in_bytes", limits.max_memory_bytes),
@@ -86,7 +86,7 @@ def _v1_groups(limits: Limits, name: str) -> list[Path]:
     return made
 
 
-def jail(limits: Limits) -> Jail:
+def jail(limits: ResourceLimits) -> Jail:
     name = f"codeagent-{os.getpid()}-{secrets.token_hex(4)}"
     group = _v2_group(limits, name)
     if group is not None:

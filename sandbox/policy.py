@@ -23,7 +23,7 @@ COMMAND_TOOLS = frozenset({"run", "run_tests"})
 
 
 @dataclass(frozen=True, slots=True)
-class Request:
+class ApprovalRequest:
     tool: str
     arguments: dict[str, Any]
     kind: str  # "edit" or "command"
@@ -33,7 +33,7 @@ class Request:
         return str(self.arguments.get("command")) if self.tool == "run" else None
 
 
-Approver = Callable[[Request], str]  # returns "allow", "deny" or "always"
+Approver = Callable[[ApprovalRequest], str]  # returns "allow", "deny" or "always"
 
 
 @dataclass(slots=True)
@@ -61,9 +61,9 @@ class Policy:
             return Decision(False, f"{tool} is not allowed in read-only mode")
         if self.mode == "full-auto" or (self.mode == "auto-edit" and kind == "edit"):
             return Decision(True)
-        return self._ask(Request(tool, arguments, kind))
+        return self._ask(ApprovalRequest(tool, arguments, kind))
 
-    def _ask(self, request: Request) -> Decision:
+    def _ask(self, request: ApprovalRequest) -> Decision:
         if request.kind == "edit" and self.always_edits:
             return Decision(True)
         if request.kind == "command" and (request.command or request.tool) in self.always_commands:

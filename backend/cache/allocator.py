@@ -33,7 +33,7 @@ import torch
 
 from codeagent.backend.cache.blocks import BlockManager, OutOfBlocks, chain_hash
 from codeagent.backend.cache.disk import DiskTier, DiskWriter
-from codeagent.backend.cache.paged import KVPool, Stream
+from codeagent.backend.cache.paged import KVPool, KVStream
 
 DEFAULT_BLOCK_TOKENS = 32
 CPU_POOL_CAP = 4 * 2**30
@@ -73,7 +73,7 @@ class Admission:
 class BlockAllocator:
     def __init__(
         self,
-        streams: list[Stream],
+        streams: list[KVStream],
         config: CacheConfig,
         block_size: int,
         device: torch.device,

@@ -1,7 +1,7 @@
 """The paged KV pool: preallocated tensors cut into blocks, and the row streams models write.
 
 A model describes what one block of ``block_size`` tokens leaves behind as a list of
-``Stream`` specs: a name, how many tokens one row covers (1 for per-token keys and
+``KVStream`` specs: a name, how many tokens one row covers (1 for per-token keys and
 values or DeepSeek-V4's latents, the compression rate for compressed entries,
 ``block_size`` for state kept once per block such as V4's compressor overlap), and a row's
 shape and dtype. ``KVPool`` allocates, per stream, one tensor of ``num_blocks`` blocks'
@@ -30,7 +30,7 @@ import torch
 
 
 @dataclass(frozen=True, slots=True)
-class Stream:
+class KVStream:
     name: str
     tokens_per_row: int
     row_shape: tuple[int, ...]
@@ -102,7 +102,9 @@ class KVPool:
     Left uninitialised (pages are touched only when written): every read is of rows a
     sequence wrote or a block import filled."""
 
-    def __init__(self, streams: list[Stream], block_size: int, num_blocks: int, device: torch.device) -> None:
+    def __init__(
+        self, streams: list[KVStream], block_size: int, num_blocks: int, device: torch.device
+    ) -> None:
         if num_blocks < 1:
             raise ValueError("the KV pool needs at least one block")
         self.streams = {s.name: s for s in streams}
@@ -116,7 +118,7 @@ class KVPool:
         }
 
     @staticmethod
-    def bytes_per_block(streams: list[Stream], block_size: int) -> int:
+    def bytes_per_block(streams: list[KVStream], block_size: int) -> int:
         return sum(s.rows_per_block(block_size) * s.row_bytes() for s in streams)
 
     def export_block(self, block: int) -> dict[str, torch.Tensor]:

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import torch
 
-from codeagent.backend.cache.paged import SeqBlocks, Stream
+from codeagent.backend.cache.paged import KVStream, SeqBlocks
 from codeagent.backend.cache.tables import BlockTables
 from codeagent.backend.kernels.dispatch import Kernels
 
@@ -62,7 +62,7 @@ class CausalLM(Protocol):
 
     block_multiple: int  # block sizes must be multiples of this
 
-    def cache_streams(self, block_size: int) -> list[Stream]:
+    def cache_streams(self, block_size: int) -> list[KVStream]:
         """The pool's row streams: what a block of ``block_size`` tokens leaves behind."""
         ...
 

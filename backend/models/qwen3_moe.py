@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from codeagent.backend.cache.paged import SeqBlocks, Stream, growing_rows
+from codeagent.backend.cache.paged import KVStream, SeqBlocks, growing_rows
 from codeagent.backend.cache.tables import BlockTables
 from codeagent.backend.kernels.dispatch import Kernels, choose
 from codeagent.backend.layers.attention import KVCache, attend
@@ -194,11 +194,11 @@ class Qwen3MoeForCausalLM(nn.Module):
 
     block_multiple = 1  # any block size works: every row is one token's
 
-    def cache_streams(self, block_size: int) -> list[Stream]:
+    def cache_streams(self, block_size: int) -> list[KVStream]:
         """What a block of tokens leaves in the KV pool: per layer, keys and values [KVH, D]."""
         c, dtype = self.config, self.embed.dtype
         shape = (c.num_key_value_heads, c.head_dim)
-        return [Stream(f"{i}.{kv}", 1, shape, dtype) for i in range(len(self.layers)) for kv in "kv"]
+        return [KVStream(f"{i}.{kv}", 1, shape, dtype) for i in range(len(self.layers)) for kv in "kv"]
 
     def new_state(self, paged: SeqBlocks | None = None, cached_tokens: int = 0) -> list[KVCache]:
         """A sequence's caches: standalone (growing tensors), or over its engine blocks, continuing

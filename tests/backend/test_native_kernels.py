@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from codeagent.backend.cache.paged import KVPool, SeqBlocks, Stream
+from codeagent.backend.cache.paged import KVPool, KVStream, SeqBlocks
 from codeagent.backend.cache.tables import BlockTables
 from codeagent.backend.kernels import dispatch, native
 from codeagent.backend.layers import attention, moe, norm
@@ -101,7 +101,7 @@ def test_norm_rope_matches_norm_then_rotary_on_a_column_slice(reference, dtype, 
 def test_decode_attention_writes_the_new_rows_and_matches_the_reference(reference, dtype, heads, kv_heads):
     dim, block = 32, 4
     pool = KVPool(
-        [Stream("k", 1, (kv_heads, dim), dtype), Stream("v", 1, (kv_heads, dim), dtype)], block, 24, "cpu"
+        [KVStream("k", 1, (kv_heads, dim), dtype), KVStream("v", 1, (kv_heads, dim), dtype)], block, 24, "cpu"
     )
     order = torch.randperm(24, generator=torch.Generator().manual_seed(0)).tolist()  # scattered blocks
     caches, contexts, cached = [], [], [0, 6, 11]
@@ -138,7 +138,7 @@ def test_decode_attention_over_several_chunks_merges_them(reference, dtype):
     lengths = [700, 5, 256]  # 3 chunks of 256 rows, 1, and exactly 1
     blocks = [-(-n // block) for n in lengths]
     pool = KVPool(
-        [Stream("k", 1, (kv_heads, dim), dtype), Stream("v", 1, (kv_heads, dim), dtype)],
+        [KVStream("k", 1, (kv_heads, dim), dtype), KVStream("v", 1, (kv_heads, dim), dtype)],
         block,
         sum(blocks),
         "cpu",
@@ -187,7 +187,7 @@ def test_attend_takes_the_native_path_for_a_paged_decode_batch_and_the_loop_othe
     kernels = dispatch.choose("cpu", "native")
     dim, kv_heads, heads, block = 16, 2, 4, 4
     pool = KVPool(
-        [Stream("k", 1, (kv_heads, dim), torch.float32), Stream("v", 1, (kv_heads, dim), torch.float32)],
+        [KVStream("k", 1, (kv_heads, dim), torch.float32), KVStream("v", 1, (kv_heads, dim), torch.float32)],
         block,
         8,
         "cpu",

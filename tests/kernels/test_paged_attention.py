@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from codeagent.backend.cache.paged import KVPool, SeqBlocks, Stream
+from codeagent.backend.cache.paged import KVPool, KVStream, SeqBlocks
 from codeagent.backend.cache.tables import BlockTables
 from codeagent.backend.kernels import paged_attention as pa
 from codeagent.backend.layers.attention import KVCache, causal_attention, paged_attention_ref
@@ -79,7 +79,10 @@ def test_a_row_past_the_blocks_is_refused(device):
 def test_step_writes_rows_and_attends_like_the_layer(randn, device):
     """Two engine steps (prefill chunk after a cached prefix, then decode) through KVCache over the pool."""
     pool = KVPool(
-        [Stream("0.k", 1, (2, 16), torch.float32), Stream("0.v", 1, (2, 16), torch.float32)], 4, 12, device
+        [KVStream("0.k", 1, (2, 16), torch.float32), KVStream("0.v", 1, (2, 16), torch.float32)],
+        4,
+        12,
+        device,
     )
     seqs = [SeqBlocks(pool, [5, 2, 9]), SeqBlocks(pool, [0, 7, 3, 11])]
     ours = [KVCache(s.rows("0.k"), s.rows("0.v")) for s in seqs]

@@ -181,9 +181,9 @@ def test_huge_output_is_capped(workspace, home):
 
 
 def test_a_fork_bomb_is_contained(workspace, home):
-    from codeagent.sandbox.limits import Limits, jail
+    from codeagent.sandbox.limits import ResourceLimits, jail
 
-    probe_jail = jail(Limits())  # what this machine allows
+    probe_jail = jail(ResourceLimits())  # what this machine allows
     probe_jail.close()
     mechanism = probe_jail.mechanism
     if "unbounded" in mechanism:
@@ -196,14 +196,14 @@ def test_a_fork_bomb_is_contained(workspace, home):
         timeout=5,
         max_output_chars=2000,
         env=dict(os.environ),
-        limits=Limits(max_processes=200),
+        limits=ResourceLimits(max_processes=200),
     )
     assert result.timed_out and time.monotonic() - started < 30
     assert run(workspace, home, "echo still-alive").output == "still-alive\n"
 
 
 def test_a_huge_allocation_is_contained(workspace, home):
-    from codeagent.sandbox.limits import Limits
+    from codeagent.sandbox.limits import ResourceLimits
 
     spec = SandboxSpec(workspace, home=home)
     result = run_confined(
@@ -212,7 +212,7 @@ def test_a_huge_allocation_is_contained(workspace, home):
         timeout=60,
         max_output_chars=4000,
         env=dict(os.environ),
-        limits=Limits(max_memory_bytes=512 * 2**20),
+        limits=ResourceLimits(max_memory_bytes=512 * 2**20),
     )
     assert "6442450944" not in result.output and "after" in result.output
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from codeagent.sandbox.policy import Request
+from codeagent.sandbox.policy import ApprovalRequest
 from codeagent.tools.base import ToolEnv, ToolSettings
 from codeagent.tui.app.attach import attach, candidates, fragment
 from codeagent.tui.app.history import History
@@ -65,7 +65,7 @@ def test_previews_show_what_would_change(make_repo):
     root = make_repo()
     env = ToolEnv(root, settings=ToolSettings(test_command="make check"))
     edit = preview(
-        Request("edit_file", {"path": "stats.py", "old_text": "- 1", "new_text": "- 0"}, "edit"), env
+        ApprovalRequest("edit_file", {"path": "stats.py", "old_text": "- 1", "new_text": "- 0"}, "edit"), env
     )
     assert (
         edit.is_diff
@@ -73,17 +73,17 @@ def test_previews_show_what_would_change(make_repo):
         and "+    return sum(values) / (len(values) - 0)" in edit.body
     )
     missing = preview(
-        Request("edit_file", {"path": "stats.py", "old_text": "nope", "new_text": ""}, "edit"), env
+        ApprovalRequest("edit_file", {"path": "stats.py", "old_text": "nope", "new_text": ""}, "edit"), env
     )
     assert missing.title.startswith("edit_file (it would fail: old_text was not found")
-    new = preview(Request("write_file", {"path": "docs/a.md", "content": "hi\n"}, "edit"), env)
+    new = preview(ApprovalRequest("write_file", {"path": "docs/a.md", "content": "hi\n"}, "edit"), env)
     assert new.title == "create docs/a.md" and "+hi" in new.body
-    tests = preview(Request("run_tests", {"paths": ["test_stats.py"]}, "command"), env)
+    tests = preview(ApprovalRequest("run_tests", {"paths": ["test_stats.py"]}, "command"), env)
     assert tests.body == "make check test_stats.py" and not tests.is_diff
-    assert preview(Request("run", {"command": "rm -rf build"}, "command"), env).body == "rm -rf build"
+    assert preview(ApprovalRequest("run", {"command": "rm -rf build"}, "command"), env).body == "rm -rf build"
     assert (
         "outside the repository"
-        in preview(Request("write_file", {"path": "/etc/x", "content": ""}, "edit"), env).title
+        in preview(ApprovalRequest("write_file", {"path": "/etc/x", "content": ""}, "edit"), env).title
     )
 
 

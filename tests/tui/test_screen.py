@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from codeagent.tui.app.entries import Transcript
+from codeagent.tui.app.entries import TranscriptView
 from codeagent.tui.app.panels import PlanPanel, StatusBar
 
 pytestmark = pytest.mark.anyio
@@ -24,12 +24,12 @@ async def test_resizes_between_wide_and_narrow(make_repo, script_file, make_app,
         d = drive(pilot)
         await d.send("fix mean")
         await d.idle()
-        plan, transcript = app.query_one(PlanPanel).region, app.query_one(Transcript).region
+        plan, transcript = app.query_one(PlanPanel).region, app.query_one(TranscriptView).region
         assert app.screen.has_class("-wide") and plan.x >= transcript.right  # beside
         for width, height in ((80, 24), (100, 30), (80, 24)):
             await pilot.resize_terminal(width, height)
             await pilot.pause()
-        plan, transcript = app.query_one(PlanPanel).region, app.query_one(Transcript).region
+        plan, transcript = app.query_one(PlanPanel).region, app.query_one(TranscriptView).region
         assert app.screen.has_class("-narrow") and plan.y >= transcript.bottom and plan.width > 70  # below
         status = app.query_one(StatusBar)
         assert status.content.cell_len <= status.content_region.width == 78

@@ -34,7 +34,7 @@ from codeagent.agent.interactive import Session, SessionError
 from codeagent.agent.protocol import ModelError
 from codeagent.agent.record import RunState
 from codeagent.agent.runs import sessions
-from codeagent.sandbox.policy import Request
+from codeagent.sandbox.policy import ApprovalRequest
 from codeagent.sandbox.supervisors import stop_commands
 from codeagent.tui.app import messages as msg
 from codeagent.tui.app.approvals import Approvals
@@ -207,7 +207,7 @@ class CodeAgentApp(App[int]):
         if size is not None and client is not None:
             self.chat.post_message(msg.ContextMeasured(*size, client.context_window))
 
-    def _approve(self, request: Request) -> str:
+    def _approve(self, request: ApprovalRequest) -> str:
         return self.approvals.ask(self.session, request)
 
     def on_approval_panel_answered(self, message: ApprovalPanel.Answered) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from textual.message import Message
 
 from codeagent.agent.interactive import Session
-from codeagent.sandbox.policy import Request
+from codeagent.sandbox.policy import ApprovalRequest
 from codeagent.tui.app.messages import ApprovalNeeded
 from codeagent.tui.app.preview import preview
 
@@ -26,7 +26,7 @@ class Approvals:
         self.post = post
         self._asking: queue.Queue[str] | None = None
 
-    def ask(self, session: Session, request: Request) -> str:
+    def ask(self, session: Session, request: ApprovalRequest) -> str:
         answers: queue.Queue[str] = queue.Queue(maxsize=1)
         self._asking = answers
         try:

@@ -40,7 +40,7 @@ from codeagent.tui.app.entries import (
     NoticeEntry,
     ReasoningEntry,
     ToolEntry,
-    Transcript,
+    TranscriptView,
     UserEntry,
 )
 from codeagent.tui.app.history import History
@@ -84,7 +84,7 @@ class ChatScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
-            yield Transcript(id="transcript")
+            yield TranscriptView(id="transcript")
             yield PlanPanel(id="plan", classes="-empty").data_bind(ChatScreen.plan)
         yield ActivityLine(id="activity", classes="-idle")
         yield ApprovalPanel(id="approval", classes="-idle")
@@ -101,8 +101,8 @@ class ChatScreen(Screen[None]):
     # what the screen shows
 
     @property
-    def transcript(self) -> Transcript:
-        return self.query_one(Transcript)
+    def transcript(self) -> TranscriptView:
+        return self.query_one(TranscriptView)
 
     def add(self, widget: Widget, before: Widget | None = None) -> AwaitMount:
         return self.transcript.mount(widget, before=before)

@@ -35,7 +35,7 @@ MAX_DIFF_LINES = 400
 MAX_BODY_CHARS = 200_000
 
 
-class Transcript(VerticalScroll):
+class TranscriptView(VerticalScroll):
     """The conversation, newest at the bottom; it follows new entries until the user scrolls up."""
 
     def on_mount(self) -> None:

@@ -20,7 +20,7 @@ from textual.message import Message
 
 from codeagent.agent import events as ev
 from codeagent.agent.record import RunState
-from codeagent.sandbox.policy import Request
+from codeagent.sandbox.policy import ApprovalRequest
 from codeagent.tui.app.preview import Preview
 
 E = TypeVar("E", bound=ev.Event)
@@ -111,7 +111,7 @@ class ContextMeasured(Message):
 
 
 class ApprovalNeeded(Message):
-    def __init__(self, request: Request, preview: Preview) -> None:
+    def __init__(self, request: ApprovalRequest, preview: Preview) -> None:
         super().__init__()
         self.request = request
         self.preview = preview

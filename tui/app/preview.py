@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from codeagent.sandbox.policy import Request
+from codeagent.sandbox.policy import ApprovalRequest
 from codeagent.tools.base import ToolEnv, ToolError
 from codeagent.tools.diffs import read_text, unified_diff
 from codeagent.tools.edit import replace
@@ -27,7 +27,7 @@ class Preview:
     is_diff: bool
 
 
-def preview(request: Request, env: ToolEnv) -> Preview:
+def preview(request: ApprovalRequest, env: ToolEnv) -> Preview:
     args = request.arguments
     try:
         match request.tool:

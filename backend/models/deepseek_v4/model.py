@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from codeagent.backend.cache.paged import SeqBlocks, Stream, growing_rows
+from codeagent.backend.cache.paged import KVStream, SeqBlocks, growing_rows
 from codeagent.backend.cache.tables import BlockTables
 from codeagent.backend.kernels.dispatch import Kernels, choose
 from codeagent.backend.layers.linear import head_logits
@@ -147,17 +147,17 @@ class DeepseekV4ForCausalLM(nn.Module):
             out.append(("idx.", attn.indexer.compressor, "indexer"))
         return out
 
-    def cache_streams(self, block_size: int) -> list[Stream]:
+    def cache_streams(self, block_size: int) -> list[KVStream]:
         """Per layer: every token's latent; CSA/HCA: the compressed entries; CSA: the indexer's keys
         and, once per block, both compressors' overlap state at the block's end."""
         c, dtype, out = self.config, self.dtype, []
         for i, layer in enumerate(self.layers):
-            out.append(Stream(f"{i}.lat", 1, (c.head_dim,), dtype))
+            out.append(KVStream(f"{i}.lat", 1, (c.head_dim,), dtype))
             for prefix, comp, _ in self._compressors(layer):
-                out.append(Stream(f"{i}.{prefix}ent", comp.rate, (comp.out_dim,), dtype))
+                out.append(KVStream(f"{i}.{prefix}ent", comp.rate, (comp.out_dim,), dtype))
                 if comp.overlap:
                     out.append(
-                        Stream(f"{i}.{prefix}ovl", block_size, (2, comp.rate, comp.out_dim), torch.float32)
+                        KVStream(f"{i}.{prefix}ovl", block_size, (2, comp.rate, comp.out_dim), torch.float32)
                     )
         return out
 
