@@ -38,7 +38,7 @@ from codeagent.evals.grading import Grade, grade
 from codeagent.evals.patches import PatchError
 from codeagent.evals.reports import TaskReport, read_reports, read_run, write_json, write_report
 from codeagent.evals.repos import SourceMissing, WorkspaceError, locate
-from codeagent.evals.solvers import Attempt, Interrupted, Solver
+from codeagent.evals.solvers import Attempt, Solver, TaskInterrupted
 from codeagent.evals.task import Task
 from codeagent.sandbox.git import GitError
 
@@ -204,7 +204,7 @@ class _Runner:
                 return False
             _fill_attempt(report, attempt)
             _fill_grade(report, grade(task, attempt.patch, source, folder / "grade", self.options.settings))
-        except Interrupted:
+        except TaskInterrupted:
             return False
         except TASK_ERRORS as err:
             report.status, report.message = "error", f"{type(err).__name__}: {err}"

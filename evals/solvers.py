@@ -34,7 +34,7 @@ from codeagent.evals.task import Task
 ClientFor = Callable[[Task], ModelClient]
 
 
-class Interrupted(Exception):
+class TaskInterrupted(Exception):
     """The run was stopped while this task's agent was working; the task is not finished."""
 
 
@@ -102,7 +102,7 @@ class AgentSolver:
         agent_time = time.monotonic() - started
         run.close()
         if outcome.status == "interrupted":
-            raise Interrupted(task.instance_id)
+            raise TaskInterrupted(task.instance_id)
         return _attempt(patches.diff_from(root, task.base_commit, before), outcome, agent_time, run)
 
     def _path(self, task: Task) -> Path | None:

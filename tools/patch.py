@@ -109,7 +109,7 @@ class Change:
     mode: int | None = None  # the original mode, to restore a deleted file faithfully
 
 
-class Plan:
+class PatchPlan:
     """Every file's new text, computed before anything is written."""
 
     def __init__(self, env: ToolEnv) -> None:
@@ -191,7 +191,7 @@ class ApplyPatch:
     def run(self, args: dict[str, Any], env: ToolEnv) -> Observation:
         if not isinstance(args["patch"], str) or not args["patch"].strip():
             raise ToolError("patch must be a non-empty unified diff")
-        plan = Plan(env)
+        plan = PatchPlan(env)
         for file_patch in parse_patch(args["patch"]):
             plan.add(file_patch)
         changes = {path: c for path, c in plan.changes.items() if c.before != c.after}

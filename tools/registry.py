@@ -17,7 +17,7 @@ TOOLS: dict[str, str] = {
     "edit_file": "codeagent.tools.edit:EditFile",
     "write_file": "codeagent.tools.files:WriteFile",
     "apply_patch": "codeagent.tools.patch:ApplyPatch",
-    "run": "codeagent.tools.shell:Run",
+    "run": "codeagent.tools.shell:RunCommand",
     "run_tests": "codeagent.tools.testing:RunTests",
     "repo_map": "codeagent.tools.repomap.tool:RepoMapTool",
     "update_plan": "codeagent.tools.plan:UpdatePlan",

@@ -65,7 +65,7 @@ def _timeout(args: dict[str, Any], ceiling: float) -> float:
     return min(float(value), ceiling)
 
 
-class Run:
+class RunCommand:
     name: ClassVar[str] = "run"
     description: ClassVar[str] = (
         "Run a shell command (bash) in the repository root. Output is capped (head and tail kept); "

@@ -11,17 +11,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from codeagent.agent import issues
 from codeagent.agent.clients import make_client
 from codeagent.agent.config import Config
-from codeagent.agent.fix import FixOptions, FixResult, resume_fix, start_fix
+from codeagent.agent.fix import ClientFactory, FixOptions, FixResult, resume_fix, start_fix
 from codeagent.agent.github import GitHubClient, GitHubError, repo_from_remote
 from codeagent.agent.loop import Limits
-from codeagent.agent.protocol import ModelClient
 from codeagent.agent.record import RunState, SessionRecord, load_run
 from codeagent.agent.run import RunConfig
 from codeagent.agent.transcript import runs_dir, transcript_path
@@ -40,7 +38,6 @@ def model_spec(args: Any, config: Config) -> str:
 
 AGENT_SPECS = ("scripted:", "remote:", "openai:")
 DEFAULT_MODEL = "qwen3-coder-30b-a3b"
-ClientFactory = Callable[[int], ModelClient]
 
 
 def client_factory(spec: str, args: Any, config: Config) -> ClientFactory:
