@@ -20,7 +20,7 @@ from typing import Any
 from codeagent.agent.clients import make_client
 from codeagent.agent.loop import Limits
 from codeagent.agent.session import SessionSpec, new_agent
-from codeagent.agent.transcript import Transcript
+from codeagent.agent.transcript import TRANSCRIPT, Transcript
 from codeagent.tools.base import ToolEnv, run_tool
 from codeagent.tools.registry import get_tool
 
@@ -68,7 +68,7 @@ def time_loop(env: ToolEnv, workdir: Path, calls: int) -> float:
         for n in range(calls)
     ]
     script.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    transcript = Transcript(workdir / "transcript.jsonl")
+    transcript = Transcript(workdir / TRANSCRIPT)
     spec = SessionSpec(
         make_client(f"scripted:{script}"), env, Limits(max_steps=calls), transcript, repo_map=False
     )

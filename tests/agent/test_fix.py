@@ -16,6 +16,8 @@ from typing import ClassVar
 
 import pytest
 
+from codeagent.agent.transcript import TRANSCRIPT
+
 
 def codeagent(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -182,7 +184,7 @@ def test_resume_after_a_killed_run(make_repo, write_script, fix_script, tool_cal
     runs = isolated_home / "xdg_state_home" / "codeagent" / "runs"
     (run_id,) = [p.name for p in runs.iterdir()]
     if recorded == "before kinds":  # the meta line as fix wrote it before the record was typed
-        path = runs / run_id / "transcript.jsonl"
+        path = runs / run_id / TRANSCRIPT
         meta, *rest = path.read_text().splitlines(keepends=True)
         record = json.loads(meta)
         assert record.pop("kind") == "fix"
@@ -194,7 +196,7 @@ def test_resume_after_a_killed_run(make_repo, write_script, fix_script, tool_cal
     assert result["steps"] == 7
     assert len(result["usage"]["turns"]) == 7  # the killed session's turns come from its transcript
     assert "len(values)" in (root / "stats.py").read_text()
-    records = [json.loads(line) for line in (runs / run_id / "transcript.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (runs / run_id / TRANSCRIPT).read_text().splitlines()]
     assert [r["type"] for r in records].count("resume") == 1
 
 

@@ -12,6 +12,7 @@ from codeagent.agent.clients.scripted import ScriptedClient
 from codeagent.agent.interactive import Session, SessionError
 from codeagent.agent.loop import Limits
 from codeagent.agent.run import RunConfig
+from codeagent.agent.transcript import TRANSCRIPT
 from codeagent.tools.base import ToolSettings
 
 
@@ -52,6 +53,6 @@ def test_only_a_saved_session_of_this_repository_resumes(make_repo, write_script
         again.resumable("nope")
     fix = isolated_home / "xdg_state_home" / "codeagent" / "runs" / "20260101-000000-abcdef"
     fix.mkdir(parents=True)
-    (fix / "transcript.jsonl").write_text(json.dumps({"type": "meta", "run_id": fix.name}) + "\n")
+    (fix / TRANSCRIPT).write_text(json.dumps({"type": "meta", "run_id": fix.name}) + "\n")
     with pytest.raises(SessionError, match="cannot be read"):
         again.resumable(fix.name)

@@ -20,6 +20,7 @@ from codeagent.agent.record import (
     parse_record,
 )
 from codeagent.agent.runs import sessions
+from codeagent.agent.transcript import TRANSCRIPT
 
 LIMITS = {"max_steps": 60, "max_tokens": 3000000, "max_wall_s": 3600.0, "max_format_errors": 3}
 ISSUE = {
@@ -89,8 +90,8 @@ def test_a_session_reads_back_and_a_bare_one_takes_its_folders_name(tmp_path):
     folder = tmp_path / "20260101-000002-abcdef"
     folder.mkdir()
     bare = {"type": "meta", "kind": "interactive", "root": "/work/repo", "model": "m"}
-    (folder / "transcript.jsonl").write_text(json.dumps(bare) + "\n")
-    state = load_run(folder / "transcript.jsonl")
+    (folder / TRANSCRIPT).write_text(json.dumps(bare) + "\n")
+    state = load_run(folder / TRANSCRIPT)
     assert state.record == SessionRecord(run_id=folder.name, root=Path("/work/repo"), model="m")
 
 
@@ -124,5 +125,5 @@ def test_sessions_are_listed_per_repository_newest_first(make_repo, isolated_hom
     ):
         (runs / run_id).mkdir(parents=True)
         meta = {"type": "meta", "kind": kind, "root": str(where), "task": f"task {run_id[7]}", "model": "m"}
-        (runs / run_id / "transcript.jsonl").write_text(json.dumps(meta) + "\n")
+        (runs / run_id / TRANSCRIPT).write_text(json.dumps(meta) + "\n")
     assert [s.run_id for s in sessions(root)] == ["20260102-000000-bbbbbb", "20260101-000000-aaaaaa"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from codeagent.agent.transcript import TRANSCRIPT
 from codeagent.sandbox.confine import SandboxSpec, probe, run_confined
 from codeagent.sandbox.protect import PROTECTED, ProtectedPathChanged
 
@@ -184,11 +185,9 @@ def test_codeagent_state_outside_home_is_hidden(tmp_path, repo, monkeypatch):
     state_home = tmp_path / "elsewhere" / "state"
     runs = state_home / "codeagent" / "runs" / "old-run"
     runs.mkdir(parents=True)
-    (runs / "transcript.jsonl").write_text('{"secret": "canary-transcript"}\n')
+    (runs / TRANSCRIPT).write_text('{"secret": "canary-transcript"}\n')
     monkeypatch.setenv("XDG_STATE_HOME", str(state_home))
-    out = run(
-        repo, f"cat {runs}/transcript.jsonl; ls -R {state_home}; echo end", XDG_STATE_HOME=str(state_home)
-    )
+    out = run(repo, f"cat {runs}/{TRANSCRIPT}; ls -R {state_home}; echo end", XDG_STATE_HOME=str(state_home))
     assert "canary-transcript" not in out and "end" in out
 
 

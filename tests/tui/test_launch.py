@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from codeagent.agent.transcript import TRANSCRIPT
+
 
 def codeagent(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
@@ -43,7 +45,7 @@ def test_mistakes_are_one_line_before_the_screen_opens(tmp_path, make_repo, writ
     run = isolated_home / "xdg_state_home" / "codeagent" / "runs" / "20260101-000000-abcdef"
     run.mkdir(parents=True)
     meta = {"type": "meta", "kind": "interactive", "root": str(root), "model": f"scripted:{script}"}
-    (run / "transcript.jsonl").write_text(json.dumps(meta) + "\n")
+    (run / TRANSCRIPT).write_text(json.dumps(meta) + "\n")
     assert "recent ones: 20260101-000000-abcdef" in error(codeagent("--resume", "nope", cwd=root))
     fix = error(codeagent("fix", "--resume", "20260101-000000-abcdef", "--sandbox", "off", cwd=root))
     assert "is a terminal UI session; continue it with: codeagent --resume 20260101-000000-abcdef" in fix
