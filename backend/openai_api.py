@@ -1,6 +1,6 @@
 """The OpenAI requests the server takes, checked field by field.
 
-``chat_request`` and ``completion_request`` turn a decoded JSON body into a ``ApiRequest``: the
+``chat_request`` and ``completion_request`` turn a decoded JSON body into an ``ApiRequest``: the
 prompt (rendered with the checkpoint's template for chat, ``chat/prompt.py``) and the
 sampling parameters, stop strings among them. Any field of the wrong type, out of range,
 or asking for something not served is an ``ApiError`` (HTTP 4xx, OpenAI's error shape)

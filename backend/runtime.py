@@ -22,7 +22,7 @@ string, through the engine's hook); the benchmarks load through here and build t
 engines themselves where the engine is what they time.
 
 Limits: one model on one device per runtime; what does not fit fails when the engine
-allocates its pool, not here (``plan.py`` is the memory planner).
+allocates its pool, not here (only the GPU bench plans memory ahead: ``bench/gpu/plan.py``).
 """
 
 from __future__ import annotations

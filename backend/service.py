@@ -2,8 +2,9 @@
 
 ``submit`` hands a request to the engine's thread and returns an ``EngineStream`` (the
 ``TokenStream`` that ``generation.py`` reads) that yields the sampled token ids as they come;
-``cancel`` (any thread) aborts it, and the engine frees its sequence at the next step. The thread admits new requests between steps, so
-submissions join the running batch (continuous batching) rather than waiting for it.
+``cancel`` (any thread) aborts it, and the engine frees its sequence at the next step. The
+thread admits new requests between steps, so submissions join the running batch
+(continuous batching) rather than waiting for it.
 A request the engine can never serve is refused in ``submit`` with ValueError; if a step
 fails (a bug, out of device memory), every request in flight ends with
 ``finish_reason="error"`` and the message, and the service keeps serving.

@@ -15,9 +15,9 @@ the shapes matter here. ``TINY`` holds the same families at tiny shapes (V4's he
 compression rate cut to 8 so that tiny contexts reach it), for checks on a CPU.
 ``cut_layers`` keeps the first N layers at full width.
 
-Limits: weights are stored as the runtime stores loaded ones, so V4's routed experts are
-bf16 (12.9 GB per Flash layer) rather than the release's FP4 (the loader dequantizes them
-too): one 80 GB GPU holds only a few full-width V4 layers. Random routers route about
+Limits: every weight is stored dense in the model's dtype, so V4's routed experts are bf16
+(12.9 GB per Flash layer) rather than the release's FP4, which the loader keeps packed: one
+80 GB GPU holds only a few full-width V4 layers. Random routers route about
 uniformly; trained ones are skewed, so a batch of real tokens touches fewer experts.
 """
 

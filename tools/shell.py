@@ -7,7 +7,11 @@ configured extra names), with pagers and colours turned off because nobody reads
 interactively. The timeout defaults to, and is capped at, ``settings.command_timeout``; every
 command (``run``, ``run_tests`` and its probes) is also capped at the run's remaining time
 budget (``ToolEnv.time_left``), and one cut by it says so.
-Confinement (read-only filesystem, no network) is not applied here yet.
+
+When the session has a sandbox (``ToolEnv.sandbox``), the command runs confined by
+bubblewrap (``sandbox/confine.py``: read-only filesystem but the workspace, emptied homes,
+no network unless allowed, process and memory bounds); without one (``--sandbox off``,
+only with the user's consent) it runs as the user, within the process layer's bounds only.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
-"""The ``codeagent`` command: argument parsing, and the one place that wires a model client,
-the tools' environment and an agent together.
+"""The ``codeagent`` command: argument parsing, the config, and each subcommand handed to its
+handler (``commands``: ``fix``, ``undo``; ``backend_commands``, ``serve_command`` and
+``eval_command``, imported when they run so that other commands never load torch;
+``bench.command`` registers its own); without a command, the terminal UI (``app.launch``).
+Runs are opened in one place, ``agent/run.py``, whichever front end asks.
 
 User mistakes (unknown flag, missing repository, bad config, unknown model) print one line
 ``codeagent: error: ...`` and exit 2; only bugs in codeagent may show a traceback (exit 3).

@@ -2,7 +2,7 @@
 
 Per case: median time (``bench.timing``: CUDA events), achieved bandwidth and FLOP/s,
 their fraction of an H100 SXM's peaks and of a device-to-device copy measured in the same
-run, and the speed-up over the torch reference (timed with ``CODEAGENT_KERNELS=torch``).
+run, and the speed-up over the torch reference (a layer's own code, run with no kernels).
 Without a GPU it refuses unless ``tiny``: Triton's CPU interpreter, which checks the
 harness only. The shapes and their limits: ``bench/kernels/__init__.py``.
 """
