@@ -14,8 +14,8 @@ plus one inside each ``**/``), run by subset construction: each set of states an
 transition is built the first time a path needs it and cached on the ``Glob``, so a warm
 match is one dict lookup per character, and a cold step costs at most the number of tokens.
 A match is therefore O(len(path) * len(glob)) in the worst case and O(len(path)) once warm;
-there is no input on which it backtracks. About 2 microseconds a path of 30 characters,
-some 10 times a compiled regex on the globs where the regex is safe.
+there is no input on which it backtracks, at the price of being slower than a compiled
+regex on the globs where the regex is safe (``docs/bench/cpu-choices.md``).
 
 Limits: globs are capped at ``MAX_GLOB_CHARS``; the transition cache is cleared when it
 passes ``MAX_TRANSITIONS`` (between matches, never during one), which bounds memory and

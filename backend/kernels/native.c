@@ -416,7 +416,7 @@ int ca_decode_attention(int b, int heads, int kv_heads, int d, const void *q, co
                     }
                 }
                 /* the tile after next on its way into the cache while this one computes (rows come
-                 * from memory at long contexts: 9.1 against 10.8 ms a step at 16K) */
+                 * from memory at long contexts; docs/bench/cpu-choices.md) */
                 if (aligned && r + 2 * TILE < r1) {
                     const long ahead = r + 2 * TILE;
                     const long slot = tables[(long)s * max_blocks + ahead / per_block] * per_block + ahead % per_block;

@@ -145,11 +145,9 @@ def _native_decode(
 ) -> torch.Tensor | None:
     """A decode batch (q [N, H, D], k, v [N, KVH, D]) whose caches are pages of one pool, in one
     native call (the new rows written and attended over in place); None when the shapes do not
-    fit the kernel. Faster than PyTorch's flash attention at every context measured on 2 cores
-    (16 heads over 4 KV heads of 32; one layer, cache warm): one sequence 27 against 107 us at
-    64 rows, 223 against 289 at 4096, 882 against 998 at 16384; eight sequences 109 against 298
-    us at 256 rows, 1706 against 2222 at 4096. In the engine at a 16K context, where the rows
-    come from memory, the 8 layers' attention of a decode step takes 9.1-9.7 ms against 13.4."""
+    fit the kernel. It reads each sequence's rows in place instead of gathering them, and was
+    faster than PyTorch's flash attention at every context measured, one sequence or eight
+    (``docs/bench/cpu-choices.md``)."""
     first_k, first_v = caches[0].k, caches[0].v
     assert isinstance(first_k, PagedRows) and isinstance(first_v, PagedRows), "block tables come with pages"
     if not native.fits_decode_attention(q, first_k.tensor):

@@ -31,10 +31,9 @@ def linear(x: torch.Tensor, weight: torch.Tensor, kernels: Kernels = REFERENCE) 
 
 
 def _native_fits(x: torch.Tensor, weight: torch.Tensor, kernels: Kernels) -> bool:
-    """Whether the native kernel takes this product: 1 to 3 rows of bfloat16 on CPU (0.7
-    against 1.3 ms for one row of a 32000 x 512 head on 2 cores). In float32 the BLAS streams
-    a large weight at least as fast (2.6 against 3.2 ms for that head from memory), and from
-    4 rows of bfloat16 on it is faster (0.9 against 2.1 ms at 8 rows, AMX / AVX512-BF16)."""
+    """Whether the native kernel takes this product: 1 to 3 rows of bfloat16 on CPU. In float32
+    the BLAS streams a large weight at least as fast, and from 4 rows of bfloat16 on (AMX /
+    AVX512-BF16) it is faster (the timings: ``docs/bench/cpu-choices.md``)."""
     return (
         kernels.native is not None
         and x.dim() == 2
@@ -53,8 +52,7 @@ def head_logits(h: torch.Tensor, weight: torch.Tensor, kernels: Kernels = REFERE
 
     Decode-sized products on CPU run the native kernel where it takes them; otherwise, for 8
     to 32 rows on CPU, the BLAS's tall-skinny product ``weight @ h.T`` beats the linear kernel,
-    which turns compute-bound there (measured on 2 cores: 3.1 ms against 4.2 at 8 rows of a
-    32000 x 512 float32 head); elsewhere the plain linear."""
+    which turns compute-bound there (``docs/bench/cpu-choices.md``); elsewhere the plain linear."""
     if _native_fits(h, weight, kernels):
         return kernels.native.linear(h, weight)  # type: ignore[union-attr]
     if h.device.type == "cpu" and 8 <= h.shape[0] <= 32:

@@ -2,8 +2,8 @@
 
 Float32 takes PyTorch's fused ``rms_norm`` (one op instead of six); other dtypes follow the
 references' roundings step by step (normalise in float32, cast, then scale). On CPU the
-native kernel does either in one pass (PyTorch's CPU ``rms_norm`` decomposes into five ops,
-~30 us a call at decode sizes). ``add_rms_norm`` adds a sublayer's output to the residual
+native kernel does either in one pass (PyTorch's CPU ``rms_norm`` decomposes into five ops;
+``docs/bench/cpu-choices.md``). ``add_rms_norm`` adds a sublayer's output to the residual
 stream and normalises the sum, one Triton pass for both on a GPU (the torch path is the
 kernel's reference). Each function takes the model's ``Kernels``; without, the reference.
 """
