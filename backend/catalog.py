@@ -17,20 +17,6 @@ from pathlib import Path
 from codeagent.backend.loader import ALIASES, LoadError, hub_cache, read_config, shard_files
 from codeagent.backend.models.registry import ARCHITECTURES
 
-BYTES = {
-    "F64": 8,
-    "F32": 4,
-    "BF16": 2,
-    "F16": 2,
-    "F8_E4M3": 1,
-    "F8_E5M2": 1,
-    "F8_E8M0": 1,
-    "I8": 1,
-    "U8": 1,
-    "I32": 4,
-    "I64": 8,
-    "BOOL": 1,
-}
 PULL_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "tokenizer*", "*.txt", "*.py"]
 
 

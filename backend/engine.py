@@ -61,7 +61,7 @@ class Engine:
         self.model = model
         self.eos = frozenset(eos_token_ids)
         self.device = torch.device(device)
-        self.cache_config = cache = cache or CacheConfig()
+        cache = cache or CacheConfig()
         self.block_size = cache.block_tokens(model.block_multiple)
         streams = model.cache_streams(self.block_size)
         self.allocator = BlockAllocator(streams, cache, self.block_size, self.device, namespace)

@@ -69,10 +69,6 @@ ENV_ALLOW = (
 )
 
 
-class SandboxUnavailable(RuntimeError):
-    pass
-
-
 @dataclass(slots=True)
 class SandboxSpec:
     workspace: Path

@@ -40,10 +40,6 @@ def default_root() -> Path:
     return xdg.folder("cache") / "kv"
 
 
-def default_folder(namespace: str) -> Path:
-    return default_root() / namespace
-
-
 def encode(tensors: dict[str, torch.Tensor]) -> bytes:
     """A JSON index followed by each tensor's raw bytes (CPU, contiguous)."""
     parts, index, offset = [], [], 0

@@ -84,7 +84,6 @@ class Tokenizer:
         self.eos_token = token_text(config.get("eos_token"))
         self.pad_token = token_text(config.get("pad_token"))
         self.unk_token = token_text(config.get("unk_token"))
-        self.bos_token_id = self.token_to_id(self.bos_token)
         self.pad_token_id = self.token_to_id(self.pad_token)
         if self.pad_token_id is None and isinstance(generation.get("pad_token_id"), int):
             self.pad_token_id = generation["pad_token_id"]
