@@ -9,9 +9,8 @@ for kernels: ``qkv`` [(H + 2·KVH)·D, hidden], experts
 per-expert names of released checkpoints (``model.layers.N.mlp.experts.E.gate_proj.weight``)
 and copies each into its slice, so loading never holds a second copy of a layer. The hot
 path calls submodules' ``forward`` directly: no hooks are used, and ``nn.Module.__call__``
-costs a few microseconds a call, a measurable share of a CPU decode step
-(``docs/bench/cpu-choices.md``). The kernels are chosen
-when the model is built (``kernels``) and reach every layer through the forward's ``Step``.
+costs a few microseconds a call, a share of a CPU decode step (``docs/bench/cpu-choices.md``).
+The kernels (``kernels``), chosen when the model is built, reach layers through a ``Step``.
 """
 
 from __future__ import annotations
