@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TypeVar
+
+N = TypeVar("N", int, float)
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -29,24 +32,20 @@ def name_list(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
     return parse
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
+def _above(name: str, convert: Callable[[str], N], floor: N, strict: bool, wanted: str) -> Callable[[str], N]:
+    """A parser of ``convert``ed values above ``floor`` (or at it, unless ``strict``), named
+    ``name`` (argparse names a value it cannot convert by its parser's name)."""
+
+    def parse(text: str) -> N:
+        value = convert(text)
+        if value < floor or (strict and value == floor):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, not {text}")
+        return value
+
+    parse.__name__ = parse.__qualname__ = name
+    return parse
 
 
-def at_least_two(text: str) -> int:
-    value = int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(
-            f"must be at least 2 (the first token is not a decode step), not {text}"
-        )
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
+positive_int = _above("positive_int", int, 0, True, "positive")
+positive_float = _above("positive_float", float, 0.0, True, "positive")
+at_least_two = _above("at_least_two", int, 2, False, "at least 2 (the first token is not a decode step)")

@@ -38,6 +38,7 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from codeagent.sandbox import gitpolicy
 from codeagent.sandbox.gitconfig import neutral_env
@@ -109,6 +110,15 @@ def run_git(
     if check and code != 0:
         raise GitError(args, code, err)
     return out
+
+
+class CallOptions(TypedDict, total=False):
+    """What a git call may add: its stdin, variables of its own, a time limit, transports."""
+
+    input_text: str | None
+    env: dict[str, str] | None
+    timeout: float
+    protocols: tuple[str, ...]
 
 
 @dataclass(slots=True)
@@ -227,54 +237,27 @@ class GitRepo:
         }
         return _env(extra) | place
 
-    def run(
-        self,
-        args: list[str],
-        *,
-        check: bool = True,
-        input_text: str | None = None,
-        env: dict[str, str] | None = None,
-        timeout: float = 120.0,
-        protocols: tuple[str, ...] = (),
-    ) -> str:
+    def run(self, args: list[str], *, check: bool = True, **options: Unpack[CallOptions]) -> str:
         """``git args`` in the work tree; returns stdout. ``protocols`` allows transports (``file``)."""
-        code, out, err = self.call(args, input_text=input_text, env=env, timeout=timeout, protocols=protocols)
+        code, out, err = self.call(args, **options)
         if check and code != 0:
             raise GitError(args, code, err)
         return out
 
-    def call(
-        self,
-        args: list[str],
-        *,
-        input_text: str | None = None,
-        env: dict[str, str] | None = None,
-        timeout: float = 120.0,
-        protocols: tuple[str, ...] = (),
-    ) -> tuple[int, str, str]:
+    def call(self, args: list[str], **options: Unpack[CallOptions]) -> tuple[int, str, str]:
         """``run`` that returns (exit status, stdout, stderr) and raises only for an unsafe repository."""
         self.verify()
         # The caller's variables (an index file, an identity) go first: ours are not theirs to change.
-        full = (env or {}) | self._base_env(None) | settings_env(self.all_overrides())
-        full["GIT_ALLOW_PROTOCOL"] = ":".join(protocols)
+        full = (options.get("env") or {}) | self._base_env(None) | settings_env(self.all_overrides())
+        full["GIT_ALLOW_PROTOCOL"] = ":".join(options.get("protocols", ()))
+        input_text, timeout = options.get("input_text"), options.get("timeout", 120.0)
         return _call(args, self.work_tree, full, input_text=input_text, timeout=timeout)
 
 
-def git(
-    args: list[str],
-    cwd: Path,
-    *,
-    check: bool = True,
-    input_text: str | None = None,
-    env: dict[str, str] | None = None,
-    timeout: float = 120.0,
-    protocols: tuple[str, ...] = (),
-) -> str:
+def git(args: list[str], cwd: Path, *, check: bool = True, **options: Unpack[CallOptions]) -> str:
     """``git args`` in the repository holding ``cwd``, opened once per process and work tree (and
     opened again if its git folder was replaced: this form pins nothing across calls)."""
-    return _opened(cwd).run(
-        args, check=check, input_text=input_text, env=env, timeout=timeout, protocols=protocols
-    )
+    return _opened(cwd).run(args, check=check, **options)
 
 
 _OPENED: dict[Path, GitRepo] = {}

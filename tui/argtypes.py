@@ -9,7 +9,16 @@ import argparse
 
 from codeagent.bench.argtypes import positive_float, positive_int
 
-__all__ = ["port", "positive_float", "positive_int"]
+__all__ = ["add_budgets", "port", "positive_float", "positive_int"]
+
+
+def add_budgets(group: argparse._ArgumentGroup, time_help: str) -> None:
+    """The run's budget flags, shared by ``fix`` and ``eval`` (where they are per task)."""
+    group.add_argument("--max-steps", type=positive_int, metavar="N", help="model calls at most (default 60)")
+    group.add_argument(
+        "--max-tokens", type=positive_int, metavar="N", help="prompt + completion tokens at most"
+    )
+    group.add_argument("--max-time", type=positive_float, metavar="SECONDS", help=time_help)
 
 
 def port(text: str) -> int:

@@ -29,7 +29,7 @@ from codeagent.agent.protocol import ModelError
 from codeagent.bench import command as bench_command
 from codeagent.sandbox.git import UnsafeRepository
 from codeagent.tui import commands, eval_command
-from codeagent.tui.argtypes import port, positive_float, positive_int
+from codeagent.tui.argtypes import add_budgets, port, positive_float, positive_int
 from codeagent.tui.inert import inert
 
 
@@ -148,14 +148,7 @@ def _add_fix(parser: argparse.ArgumentParser) -> None:
         "--repo", metavar="OWNER/NAME", help="GitHub repository (default $GITHUB_REPOSITORY or origin)"
     )
     _add_model_flags(parser)
-    limits = parser.add_argument_group("budgets")
-    limits.add_argument(
-        "--max-steps", type=positive_int, metavar="N", help="model calls at most (default 60)"
-    )
-    limits.add_argument(
-        "--max-tokens", type=positive_int, metavar="N", help="prompt + completion tokens at most"
-    )
-    limits.add_argument("--max-time", type=positive_float, metavar="SECONDS", help="wall time at most")
+    add_budgets(parser.add_argument_group("budgets"), "wall time at most")
     parser.add_argument("--test-command", metavar="COMMAND", help="how to run the tests (default: detected)")
     parser.add_argument("--no-repo-map", action="store_true", help="leave the repo map out of the prompt")
     parser.add_argument(

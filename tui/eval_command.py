@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from codeagent.tui.argtypes import positive_float, positive_int
+from codeagent.tui.argtypes import add_budgets, positive_float, positive_int
 from codeagent.tui.inert import inert
 
 DEFAULT_OUTPUT = Path("eval-results")
@@ -52,13 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser, parser_class: type[argparse.A
         "--resume", action="store_true", help="continue the run in --output, skipping finished tasks"
     )
     budgets = parser.add_argument_group("per-task budgets")
-    budgets.add_argument(
-        "--max-steps", type=positive_int, metavar="N", help="model calls at most (default 60)"
-    )
-    budgets.add_argument(
-        "--max-tokens", type=positive_int, metavar="N", help="prompt + completion tokens at most"
-    )
-    budgets.add_argument("--max-time", type=positive_float, metavar="SECONDS", help="agent wall time at most")
+    add_budgets(budgets, "agent wall time at most")
     budgets.add_argument(
         "--test-timeout",
         type=positive_float,

@@ -22,7 +22,8 @@ without it (standalone states), every layer reads its rows through the states th
 ``kernels`` is the model's choice of implementations (``kernels/dispatch.py``), made once
 when it is built (from ``CODEAGENT_KERNELS`` unless given) and replaceable as a whole. A
 forward bundles it with the sequences' sizes and the block tables in a ``Step`` that its
-layers read, so no layer looks anything up per call.
+layers read, so no layer looks anything up per call. ``CausalLMModule`` is that frame,
+shared by the families: each implements ``logits(input_ids, positions, seqs, step)``.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+from torch import nn
 
 from codeagent.backend.cache.paged import KVStream, SeqBlocks
 from codeagent.backend.cache.tables import BlockTables
-from codeagent.backend.kernels.dispatch import Kernels
+from codeagent.backend.kernels.dispatch import Kernels, choose
 
 
 @dataclass(slots=True)
@@ -86,6 +88,40 @@ class CausalLM(Protocol):
         weights (FP8/FP4 with their scales, see ``quant.py``) are dequantized here, except
         DeepSeek-V4's routed experts, which stay packed (``quant.PackedExperts``)."""
         ...
+
+
+class CausalLMModule(nn.Module):
+    """The frame every family's model is built on: its kernels chosen when it is built, and a
+    ``forward`` that bundles them with the step's sizes and tables into the ``Step`` its layers
+    read, then hands over to the family's ``logits``."""
+
+    def __init__(self, config: Any, device: Any, kernels: Kernels | None) -> None:
+        super().__init__()
+        self.config = config
+        self.kernels = kernels if kernels is not None else choose(device)
+
+    @torch.inference_mode()
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        positions: torch.Tensor,
+        seqs: list[SeqSlice],
+        tables: BlockTables | None = None,
+    ) -> torch.Tensor:
+        return self.logits(
+            input_ids, positions, seqs, Step(self.kernels, [s.num_tokens for s in seqs], tables)
+        )
+
+    def logits(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, seqs: list[SeqSlice], step: Step
+    ) -> torch.Tensor:
+        """The family's forward: logits [len(seqs), vocab] in float32 (see ``CausalLM.forward``)."""
+        raise NotImplementedError
+
+
+def last_rows(step: Step, device: torch.device) -> torch.Tensor:
+    """The index of each sequence's last new token in the flattened batch: [N]."""
+    return torch.cumsum(torch.tensor(step.sizes, device=device), 0) - 1
 
 
 def split(tensor: torch.Tensor, seqs: list[SeqSlice]) -> list[torch.Tensor]:

@@ -24,14 +24,13 @@ import torch
 from torch import nn
 
 from codeagent.backend.cache.paged import KVStream, SeqBlocks, growing_rows
-from codeagent.backend.cache.tables import BlockTables
-from codeagent.backend.kernels.dispatch import Kernels, choose
+from codeagent.backend.kernels.dispatch import Kernels
 from codeagent.backend.layers.attention import KVCache, attend
 from codeagent.backend.layers.linear import Linear, empty_param, head_logits
 from codeagent.backend.layers.moe import experts_forward, silu_and_mul, softmax_topk
 from codeagent.backend.layers.norm import RMSNorm, add_rms_norm, rms_norm
 from codeagent.backend.layers.rotary import cos_sin, inverse_frequencies, norm_then_rotary
-from codeagent.backend.models.base import SeqSlice, Step
+from codeagent.backend.models.base import CausalLMModule, SeqSlice, Step, last_rows
 from codeagent.backend.quant import dequantizing
 
 
@@ -171,7 +170,7 @@ class DecoderLayer(nn.Module):
         return x + self.mlp.forward(h, kernels)
 
 
-class Qwen3MoeForCausalLM(nn.Module):
+class Qwen3MoeForCausalLM(CausalLMModule):
     config_class = Qwen3MoeConfig
 
     def __init__(
@@ -181,9 +180,7 @@ class Qwen3MoeForCausalLM(nn.Module):
         device: Any = "cpu",
         kernels: Kernels | None = None,
     ) -> None:
-        super().__init__()
-        self.config = config
-        self.kernels = kernels if kernels is not None else choose(device)
+        super().__init__(config, device, kernels)
         self.embed = empty_param(config.vocab_size, config.hidden_size, dtype=dtype, device=device)
         self.layers = nn.ModuleList(
             DecoderLayer(config, i, dtype, device) for i in range(config.num_hidden_layers)
@@ -209,22 +206,17 @@ class Qwen3MoeForCausalLM(nn.Module):
             for i in range(len(self.layers))
         ]
 
-    @torch.inference_mode()
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        positions: torch.Tensor,
-        seqs: list[SeqSlice],
-        tables: BlockTables | None = None,
+    def logits(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, seqs: list[SeqSlice], step: Step
     ) -> torch.Tensor:
-        step = Step(self.kernels, [s.num_tokens for s in seqs], tables)
         x = self.embed[input_ids]  # [T, hidden]
         cos, sin = cos_sin(positions, self.inv_freq)  # [T, D]
         for index, layer in enumerate(self.layers):
             caches = [s.state[index] for s in seqs]
             x = layer.forward(x, cos, sin, caches, step)  # type: ignore[operator]
-        last = torch.cumsum(torch.tensor(step.sizes, device=x.device), 0) - 1
-        h = rms_norm(x[last], self.norm.weight, self.norm.eps, self.kernels)  # [N, hidden]
+        h = rms_norm(
+            x[last_rows(step, x.device)], self.norm.weight, self.norm.eps, self.kernels
+        )  # [N, hidden]
         return head_logits(h, self.lm_head.weight, self.kernels).float()
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:

@@ -23,21 +23,24 @@ from typing import NamedTuple
 
 from tree_sitter import Language, Parser, Query, QueryCursor
 
-# extension -> (language name, wheel module, attribute returning the language pointer)
-LANGUAGES: dict[str, tuple[str, str, str]] = {
-    ".py": ("python", "tree_sitter_python", "language"),
-    ".pyi": ("python", "tree_sitter_python", "language"),
-    ".js": ("javascript", "tree_sitter_javascript", "language"),
-    ".jsx": ("javascript", "tree_sitter_javascript", "language"),
-    ".mjs": ("javascript", "tree_sitter_javascript", "language"),
-    ".cjs": ("javascript", "tree_sitter_javascript", "language"),
-    ".ts": ("typescript", "tree_sitter_typescript", "language_typescript"),
-    ".mts": ("typescript", "tree_sitter_typescript", "language_typescript"),
-    ".cts": ("typescript", "tree_sitter_typescript", "language_typescript"),
-    ".tsx": ("tsx", "tree_sitter_typescript", "language_tsx"),
-    ".go": ("go", "tree_sitter_go", "language"),
-    ".rs": ("rust", "tree_sitter_rust", "language"),
-    ".java": ("java", "tree_sitter_java", "language"),
+# language -> (grammar wheel's module, attribute returning the language pointer)
+GRAMMARS: dict[str, tuple[str, str]] = {
+    "python": ("tree_sitter_python", "language"),
+    "javascript": ("tree_sitter_javascript", "language"),
+    "typescript": ("tree_sitter_typescript", "language_typescript"),
+    "tsx": ("tree_sitter_typescript", "language_tsx"),
+    "go": ("tree_sitter_go", "language"),
+    "rust": ("tree_sitter_rust", "language"),
+    "java": ("tree_sitter_java", "language"),
+}
+EXTENSIONS: dict[str, str] = {
+    **dict.fromkeys((".py", ".pyi"), "python"),
+    **dict.fromkeys((".js", ".jsx", ".mjs", ".cjs"), "javascript"),
+    **dict.fromkeys((".ts", ".mts", ".cts"), "typescript"),
+    ".tsx": "tsx",
+    ".go": "go",
+    ".rs": "rust",
+    ".java": "java",
 }
 QUERY_FILES = {"tsx": ("typescript", "tsx")}  # query files joined for a language; default: its own
 MAX_LINE_CHARS = 160  # a definition line longer than this is cut: the map shows shapes, not bodies
@@ -57,12 +60,11 @@ class Tag(NamedTuple):
 def language_of(path: str) -> str | None:
     """The language of a file by its extension, or None when no grammar covers it."""
     dot = path.rfind(".")
-    entry = LANGUAGES.get(path[dot:].lower()) if dot > path.rfind("/") else None
-    return entry[0] if entry else None
+    return EXTENSIONS.get(path[dot:].lower()) if dot > path.rfind("/") else None
 
 
 def languages() -> list[str]:
-    return sorted({language for language, _, _ in LANGUAGES.values()})
+    return sorted(GRAMMARS)
 
 
 def query_text(language: str) -> str:
@@ -73,7 +75,7 @@ def query_text(language: str) -> str:
 
 @cache
 def _grammar(language: str) -> tuple[Language, Query]:
-    module_name, attribute = next((m, a) for lang, m, a in LANGUAGES.values() if lang == language)
+    module_name, attribute = GRAMMARS[language]
     grammar = Language(getattr(importlib.import_module(module_name), attribute)())
     return grammar, Query(grammar, query_text(language))
 

@@ -36,10 +36,9 @@ import torch
 from torch import nn
 
 from codeagent.backend.cache.paged import KVStream, SeqBlocks, growing_rows
-from codeagent.backend.cache.tables import BlockTables
-from codeagent.backend.kernels.dispatch import Kernels, choose
+from codeagent.backend.kernels.dispatch import Kernels
 from codeagent.backend.layers.linear import head_logits
-from codeagent.backend.models.base import SeqSlice, Step
+from codeagent.backend.models.base import CausalLMModule, SeqSlice, Step, last_rows
 from codeagent.backend.models.deepseek_v4.attention import Attention, LayerState
 from codeagent.backend.models.deepseek_v4.compressor import Compressor, Rope
 from codeagent.backend.models.deepseek_v4.config import DeepseekV4Config
@@ -103,7 +102,7 @@ class DecoderLayer(nn.Module):
         return expand(self.ffn.forward(x, input_ids, k), streams, post, comb)
 
 
-class DeepseekV4ForCausalLM(nn.Module):
+class DeepseekV4ForCausalLM(CausalLMModule):
     config_class = DeepseekV4Config
 
     def __init__(
@@ -114,10 +113,8 @@ class DeepseekV4ForCausalLM(nn.Module):
         keep_quantized: bool | None = None,
         kernels: Kernels | None = None,
     ) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config, device, kernels)
         self.dtype, self.device = dtype, torch.device(device)
-        self.kernels = kernels if kernels is not None else choose(device)
         # quantized routed experts stay packed (default: CODEAGENT_KEEP_QUANTIZED, on unless 0)
         self.keep_quantized = keep_quantized_default() if keep_quantized is None else keep_quantized
         self.shapes = weight_shapes(config)
@@ -191,18 +188,12 @@ class DeepseekV4ForCausalLM(nn.Module):
         for i, layer in enumerate(self.layers):
             layer.bind(scope(w, f"layers.{i}."))
 
-    @torch.inference_mode()
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        positions: torch.Tensor,
-        seqs: list[SeqSlice],
-        tables: BlockTables | None = None,
+    def logits(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, seqs: list[SeqSlice], step: Step
     ) -> torch.Tensor:
         """Each sequence's state reads its own rows (no layer attends through block tables)."""
         c, k = self.config, self.kernels
         _check_batch(input_ids, positions, seqs)
-        step = Step(k, [s.num_tokens for s in seqs], tables)
         streams = self.embed[input_ids][:, None, :].repeat(1, c.hc_mult, 1)  # [T, n, D]
         rotations = {kind: rope_cos_sin(positions, *rope) for kind, rope in self.ropes.items()}
         for i, layer in enumerate(self.layers):
@@ -212,8 +203,9 @@ class DeepseekV4ForCausalLM(nn.Module):
             )
         for s in seqs:
             s.state.length += s.num_tokens
-        last = torch.cumsum(torch.tensor(step.sizes, device=streams.device), 0) - 1
-        h = head_collapse(streams[last], *self.head_hc, c.hc_eps, c.rms_norm_eps, k)  # [N, D]
+        h = head_collapse(
+            streams[last_rows(step, streams.device)], *self.head_hc, c.hc_eps, c.rms_norm_eps, k
+        )  # [N, D]
         return head_logits(rms_norm(h, self.norm, c.rms_norm_eps, k), self.head, k).float()
 
 
