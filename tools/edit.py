@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from codeagent.tools.base import Observation, ToolEnv, ToolError, schema
+from codeagent.tools.base import Observation, ToolEnv, ToolError
 from codeagent.tools.closest import show_closest
 from codeagent.tools.diffs import (
     atomic_write,
@@ -34,6 +34,7 @@ from codeagent.tools.diffs import (
     split_lines,
     unified_diff,
 )
+from codeagent.tools.spec import Specified
 
 Shift = tuple[str, str]  # (leading whitespace the file has more, leading whitespace it has less)
 LineRule = Callable[[list[str], list[str]], Shift | None]
@@ -168,23 +169,7 @@ def replace(content: str, old_text: str, new_text: str) -> tuple[str, str | None
     return _by_lines(content, old_text, new_text, eol)
 
 
-class EditFile:
-    name: ClassVar[str] = "edit_file"
-    description: ClassVar[str] = (
-        "Replace old_text with new_text in a file. old_text must occur exactly once: copy it from "
-        "read_file output (without the line numbers), with enough lines to be unique. An empty "
-        "old_text creates a new file. Returns the diff."
-    )
-    parameters: ClassVar[dict[str, Any]] = schema(
-        {
-            "path": {"type": "string", "description": "file path relative to the repository root"},
-            "old_text": {"type": "string", "description": "exact text to replace; empty to create a file"},
-            "new_text": {"type": "string", "description": "the text to put in its place"},
-        },
-        ["path", "old_text", "new_text"],
-    )
-    mutates: ClassVar[bool] = True
-
+class EditFile(Specified, spec="edit_file"):
     def run(self, args: dict[str, Any], env: ToolEnv) -> Observation:
         path = env.resolve(args["path"])
         rel = env.rel(path)

@@ -12,9 +12,9 @@ replaces, and returns the diff. It may replace a binary file; the diff then says
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-from codeagent.tools.base import Observation, ToolEnv, ToolError, schema
+from codeagent.tools.base import Observation, ToolEnv, ToolError
 from codeagent.tools.diffs import (
     BinaryFile,
     atomic_write,
@@ -27,6 +27,7 @@ from codeagent.tools.diffs import (
     stray_bytes,
     unified_diff,
 )
+from codeagent.tools.spec import Specified
 
 PAGE_LINES = 400
 PAGE_CHARS = 40_000
@@ -40,22 +41,7 @@ def numbered(number: int, text: str, width: int) -> str:
     return f"{number:>{width}}| {printable(text)}"
 
 
-class ReadFile:
-    name: ClassVar[str] = "read_file"
-    description: ClassVar[str] = (
-        f"Read a text file with line numbers. Long files come in pages of up to {PAGE_LINES} lines; "
-        "pass start_line and end_line (1-based, inclusive) to read a range."
-    )
-    parameters: ClassVar[dict[str, Any]] = schema(
-        {
-            "path": {"type": "string", "description": "file path relative to the repository root"},
-            "start_line": {"type": "integer", "minimum": 1, "description": "first line to show (1-based)"},
-            "end_line": {"type": "integer", "minimum": 1, "description": "last line to show (inclusive)"},
-        },
-        ["path"],
-    )
-    mutates: ClassVar[bool] = False
-
+class ReadFile(Specified, spec="read_file", fill={"page_lines": PAGE_LINES}):
     def run(self, args: dict[str, Any], env: ToolEnv) -> Observation:
         path = env.resolve(args["path"])
         rel = env.rel(path)
@@ -115,21 +101,7 @@ def _note(first: int, end: int, last: int, total: int) -> str:
     return ""
 
 
-class WriteFile:
-    name: ClassVar[str] = "write_file"
-    description: ClassVar[str] = (
-        "Create a file, or replace its whole content, with parent folders as needed. Returns the "
-        "diff. Prefer edit_file or apply_patch for changes to part of an existing file."
-    )
-    parameters: ClassVar[dict[str, Any]] = schema(
-        {
-            "path": {"type": "string", "description": "file path relative to the repository root"},
-            "content": {"type": "string", "description": "the complete new content of the file"},
-        },
-        ["path", "content"],
-    )
-    mutates: ClassVar[bool] = True
-
+class WriteFile(Specified, spec="write_file"):
     def run(self, args: dict[str, Any], env: ToolEnv) -> Observation:
         path = env.resolve(args["path"])
         rel = env.rel(path)

@@ -13,11 +13,12 @@ folders show through their files' paths.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
-from codeagent.tools.base import Observation, ToolEnv, ToolError, schema
+from codeagent.tools.base import Observation, ToolEnv, ToolError
 from codeagent.tools.globs import compile_glob
 from codeagent.tools.ignore import iter_files
+from codeagent.tools.spec import Specified
 
 MAX_ENTRIES = 500
 
@@ -45,21 +46,7 @@ def glob_filter(pattern: str, base: str = ".") -> Callable[[str], bool]:
     return matches
 
 
-class ListFiles:
-    name: ClassVar[str] = "list_files"
-    description: ClassVar[str] = (
-        "List the repository's files (gitignored files left out), optionally below a folder and "
-        "filtered by a glob such as '*.py' or 'src/**/test_*.ts'."
-    )
-    parameters: ClassVar[dict[str, Any]] = schema(
-        {
-            "path": {"type": "string", "description": "folder to list (default: the whole repository)"},
-            "pattern": {"type": "string", "description": "glob on the relative path or the file name"},
-        },
-        [],
-    )
-    mutates: ClassVar[bool] = False
-
+class ListFiles(Specified, spec="list_files"):
     def run(self, args: dict[str, Any], env: ToolEnv) -> Observation:
         folder = env.resolve(args.get("path"), must_exist=True)
         base = env.rel(folder)

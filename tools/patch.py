@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from codeagent.tools.base import Observation, ToolEnv, ToolError, schema
+from codeagent.tools.base import Observation, ToolEnv, ToolError
 from codeagent.tools.diffs import (
     atomic_write,
     body,
@@ -39,6 +39,7 @@ from codeagent.tools.diffs import (
 )
 from codeagent.tools.locate import Locator
 from codeagent.tools.patch_parse import FilePatch, Hunk, parse_patch
+from codeagent.tools.spec import Specified
 
 
 def _rebuild(hunk: Hunk, matched: list[str], eol: str) -> list[str]:
@@ -176,18 +177,7 @@ def write_all(changes: dict[Path, Change]) -> None:
         raise ToolError(f"writing the patch failed ({err}); the files already written were restored") from err
 
 
-class ApplyPatch:
-    name: ClassVar[str] = "apply_patch"
-    description: ClassVar[str] = (
-        "Apply a unified diff to one or more files ('--- a/path' / '+++ b/path' headers, '@@' hunks "
-        "with ' ', '-', '+' lines; /dev/null to create or delete). Hunks are found near their line "
-        "numbers even if those are off. All hunks apply or nothing changes. Returns the diff applied."
-    )
-    parameters: ClassVar[dict[str, Any]] = schema(
-        {"patch": {"type": "string", "description": "the unified diff"}}, ["patch"]
-    )
-    mutates: ClassVar[bool] = True
-
+class ApplyPatch(Specified, spec="apply_patch"):
     def run(self, args: dict[str, Any], env: ToolEnv) -> Observation:
         if not isinstance(args["patch"], str) or not args["patch"].strip():
             raise ToolError("patch must be a non-empty unified diff")

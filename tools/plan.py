@@ -6,9 +6,10 @@ same checklist; ``finish`` records the summary in ``ToolEnv.finished`` and the l
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-from codeagent.tools.base import Observation, ToolEnv, ToolError, schema
+from codeagent.tools.base import Observation, ToolEnv, ToolError
+from codeagent.tools.spec import Specified
 
 STATUSES = ("pending", "in_progress", "completed")
 MARKS = {"pending": "[ ]", "in_progress": "[~]", "completed": "[x]"}
@@ -18,30 +19,7 @@ def render_plan(plan: list[dict[str, str]]) -> str:
     return "\n".join(f"{MARKS[item['status']]} {item['step']}" for item in plan) or "(empty plan)"
 
 
-class UpdatePlan:
-    name: ClassVar[str] = "update_plan"
-    description: ClassVar[str] = (
-        "Write or replace the plan as a checklist. Call it first with the steps you intend, "
-        "then again whenever a step starts or completes. At most one step is in_progress."
-    )
-    parameters: ClassVar[dict[str, Any]] = schema(
-        {
-            "items": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "step": {"type": "string"},
-                        "status": {"type": "string", "enum": list(STATUSES)},
-                    },
-                    "required": ["step", "status"],
-                },
-            }
-        },
-        ["items"],
-    )
-    mutates: ClassVar[bool] = False
-
+class UpdatePlan(Specified, spec="update_plan"):
     def run(self, args: dict[str, Any], env: ToolEnv) -> Observation:
         items = args["items"]
         if not isinstance(items, list) or not items:
@@ -62,15 +40,7 @@ def _check_item(index: int, item: Any) -> dict[str, str]:
     return {"step": item["step"].strip(), "status": status}
 
 
-class Finish:
-    name: ClassVar[str] = "finish"
-    description: ClassVar[str] = (
-        "End the task. Call it once the change is made and the tests pass, or when you cannot "
-        "go further; the summary says what was changed and why, or what blocked you."
-    )
-    parameters: ClassVar[dict[str, Any]] = schema({"summary": {"type": "string"}}, ["summary"])
-    mutates: ClassVar[bool] = False
-
+class Finish(Specified, spec="finish"):
     def run(self, args: dict[str, Any], env: ToolEnv) -> Observation:
         summary = str(args["summary"]).strip()
         if not summary:

@@ -42,12 +42,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from codeagent.tools.base import Observation, ToolEnv, ToolError, schema
+from codeagent.tools.base import Observation, ToolEnv, ToolError
 from codeagent.tools.diffs import PROBE_BYTES, printable, split_lines
 from codeagent.tools.ignore import iter_files
 from codeagent.tools.listing import glob_filter
+from codeagent.tools.spec import Specified
 
 MAX_MATCHES = 200
 MAX_LINE_CHARS = 300
@@ -272,23 +273,7 @@ def timeout_message(engine: str, seconds: float) -> str:
     )
 
 
-class Search:
-    name: ClassVar[str] = "search"
-    description: ClassVar[str] = (
-        "Search file contents with a regular expression, one line at a time (gitignored files left "
-        "out). Shows path:line: text with two lines of context. Narrow with path (a folder or file) "
-        "and glob (e.g. '*.py')."
-    )
-    parameters: ClassVar[dict[str, Any]] = schema(
-        {
-            "pattern": {"type": "string", "description": "regular expression (Python / ripgrep syntax)"},
-            "path": {"type": "string", "description": "folder or file to search (default: everything)"},
-            "glob": {"type": "string", "description": "only files matching this glob, e.g. '*.py'"},
-        },
-        ["pattern"],
-    )
-    mutates: ClassVar[bool] = False
-
+class Search(Specified, spec="search"):
     def run(self, args: dict[str, Any], env: ToolEnv) -> Observation:
         pattern = compile_check(args["pattern"])
         where = env.resolve(args.get("path"), must_exist=True)

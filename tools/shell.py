@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, ClassVar
+from typing import Any
 
 from codeagent.sandbox.confine import run_confined
 from codeagent.sandbox.environment import scrub_env
 from codeagent.sandbox.process import CommandResult, run_command
-from codeagent.tools.base import Observation, ToolEnv, ToolError, schema
+from codeagent.tools.base import Observation, ToolEnv, ToolError
+from codeagent.tools.spec import Specified
 
 # Set after scrubbing: no pager or colour codes in captured output, never a credential prompt.
 QUIET_ENV = {"PAGER": "cat", "GIT_PAGER": "cat", "TERM": "dumb", "NO_COLOR": "1", "GIT_TERMINAL_PROMPT": "0"}
@@ -69,22 +70,7 @@ def _timeout(args: dict[str, Any], ceiling: float) -> float:
     return min(float(value), ceiling)
 
 
-class RunCommand:
-    name: ClassVar[str] = "run"
-    description: ClassVar[str] = (
-        "Run a shell command (bash) in the repository root. Output is capped (head and tail kept); "
-        "the command and everything it started are killed at the timeout, and background "
-        "processes are killed when it exits. No interactive input."
-    )
-    parameters: ClassVar[dict[str, Any]] = schema(
-        {
-            "command": {"type": "string"},
-            "timeout": {"type": "number", "description": "seconds; default and maximum are configured"},
-        },
-        ["command"],
-    )
-    mutates: ClassVar[bool] = True
-
+class RunCommand(Specified, spec="run"):
     def run(self, args: dict[str, Any], env: ToolEnv) -> Observation:
         command = args["command"]
         if not isinstance(command, str) or not command.strip():

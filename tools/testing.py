@@ -30,12 +30,13 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar
+from typing import Any
 
 from codeagent.sandbox.process import CommandResult, clip_middle
-from codeagent.tools.base import Observation, ToolEnv, ToolError, schema
+from codeagent.tools.base import Observation, ToolEnv, ToolError
 from codeagent.tools.ignore import iter_files
 from codeagent.tools.shell import describe, run_in_repo
+from codeagent.tools.spec import Specified
 from codeagent.tools.test_results import PARSERS, TestReport, failure_text, parse_any
 
 NPM_PLACEHOLDER = "no test specified"
@@ -202,18 +203,7 @@ def _confined_paths(args: dict[str, Any], env: ToolEnv) -> list[str]:
     return confined
 
 
-class RunTests:
-    name: ClassVar[str] = "run_tests"
-    description: ClassVar[str] = (
-        "Run the project's tests (detected: pytest, unittest, npm/pnpm, go, cargo, or the configured "
-        "command) and report passed, failed and errored tests with the failure output. "
-        "Pass paths (files, folders, or pytest ids like tests/test_x.py::test_y) to run only some."
-    )
-    parameters: ClassVar[dict[str, Any]] = schema(
-        {"paths": {"type": "array", "items": {"type": "string"}, "description": "test files or folders"}}, []
-    )
-    mutates: ClassVar[bool] = True
-
+class RunTests(Specified, spec="run_tests"):
     def run(self, args: dict[str, Any], env: ToolEnv) -> Observation:
         paths = _confined_paths(args, env)
         command = detect(env)

@@ -11,12 +11,13 @@ are always in focus. The budget is ``settings.repo_map_tokens``, estimated as ch
 from __future__ import annotations
 
 import re
-from typing import Any, ClassVar
+from typing import Any
 
-from codeagent.tools.base import Observation, ToolEnv, schema
+from codeagent.tools.base import Observation, ToolEnv
 from codeagent.tools.ignore import iter_files
 from codeagent.tools.repomap.cache import default_cache_dir
 from codeagent.tools.repomap.repomap import RepoMap
+from codeagent.tools.spec import Specified
 
 
 def split_focus(focus: str, files: list[str]) -> tuple[set[str], set[str]]:
@@ -42,16 +43,7 @@ def split_focus(focus: str, files: list[str]) -> tuple[set[str], set[str]]:
     return named, idents
 
 
-class RepoMapTool:
-    name: ClassVar[str] = "repo_map"
-    description: ClassVar[str] = (
-        "Outline of the repository: the most relevant definitions (classes, functions, methods) with "
-        "their line numbers, ranked toward the files you are working on. focus: file paths and/or "
-        "identifiers (space or comma separated) to rank toward."
-    )
-    parameters: ClassVar[dict[str, Any]] = schema({"focus": {"type": "string"}}, [])
-    mutates: ClassVar[bool] = False
-
+class RepoMapTool(Specified, spec="repo_map"):
     def run(self, args: dict[str, Any], env: ToolEnv) -> Observation:
         files = iter_files(env.root)
         named, idents = split_focus(str(args.get("focus") or ""), files)
