@@ -163,6 +163,13 @@ def _add_gpu(sub: Subparsers) -> None:
     gpu.add_argument(
         "--dtype", choices=["bfloat16", "float32"], help="default bfloat16 on cuda, float32 on cpu"
     )
+    _add_gpu_sizes(gpu)
+    _add_gpu_runs(gpu)
+    gpu.set_defaults(handler=handlers.bench_gpu)
+
+
+def _add_gpu_sizes(gpu: argparse.ArgumentParser) -> None:
+    """What the GPU bench measures: scenarios, batches, contexts, prompts and prefixes."""
     gpu.add_argument(
         "--scenarios",
         type=name_list(("decode", "prefill", "prefix")),
@@ -200,6 +207,10 @@ def _add_gpu(sub: Subparsers) -> None:
         metavar="N",
         help="new tokens per decode cell (default 32; tiny 4)",
     )
+
+
+def _add_gpu_runs(gpu: argparse.ArgumentParser) -> None:
+    """How the GPU bench runs: the transformers comparison, our engine's budgets, seed and output."""
     gpu.add_argument("--no-reference", action="store_true", help="skip transformers")
     gpu.add_argument(
         "--reference-max-tokens",
@@ -225,7 +236,6 @@ def _add_gpu(sub: Subparsers) -> None:
     )
     gpu.add_argument("--seed", type=int, default=0, help="random weights and prompts (default 0)")
     gpu.add_argument("--output", type=Path, default=Path("bench-gpu.json"), help="JSON results file")
-    gpu.set_defaults(handler=handlers.bench_gpu)
 
 
 def _add_kernels(sub: Subparsers) -> None:
