@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,14 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
+from codeagent.backend.distributed.group import SOLO, Group
+from codeagent.backend.distributed.layout import LayoutError
 from codeagent.backend.models.registry import UnsupportedArchitecture, model_class
+from codeagent.backend.stored import stored_tensors
 
 ALIASES: dict[str, str] = {
     "qwen3-coder-30b-a3b": "Qwen/Qwen3-Coder-30B-A3B-Instruct",
+    "qwen3-coder-480b-a35b": "Qwen/Qwen3-Coder-480B-A35B-Instruct",
     "deepseek-v4-flash": "deepseek-ai/DeepSeek-V4-Flash",
     "deepseek-v4-pro": "deepseek-ai/DeepSeek-V4-Pro",
 }
@@ -124,7 +128,11 @@ class LoadedModel:
     architecture: str
 
 
-def load_model(folder: Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> LoadedModel:
+def load_model(
+    folder: Path, dtype: torch.dtype = torch.float32, device: str = "cpu", group: Group = SOLO
+) -> LoadedModel:
+    """The model in ``folder``; as one rank of ``group``, only that rank's share of it, read as
+    slices from the files (``stored.py``), so a rank's peak is its share plus the replicated parts."""
     raw = read_config(folder)
     architecture = raw["architectures"][0]
     try:
@@ -135,9 +143,19 @@ def load_model(folder: Path, dtype: torch.dtype = torch.float32, device: str = "
         config = cls.config_class.from_dict(raw)
     except (KeyError, TypeError, ValueError) as err:
         raise LoadError(f"{folder / 'config.json'} is not a valid {architecture} config: {err}") from err
-    model = cls(config, dtype=dtype, device=device)
+    if group.size == 1:
+        model = cls(config, dtype=dtype, device=device)
+        weights: Iterable[tuple[str, Any]] = iter_weights(shard_files(folder), device)
+    elif getattr(cls, "splits", False):
+        try:
+            model = cls(config, dtype=dtype, device=device, group=group)
+        except LayoutError as err:
+            raise LoadError(f"{folder}: {err}") from err
+        weights = (item for shard in shard_files(folder) for item in stored_tensors(shard))
+    else:
+        raise LoadError(f"{architecture} cannot be split across ranks yet; run it with --tp 1")
     try:
-        model.load_weights(iter_weights(shard_files(folder), device))
+        model.load_weights(weights)
     except (KeyError, ValueError) as err:
         raise LoadError(f"{folder}: {err}") from err
     return LoadedModel(model.eval(), folder, raw, architecture)

@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 ARCHITECTURES: dict[str, str] = {
-    "Qwen3MoeForCausalLM": "codeagent.backend.models.qwen3_moe:Qwen3MoeForCausalLM",
+    "Qwen3MoeForCausalLM": "codeagent.backend.models.qwen3_moe.model:Qwen3MoeForCausalLM",
     "DeepseekV4ForCausalLM": "codeagent.backend.models.deepseek_v4.model:DeepseekV4ForCausalLM",
 }
 
