@@ -35,6 +35,8 @@ from codeagent.backend.cache.allocator import BlockAllocator, CacheConfig
 from codeagent.backend.cache.blocks import BlockManager
 from codeagent.backend.cache.disk import DiskTier
 from codeagent.backend.cache.paged import KVPool
+from codeagent.backend.distributed.group import SOLO, Group
+from codeagent.backend.distributed.lead import lead
 from codeagent.backend.models.base import CausalLM
 from codeagent.backend.runner import ModelRunner
 from codeagent.backend.scheduler import EngineStats, Scheduler
@@ -57,6 +59,7 @@ class Engine:
         max_batch_tokens: int = 2048,
         max_seqs: int = 64,
         namespace: bytes = b"",
+        group: Group = SOLO,
     ) -> None:
         self.model = model
         self.eos = frozenset(eos_token_ids)
@@ -64,10 +67,17 @@ class Engine:
         cache = cache or CacheConfig()
         self.block_size = cache.block_tokens(model.block_multiple)
         streams = model.cache_streams(self.block_size)
-        self.allocator = BlockAllocator(streams, cache, self.block_size, self.device, namespace)
+        if group.size > 1:  # the layout joins the cache's name: another layout's blocks hold other rows
+            namespace += f"|tp{group.layout.tp}{'ep' if group.layout.ep else ''}".encode()
+        subfolder = f"rank{group.rank}" if group.size > 1 else ""
+        self.allocator = BlockAllocator(streams, cache, self.block_size, self.device, namespace, subfolder)
         self.stats = EngineStats()
         self.scheduler = Scheduler(self.allocator, max_batch_tokens, max_seqs, self.stats)
-        self.runner = ModelRunner(model, self.allocator.pool, self.device)
+        self.runner = (
+            ModelRunner(model, self.allocator.pool, self.device)
+            if group.size == 1
+            else lead(model, self.allocator, cache, self.device, group)
+        )
         self._ids = itertools.count()
         self._aborted: set[int] = set()
 
@@ -175,10 +185,12 @@ class Engine:
     def _finish(self, seq: Sequence) -> None:
         seq.finished_at = time.perf_counter()
         self.scheduler.finish(seq)
+        self.runner.forget(seq)
 
     def flush(self) -> None:
         """Wait until every finished block queued for the disk tier is written."""
         self.allocator.flush()
 
     def close(self) -> None:
+        self.runner.close()
         self.allocator.close()

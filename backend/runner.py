@@ -11,6 +11,8 @@ and generator, through the kernels the model was built with.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from codeagent.backend.cache.paged import KVPool, SeqBlocks
@@ -27,22 +29,18 @@ class ModelRunner:
 
     def run(self, batch: Scheduled) -> list[tuple[Sequence, int]]:
         """Compute the batch's new tokens; returns (sequence, sampled token) for those ready to sample."""
-        ids: list[int] = []
-        positions, slices = [], []
-        for seq, n in batch:
+        for seq, _ in batch:
             if seq.state is None:
                 seq.state = self.model.new_state(SeqBlocks(self.pool, seq.table), seq.computed)
-            ids.extend(seq.tokens[seq.computed : seq.computed + n])
-            positions.append(torch.arange(seq.computed, seq.computed + n))
-            slices.append(SeqSlice(seq.state, n))
-        tables = BlockTables(
-            self.pool.block_size,
-            [seq.table for seq, _ in batch],
-            [seq.computed for seq, _ in batch],
-            [n for _, n in batch],
-        )
-        input_ids = torch.tensor(ids, device=self.device)
-        logits = self.model.forward(input_ids, torch.cat(positions).to(self.device), slices, tables)  # [N, V]
+        logits = forward_batch(
+            self.model,
+            self.pool,
+            self.device,
+            [
+                (seq.state, seq.tokens[seq.computed : seq.computed + n], seq.computed, seq.table)
+                for seq, n in batch
+            ],
+        )  # [N, V]
         ready = [row for row, (seq, n) in enumerate(batch) if seq.computed + n == len(seq.tokens)]
         if not ready:
             return []
@@ -50,3 +48,30 @@ class ModelRunner:
         params = [seq.request.params for seq in picked]
         tokens = sample(logits[ready], params, [seq.generator for seq in picked], self.model.kernels)
         return list(zip(picked, tokens, strict=True))
+
+    def forget(self, seq: Sequence) -> None:
+        """``seq`` ended: its decoding state is gone (a split engine's other ranks drop theirs)."""
+
+    def close(self) -> None:
+        return None
+
+
+Entry = tuple[Any, list[int], int, list[int]]  # (decoding state, new tokens, first position, block table)
+
+
+def forward_batch(model: CausalLM, pool: KVPool, device: torch.device, entries: list[Entry]) -> torch.Tensor:
+    """One forward over the sequences' new tokens, flattened, with the step's block tables: [N, V]."""
+    ids: list[int] = []
+    positions, slices = [], []
+    for state, tokens, start, _ in entries:
+        ids.extend(tokens)
+        positions.append(torch.arange(start, start + len(tokens)))
+        slices.append(SeqSlice(state, len(tokens)))
+    tables = BlockTables(
+        pool.block_size,
+        [table for *_, table in entries],
+        [start for _, _, start, _ in entries],
+        [len(tokens) for _, tokens, _, _ in entries],
+    )
+    input_ids = torch.tensor(ids, device=device)
+    return model.forward(input_ids, torch.cat(positions).to(device), slices, tables)

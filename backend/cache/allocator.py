@@ -64,6 +64,19 @@ class CachedSequence(Protocol):
     computed: int  # leading tokens whose state is in the pool
 
 
+class DiskMirror(Protocol):
+    """Other holders of the same blocks (a split engine's ranks) that must move their rows of a
+    block to or from their own disk tiers whenever this allocator does."""
+
+    def on_disk(self, digests: list[bytes]) -> int:
+        """How many leading blocks of ``digests`` every holder can read back."""
+        ...
+
+    def moved(self, kind: str, block: int, digest: bytes) -> None:
+        """This allocator imported ("import") or queued for export ("export") ``block``."""
+        ...
+
+
 @dataclass(slots=True)
 class Admission:
     cached: int  # leading tokens whose state the pool already holds (memory or disk)
@@ -78,6 +91,7 @@ class BlockAllocator:
         block_size: int,
         device: torch.device,
         namespace: bytes,
+        disk_subfolder: str = "",
     ) -> None:
         self.block_size = block_size
         self.block_bytes = KVPool.bytes_per_block(streams, block_size)
@@ -89,9 +103,11 @@ class BlockAllocator:
         self.disk: DiskTier | None = None
         self.writer: DiskWriter | None = None
         if config.disk_folder is not None:
-            self.disk = DiskTier(config.disk_folder / self.namespace.hex()[:32], config.disk_max_bytes)
+            folder = config.disk_folder / self.namespace.hex()[:32] / disk_subfolder
+            self.disk = DiskTier(folder, config.disk_max_bytes)
             self.writer = DiskWriter(self.disk)
         self.persisted: set[bytes] = set()  # chain hashes on disk or queued for it
+        self.mirror: DiskMirror | None = None
 
     def blocks_for(self, seq: CachedSequence) -> int:
         return -(-len(seq.tokens) // self.block_size)
@@ -116,8 +132,10 @@ class BlockAllocator:
 
     def _import(self, digests: list[bytes], table: list[int]) -> int:
         """Continue ``table`` with the blocks of ``digests`` found on disk, in order; how many."""
-        if self.disk is None:
+        if self.disk is None or not digests:
             return 0
+        if self.mirror is not None:
+            digests = digests[: self.mirror.on_disk(digests)]
         count = 0
         for digest in digests:
             if not self.disk.path(digest).exists():
@@ -135,6 +153,8 @@ class BlockAllocator:
             self.persisted.add(digest)
             table.append(block)
             count += 1
+            if self.mirror is not None:
+                self.mirror.moved("import", block, digest)
         return count
 
     def may_append(self, seq: CachedSequence) -> bool:
@@ -165,6 +185,8 @@ class BlockAllocator:
                 if digest not in self.persisted:
                     self.persisted.add(digest)
                     self.writer.put(digest, self.pool.export_block(block))
+                    if self.mirror is not None:
+                        self.mirror.moved("export", block, digest)
         self.blocks.release(seq.table)
 
     def flush(self) -> None:

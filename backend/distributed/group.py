@@ -58,6 +58,10 @@ class Group:
         """Rank 0's ``obj`` on every rank (the others pass None)."""
         return obj
 
+    def min_over_ranks(self, count: int) -> int:
+        """The smallest of the ranks' ``count`` (on the control channel)."""
+        return count
+
     def close(self) -> None:
         return None
 
@@ -83,6 +87,11 @@ class TorchGroup(Group):
         box = [obj]
         dist.broadcast_object_list(box, src=0, group=self._control)
         return box[0]
+
+    def min_over_ranks(self, count: int) -> int:
+        box = torch.tensor([count], dtype=torch.int64)
+        dist.all_reduce(box, op=dist.ReduceOp.MIN, group=self._control)
+        return int(box.item())
 
     def close(self) -> None:
         if dist.is_initialized():
