@@ -4,7 +4,8 @@
 supported architecture; the size is read from the safetensors headers (parameters and the
 bytes they take as stored), without loading anything. ``pull`` downloads through
 ``huggingface_hub`` with its progress bars; with no network it fails fast with
-``PullError`` saying so.
+``PullError`` saying so. ``remote_config`` fetches a model's ``config.json`` alone, for the
+memory planner to check before a download (``codeagent models pull``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from codeagent.backend.loader import ALIASES, LoadError, hub_cache, read_config, shard_files
 from codeagent.backend.models.registry import ARCHITECTURES
@@ -37,15 +39,21 @@ class ModelInfo:
         return self.parameters * 2 / 2**30
 
 
-def header_sizes(shard: Path) -> tuple[int, int]:
-    """(elements, bytes) of every tensor in a safetensors file, from its JSON header alone."""
+def header(shard: Path) -> dict[str, dict[str, Any]]:
+    """Every tensor of a safetensors file (``dtype``, ``shape``, ``data_offsets``), from its JSON
+    header alone; ``OSError``, ``ValueError`` or ``struct.error`` for a file that is not one."""
     with shard.open("rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
+        entries = json.loads(handle.read(length))
+    if not isinstance(entries, dict):
+        raise ValueError(f"{shard}: the safetensors header is not an object")
+    return {name: entry for name, entry in entries.items() if name != "__metadata__"}
+
+
+def header_sizes(shard: Path) -> tuple[int, int]:
+    """(elements, bytes) of every tensor in a safetensors file, from its JSON header alone."""
     elements = total = 0
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
+    for entry in header(shard).values():
         count = 1
         for size in entry["shape"]:
             count *= size
@@ -76,6 +84,19 @@ def local_models() -> list[ModelInfo]:
         if info.architecture in ARCHITECTURES:
             found.append(info)
     return found
+
+
+def remote_config(model_id: str) -> dict[str, Any] | None:
+    """``config.json`` of a Hub model, fetched alone (a few KB) so a download can be planned
+    first; None when it cannot be fetched (no network, no such model: the pull says why)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        config = json.loads(Path(hf_hub_download(model_id, "config.json")).read_text())
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
 
 
 def pull(model: str) -> Path:

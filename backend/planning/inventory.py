@@ -1,0 +1,169 @@
+"""What one rank of a parallel layout holds: each checkpoint tensor's share under the layout
+rules of ``distributed/layout.py``, in the format the loader keeps it in memory.
+
+Shares (the layout's own arithmetic: ``Layout.split``, ``kv_heads``, ``vocab``, so a size
+that does not divide raises its ``LayoutError``):
+
+- Qwen3-MoE: ``q_proj`` and ``o_proj`` by attention heads; ``k_proj``/``v_proj`` by key/value
+  heads, or one head a rank when there are fewer heads than ranks; dense MLPs by their
+  width; routed experts by their width, or whole experts with ``ep``; embedding and LM
+  head by vocabulary rows; norms and routers replicated.
+- DeepSeek-V4: ``wq_b`` and the attention sinks by heads; ``wo_a``/``wo_b`` by output
+  groups; the indexer's ``wq_b`` and ``weights_proj`` by indexer heads; the shared expert by
+  its width; routed experts as for Qwen3; embedding and head by vocabulary rows;
+  ``wq_a``, the latent's ``wkv``, the compressors, norms, routers, hash tables and mHC
+  replicated; the MTP layers are not loaded (they count in the checkpoint, not on a rank).
+
+Reported for rank 0, the largest (the last rank's vocabulary share may be shorter).
+
+Formats in memory, as the loader makes them: every weight in the model dtype, except
+DeepSeek-V4's routed experts that come quantized, which stay packed (``fp4 packed`` /
+``fp8 packed``: codes plus one scale byte per row and group of 32 or 128 inputs) unless
+``CODEAGENT_KEEP_QUANTIZED=0``, and DeepSeek-V4's numerically sensitive tensors, which
+stay float32 (``weights.storage_dtype``: norms, mHC, sinks, routers, compressors) or
+int64 (hash tables). Other FP8/FP4 weights are dequantized at load (``bf16 (from fp8)``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from codeagent.backend.distributed.layout import Layout
+from codeagent.backend.models.deepseek_v4.weights import release_name, storage_dtype
+from codeagent.backend.planning.checkpoint import Stored
+from codeagent.backend.planning.families import DEEPSEEK_V4, family
+from codeagent.backend.quant import FP8_BLOCK
+
+REPLICATED, VOCAB, HEADS, KV_HEADS, GROUPS, INDEX_HEADS, DENSE, SHARED, EXPERTS, SKIPPED = (
+    "replicated",
+    "vocabulary",
+    "heads",
+    "key/value heads",
+    "output groups",
+    "indexer heads",
+    "dense width",
+    "shared expert width",
+    "routed experts",
+    "not loaded",
+)
+QWEN3_ROLES = (
+    (re.compile(r"^(embed_tokens|lm_head)\.weight$"), VOCAB),
+    (re.compile(r"self_attn\.[qo]_proj\."), HEADS),
+    (re.compile(r"self_attn\.[kv]_proj\."), KV_HEADS),
+    (re.compile(r"mlp\.experts\."), EXPERTS),
+    (re.compile(r"mlp\.(gate|up|down)_proj\."), DENSE),
+)
+V4_ROLES = (
+    (re.compile(r"^(embed|head)\.weight$"), VOCAB),
+    (re.compile(r"indexer\.(wq_b|weights_proj)\."), INDEX_HEADS),
+    (re.compile(r"attn\.(wq_b\.|attn_sink$)"), HEADS),
+    (re.compile(r"attn\.wo_[ab]\."), GROUPS),
+    (re.compile(r"ffn\.experts\."), EXPERTS),
+    (re.compile(r"ffn\.shared_experts\."), SHARED),
+)
+DTYPE_NAMES = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16", torch.int64: "i64"}
+
+
+@dataclass(slots=True)
+class RankWeights:
+    stored: dict[str, int] = field(default_factory=dict)  # checkpoint bytes this rank reads, by format
+    resident: dict[str, int] = field(default_factory=dict)  # bytes it holds in memory, by format
+
+    @property
+    def total(self) -> int:
+        return sum(self.resident.values())
+
+    def add(self, stored: tuple[str, int], resident: tuple[str, int]) -> None:
+        for into, (fmt, count) in ((self.stored, stored), (self.resident, resident)):
+            if count:
+                into[fmt] = into.get(fmt, 0) + count
+
+
+def role(name: str, architecture: str) -> str:
+    """Which rule of the layout splits the checkpoint tensor ``name`` of a model of ``architecture``."""
+    if architecture == DEEPSEEK_V4:
+        release = release_name(name)
+        if release is None:
+            return SKIPPED
+        return next((r for pattern, r in V4_ROLES if pattern.search(release)), REPLICATED)
+    bare = name.removeprefix("model.")
+    return next((r for pattern, r in QWEN3_ROLES if pattern.search(bare)), REPLICATED)
+
+
+def share(kind: str, c: Any, layout: Layout) -> float:
+    """Rank 0's share of a tensor split by rule ``kind`` (``LayoutError`` where sizes do not divide)."""
+    if kind == SKIPPED:
+        return 0.0
+    if kind == REPLICATED:
+        return 1.0
+    if kind == VOCAB:
+        part = layout.vocab(c.vocab_size)
+        return (part.stop - part.start) / c.vocab_size
+    if kind == KV_HEADS:
+        part = layout.kv_heads(c.num_key_value_heads, c.num_attention_heads)
+        return (part.stop - part.start) / c.num_key_value_heads
+    if kind == EXPERTS and layout.ep:
+        experts = getattr(c, "n_routed_experts", None) or c.num_experts
+        return _fraction(layout, experts, "routed experts")
+    sizes = {
+        HEADS: (c.num_attention_heads, "attention heads"),
+        GROUPS: (getattr(c, "o_groups", 1), "output groups"),
+        INDEX_HEADS: (getattr(c, "index_n_heads", 1), "indexer heads"),
+        DENSE: (getattr(c, "intermediate_size", 1), "dense MLP width"),
+        SHARED: (c.moe_intermediate_size, "shared expert width"),
+        EXPERTS: (c.moe_intermediate_size, "routed experts' width"),
+    }
+    return _fraction(layout, *sizes[kind])
+
+
+def _fraction(layout: Layout, size: int, what: str) -> float:
+    part = layout.split(size, what)
+    return (part.stop - part.start) / size
+
+
+def resident(entry: Stored, architecture: str, dtype: torch.dtype, keep_packed: bool) -> tuple[str, int]:
+    """(format, bytes) of one checkpoint entry once loaded, before any split across ranks."""
+    v4 = architecture == DEEPSEEK_V4
+    if entry.format in ("fp8", "fp4"):
+        rows, cols = entry.logical
+        if v4 and keep_packed and role(entry.name, architecture) == EXPERTS:
+            if entry.format == "fp4":
+                return "fp4 packed", entry.nbytes
+            scales = rows * math.ceil(cols / FP8_BLOCK) * entry.scale_itemsize * entry.count
+            return "fp8 packed", entry.nbytes - entry.scale_bytes + scales
+        numel = rows * cols * entry.count * math.prod(entry.shape[:-2])
+        return f"{DTYPE_NAMES[dtype]} (from {entry.format})", numel * dtype.itemsize
+    numel = math.prod(entry.shape) * entry.count
+    held = storage_dtype(release_name(entry.name) or entry.name, dtype) if v4 else dtype
+    return DTYPE_NAMES.get(held, str(held)), numel * held.itemsize
+
+
+def rank_weights(
+    entries: list[Stored], config: Any, layout: Layout, dtype: torch.dtype, keep_packed: bool
+) -> RankWeights:
+    """What rank 0 of ``layout`` reads from the checkpoint and holds in memory, by format."""
+    architecture = family(config)
+    fractions: dict[str, float] = {}
+    out = RankWeights()
+    for entry in entries:
+        kind = role(entry.name, architecture)
+        if kind not in fractions:
+            fractions[kind] = share(kind, config, layout)
+        part = fractions[kind]
+        fmt, count = resident(entry, architecture, dtype, keep_packed)
+        out.add((entry.format, round(entry.nbytes * part)), (fmt, round(count * part)))
+    return out
+
+
+def checkpoint_totals(entries: list[Stored], config: Any) -> tuple[dict[str, int], int]:
+    """(bytes by stored format, bytes of tensors never loaded) of the whole checkpoint."""
+    architecture, totals, skipped = family(config), {}, 0
+    for entry in entries:
+        totals[entry.format] = totals.get(entry.format, 0) + entry.nbytes
+        skipped += entry.nbytes if role(entry.name, architecture) == SKIPPED else 0
+    return totals, skipped
