@@ -5,7 +5,11 @@ Each step is a function its own callers can stop at:
 - ``pick_device`` and ``DTYPES``: the device (CUDA where torch sees one, the CPU elsewhere;
   asking for CUDA where there is none is a ``LoadError``) and the weights' dtype (bfloat16
   on CUDA, float32 elsewhere, unless named);
-- ``load``: the weights on that device, timed;
+- ``load``: the weights on that device, timed; first the memory planner
+  (``planning/refusal.py``) checks, from the checkpoint's headers, that the weights, the
+  workspace and a 4096-token KV cache fit the device's free memory (the host's available
+  memory on a CPU), and refuses with a ``LoadError`` giving the numbers, the smallest layout
+  that would fit and the remote-endpoint alternative, instead of failing while loading;
 - ``chat_model``: the tokenizer, chat template, family and context window
   (``chat/model.py``); a checkpoint without ``tokenizer.json`` cannot chat (``LoadError``);
 - ``build_engine``: the engine over the loaded model; with a disk tier, its cache is
@@ -21,8 +25,9 @@ token ids without a tokenizer and ends a sequence at the exact token that comple
 string, through the engine's hook); the benchmarks load through here and build their
 engines themselves where the engine is what they time.
 
-Limits: one model on one device per runtime; what does not fit fails when the engine
-allocates its pool, not here (only the GPU bench plans memory ahead: ``bench/gpu/plan.py``).
+Limits: one model on one device per runtime; the check before loading plans one rank
+(``--tp`` layouts are planned by ``codeagent plan``), and the KV pool is still sized by the
+engine, from the memory left after loading.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from codeagent.backend.generation import Generation
 from codeagent.backend.kernels.dispatch import kernels_in_use
 from codeagent.backend.layers.sampler import SamplingParams
 from codeagent.backend.loader import LoadedModel, LoadError, load_model, model_fingerprint, read_config
+from codeagent.backend.planning.hardware import HardwareError
+from codeagent.backend.planning.refusal import before_load
 from codeagent.backend.service import EngineService
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -74,9 +81,20 @@ class Loaded:
 def load(folder: Path, dtype: str | None = None, device: str | None = None) -> Loaded:
     device = pick_device(device)
     dtype = pick_dtype(dtype, device)
+    refuse_what_cannot_fit(folder, dtype, device)
     started = time.perf_counter()
     checkpoint = load_model(folder, DTYPES[dtype], device)
     return Loaded(checkpoint, device, dtype, time.perf_counter() - started)
+
+
+def refuse_what_cannot_fit(folder: Path, dtype: str, device: str) -> None:
+    """``LoadError`` with the planner's numbers when ``folder`` cannot fit ``device`` in ``dtype``."""
+    try:
+        problem = before_load(folder, DTYPES[dtype], device)
+    except HardwareError as err:
+        raise LoadError(str(err)) from None
+    if problem is not None:
+        raise LoadError(problem)
 
 
 def has_tokenizer(folder: Path) -> bool:
