@@ -1,5 +1,9 @@
 """Subcommands of the embedded runtime: ``generate`` and ``models``.
 
+``models pull`` asks the memory planner first (``backend/planning/refusal.py``): a model that
+cannot run on this machine's GPUs (or, without GPUs, in its memory) is refused with the
+numbers before anything is downloaded, unless ``--force``.
+
 ``generate`` loads through the runtime's factory (``backend/runtime.py``: device, dtype,
 weights, engine) and drives the engine synchronously: it takes token ids without a
 tokenizer, and a stop string ends the sequence at the exact token that completes it (the
@@ -106,6 +110,8 @@ def models(args: Any, config: Config) -> int:
     from codeagent.backend.loader import ALIASES
 
     if args.action == "pull":
+        if not args.force:
+            refuse_what_cannot_run_here(args.model_id)
         try:
             folder = pull(args.model_id)
         except PullError as err:
@@ -127,3 +133,24 @@ def models(args: Any, config: Config) -> int:
     )
     print(inert("\n".join(lines)))  # names and folders come from downloaded checkpoints
     return 0
+
+
+def refuse_what_cannot_run_here(model: str) -> None:
+    """``CommandError`` with the memory planner's numbers when ``model`` cannot run on this
+    machine (its GPUs, else its memory): from the shipped config, or the Hub's config.json."""
+    from codeagent.backend.catalog import remote_config
+    from codeagent.backend.loader import ALIASES
+    from codeagent.backend.planning.hardware import HardwareError
+    from codeagent.backend.planning.refusal import before_pull
+    from codeagent.backend.planning.source import shipped_config
+
+    model_id = ALIASES.get(model.lower(), model)
+    config = shipped_config(model_id) or (remote_config(model_id) if "/" in model_id else None)
+    if config is None:
+        return  # nothing to plan from: the pull itself says what is wrong
+    try:
+        problem = before_pull(model_id, config)
+    except HardwareError as err:
+        raise CommandError(str(err)) from None
+    if problem is not None:
+        raise CommandError(f"not downloading: {problem} (--force downloads it anyway)")

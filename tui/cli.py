@@ -1,7 +1,7 @@
 """The ``codeagent`` command: argument parsing, the config, and each subcommand handed to its
-handler (``commands``: ``fix``, ``undo``; ``backend_commands``, ``serve_command`` and
-``eval_command``, imported when they run so that other commands never load torch;
-``bench.command`` registers its own); without a command, the terminal UI (``app.launch``).
+handler (``commands``: ``fix``, ``undo``; ``backend_commands``, ``serve_command``,
+``plan_command`` and ``eval_command``, imported when they run so that other commands never
+load torch; ``bench.command`` registers its own); without a command, the terminal UI (``app.launch``).
 Runs are opened in one place, ``agent/run.py``, whichever front end asks.
 
 User mistakes (unknown flag, missing repository, bad config, unknown model) print one line
@@ -66,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(sub.add_parser("generate", help="generate text with the embedded runtime"))
     _add_serve(sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API"))
     _add_models(sub.add_parser("models", help="list local models, or pull one"))
+    _add_plan(
+        sub.add_parser(
+            "plan",
+            help="what a model needs per GPU, and the smallest layout that fits (before a download)",
+            description="Plan a model's memory from its config.json (shipped with codeagent for the released "
+            "models) or a checkpoint folder: weights by format, KV cache per token, workspace, per rank of "
+            "each tensor/expert-parallel layout, the longest context that fits, and a verdict.",
+            epilog="exit codes: 0 a layout fits, 1 none does, 2 usage error",
+        )
+    )
     undo = sub.add_parser("undo", help="undo the agent's last change to the files, exactly")
     undo.add_argument("-C", "--cwd", type=Path, default=Path.cwd(), help="repository (default: current dir)")
     undo.add_argument("--list", action="store_true", help="list the checkpoints instead")
@@ -231,11 +241,43 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=_lazy("codeagent.tui.serve_command", "serve"))
 
 
+def _add_plan(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", required=True, metavar="NAME|DIR", help="alias, model id or checkpoint folder"
+    )
+    parser.add_argument(
+        "--gpus", metavar="NxGPU", help="GPUs to plan for: 4xH100, 8xH200, H100, or a count with --gpu-mem"
+    )
+    parser.add_argument("--gpu-mem", metavar="SIZE", help="memory per GPU (80G) instead of a GPU name")
+    parser.add_argument(
+        "--host-mem",
+        metavar="SIZE",
+        help="host memory, planned for when no GPU is given (default: this machine's)",
+    )
+    parser.add_argument(
+        "--context", metavar="TOKENS", help="context to fit, e.g. 128K (default 128K, or the model's window)"
+    )
+    parser.add_argument(  # its own dest: args.tp launches ranks in the commands that run models
+        "--tp", dest="plan_tp", type=positive_int, metavar="N", help="plan this tensor-parallel size only"
+    )
+    parser.add_argument("--ep", action="store_true", help="routed experts divided whole among the ranks")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        help="weights' and KV cache's dtype (default as the runtime: bfloat16 on GPUs, float32 on a CPU)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the plan as one JSON object")
+    parser.set_defaults(handler=_lazy("codeagent.tui.plan_command", "run"))
+
+
 def _add_models(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     actions.add_parser("list", help="models in the local Hugging Face cache and what they need (default)")
     pull = actions.add_parser("pull", help="download a model from the Hugging Face Hub")
     pull.add_argument("model_id", metavar="ID", help="org/name or an alias such as qwen3-coder-30b-a3b")
+    pull.add_argument(
+        "--force", action="store_true", help="download even when the memory planner says it cannot run here"
+    )
     parser.set_defaults(handler=_lazy("codeagent.tui.backend_commands", "models"))
 
 
