@@ -70,9 +70,11 @@ class EmbeddedClient:
         max_new_tokens: int = 4096,
         temperature: float = 0.0,
         cache: CacheConfig | None = None,
+        tp: int = 1,
+        ep: bool = False,
     ) -> None:
         cache = cache if cache is not None else CacheConfig(disk_folder=default_disk_root())
-        settings = RuntimeConfig(dtype, device, cache, f"embedded:{folder.name}", RECENT_TURNS)
+        settings = RuntimeConfig(dtype, device, cache, f"embedded:{folder.name}", RECENT_TURNS, tp, ep)
         self.runtime = open_runtime(folder, settings)
         atexit.register(self.close)  # blocks queued for the disk tier reach it; threads end before exit
         self.model = self.runtime.model

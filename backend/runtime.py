@@ -41,6 +41,10 @@ import torch
 from codeagent.backend.cache.allocator import CacheConfig
 from codeagent.backend.chat.model import REMEMBERED_TURNS, ChatModel
 from codeagent.backend.chat.prompt import Prompt
+from codeagent.backend.distributed.group import SOLO, Group
+from codeagent.backend.distributed.launch import LaunchError, Workers, start
+from codeagent.backend.distributed.layout import LayoutError
+from codeagent.backend.distributed.runner import GroupFailed
 from codeagent.backend.engine import Engine
 from codeagent.backend.generation import Generation
 from codeagent.backend.kernels.dispatch import kernels_in_use
@@ -76,15 +80,42 @@ class Loaded:
     device: str
     dtype: str
     load_s: float
+    group: Group = SOLO  # this process's tensor-parallel group (rank 0 of it)
+    workers: Workers | None = None  # the follower ranks this process started
+
+    def close(self) -> None:
+        """End the other ranks (after the engine told them to stop); nothing for one process."""
+        if self.workers is not None:
+            self.workers.close()
+            self.group.close()
 
 
-def load(folder: Path, dtype: str | None = None, device: str | None = None) -> Loaded:
+def load(
+    folder: Path, dtype: str | None = None, device: str | None = None, tp: int = 1, ep: bool = False
+) -> Loaded:
+    """The model on its device; with ``tp`` > 1 split across that many ranks, this process rank 0
+    (``distributed/launch.py`` starts the others, or ``torchrun`` did)."""
     device = pick_device(device)
     dtype = pick_dtype(dtype, device)
-    refuse_what_cannot_fit(folder, dtype, device)
+    if tp == 1:
+        refuse_what_cannot_fit(folder, dtype, device)
     started = time.perf_counter()
-    checkpoint = load_model(folder, DTYPES[dtype], device)
-    return Loaded(checkpoint, device, dtype, time.perf_counter() - started)
+    if tp == 1 and not ep:
+        checkpoint = load_model(folder, DTYPES[dtype], device)
+        return Loaded(checkpoint, device, dtype, time.perf_counter() - started)
+    try:
+        group, workers, local = start(folder, dtype, device, tp, ep)
+    except LayoutError as err:
+        raise LoadError(str(err)) from err
+    except LaunchError as err:
+        raise LoadError(str(err)) from err
+    try:
+        checkpoint = load_model(folder, DTYPES[dtype], str(local), group)
+    except LoadError:
+        workers.close(timeout=5)
+        group.close()
+        raise
+    return Loaded(checkpoint, str(local), dtype, time.perf_counter() - started, group, workers)
 
 
 def refuse_what_cannot_fit(folder: Path, dtype: str, device: str) -> None:
@@ -116,7 +147,14 @@ def disk_namespace(folder: Path, dtype: str, device: str) -> bytes:
 def build_engine(loaded: Loaded, eos_token_ids: set[int], cache: CacheConfig | None = None) -> Engine:
     with_disk = cache is not None and cache.disk_folder is not None
     namespace = disk_namespace(loaded.checkpoint.folder, loaded.dtype, loaded.device) if with_disk else b""
-    return Engine(loaded.checkpoint.model, eos_token_ids, loaded.device, cache=cache, namespace=namespace)
+    return Engine(
+        loaded.checkpoint.model,
+        eos_token_ids,
+        loaded.device,
+        cache=cache,
+        namespace=namespace,
+        group=loaded.group,
+    )
 
 
 @dataclass(slots=True)
@@ -126,6 +164,8 @@ class RuntimeConfig:
     cache: CacheConfig | None = None  # default: the KV pool in memory, no disk tier
     name: str | None = None  # what clients call the model; default: the folder's name
     remembered_turns: int = REMEMBERED_TURNS
+    tp: int = 1  # ranks the model is split across (tensor parallelism)
+    ep: bool = False  # routed experts divided among the ranks whole
 
 
 @dataclass(slots=True)
@@ -136,6 +176,7 @@ class Runtime:
     engine: Engine
     service: EngineService
     load_s: float
+    loaded: Loaded | None = None
     _closed: bool = field(default=False, init=False)
 
     @property
@@ -156,6 +197,8 @@ class Runtime:
         if not self._closed:
             self._closed = True
             self.service.close()
+            if self.loaded is not None:
+                self.loaded.close()
 
 
 def open_runtime(folder: Path, config: RuntimeConfig | None = None) -> Runtime:
@@ -163,6 +206,10 @@ def open_runtime(folder: Path, config: RuntimeConfig | None = None) -> Runtime:
     config = config or RuntimeConfig()
     device = pick_device(config.device)
     model = chat_model(folder, config.name, config.remembered_turns)  # before the weights: fails fast
-    loaded = load(folder, config.dtype, device)
-    engine = build_engine(loaded, model.tokenizer.eos_token_ids, config.cache)
-    return Runtime(model, engine, EngineService(engine), loaded.load_s)
+    loaded = load(folder, config.dtype, device, config.tp, config.ep)
+    try:
+        engine = build_engine(loaded, model.tokenizer.eos_token_ids, config.cache)
+    except GroupFailed as err:
+        loaded.close()
+        raise LoadError(f"the ranks failed while setting up: {err}") from err
+    return Runtime(model, engine, EngineService(engine), loaded.load_s, loaded)

@@ -7,7 +7,10 @@ thread admits new requests between steps, so submissions join the running batch
 (continuous batching) rather than waiting for it.
 A request the engine can never serve is refused in ``submit`` with ValueError; if a step
 fails (a bug, out of device memory), every request in flight ends with
-``finish_reason="error"`` and the message, and the service keeps serving.
+``finish_reason="error"`` and the message, and the service keeps serving; but if a rank of
+a split engine is gone (``GroupFailed``) nothing more can be computed: what is in flight
+fails, ``broken`` says why, new submissions are refused and ``on_broken`` is told (the
+server stops and exits non-zero).
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from __future__ import annotations
 import queue
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+from codeagent.backend.distributed.runner import GroupFailed
 from codeagent.backend.engine import Engine, Request, Result, Sequence
 from codeagent.backend.layers.sampler import SamplingParams
 
@@ -76,6 +80,8 @@ class EngineService:
         self._live: dict[int, EngineStream] = {}
         self._closed = False
         self.errors: list[str] = []
+        self.broken: str | None = None  # why the engine can compute nothing more (a rank died)
+        self.on_broken: Callable[[str], None] | None = None  # told once, from the engine's thread
         self._thread = threading.Thread(target=self._run, name="codeagent-engine", daemon=True)
         self._thread.start()
 
@@ -84,6 +90,8 @@ class EngineService:
         request = Request(list(prompt_ids), params, stream._push)
         self.engine.check(request)  # ValueError for the caller, before anything is queued
         with self._lock:
+            if self.broken:
+                raise RuntimeError(f"the engine is down: {self.broken}")
             if self._closed:
                 raise RuntimeError("the engine service is closed")
             self._inbox.append((stream, request))
@@ -131,6 +139,11 @@ class EngineService:
                         self.engine.abort(stream.seq.id)
             try:
                 finished = self.engine.step()
+            except GroupFailed as err:  # a rank is gone: fail what is in flight, serve nothing more
+                self.errors.append(traceback.format_exc())
+                finished = self.engine.fail_all(f"the engine failed: {err}")
+                with self._lock:
+                    self.broken, self._closed = str(err), True
             except Exception as err:  # one bad step must not take the service down
                 self.errors.append(traceback.format_exc())
                 finished = self.engine.fail_all(f"the engine failed: {type(err).__name__}: {err}")
@@ -146,3 +159,5 @@ class EngineService:
             stream._end(seq.result() if seq is not None and seq.finish else Result([], "cancelled", 0))
         for stream, request in self._inbox:
             stream._end(Result([], "cancelled", len(request.prompt_ids)))
+        if self.broken and self.on_broken is not None:
+            self.on_broken(self.broken)

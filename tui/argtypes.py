@@ -9,7 +9,21 @@ import argparse
 
 from codeagent.bench.argtypes import positive_float, positive_int
 
-__all__ = ["add_budgets", "port", "positive_float", "positive_int"]
+__all__ = ["add_budgets", "add_parallel", "port", "positive_float", "positive_int"]
+
+
+def add_parallel(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--tp N`` and ``--ep``: the embedded model split across ranks (``backend/distributed``)."""
+    parser.add_argument(
+        "--tp",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="split the embedded model across N ranks: this machine's GPUs, or torchrun's processes (default 1)",
+    )
+    parser.add_argument(
+        "--ep", action="store_true", help="with --tp: divide the routed experts among the ranks whole"
+    )
 
 
 def add_budgets(group: argparse._ArgumentGroup, time_help: str) -> None:

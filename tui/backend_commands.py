@@ -16,6 +16,7 @@ What a model generates, and the names of downloaded checkpoints, are printed thr
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,12 @@ from typing import Any
 from codeagent.agent.config import Config
 from codeagent.backend.chat.stopping import StopStrings
 from codeagent.backend.chat.tokenizer import Tokenizer
+from codeagent.backend.distributed.runner import GroupFailed
 from codeagent.backend.engine import Request
 from codeagent.backend.kernels.dispatch import kernels_in_use
 from codeagent.backend.layers.sampler import SamplingParams
 from codeagent.backend.loader import LoadError, resolve_model
-from codeagent.backend.runtime import build_engine, has_tokenizer, load
+from codeagent.backend.runtime import Loaded, build_engine, has_tokenizer, load, pick_device, pick_dtype
 from codeagent.tui.commands import CommandError
 from codeagent.tui.inert import inert
 
@@ -51,10 +53,17 @@ def generate(args: Any, config: Config) -> int:
     del config
     try:
         folder = resolve_model(args.model)
-        loaded = load(folder, args.dtype, args.device)
+        prompt, tokenizer = _prompt_ids(args, folder)
+        loaded = load(folder, args.dtype, args.device, args.tp, args.ep)
     except LoadError as err:
         raise CommandError(str(err)) from err
-    prompt, tokenizer = _prompt_ids(args, folder)
+    try:
+        return _generate(args, folder, loaded, prompt, tokenizer)
+    finally:
+        loaded.close()
+
+
+def _generate(args: Any, folder: Path, loaded: Loaded, prompt: list[int], tokenizer: Any) -> int:
     if args.stop and tokenizer is None:
         raise CommandError("--stop needs the checkpoint's tokenizer; use --stop-token-id with token ids")
     try:
@@ -76,7 +85,12 @@ def generate(args: Any, config: Config) -> int:
     eos = tokenizer.eos_token_ids if tokenizer is not None else set()
     request = Request(prompt, params, watcher.push if watcher else None)
     engine = build_engine(loaded, eos)
-    result = engine.generate([request])[0]
+    try:
+        result = engine.generate([request])[0]
+    except GroupFailed as err:
+        raise CommandError(f"the engine failed: {err}") from err
+    finally:
+        engine.close()
     if watcher:
         watcher.flush()
     text = watcher.text if watcher else None
@@ -154,3 +168,19 @@ def refuse_what_cannot_run_here(model: str) -> None:
         raise CommandError(str(err)) from None
     if problem is not None:
         raise CommandError(f"not downloading: {problem} (--force downloads it anyway)")
+
+
+def follow_rank(args: Any, config: Config | None) -> int:
+    """A rank above 0 under ``torchrun``: load this rank's share and follow rank 0 (same command line)."""
+    del config
+    from codeagent.backend.distributed.layout import Layout
+    from codeagent.backend.distributed.worker import serve_as_follower
+
+    try:
+        folder = resolve_model(args.model)
+        device = pick_device(args.device)
+        dtype = pick_dtype(args.dtype, device)
+    except LoadError as err:
+        raise CommandError(str(err)) from err
+    layout = Layout(args.tp, args.ep, int(os.environ["RANK"]))
+    return serve_as_follower(folder, dtype, device, layout, int(os.environ.get("LOCAL_RANK", "0")))

@@ -29,7 +29,7 @@ from codeagent.agent.protocol import ModelError
 from codeagent.bench import command as bench_command
 from codeagent.sandbox.git import UnsafeRepository
 from codeagent.tui import commands, eval_command
-from codeagent.tui.argtypes import add_budgets, port, positive_float, positive_int
+from codeagent.tui.argtypes import add_budgets, add_parallel, port, positive_float, positive_int
 from codeagent.tui.inert import inert
 
 
@@ -135,6 +135,7 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--device", choices=["cpu", "cuda"], help="embedded runtime device (default: cuda if present)"
     )
+    add_parallel(group)
     group.add_argument(
         "--base-url", metavar="URL", help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL)"
     )
@@ -206,6 +207,7 @@ def _add_generate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-token-id", action="append", type=int, metavar="ID", help="stop at this token")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    add_parallel(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=_lazy("codeagent.tui.backend_commands", "generate"))
 
@@ -231,6 +233,7 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="weights' dtype")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="device (default: cuda if present)")
+    add_parallel(parser)
     parser.add_argument(
         "--kv-cache-gb",
         type=positive_float,
@@ -294,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.excepthook = _inert_traceback
     try:
         args = build_parser().parse_args(argv)
+        if getattr(args, "tp", 1) > 1 and os.environ.get("RANK", "0") != "0" and "WORLD_SIZE" in os.environ:
+            return _lazy("codeagent.tui.backend_commands", "follow_rank")(args, None)  # torchrun's rank > 0
         config = load_config(args.config)
         if args.command is None:
             return interactive(args, config)

@@ -31,6 +31,8 @@ def embedded_client(spec: str, args: Any, default: str) -> Any:
             dtype=getattr(args, "dtype", None),
             device=getattr(args, "device", None),
             max_new_tokens=getattr(args, "max_output_tokens", 4096),
+            tp=getattr(args, "tp", 1),
+            ep=getattr(args, "ep", False),
         )
     except LoadError as err:
         raise ValueError(str(err)) from err

@@ -5,6 +5,8 @@ The model, its tokenizer and chat template are loaded once, by the runtime's fac
 every HTTP request becomes a sequence in its continuous batch (``backend/server.py``). The server binds 127.0.0.1 unless ``--host`` says otherwise;
 a non-loopback address without an API key gets a loud warning on stderr. The key comes from
 ``--api-key`` or ``$CODEAGENT_API_KEY``. Ctrl-C or SIGTERM stops the server cleanly (exit 0).
+With ``--tp N`` the model is split across N ranks; if one dies, the requests in flight fail
+with the reason and the server stops with exit status 1 (it never hangs on the lost rank).
 
 Mistakes in the call (a missing model or tokenizer, a CUDA device that is not there, an
 address that cannot be bound) are a ``CommandError``: one ``codeagent: error:`` line, exit 2.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from typing import Any
 
 from codeagent.agent.config import Config
@@ -33,7 +36,12 @@ def _say(message: str) -> None:
 def _open(args: Any) -> Runtime:
     memory = int(args.kv_cache_gb * 2**30) if args.kv_cache_gb else None
     settings = RuntimeConfig(
-        args.dtype, args.device, CacheConfig(memory_bytes=memory), args.served_model_name
+        args.dtype,
+        args.device,
+        CacheConfig(memory_bytes=memory),
+        args.served_model_name,
+        tp=args.tp,
+        ep=args.ep,
     )
     try:
         return open_runtime(resolve_model(args.model), settings)
@@ -67,6 +75,13 @@ def serve(args: Any, config: Config) -> int:
         runtime.close()
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {err.strerror or err}") from err
     _stop_on_sigterm()
+    broken: list[str] = []
+
+    def stop_serving(why: str) -> None:  # from the engine's thread: a rank is gone
+        broken.append(why)
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    runtime.service.on_broken = stop_serving
     _say(
         f"serving {runtime.model.name} at {server.url} on {runtime.device} ({runtime.kernels}; Ctrl-C stops)"
     )
@@ -77,4 +92,7 @@ def serve(args: Any, config: Config) -> int:
     finally:
         server.server_close()
         runtime.close()
+    if broken:
+        _say(f"stopped: the engine is down ({broken[0]})")
+        return 1
     return 0

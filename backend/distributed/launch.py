@@ -84,7 +84,9 @@ def start(
         local = rank_device(device, int(os.environ["LOCAL_RANK"]))
         return join(Layout(tp, ep, int(os.environ["RANK"])), local), Workers(), local
     if device.startswith("cuda") and torch.cuda.device_count() < tp:
-        raise LaunchError(f"--tp {tp} needs {tp} GPUs on this machine; torch sees {torch.cuda.device_count()}")
+        raise LaunchError(
+            f"--tp {tp} needs {tp} GPUs on this machine; torch sees {torch.cuda.device_count()}"
+        )
     port = _free_port()
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
     threads = max(1, (os.cpu_count() or 1) // tp)
@@ -95,7 +97,14 @@ def start(
     workers = Workers([], log)
     with log.open("ab") as sink:
         for rank in range(1, tp):
-            command = [sys.executable, "-m", "codeagent.backend.distributed.worker", str(folder), dtype, device]
+            command = [
+                sys.executable,
+                "-m",
+                "codeagent.backend.distributed.worker",
+                str(folder),
+                dtype,
+                device,
+            ]
             command += [str(tp), str(rank)] + (["--ep"] if ep else [])
             workers.processes.append(subprocess.Popen(command, env=env, stdout=sink, stderr=sink))
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))

@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if "OMP_NUM_THREADS" in os.environ:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    return serve_as_follower(args.folder, args.dtype, args.device, Layout(args.tp, args.ep, args.rank), args.rank)
+    return serve_as_follower(
+        args.folder, args.dtype, args.device, Layout(args.tp, args.ep, args.rank), args.rank
+    )
 
 
 if __name__ == "__main__":

@@ -36,6 +36,12 @@ def qwen3_moe_reference(**overrides):
 
 
 @pytest.fixture(scope="session")
+def qwen3_moe_factory():
+    """``qwen3_moe_reference`` for tests that need other shapes."""
+    return qwen3_moe_reference
+
+
+@pytest.fixture(scope="session")
 def qwen3_moe_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("qwen3moe")
     qwen3_moe_reference().save_pretrained(folder)
