@@ -62,14 +62,15 @@ class Hardware:
     memory: int  # bytes per device
     name: str  # "H100", "80.0 GiB GPU", "CPU"
     host: int  # host memory in bytes
+    named: bool = True  # a card's name, not only its memory (--gpu-mem)
 
     def describe(self) -> str:
         if self.kind == "cpu":
             return f"CPU with {size(self.memory)}"
-        return f"{self.count} x {self.name} ({size(self.memory)} each)"
+        return f"{self.count} x {self.name}" + (f" ({size(self.memory)} each)" if self.named else "")
 
     def with_count(self, count: int) -> Hardware:
-        return Hardware(self.kind, count, self.memory, self.name, self.host)
+        return Hardware(self.kind, count, self.memory, self.name, self.host, self.named)
 
 
 def gpu_names() -> str:
@@ -107,7 +108,7 @@ def gpus(spec: str | None, gpu_mem: str | None, host: int) -> Hardware | None:
         memory = parse_quantity(gpu_mem, "--gpu-mem")
     except ValueError as err:
         raise HardwareError(str(err)) from None
-    return Hardware("cuda", count, memory, f"{size(memory)} GPU", host)
+    return Hardware("cuda", count, memory, f"{size(memory)} GPU", host, named=False)
 
 
 def cpu(host: int) -> Hardware:

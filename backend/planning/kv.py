@@ -95,7 +95,7 @@ def kv_cost(model: Any, layout: Layout) -> KVCost:
 
 def _rule(config: Any, layout: Layout) -> str:
     if layout.tp == 1:
-        return "one rank"
+        return "all on one rank"
     if family(config) == DEEPSEEK_V4:
         return "the same on every rank (latents, compressors and indexer keys are replicated)"
     kv = config.num_key_value_heads
