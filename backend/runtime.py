@@ -97,8 +97,7 @@ def load(
     (``distributed/launch.py`` starts the others, or ``torchrun`` did)."""
     device = pick_device(device)
     dtype = pick_dtype(dtype, device)
-    if tp == 1:
-        refuse_what_cannot_fit(folder, dtype, device)
+    refuse_what_cannot_fit(folder, dtype, device, tp, ep)
     started = time.perf_counter()
     if tp == 1 and not ep:
         checkpoint = load_model(folder, DTYPES[dtype], device)
@@ -118,10 +117,11 @@ def load(
     return Loaded(checkpoint, str(local), dtype, time.perf_counter() - started, group, workers)
 
 
-def refuse_what_cannot_fit(folder: Path, dtype: str, device: str) -> None:
-    """``LoadError`` with the planner's numbers when ``folder`` cannot fit ``device`` in ``dtype``."""
+def refuse_what_cannot_fit(folder: Path, dtype: str, device: str, tp: int = 1, ep: bool = False) -> None:
+    """``LoadError`` with the planner's numbers when ``folder`` cannot fit ``device`` in ``dtype``
+    (split ``tp`` ways: each rank its GPU, or a ``tp``-th of the host)."""
     try:
-        problem = before_load(folder, DTYPES[dtype], device)
+        problem = before_load(folder, DTYPES[dtype], device, tp, ep)
     except HardwareError as err:
         raise LoadError(str(err)) from None
     if problem is not None:

@@ -126,14 +126,15 @@ def host_available() -> int:
 
 
 def this_machine(device: str) -> Hardware:
-    """The device a model is about to be loaded on, with the memory it has free now."""
+    """The device a model is about to be loaded on, with the memory it has free now (on CUDA,
+    every GPU here counted as free as that one)."""
     host = host_available()
     if torch.device(device).type != "cuda":
         return cpu(host)
     index = torch.device(device).index
     index = torch.cuda.current_device() if index is None else index
     free, _ = torch.cuda.mem_get_info(index)
-    return Hardware("cuda", 1, free, torch.cuda.get_device_name(index), host)
+    return Hardware("cuda", torch.cuda.device_count(), free, torch.cuda.get_device_name(index), host)
 
 
 def detected_gpus() -> Hardware | None:

@@ -1,14 +1,16 @@
 """The checks before a load and before a download: does the model fit where it is going?
 
-``before_load(folder, dtype, device)`` plans the checkpoint (its safetensors headers: exact
-bytes) on the device it is about to be loaded on, as it is now (``hardware.this_machine``:
-the CUDA device's free memory, or the host's available memory), on one rank, with room for
-a ``LOAD_CONTEXT``-token context; ``before_pull(model_id, config)`` plans a model from its
+``before_load(folder, dtype, device, tp, ep)`` plans the checkpoint (its safetensors
+headers: exact bytes) on the device it is about to be loaded on, as it is now
+(``hardware.this_machine``: the CUDA device's free memory, taken for each of the GPUs, or
+the host's available memory, shared by the ranks), in the layout asked, with room for a
+``LOAD_CONTEXT``-token context; ``before_pull(model_id, config)`` plans a model from its
 config.json on this machine's GPUs (any layout up to their number), else its host memory,
 before a download. Each returns the verdict paragraph (``report.verdict``: the numbers, the
 smallest layout that would fit, the remote alternative) when the model cannot fit, None when
 it can. A model the planner cannot read (an architecture it has no rules for, a broken
-header) is let through: the loader's own errors say what is wrong with it.
+header) or a layout it cannot plan here (more ranks than local GPUs: ``torchrun`` across
+machines) is let through: the loader's and the launcher's own errors say what is wrong.
 """
 
 from __future__ import annotations
@@ -28,14 +30,17 @@ from codeagent.backend.planning.source import ModelSource, model_source
 LOAD_CONTEXT = 4096  # tokens of KV cache a loaded model must leave room for
 
 
-def before_load(folder: Path, dtype: torch.dtype, device: str) -> str | None:
-    """Why ``folder`` cannot be loaded on ``device`` in ``dtype`` (None when it fits)."""
+def before_load(folder: Path, dtype: torch.dtype, device: str, tp: int = 1, ep: bool = False) -> str | None:
+    """Why ``folder`` cannot be loaded on ``device`` in ``dtype``, split ``tp`` ways (None when it
+    fits). Each rank is planned on a GPU as free as this one, or on a ``tp``-th of the host."""
     try:
         source = model_source(str(folder))
-        plan = make_plan(source, this_machine(device), dtype, _context(source), tp=1)
+        plan = make_plan(source, this_machine(device), dtype, _context(source), tp=tp, ep=ep)
     except (PlanError, LayoutError):
         return None
-    return None if plan.chosen else verdict(plan)
+    if plan.chosen or all(c.problem for c in plan.candidates):
+        return None  # fits; or a layout that cannot split the model, which the loader names
+    return verdict(plan)
 
 
 def before_pull(model_id: str, config: dict[str, Any]) -> str | None:

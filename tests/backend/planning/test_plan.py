@@ -119,3 +119,14 @@ def test_a_checkpoint_too_large_for_the_stated_memory_is_refused_at_load(qwen3_m
     assert "It would fit 1 x H100 in bfloat16" in message
     monkeypatch.setenv(HOST_ENV, "4G")
     assert load(qwen3_moe_dir, "float32", "cpu").checkpoint.architecture == "Qwen3MoeForCausalLM"
+
+
+def test_the_check_before_a_split_load_gives_each_rank_its_share_of_the_host(qwen3_moe_dir, monkeypatch):
+    from codeagent.backend.planning.refusal import before_load
+
+    monkeypatch.setenv(HOST_ENV, "3G")
+    assert before_load(qwen3_moe_dir, torch.float32, "cpu", tp=2) is None  # 1.5 GiB a rank
+    problem = before_load(qwen3_moe_dir, torch.float32, "cpu", tp=4)  # 768 MiB a rank: under the reserve
+    assert problem is not None and "with --tp 4" in problem and "of 768.0 MiB" in problem
+    # a layout that cannot split the model (4 query heads over 8 ranks) is the loader's to name
+    assert before_load(qwen3_moe_dir, torch.float32, "cpu", tp=8) is None
