@@ -25,9 +25,10 @@ token ids without a tokenizer and ends a sequence at the exact token that comple
 string, through the engine's hook); the benchmarks load through here and build their
 engines themselves where the engine is what they time.
 
-Limits: one model on one device per runtime; the check before loading plans one rank
-(``--tp`` layouts are planned by ``codeagent plan``), and the KV pool is still sized by the
-engine, from the memory left after loading.
+Limits: one model on one device per runtime; the check before loading plans the layout asked on
+this machine (with ``--tp``, every GPU taken as free as the current one; on a CPU the ranks
+share the host), and the KV pool is still sized by the engine, from the memory left after
+loading.
 """
 
 from __future__ import annotations
