@@ -64,6 +64,14 @@ def _add_cpu_scenarios(sub: Subparsers) -> None:
     sandbox.set_defaults(handler=handlers.bench_sandbox)
     load = sub.add_parser("load", help="peak memory while loading a random checkpoint")
     load.add_argument("--size-gb", type=positive_float, default=2.0, help="checkpoint size (default 2)")
+    load.add_argument(
+        "--tp",
+        dest="tp_sizes",
+        type=int_list,
+        default=(),
+        metavar="N,N",
+        help="also load it split across N ranks",
+    )
     load.add_argument("--output", type=Path, default=Path("bench-load.json"), help="JSON results file")
     load.set_defaults(handler=handlers.bench_load)
     generate = sub.add_parser("generate", help="decode speed against transformers on a small random MoE")

@@ -49,7 +49,10 @@ def bench_sandbox(args: argparse.Namespace, config: object) -> int:
 def bench_load(args: argparse.Namespace, config: object) -> int:
     from codeagent.bench.load import bench_load as run
 
-    return write_results(run(args.size_gb), args.output)
+    try:
+        return write_results(run(args.size_gb, args.tp_sizes), args.output)
+    except RuntimeError as err:
+        raise BenchError(str(err)) from err
 
 
 def bench_generate(args: argparse.Namespace, config: object) -> int:
