@@ -113,6 +113,13 @@ def _add_engine(sub: Subparsers) -> None:
         metavar="A,B",
         help="dtypes of the decode scenario: float32, bfloat16 (default both)",
     )
+    engine.add_argument(
+        "--tp",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="instead: decode at batch 1 and 8 split across N ranks against one process (communication cost)",
+    )
     engine.add_argument("--output", type=Path, default=Path("bench-engine.json"), help="JSON results file")
     engine.set_defaults(handler=handlers.bench_engine)
 

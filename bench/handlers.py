@@ -68,6 +68,13 @@ def bench_engine(args: argparse.Namespace, config: object) -> int:
     from codeagent.bench.engine import bench_engine as run
     from codeagent.bench.engine import table
 
+    if args.tp > 1:
+        from codeagent.bench.split import bench_split
+
+        try:
+            return write_results(bench_split(args.tp, min(args.new_tokens, 32)), args.output)
+        except RuntimeError as err:
+            raise BenchError(str(err)) from err
     try:
         results = run(args.scenarios, args.prefixes, args.contexts, args.new_tokens, args.dtypes)
     except RuntimeError as err:

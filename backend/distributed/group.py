@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import time
 from typing import Any
 
 import torch
@@ -70,23 +71,37 @@ SOLO = Group()
 
 
 class TorchGroup(Group):
+    """``seconds`` and ``calls`` count the time spent in collectives (waiting for the slowest
+    rank included): what splitting costs a step, read by ``codeagent bench engine --tp``."""
+
     def __init__(self, layout: Layout, control: Any) -> None:
         super().__init__(layout)
         self._control = control
+        self.seconds, self.calls = 0.0, 0
 
     def all_reduce(self, x: torch.Tensor) -> torch.Tensor:
+        started = time.perf_counter()
         dist.all_reduce(x)
+        self._count(started)
         return x
 
     def gather_last(self, x: torch.Tensor) -> torch.Tensor:
+        started = time.perf_counter()
         parts = [torch.empty_like(x) for _ in range(self.size)]
         dist.all_gather(parts, x.contiguous())
+        self._count(started)
         return torch.cat(parts, dim=-1)
 
     def broadcast(self, obj: Any) -> Any:
+        started = time.perf_counter()
         box = [obj]
         dist.broadcast_object_list(box, src=0, group=self._control)
+        self._count(started)
         return box[0]
+
+    def _count(self, started: float) -> None:
+        self.seconds += time.perf_counter() - started
+        self.calls += 1
 
     def min_over_ranks(self, count: int) -> int:
         box = torch.tensor([count], dtype=torch.int64)
