@@ -1,10 +1,14 @@
-"""``codeagent serve --tp 2`` as a user runs it: it answers, and when a rank is killed the request
-in flight fails with the reason and the server exits 1 instead of hanging."""
+"""The split engine as a user starts it: ``codeagent serve --tp 2`` answers, and when a rank is
+killed the request in flight fails with the reason and the server exits 1 instead of hanging;
+under ``torchrun`` the same command line on every rank gives the single process's tokens."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -59,3 +63,55 @@ def test_serve_split_answers_then_exits_1_when_a_rank_dies(tiny_chat_model: Path
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_torchrun_ranks_run_the_same_command_line(split_cli_dir: Path) -> None:
+    """Under torchrun every rank runs the user's command; ranks above 0 follow rank 0."""
+    torchrun = shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not on PATH (it comes with torch)")
+    argv = [
+        "generate",
+        "--model",
+        str(split_cli_dir),
+        "--prompt-ids",
+        "5,17,42,99,300,7",
+        "--max-tokens",
+        "8",
+    ]
+    argv += ["--json"]
+    single = subprocess.run(
+        [sys.executable, "-m", "codeagent.tui.cli", *argv], capture_output=True, text=True
+    )
+    assert single.returncode == 0, single.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    split = subprocess.run(
+        [
+            torchrun,
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(port),
+            "-m",
+            "codeagent.tui.cli",
+            *argv,
+            "--tp",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert split.returncode == 0, split.stderr[-2000:]
+    outputs = [json.loads(line) for line in split.stdout.splitlines() if line.startswith("{")]
+    assert len(outputs) == 1  # rank 0 answers; rank 1 only follows
+    assert outputs[0]["token_ids"] == json.loads(single.stdout)["token_ids"]
+
+
+@pytest.fixture(scope="module")
+def split_cli_dir(tmp_path_factory: pytest.TempPathFactory, qwen3_moe_factory) -> Path:
+    folder = tmp_path_factory.mktemp("torchrun")
+    qwen3_moe_factory(vocab_size=301, num_attention_heads=8, num_key_value_heads=2).save_pretrained(folder)
+    return folder
