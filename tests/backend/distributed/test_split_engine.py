@@ -167,3 +167,23 @@ def test_the_dead_rank_error_names_the_rank_and_its_log(split_dir: Path) -> None
         workers.close(timeout=1)
         group.close()
     assert torch.distributed.is_initialized() is False
+
+
+def test_streaming_and_cancellation_through_the_service(split_dir: Path) -> None:
+    cache = CacheConfig(block_size=8, num_blocks=96)
+    expected = single(split_dir, cache)
+    split = Split(split_dir, 2, False, cache)
+    service = EngineService(split.engine)
+    try:
+        doomed = service.submit(PROMPTS[2], SamplingParams(max_tokens=500, ignore_eos=True))
+        streamed = service.submit(PROMPTS[0], SamplingParams(max_tokens=10, ignore_eos=True))
+        tokens = list(streamed)
+        doomed.cancel()
+        assert doomed.wait().finish_reason == "cancelled"
+        assert tokens == streamed.wait().token_ids == expected[0]
+        after = service.submit(PROMPTS[3], SamplingParams(max_tokens=10, ignore_eos=True)).wait()
+        assert after.token_ids == expected[3]
+    finally:
+        service.close()
+        split.workers.close()
+        split.group.close()
