@@ -6,16 +6,21 @@ width being split. The rules every family follows (``shard`` gives a rank's slic
 
 - attention: query heads split evenly (``heads % tp == 0``). Qwen3's key/value heads split
   when ``kv_heads >= tp`` (``kv_heads % tp == 0``), else each rank keeps the one KV head its
-  query heads read (replicated, as engines do); DeepSeek-V4's single shared latent, its
-  compressors and the indexer's keys are replicated; its grouped output projection splits
-  by groups (``o_groups % tp == 0``); the indexer's heads split, their weighted scores
-  summed across ranks before the top-k (which needs the whole row).
+  query heads read (replicated, as engines do); DeepSeek-V4's single shared latent (``wq_a``
+  and ``wkv`` with their norms), its compressors and the indexer's keys are replicated, so
+  every rank keeps the same cache; its attention sinks split with their heads, its grouped
+  output projection by groups (``o_groups % tp == 0``: a rank's groups are its heads); the
+  indexer's heads split (``index_n_heads % tp == 0``), their weighted scores summed across
+  ranks before the top-k (which needs the whole row).
 - output projections (attention out, MLP down) take a slice of their input and their
   partial sums are all-reduced; input projections (q, gate/up) produce a slice of outputs.
 - dense MLPs and shared experts: intermediate width split (``width % tp == 0``).
 - routed experts: without ``ep`` every expert's intermediate width is split; with ``ep``
   rank r holds experts ``[r·E/tp, (r+1)·E/tp)`` whole (``E % tp == 0``). Either way the
-  router runs replicated and the layer's output is an all-reduce of partial sums.
+  router (and DeepSeek-V4's hash-routing table) runs replicated and the layer's output
+  (with the shared expert's) is one all-reduce of partial sums. Experts kept packed (FP4,
+  FP8) split only in whole scale groups (``split_whole``): a width share must be a multiple
+  of 32 inputs (FP4) or of 128 (FP8's 128x128 blocks), else the layout is refused.
 - embedding and LM head: vocabulary split into ``ceil(V / tp)`` rows per rank (the last
   rank's share padded); lookups all-reduced, logits all-gathered.
 - norms, routers, mHC, rotary tables: replicated.
@@ -63,6 +68,18 @@ class Layout:
             raise LayoutError(f"{what} ({size}) does not divide across {self.tp} ranks")
         share = size // self.tp
         return slice(self.rank * share, (self.rank + 1) * share)
+
+    def split_whole(self, size: int, unit: int, what: str, units: str) -> slice:
+        """This rank's even share of ``size`` in whole ``unit``-wide groups (a quantized format's
+        scale groups, named by ``units``), so no group is cut between two ranks."""
+        part = self.split(size, what)
+        share = part.stop - part.start
+        if share % unit:
+            raise LayoutError(
+                f"{what} ({size}) gives {share} per rank across {self.tp} ranks, which cuts {units}; "
+                f"split the experts whole (--ep) or use fewer ranks"
+            )
+        return part
 
     def kv_heads(self, kv_heads: int, heads: int) -> slice:
         """The key/value heads this rank keeps: its share, or the one its query heads read."""

@@ -29,6 +29,7 @@ from torch import nn
 
 from codeagent.backend.cache.paged import KVStream, SeqBlocks, growing_rows
 from codeagent.backend.distributed.group import SOLO, Group
+from codeagent.backend.distributed.vocab import VocabShare, embed, gather
 from codeagent.backend.kernels.dispatch import Kernels
 from codeagent.backend.layers.attention import KVCache, attend
 from codeagent.backend.layers.linear import Linear, empty_param, head_logits
@@ -162,14 +163,14 @@ class Qwen3MoeForCausalLM(CausalLMModule):
     ) -> None:
         super().__init__(config, device, kernels)
         self.group = group
-        rows = group.layout.vocab(config.vocab_size)  # this rank's vocabulary (all in one process)
-        self.first_row, self.vocab_share = rows.start, -(-config.vocab_size // group.layout.tp)
-        self.embed = empty_param(rows.stop - rows.start, config.hidden_size, dtype=dtype, device=device)
+        self.vocab = VocabShare.of(group, config.vocab_size)  # this rank's rows (all in one process)
+        rows = self.vocab.rows(group)
+        self.embed = empty_param(rows, config.hidden_size, dtype=dtype, device=device)
         self.layers = nn.ModuleList(
             DecoderLayer(config, i, dtype, device, group) for i in range(config.num_hidden_layers)
         )
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps).to(device=device, dtype=dtype)
-        self.lm_head = Linear(config.hidden_size, rows.stop - rows.start, dtype, device)
+        self.lm_head = Linear(config.hidden_size, rows, dtype, device)
         self.inv_freq = inverse_frequencies(config.head_dim, config.rope_theta)
 
     block_multiple = 1  # any block size works: every row is one token's
@@ -192,7 +193,7 @@ class Qwen3MoeForCausalLM(CausalLMModule):
     def logits(
         self, input_ids: torch.Tensor, positions: torch.Tensor, seqs: list[SeqSlice], step: Step
     ) -> torch.Tensor:
-        x = self._embed(input_ids)  # [T, hidden]
+        x = embed(self.embed, input_ids, self.vocab, self.group)  # [T, hidden]
         cos, sin = cos_sin(positions, self.inv_freq)  # [T, D]
         for index, layer in enumerate(self.layers):
             caches = [s.state[index] for s in seqs]
@@ -200,24 +201,7 @@ class Qwen3MoeForCausalLM(CausalLMModule):
         h = rms_norm(
             x[last_rows(step, x.device)], self.norm.weight, self.norm.eps, self.kernels
         )  # [N, hidden]
-        return self._head(head_logits(h, self.lm_head.weight, self.kernels).float())
-
-    def _embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        if self.group.size == 1:
-            return self.embed[input_ids]
-        local = input_ids - self.first_row
-        mine = (local >= 0) & (local < self.embed.shape[0])
-        x = self.embed[local.clamp(0, self.embed.shape[0] - 1)] * mine[:, None].to(self.embed.dtype)
-        return self.group.all_reduce(x)
-
-    def _head(self, logits: torch.Tensor) -> torch.Tensor:
-        """Every rank's share of the logits side by side: [N, vocab] (the last share padded)."""
-        if self.group.size == 1:
-            return logits
-        pad = self.vocab_share - logits.shape[1]
-        if pad:
-            logits = torch.nn.functional.pad(logits, (0, pad))
-        return self.group.gather_last(logits)[:, : self.config.vocab_size]
+        return gather(head_logits(h, self.lm_head.weight, self.kernels).float(), self.vocab, self.group)
 
     def load_weights(self, stream: Iterable[tuple[str, Any]]) -> None:
         """Copy each checkpoint tensor's share into its (slice of a) parameter (``weights.py``)."""
