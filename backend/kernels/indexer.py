@@ -60,9 +60,11 @@ def scores(
     head_weights: torch.Tensor,
     positions: torch.Tensor | None = None,
     rate: int = 1,
+    all_heads: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """q [T, IH, ID], keys [N, ID], head_weights [T, IH] -> scores [T, N] float32 and, with
-    positions [T], ranking keys [T, N] int64 (see the module docstring)."""
+    positions [T], ranking keys [T, N] int64 (see the module docstring). ``all_heads``: the
+    model's indexer heads when q holds one rank's share of them (the scale is 1/sqrt of it)."""
     t, heads, dim = q.shape
     n = keys.shape[0]
     out = torch.empty(t, n, dtype=torch.float32, device=q.device)
@@ -75,7 +77,7 @@ def scores(
     _indexer_kernel[(t, triton.cdiv(n, block_n))](
         q, keys, head_weights, positions if positions is not None else out, out, ranks if ranks is not None else out,
         n, heads, dim, rate, q.stride(0), q.stride(1), keys.stride(0), head_weights.stride(0),
-        dim**-0.5 * heads**-0.5,
+        dim**-0.5 * (all_heads or heads) ** -0.5,
         RANK=positions is not None, BLOCK_H=next_pow2(heads, 16), BLOCK_N=block_n, BLOCK_D=next_pow2(dim, 16),
         UPCAST=upcast(),
     )  # fmt: skip

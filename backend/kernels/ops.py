@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from codeagent.backend.kernels import norm, rotary
+from codeagent.backend.kernels import indexer, norm, rotary
 from codeagent.backend.kernels.compressor import pool_windows
 from codeagent.backend.kernels.fused_moe import QuantizedExperts, fused_moe
 from codeagent.backend.kernels.indexer import selection as indexer_selection
@@ -33,6 +33,13 @@ def unweighted_rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     return norm.rms_norm(x, None, eps, rounding=norm.SCALE_IN_DTYPE)
 
 
+def indexer_scores(
+    q: torch.Tensor, keys: torch.Tensor, head_weights: torch.Tensor, all_heads: int
+) -> torch.Tensor:
+    """One rank's heads' share of the indexer's scores [T, N] (summed over the ranks before the top-k)."""
+    return indexer.scores(q, keys, head_weights, all_heads=all_heads)[0]
+
+
 def apply_interleaved_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     return rotary.apply_rotary(x, cos, sin, interleaved=True)
 
@@ -44,6 +51,7 @@ __all__ = [
     "apply_rotary",
     "fused_moe",
     "hc_weights",
+    "indexer_scores",
     "indexer_selection",
     "masked_sink_attention",
     "paged_attention_step",

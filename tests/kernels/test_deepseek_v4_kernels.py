@@ -58,6 +58,18 @@ def test_indexer_scores(randn, device):
     assert ranks is None
 
 
+def test_indexer_partial_scores_of_a_ranks_heads_sum_to_the_whole(randn, device):
+    """Split across 4 ranks, each scores its 4 of 16 heads, scaled by the whole 1/sqrt(16)."""
+    q, keys, weights = randn(5, 16, 16), randn(23, 16, seed=1), randn(5, 16, seed=2)
+    parts = [
+        indexer.scores(q[:, h : h + 4], keys, weights[:, h : h + 4], all_heads=16)[0] for h in (0, 4, 8, 12)
+    ]
+    torch.testing.assert_close(sum(parts), indexer_scores(q, keys, weights), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        parts[1], indexer_scores(q[:, 4:8], keys, weights[:, 4:8], 16), atol=1e-5, rtol=1e-5
+    )
+
+
 @pytest.mark.parametrize("k", [1, 3, 8, 50])
 def test_indexer_top_k_breaks_ties_by_lowest_index(randn, device, k):
     """Two heads with mostly negative dots: many scores are exactly 0 and tie."""
