@@ -4,7 +4,8 @@ forward in float32 (wherever no exactly tied indexer score straddles the top-k c
 ``attention``), and one-token decoding gives the same logits as prefill.
 
 One module per concept: ``config`` (config.json in either spelling), ``weights`` (names,
-shapes, storage dtypes, loading the release's FP8/FP4 format), ``rope`` and ``norm`` (the
+shapes, storage dtypes), ``loading`` (a checkpoint into them, the release's FP8/FP4 format
+included), ``shares`` (what one rank of a split model holds and reads), ``rope`` and ``norm`` (the
 family's interleaved YaRN rotary and weight-first norms), ``mhc`` (hyper-connections),
 ``attention`` (sliding window plus compressed entries over one latent), ``compressor`` and
 ``indexer`` (the entries and the Lightning indexer that ranks them), ``moe`` (routing and

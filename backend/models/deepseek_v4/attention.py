@@ -37,6 +37,12 @@ rows) and decode (unmasked rows), so it inherits the same ambiguity: neither pat
 which makes prefill, chunked prefill and one-token decoding agree exactly and matches the
 reference wherever no tie straddles the top-k cut.
 
+Split across ranks, a rank holds H/tp query heads (their ``wq_b`` rows and sinks) and the
+output groups they feed (``wo_a`` rows, ``wo_b`` columns); ``wq_a``, the latent, the
+compressors and the indexer's keys are replicated, so every rank keeps the same state. A
+layer all-reduces twice: the partial output of ``wo_b``, and on CSA layers the indexer's
+partial scores of every sequence of the step at once, in one call, before the top-k.
+
 Limits: a prefill chunk of T tokens builds [T, T + W + N] masks (O(T^2) memory; the
 engine's chunked prefill bounds T). DeepSeek's inference code also rounds the latent's
 non-rotary channels through FP8 and the indexer's queries and keys through a Hadamard
@@ -54,6 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from codeagent.backend.cache.paged import GrowingRows, Rows
+from codeagent.backend.distributed.group import Group
 from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
 from codeagent.backend.models.deepseek_v4.compressor import Compressor, CompressorState, Rope
 from codeagent.backend.models.deepseek_v4.config import CSA, SLIDING, DeepseekV4Config
@@ -61,6 +68,8 @@ from codeagent.backend.models.deepseek_v4.indexer import Indexer, visible_entrie
 from codeagent.backend.models.deepseek_v4.norm import rms_norm, unweighted_rms_norm
 from codeagent.backend.models.deepseek_v4.rope import apply_interleaved_rope
 from codeagent.backend.models.deepseek_v4.weights import Weights, scope
+
+Keys = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]  # keys, visible, partial indexer scores
 
 
 @dataclass(slots=True)
@@ -73,19 +82,22 @@ class LayerState:
 class Attention(nn.Module):
     """One layer's attention; its weights are the layer's ``attn.*``."""
 
-    def __init__(self, c: DeepseekV4Config, layer: int, ropes: dict[str, Rope], dtype: torch.dtype) -> None:
+    def __init__(
+        self, c: DeepseekV4Config, layer: int, ropes: dict[str, Rope], dtype: torch.dtype, group: Group
+    ) -> None:
         super().__init__()
         self.kind, self.rate = c.layer_types[layer], c.rate(layer)  # rate 0: sliding window only
         self.rope_kind = "main" if self.kind == SLIDING else "compress"
-        self.heads, self.head_dim, self.window = c.num_attention_heads, c.head_dim, c.sliding_window
-        self.groups, self.rank, self.eps = c.o_groups, c.o_lora_rank, c.rms_norm_eps
+        self.group, tp = group, group.layout.tp
+        self.heads, self.head_dim, self.window = c.num_attention_heads // tp, c.head_dim, c.sliding_window
+        self.groups, self.rank, self.eps = c.o_groups // tp, c.o_lora_rank, c.rms_norm_eps  # this rank's
         rope = ropes[self.rope_kind]
         self.compressor: Compressor | None = None  # CSA and HCA layers' KV entries
         self.indexer: Indexer | None = None  # CSA layers'
         if self.kind != SLIDING:
             self.compressor = Compressor(self.rate, c.head_dim, self.kind == CSA, rope, self.eps, dtype)
         if self.kind == CSA:
-            self.indexer = Indexer(c, self.rate, rope, dtype)
+            self.indexer = Indexer(c, self.rate, rope, dtype, tp)
 
     def bind(self, w: Weights) -> None:
         self.wq_a, self.q_norm, self.wq_b = w["wq_a.weight"], w["q_norm.weight"], w["wq_b.weight"]
@@ -115,11 +127,13 @@ class Attention(nn.Module):
         if self.indexer is not None:
             queries = self.indexer.project(x, q_residual, cos, sin, kernels)  # q, head weights
             index = _per_sequence((*queries, *self.indexer.compressor.project(x)), sizes)
-        pieces = zip(
-            states, q.split(sizes), kv.split(sizes), positions.split(sizes), main, index, strict=True
-        )
-        out = torch.cat([self._sequence(*piece, kernels) for piece in pieces])  # [T, H, D]
-        return self._output(out, cos, sin, kernels)
+        pieces = zip(states, kv.split(sizes), positions.split(sizes), main, index, strict=True)
+        keys = [self._keys(*piece, kernels) for piece in pieces]
+        if self.indexer is not None and self.group.size > 1:
+            keys = self._choose_across_ranks(keys, positions.split(sizes))
+        scale, pairs = self.head_dim**-0.5, zip(q.split(sizes), keys, strict=True)
+        out = [attend(q_s, k, seen, self.sinks, scale, kernels) for q_s, (k, seen, _) in pairs]  # [t, H, D]
+        return self.group.all_reduce(self._output(torch.cat(out), cos, sin, kernels))  # partial sums
 
     def _project(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kernels: Kernels
@@ -132,33 +146,54 @@ class Attention(nn.Module):
         kv = rms_norm(F.linear(x, self.wkv), self.kv_norm, self.eps, k)
         return q_residual, q, apply_interleaved_rope(kv, cos, sin, k)
 
-    def _sequence(
+    def _keys(
         self,
         state: LayerState,
-        q: torch.Tensor,
         kv: torch.Tensor,
         positions: torch.Tensor,
         main: tuple[torch.Tensor, ...] | None,
         index: tuple[torch.Tensor, ...] | None,
         kernels: Kernels,
-    ) -> torch.Tensor:
-        """One sequence's new tokens: q [t, H, D], kv [t, D], positions [t], its share of the
-        compressor's projections (kv, gate [t, C]) and of the indexer's (q [t, IH, ID], head
-        weights [t, IH], kv, gate [t, C']); updates its state -> [t, H, D]."""
+    ) -> Keys:
+        """One sequence's new tokens: kv [t, D], positions [t], its share of the compressor's
+        projections (kv, gate [t, C]) and of the indexer's (q [t, IH, ID], head weights [t, IH],
+        kv, gate [t, C']); updates its state -> its keys [L, D], which each query sees [t, L]
+        and, split across ranks on a CSA layer, this rank's share of the indexer's scores of
+        the entries (whose choice ``_choose_across_ranks`` appends to the second)."""
         keys, visible = window_keys(state, kv, positions, self.window)
         if self.compressor is not None and main is not None:
             self.compressor.update(state.compressor, *main, kernels)
         if self.indexer is not None and index is not None:
             self.indexer.compressor.update(state.indexer, *index[2:], kernels)
-        if state.compressor.count:
-            entries = state.compressor.entries.read()
-            if self.indexer is not None and index is not None:
-                index_keys = state.indexer.entries.read()
-                chosen = self.indexer.select(index[0], index[1], positions, index_keys, kernels)
-            else:
-                chosen = visible_entries(positions, entries.shape[0], self.rate)
-            keys, visible = torch.cat((keys, entries)), torch.cat((visible, chosen), dim=1)
-        return attend(q, keys, visible, self.sinks, self.head_dim**-0.5, kernels)
+        if not state.compressor.count:
+            return keys, visible, None
+        entries = state.compressor.entries.read()
+        keys = torch.cat((keys, entries))
+        if self.indexer is None or index is None:
+            every = visible_entries(positions, entries.shape[0], self.rate)
+            return keys, torch.cat((visible, every), dim=1), None
+        index_keys = state.indexer.entries.read()
+        if self.group.size > 1:
+            return keys, visible, self.indexer.partial_scores(index[0], index[1], index_keys, kernels)
+        chosen = self.indexer.select(index[0], index[1], positions, index_keys, kernels)
+        return keys, torch.cat((visible, chosen), dim=1), None
+
+    def _choose_across_ranks(self, keys: list[Keys], positions: list[torch.Tensor]) -> list[Keys]:
+        """Sum every sequence's partial indexer scores over the ranks (one all-reduce), then let
+        each choose its top-k entries. The states are replicated, so every rank has the same
+        sequences with scores and takes part in the same collective."""
+        partial = [score for _, _, score in keys if score is not None]
+        if not partial or self.indexer is None:
+            return keys
+        summed = self.group.all_reduce(torch.cat([score.flatten() for score in partial]))
+        out, offset = [], 0
+        for (k, visible, score), pos in zip(keys, positions, strict=True):
+            if score is not None:
+                whole = summed[offset : offset + score.numel()].view_as(score)
+                offset += score.numel()
+                visible = torch.cat((visible, self.indexer.choose(whole, pos)), dim=1)
+            out.append((k, visible, None))
+        return out
 
     def _output(
         self, out: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kernels: Kernels

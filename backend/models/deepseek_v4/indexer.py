@@ -14,7 +14,10 @@ transformers. We rank with a stable sort, so ties always go to the lowest entry 
 and a position's choice never depends on what else is in the batch or what follows it.
 
 The queries and head weights are per token (``project``, every sequence at once); the
-selection is per sequence, over its own entries (``select``).
+selection is per sequence, over its own entries (``select``). Split across ranks, a rank
+holds IH/tp heads (their ``wq_b`` rows and ``weights_proj`` rows) and the keys whole; its
+``partial_scores`` are its heads' terms of the sum (scaled by the whole 1/sqrt(IH)), which
+the attention all-reduces before ``choose`` takes the top-k of the whole row.
 
 Shapes: T new tokens, IH indexer heads, ID index_head_dim, N entries.
 """
@@ -35,9 +38,10 @@ from codeagent.backend.models.deepseek_v4.weights import Weights, scope
 class Indexer(nn.Module):
     """A CSA layer's indexer; its weights are the layer's ``attn.indexer.*``."""
 
-    def __init__(self, c: DeepseekV4Config, rate: int, rope: Rope, dtype: torch.dtype) -> None:
+    def __init__(self, c: DeepseekV4Config, rate: int, rope: Rope, dtype: torch.dtype, tp: int = 1) -> None:
         super().__init__()
-        self.heads, self.topk, self.rate = c.index_n_heads, c.index_topk, rate
+        self.all_heads, self.topk, self.rate = c.index_n_heads, c.index_topk, rate
+        self.heads = c.index_n_heads // tp  # this rank's
         self.compressor = Compressor(rate, c.index_head_dim, True, rope, c.rms_norm_eps, dtype)
 
     def bind(self, w: Weights) -> None:
@@ -69,8 +73,19 @@ class Indexer(nn.Module):
         """One sequence: q [t, IH, ID], head_weights [t, IH], positions [t], keys [N, ID] -> [t, N] bool."""
         if kernels.triton is not None:
             return kernels.triton.indexer_selection(q, keys, head_weights, positions, self.topk, self.rate)
-        score = indexer_scores(q, keys, head_weights)
-        return top_k_visible(score, visible_entries(positions, keys.shape[0], self.rate), self.topk)
+        return self.choose(indexer_scores(q, keys, head_weights), positions)
+
+    def partial_scores(
+        self, q: torch.Tensor, head_weights: torch.Tensor, keys: torch.Tensor, kernels: Kernels
+    ) -> torch.Tensor:
+        """This rank's heads' share of one sequence's scores [t, N] float32 (to sum over the ranks)."""
+        if kernels.triton is not None:
+            return kernels.triton.indexer_scores(q, keys, head_weights, self.all_heads)
+        return indexer_scores(q, keys, head_weights, self.all_heads)
+
+    def choose(self, score: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Whole scores [t, N] of one sequence -> [t, N] bool, its top-k visible entries."""
+        return top_k_visible(score, visible_entries(positions, score.shape[1], self.rate), self.topk)
 
 
 def visible_entries(positions: torch.Tensor, count: int, rate: int) -> torch.Tensor:
@@ -78,10 +93,13 @@ def visible_entries(positions: torch.Tensor, count: int, rate: int) -> torch.Ten
     return torch.arange(count, device=positions.device)[None, :] < ((positions + 1) // rate)[:, None]
 
 
-def indexer_scores(q: torch.Tensor, keys: torch.Tensor, head_weights: torch.Tensor) -> torch.Tensor:
-    """q [T, IH, ID], keys [N, ID], head_weights [T, IH] -> [T, N] float32."""
+def indexer_scores(
+    q: torch.Tensor, keys: torch.Tensor, head_weights: torch.Tensor, heads: int | None = None
+) -> torch.Tensor:
+    """q [T, IH, ID], keys [N, ID], head_weights [T, IH] -> [T, N] float32; ``heads``: the model's
+    indexer heads, when q holds a share of them."""
     scores = F.relu(torch.einsum("thd,nd->thn", q.float(), keys.float())) * q.shape[-1] ** -0.5
-    return (scores * head_weights.float()[:, :, None] * q.shape[1] ** -0.5).sum(dim=1)
+    return (scores * head_weights.float()[:, :, None] * (heads or q.shape[1]) ** -0.5).sum(dim=1)
 
 
 def top_k_visible(score: torch.Tensor, visible: torch.Tensor, k: int) -> torch.Tensor:

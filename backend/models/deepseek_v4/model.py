@@ -22,6 +22,15 @@ format); each module takes its part by name (``bind``), again after loading. Rou
 that come quantized stay packed (``quant.PackedExperts``) unless ``keep_quantized=False`` or
 ``CODEAGENT_KEEP_QUANTIZED=0``: the fused-MoE kernel decodes them in its GEMM tiles, the
 torch reference one routed expert at a time, so memory never holds a full-precision copy.
+Split across ranks (a ``Group`` of more than one; ``distributed/layout.py``'s rules,
+``shares.py``), the dict holds this rank's shares: its query heads, output groups, indexer
+heads, shared-expert width, routed experts' width (or, with ``ep``, its E/tp whole
+experts) and vocabulary rows, each read from the checkpoint as a slice. The latent, the
+compressors, the indexer's keys, mHC, norms and routers are replicated, so every rank
+keeps the same state per sequence (``cache_streams`` does not depend on the layout). Per
+layer the attention output, the indexer's scores (before the top-k) and the MoE output
+are all-reduced; the embedding lookup is all-reduced and the logits all-gathered. With one
+process the group is ``SOLO`` and no collective runs.
 Limits: no speculative decoding (the MTP layer's weights are skipped).
 """
 
@@ -36,24 +45,21 @@ import torch
 from torch import nn
 
 from codeagent.backend.cache.paged import KVStream, SeqBlocks, growing_rows
+from codeagent.backend.distributed.group import SOLO, Group
+from codeagent.backend.distributed.vocab import VocabShare, embed, gather
 from codeagent.backend.kernels.dispatch import Kernels
 from codeagent.backend.layers.linear import head_logits
 from codeagent.backend.models.base import CausalLMModule, SeqSlice, Step, last_rows
 from codeagent.backend.models.deepseek_v4.attention import Attention, LayerState
 from codeagent.backend.models.deepseek_v4.compressor import Compressor, Rope
 from codeagent.backend.models.deepseek_v4.config import DeepseekV4Config
+from codeagent.backend.models.deepseek_v4.loading import load_into
 from codeagent.backend.models.deepseek_v4.mhc import HyperConnection, collapse, expand, head_collapse
 from codeagent.backend.models.deepseek_v4.moe import MoE
 from codeagent.backend.models.deepseek_v4.norm import rms_norm
 from codeagent.backend.models.deepseek_v4.rope import inverse_frequencies, rope_cos_sin
-from codeagent.backend.models.deepseek_v4.weights import (
-    Weights,
-    allocate,
-    declares_quantized,
-    load_into,
-    scope,
-    weight_shapes,
-)
+from codeagent.backend.models.deepseek_v4.shares import check_packed, declared_expert_format, local_shapes
+from codeagent.backend.models.deepseek_v4.weights import Weights, allocate, declares_quantized, scope
 from codeagent.backend.quant import keep_quantized_default
 
 Rotation = tuple[torch.Tensor, torch.Tensor]  # cos, sin [T, r]
@@ -68,12 +74,14 @@ class DeepseekV4State:
 class DecoderLayer(nn.Module):
     """mHC around attention, then around the MoE; its weights are the model's ``layers.N.*``."""
 
-    def __init__(self, c: DeepseekV4Config, index: int, ropes: dict[str, Rope], dtype: torch.dtype) -> None:
+    def __init__(
+        self, c: DeepseekV4Config, index: int, ropes: dict[str, Rope], dtype: torch.dtype, group: Group
+    ) -> None:
         super().__init__()
         self.eps = c.rms_norm_eps
         self.attn_hc, self.ffn_hc = HyperConnection("hc_attn_", c), HyperConnection("hc_ffn_", c)
-        self.attn = Attention(c, index, ropes, dtype)
-        self.ffn = MoE(c)
+        self.attn = Attention(c, index, ropes, dtype, group)
+        self.ffn = MoE(c, group)
 
     def bind(self, w: Weights) -> None:
         self.attn_norm, self.ffn_norm = w["attn_norm.weight"], w["ffn_norm.weight"]  # [D] float32
@@ -104,6 +112,7 @@ class DecoderLayer(nn.Module):
 
 class DeepseekV4ForCausalLM(CausalLMModule):
     config_class = DeepseekV4Config
+    splits = True  # takes a ``group``: can run as one rank of a tensor-parallel group
 
     def __init__(
         self,
@@ -112,12 +121,16 @@ class DeepseekV4ForCausalLM(CausalLMModule):
         device: Any = "cpu",
         keep_quantized: bool | None = None,
         kernels: Kernels | None = None,
+        group: Group = SOLO,
     ) -> None:
         super().__init__(config, device, kernels)
         self.dtype, self.device = dtype, torch.device(device)
+        self.group, self.layout = group, group.layout
         # quantized routed experts stay packed (default: CODEAGENT_KEEP_QUANTIZED, on unless 0)
         self.keep_quantized = keep_quantized_default() if keep_quantized is None else keep_quantized
-        self.shapes = weight_shapes(config)
+        self.shapes = local_shapes(config, self.layout)  # this rank's shares (all in one process)
+        check_packed(config, self.layout, declared_expert_format(config))
+        self.vocab = VocabShare.of(group, config.vocab_size)
         packed = self.keep_quantized and declares_quantized(config)
         self.w: Weights = allocate(self.shapes, dtype, self.device, packed)
         self.ropes = {
@@ -125,7 +138,7 @@ class DeepseekV4ForCausalLM(CausalLMModule):
             for kind, spec in (("main", config.rope_main), ("compress", config.rope_compress))
         }
         self.layers = nn.ModuleList(
-            DecoderLayer(config, i, self.ropes, dtype) for i in range(config.num_hidden_layers)
+            DecoderLayer(config, i, self.ropes, dtype, group) for i in range(config.num_hidden_layers)
         )
         self._bind()
 
@@ -177,7 +190,8 @@ class DeepseekV4ForCausalLM(CausalLMModule):
             layers.append(state)
         return DeepseekV4State(layers, cached_tokens)
 
-    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+    def load_weights(self, weights: Iterable[tuple[str, Any]]) -> None:
+        """(key, tensor or ``StoredTensor``) pairs; this rank reads only its pieces (``loading.py``)."""
         load_into(self, weights)
         self._bind()  # loading replaced the experts' placeholders
 
@@ -194,7 +208,7 @@ class DeepseekV4ForCausalLM(CausalLMModule):
         """Each sequence's state reads its own rows (no layer attends through block tables)."""
         c, k = self.config, self.kernels
         _check_batch(input_ids, positions, seqs)
-        streams = self.embed[input_ids][:, None, :].repeat(1, c.hc_mult, 1)  # [T, n, D]
+        streams = embed(self.embed, input_ids, self.vocab, self.group)[:, None, :].repeat(1, c.hc_mult, 1)
         rotations = {kind: rope_cos_sin(positions, *rope) for kind, rope in self.ropes.items()}
         for i, layer in enumerate(self.layers):
             states = [s.state.layers[i] for s in seqs]
@@ -206,7 +220,8 @@ class DeepseekV4ForCausalLM(CausalLMModule):
         h = head_collapse(
             streams[last_rows(step, streams.device)], *self.head_hc, c.hc_eps, c.rms_norm_eps, k
         )  # [N, D]
-        return head_logits(rms_norm(h, self.norm, c.rms_norm_eps, k), self.head, k).float()
+        logits = head_logits(rms_norm(h, self.norm, c.rms_norm_eps, k), self.head, k).float()
+        return gather(logits, self.vocab, self.group)  # [N, vocab]
 
 
 def _check_batch(input_ids: torch.Tensor, positions: torch.Tensor, seqs: list[SeqSlice]) -> None:

@@ -11,6 +11,11 @@ added. Routed experts are stored fused per layer: ``w13`` [E, 2I, D] (gate rows,
 rows) and ``w2`` [E, D, I], either dense in the model dtype or packed as the release ships
 them (``quant.PackedExperts``, FP4 or FP8 with UE8M0 scales).
 
+Split across ranks, each rank runs every token through its share of each expert's width,
+or (``ep``) through the experts it holds whole, and through its share of the shared
+expert's width; the router (and hash table) is replicated, and the routed and shared
+partial sums, kept in float32, are all-reduced once per layer before the cast.
+
 Limit: experts run one after another over the tokens routed to each (a reference loop; a
 grouped-GEMM kernel replaces ``routed_experts``, decoding packed experts in its tiles).
 The loop decodes a packed expert just before it runs it, only the experts the step
@@ -24,8 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codeagent.backend.distributed.group import Group
 from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
 from codeagent.backend.models.deepseek_v4.config import DeepseekV4Config
+from codeagent.backend.models.deepseek_v4.shares import held_experts
 from codeagent.backend.models.deepseek_v4.weights import Weights
 from codeagent.backend.quant import PackedExperts
 
@@ -101,9 +108,11 @@ def _expert_weights(w: Experts, e: int, dtype: torch.dtype) -> torch.Tensor:
 class MoE(nn.Module):
     """One layer's MoE; its weights are the layer's ``ffn.*`` (keys relative to ``ffn.``)."""
 
-    def __init__(self, c: DeepseekV4Config) -> None:
+    def __init__(self, c: DeepseekV4Config, group: Group) -> None:
         super().__init__()
         self.top_k, self.scale, self.limit = c.num_experts_per_tok, c.routed_scaling_factor, c.swiglu_limit
+        self.group, self.ep = group, group.layout.ep
+        self.first_expert = held_experts(c, group.layout).start
 
     def bind(self, w: Weights) -> None:
         self.gate = w["gate.weight"]  # [E, D] float32
@@ -116,6 +125,30 @@ class MoE(nn.Module):
         """x [T, D], input_ids [T] -> [T, D]."""
         hashed = self.tid2eid[input_ids] if self.tid2eid is not None else None  # [T, k]
         weights, ids = route(x, self.gate, self.bias, hashed, self.top_k, self.scale, kernels)
-        out = routed_experts(x, self.w13, self.w2, weights, ids, self.limit, kernels)  # [T, D] float32
+        if self.ep:
+            out = self._held(x, weights, ids, kernels)
+        else:
+            out = routed_experts(x, self.w13, self.w2, weights, ids, self.limit, kernels)  # [T, D] float32
         out += expert(x, *self.shared, None, self.limit)
-        return out.to(x.dtype)
+        return self.group.all_reduce(out).to(x.dtype)
+
+    def _held(
+        self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor, kernels: Kernels
+    ) -> torch.Tensor:
+        """The routed sum over the (token, expert) pairs whose expert this rank holds (``ep``),
+        each pair run as a one-expert token -> [T, D] float32."""
+        local = ids - self.first_expert
+        token, slot = ((local >= 0) & (local < self.w13.shape[0])).nonzero(as_tuple=True)
+        out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+        if token.numel():
+            pairs = routed_experts(
+                x[token],
+                self.w13,
+                self.w2,
+                weights[token, slot, None],
+                local[token, slot, None],
+                self.limit,
+                kernels,
+            )
+            out.index_add_(0, token, pairs)
+        return out

@@ -1,4 +1,4 @@
-"""DeepSeek-V4 weights: their names, shapes and storage dtypes, and loading them in either spelling.
+"""DeepSeek-V4 weights: their names, shapes and storage dtypes, in either spelling.
 
 Weights live in one flat dict keyed by DeepSeek's release names (``embed.weight``,
 ``layers.N.attn.wq_a.weight``, ``layers.N.attn.kv_norm.weight``, ``hc_head_fn``,
@@ -6,23 +6,17 @@ Weights live in one flat dict keyed by DeepSeek's release names (``embed.weight`
 ``layers.N.ffn.w13`` [E, 2I, D] (w1 rows, then w3 rows) and ``layers.N.ffn.w2`` [E, D, I].
 The model's modules take theirs from it by name (``scope`` cuts a module's part of the
 dict, keys relative to its prefix), and again after loading, which may replace the
-experts' placeholders.
+experts' placeholders. Split across ranks, the dict holds this rank's shares under the
+same names (``shares.py``); ``loading.py`` fills it from a checkpoint.
 
 Accepted spellings: the release's, and transformers' ``save_pretrained`` output, which
 differs by a ``model.`` prefix, ``embed_tokens`` / ``lm_head``, ``hc_head.hc_{fn,base,scale}``
 and ``attn.norm`` for the latent's norm. ``mtp.*`` (the multi-token-prediction layer) is
-skipped. Quantized release tensors (FP8 e4m3 with 128x128 block scales, FP4 e2m1 experts
-with one UE8M0 scale per 32 inputs; ``X.weight`` beside ``X.scale`` or
-``X.weight_scale_inv``) are paired as they stream by (``backend/quant.py``). Routed
-experts stay packed when they come quantized (``PackedExperts`` per layer and
-projection, FP4 or FP8 as the checkpoint has them) unless the model was built with
-``keep_quantized=False`` (``CODEAGENT_KEEP_QUANTIZED=0``); every other quantized weight
-is dequantized to the model dtype. The first expert tensor of a layer's ``w13`` / ``w2``
-decides its storage; until then ``allocate`` leaves a placeholder: on the meta device
-when the config declares quantized weights (``quantization_config``, ``expert_dtype``)
-and the model keeps experts packed, so no full-precision copy is ever allocated, and
-dense storage otherwise (a model can then be filled in place without a checkpoint).
-Unknown, duplicated, missing or misshapen weights are a ``ValueError`` that names them.
+skipped. The routed experts' storage is decided by the first expert tensor loaded; until
+then ``allocate`` leaves a placeholder: on the meta device when the config declares
+quantized weights (``quantization_config``, ``expert_dtype``) and the model keeps experts
+packed, so no full-precision copy is ever allocated, and dense storage otherwise (a model
+can then be filled in place without a checkpoint).
 
 Following DeepSeek's inference code, the small numerically sensitive tensors stay
 float32 whatever the model dtype: mHC parameters, norms, attention sinks, router weight
@@ -36,13 +30,11 @@ Not covered: transformers' in-memory module names (``self_attn.q_a_proj``,
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import Protocol
 
 import torch
 
 from codeagent.backend.models.deepseek_v4.config import CSA, HCA, DeepseekV4Config
-from codeagent.backend.quant import PackedExperts, dequantize, paired
+from codeagent.backend.quant import PackedExperts
 
 Weights = dict[str, torch.Tensor | PackedExperts]  # release name -> storage
 
@@ -58,17 +50,6 @@ RENAMES = {
 FLOAT32 = re.compile(r"(^|\.)hc_|norm\.weight$|attn_sink$|ffn\.gate\.(weight|bias)$|compressor\.")
 INT64 = re.compile(r"tid2eid$")
 ROUTED = re.compile(r"ffn\.(w13|w2)$")
-
-
-class WeightStore(Protocol):
-    """What loading fills: the model's flat storage and what it was built with."""
-
-    config: DeepseekV4Config
-    shapes: dict[str, tuple[int, ...]]
-    w: Weights
-    dtype: torch.dtype
-    device: torch.device
-    keep_quantized: bool
 
 
 def scope(w: Weights, prefix: str) -> Weights:
@@ -186,112 +167,3 @@ def expected_names(c: DeepseekV4Config, shapes: dict[str, tuple[int, ...]]) -> l
         else:
             names.append(name)
     return names
-
-
-def load_into(model: WeightStore, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
-    """Copy (key, tensor) pairs into ``model.w``: quantized routed experts packed when
-    ``model.keep_quantized``, every other quantized weight dequantized on the way."""
-    loaded: set[str] = set()
-    unknown: list[str] = []
-    started: set[str] = set()  # fused expert tensors that hold a checkpoint tensor already
-    # MTP tensors are dropped before they would be paired with their scales
-    kept = ((key, tensor) for key, tensor in weights if release_name(key) is not None)
-    for key, tensor, scale in paired(kept):
-        name = release_name(key) or key
-        if name in loaded:
-            raise ValueError(f"weight {key!r} appears twice in the checkpoint")
-        if _store(model, key, name, tensor, scale, started):
-            loaded.add(name)
-        else:
-            unknown.append(key)
-    if unknown:
-        raise ValueError(f"unexpected weights for DeepseekV4ForCausalLM: {_listing(unknown)}")
-    missing = [name for name in expected_names(model.config, model.shapes) if name not in loaded]
-    if missing:
-        raise ValueError(f"checkpoint is missing {len(missing)} weights: {_listing(missing)}")
-    _check_hash_tables(model)
-
-
-def _store(
-    model: WeightStore,
-    key: str,
-    name: str,
-    tensor: torch.Tensor,
-    scale: torch.Tensor | None,
-    started: set[str],
-) -> bool:
-    """Put one checkpoint tensor (and its scale) in place; False if the model has no such weight."""
-    match = EXPERT.match(name)
-    if match is None:
-        view = model.w.get(name)
-    else:
-        place = _expert_place(model.shapes, match)
-        if place is None:
-            return False
-        fused, expert, rows = place
-        if fused not in started:
-            _allocate_experts(model, fused, tensor, scale, key)
-            started.add(fused)
-        storage = model.w[fused]
-        if isinstance(storage, PackedExperts):
-            try:
-                storage.fill(expert, rows, tensor, scale)
-            except ValueError as err:
-                raise ValueError(f"{key}: {err}") from err
-            return True
-        view = storage[expert, rows]
-    if view is None:
-        return False
-    if scale is not None:
-        try:
-            tensor = dequantize(tensor, scale, model.dtype)
-        except ValueError as err:
-            raise ValueError(f"{key}: {err}") from err
-    if tuple(view.shape) != tuple(tensor.shape):
-        raise ValueError(f"{key}: checkpoint shape {tuple(tensor.shape)}, model expects {tuple(view.shape)}")
-    with torch.no_grad():
-        view.copy_(tensor)
-    return True
-
-
-def _expert_place(shapes: dict[str, tuple[int, ...]], match: re.Match) -> tuple[str, int, slice] | None:
-    """(fused name, expert, rows) a release-named expert weight fills; None if it is not ours."""
-    prefix, expert, role = match.group(1), int(match.group(2)), match.group(3)
-    fused = prefix + ("w2" if role == "w2" else "w13")
-    shape = shapes.get(fused)
-    if shape is None or expert >= shape[0]:
-        return None
-    inter = shape[1] // 2
-    rows = {"w1": slice(0, inter), "w3": slice(inter, 2 * inter), "w2": slice(0, shape[1])}[role]
-    return fused, expert, rows
-
-
-def _allocate_experts(
-    model: WeightStore, fused: str, tensor: torch.Tensor, scale: torch.Tensor | None, key: str
-) -> None:
-    """Storage for a layer's fused experts, chosen by the first of them to arrive: packed in its
-    format if it is quantized and the model keeps experts packed, the model dtype otherwise."""
-    placeholder = model.w[fused]
-    if scale is not None and model.keep_quantized:
-        try:
-            model.w[fused] = PackedExperts.empty(tuple(placeholder.shape), tensor, scale, model.device)
-        except ValueError as err:
-            raise ValueError(f"{key}: {err}") from err
-    elif isinstance(placeholder, PackedExperts) or placeholder.is_meta:
-        model.w[fused] = torch.empty(placeholder.shape, dtype=model.dtype, device=model.device)
-
-
-def _check_hash_tables(model: WeightStore) -> None:
-    experts = model.config.n_routed_experts
-    for name, table in model.w.items():
-        if (
-            name.endswith("tid2eid")
-            and table.numel()
-            and not 0 <= int(table.min()) <= int(table.max()) < experts
-        ):
-            raise ValueError(f"{name} routes to expert ids outside [0, {experts})")
-
-
-def _listing(names: list[str], shown: int = 8) -> str:
-    text = ", ".join(repr(n) for n in names[:shown])
-    return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
