@@ -13,6 +13,9 @@ that does not divide raises its ``LayoutError``):
   its width; routed experts as for Qwen3; embedding and head by vocabulary rows;
   ``wq_a``, the latent's ``wkv``, the compressors, norms, routers, hash tables and mHC
   replicated; the MTP layers are not loaded (they count in the checkpoint, not on a rank).
+  Quantized routed experts split by width only in whole scale groups (32 inputs for FP4,
+  128x128 blocks for FP8): a layout that would cut one raises the loader's ``LayoutError``
+  (``models/deepseek_v4/shares.check_packed``).
 
 Reported for rank 0, the largest (the last rank's vocabulary share may be shorter).
 
@@ -34,6 +37,7 @@ from typing import Any
 import torch
 
 from codeagent.backend.distributed.layout import Layout
+from codeagent.backend.models.deepseek_v4.shares import check_packed
 from codeagent.backend.models.deepseek_v4.weights import release_name, storage_dtype
 from codeagent.backend.planning.checkpoint import Stored
 from codeagent.backend.planning.families import DEEPSEEK_V4, family
@@ -149,11 +153,15 @@ def rank_weights(
     """What rank 0 of ``layout`` reads from the checkpoint and holds in memory, by format."""
     architecture = family(config)
     fractions: dict[str, float] = {}
+    packed: set[str] = set()  # expert formats whose scale groups were checked
     out = RankWeights()
     for entry in entries:
         kind = role(entry.name, architecture)
         if kind not in fractions:
             fractions[kind] = share(kind, config, layout)
+        if kind == EXPERTS and architecture == DEEPSEEK_V4 and entry.format not in packed:
+            check_packed(config, layout, entry.format)  # the loader's refusal, before any byte is read
+            packed.add(entry.format)
         part = fractions[kind]
         fmt, count = resident(entry, architecture, dtype, keep_packed)
         out.add((entry.format, round(entry.nbytes * part)), (fmt, round(count * part)))

@@ -13,8 +13,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from codeagent.backend.catalog import header_sizes
+from codeagent.backend.distributed.group import Group
 from codeagent.backend.distributed.layout import Layout, LayoutError
-from codeagent.backend.loader import load_model
+from codeagent.backend.loader import LoadError, load_model
 from codeagent.backend.planning.checkpoint import estimated, from_headers
 from codeagent.backend.planning.inventory import checkpoint_totals, rank_weights
 from codeagent.backend.planning.kv import meta_model
@@ -118,6 +119,23 @@ def test_what_a_rank_holds_is_what_the_loader_allocates_v4_release_layout(v4_dir
     # the FP8 projections were dequantized to the model dtype, the sensitive tensors kept float32
     name = "f32" if dtype == torch.float32 else "bf16"
     assert planned.resident[f"{name} (from fp8)"] > 0 and planned.resident["i64"] > 0
+
+
+def test_what_rank_0_of_a_split_v4_holds_is_what_the_loader_allocates(v4_dir, tmp_path):
+    """At tp 2 with ep the planner's rank 0 is the loaded rank 0 to the byte; without ep the FP4
+    experts' width of 32 would give each rank 16 inputs of w2, half a scale group: both refuse."""
+    release_layout(v4_dir, tmp_path / "release")
+    layout = Layout(2, ep=True)
+    planned = planned_weights(tmp_path / "release", torch.bfloat16, layout)
+    model = load_model(tmp_path / "release", torch.bfloat16, group=Group(layout)).model
+    assert planned.total == sum(w.nbytes for w in model.w.values())
+    assert planned.resident["fp4 packed"] == sum(
+        w.nbytes for w in model.w.values() if isinstance(w, PackedExperts)
+    )
+    with pytest.raises(LayoutError, match="FP4's scale groups of 32 inputs"):
+        planned_weights(tmp_path / "release", torch.bfloat16, Layout(2))
+    with pytest.raises(LoadError, match="FP4's scale groups of 32 inputs"):
+        load_model(tmp_path / "release", torch.bfloat16, group=Group(Layout(2)))
 
 
 def planned_weights(folder: Path, dtype: torch.dtype, layout: Layout | None = None):
