@@ -16,7 +16,7 @@ the parent of a top-level name cannot be renamed either.
   is invisible to ``git status``, and nothing runs a folder named ``.envrc``), made with
   ``mkdir`` at the top of the workspace and mounted read-only, so it cannot be created either; after the command ``Guard.release`` removes the placeholder only if the
   entry at that name is still the very inode it created (``lstat``, never following a link).
-  The placeholders are written to a journal (one file per process, in codeagent's state
+  The placeholders are written to a journal (one file per command, named by its process, in codeagent's state
   folder) as soon as they are made; a process killed mid-command leaves its journal behind,
   and the next ``guard`` removes that dead process's placeholders the same careful way;
 - a name that is a symbolic link (committed that way) cannot be mounted over (a mount
@@ -35,6 +35,7 @@ outside the workspace protects nothing there, but the sandbox cannot write outsi
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -51,38 +52,48 @@ class ProtectedPathChanged(RuntimeError):
     """A command replaced a protected name; it has been put back. The message says which."""
 
 
+_RECORDS = itertools.count()
+
+
 @dataclass(slots=True)
 class Journal:
-    """Placeholders this process has made and not yet removed, kept on disk for crash recovery."""
+    """Placeholders a command has made and not yet removed, kept on disk for crash recovery: one
+    record per command (``PID-N.json``), so commands running at once in one process (parallel
+    eval tasks) never overwrite or erase each other's."""
 
     folder: Path
 
-    @property
-    def path(self) -> Path:
-        return self.folder / f"{os.getpid()}.json"
-
-    def write(self, entries: list[tuple[Path, tuple[int, int]]]) -> None:
-        if not entries:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
-            return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([[str(p), list(ident)] for p, ident in entries]))
-        os.replace(tmp, self.path)
+    def record(self) -> JournalRecord:
+        return JournalRecord(self.folder / f"{os.getpid()}-{next(_RECORDS)}.json")
 
     def recover(self) -> None:
         """Remove the placeholders of processes that died before removing them."""
         if not self.folder.is_dir():
             return
         for record in self.folder.glob("*.json"):
-            if not record.stem.isdigit() or int(record.stem) == os.getpid() or _alive(int(record.stem)):
+            pid = record.stem.split("-")[0]
+            if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
                 continue
             with contextlib.suppress(OSError, ValueError):
                 for path, ident in json.loads(record.read_text()):
                     _remove_if_same(Path(path), (int(ident[0]), int(ident[1])))
             with contextlib.suppress(FileNotFoundError):
                 record.unlink()
+
+
+@dataclass(slots=True)
+class JournalRecord:
+    path: Path
+
+    def write(self, entries: list[tuple[Path, tuple[int, int]]]) -> None:
+        if not entries:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([[str(p), list(ident)] for p, ident in entries]))
+        os.replace(tmp, self.path)
 
 
 def _alive(pid: int) -> bool:
@@ -100,7 +111,7 @@ class Guard:
     argv: list[str] = field(default_factory=list)  # bwrap mount options
     placeholders: list[tuple[Path, tuple[int, int]]] = field(default_factory=list)
     links: list[tuple[Path, str, tuple[int, int]]] = field(default_factory=list)
-    journal: Journal | None = None
+    journal: JournalRecord | None = None
 
     def release(self) -> None:
         """Remove this command's placeholders; put back and report a replaced protected link."""
@@ -167,7 +178,7 @@ def _inside(path: Path, workspace: Path) -> bool:
 def guard(workspace: Path, git_config_view: Path | None, journal: Journal) -> Guard:
     """Mount options protecting every protected name of ``workspace`` (already resolved)."""
     journal.recover()
-    result = Guard(journal=journal)
+    result = Guard(journal=journal.record())
     for name in sorted(PROTECTED):
         path = workspace / name
         st = _lstat(path)
@@ -183,7 +194,7 @@ def guard(workspace: Path, git_config_view: Path | None, journal: Journal) -> Gu
         else:
             source = path
         result.argv += ["--ro-bind", str(source), str(path)]
-    journal.write(result.placeholders)
+    result.journal.write(result.placeholders)
     config = workspace / ".git" / "config"
     config_st = _lstat(config)
     if git_config_view is not None and config_st is not None and stat.S_ISREG(config_st.st_mode):

@@ -8,6 +8,7 @@ own state and ``.git/config``. Skipped, with the reason, where bubblewrap cannot
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 
 from codeagent.agent.transcript import TRANSCRIPT
 from codeagent.sandbox.confine import SandboxSpec, probe, run_confined
-from codeagent.sandbox.protect import PROTECTED, ProtectedPathChanged
+from codeagent.sandbox.protect import PROTECTED, Journal, ProtectedPathChanged, guard
 
 REASON = probe()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no sandbox here: {REASON}")
@@ -255,3 +256,22 @@ def test_placeholders_left_by_a_killed_process_are_removed_by_the_next_command(t
     assert (root / ".envrc").exists()  # left behind by the killed process
     run(root, "true")
     assert sorted(p.name for p in root.iterdir()) == [".git"]
+
+
+@pytest.mark.attack("cleanup")
+def test_commands_running_at_once_in_one_process_keep_their_own_journals(tmp_path):
+    """Parallel eval tasks run confined commands from threads of one process: each command's
+    placeholders are journaled apart, so one command ending never erases the record of another
+    still running (a crash then would leave that one's placeholders behind for good)."""
+    journal = Journal(tmp_path / "journal")
+    first, second = tmp_path / "ws1", tmp_path / "ws2"
+    for root in (first, second):
+        root.mkdir()
+        sh(root, "init", "-q")
+    one, two = guard(first, None, journal), guard(second, None, journal)
+    one.release()
+    records = [json.loads(p.read_text()) for p in journal.folder.glob("*.json")]
+    assert len(records) == 1 and {Path(path).parent for path, _ in records[0]} == {second}
+    two.release()
+    assert list(journal.folder.glob("*.json")) == []
+    assert sorted(p.name for p in second.iterdir()) == [".git"]
