@@ -10,6 +10,9 @@ where the cache folder cannot be written, a per-user folder in the temporary dir
 Loaded with ``ctypes`` after PyTorch, the library shares PyTorch's OpenMP runtime (same
 soname) and so its worker threads; ``ctypes`` releases the GIL during a call.
 
+``build`` also builds the kernels over packed weights (``native_packed.c``, loaded by
+``native_packed``) the same way.
+
 Where no compiler works, ``problem()`` says why and the layers run their torch references
 (``dispatch.choose`` decides, once per model; ``generate``, ``serve`` and the engine bench say which
 ran). Limits: float32 and bfloat16 only, inner dimensions a multiple of 16 (head sizes up to
@@ -70,8 +73,9 @@ def _cpu_flags() -> str:
     return platform.processor()
 
 
+Signatures = dict[str, tuple[type | None, list[type]]]  # entry point: result, arguments
 _I, _L, _F, _P = ctypes.c_int, ctypes.c_long, ctypes.c_float, ctypes.c_void_p
-_SIGNATURES = {  # native.c's entry points: result, arguments
+_SIGNATURES: Signatures = {  # native.c's entry points: result, arguments
     "ca_linear": (_I, [_I, _I, _I, _P, _P, _P, _I, _I]),
     "ca_moe": (_I, [_I, _I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _I, _I]),
     "ca_decode_attention": (_I, [_I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _I, _I, _P, _P, _F, _I, _I]),
@@ -80,7 +84,8 @@ _SIGNATURES = {  # native.c's entry points: result, arguments
 }
 
 
-def _check(kernel: str, status: int, reasons: dict[int, str]) -> None:
+def check(kernel: str, status: int, reasons: dict[int, str]) -> None:
+    """Raise NativeError for a nonzero status, with its reason."""
     if status:
         raise NativeError(f"{kernel} failed: {reasons.get(status, status)}")
 
@@ -88,6 +93,12 @@ def _check(kernel: str, status: int, reasons: dict[int, str]) -> None:
 @functools.cache
 def _library() -> ctypes.CDLL | str:
     """The loaded library, or why it cannot be had."""
+    return build(SOURCE, _SIGNATURES)
+
+
+def build(source: Path, signatures: Signatures, flags: tuple[str, ...] = FLAGS) -> ctypes.CDLL | str:
+    """``source`` built with ``flags`` (or found built) in the cache folder and loaded, its entry
+    points typed from ``signatures`` (name: result, arguments); or why it cannot be had."""
     compiler = _compiler()
     if compiler is None:
         return "no C compiler found (set CC, or install gcc)"
@@ -95,13 +106,12 @@ def _library() -> ctypes.CDLL | str:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as err:
         return f"{compiler} --version failed: {err}"
-    source = SOURCE.read_bytes()
     key = hashlib.sha256(
         b"\0".join(
             [
-                source,
+                source.read_bytes(),
                 version.encode(),
-                " ".join(FLAGS).encode(),
+                " ".join(flags).encode(),
                 _cpu_flags().encode(),
                 platform.machine().encode(),
             ]
@@ -109,10 +119,10 @@ def _library() -> ctypes.CDLL | str:
     ).hexdigest()[:20]
     problems: list[str] = []
     for folder in (cache_folder(), Path(tempfile.gettempdir()) / f"codeagent-kernels-{os.getuid()}"):
-        target = folder / f"native-{key}.so"
+        target = folder / f"{source.stem}-{key}.so"
         if target.exists():
             break
-        outcome = _compile(compiler, folder, target)
+        outcome = _compile(compiler, source, flags, folder, target)
         if outcome is None:
             break
         problems.append(outcome)
@@ -125,24 +135,24 @@ def _library() -> ctypes.CDLL | str:
         lib = ctypes.CDLL(str(target))
     except OSError as err:
         return f"loading {target} failed: {err}"
-    for name, (restype, argtypes) in _SIGNATURES.items():
+    for name, (restype, argtypes) in signatures.items():
         function = getattr(lib, name)
         function.restype, function.argtypes = restype, argtypes
     return lib
 
 
-def _compile(compiler: str, folder: Path, target: Path) -> str | None:
-    """Build the library at ``target`` (beside it first, then renamed into place); None or why not."""
+def _compile(compiler: str, source: Path, flags: tuple[str, ...], folder: Path, target: Path) -> str | None:
+    """Build ``source`` at ``target`` (beside it first, then renamed into place); None or why not."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, partial = tempfile.mkstemp(prefix=target.name, suffix=".partial", dir=folder)
         os.close(fd)
         done = subprocess.run(
-            [compiler, *FLAGS, "-o", partial, str(SOURCE), "-lm"], capture_output=True, text=True, timeout=300
+            [compiler, *flags, "-o", partial, str(source), "-lm"], capture_output=True, text=True, timeout=300
         )
         if done.returncode != 0:
             Path(partial).unlink(missing_ok=True)
-            return f"compiling {SOURCE.name} failed: {done.stderr.strip()[-500:]}"
+            return f"compiling {source.name} failed: {done.stderr.strip()[-500:]}"
         os.replace(partial, target)
     except (OSError, subprocess.SubprocessError) as err:
         return f"building the native kernels in {folder} failed: {err}"
@@ -188,7 +198,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     status = _lib().ca_linear(
         t, k, n, x.data_ptr(), weight.data_ptr(), out.data_ptr(), DTYPES[x.dtype], torch.get_num_threads()
     )
-    _check("ca_linear", status, {-1: "out of memory", -3: f"more than {MAX_ROWS} rows"})
+    check("ca_linear", status, {-1: "out of memory", -3: f"more than {MAX_ROWS} rows"})
     return out
 
 
@@ -240,7 +250,7 @@ def moe(
         DTYPES[x.dtype],
         torch.get_num_threads(),
     )
-    _check(
+    check(
         "ca_moe",
         status,
         {-1: "out of memory", -2: "an expert id out of range", -3: "too many token-expert pairs"},
@@ -311,7 +321,7 @@ def decode_attention(
         DTYPES[q.dtype],
         torch.get_num_threads(),
     )
-    _check("ca_decode_attention", status, {-1: "out of memory", -2: "more than 16 query heads a KV head"})
+    check("ca_decode_attention", status, {-1: "out of memory", -2: "more than 16 query heads a KV head"})
     return out
 
 
