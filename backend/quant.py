@@ -239,6 +239,23 @@ class PackedExperts:
             kind,
         )
 
+    @classmethod
+    def quantize(cls, weights: torch.Tensor, kind: str) -> PackedExperts:
+        """float [E, N, K] -> ``kind`` ("fp8" or "fp4") experts, scales as UE8M0 bytes (the opt-in
+        conversion of full-precision experts; one expert's float32 copy at a time)."""
+        quantizer = {"fp8": quantize_fp8, "fp4": quantize_fp4}.get(kind)
+        if quantizer is None:
+            raise ValueError(f"unknown format {kind!r}: fp8 or fp4")
+        packed: PackedExperts | None = None
+        for e in range(weights.shape[0]):
+            weight, scale = quantizer(weights[e])
+            if packed is None:
+                packed = cls.empty(tuple(weights.shape), weight, scale, weights.device)
+            packed.fill(e, slice(None), weight, scale)
+        if packed is None:
+            raise ValueError("no experts to quantize")
+        return packed
+
     @property
     def shape(self) -> tuple[int, int, int]:
         """The logical [E, N, K]."""
@@ -273,3 +290,53 @@ class PackedExperts:
         if self.format == "fp8":
             return dequantize_fp8_rows(self.weight[index], self.scale[index]).to(dtype)
         return dequantize_fp4(self.weight[index], self.scale[index]).to(dtype)
+
+
+@dataclass(frozen=True, slots=True)
+class PackedWeight:
+    """A dense matrix kept quantized, as released: ``weight`` [N, K] float8_e4m3fn with block
+    scales [ceil(N/128), ceil(K/128)] (FP8), or [N, K/2] uint8, two e2m1 codes a byte, with
+    scales [N, K/32] (FP4); scales as UE8M0 exponent bytes (uint8) or float32. The native CPU
+    kernels multiply by it without decoding it (``kernels/native_packed``); ``dequantize`` is
+    what everything else multiplies by. ``of`` takes checkpoint tensors, ``quantize`` a float
+    matrix (the opt-in conversion of bf16 weights)."""
+
+    weight: torch.Tensor
+    scale: torch.Tensor
+    format: str  # "fp8" or "fp4"
+
+    @classmethod
+    def of(cls, weight: torch.Tensor, scale: torch.Tensor) -> PackedWeight:
+        """A checkpoint's quantized weight and its scale, checked and kept as they are (FP4 bytes
+        and e8m0 scales seen as uint8)."""
+        kind = format_of(weight)
+        if kind is None:
+            raise ValueError(f"{weight.dtype} is not a quantized format")
+        rows, width = weight.shape
+        if kind == "fp8":
+            block_rows((rows, width), scale)  # checks the block scales' shape
+        elif tuple(scale.shape) != (rows, 2 * width // FP4_GROUP) or 2 * width % FP4_GROUP:
+            raise ValueError(f"FP4 weight {rows}x{2 * width} needs scales ({rows}, {2 * width // FP4_GROUP})")
+        packed = weight if kind == "fp8" else weight.view(torch.uint8)
+        return cls(packed, stored_scale(scale), kind)
+
+    @classmethod
+    def quantize(cls, weight: torch.Tensor, kind: str) -> PackedWeight:
+        """float [N, K] -> ``kind`` ("fp8" or "fp4"), scales as UE8M0 bytes."""
+        if kind not in ("fp8", "fp4"):
+            raise ValueError(f"unknown format {kind!r}: fp8 or fp4")
+        return cls.of(*(quantize_fp8(weight) if kind == "fp8" else quantize_fp4(weight)))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The logical [N, K]."""
+        rows, width = self.weight.shape
+        return rows, width * (2 if self.format == "fp4" else 1)
+
+    @property
+    def nbytes(self) -> int:
+        return self.weight.nbytes + self.scale.nbytes
+
+    def dequantize(self, dtype: torch.dtype) -> torch.Tensor:
+        """[N, K] in ``dtype``: the values the packed kernels multiply by."""
+        return dequantize(self.weight, self.scale, dtype)
