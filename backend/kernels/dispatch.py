@@ -11,7 +11,8 @@ against.
 ``CODEAGENT_KERNELS`` says what to choose (read by ``choose`` when no mode is passed):
 
 - ``auto`` (default): Triton on CUDA when ``triton`` is installed; on CPU the native kernels
-  (``kernels/native.c``, built on first use with the machine's C compiler) where they build,
+  (``kernels/native.c``, and ``native_packed.c`` for FP8 / FP4 weights, built on first use
+  with the machine's C compiler) where they build,
   the torch references where they do not (``native_problem()`` says why); the references
   on a GPU machine without Triton;
 - ``triton``: Triton everywhere; on CPU through Triton's interpreter, which ``choose``
@@ -57,6 +58,7 @@ class Kernels:
     name: str  # in words, for a start-up line or a bench's record
     triton: ModuleType | None = None  # ``kernels.ops``: every layer with a Triton kernel runs it
     native: ModuleType | None = None  # ``kernels.native``: the CPU kernels, where shapes fit them
+    packed: ModuleType | None = None  # ``kernels.native_packed``: the CPU kernels over FP8 / FP4 weights
 
 
 REFERENCE = Kernels("torch reference")
@@ -76,7 +78,11 @@ def choose(device: str | torch.device = "cpu", chosen: str | None = None) -> Ker
     if family == TRITON:
         return Kernels(words, triton=_load_triton())
     if family == NATIVE:
-        return Kernels(words, native=native_ops())
+        packed = packed_ops()
+        problem = packed.problem()
+        if problem is not None:
+            return Kernels(f"{words} (packed-weight kernels unavailable: {problem})", native=native_ops())
+        return Kernels(words, native=native_ops(), packed=packed)
     return Kernels(words)
 
 
@@ -176,6 +182,11 @@ def native_problem() -> str | None:
 def native_ops() -> ModuleType:
     """``kernels.native``, imported on first use."""
     return importlib.import_module("codeagent.backend.kernels.native")
+
+
+def packed_ops() -> ModuleType:
+    """``kernels.native_packed`` (the native kernels over packed weights), imported on first use."""
+    return importlib.import_module("codeagent.backend.kernels.native_packed")
 
 
 def interpreting() -> bool:

@@ -1,0 +1,469 @@
+/* Native CPU kernels over packed weights: decode-sized products and whole MoE layers that read
+ * FP8 e4m3 and FP4 e2m1 weights as released (backend/quant.py) and decode them in registers,
+ * never into a dequantized copy.
+ *
+ * Formats (rows of N outputs by K inputs):
+ * - FP8: one e4m3 byte an input; scales per row group and 128 inputs: a dense weight's
+ *   128 x 128 block scales (rows_per_scale 128), or packed experts' per-row ones (1).
+ * - FP4: two e2m1 codes a byte, the even input in the low nibble; one scale per row and 32
+ *   inputs.
+ * - Scales: UE8M0 exponent bytes (2^(e - 127); 255 gives inf, as quant.scale_values does)
+ *   or float32.
+ *
+ * Decoding: an e4m3 byte becomes the float16 with the same sign, exponent and mantissa bits
+ * (sign-extended, shifted, masked), which is the e4m3 value times 2^-8 for normal and
+ * subnormal codes alike; F16C converts it, and the scale, taken times 2^8, restores it. The
+ * NaN codes (0x7f, 0xff) decode as +-480, not NaN. An e2m1 code indexes a 16-entry table
+ * (AVX-512: one permute for 16 codes; AVX2: two 8-entry permutes and a blend) already
+ * multiplied by its group's scale. FP4 products take their activations with each group of 32
+ * reordered, even inputs first, so the low and high nibbles of 16 bytes meet 16 contiguous
+ * activations each. Elsewhere a portable decoding (tables) gives the same values, slower.
+ *
+ * Products: two weight rows at a time against up to GROUP activation rows (FP8: FP8_GROUP), a
+ * lone row paired with itself; FP8 sums each block of 128 inputs unscaled and adds it times
+ * its scale (one product a block, not one a weight); FP4 scales its 16-entry table once a
+ * group. Each call prefetches the rows that the call AHEAD after it will read (one thread
+ * streams faster so). As in native.c: activations float32 or bfloat16, products in float32,
+ * each output element one dot product over a fixed order whatever else is in the call, so
+ * results do not depend on the batch; OpenMP over output rows. Scales times 2^8 must stay
+ * finite for FP8 (UE8M0 exponents up to 246, float scales below 2^120). K must be a multiple
+ * of 16 (FP8) or 32 (FP4); the callers check.
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+typedef float f32x16 __attribute__((vector_size(64)));
+
+#define GROUP 8       /* activation rows against one pair of FP4 weight rows at a time */
+#define FP8_GROUP 4   /* and of FP8 rows (each with a sum for its block) */
+#define MAX_ROWS 64   /* activation rows of one linear call (the caller checks) */
+#define MAX_PAIRS 512 /* token-expert pairs in one MoE call (the caller checks) */
+#define FP8 0
+#define FP4 1
+#define FP8_BLOCK 128
+#define FP4_GROUP 32
+#define FP8_SHIFT 8 /* an e4m3 code decodes as its value times 2^-8 */
+#define AHEAD 2     /* calls ahead that a dot product prefetches its rows for */
+
+/* A packed weight: row r's codes at codes + r * row_bytes; its scales (one per group of
+ * inputs) at scale + (r / rows_per_scale) * groups, float32 or UE8M0 bytes. */
+typedef struct {
+    const uint8_t *codes;
+    long row_bytes;
+    const void *scale;
+    long groups;
+    int rows_per_scale;
+    int scale_u8;
+    int format;
+} packed_t;
+
+static const float E2M1[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
+                               -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+
+/* Every e4m3 code's value times 2^-8, for the portable decoding: sign, then normal
+ * (8 + m) 2^(e - 7 - 3) or subnormal m 2^-9, times 2^-FP8_SHIFT. */
+#define E4M3_OF(b)                                                                                 \
+    (((b) & 0x80 ? -1.0f : 1.0f) * (((b) >> 3 & 15) ? (float)(8 + ((b) & 7)) * (float)(1 << ((b) >> 3 & 15)) \
+                                                     : (float)((b) & 7) * 2.0f) /                   \
+     (float)(1 << (10 + FP8_SHIFT)))
+#define E4M3_4(b) E4M3_OF(b), E4M3_OF(b + 1), E4M3_OF(b + 2), E4M3_OF(b + 3)
+#define E4M3_16(b) E4M3_4(b), E4M3_4(b + 4), E4M3_4(b + 8), E4M3_4(b + 12)
+#define E4M3_64(b) E4M3_16(b), E4M3_16(b + 16), E4M3_16(b + 32), E4M3_16(b + 48)
+static const float E4M3[256] __attribute__((unused)) = {E4M3_64(0), E4M3_64(64), E4M3_64(128), E4M3_64(192)};
+
+static inline f32x16 load_f32(const float *p) {
+    f32x16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* The sum of the 16 lanes as a fixed tree (lane i + lane i+8, then +4, +2, +1). */
+static inline float hsum(f32x16 v) {
+    float s[16];
+    memcpy(s, &v, sizeof s);
+    for (int width = 8; width > 0; width >>= 1)
+        for (int i = 0; i < width; i++) s[i] += s[i + width];
+    return s[0];
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t w = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &w, sizeof f);
+    return f;
+}
+
+static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, NaN kept NaN */
+    uint32_t w;
+    memcpy(&w, &f, sizeof w);
+    if ((w & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((w >> 16) | 0x40u);
+    w += 0x7fffu + ((w >> 16) & 1u);
+    return (uint16_t)(w >> 16);
+}
+
+static void store(void *out, long index, float value, int bf16) {
+    if (bf16)
+        ((uint16_t *)out)[index] = f32_to_bf16(value);
+    else
+        ((float *)out)[index] = value;
+}
+
+/* 2^(e - 127 + shift) for a UE8M0 byte: 2^-127 is subnormal, 255 (and overflow) inf. */
+static inline float ue8m0(unsigned e, int shift) {
+    const unsigned biased = e + (unsigned)shift;
+    const uint32_t bits = biased >= 255u ? 0x7f800000u : biased ? biased << 23 : 0x00400000u;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* Row r's scales, and scale g of them times 2^shift. */
+static inline const void *scale_row(const packed_t *w, long r) {
+    const long at = (r / w->rows_per_scale) * w->groups;
+    return w->scale_u8 ? (const void *)((const uint8_t *)w->scale + at) : (const void *)((const float *)w->scale + at);
+}
+
+static inline float scale_of(const void *row, int u8, long g, int shift) {
+    if (u8) return ue8m0(((const uint8_t *)row)[g], shift);
+    return ((const float *)row)[g] * (shift ? (float)(1 << shift) : 1.0f);
+}
+
+/* 16 e4m3 codes -> their values times 2^-8. */
+static inline f32x16 fp8x16(const uint8_t *p) {
+#if defined(__AVX512F__)
+    const __m256i h = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p));
+    const __m256i half = _mm256_and_si256(_mm256_slli_epi16(h, 7), _mm256_set1_epi16((short)0xbf80));
+    return (f32x16)_mm512_cvtph_ps(half);
+#elif defined(__AVX2__) && defined(__F16C__)
+    const __m128i b = _mm_loadu_si128((const __m128i *)p), mask = _mm_set1_epi16((short)0xbf80);
+    const __m128i lo = _mm_and_si128(_mm_slli_epi16(_mm_cvtepi8_epi16(b), 7), mask);
+    const __m128i hi = _mm_and_si128(_mm_slli_epi16(_mm_cvtepi8_epi16(_mm_srli_si128(b, 8)), 7), mask);
+    const __m256 a = _mm256_cvtph_ps(lo), c = _mm256_cvtph_ps(hi);
+    f32x16 v;
+    memcpy(&v, &a, 32);
+    memcpy((char *)&v + 32, &c, 32);
+    return v;
+#else
+    float out[16];
+    for (int i = 0; i < 16; i++) out[i] = E4M3[p[i]];
+    return load_f32(out);
+#endif
+}
+
+/* 16 bytes of e2m1 pairs -> the 16 even inputs' and the 16 odd inputs' values in a table
+ * already scaled (table[c] = e2m1 value of code c times the group's scale). */
+static inline void fp4x32(const uint8_t *p, f32x16 table, f32x16 *even, f32x16 *odd) {
+#if defined(__AVX512F__)
+    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
+    *even = (f32x16)_mm512_permutexvar_ps(b, (__m512)table); /* the index's low 4 bits */
+    *odd = (f32x16)_mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), (__m512)table);
+#elif defined(__AVX2__)
+    __m256 lo, hi, halves[4];
+    memcpy(&lo, &table, 32);
+    memcpy(&hi, (const char *)&table + 32, 32);
+    const __m128i raw = _mm_loadu_si128((const __m128i *)p);
+    for (int part = 0; part < 2; part++) {
+        const __m256i b = _mm256_cvtepu8_epi32(part ? _mm_srli_si128(raw, 8) : raw);
+        for (int nibble = 0; nibble < 2; nibble++) {
+            const __m256i c = nibble ? _mm256_srli_epi32(b, 4) : b;
+            const __m256 high = _mm256_castsi256_ps(_mm256_slli_epi32(c, 28)); /* code bit 3: sign-bit blend */
+            halves[2 * nibble + part] =
+                _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, c), _mm256_permutevar8x32_ps(hi, c), high);
+        }
+    }
+    memcpy(even, halves, 64);
+    memcpy(odd, halves + 2, 64);
+#else
+    float t[16], e[16], o[16];
+    memcpy(t, &table, sizeof t);
+    for (int i = 0; i < 16; i++) {
+        e[i] = t[p[i] & 15u];
+        o[i] = t[p[i] >> 4];
+    }
+    *even = load_f32(e);
+    *odd = load_f32(o);
+#endif
+}
+
+/* ra[s] = dot(FP8 row a, xs[s]), rb[s] = dot(FP8 row b, xs[s]) for s < n (n <= FP8_GROUP, a
+ * constant after inlining): each 128 inputs summed unscaled, then added times their scale, so a
+ * scale costs one product a block. */
+static inline __attribute__((always_inline)) void fp8_dots2(const packed_t *w, long a, long b, long ahead, int k,
+                                                            const float *const *xs, const int n, float *ra,
+                                                            float *rb) {
+    f32x16 acc_a[FP8_GROUP], acc_b[FP8_GROUP], block_a[FP8_GROUP], block_b[FP8_GROUP];
+    for (int s = 0; s < n; s++) acc_a[s] = acc_b[s] = (f32x16){0};
+    const uint8_t *pa = w->codes + a * w->row_bytes, *pb = w->codes + b * w->row_bytes;
+    const void *sa = scale_row(w, a), *sb = scale_row(w, b);
+    for (int c0 = 0, g = 0; c0 < k; c0 += FP8_BLOCK, g++) {
+        const int c1 = c0 + FP8_BLOCK < k ? c0 + FP8_BLOCK : k;
+        for (int s = 0; s < n; s++) block_a[s] = block_b[s] = (f32x16){0};
+        for (int c = c0; c < c1; c += 16) {
+            if (!(c & 63)) {
+                __builtin_prefetch(pa + ahead + c, 0, 0);
+                __builtin_prefetch(pb + ahead + c, 0, 0);
+            }
+            const f32x16 wa = fp8x16(pa + c), wb = fp8x16(pb + c);
+            for (int s = 0; s < n; s++) {
+                const f32x16 x = load_f32(xs[s] + c);
+                block_a[s] += wa * x;
+                block_b[s] += wb * x;
+            }
+        }
+        const float fa = scale_of(sa, w->scale_u8, g, FP8_SHIFT), fb = scale_of(sb, w->scale_u8, g, FP8_SHIFT);
+        for (int s = 0; s < n; s++) {
+            acc_a[s] += block_a[s] * fa;
+            acc_b[s] += block_b[s] * fb;
+        }
+    }
+    for (int s = 0; s < n; s++) {
+        ra[s] = hsum(acc_a[s]);
+        rb[s] = hsum(acc_b[s]);
+    }
+}
+
+/* ra[s] = dot(FP4 row a, xs[s]), rb[s] = dot(FP4 row b, xs[s]) for s < n (n <= GROUP, a constant
+ * after inlining): each decoded group of 32 serves every activation row. */
+static inline __attribute__((always_inline)) void fp4_dots2(const packed_t *w, long a, long b, long ahead, int k,
+                                                            const float *const *xs, const int n, float *ra,
+                                                            float *rb) {
+    f32x16 acc_a[GROUP], acc_b[GROUP];
+    for (int s = 0; s < n; s++) acc_a[s] = acc_b[s] = (f32x16){0};
+    const uint8_t *pa = w->codes + a * w->row_bytes, *pb = w->codes + b * w->row_bytes;
+    const void *sa = scale_row(w, a), *sb = scale_row(w, b);
+    const f32x16 table = load_f32(E2M1);
+    for (int g = 0; g < k / FP4_GROUP; g++) {
+        f32x16 ea, oa, eb, ob;
+        if (!(g & 3)) {
+            __builtin_prefetch(pa + ahead + g * (FP4_GROUP / 2), 0, 0);
+            __builtin_prefetch(pb + ahead + g * (FP4_GROUP / 2), 0, 0);
+        }
+        fp4x32(pa + g * (FP4_GROUP / 2), table * scale_of(sa, w->scale_u8, g, 0), &ea, &oa);
+        fp4x32(pb + g * (FP4_GROUP / 2), table * scale_of(sb, w->scale_u8, g, 0), &eb, &ob);
+        for (int s = 0; s < n; s++) {
+            const f32x16 xe = load_f32(xs[s] + g * FP4_GROUP), xo = load_f32(xs[s] + g * FP4_GROUP + 16);
+            acc_a[s] += ea * xe;
+            acc_b[s] += eb * xe;
+            acc_a[s] += oa * xo;
+            acc_b[s] += ob * xo;
+        }
+    }
+    for (int s = 0; s < n; s++) {
+        ra[s] = hsum(acc_a[s]);
+        rb[s] = hsum(acc_b[s]);
+    }
+}
+
+#define FP4_CASE(N)                                  \
+    case N:                                          \
+        fp4_dots2(w, a, b, ahead, k, xs, N, ra, rb); \
+        break;
+#define FP8_CASE(N)                                  \
+    case N:                                          \
+        fp8_dots2(w, a, b, ahead, k, xs, N, ra, rb); \
+        break;
+
+/* The dot products of weight rows a and b (a lone row passed as both) with any number of
+ * activation rows, GROUP (FP8: FP8_GROUP) at a time. */
+static void pdots2_any(const packed_t *w, long a, long b, long ahead, int k, const float *const *xs, int n, float *ra,
+                       float *rb) {
+    const int most = w->format == FP4 ? GROUP : FP8_GROUP;
+    while (n > 0) {
+        const int m = n > most ? most : n;
+        if (w->format == FP4) {
+            switch (m) {
+                FP4_CASE(1)
+                FP4_CASE(2)
+                FP4_CASE(3)
+                FP4_CASE(4)
+                FP4_CASE(5)
+                FP4_CASE(6)
+                FP4_CASE(7)
+                FP4_CASE(8)
+            }
+        } else {
+            switch (m) {
+                FP8_CASE(1)
+                FP8_CASE(2)
+                FP8_CASE(3)
+                FP8_CASE(4)
+            }
+        }
+        xs += m;
+        ra += m;
+        rb += m;
+        n -= m;
+    }
+}
+
+/* Where input i of a row lands in an FP4 product's activations: each group of 32 holds its
+ * even inputs, then its odd ones. */
+static inline long fp4_slot(long i) {
+    const long within = i % FP4_GROUP;
+    return i - within + (within & 1) * (FP4_GROUP / 2) + within / 2;
+}
+
+/* x [rows, k] (bf16 or float32) as float32, in the layout the format's products read;
+ * NULL when memory ran out. */
+static float *activations(const void *x, long rows, int k, int bf16, int format) {
+    float *out = malloc(sizeof(float) * (size_t)(rows * k));
+    if (!out) return NULL;
+    for (long r = 0; r < rows; r++)
+        for (long i = 0; i < k; i++) {
+            const long at = r * k + i;
+            const float v = bf16 ? bf16_to_f32(((const uint16_t *)x)[at]) : ((const float *)x)[at];
+            out[r * k + (format == FP4 ? fp4_slot(i) : i)] = v;
+        }
+    return out;
+}
+
+/* out [t, n] = x [t, k] @ W^T for a packed W [n, k]: codes, scales (float32 or UE8M0 bytes,
+ * one row of them per rows_per_scale weight rows). Returns 0, -1 when memory ran out, -3 for
+ * more than MAX_ROWS rows. */
+int ca_linear_packed(int t, int k, int n, const void *x, const uint8_t *codes, const void *scale, int format,
+                     int scale_u8, int rows_per_scale, void *out, int x_bf16, int out_bf16, int threads) {
+    if (t > MAX_ROWS) return -3;
+    const int group = format == FP8 ? FP8_BLOCK : FP4_GROUP;
+    const packed_t w = {codes, format == FP8 ? k : k / 2, scale, (k + group - 1) / group, rows_per_scale, scale_u8,
+                        format};
+    float *xf = activations(x, t, k, x_bf16, format);
+    if (!xf) return -1;
+    const float *xs[MAX_ROWS];
+    for (int s = 0; s < t; s++) xs[s] = xf + (long)s * k;
+#pragma omp parallel num_threads(threads)
+    {
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        const long r0 = (long)n * tid / nt, r1 = (long)n * (tid + 1) / nt;
+        float ra[MAX_ROWS], rb[MAX_ROWS];
+        for (long r = r0; r < r1; r += 2) {
+            const long other = r + 1 < r1 ? r + 1 : r;
+            pdots2_any(&w, r, other, AHEAD * 2 * w.row_bytes, k, xs, t, ra, rb);
+            for (int s = 0; s < t; s++) {
+                store(out, (long)s * n + r, ra[s], out_bf16);
+                store(out, (long)s * n + other, rb[s], out_bf16);
+            }
+        }
+    }
+    free(xf);
+    return 0;
+}
+
+/* Pairs grouped by expert: order [pairs] lists them expert by expert (pair order within one),
+ * active [nactive] the experts with pairs, first / count [nactive] where each one's run starts
+ * and how long it is. Returns nactive, -1 when memory ran out. */
+static int group_pairs(int pairs, int experts, const int64_t *ids, int *order, int *active, int *first, int *count) {
+    int *next = calloc((size_t)experts, sizeof(int));
+    if (!next) return -1;
+    for (int p = 0; p < pairs; p++) next[ids[p]]++;
+    int nactive = 0, start = 0;
+    for (int e = 0; e < experts; e++) {
+        if (!next[e]) continue;
+        active[nactive] = e;
+        first[nactive] = start;
+        count[nactive++] = next[e];
+        start += next[e];
+        next[e] = start - next[e];
+    }
+    for (int p = 0; p < pairs; p++) order[next[ids[p]]++] = p;
+    free(next);
+    return nactive;
+}
+
+/* One sparse MoE layer over packed experts: out [t, h] = sum_j weights[t, j] * expert_{ids[t, j]}(x[t]),
+ * expert_e(v) = w2[e] @ (silu(min(gate, limit)) * clamp(up, -limit, limit)), [gate; up] = w13[e] @ v
+ * (limit = inf: plain SiLU gating). w13 [E, 2i, h] and w2 [E, h, i] packed in one format with per-row
+ * scales [E, rows, groups] (float32 or UE8M0 bytes, each its own). ids [t, k] int64 in [0, E);
+ * weights [t, k] float32; out in bf16 or float32. Returns 0, -1 when memory ran out, -2 for an
+ * expert id out of range, -3 for more than MAX_PAIRS pairs. */
+int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x, const uint8_t *w13,
+                  const void *scale13, int scale13_u8, const uint8_t *w2, const void *scale2, int scale2_u8, int format,
+                  const int64_t *ids, const float *weights, float limit, void *out, int x_bf16, int out_bf16,
+                  int threads) {
+    const int pairs = t * topk, group = format == FP8 ? FP8_BLOCK : FP4_GROUP;
+    if (pairs > MAX_PAIRS) return -3;
+    for (int p = 0; p < pairs; p++)
+        if (ids[p] < 0 || ids[p] >= experts) return -2;
+    const packed_t up_gate = {w13, format == FP8 ? h : h / 2, scale13, (h + group - 1) / group, 1, scale13_u8, format};
+    const packed_t down = {w2, format == FP8 ? inter : inter / 2, scale2, (inter + group - 1) / group, 1, scale2_u8,
+                           format};
+    int *order = malloc(sizeof(int) * (size_t)pairs), *active = malloc(sizeof(int) * (size_t)pairs);
+    int *first = malloc(sizeof(int) * (size_t)pairs), *count = malloc(sizeof(int) * (size_t)pairs);
+    float *act = malloc(sizeof(float) * (size_t)pairs * inter), *part = malloc(sizeof(float) * (size_t)pairs * h);
+    float *xf = activations(x, t, h, x_bf16, format);
+    int status = 0, nactive = 0;
+    if (!order || !active || !first || !count || !act || !part || !xf ||
+        (nactive = group_pairs(pairs, experts, ids, order, active, first, count)) < 0) {
+        status = -1;
+        goto done;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        const float *xs[MAX_PAIRS];
+        float gate[MAX_PAIRS], up[MAX_PAIRS];
+        /* gate and up rows of every active expert, split evenly over the threads */
+        long units = (long)nactive * inter, u = units * tid / nt, u1 = units * (tid + 1) / nt;
+        while (u < u1) {
+            const int a = (int)(u / inter), e = active[a], n = count[a];
+            const int *mine = order + first[a];
+            const long i0 = u % inter, i1 = (u1 - u < inter - i0) ? i0 + (u1 - u) : inter;
+            for (int s = 0; s < n; s++) xs[s] = xf + (long)(mine[s] / topk) * h;
+            for (long i = i0; i < i1; i++) {
+                const long row = (long)e * 2 * inter + i; /* the gate's row; the up row is inter rows on */
+                pdots2_any(&up_gate, row, row + inter, AHEAD * up_gate.row_bytes, h, xs, n, gate, up);
+                const long slot = format == FP4 ? fp4_slot(i) : i;
+                for (int s = 0; s < n; s++) {
+                    const float g = gate[s] > limit ? limit : gate[s];
+                    const float v = up[s] > limit ? limit : (up[s] < -limit ? -limit : up[s]);
+                    act[(long)mine[s] * inter + slot] = g / (1.0f + expf(-g)) * v;
+                }
+            }
+            u += i1 - i0;
+        }
+#pragma omp barrier
+        /* down projection rows of every active expert */
+        units = (long)nactive * h;
+        u = units * tid / nt;
+        u1 = units * (tid + 1) / nt;
+        while (u < u1) {
+            const int a = (int)(u / h), e = active[a], n = count[a];
+            const int *mine = order + first[a];
+            const long r0 = u % h, r1 = (u1 - u < h - r0) ? r0 + (u1 - u) : h;
+            for (int s = 0; s < n; s++) xs[s] = act + (long)mine[s] * inter;
+            for (long r = r0; r < r1; r += 2) {
+                const long other = r + 1 < r1 ? r + 1 : r;
+                pdots2_any(&down, (long)e * h + r, (long)e * h + other, AHEAD * 2 * down.row_bytes, inter, xs, n, gate,
+                           up);
+                for (int s = 0; s < n; s++) {
+                    part[(long)mine[s] * h + r] = gate[s];
+                    part[(long)mine[s] * h + other] = up[s];
+                }
+            }
+            u += r1 - r0;
+        }
+#pragma omp barrier
+        /* the weighted sum over each token's experts, in slot order */
+        const long cells = (long)t * h, c0 = cells * tid / nt, c1 = cells * (tid + 1) / nt;
+        for (long c = c0; c < c1; c++) {
+            const long row = c / h, col = c % h;
+            float sum = 0.0f;
+            for (int j = 0; j < topk; j++) sum += weights[row * topk + j] * part[(row * topk + j) * h + col];
+            store(out, c, sum, out_bf16);
+        }
+    }
+done:
+    free(order);
+    free(active);
+    free(first);
+    free(count);
+    free(act);
+    free(part);
+    free(xf);
+    return status;
+}

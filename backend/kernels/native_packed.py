@@ -1,0 +1,236 @@
+"""Native CPU kernels over packed weights (``native_packed.c``): decode-sized products and whole
+MoE layers that read FP8 e4m3 (128 x 128 block scales) and FP4 e2m1 (a UE8M0 or float scale per
+32 inputs) weights as ``backend/quant.py`` keeps them, decoding in registers, never into a
+dequantized copy.
+
+- ``linear_fp8`` / ``linear_fp4`` (and ``linear`` for a ``quant.PackedWeight``): x [T, K]
+  @ W^T for dense projections and the LM head;
+- ``moe_packed``: one MoE layer over ``quant.PackedExperts`` in one call, as ``native.moe``
+  does for plain weights (SiLU-gated gate/up, down, the weighted sum over the top k), with
+  DeepSeek-V4's clamp (``limit``) and a float32 output on request.
+
+Built and loaded as ``native`` builds ``native.c`` (same flags, cache folder, OpenMP runtime).
+Numerics: activations float32 or bfloat16, taken as float32; every product accumulated in
+float32 over a fixed order, so a row's result does not depend on the batch it is in; outputs
+rounded once. They differ from the torch references (dequantize, then ``F.linear`` in the
+activation dtype) only by float32 rounding, and in MoE layers by where the references round
+to bfloat16 in between. Limits: at most ``MAX_ROWS`` token rows (``MAX_PAIRS`` token-expert
+pairs), K a multiple of 16 (FP8) or 32 (FP4), scales float32 or UE8M0 bytes (FP8 scales times
+2^8 must stay finite), e4m3's NaN codes read as +-480. The ``fits_*`` checks send anything else
+to the references; prefill-sized batches stay with them (dequantize, then the BLAS).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import math
+from pathlib import Path
+
+import torch
+
+from codeagent.backend.kernels import native
+from codeagent.backend.quant import FP4_GROUP, FP8_BLOCK, PackedExperts, PackedWeight
+
+SOURCE = Path(__file__).with_name("native_packed.c")
+MAX_ROWS = 64  # native_packed.c's MAX_ROWS
+MAX_PAIRS = 512  # native_packed.c's MAX_PAIRS
+ACTIVATIONS = {torch.float32: 0, torch.bfloat16: 1}
+FORMATS = {"fp8": 0, "fp4": 1}
+SCALES = (torch.float32, torch.uint8, torch.float8_e8m0fnu)
+FP4_CODES = (torch.uint8, torch.int8, torch.float4_e2m1fn_x2)
+
+_I, _F, _P = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+SIGNATURES: native.Signatures = {  # native_packed.c's entry points: result, arguments
+    "ca_linear_packed": (_I, [_I, _I, _I, _P, _P, _P, _I, _I, _I, _P, _I, _I, _I]),
+    "ca_moe_packed": (_I, [_I, _I, _I, _I, _I, _P, _P, _P, _I, _P, _P, _I, _I, _P, _P, _F, _P, _I, _I, _I]),
+}
+_REASONS = {-1: "out of memory", -2: "an expert id out of range", -3: "too many token rows or pairs"}
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | str:
+    return native.build(SOURCE, SIGNATURES)
+
+
+def problem() -> str | None:
+    """Why the packed kernels are unavailable here, or None (builds them on first call)."""
+    lib = _library()
+    return lib if isinstance(lib, str) else None
+
+
+def _lib() -> ctypes.CDLL:
+    lib = _library()
+    if isinstance(lib, str):
+        raise native.NativeError(lib)
+    return lib
+
+
+def _scale(scale: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(the scale as the kernels read it, 1 for UE8M0 bytes / 0 for float32)."""
+    if scale.dtype == torch.float32:
+        return scale.contiguous(), 0
+    return scale.view(torch.uint8).contiguous(), 1
+
+
+def _fits_x(x: torch.Tensor, k: int, group: int) -> bool:
+    return (
+        x.dim() == 2
+        and x.dtype in ACTIVATIONS
+        and x.device.type == "cpu"
+        and 0 < x.shape[0] <= MAX_ROWS
+        and x.shape[1] == k
+        and k % group == 0
+    )
+
+
+def fits_linear_fp8(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> bool:
+    """Whether ``linear_fp8`` takes this product: CPU, decode-sized, K a multiple of 16, block
+    scales of the release layout."""
+    n, k = weight.shape
+    return (
+        _fits_x(x, k, 16)
+        and weight.dtype == torch.float8_e4m3fn
+        and weight.device.type == "cpu"
+        and weight.is_contiguous()
+        and scale.dtype in SCALES
+        and tuple(scale.shape) == (-(-n // FP8_BLOCK), -(-k // FP8_BLOCK))
+    )
+
+
+def fits_linear_fp4(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor) -> bool:
+    """Whether ``linear_fp4`` takes this product: CPU, decode-sized, a scale per row and 32 inputs."""
+    n, half = packed.shape
+    return (
+        _fits_x(x, 2 * half, FP4_GROUP)
+        and packed.dtype in FP4_CODES
+        and packed.device.type == "cpu"
+        and packed.is_contiguous()
+        and scale.dtype in SCALES
+        and tuple(scale.shape) == (n, 2 * half // FP4_GROUP)
+    )
+
+
+def fits_linear(x: torch.Tensor, w: PackedWeight) -> bool:
+    if w.format == "fp8":
+        return fits_linear_fp8(x, w.weight, w.scale)
+    return fits_linear_fp4(x, w.weight, w.scale)
+
+
+def linear_fp8(
+    x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, out_dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """x [T, K] @ W^T -> [T, N] in ``out_dtype`` (default x's): W [N, K] float8_e4m3fn with block
+    scales [ceil(N/128), ceil(K/128)] (float32, UE8M0 bytes or float8_e8m0fnu)."""
+    return _linear(x, weight, scale, "fp8", out_dtype)
+
+
+def linear_fp4(
+    x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, out_dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """x [T, K] @ W^T -> [T, N] in ``out_dtype`` (default x's): W packed [N, K/2] (two e2m1 codes
+    a byte, the even input in the low nibble) with scales [N, K/32] (float32 or UE8M0)."""
+    return _linear(x, packed.view(torch.uint8), scale, "fp4", out_dtype)
+
+
+def linear(x: torch.Tensor, w: PackedWeight, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """x [T, K] @ W^T -> [T, N] for a ``quant.PackedWeight``."""
+    return _linear(x, w.weight, w.scale, w.format, out_dtype)
+
+
+def _linear(
+    x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor, fmt: str, out_dtype: torch.dtype | None
+) -> torch.Tensor:
+    t, k = x.shape
+    n = codes.shape[0]
+    if codes.shape[1] * (2 if fmt == "fp4" else 1) != k:
+        raise ValueError(f"linear_{fmt}: x has {k} columns, weight {tuple(codes.shape)}")
+    x = x.contiguous()
+    scale, u8 = _scale(scale)
+    out = torch.empty(t, n, dtype=out_dtype or x.dtype)
+    native.calls[f"linear_{fmt}"] += 1
+    status = _lib().ca_linear_packed(
+        t,
+        k,
+        n,
+        x.data_ptr(),
+        codes.data_ptr(),
+        scale.data_ptr(),
+        FORMATS[fmt],
+        u8,
+        FP8_BLOCK if fmt == "fp8" else 1,
+        out.data_ptr(),
+        ACTIVATIONS[x.dtype],
+        ACTIVATIONS[out.dtype],
+        torch.get_num_threads(),
+    )
+    native.check(f"linear_{fmt}", status, _REASONS)
+    return out
+
+
+def fits_moe_packed(x: torch.Tensor, w13: PackedExperts, w2: PackedExperts, ids: torch.Tensor) -> bool:
+    """Whether ``moe_packed`` takes this layer: CPU, decode-sized, both projections in one
+    format, widths in whole groups (16 inputs for FP8, 32 for FP4)."""
+    experts, rows, hidden = w13.shape
+    group = 16 if w13.format == "fp8" else FP4_GROUP
+    return (
+        _fits_x(x, hidden, group)
+        and w2.format == w13.format
+        and w2.shape == (experts, hidden, rows // 2)
+        and (rows // 2) % group == 0
+        and ids.numel() <= MAX_PAIRS
+        and all(
+            t.device.type == "cpu" and t.is_contiguous() and s.dtype in SCALES
+            for t, s in ((w13.weight, w13.scale), (w2.weight, w2.scale))
+        )
+    )
+
+
+def moe_packed(
+    x: torch.Tensor,
+    w13: PackedExperts,
+    w2: PackedExperts,
+    weights: torch.Tensor,
+    ids: torch.Tensor,
+    limit: float | None = None,
+    out_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """One sparse MoE layer over packed experts: x [T, H]; w13 [E, 2I, H] (gate rows, then up
+    rows); w2 [E, H, I]; weights, ids [T, k] -> [T, H] in ``out_dtype`` (default x's). Each
+    expert is down(silu(gate) * up), with gate clamped above at ``limit`` and up to
+    [-limit, limit] when a limit is given (DeepSeek-V4's SwiGLU)."""
+    t, h = x.shape
+    experts, rows, _ = w13.shape
+    inter = rows // 2
+    if w13.shape != (experts, 2 * inter, h) or w2.shape != (experts, h, inter) or w2.format != w13.format:
+        raise ValueError(f"moe_packed: w13 {w13.shape} and w2 {w2.shape} do not fit x {tuple(x.shape)}")
+    x = x.contiguous()
+    ids = ids.to(torch.int64).contiguous()
+    weights = weights.to(torch.float32).contiguous()
+    (s13, u13), (s2, u2) = _scale(w13.scale), _scale(w2.scale)
+    out = torch.empty(t, h, dtype=out_dtype or x.dtype)
+    native.calls["moe_packed"] += 1
+    status = _lib().ca_moe_packed(
+        t,
+        h,
+        inter,
+        experts,
+        ids.shape[1],
+        x.data_ptr(),
+        w13.weight.data_ptr(),
+        s13.data_ptr(),
+        u13,
+        w2.weight.data_ptr(),
+        s2.data_ptr(),
+        u2,
+        FORMATS[w13.format],
+        ids.data_ptr(),
+        weights.data_ptr(),
+        math.inf if limit is None else limit,
+        out.data_ptr(),
+        ACTIVATIONS[x.dtype],
+        ACTIVATIONS[out.dtype],
+        torch.get_num_threads(),
+    )
+    native.check("moe_packed", status, _REASONS)
+    return out
