@@ -1,5 +1,13 @@
 """Linear layers whose weights are allocated uninitialised (the loader fills them), so
-building a model costs no time and no memory beyond the weights themselves."""
+building a model costs no time and no memory beyond the weights themselves.
+
+A weight may also be kept packed (``quant.PackedWeight``: FP8 with 128 x 128 block scales, or
+FP4 with a scale per 32 inputs), as a release ships it or as an opt-in conversion writes it
+(``Linear.pack``): decode-sized CPU products then run the native packed kernels
+(``kernels/native_packed``), which never decode the weight into memory; anything else (a GPU,
+a prefill-sized batch, a shape they do not take) multiplies by the decoded weight, decoded
+for that call only.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
+from codeagent.backend.quant import PackedWeight
+
+Weight = torch.Tensor | PackedWeight
 
 
 class Linear(nn.Module):
@@ -22,9 +33,18 @@ class Linear(nn.Module):
     def forward(self, x: torch.Tensor, kernels: Kernels = REFERENCE) -> torch.Tensor:
         return linear(x, self.weight, kernels)
 
+    def pack(self, kind: str) -> None:
+        """Keep the (loaded) weight quantized to ``kind`` ("fp8" or "fp4") from now on, in place of
+        its full-precision copy."""
+        packed = PackedWeight.quantize(self.weight, kind)
+        del self.weight
+        self.weight = packed
 
-def linear(x: torch.Tensor, weight: torch.Tensor, kernels: Kernels = REFERENCE) -> torch.Tensor:
+
+def linear(x: torch.Tensor, weight: Weight, kernels: Kernels = REFERENCE) -> torch.Tensor:
     """``F.linear`` without bias; decode-sized CPU products run the native kernel."""
+    if isinstance(weight, PackedWeight):
+        return packed_linear(x, weight, kernels)
     if _native_fits(x, weight, kernels):
         return kernels.native.linear(x, weight)  # type: ignore[union-attr]
     return F.linear(x, weight)
@@ -43,16 +63,27 @@ def _native_fits(x: torch.Tensor, weight: torch.Tensor, kernels: Kernels) -> boo
     )
 
 
+def packed_linear(x: torch.Tensor, weight: PackedWeight, kernels: Kernels = REFERENCE) -> torch.Tensor:
+    """x [..., K] @ weight^T for a packed weight: the native packed kernel where it takes the
+    product, else the weight decoded for this call."""
+    if kernels.packed is not None and kernels.packed.fits_linear(x, weight):
+        return kernels.packed.linear(x, weight)
+    return F.linear(x, weight.dequantize(x.dtype))
+
+
 def empty_param(*shape: int, dtype: torch.dtype, device: torch.device | str) -> nn.Parameter:
     return nn.Parameter(torch.empty(*shape, dtype=dtype, device=device), requires_grad=False)
 
 
-def head_logits(h: torch.Tensor, weight: torch.Tensor, kernels: Kernels = REFERENCE) -> torch.Tensor:
+def head_logits(h: torch.Tensor, weight: Weight, kernels: Kernels = REFERENCE) -> torch.Tensor:
     """h [N, hidden] -> logits [N, vocab] through ``weight`` [vocab, hidden].
 
     Decode-sized products on CPU run the native kernel where it takes them; otherwise, for 8
     to 32 rows on CPU, the BLAS's tall-skinny product ``weight @ h.T`` beats the linear kernel,
-    which turns compute-bound there (``docs/bench/cpu-choices.md``); elsewhere the plain linear."""
+    which turns compute-bound there (``docs/bench/cpu-choices.md``); elsewhere the plain linear.
+    A packed head runs ``packed_linear``."""
+    if isinstance(weight, PackedWeight):
+        return packed_linear(h, weight, kernels)
     if _native_fits(h, weight, kernels):
         return kernels.native.linear(h, weight)  # type: ignore[union-attr]
     if h.device.type == "cpu" and 8 <= h.shape[0] <= 32:

@@ -4,6 +4,13 @@ Experts are stored fused per layer, ready for a grouped-GEMM kernel: ``w13`` [E,
 (gate rows, then up rows) and ``w2`` [E, H, I]. The reference sorts token-expert pairs by
 expert and runs one pair of matmuls per expert that received tokens. With the model's ``Kernels``, the fused-MoE Triton kernel or,
 for decode-sized CPU batches, the native one.
+
+Experts may also stay packed (``quant.PackedExperts``: FP8 or FP4 as released, or as an
+opt-in conversion writes them): decode-sized CPU batches then run the native packed kernel
+(``kernels/native_packed.moe_packed``: the whole layer in one call, never a decoded copy),
+Triton its fused kernel (which decodes in its tiles); the reference decodes one expert at a
+time, only the experts the step routes to (``packed_experts``, also the hook for
+DeepSeek-V4's clamped SwiGLU through ``limit``).
 """
 
 from __future__ import annotations
@@ -12,6 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
+from codeagent.backend.quant import PackedExperts
+
+Experts = torch.Tensor | PackedExperts
 
 
 def softmax_topk(
@@ -34,22 +44,25 @@ def silu_and_mul(gate_up: torch.Tensor) -> torch.Tensor:
 
 def experts_forward(
     x: torch.Tensor,
-    w13: torch.Tensor,
-    w2: torch.Tensor,
+    w13: Experts,
+    w2: Experts,
     weights: torch.Tensor,
     ids: torch.Tensor,
     kernels: Kernels = REFERENCE,
 ) -> torch.Tensor:
-    """x [T, H]; w13 [E, 2I, H]; w2 [E, H, I]; weights, ids [T, k] -> [T, H].
+    """x [T, H]; w13 [E, 2I, H]; w2 [E, H, I] (plain or packed); weights, ids [T, k] -> [T, H].
 
     Token-expert pairs are sorted by expert once; the two projections run as grouped matmuls
     over the experts' contiguous row ranges when most experts have rows and PyTorch has them
     on this device (else one pair of matmuls per expert that has rows), into one buffer that
     is unsorted once and summed over k (no per-expert scatter-add). Decode-sized CPU batches
-    run the whole layer in one native call instead (``kernels/native.c``).
+    run the whole layer in one native call instead (``kernels/native.c``). Packed experts
+    run ``packed_experts``.
     """
     if kernels.triton is not None:
         return kernels.triton.fused_moe(x, w13, w2, weights, ids)
+    if isinstance(w13, PackedExperts) or isinstance(w2, PackedExperts):
+        return packed_experts(x, w13, w2, weights, ids, kernels)
     if kernels.native is not None and kernels.native.fits_moe(x, w13, w2, ids):
         return kernels.native.moe(x, w13, w2, weights, ids)
     t, k = ids.shape
@@ -71,6 +84,44 @@ def experts_forward(
     out = out * weights.reshape(-1)[order, None].to(out.dtype)
     unsorted = torch.empty_like(out).index_copy_(0, order, out)
     return unsorted.view(t, k, -1).sum(dim=1)
+
+
+def packed_experts(
+    x: torch.Tensor,
+    w13: Experts,
+    w2: Experts,
+    weights: torch.Tensor,
+    ids: torch.Tensor,
+    kernels: Kernels = REFERENCE,
+    limit: float | None = None,
+    out_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """``experts_forward`` over packed experts -> [T, H] in ``out_dtype`` (default x's): the
+    native packed kernel where it takes the batch, else each routed expert decoded in turn.
+    With ``limit``, DeepSeek-V4's SwiGLU: the gate clamped above at ``limit``, up to
+    [-limit, limit]."""
+    if (
+        kernels.packed is not None
+        and isinstance(w13, PackedExperts)
+        and isinstance(w2, PackedExperts)
+        and kernels.packed.fits_moe_packed(x, w13, w2, ids)
+    ):
+        return kernels.packed.moe_packed(x, w13, w2, weights, ids, limit, out_dtype)
+    out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+    for e in torch.unique(ids).tolist():
+        token, slot = torch.where(ids == e)
+        gate, up = _expert(w13, e, x.dtype).chunk(2, dim=0)
+        h = F.linear(x[token], gate), F.linear(x[token], up)
+        if limit is not None:
+            h = h[0].clamp(max=limit), h[1].clamp(min=-limit, max=limit)
+        down = F.linear(F.silu(h[0]) * h[1], _expert(w2, e, x.dtype))
+        out.index_add_(0, token, down.float() * weights[token, slot, None].float())
+    return out.to(out_dtype or x.dtype)
+
+
+def _expert(w: Experts, e: int, dtype: torch.dtype) -> torch.Tensor:
+    """Expert e's [N, K] weight: a view of plain storage, or decoded from packed storage now."""
+    return w[e] if isinstance(w, torch.Tensor) else w.expert(e, dtype)
 
 
 def _per_expert(inputs: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, counts: list[int]) -> torch.Tensor:
