@@ -256,7 +256,8 @@ def _add_gpu_runs(gpu: argparse.ArgumentParser) -> None:
 def _add_kernels(sub: Subparsers) -> None:
     models = ("qwen3-coder-30b-a3b", "deepseek-v4-flash")
     kernels = sub.add_parser(
-        "kernels", help="Triton kernels vs torch references at model shapes (GPU; --tiny on CPU); --tune"
+        "kernels",
+        help="Triton kernels vs torch references at model shapes (GPU; --tiny on CPU); --tune; --packed (CPU)",
     )
     kernels.add_argument(
         "--models", type=name_list(models), default=models, metavar="A,B", help="default both"
@@ -268,6 +269,11 @@ def _add_kernels(sub: Subparsers) -> None:
     )
     kernels.add_argument("--no-torch", action="store_true", help="skip timing the torch references")
     kernels.add_argument("--tiny", action="store_true", help="tiny shapes through Triton's CPU interpreter")
+    kernels.add_argument(
+        "--packed",
+        action="store_true",
+        help="the native CPU kernels over FP8/FP4 weights vs bf16, at --tokens up to 64 (CPU; --tiny: harness)",
+    )
     kernels.add_argument("--tune", action="store_true", help="tune the fused MoE's tiles and write the table")
     kernels.add_argument(
         "--config-dir", type=Path, help="where --tune writes (default ~/.cache/codeagent/kernels)"

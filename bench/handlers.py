@@ -98,7 +98,13 @@ def bench_kernels(args: argparse.Namespace, config: object) -> int:
     from codeagent.bench.kernels import run as bench
 
     try:
-        if args.tune:
+        if args.packed:
+            from codeagent.bench.kernels import packed
+
+            rows = tuple(t for t in args.tokens if t <= packed.native_packed.MAX_ROWS)
+            results = packed.bench_packed(rows or (1,), not args.no_torch, args.tiny, _stderr_line)
+            print(packed.table(results), file=sys.stderr)
+        elif args.tune:
             results = bench.tune_tables(args.models, args.tokens, args.config_dir)
         else:
             results = bench.bench_kernels(
