@@ -83,13 +83,24 @@ static inline f32x16 load_f32(const float *p) {
     return v;
 }
 
-/* The sum of the 16 lanes as a fixed tree (lane i + lane i+8, then +4, +2, +1). */
+/* The sum of the 16 lanes as a fixed tree (lane i + lane i+8, then +4, +2, +1), by shuffles
+ * where the compiler has them (as native.c's hsum). */
 static inline float hsum(f32x16 v) {
+#if defined(__clang__) || __GNUC__ >= 12
+    typedef float f32x8 __attribute__((vector_size(32)));
+    typedef float f32x4 __attribute__((vector_size(16)));
+    const f32x8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+                    __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    const f32x4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+    const f32x4 c = b + __builtin_shufflevector(b, b, 2, 3, 2, 3);
+    return c[0] + c[1];
+#else
     float s[16];
     memcpy(s, &v, sizeof s);
     for (int width = 8; width > 0; width >>= 1)
         for (int i = 0; i < width; i++) s[i] += s[i + width];
     return s[0];
+#endif
 }
 
 static inline float bf16_to_f32(uint16_t h) {
