@@ -7,7 +7,9 @@ across ``tp`` ranks on this machine (gloo on 127.0.0.1; the cores shared out eve
 split adds no compute here: it measures what the communication costs). For each: tokens/s,
 milliseconds per decode step, and on rank 0 the milliseconds per step spent in collectives
 (the step's plan, the all-reduces of every layer, the logits' gather; waiting for the
-slowest rank included) and their share of the step. The tokens of both must be equal.
+slowest rank included) and their share of the step. The tokens of both must be equal. The
+bare latency of one all-reduce between the same number of processes is timed beside it, so
+the per-step figure reads as collectives per step x latency.
 """
 
 from __future__ import annotations
@@ -37,12 +39,14 @@ def _decode(engine: Any, batch: int, new_tokens: int, group: Any) -> dict[str, A
     params = SamplingParams(max_tokens=new_tokens, ignore_eos=True)
     engine.generate([Request(p, SamplingParams(max_tokens=4, ignore_eos=True)) for p in _prompts(batch)])
     steps_before, comm_before = engine.stats.steps, getattr(group, "seconds", 0.0)
+    calls_before = getattr(group, "calls", 0)
     started = time.perf_counter()
     results = engine.generate([Request(p, params) for p in _prompts(batch)])
     elapsed = time.perf_counter() - started
     steps = engine.stats.steps - steps_before
     decode_s = max(r.decode_s for r in results)
     comm = getattr(group, "seconds", 0.0) - comm_before
+    calls = getattr(group, "calls", 0) - calls_before
     step_ms = 1000 * elapsed / steps
     return {
         "batch": batch,
@@ -50,10 +54,54 @@ def _decode(engine: Any, batch: int, new_tokens: int, group: Any) -> dict[str, A
         "decode_tokens_per_s": round(batch * (new_tokens - 1) / decode_s, 2),
         "steps": steps,
         "ms_per_step": round(step_ms, 3),
+        "collectives_per_step": round(calls / steps, 2),
         "collective_ms_per_step": round(1000 * comm / steps, 3),
         "collective_share_of_step": round(comm / elapsed, 3),
         "tokens": [r.token_ids for r in results],
     }
+
+
+def _latency_rank(rank: int, tp: int, port: int, hidden: int, out: Any) -> None:
+    """One rank of the bare-collective timing: the latency a split step pays per collective."""
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=tp)
+    timings = {}
+    for rows in (1, 8):
+        x = torch.ones(rows, hidden)
+        for _ in range(20):
+            dist.all_reduce(x)
+        started = time.perf_counter()
+        for _ in range(300):
+            dist.all_reduce(x)
+        timings[f"all_reduce_{rows}x{hidden}_us"] = round(1e6 * (time.perf_counter() - started) / 300, 1)
+    if rank == 0:
+        out.put(timings)
+    dist.destroy_process_group()
+
+
+def collective_latency(tp: int, hidden: int = 512) -> dict[str, float]:
+    """Bare gloo all-reduce latency between ``tp`` processes on this machine, one thread each."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = mp.get_context("spawn")
+    out = context.Queue()
+    ranks = [context.Process(target=_latency_rank, args=(r, tp, port, hidden, out)) for r in range(tp)]
+    for process in ranks:
+        process.start()
+    timings = out.get(timeout=300)
+    for process in ranks:
+        process.join()
+    return timings
 
 
 def bench_split(tp: int, new_tokens: int = 32) -> dict[str, Any]:
@@ -93,5 +141,6 @@ def bench_split(tp: int, new_tokens: int = 32) -> dict[str, Any]:
         "threads": {"tp1": threads, f"tp{tp}": f"{max(1, threads // tp)} per rank"},
         "date": time.strftime("%Y-%m-%d"),
         "same_tokens": same,
+        "bare_collectives": collective_latency(tp),
         "layouts": rows,
     }
