@@ -14,7 +14,9 @@ Numerics: activations float32 or bfloat16, taken as float32; every product accum
 float32 over a fixed order, so a row's result does not depend on the batch it is in; outputs
 rounded once. They differ from the torch references (dequantize, then ``F.linear`` in the
 activation dtype) only by float32 rounding, and in MoE layers by where the references round
-to bfloat16 in between. Limits: at most ``MAX_ROWS`` token rows (``MAX_PAIRS`` token-expert
+to bfloat16 in between; the MoE routing weights multiply each expert's output in float32
+(DeepSeek-V4's reference multiplies the activation before the down projection: the same but
+for rounding). Limits: at most ``MAX_ROWS`` token rows (``MAX_PAIRS`` token-expert
 pairs), K a multiple of 16 (FP8) or 32 (FP4), scales float32 or UE8M0 bytes (FP8 scales times
 2^8 must stay finite), e4m3's NaN codes read as +-480. The ``fits_*`` checks send anything else
 to the references; prefill-sized batches stay with them (dequantize, then the BLAS).
@@ -87,6 +89,8 @@ def _fits_x(x: torch.Tensor, k: int, group: int) -> bool:
 def fits_linear_fp8(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> bool:
     """Whether ``linear_fp8`` takes this product: CPU, decode-sized, K a multiple of 16, block
     scales of the release layout."""
+    if weight.dim() != 2:
+        return False
     n, k = weight.shape
     return (
         _fits_x(x, k, 16)
@@ -100,6 +104,8 @@ def fits_linear_fp8(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) 
 
 def fits_linear_fp4(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor) -> bool:
     """Whether ``linear_fp4`` takes this product: CPU, decode-sized, a scale per row and 32 inputs."""
+    if packed.dim() != 2:
+        return False
     n, half = packed.shape
     return (
         _fits_x(x, 2 * half, FP4_GROUP)
