@@ -72,9 +72,12 @@ class EmbeddedClient:
         cache: CacheConfig | None = None,
         tp: int = 1,
         ep: bool = False,
+        cpu_experts: int = 0,
     ) -> None:
         cache = cache if cache is not None else CacheConfig(disk_folder=default_disk_root())
-        settings = RuntimeConfig(dtype, device, cache, f"embedded:{folder.name}", RECENT_TURNS, tp, ep)
+        settings = RuntimeConfig(
+            dtype, device, cache, f"embedded:{folder.name}", RECENT_TURNS, tp, ep, cpu_experts
+        )
         self.runtime = open_runtime(folder, settings)
         atexit.register(self.close)  # blocks queued for the disk tier reach it; threads end before exit
         self.model = self.runtime.model

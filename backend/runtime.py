@@ -92,7 +92,12 @@ class Loaded:
 
 
 def load(
-    folder: Path, dtype: str | None = None, device: str | None = None, tp: int = 1, ep: bool = False
+    folder: Path,
+    dtype: str | None = None,
+    device: str | None = None,
+    tp: int = 1,
+    ep: bool = False,
+    cpu_experts: int = 0,
 ) -> Loaded:
     """The model on its device; with ``tp`` > 1 split across that many ranks, this process rank 0
     (``distributed/launch.py`` starts the others, or ``torchrun`` did)."""
@@ -102,7 +107,10 @@ def load(
     started = time.perf_counter()
     if tp == 1 and not ep:
         checkpoint = load_model(folder, DTYPES[dtype], device)
+        keep_experts_on_host(checkpoint, cpu_experts)
         return Loaded(checkpoint, device, dtype, time.perf_counter() - started)
+    if cpu_experts:
+        raise LoadError("--cpu-experts runs with one process for now; drop --tp/--ep or --cpu-experts")
     try:
         group, workers, local = start(folder, dtype, device, tp, ep)
     except LayoutError as err:
@@ -116,6 +124,19 @@ def load(
         group.close()
         raise
     return Loaded(checkpoint, str(local), dtype, time.perf_counter() - started, group, workers)
+
+
+def keep_experts_on_host(checkpoint: LoadedModel, count: int) -> None:
+    """``--cpu-experts N``: N routed experts of every sparse layer in host memory (``layers/offload.py``)."""
+    if not count:
+        return
+    offload = getattr(checkpoint.model, "offload_experts", None)
+    if offload is None:
+        raise LoadError(f"--cpu-experts is not available for {checkpoint.architecture} yet")
+    try:
+        offload(count)
+    except ValueError as err:
+        raise LoadError(f"--cpu-experts {count}: {err}") from err
 
 
 def refuse_what_cannot_fit(folder: Path, dtype: str, device: str, tp: int = 1, ep: bool = False) -> None:
@@ -167,6 +188,7 @@ class RuntimeConfig:
     remembered_turns: int = REMEMBERED_TURNS
     tp: int = 1  # ranks the model is split across (tensor parallelism)
     ep: bool = False  # routed experts divided among the ranks whole
+    cpu_experts: int = 0  # routed experts per sparse layer kept in host memory
 
 
 @dataclass(slots=True)
@@ -207,7 +229,7 @@ def open_runtime(folder: Path, config: RuntimeConfig | None = None) -> Runtime:
     config = config or RuntimeConfig()
     device = pick_device(config.device)
     model = chat_model(folder, config.name, config.remembered_turns)  # before the weights: fails fast
-    loaded = load(folder, config.dtype, device, config.tp, config.ep)
+    loaded = load(folder, config.dtype, device, config.tp, config.ep, config.cpu_experts)
     try:
         engine = build_engine(loaded, model.tokenizer.eos_token_ids, config.cache)
     except GroupFailed as err:

@@ -24,6 +24,13 @@ def add_parallel(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> N
     parser.add_argument(
         "--ep", action="store_true", help="with --tp: divide the routed experts among the ranks whole"
     )
+    parser.add_argument(
+        "--cpu-experts",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep N routed experts of every MoE layer in host memory, computed on the CPU (default 0)",
+    )
 
 
 def add_budgets(group: argparse._ArgumentGroup, time_help: str) -> None:

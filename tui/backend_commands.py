@@ -54,7 +54,7 @@ def generate(args: Any, config: Config) -> int:
     try:
         folder = resolve_model(args.model)
         prompt, tokenizer = _prompt_ids(args, folder)
-        loaded = load(folder, args.dtype, args.device, args.tp, args.ep)
+        loaded = load(folder, args.dtype, args.device, args.tp, args.ep, args.cpu_experts)
     except LoadError as err:
         raise CommandError(str(err)) from err
     try:

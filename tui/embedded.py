@@ -33,6 +33,7 @@ def embedded_client(spec: str, args: Any, default: str) -> Any:
             max_new_tokens=getattr(args, "max_output_tokens", 4096),
             tp=getattr(args, "tp", 1),
             ep=getattr(args, "ep", False),
+            cpu_experts=getattr(args, "cpu_experts", 0),
         )
     except LoadError as err:
         raise ValueError(str(err)) from err

@@ -42,6 +42,7 @@ def _open(args: Any) -> Runtime:
         args.served_model_name,
         tp=args.tp,
         ep=args.ep,
+        cpu_experts=args.cpu_experts,
     )
     try:
         return open_runtime(resolve_model(args.model), settings)

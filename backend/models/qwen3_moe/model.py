@@ -30,11 +30,12 @@ from torch import nn
 from codeagent.backend.cache.paged import KVStream, SeqBlocks, growing_rows
 from codeagent.backend.distributed.group import SOLO, Group
 from codeagent.backend.distributed.vocab import VocabShare, embed, gather
-from codeagent.backend.kernels.dispatch import Kernels
+from codeagent.backend.kernels.dispatch import Kernels, choose
 from codeagent.backend.layers.attention import KVCache, attend
 from codeagent.backend.layers.linear import Linear, empty_param, head_logits
 from codeagent.backend.layers.moe import experts_forward, silu_and_mul, softmax_topk
 from codeagent.backend.layers.norm import RMSNorm, add_rms_norm, rms_norm
+from codeagent.backend.layers.offload import ExpertHomes, least_used, subset_forward
 from codeagent.backend.layers.rotary import cos_sin, inverse_frequencies, norm_then_rotary
 from codeagent.backend.models.base import CausalLMModule, SeqSlice, Step, last_rows
 from codeagent.backend.models.qwen3_moe import weights
@@ -93,21 +94,26 @@ class SparseMoe(nn.Module):
         self.gate = Linear(c.hidden_size, c.num_experts, dtype, device)
         self.w13 = empty_param(count, 2 * self.width, c.hidden_size, dtype=dtype, device=device)
         self.w2 = empty_param(count, c.hidden_size, self.width, dtype=dtype, device=device)
+        self.homes: ExpertHomes | None = None  # set by offload_experts: some experts in host memory
 
     def forward(self, x: torch.Tensor, kernels: Kernels) -> torch.Tensor:
         logits = self.gate.forward(x, kernels)  # [T, E]
         weights, ids = softmax_topk(logits, self.top_k, self.normalize, kernels)  # [T, k]
+        if self.homes is not None:
+            return self.group.all_reduce(self.homes.forward(x, weights, ids, kernels))
         if not self.ep:
             return self.group.all_reduce(experts_forward(x, self.w13, self.w2, weights, ids, kernels))
-        local = ids - self.first_expert
-        token, slot = ((local >= 0) & (local < self.w13.shape[0])).nonzero(as_tuple=True)
-        out = torch.zeros_like(x)
-        if token.numel():  # this rank's (token, expert) pairs, each as a one-expert token
-            pairs = experts_forward(
-                x[token], self.w13, self.w2, weights[token, slot, None], local[token, slot, None], kernels
-            )
-            out.index_add_(0, token, pairs)
-        return self.group.all_reduce(out)
+        local = ids - self.first_expert  # this rank's (token, expert) pairs
+        mine = (local >= 0) & (local < self.w13.shape[0])
+        return self.group.all_reduce(subset_forward(x, self.w13, self.w2, weights, local, mine, kernels))
+
+    def offload(self, on_host: list[int], host_kernels: Kernels) -> None:
+        """Keep the experts ``on_host`` in host memory, computed there; the rest stay here."""
+        if self.ep:
+            raise ValueError("experts in host memory and --ep do not combine")
+        self.homes = ExpertHomes.split(self.w13.data, self.w2.data, on_host, host_kernels)
+        self.w13 = nn.Parameter(self.homes.device_w13, requires_grad=False)
+        self.w2 = nn.Parameter(self.homes.device_w2, requires_grad=False)
 
 
 class DenseMlp(nn.Module):
@@ -202,6 +208,20 @@ class Qwen3MoeForCausalLM(CausalLMModule):
             x[last_rows(step, x.device)], self.norm.weight, self.norm.eps, self.kernels
         )  # [N, hidden]
         return gather(head_logits(h, self.lm_head.weight, self.kernels).float(), self.vocab, self.group)
+
+    def offload_experts(self, count: int, routed: torch.Tensor | None = None) -> int:
+        """Keep ``count`` routed experts of every sparse layer in host memory (the least used by
+        ``routed`` [layers, E] counts, else the highest ids); returns the bytes moved off the device."""
+        host_kernels = choose(torch.device("cpu"))
+        moved = 0
+        for index, layer in enumerate(self.layers):
+            mlp = layer.mlp
+            if isinstance(mlp, SparseMoe):
+                counts = None if routed is None else routed[index]
+                mlp.offload(least_used(counts, self.config.num_experts, count), host_kernels)
+                assert mlp.homes is not None
+                moved += sum(t.numel() * t.element_size() for t in (mlp.homes.host_w13, mlp.homes.host_w2))
+        return moved
 
     def load_weights(self, stream: Iterable[tuple[str, Any]]) -> None:
         """Copy each checkpoint tensor's share into its (slice of a) parameter (``weights.py``)."""

@@ -1,0 +1,138 @@
+"""Routed experts in two homes: the most used on the device, the rest in host memory.
+
+The placement KTransformers and llama.cpp's ``-ot exps=CPU`` users run huge MoEs with: a
+layer's attention, router and shared parts, and its most used routed experts, live on the
+GPU; the remaining routed experts live in host memory and are computed there by the native
+CPU kernels, while the GPU computes its own experts' share of the same tokens.
+
+``ExpertHomes`` holds one layer's split: device experts ``[E_d, ...]`` and host experts
+``[E_h, ...]``, and a map from an expert's id to its home and its index there. Its
+``forward`` sends each (token, expert) pair to the home of the expert: the host's pairs are
+copied to host memory and computed on a worker thread (``subset_forward``: the pairs as
+one-expert tokens, through the host's kernels) while the device computes its pairs, then
+the host's partial output comes back and is added. ``subset_forward`` is also how a rank of
+an expert-parallel split computes the experts it holds.
+
+``least_used(counts, n)`` picks the host experts from routing counts (the engine's model can
+count them while serving: ``RoutingCounts``); without counts, the highest ids.
+
+Limits: the result equals the one-home layer up to float summation order (the two partial
+sums are added last), so greedy tokens match on the tests' prompts but logits may differ in
+the last bits; one worker thread per layer call (the host part of one layer overlaps that
+layer's device part, not the next layer's); plain (unpacked) experts only so far.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import torch
+
+from codeagent.backend.kernels.dispatch import Kernels
+from codeagent.backend.layers.moe import experts_forward
+
+_HOST_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codeagent-host-experts")
+
+
+def subset_forward(
+    x: torch.Tensor,
+    w13: torch.Tensor,
+    w2: torch.Tensor,
+    weights: torch.Tensor,
+    local: torch.Tensor,
+    mine: torch.Tensor,
+    kernels: Kernels,
+) -> torch.Tensor:
+    """The partial MoE output [T, H] of the pairs ``mine`` [T, k] selects, whose experts are
+    ``local`` [T, k] indices into ``w13``/``w2``: each pair computed as a one-expert token."""
+    token, slot = mine.nonzero(as_tuple=True)
+    out = torch.zeros_like(x)
+    if token.numel():
+        pairs = experts_forward(
+            x[token], w13, w2, weights[token, slot, None], local[token, slot, None], kernels
+        )
+        out.index_add_(0, token, pairs)
+    return out
+
+
+def least_used(counts: torch.Tensor | None, experts: int, n: int) -> list[int]:
+    """The ``n`` experts to keep in host memory: the least routed to (ties: the higher id)."""
+    if not 0 <= n <= experts:
+        raise ValueError(f"cannot keep {n} of {experts} experts in host memory")
+    if counts is None:
+        return list(range(experts - n, experts))
+    order = sorted(range(experts), key=lambda e: (int(counts[e]), -e))
+    return sorted(order[:n])
+
+
+@dataclass
+class ExpertHomes:
+    device_w13: torch.Tensor  # [E_d, 2I, H] on the device
+    device_w2: torch.Tensor  # [E_d, H, I]
+    host_w13: torch.Tensor  # [E_h, 2I, H] in host memory
+    host_w2: torch.Tensor
+    home: torch.Tensor  # [E] bool on the device: True where the expert lives in host memory
+    local: torch.Tensor  # [E] long on the device: its index in its home
+    host_kernels: Kernels
+
+    @classmethod
+    def split(
+        cls, w13: torch.Tensor, w2: torch.Tensor, on_host: list[int], host_kernels: Kernels
+    ) -> ExpertHomes:
+        experts = w13.shape[0]
+        host = torch.zeros(experts, dtype=torch.bool)
+        host[on_host] = True
+        device_ids = (~host).nonzero().flatten()
+        host_ids = host.nonzero().flatten()
+        local = torch.empty(experts, dtype=torch.long)
+        local[device_ids] = torch.arange(len(device_ids))
+        local[host_ids] = torch.arange(len(host_ids))
+        pin = w13.device.type == "cuda"
+        host_w13 = w13[host_ids.to(w13.device)].to("cpu")
+        host_w2 = w2[host_ids.to(w2.device)].to("cpu")
+        if pin:
+            host_w13, host_w2 = host_w13.pin_memory(), host_w2.pin_memory()
+        return cls(
+            w13[device_ids.to(w13.device)].contiguous(),
+            w2[device_ids.to(w2.device)].contiguous(),
+            host_w13.contiguous(),
+            host_w2.contiguous(),
+            host.to(w13.device),
+            local.to(w13.device),
+            host_kernels,
+        )
+
+    @property
+    def on_host(self) -> int:
+        return int(self.host_w13.shape[0])
+
+    def forward(
+        self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor, kernels: Kernels
+    ) -> torch.Tensor:
+        """The layer's routed output [T, H] for x [T, H] routed to ``ids`` with ``weights`` [T, k]."""
+        to_host = self.home[ids]  # [T, k]
+        local = self.local[ids]
+        pending = None
+        if self.on_host and bool(to_host.any()):
+            args = (x.to("cpu"), weights.to("cpu"), local.to("cpu"), to_host.to("cpu"))
+            pending = _HOST_WORKER.submit(self._host_part, *args)
+        out = subset_forward(x, self.device_w13, self.device_w2, weights, local, ~to_host, kernels)
+        if pending is not None:
+            out += pending.result().to(out.device, non_blocking=True)
+        return out
+
+    def _host_part(
+        self, x: torch.Tensor, weights: torch.Tensor, local: torch.Tensor, to_host: torch.Tensor
+    ) -> torch.Tensor:
+        return subset_forward(x, self.host_w13, self.host_w2, weights, local, to_host, self.host_kernels)
+
+
+class RoutingCounts:
+    """How often each expert of each sparse layer was routed to, gathered while serving."""
+
+    def __init__(self, layers: int, experts: int) -> None:
+        self.counts = torch.zeros(layers, experts, dtype=torch.long)
+
+    def add(self, layer: int, ids: torch.Tensor) -> None:
+        self.counts[layer] += torch.bincount(ids.reshape(-1).cpu(), minlength=self.counts.shape[1])

@@ -1,0 +1,56 @@
+"""Routed experts in host memory beside the device (``layers/offload.py``), checked for
+exactness with both homes on the CPU: the offloaded model generates the one-home model's
+greedy tokens, batched and alone, and the placement follows routing counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from codeagent.backend.cache.allocator import CacheConfig
+from codeagent.backend.engine import Engine, Request
+from codeagent.backend.layers.offload import RoutingCounts, least_used
+from codeagent.backend.layers.sampler import SamplingParams
+from codeagent.backend.loader import load_model
+
+PROMPTS = [[5, 17, 42, 99, 300, 7] * 4, [1, 2, 3], list(range(40, 80))]
+
+
+def greedy(model) -> list[list[int]]:
+    engine = Engine(model, set(), cache=CacheConfig(block_size=8, num_blocks=64))
+    requests = [Request(p, SamplingParams(max_tokens=12, ignore_eos=True)) for p in PROMPTS]
+    return [r.token_ids for r in engine.generate(requests)]
+
+
+def test_experts_in_host_memory_give_the_same_tokens(qwen3_moe_dir: Path) -> None:
+    expected = greedy(load_model(qwen3_moe_dir).model)
+    model = load_model(qwen3_moe_dir).model
+    moved = model.offload_experts(5)  # 5 of 8 experts a layer in "host memory"
+    sparse = [layer.mlp for layer in model.layers if getattr(layer.mlp, "homes", None) is not None]
+    assert sparse and all(mlp.w13.shape[0] == 3 and mlp.homes.on_host == 5 for mlp in sparse)
+    per_layer = sum(t.numel() * t.element_size() for t in (sparse[0].homes.host_w13, sparse[0].homes.host_w2))
+    assert moved == per_layer * len(sparse)
+    assert greedy(model) == expected
+
+
+def test_every_expert_in_host_memory_and_none(qwen3_moe_dir: Path) -> None:
+    expected = greedy(load_model(qwen3_moe_dir).model)
+    for count in (0, 8):
+        model = load_model(qwen3_moe_dir).model
+        model.offload_experts(count)
+        assert greedy(model) == expected
+
+
+def test_placement_follows_routing_counts() -> None:
+    counts = RoutingCounts(layers=1, experts=6)
+    counts.add(0, torch.tensor([[0, 1], [0, 2], [0, 1], [5, 1]]))
+    assert counts.counts[0].tolist() == [3, 3, 1, 0, 0, 1]
+    assert least_used(counts.counts[0], 6, 3) == [3, 4, 5]  # 3 and 4 unused, then 2 and 5 tie: the higher id
+    assert least_used(None, 6, 2) == [4, 5]
+    try:
+        least_used(None, 6, 7)
+    except ValueError as err:
+        assert "7 of 6" in str(err)
+    else:
+        raise AssertionError("asking for more experts than exist must fail")
