@@ -129,7 +129,11 @@ class LoadedModel:
 
 
 def load_model(
-    folder: Path, dtype: torch.dtype = torch.float32, device: str = "cpu", group: Group = SOLO
+    folder: Path,
+    dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
+    group: Group = SOLO,
+    cpu_experts: int = 0,
 ) -> LoadedModel:
     """The model in ``folder``; as one rank of ``group``, only that rank's share of it, read as
     slices from the files (``stored.py``), so a rank's peak is its share plus the replicated parts."""
@@ -143,9 +147,19 @@ def load_model(
         config = cls.config_class.from_dict(raw)
     except (KeyError, TypeError, ValueError) as err:
         raise LoadError(f"{folder / 'config.json'} is not a valid {architecture} config: {err}") from err
-    if group.size == 1:
-        model = cls(config, dtype=dtype, device=device)
+    if cpu_experts:
+        if group.size > 1:
+            raise LoadError("--cpu-experts runs with one process for now; drop --tp/--ep or --cpu-experts")
+        if not getattr(cls, "offloads", False):
+            raise LoadError(f"--cpu-experts is not available for {architecture} yet")
+        try:
+            model = cls(config, dtype=dtype, device=device, cpu_experts=cpu_experts)
+        except ValueError as err:
+            raise LoadError(f"--cpu-experts {cpu_experts}: {err}") from err
         weights: Iterable[tuple[str, Any]] = iter_weights(shard_files(folder), device)
+    elif group.size == 1:
+        model = cls(config, dtype=dtype, device=device)
+        weights = iter_weights(shard_files(folder), device)
     elif getattr(cls, "splits", False):
         try:
             model = cls(config, dtype=dtype, device=device, group=group)

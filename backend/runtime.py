@@ -106,8 +106,7 @@ def load(
     refuse_what_cannot_fit(folder, dtype, device, tp, ep)
     started = time.perf_counter()
     if tp == 1 and not ep:
-        checkpoint = load_model(folder, DTYPES[dtype], device)
-        keep_experts_on_host(checkpoint, cpu_experts)
+        checkpoint = load_model(folder, DTYPES[dtype], device, cpu_experts=cpu_experts)
         return Loaded(checkpoint, device, dtype, time.perf_counter() - started)
     if cpu_experts:
         raise LoadError("--cpu-experts runs with one process for now; drop --tp/--ep or --cpu-experts")
@@ -124,19 +123,6 @@ def load(
         group.close()
         raise
     return Loaded(checkpoint, str(local), dtype, time.perf_counter() - started, group, workers)
-
-
-def keep_experts_on_host(checkpoint: LoadedModel, count: int) -> None:
-    """``--cpu-experts N``: N routed experts of every sparse layer in host memory (``layers/offload.py``)."""
-    if not count:
-        return
-    offload = getattr(checkpoint.model, "offload_experts", None)
-    if offload is None:
-        raise LoadError(f"--cpu-experts is not available for {checkpoint.architecture} yet")
-    try:
-        offload(count)
-    except ValueError as err:
-        raise LoadError(f"--cpu-experts {count}: {err}") from err
 
 
 def refuse_what_cannot_fit(folder: Path, dtype: str, device: str, tp: int = 1, ep: bool = False) -> None:

@@ -6,7 +6,9 @@ GPU; the remaining routed experts live in host memory and are computed there by 
 CPU kernels, while the GPU computes its own experts' share of the same tokens.
 
 ``ExpertHomes`` holds one layer's split: device experts ``[E_d, ...]`` and host experts
-``[E_h, ...]``, and a map from an expert's id to its home and its index there. Its
+``[E_h, ...]``, allocated where they live when the model is built (the loader then fills
+each expert in its home, so the device never holds the host's experts, even briefly), and a
+map from an expert's id to its home and its index there. Its
 ``forward`` sends each (token, expert) pair to the home of the expert: the host's pairs are
 copied to host memory and computed on a worker thread (``subset_forward``: the pairs as
 one-expert tokens, through the host's kernels) while the device computes its pairs, then
@@ -19,7 +21,8 @@ count them while serving: ``RoutingCounts``); without counts, the highest ids.
 Limits: the result equals the one-home layer up to float summation order (the two partial
 sums are added last), so greedy tokens match on the tests' prompts but logits may differ in
 the last bits; one worker thread per layer call (the host part of one layer overlaps that
-layer's device part, not the next layer's); plain (unpacked) experts only so far.
+layer's device part, not the next layer's); plain (unpacked) experts only so far; host memory is not pinned, so the copies of
+activations to and from a GPU are synchronous.
 """
 
 from __future__ import annotations
@@ -77,31 +80,32 @@ class ExpertHomes:
     host_kernels: Kernels
 
     @classmethod
-    def split(
-        cls, w13: torch.Tensor, w2: torch.Tensor, on_host: list[int], host_kernels: Kernels
+    def over(
+        cls,
+        device: tuple[torch.Tensor, torch.Tensor],
+        host: tuple[torch.Tensor, torch.Tensor],
+        on_host: list[int],
+        host_kernels: Kernels,
     ) -> ExpertHomes:
-        experts = w13.shape[0]
-        host = torch.zeros(experts, dtype=torch.bool)
-        host[on_host] = True
-        device_ids = (~host).nonzero().flatten()
-        host_ids = host.nonzero().flatten()
+        """Homes over tensors already allocated where they live (the loader fills them): the
+        device's experts in id order, then the host's (``on_host``, sorted)."""
+        experts = device[0].shape[0] + host[0].shape[0]
+        if sorted(set(on_host)) != sorted(on_host) or len(on_host) != host[0].shape[0]:
+            raise ValueError(f"{len(on_host)} host experts named for {host[0].shape[0]} places")
+        in_host = torch.zeros(experts, dtype=torch.bool)
+        in_host[on_host] = True
         local = torch.empty(experts, dtype=torch.long)
-        local[device_ids] = torch.arange(len(device_ids))
-        local[host_ids] = torch.arange(len(host_ids))
-        pin = w13.device.type == "cuda"
-        host_w13 = w13[host_ids.to(w13.device)].to("cpu")
-        host_w2 = w2[host_ids.to(w2.device)].to("cpu")
-        if pin:
-            host_w13, host_w2 = host_w13.pin_memory(), host_w2.pin_memory()
-        return cls(
-            w13[device_ids.to(w13.device)].contiguous(),
-            w2[device_ids.to(w2.device)].contiguous(),
-            host_w13.contiguous(),
-            host_w2.contiguous(),
-            host.to(w13.device),
-            local.to(w13.device),
-            host_kernels,
-        )
+        local[~in_host] = torch.arange(experts - len(on_host))
+        local[in_host] = torch.arange(len(on_host))
+        where = device[0].device
+        return cls(device[0], device[1], host[0], host[1], in_host.to(where), local.to(where), host_kernels)
+
+    def slot(self, expert: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Where expert ``expert``'s matrices live: (w13, w2, index in them)."""
+        index = int(self.local[expert])
+        if bool(self.home[expert]):
+            return self.host_w13, self.host_w2, index
+        return self.device_w13, self.device_w2, index
 
     @property
     def on_host(self) -> int:

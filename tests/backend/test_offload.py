@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from codeagent.backend.cache.allocator import CacheConfig
 from codeagent.backend.engine import Engine, Request
 from codeagent.backend.layers.offload import RoutingCounts, least_used
 from codeagent.backend.layers.sampler import SamplingParams
-from codeagent.backend.loader import load_model
+from codeagent.backend.loader import LoadError, load_model
 
 PROMPTS = [[5, 17, 42, 99, 300, 7] * 4, [1, 2, 3], list(range(40, 80))]
 
@@ -25,21 +26,22 @@ def greedy(model) -> list[list[int]]:
 
 def test_experts_in_host_memory_give_the_same_tokens(qwen3_moe_dir: Path) -> None:
     expected = greedy(load_model(qwen3_moe_dir).model)
-    model = load_model(qwen3_moe_dir).model
-    moved = model.offload_experts(5)  # 5 of 8 experts a layer in "host memory"
+    model = load_model(qwen3_moe_dir, cpu_experts=5).model  # 5 of 8 experts a layer in "host memory"
     sparse = [layer.mlp for layer in model.layers if getattr(layer.mlp, "homes", None) is not None]
     assert sparse and all(mlp.w13.shape[0] == 3 and mlp.homes.on_host == 5 for mlp in sparse)
-    per_layer = sum(t.numel() * t.element_size() for t in (sparse[0].homes.host_w13, sparse[0].homes.host_w2))
-    assert moved == per_layer * len(sparse)
+    assert all(mlp.homes.slot(7)[0] is mlp.host_w13 and mlp.homes.slot(0)[0] is mlp.w13 for mlp in sparse)
     assert greedy(model) == expected
 
 
 def test_every_expert_in_host_memory_and_none(qwen3_moe_dir: Path) -> None:
     expected = greedy(load_model(qwen3_moe_dir).model)
     for count in (0, 8):
-        model = load_model(qwen3_moe_dir).model
-        model.offload_experts(count)
-        assert greedy(model) == expected
+        assert greedy(load_model(qwen3_moe_dir, cpu_experts=count).model) == expected
+
+
+def test_more_experts_than_a_layer_has_is_a_clear_error(qwen3_moe_dir: Path) -> None:
+    with pytest.raises(LoadError, match="cannot keep 9 of 8 experts"):
+        load_model(qwen3_moe_dir, cpu_experts=9)
 
 
 def test_placement_follows_routing_counts() -> None:

@@ -80,7 +80,15 @@ class SparseMoe(nn.Module):
     """The router (replicated) and this rank's experts: every expert at a share of its width, or
     (``ep``) a share of the experts whole; either way the output is a partial sum to all-reduce."""
 
-    def __init__(self, c: Qwen3MoeConfig, dtype: torch.dtype, device: Any, group: Group) -> None:
+    def __init__(
+        self,
+        c: Qwen3MoeConfig,
+        dtype: torch.dtype,
+        device: Any,
+        group: Group,
+        on_host: list[int] | None = None,
+        host_kernels: Kernels | None = None,
+    ) -> None:
         super().__init__()
         layout, self.group = group.layout, group
         self.top_k, self.normalize, self.ep = c.num_experts_per_tok, c.norm_topk_prob, layout.ep
@@ -94,7 +102,22 @@ class SparseMoe(nn.Module):
         self.gate = Linear(c.hidden_size, c.num_experts, dtype, device)
         self.w13 = empty_param(count, 2 * self.width, c.hidden_size, dtype=dtype, device=device)
         self.w2 = empty_param(count, c.hidden_size, self.width, dtype=dtype, device=device)
-        self.homes: ExpertHomes | None = None  # set by offload_experts: some experts in host memory
+        self.homes: ExpertHomes | None = None  # some experts in host memory (``on_host``)
+        if on_host:
+            if layout.ep:
+                raise ValueError("experts in host memory and --ep do not combine")
+            self.w13 = empty_param(
+                count - len(on_host), 2 * self.width, c.hidden_size, dtype=dtype, device=device
+            )
+            self.w2 = empty_param(count - len(on_host), c.hidden_size, self.width, dtype=dtype, device=device)
+            self.host_w13 = empty_param(
+                len(on_host), 2 * self.width, c.hidden_size, dtype=dtype, device="cpu"
+            )
+            self.host_w2 = empty_param(len(on_host), c.hidden_size, self.width, dtype=dtype, device="cpu")
+            assert host_kernels is not None
+            self.homes = ExpertHomes.over(
+                (self.w13, self.w2), (self.host_w13, self.host_w2), on_host, host_kernels
+            )
 
     def forward(self, x: torch.Tensor, kernels: Kernels) -> torch.Tensor:
         logits = self.gate.forward(x, kernels)  # [T, E]
@@ -106,14 +129,6 @@ class SparseMoe(nn.Module):
         local = ids - self.first_expert  # this rank's (token, expert) pairs
         mine = (local >= 0) & (local < self.w13.shape[0])
         return self.group.all_reduce(subset_forward(x, self.w13, self.w2, weights, local, mine, kernels))
-
-    def offload(self, on_host: list[int], host_kernels: Kernels) -> None:
-        """Keep the experts ``on_host`` in host memory, computed there; the rest stay here."""
-        if self.ep:
-            raise ValueError("experts in host memory and --ep do not combine")
-        self.homes = ExpertHomes.split(self.w13.data, self.w2.data, on_host, host_kernels)
-        self.w13 = nn.Parameter(self.homes.device_w13, requires_grad=False)
-        self.w2 = nn.Parameter(self.homes.device_w2, requires_grad=False)
 
 
 class DenseMlp(nn.Module):
@@ -132,13 +147,24 @@ class DenseMlp(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, c: Qwen3MoeConfig, index: int, dtype: torch.dtype, device: Any, group: Group) -> None:
+    def __init__(
+        self,
+        c: Qwen3MoeConfig,
+        index: int,
+        dtype: torch.dtype,
+        device: Any,
+        group: Group,
+        on_host: list[int] | None = None,
+        host_kernels: Kernels | None = None,
+    ) -> None:
         super().__init__()
         self.input_norm = RMSNorm(c.hidden_size, c.rms_norm_eps).to(device=device, dtype=dtype)
         self.attn = Attention(c, dtype, device, group)
         self.post_norm = RMSNorm(c.hidden_size, c.rms_norm_eps).to(device=device, dtype=dtype)
         self.mlp: nn.Module = (
-            SparseMoe(c, dtype, device, group) if c.is_sparse(index) else DenseMlp(c, dtype, device, group)
+            SparseMoe(c, dtype, device, group, on_host, host_kernels)
+            if c.is_sparse(index)
+            else DenseMlp(c, dtype, device, group)
         )
 
     def forward(
@@ -158,6 +184,7 @@ class DecoderLayer(nn.Module):
 class Qwen3MoeForCausalLM(CausalLMModule):
     config_class = Qwen3MoeConfig
     splits = True  # takes a ``group``: can run as one rank of a tensor-parallel group
+    offloads = True  # takes ``cpu_experts``: routed experts in host memory (``layers/offload.py``)
 
     def __init__(
         self,
@@ -166,14 +193,30 @@ class Qwen3MoeForCausalLM(CausalLMModule):
         device: Any = "cpu",
         kernels: Kernels | None = None,
         group: Group = SOLO,
+        cpu_experts: int = 0,
+        routed: torch.Tensor | None = None,
     ) -> None:
+        """``cpu_experts``: that many routed experts of every sparse layer live in host memory,
+        the least used by ``routed`` [layers, E] routing counts (else the highest ids)."""
         super().__init__(config, device, kernels)
         self.group = group
         self.vocab = VocabShare.of(group, config.vocab_size)  # this rank's rows (all in one process)
         rows = self.vocab.rows(group)
         self.embed = empty_param(rows, config.hidden_size, dtype=dtype, device=device)
+        host_kernels = choose(torch.device("cpu")) if cpu_experts else None
         self.layers = nn.ModuleList(
-            DecoderLayer(config, i, dtype, device, group) for i in range(config.num_hidden_layers)
+            DecoderLayer(
+                config,
+                i,
+                dtype,
+                device,
+                group,
+                least_used(None if routed is None else routed[i], config.num_experts, cpu_experts)
+                if cpu_experts
+                else None,
+                host_kernels,
+            )
+            for i in range(config.num_hidden_layers)
         )
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps).to(device=device, dtype=dtype)
         self.lm_head = Linear(config.hidden_size, rows, dtype, device)
@@ -208,20 +251,6 @@ class Qwen3MoeForCausalLM(CausalLMModule):
             x[last_rows(step, x.device)], self.norm.weight, self.norm.eps, self.kernels
         )  # [N, hidden]
         return gather(head_logits(h, self.lm_head.weight, self.kernels).float(), self.vocab, self.group)
-
-    def offload_experts(self, count: int, routed: torch.Tensor | None = None) -> int:
-        """Keep ``count`` routed experts of every sparse layer in host memory (the least used by
-        ``routed`` [layers, E] counts, else the highest ids); returns the bytes moved off the device."""
-        host_kernels = choose(torch.device("cpu"))
-        moved = 0
-        for index, layer in enumerate(self.layers):
-            mlp = layer.mlp
-            if isinstance(mlp, SparseMoe):
-                counts = None if routed is None else routed[index]
-                mlp.offload(least_used(counts, self.config.num_experts, count), host_kernels)
-                assert mlp.homes is not None
-                moved += sum(t.numel() * t.element_size() for t in (mlp.homes.host_w13, mlp.homes.host_w2))
-        return moved
 
     def load_weights(self, stream: Iterable[tuple[str, Any]]) -> None:
         """Copy each checkpoint tensor's share into its (slice of a) parameter (``weights.py``)."""

@@ -160,6 +160,10 @@ def _experts(mlp: SparseMoe, rest: str, model: Qwen3MoeForCausalLM, key: str) ->
     experts, width = c.num_experts, c.moe_intermediate_size
     first, share = mlp.first_expert, mlp.width
     cols = slice(0, share), slice(share, 2 * share)
+    if mlp.homes is not None and rest in ("mlp.experts.gate_up_proj", "mlp.experts.down_proj"):
+        raise ValueError(
+            f"{key}: the fused expert spelling cannot be split between two homes; drop --cpu-experts"
+        )
     if layout.ep:
         whole = Piece(0, first, first + mlp.w13.shape[0], experts)
         fused = {"mlp.experts.gate_up_proj": mlp.w13, "mlp.experts.down_proj": mlp.w2}
@@ -182,9 +186,13 @@ def _experts(mlp: SparseMoe, rest: str, model: Qwen3MoeForCausalLM, key: str) ->
     if not match or int(match.group(1)) >= experts:
         raise KeyError(f"unexpected weight {key!r} for a sparse layer")
     expert, which = int(match.group(1)) - first, match.group(2)
-    if not 0 <= expert < mlp.w13.shape[0]:
+    held = mlp.w13.shape[0] + (mlp.homes.on_host if mlp.homes is not None else 0)
+    if not 0 <= expert < held:
         return []  # another rank's expert
     rows = layout.split(width, "the experts' intermediate size") if not layout.ep else slice(0, width)
+    w13, w2 = mlp.w13, mlp.w2
+    if mlp.homes is not None:  # the expert lives on the device or in host memory
+        w13, w2, expert = mlp.homes.slot(expert)
     if which == "down":
-        return [Placement(mlp.w2, expert, Piece(1, rows.start, rows.stop, width))]
-    return [Placement(mlp.w13, (expert, cols[which == "up"]), Piece(0, rows.start, rows.stop, width))]
+        return [Placement(w2, expert, Piece(1, rows.start, rows.stop, width))]
+    return [Placement(w13, (expert, cols[which == "up"]), Piece(0, rows.start, rows.stop, width))]
