@@ -1,8 +1,8 @@
 """Small random Qwen3-MoE models for the CPU benches: a ``config.json`` and a checkpoint on disk.
 
 ``qwen3_config`` spells a Qwen3-MoE configuration at the sizes a bench asks for (16 query
-heads, 4 KV heads, 4 experts per token, a 4096-token window); ``write_checkpoint`` writes
-random weights for it as sharded safetensors (one shard per layer, one for the embeddings
+heads, 4 KV heads, 4 experts per token, a 4096-token window; a bench may change any of
+them, ``bench cpu`` sets Qwen3-30B-A3B's); ``write_checkpoint`` writes random weights for it as sharded safetensors (one shard per layer, one for the embeddings
 and head), as a released checkpoint is laid out, so the loader reads it as it would a real
 one. Values are normal(0, 0.02) and norms 1: only shapes and sizes matter to the benches.
 """
@@ -44,6 +44,7 @@ def qwen3_config(hidden: int, layers: int, experts: int, width: int, vocab: int)
 
 def layer_tensors(c: dict[str, Any], layer: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     h, d, w = c["hidden_size"], c["head_dim"], c["moe_intermediate_size"]
+    q, kv = c["num_attention_heads"], c["num_key_value_heads"]
     p = f"model.layers.{layer}."
 
     def rand(*shape: int) -> torch.Tensor:
@@ -52,10 +53,10 @@ def layer_tensors(c: dict[str, Any], layer: int, dtype: torch.dtype) -> dict[str
     out = {
         p + "input_layernorm.weight": torch.ones(h, dtype=dtype),
         p + "post_attention_layernorm.weight": torch.ones(h, dtype=dtype),
-        p + "self_attn.q_proj.weight": rand(16 * d, h),
-        p + "self_attn.k_proj.weight": rand(4 * d, h),
-        p + "self_attn.v_proj.weight": rand(4 * d, h),
-        p + "self_attn.o_proj.weight": rand(h, 16 * d),
+        p + "self_attn.q_proj.weight": rand(q * d, h),
+        p + "self_attn.k_proj.weight": rand(kv * d, h),
+        p + "self_attn.v_proj.weight": rand(kv * d, h),
+        p + "self_attn.o_proj.weight": rand(h, q * d),
         p + "self_attn.q_norm.weight": torch.ones(d, dtype=dtype),
         p + "self_attn.k_norm.weight": torch.ones(d, dtype=dtype),
         p + "mlp.gate.weight": rand(c["num_experts"], h),

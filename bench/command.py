@@ -16,6 +16,7 @@ from pathlib import Path
 
 from codeagent.bench import handlers
 from codeagent.bench.argtypes import at_least_two, int_list, name_list, positive_float, positive_int
+from codeagent.bench.cpu import arguments as cpu_arguments
 from codeagent.bench.handlers import BenchError
 
 __all__ = ["GPU_CONFIGS", "KERNEL_NAMES", "BenchError", "register"]
@@ -45,6 +46,7 @@ def register(commands: Subparsers) -> None:
     _add_cpu_scenarios(sub)
     _add_engine(sub)
     _add_codebase(sub)
+    cpu_arguments.add(sub, handlers.bench_cpu)
     _add_kernels(sub)
     _add_gpu(sub)
 

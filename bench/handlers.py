@@ -116,6 +116,25 @@ def bench_kernels(args: argparse.Namespace, config: object) -> int:
     return write_results(results, args.output)
 
 
+def bench_cpu(args: argparse.Namespace, config: object) -> int:
+    from codeagent.bench.cpu.report import table
+    from codeagent.bench.cpu.run import Options
+    from codeagent.bench.cpu.run import bench_cpu as run
+
+    if args.llama_cpp is not None and not args.llama_cpp.is_dir():
+        raise BenchError(f"--llama-cpp {args.llama_cpp} is not a directory (a llama.cpp source tree)")
+    options = Options(
+        args.folder, args.llama_cpp, args.dtypes, args.quants, args.prefill, args.prompt_tokens,
+        max(args.new_tokens, 2), 16, args.threads, args.repeats, args.layers, args.tiny,
+    )  # fmt: skip
+    try:
+        results = run(options, _stderr_line)
+    except RuntimeError as err:
+        raise BenchError(str(err)) from err
+    print(table(results), file=sys.stderr)
+    return write_results(results, args.output)
+
+
 def bench_gpu(args: argparse.Namespace, config: object) -> int:
     from codeagent.bench.gpu.plan import PlanError, make_plan
     from codeagent.bench.gpu.report import table

@@ -1,0 +1,108 @@
+"""Our side of ``bench cpu``: the runtime's engine on the bench's checkpoint, in one dtype.
+
+The checkpoint is loaded through ``backend.runtime.load`` (the planner's check first) and
+driven through an engine from ``build_engine``, with the product's defaults (its prefill
+chunk, its kernels) and a KV pool sized for the longest prompt. Measured, after a warm-up
+of one sequence and of eight:
+
+- batch-1 decode: tokens per second after the first token, of ``new_tokens`` on a
+  ``prompt_tokens`` prompt, the median of three sequences;
+- 8 concurrent: eight such sequences submitted together, decode tokens per second from
+  the moment all eight have their first token (their prompts were prefilled together) to
+  the last one's end; with prefill included too;
+- prefill: one prompt of ``prefill`` tokens, its tokens over the time to its first token;
+- greedy: the tokens of the tokenizer's prompt (``vocab.PROMPT``), for the comparison with
+  llama.cpp's.
+
+Prompts are random ids (seeded), distinct, so no prefix-cache hit helps any figure.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from codeagent.backend.cache.allocator import CacheConfig
+from codeagent.backend.engine import Engine, Request
+from codeagent.backend.kernels.dispatch import kernels_in_use
+from codeagent.backend.layers.sampler import SamplingParams
+from codeagent.backend.runtime import build_engine, load
+
+BLOCK = 32
+
+
+def _prompt(n: int, vocab: int, seed: int) -> list[int]:
+    return torch.randint(0, vocab, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def _params(tokens: int) -> SamplingParams:
+    return SamplingParams(max_tokens=tokens, ignore_eos=True)
+
+
+def run_ours(
+    folder: Path,
+    dtype: str,
+    sizes: dict[str, int],
+    greedy_prompt: list[int],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """``sizes``: prompt_tokens, new_tokens, prefill, greedy_tokens, vocab."""
+    loaded = load(folder, dtype, "cpu")
+    log(f"ours {dtype}: loaded in {loaded.load_s:.1f} s")
+    kv_rows = sizes["prefill"] + 8 * (sizes["prompt_tokens"] + sizes["new_tokens"]) + 1024
+    engine = build_engine(loaded, set(), CacheConfig(block_size=BLOCK, num_blocks=-(-kv_rows // BLOCK)))
+    try:
+        out = _measure(engine, sizes, greedy_prompt, log, dtype)
+    finally:
+        engine.close()
+    out.update(dtype=dtype, threads=torch.get_num_threads(), kernels=kernels_in_use("cpu"))
+    out["load_s"] = round(loaded.load_s, 2)
+    out["prefill_chunk_tokens"] = engine.scheduler.max_batch_tokens
+    return out
+
+
+def _measure(
+    engine: Engine, sizes: dict[str, int], greedy_prompt: list[int], log: Callable[[str], None], dtype: str
+) -> dict[str, Any]:
+    vocab, n, new = sizes["vocab"], sizes["prompt_tokens"], sizes["new_tokens"]
+    engine.generate([Request(_prompt(n, vocab, 99), _params(4))])
+    engine.generate([Request(_prompt(n, vocab, 90 + i), _params(4)) for i in range(8)])
+    ones = [engine.generate([Request(_prompt(n, vocab, 500 + i), _params(new))])[0] for i in range(3)]
+    batch1 = statistics.median((new - 1) / r.decode_s for r in ones)
+    log(f"ours {dtype}: batch-1 decode {batch1:.2f} tok/s")
+    eight = _concurrent(engine, [_prompt(n, vocab, 700 + i) for i in range(8)], new)
+    log(f"ours {dtype}: 8 concurrent {eight['decode_tokens_per_s']:.2f} tok/s decode")
+    long = engine.generate([Request(_prompt(sizes["prefill"], vocab, 800), _params(1))])[0]
+    prefill = sizes["prefill"] / long.prefill_s
+    log(f"ours {dtype}: prefill {sizes['prefill']} tokens at {prefill:.1f} tok/s")
+    greedy = engine.generate([Request(greedy_prompt, _params(sizes["greedy_tokens"]))])[0].token_ids
+    return {
+        "batch1_decode_tokens_per_s": round(batch1, 3),
+        "batch1_runs_tokens_per_s": [round((new - 1) / r.decode_s, 3) for r in ones],
+        "concurrent8": eight,
+        "prefill_tokens": sizes["prefill"],
+        "prefill_tokens_per_s": round(prefill, 2),
+        "greedy_token_ids": greedy,
+    }
+
+
+def _concurrent(engine: Engine, prompts: list[list[int]], new: int) -> dict[str, Any]:
+    """Eight sequences together: decode rate once all have their first token, and overall."""
+    started = time.perf_counter()
+    seqs = [engine.add_request(Request(p, _params(new))) for p in prompts]
+    while any(s.first_token_at is None for s in seqs):
+        engine.step()
+    decoding = time.perf_counter()
+    while any(s.finish is None for s in seqs):
+        engine.step()
+    ended = time.perf_counter()
+    return {
+        "sequences": len(prompts),
+        "decode_tokens_per_s": round(len(prompts) * (new - 1) / (ended - decoding), 3),
+        "tokens_per_s_incl_prefill": round(len(prompts) * new / (ended - started), 3),
+    }

@@ -1,0 +1,166 @@
+"""Figures of ``bench cpu`` turned into bytes, rooflines, targets and a table.
+
+Bytes a decode step reads: ours from the configuration (``bench.roofline.decode_bytes``:
+attention, router, norms, the LM head and one embedding row read in full, the k routed
+experts of each layer a token picks, E·(1 − (1 − k/E)^B) of them for B tokens, plus every
+layer's keys and values at the step's context); llama.cpp's from the GGUF's own tensor
+sizes (its quantized blocks and scales) with the same rules: tensors named ``*_exps`` are
+routed experts, ``token_embd`` is looked up by row, everything else is read whole, and the
+same KV (its default f16 cache has bf16's size). A decode rate's fraction of the roofline
+is its bytes per second over the measured streaming read.
+
+Targets (issue 17) are booleans, or None with the reason in ``target_notes`` where a side
+was not run; none is ever guessed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from codeagent.backend.models.qwen3_moe import Qwen3MoeConfig
+from codeagent.bench.roofline import decode_bytes, distinct_experts, kv_read_bytes
+
+KV_DTYPE = torch.bfloat16  # llama.cpp's default f16 cache: the same bytes
+
+
+def ours_bytes(config: Qwen3MoeConfig, dtype: torch.dtype, batch: int, context: int) -> float:
+    """Bytes one decode step of ``batch`` sequences at ``context`` tokens reads (ours)."""
+    return decode_bytes(config, dtype, batch, context)
+
+
+def gguf_bytes(
+    tensors: list[tuple[str, int, list[int]]], config: Qwen3MoeConfig, batch: int, context: int
+) -> float:
+    """The same for llama.cpp, from its GGUF tensor table (name, bytes, GGUF shape)."""
+    e, k = config.num_experts, config.num_experts_per_tok
+    share = distinct_experts(e, k, batch) / e
+    total = 0.0
+    for name, size, shape in tensors:
+        if "_exps" in name:
+            total += size * share
+        elif name.startswith("token_embd"):
+            total += min(batch, shape[-1]) * size / shape[-1]
+        else:
+            total += size
+    return total + batch * kv_read_bytes(config, KV_DTYPE, context)
+
+
+def roofline(tokens_per_s: float, batch: int, step_bytes: float, bandwidth: float) -> dict[str, float]:
+    """A decode rate against the bandwidth roofline: ideal tokens/s and the fraction reached."""
+    ideal = batch * bandwidth / step_bytes
+    return {
+        "bytes_per_step": round(step_bytes),
+        "ideal_tokens_per_s": round(ideal, 2),
+        "of_roofline": round(tokens_per_s / ideal, 3),
+    }
+
+
+def _at_least(a: dict[str, Any] | None, b: dict[str, Any] | None, key: tuple[str, ...]) -> bool | None:
+    if not a or not b or "error" in a or "error" in b:
+        return None
+    return _get(a, key) >= _get(b, key)
+
+
+def _get(row: dict[str, Any], key: tuple[str, ...]) -> float:
+    for part in key:
+        row = row[part]
+    return float(row)  # type: ignore[arg-type]
+
+
+def targets(results: dict[str, Any]) -> tuple[dict[str, bool | None], dict[str, str]]:
+    """Issue 17's targets, and why any is None."""
+    ours, theirs = results.get("ours") or {}, results.get("llama_cpp") or {}
+    variants = theirs.get("variants") or {}
+    b1, eight, fill = (
+        ("batch1_decode_tokens_per_s",),
+        ("concurrent8", "decode_tokens_per_s"),
+        ("prefill_tokens_per_s",),
+    )
+    out: dict[str, bool | None] = {}
+    notes: dict[str, str] = {}
+    pairs = {
+        "batch1_decode_bf16_at_least_llama_cpp_bf16": ("bfloat16", "bf16", b1),
+        "batch1_decode_fp8_at_least_llama_cpp_q8_0": ("fp8", "q8_0", b1),
+        "batch1_decode_fp4_experts_at_least_llama_cpp_q4_k_m": ("fp4", "q4_k_m", b1),
+        "8_concurrent_bf16_ahead_of_llama_cpp_bf16": ("bfloat16", "bf16", eight),
+        "prefill_8k_bf16_ahead_of_llama_cpp_bf16": ("bfloat16", "bf16", fill),
+    }
+    for name, (mine, other, key) in pairs.items():
+        out[name] = _at_least(ours.get(mine), variants.get(other), key)
+        if out[name] is None:
+            notes[name] = _why_not(ours.get(mine), variants.get(other), mine, other, theirs)
+    prefill = (ours.get("bfloat16") or {}).get("prefill_tokens")
+    if prefill is not None and prefill != 8192 and out["prefill_8k_bf16_ahead_of_llama_cpp_bf16"] is not None:
+        notes["prefill_8k_bf16_ahead_of_llama_cpp_bf16"] = f"measured at {prefill} tokens, not 8192"
+        out["prefill_8k_bf16_ahead_of_llama_cpp_bf16"] = None
+    bf16 = ours.get("bfloat16")
+    name = "batch1_decode_bf16_at_least_70pct_of_bandwidth"
+    if bf16 and "roofline" in bf16:
+        out[name] = bf16["roofline"]["batch1"]["of_roofline"] >= 0.7
+    else:
+        out[name], notes[name] = None, "our bf16 side was not run"
+    return out, notes
+
+
+def _why_not(
+    mine: dict[str, Any] | None,
+    other: dict[str, Any] | None,
+    mine_name: str,
+    other_name: str,
+    theirs: dict[str, Any],
+) -> str:
+    if mine is None:
+        if mine_name in ("fp8", "fp4"):
+            return f"our {mine_name} side was not run (packed weights: not wired into this bench yet)"
+        return f"our {mine_name} side was not run"
+    if "error" in mine:
+        return f"our {mine_name} side failed: {mine['error']}"
+    if not theirs:
+        return "no llama.cpp build given (--llama-cpp DIR)"
+    if other is None:
+        return f"llama.cpp {other_name.upper()} was not run"
+    return f"llama.cpp {other_name.upper()} failed: {other['error']}"
+
+
+def common_prefix(ours: list[str], text: str) -> int:
+    """How many of our tokens' pieces (in order) the other side's text starts with."""
+    done, at = 0, 0
+    for piece in ours:
+        if not text.startswith(piece, at):
+            break
+        at += len(piece)
+        done += 1
+    return done
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        f"bench cpu: {results['model']['description']} on {results['machine']}",
+        f"streaming read {results['bandwidth']['GB_per_s']} GB/s; threads: ours {results['threads']['ours']}, "
+        f"llama.cpp {results['threads']['llama_cpp']}; llama.cpp {(results.get('llama_cpp') or {}).get('commit', '-')}",
+        f"{'side':<22} {'batch-1 tok/s':>14} {'of roofline':>12} {'8 seqs tok/s':>13} {'of roofline':>12} "
+        f"{'prefill tok/s':>14}",
+    ]
+    rows = [(f"ours {n}", r) for n, r in (results.get("ours") or {}).items()]
+    rows += [
+        (f"llama.cpp {n.upper()}", r)
+        for n, r in ((results.get("llama_cpp") or {}).get("variants") or {}).items()
+    ]
+    for label, r in rows:
+        if "error" in r:
+            lines.append(f"{label:<22} failed: {r['error']}")
+            continue
+        roof = r.get("roofline", {})
+        lines.append(
+            f"{label:<22} {r.get('batch1_decode_tokens_per_s', '-'):>14} "
+            f"{roof.get('batch1', {}).get('of_roofline', '-'):>12} "
+            f"{r.get('concurrent8', {}).get('decode_tokens_per_s', '-'):>13} "
+            f"{roof.get('concurrent8', {}).get('of_roofline', '-'):>12} {r.get('prefill_tokens_per_s', '-'):>14}"
+        )
+    notes = results.get("target_notes", {})
+    for name, met in results.get("targets", {}).items():
+        word = "met" if met else ("NOT met" if met is False else f"not measured ({notes.get(name)})")
+        lines.append(f"target {name}: {word}")
+    return "\n".join(lines)

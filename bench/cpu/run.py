@@ -1,0 +1,217 @@
+"""``bench cpu``'s order of work: the model, the bandwidth, our side, llama.cpp's, the report.
+
+The streaming read is measured before and after the runs and the higher figure is the
+roofline's bandwidth (a busy neighbour only lowers a reading). Our dtypes run one after
+another, each model freed before the next; llama.cpp runs last, when our weights are gone,
+so both sides have the same memory to themselves. A side that fails is recorded with its
+error and the rest goes on.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from codeagent.backend.loader import LoadError
+from codeagent.backend.models.qwen3_moe import Qwen3MoeConfig
+from codeagent.backend.runtime import DTYPES
+from codeagent.bench.cpu import llamacpp, model, report, vocab
+from codeagent.bench.cpu.bandwidth import read_bandwidth
+from codeagent.bench.cpu.ours import run_ours
+from codeagent.bench.machine import machine
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    folder: Path | None = None
+    llama_cpp: Path | None = None
+    dtypes: tuple[str, ...] = ("bfloat16",)
+    quants: tuple[str, ...] = ("bf16", "q8_0", "q4_k_m")
+    prefill: int = 8192
+    prompt_tokens: int = 32
+    new_tokens: int = 32
+    greedy_tokens: int = 16
+    threads: int | None = None
+    repeats: int = 2
+    layers: int | None = None
+    tiny: bool = False
+
+
+def bench_cpu(options: Options, log: Callable[[str], None]) -> dict[str, Any]:
+    """Run everything ``options`` asks; RuntimeError when it cannot start (a bad tree or folder)."""
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    threads = torch.get_num_threads()
+    tree = llamacpp.find_tree(options.llama_cpp) if options.llama_cpp else None
+    shapes = model.TINY if options.tiny else model.REAL
+    layers = options.layers or model.layers_for(shapes)
+    raw = model.config(shapes, layers)
+    folder = model.ensure(options.folder or model.default_folder(shapes, layers), raw, log)
+    read_size = (64 << 20) if options.tiny else (2 << 30)
+    before = read_bandwidth(read_size)
+    log(f"streaming read: {before / 1e9:.1f} GB/s")
+    results: dict[str, Any] = {
+        "benchmark": "cpu",
+        "model": _describe(shapes, layers, folder),
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "sizes": {"prompt_tokens": options.prompt_tokens, "new_tokens": options.new_tokens,
+                  "prefill_tokens": options.prefill, "sequences": 8},
+        "threads": {"ours": threads, "llama_cpp": threads if tree else None},
+    }  # fmt: skip
+    prompt_ids = vocab.encode(folder, vocab.PROMPT)
+    results["ours"] = {
+        name: _ours(folder, name, options, raw["vocab_size"], prompt_ids, log) for name in options.dtypes
+    }
+    if tree is not None:
+        results["llama_cpp"] = _theirs(tree, folder, options, threads, log)
+    after = read_bandwidth(read_size)
+    log(f"streaming read again: {after / 1e9:.1f} GB/s")
+    results["bandwidth"] = {
+        "method": f"torch.sum over {read_size >> 20} MiB of float32, {threads} threads, best of 5",
+        "GB_per_s_before": round(before / 1e9, 2),
+        "GB_per_s_after": round(after / 1e9, 2),
+        "GB_per_s": round(max(before, after) / 1e9, 2),
+    }
+    _rooflines(results, Qwen3MoeConfig.from_dict(raw), max(before, after), options)
+    if tree is not None and "bfloat16" in results["ours"]:
+        results["greedy_check"] = _greedy(results, folder, prompt_ids)
+    results["targets"], results["target_notes"] = report.targets(results)
+    if options.tiny:
+        results["targets"] = dict.fromkeys(results["targets"])
+        results["target_notes"] = dict.fromkeys(
+            results["targets"], "--tiny: toy shapes, timings mean nothing"
+        )
+    return results
+
+
+def _describe(shapes: model.Shapes, layers: int, folder: Path) -> dict[str, Any]:
+    s = shapes
+    return {
+        "description": (
+            f"random Qwen3-MoE at {s.name}'s layer shapes (hidden {s.hidden}, {s.heads}/{s.kv_heads} heads of "
+            f"{s.head_dim}, {s.experts} experts top-{s.top_k} of width {s.width}, vocab {s.vocab}), {layers} layers"
+        ),
+        "layers": layers,
+        "checkpoint_bytes_bf16": model.checkpoint_bytes(folder),
+        "folder": str(folder),
+    }
+
+
+def _ours(
+    folder: Path,
+    dtype: str,
+    options: Options,
+    vocab_size: int,
+    prompt_ids: list[int],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    sizes = {
+        "prompt_tokens": options.prompt_tokens, "new_tokens": options.new_tokens, "prefill": options.prefill,
+        "greedy_tokens": options.greedy_tokens, "vocab": vocab_size,
+    }  # fmt: skip
+    try:
+        return run_ours(folder, dtype, sizes, prompt_ids, log)
+    except (RuntimeError, LoadError, MemoryError) as err:
+        log(f"ours {dtype} failed: {err}")
+        return {"error": str(err)}
+    finally:
+        gc.collect()
+
+
+def _theirs(
+    tree: llamacpp.Tree, folder: Path, options: Options, threads: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"tree": str(tree.root), "commit": tree.commit, "variants": {}}
+    try:
+        files = llamacpp.gguf_files(tree, folder, options.quants, log)
+    except RuntimeError as err:
+        log(f"llama.cpp conversion failed: {err}")
+        return {**out, "error": str(err)}
+    for quant, path in files.items():
+        out["variants"][quant] = _variant(tree, path, quant, options, threads, log)
+    if "bf16" in files and tree.has("llama-simple"):
+        try:
+            out["greedy_text"] = llamacpp.greedy_text(
+                tree, files["bf16"], vocab.PROMPT, options.greedy_tokens
+            )
+        except RuntimeError as err:
+            out["greedy_error"] = str(err)
+    return out
+
+
+def _variant(
+    tree: llamacpp.Tree, path: Path, quant: str, options: Options, threads: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    try:
+        row = llamacpp.bench(tree, path, threads, options.new_tokens, options.prefill, options.repeats)
+        log(f"llama.cpp {quant.upper()}: batch-1 decode {row['batch1_decode_tokens_per_s']} tok/s, "
+            f"prefill {row['prefill_tokens_per_s']} tok/s")  # fmt: skip
+        row["concurrent8"] = llamacpp.batched(
+            tree, path, threads, options.prompt_tokens, options.new_tokens, 8
+        )
+        log(
+            f"llama.cpp {quant.upper()}: 8 sequences {row['concurrent8']['decode_tokens_per_s']} tok/s decode"
+        )
+        row["tensors"] = llamacpp.tensor_bytes(tree, path)
+    except RuntimeError as err:
+        log(f"llama.cpp {quant.upper()} failed: {err}")
+        return {"error": str(err)}
+    row["file_bytes"] = path.stat().st_size
+    return row
+
+
+def _rooflines(results: dict[str, Any], config: Qwen3MoeConfig, bandwidth: float, options: Options) -> None:
+    """Each decode figure as a fraction of bytes-per-step over the bandwidth (in place)."""
+    ours_context = options.prompt_tokens + options.new_tokens // 2
+    for name, row in results["ours"].items():
+        if "error" in row:
+            continue
+        dtype = DTYPES[name]
+        one = report.ours_bytes(config, dtype, 1, ours_context)
+        eight = report.ours_bytes(config, dtype, 8, ours_context)
+        row["bytes_per_token_batch1"] = round(one)
+        row["roofline"] = {
+            "batch1": report.roofline(row["batch1_decode_tokens_per_s"], 1, one, bandwidth),
+            "concurrent8": report.roofline(row["concurrent8"]["decode_tokens_per_s"], 8, eight, bandwidth),
+        }
+    for row in ((results.get("llama_cpp") or {}).get("variants") or {}).values():
+        if "error" in row:
+            continue
+        tensors = row.pop("tensors")
+        one = report.gguf_bytes(tensors, config, 1, options.new_tokens // 2)  # llama-bench decodes from empty
+        eight = report.gguf_bytes(tensors, config, 8, ours_context)
+        row["bytes_per_token_batch1"] = round(one)
+        row["roofline"] = {
+            "batch1": report.roofline(row["batch1_decode_tokens_per_s"], 1, one, bandwidth),
+            "concurrent8": report.roofline(row["concurrent8"]["decode_tokens_per_s"], 8, eight, bandwidth),
+        }
+
+
+def _greedy(results: dict[str, Any], folder: Path, prompt_ids: list[int]) -> dict[str, Any]:
+    theirs = results["llama_cpp"]
+    ours = results["ours"]["bfloat16"]
+    if "error" in ours or "greedy_text" not in theirs:
+        return {
+            "checked": False,
+            "reason": theirs.get("greedy_error") or ours.get("error") or "llama-simple not built",
+        }
+    ids = ours["greedy_token_ids"]
+    pieces = [vocab.decode(folder, [i]) for i in ids]
+    common = report.common_prefix(pieces, theirs["greedy_text"])
+    return {
+        "checked": True,
+        "prompt": vocab.PROMPT,
+        "prompt_ids": prompt_ids,
+        "ours_bf16_text": "".join(pieces),
+        "llama_cpp_bf16_text": theirs["greedy_text"],
+        "leading_tokens_in_common": common,
+        "tokens": len(ids),
+        "same": common == len(ids),
+    }

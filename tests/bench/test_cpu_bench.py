@@ -1,0 +1,73 @@
+"""``codeagent bench cpu``'s plumbing on toy shapes (``--tiny``): the JSON's shape, the bytes a
+decode step reads against a hand count, and the one-line refusal of a tree that was never
+built. No timing is asserted; the real run is by hand (docs/bench/llama-cpp.md)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from codeagent.bench.cpu import report
+from codeagent.bench.cpu.run import Options, bench_cpu
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    folder = tmp_path_factory.mktemp("cpu") / "model"
+    options = Options(folder=folder, tiny=True, prefill=24, prompt_tokens=8, new_tokens=4, greedy_tokens=3)
+    return bench_cpu(options, log=lambda _: None)
+
+
+def test_tiny_run_reports_every_figure_and_target(tiny: dict):
+    ours = tiny["ours"]["bfloat16"]
+    assert ours["batch1_decode_tokens_per_s"] > 0 and ours["prefill_tokens_per_s"] > 0
+    assert ours["concurrent8"]["sequences"] == 8 and ours["concurrent8"]["decode_tokens_per_s"] > 0
+    assert len(ours["greedy_token_ids"]) == 3 and ours["threads"] == tiny["threads"]["ours"]
+    assert set(ours["roofline"]) == {"batch1", "concurrent8"}
+    assert tiny["bandwidth"]["GB_per_s"] > 0 and tiny["model"]["layers"] == 2
+    assert "llama_cpp" not in tiny and tiny["threads"]["llama_cpp"] is None
+    assert set(tiny["targets"]) == {
+        "batch1_decode_bf16_at_least_llama_cpp_bf16",
+        "batch1_decode_fp8_at_least_llama_cpp_q8_0",
+        "batch1_decode_fp4_experts_at_least_llama_cpp_q4_k_m",
+        "8_concurrent_bf16_ahead_of_llama_cpp_bf16",
+        "prefill_8k_bf16_ahead_of_llama_cpp_bf16",
+        "batch1_decode_bf16_at_least_70pct_of_bandwidth",
+    }
+    assert all(v is None for v in tiny["targets"].values())  # toy timings decide nothing
+    assert set(tiny["target_notes"]) == set(tiny["targets"])
+    assert "ours bfloat16" in report.table(tiny)
+
+
+def test_bytes_per_token_is_the_hand_count(tiny: dict):
+    # tiny: hidden 64, 4 query / 2 KV heads of 16, 8 experts top-2 of width 32, vocab 512, 2 layers
+    layer = 2 * 64 + (4 + 2 * 2) * 16 * 64 + 64 * 4 * 16 + 2 * 16 + 8 * 64 + 2 * 3 * 32 * 64
+    once = 64 + 64 + 512 * 64  # one embedding row, the final norm, the LM head
+    context = 8 + 4 // 2  # the prompt and half the new tokens
+    kv = 2 * 2 * 2 * 16 * context  # layers x (K, V) x KV heads x head_dim
+    assert tiny["ours"]["bfloat16"]["bytes_per_token_batch1"] == 2 * (2 * layer + once + kv)
+
+
+def test_gguf_bytes_count_experts_by_share_and_embeddings_by_row():
+    from codeagent.backend.models.qwen3_moe import Qwen3MoeConfig
+
+    config = Qwen3MoeConfig(512, 64, 1, 4, 2, 16, 32, 256, 8, 2)
+    tensors = [("token_embd.weight", 512 * 100, [64, 512]), ("blk.0.ffn_up_exps.weight", 8000, [64, 32, 8])]
+    tensors.append(("output.weight", 7000, [64, 512]))
+    assert report.gguf_bytes(tensors, config, 1, 0) == 100 + 8000 * 2 / 8 + 7000
+    assert report.common_prefix(["ab", "<7>", "c"], "ab<7>x") == 2
+
+
+def test_a_tree_without_binaries_is_one_line_saying_what_to_build(tmp_path: Path):
+    (tmp_path / "convert_hf_to_gguf.py").write_text("")
+    (tmp_path / "gguf-py").mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "codeagent.tui.cli", "bench", "cpu", "--tiny", "--llama-cpp", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "has no llama-bench" in lines[0] and "cmake --build" in lines[0]
