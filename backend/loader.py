@@ -134,6 +134,7 @@ def load_model(
     device: str = "cpu",
     group: Group = SOLO,
     cpu_experts: int = 0,
+    routed: torch.Tensor | None = None,
 ) -> LoadedModel:
     """The model in ``folder``; as one rank of ``group``, only that rank's share of it, read as
     slices from the files (``stored.py``), so a rank's peak is its share plus the replicated parts."""
@@ -153,7 +154,7 @@ def load_model(
         if not getattr(cls, "offloads", False):
             raise LoadError(f"--cpu-experts is not available for {architecture} yet")
         try:
-            model = cls(config, dtype=dtype, device=device, cpu_experts=cpu_experts)
+            model = cls(config, dtype=dtype, device=device, cpu_experts=cpu_experts, routed=routed)
         except ValueError as err:
             raise LoadError(f"--cpu-experts {cpu_experts}: {err}") from err
         weights: Iterable[tuple[str, Any]] = iter_weights(shard_files(folder), device)

@@ -33,12 +33,14 @@ loading.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from codeagent import xdg
 from codeagent.backend.cache.allocator import CacheConfig
 from codeagent.backend.chat.model import REMEMBERED_TURNS, ChatModel
 from codeagent.backend.chat.prompt import Prompt
@@ -49,6 +51,7 @@ from codeagent.backend.distributed.runner import GroupFailed
 from codeagent.backend.engine import Engine
 from codeagent.backend.generation import Generation
 from codeagent.backend.kernels.dispatch import kernels_in_use
+from codeagent.backend.layers.offload import RoutingCounts
 from codeagent.backend.layers.sampler import SamplingParams
 from codeagent.backend.loader import LoadedModel, LoadError, load_model, model_fingerprint, read_config
 from codeagent.backend.planning.hardware import HardwareError
@@ -85,7 +88,12 @@ class Loaded:
     workers: Workers | None = None  # the follower ranks this process started
 
     def close(self) -> None:
-        """End the other ranks (after the engine told them to stop); nothing for one process."""
+        """Keep the routing counts for the next load's placement; end the other ranks (after the
+        engine told them to stop)."""
+        routing = getattr(self.checkpoint.model, "routing", None)
+        if routing is not None:
+            with contextlib.suppress(OSError):
+                routing.save(routing_file(self.checkpoint.folder))
         if self.workers is not None:
             self.workers.close()
             self.group.close()
@@ -106,7 +114,8 @@ def load(
     refuse_what_cannot_fit(folder, dtype, device, tp, ep)
     started = time.perf_counter()
     if tp == 1 and not ep:
-        checkpoint = load_model(folder, DTYPES[dtype], device, cpu_experts=cpu_experts)
+        routed = saved_routing(folder) if cpu_experts else None
+        checkpoint = load_model(folder, DTYPES[dtype], device, cpu_experts=cpu_experts, routed=routed)
         return Loaded(checkpoint, device, dtype, time.perf_counter() - started)
     if cpu_experts:
         raise LoadError("--cpu-experts runs with one process for now; drop --tp/--ep or --cpu-experts")
@@ -123,6 +132,20 @@ def load(
         group.close()
         raise
     return Loaded(checkpoint, str(local), dtype, time.perf_counter() - started, group, workers)
+
+
+def routing_file(folder: Path) -> Path:
+    """Where a checkpoint's routing counts are kept between runs (``--cpu-experts`` placement)."""
+    return xdg.folder("cache") / "routing" / f"{model_fingerprint(folder).hex()[:32]}.json"
+
+
+def saved_routing(folder: Path) -> torch.Tensor | None:
+    raw = read_config(folder)
+    layers = raw.get("num_hidden_layers")
+    experts = raw.get("num_experts") or raw.get("num_local_experts") or raw.get("n_routed_experts")
+    if not isinstance(layers, int) or not isinstance(experts, int):
+        return None
+    return RoutingCounts.read(routing_file(folder), layers, experts)
 
 
 def refuse_what_cannot_fit(folder: Path, dtype: str, device: str, tp: int = 1, ep: bool = False) -> None:

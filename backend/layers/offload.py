@@ -15,8 +15,9 @@ one-expert tokens, through the host's kernels) while the device computes its pai
 the host's partial output comes back and is added. ``subset_forward`` is also how a rank of
 an expert-parallel split computes the experts it holds.
 
-``least_used(counts, n)`` picks the host experts from routing counts (the engine's model can
-count them while serving: ``RoutingCounts``); without counts, the highest ids.
+``least_used(counts, n)`` picks the host experts from routing counts: a model with experts in
+host memory counts its routing while serving (``RoutingCounts``), the runtime saves the
+counts when it closes and reads them at the next load; without counts, the highest ids.
 
 Limits: the result equals the one-home layer up to float summation order (the two partial
 sums are added last), so greedy tokens match on the tests' prompts but logits may differ in
@@ -27,8 +28,12 @@ activations to and from a GPU are synchronous.
 
 from __future__ import annotations
 
+import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -133,10 +138,32 @@ class ExpertHomes:
 
 
 class RoutingCounts:
-    """How often each expert of each sparse layer was routed to, gathered while serving."""
+    """How often each expert of each layer was routed to, gathered while serving (on the device
+    of the routing, so counting never waits for it), kept across runs in a small JSON file so
+    the next load places the least used experts in host memory."""
 
-    def __init__(self, layers: int, experts: int) -> None:
-        self.counts = torch.zeros(layers, experts, dtype=torch.long)
+    def __init__(
+        self, layers: int, experts: int, device: Any = "cpu", start: torch.Tensor | None = None
+    ) -> None:
+        self.counts = torch.zeros(layers, experts, dtype=torch.long, device=device)
+        if start is not None and tuple(start.shape) == (layers, experts):
+            self.counts += start.to(device)
 
     def add(self, layer: int, ids: torch.Tensor) -> None:
-        self.counts[layer] += torch.bincount(ids.reshape(-1).cpu(), minlength=self.counts.shape[1])
+        self.counts[layer] += torch.bincount(ids.reshape(-1), minlength=self.counts.shape[1])
+
+    def save(self, path: Path) -> None:
+        """Write the counts (atomically: a file beside, renamed into place)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.counts.cpu().tolist()))
+        os.replace(tmp, path)
+
+    @staticmethod
+    def read(path: Path, layers: int, experts: int) -> torch.Tensor | None:
+        """Counts saved by an earlier run, or None (none yet, unreadable, or another shape)."""
+        try:
+            counts = torch.tensor(json.loads(path.read_text()), dtype=torch.long)
+        except (OSError, ValueError, TypeError):
+            return None
+        return counts if tuple(counts.shape) == (layers, experts) and bool((counts >= 0).all()) else None

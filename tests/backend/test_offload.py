@@ -4,6 +4,7 @@ greedy tokens, batched and alone, and the placement follows routing counts."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,29 @@ def test_placement_follows_routing_counts() -> None:
         assert "7 of 6" in str(err)
     else:
         raise AssertionError("asking for more experts than exist must fail")
+
+
+def test_routing_counted_while_serving_places_the_next_load(
+    qwen3_moe_dir: Path, tmp_path, monkeypatch
+) -> None:
+    from codeagent.backend.runtime import build_engine, load, routing_file
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    loaded = load(qwen3_moe_dir, "float32", "cpu", cpu_experts=3)
+    engine = build_engine(loaded, set())
+    engine.generate([Request(p, SamplingParams(max_tokens=6, ignore_eos=True)) for p in PROMPTS])
+    counts = loaded.checkpoint.model.routing.counts.clone()
+    engine.close()
+    loaded.close()
+    saved = json.loads(routing_file(qwen3_moe_dir).read_text())
+    assert saved == counts.tolist() and sum(map(sum, saved)) > 0
+
+    again = load(qwen3_moe_dir, "float32", "cpu", cpu_experts=3).checkpoint.model
+    for index, layer in enumerate(again.layers):
+        homes = getattr(layer.mlp, "homes", None)
+        if homes is not None:
+            on_host = sorted(e for e in range(8) if bool(homes.home[e]))
+            assert on_host == least_used(counts[index], 8, 3)
+            assert (
+                again.routing.counts[index].tolist() == counts[index].tolist()
+            )  # counting goes on from there

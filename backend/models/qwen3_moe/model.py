@@ -35,7 +35,7 @@ from codeagent.backend.layers.attention import KVCache, attend
 from codeagent.backend.layers.linear import Linear, empty_param, head_logits
 from codeagent.backend.layers.moe import experts_forward, silu_and_mul, softmax_topk
 from codeagent.backend.layers.norm import RMSNorm, add_rms_norm, rms_norm
-from codeagent.backend.layers.offload import ExpertHomes, least_used, subset_forward
+from codeagent.backend.layers.offload import ExpertHomes, RoutingCounts, least_used, subset_forward
 from codeagent.backend.layers.rotary import cos_sin, inverse_frequencies, norm_then_rotary
 from codeagent.backend.models.base import CausalLMModule, SeqSlice, Step, last_rows
 from codeagent.backend.models.qwen3_moe import weights
@@ -103,6 +103,7 @@ class SparseMoe(nn.Module):
         self.w13 = empty_param(count, 2 * self.width, c.hidden_size, dtype=dtype, device=device)
         self.w2 = empty_param(count, c.hidden_size, self.width, dtype=dtype, device=device)
         self.homes: ExpertHomes | None = None  # some experts in host memory (``on_host``)
+        self.routing: tuple[RoutingCounts, int] | None = None  # where to count this layer's routing
         if on_host:
             if layout.ep:
                 raise ValueError("experts in host memory and --ep do not combine")
@@ -123,6 +124,8 @@ class SparseMoe(nn.Module):
         logits = self.gate.forward(x, kernels)  # [T, E]
         weights, ids = softmax_topk(logits, self.top_k, self.normalize, kernels)  # [T, k]
         if self.homes is not None:
+            if self.routing is not None:
+                self.routing[0].add(self.routing[1], ids)
             return self.group.all_reduce(self.homes.forward(x, weights, ids, kernels))
         if not self.ep:
             return self.group.all_reduce(experts_forward(x, self.w13, self.w2, weights, ids, kernels))
@@ -218,6 +221,12 @@ class Qwen3MoeForCausalLM(CausalLMModule):
             )
             for i in range(config.num_hidden_layers)
         )
+        self.routing: RoutingCounts | None = None  # counted where experts live in host memory
+        if cpu_experts:
+            self.routing = RoutingCounts(config.num_hidden_layers, config.num_experts, device, routed)
+            for index, layer in enumerate(self.layers):
+                if isinstance(layer.mlp, SparseMoe):
+                    layer.mlp.routing = (self.routing, index)
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps).to(device=device, dtype=dtype)
         self.lm_head = Linear(config.hidden_size, rows, dtype, device)
         self.inv_freq = inverse_frequencies(config.head_dim, config.rope_theta)
