@@ -55,6 +55,7 @@ from codeagent.backend.layers.offload import RoutingCounts
 from codeagent.backend.layers.sampler import SamplingParams
 from codeagent.backend.loader import LoadedModel, LoadError, load_model, model_fingerprint, read_config
 from codeagent.backend.planning.hardware import HardwareError
+from codeagent.backend.planning.offload import auto as auto_cpu_experts
 from codeagent.backend.planning.refusal import before_load
 from codeagent.backend.service import EngineService
 
@@ -108,12 +109,17 @@ def load(
     cpu_experts: int = 0,
 ) -> Loaded:
     """The model on its device; with ``tp`` > 1 split across that many ranks, this process rank 0
-    (``distributed/launch.py`` starts the others, or ``torchrun`` did)."""
+    (``distributed/launch.py`` starts the others, or ``torchrun`` did). ``cpu_experts``: routed
+    experts per sparse layer kept in host memory (-1: ``auto``, as many as the device's free
+    memory needs moved; none on a CPU)."""
     device = pick_device(device)
     dtype = pick_dtype(dtype, device)
-    refuse_what_cannot_fit(folder, dtype, device, tp, ep)
+    if not cpu_experts:  # the planner counts every routed expert on the device
+        refuse_what_cannot_fit(folder, dtype, device, tp, ep)
     started = time.perf_counter()
     if tp == 1 and not ep:
+        if cpu_experts < 0:  # "auto": what the device's free memory needs moved to the host
+            cpu_experts = auto_cpu_experts(folder, DTYPES[dtype], device)
         routed = saved_routing(folder) if cpu_experts else None
         checkpoint = load_model(folder, DTYPES[dtype], device, cpu_experts=cpu_experts, routed=routed)
         return Loaded(checkpoint, device, dtype, time.perf_counter() - started)

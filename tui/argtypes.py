@@ -26,11 +26,25 @@ def add_parallel(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> N
     )
     parser.add_argument(
         "--cpu-experts",
-        type=int,
+        type=expert_count,
         default=0,
-        metavar="N",
-        help="keep N routed experts of every MoE layer in host memory, computed on the CPU (default 0)",
+        metavar="N|auto",
+        help="keep N routed experts of every MoE layer in host memory, computed on the CPU; auto: as many "
+        "as the GPU's free memory needs (default 0)",
     )
+
+
+def expert_count(text: str) -> int:
+    """``--cpu-experts``: a count of experts, or ``auto`` (-1)."""
+    if text == "auto":
+        return -1
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of experts or 'auto', not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of experts or 'auto', not {text!r}")
+    return value
 
 
 def add_budgets(group: argparse._ArgumentGroup, time_help: str) -> None:

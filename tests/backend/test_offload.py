@@ -83,3 +83,46 @@ def test_routing_counted_while_serving_places_the_next_load(
             assert (
                 again.routing.counts[index].tolist() == counts[index].tolist()
             )  # counting goes on from there
+
+
+def test_auto_moves_what_the_free_memory_cannot_hold() -> None:
+    from codeagent.backend.models.qwen3_moe.config import Qwen3MoeConfig
+    from codeagent.backend.planning.offload import RESERVE, experts_per_layer, host_experts_needed
+
+    config = Qwen3MoeConfig(
+        vocab_size=1000, hidden_size=2048, num_hidden_layers=48, num_attention_heads=32,
+        num_key_value_heads=4, head_dim=128, moe_intermediate_size=768, intermediate_size=768,
+        num_experts=128, num_experts_per_tok=8,
+    )  # fmt: skip
+    per_expert, layers = experts_per_layer(config, torch.bfloat16)
+    assert (per_expert, layers) == (3 * 2048 * 768 * 2, 48)  # 9 MiB an expert, 48 sparse layers
+    weights, kv = 61 * 10**9, 400 * 2**20
+    assert host_experts_needed(weights, kv, weights + kv + RESERVE, config, torch.bfloat16) == 0
+    short = 10 * per_expert * layers + 1  # a little over ten experts a layer too many
+    assert host_experts_needed(weights, kv, weights + kv + RESERVE - short, config, torch.bfloat16) == 11
+    assert host_experts_needed(weights, kv, 0, config, torch.bfloat16) == 128  # capped at every expert
+
+
+def test_auto_on_a_cpu_moves_nothing_and_bad_counts_are_one_line(qwen3_moe_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    from codeagent.backend.planning.offload import auto
+
+    assert auto(qwen3_moe_dir, torch.float32, "cpu") == 0
+    argv = [
+        sys.executable,
+        "-m",
+        "codeagent.tui.cli",
+        "generate",
+        "--model",
+        str(qwen3_moe_dir),
+        "--prompt-ids",
+        "1,2",
+    ]
+    bad = subprocess.run([*argv, "--cpu-experts", "some"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "expected a number of experts or 'auto'" in bad.stderr
+    good = subprocess.run(
+        [*argv, "--cpu-experts", "auto", "--max-tokens", "2"], capture_output=True, text=True
+    )
+    assert good.returncode == 0, good.stderr
