@@ -34,10 +34,11 @@ def add(sub: argparse._SubParsersAction, handler: Callable[..., int]) -> None:
     cpu.add_argument("--folder", type=Path, help="the model's folder (default: in codeagent's cache)")
     cpu.add_argument(
         "--dtypes",
-        type=name_list(("bfloat16", "float32")),
-        default=("bfloat16",),
+        type=name_list(("bfloat16", "float32", "fp8", "fp4")),
+        default=("bfloat16", "fp8", "fp4"),
         metavar="A,B",
-        help="our dtypes: bfloat16, float32 (default bfloat16)",
+        help="ours: bfloat16, float32, fp8 (FP8 weights), fp4 (FP4 experts, FP8 attention and head); "
+        "default bfloat16,fp8,fp4",
     )
     cpu.add_argument(
         "--quants",

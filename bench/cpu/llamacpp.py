@@ -9,7 +9,7 @@ what to build (docs/bench/llama-cpp.md has the whole recipe).
 - Conversion: our bf16 checkpoint through the tree's own converter, ``--outtype bf16``, then
   ``llama-quantize`` to Q8_0, Q4_K_M (or F32 from the checkpoint). The converter checks the
   tokenizer's pre-tokenizer against a list of hashes of released ones; the bench's tokenizer
-  is not on it, so the converter runs with that lookup answering ``gpt2`` (``vocab.py``).
+  is not on it, so the converter runs with that lookup answering ``gpt-2`` (``vocab.py``).
   Files are cached beside the checkpoint, per llama.cpp commit (``gguf/<commit>/``).
 - ``llama-bench -o json``: batch-1 decode (``-n``, from an empty context) and prefill
   (``-p``), ``-r`` repetitions each, with ``-t`` threads.
@@ -46,7 +46,7 @@ import runpy, sys
 tree = sys.argv[1]
 sys.path[:0] = [tree, tree + "/gguf-py"]
 from conversion import base
-base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt2"
+base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"
 sys.argv = [tree + "/convert_hf_to_gguf.py", *sys.argv[2:]]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """

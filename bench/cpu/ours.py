@@ -12,7 +12,11 @@ of one sequence and of eight:
   the last one's end; with prefill included too;
 - prefill: one prompt of ``prefill`` tokens, its tokens over the time to its first token;
 - greedy: the tokens of the tokenizer's prompt (``vocab.PROMPT``), for the comparison with
-  llama.cpp's.
+  llama.cpp's;
+- where a batch-1 step's time goes (``steps.decode_profile``), and the bytes a decode step
+  reads at batch 1 and 8 (``report``; packed variants by their packed sizes).
+
+``fp8`` and ``fp4`` load the bf16 checkpoint and pack it (``packing``) before the engine is built.
 
 Prompts are random ids (seeded), distinct, so no prefix-cache hit helps any figure.
 """
@@ -31,7 +35,9 @@ from codeagent.backend.cache.allocator import CacheConfig
 from codeagent.backend.engine import Engine, Request
 from codeagent.backend.kernels.dispatch import kernels_in_use
 from codeagent.backend.layers.sampler import SamplingParams
-from codeagent.backend.runtime import build_engine, load
+from codeagent.backend.runtime import DTYPES, build_engine, load
+from codeagent.bench.cpu import packing, report
+from codeagent.bench.cpu.steps import decode_profile
 
 BLOCK = 32
 
@@ -46,23 +52,41 @@ def _params(tokens: int) -> SamplingParams:
 
 def run_ours(
     folder: Path,
-    dtype: str,
+    name: str,
     sizes: dict[str, int],
     greedy_prompt: list[int],
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    """``sizes``: prompt_tokens, new_tokens, prefill, greedy_tokens, vocab."""
+    """``name``: a dtype (bfloat16, float32) or a packed variant (fp8, fp4: bf16 loaded, then
+    packed); ``sizes``: prompt_tokens, new_tokens, prefill, greedy_tokens, vocab."""
+    dtype = "bfloat16" if name in packing.VARIANTS else name
     loaded = load(folder, dtype, "cpu")
-    log(f"ours {dtype}: loaded in {loaded.load_s:.1f} s")
+    log(f"ours {name}: loaded in {loaded.load_s:.1f} s")
+    model = loaded.checkpoint.model
+    converted = packing.pack(model, name) if name in packing.VARIANTS else []
     kv_rows = sizes["prefill"] + 8 * (sizes["prompt_tokens"] + sizes["new_tokens"]) + 1024
     engine = build_engine(loaded, set(), CacheConfig(block_size=BLOCK, num_blocks=-(-kv_rows // BLOCK)))
+    config, context = model.config, sizes["prompt_tokens"] + sizes["new_tokens"] // 2
     try:
-        out = _measure(engine, sizes, greedy_prompt, log, dtype)
+        out = _measure(engine, sizes, greedy_prompt, log, name)
+        family = report.family_bytes(config, DTYPES[dtype], context, converted)
+        prompt = _prompt(sizes["prompt_tokens"], sizes["vocab"], 900)
+        out["profile"] = decode_profile(engine, prompt, sizes["new_tokens"], family)
     finally:
         engine.close()
     out.update(dtype=dtype, threads=torch.get_num_threads(), kernels=kernels_in_use("cpu"))
     out["load_s"] = round(loaded.load_s, 2)
     out["prefill_chunk_tokens"] = engine.scheduler.max_batch_tokens
+    out["bytes_per_step"] = {
+        "batch1": round(report.packed_bytes(config, DTYPES[dtype], 1, context, converted)),
+        "concurrent8": round(report.packed_bytes(config, DTYPES[dtype], 8, context, converted)),
+    }
+    if converted:
+        out["packed"] = {
+            "format": dict(zip(("dense_and_head", "experts"), packing.VARIANTS[name], strict=True)),
+            "bytes_before": sum(c.before for c in converted),
+            "bytes_after": sum(c.after for c in converted),
+        }
     return out
 
 

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 
 from codeagent.backend.models.qwen3_moe import Qwen3MoeConfig
-from codeagent.bench.roofline import decode_bytes, distinct_experts, kv_read_bytes
+from codeagent.bench.cpu.packing import Converted, saved_bytes
+from codeagent.bench.roofline import decode_bytes, distinct_experts, inventory, kv_read_bytes
 
 KV_DTYPE = torch.bfloat16  # llama.cpp's default f16 cache: the same bytes
 
@@ -28,6 +29,31 @@ KV_DTYPE = torch.bfloat16  # llama.cpp's default f16 cache: the same bytes
 def ours_bytes(config: Qwen3MoeConfig, dtype: torch.dtype, batch: int, context: int) -> float:
     """Bytes one decode step of ``batch`` sequences at ``context`` tokens reads (ours)."""
     return decode_bytes(config, dtype, batch, context)
+
+
+def family_bytes(
+    config: Qwen3MoeConfig, dtype: torch.dtype, context: int, converted: list[Converted]
+) -> dict[str, float]:
+    """Bytes a batch-1 decode step reads per kernel family: ``linear`` (projections, router, head),
+    ``moe`` (the k routed experts) and ``attention`` (keys and values at ``context``)."""
+    e, k = config.num_experts, config.num_experts_per_tok
+    linear = sum(
+        w.bytes for w in inventory(config, dtype) if w.kind == "head" or (w.kind == "dense" and w.matmul)
+    )
+    experts = sum(w.bytes for w in inventory(config, dtype) if w.kind == "expert") * k / e
+    return {
+        "linear": linear - sum(c.before - c.after for c in converted if c.kind == "dense"),
+        "moe": experts - sum(c.before - c.after for c in converted if c.kind == "expert") * k / e,
+        "attention": kv_read_bytes(config, dtype, context),
+    }
+
+
+def packed_bytes(
+    config: Qwen3MoeConfig, dtype: torch.dtype, batch: int, context: int, converted: list[Converted]
+) -> float:
+    """``ours_bytes`` of a model whose ``converted`` weights are packed."""
+    share = distinct_experts(config.num_experts, config.num_experts_per_tok, batch) / config.num_experts
+    return ours_bytes(config, dtype, batch, context) - saved_bytes(converted, share)
 
 
 def gguf_bytes(
@@ -112,9 +138,7 @@ def _why_not(
     theirs: dict[str, Any],
 ) -> str:
     if mine is None:
-        if mine_name in ("fp8", "fp4"):
-            return f"our {mine_name} side was not run (packed weights: not wired into this bench yet)"
-        return f"our {mine_name} side was not run"
+        return f"our {mine_name} side was not run (add it to --dtypes)"
     if "error" in mine:
         return f"our {mine_name} side failed: {mine['error']}"
     if not theirs:

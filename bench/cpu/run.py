@@ -20,7 +20,6 @@ import torch
 
 from codeagent.backend.loader import LoadError
 from codeagent.backend.models.qwen3_moe import Qwen3MoeConfig
-from codeagent.backend.runtime import DTYPES
 from codeagent.bench.cpu import llamacpp, model, report, vocab
 from codeagent.bench.cpu.bandwidth import read_bandwidth
 from codeagent.bench.cpu.ours import run_ours
@@ -31,7 +30,7 @@ from codeagent.bench.machine import machine
 class Options:
     folder: Path | None = None
     llama_cpp: Path | None = None
-    dtypes: tuple[str, ...] = ("bfloat16",)
+    dtypes: tuple[str, ...] = ("bfloat16", "fp8", "fp4")
     quants: tuple[str, ...] = ("bf16", "q8_0", "q4_k_m")
     prefill: int = 8192
     prompt_tokens: int = 32
@@ -80,7 +79,7 @@ def bench_cpu(options: Options, log: Callable[[str], None]) -> dict[str, Any]:
         "GB_per_s": round(max(before, after) / 1e9, 2),
     }
     _rooflines(results, Qwen3MoeConfig.from_dict(raw), max(before, after), options)
-    if tree is not None and "bfloat16" in results["ours"]:
+    if tree is not None:
         results["greedy_check"] = _greedy(results, folder, prompt_ids)
     results["targets"], results["target_notes"] = report.targets(results)
     if options.tiny:
@@ -128,7 +127,7 @@ def _ours(
 def _theirs(
     tree: llamacpp.Tree, folder: Path, options: Options, threads: int, log: Callable[[str], None]
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {"tree": str(tree.root), "commit": tree.commit, "variants": {}}
+    out: dict[str, Any] = {"tree": str(tree.root), "commit": tree.commit, "variants": {}, "greedy_text": {}}
     try:
         files = llamacpp.gguf_files(tree, folder, options.quants, log)
     except RuntimeError as err:
@@ -136,13 +135,14 @@ def _theirs(
         return {**out, "error": str(err)}
     for quant, path in files.items():
         out["variants"][quant] = _variant(tree, path, quant, options, threads, log)
-    if "bf16" in files and tree.has("llama-simple"):
-        try:
-            out["greedy_text"] = llamacpp.greedy_text(
-                tree, files["bf16"], vocab.PROMPT, options.greedy_tokens
-            )
-        except RuntimeError as err:
-            out["greedy_error"] = str(err)
+    for quant in ("f32", "bf16"):
+        if quant in files and tree.has("llama-simple"):
+            try:
+                out["greedy_text"][quant] = llamacpp.greedy_text(
+                    tree, files[quant], vocab.PROMPT, options.greedy_tokens
+                )
+            except RuntimeError as err:
+                out["greedy_text"][quant] = {"error": str(err)}
     return out
 
 
@@ -170,16 +170,15 @@ def _variant(
 def _rooflines(results: dict[str, Any], config: Qwen3MoeConfig, bandwidth: float, options: Options) -> None:
     """Each decode figure as a fraction of bytes-per-step over the bandwidth (in place)."""
     ours_context = options.prompt_tokens + options.new_tokens // 2
-    for name, row in results["ours"].items():
+    for row in results["ours"].values():
         if "error" in row:
             continue
-        dtype = DTYPES[name]
-        one = report.ours_bytes(config, dtype, 1, ours_context)
-        eight = report.ours_bytes(config, dtype, 8, ours_context)
-        row["bytes_per_token_batch1"] = round(one)
+        step = row["bytes_per_step"]
         row["roofline"] = {
-            "batch1": report.roofline(row["batch1_decode_tokens_per_s"], 1, one, bandwidth),
-            "concurrent8": report.roofline(row["concurrent8"]["decode_tokens_per_s"], 8, eight, bandwidth),
+            "batch1": report.roofline(row["batch1_decode_tokens_per_s"], 1, step["batch1"], bandwidth),
+            "concurrent8": report.roofline(
+                row["concurrent8"]["decode_tokens_per_s"], 8, step["concurrent8"], bandwidth
+            ),
         }
     for row in ((results.get("llama_cpp") or {}).get("variants") or {}).values():
         if "error" in row:
@@ -187,7 +186,7 @@ def _rooflines(results: dict[str, Any], config: Qwen3MoeConfig, bandwidth: float
         tensors = row.pop("tensors")
         one = report.gguf_bytes(tensors, config, 1, options.new_tokens // 2)  # llama-bench decodes from empty
         eight = report.gguf_bytes(tensors, config, 8, ours_context)
-        row["bytes_per_token_batch1"] = round(one)
+        row["bytes_per_step"] = {"batch1": round(one), "concurrent8": round(eight)}
         row["roofline"] = {
             "batch1": report.roofline(row["batch1_decode_tokens_per_s"], 1, one, bandwidth),
             "concurrent8": report.roofline(row["concurrent8"]["decode_tokens_per_s"], 8, eight, bandwidth),
@@ -195,23 +194,24 @@ def _rooflines(results: dict[str, Any], config: Qwen3MoeConfig, bandwidth: float
 
 
 def _greedy(results: dict[str, Any], folder: Path, prompt_ids: list[int]) -> dict[str, Any]:
-    theirs = results["llama_cpp"]
-    ours = results["ours"]["bfloat16"]
-    if "error" in ours or "greedy_text" not in theirs:
-        return {
-            "checked": False,
-            "reason": theirs.get("greedy_error") or ours.get("error") or "llama-simple not built",
+    """Our greedy tokens against llama.cpp's text, float32 with F32 and bfloat16 with BF16 (where both
+    ran). Random weights put near-ties among 151,936 logits, so bf16 roundings may part the two
+    early; float32 is the check of the same model."""
+    out: dict[str, Any] = {"prompt": vocab.PROMPT, "prompt_ids": prompt_ids}
+    texts = results["llama_cpp"].get("greedy_text") or {}
+    for dtype, quant in (("float32", "f32"), ("bfloat16", "bf16")):
+        ours, theirs = results["ours"].get(dtype), texts.get(quant)
+        if ours is None or theirs is None or "error" in ours or isinstance(theirs, dict):
+            continue
+        pieces = [vocab.decode(folder, [i]) for i in ours["greedy_token_ids"]]
+        common = report.common_prefix(pieces, theirs)
+        out[f"{dtype}_vs_{quant}"] = {
+            "ours_text": "".join(pieces),
+            "llama_cpp_text": theirs,
+            "leading_tokens_in_common": common,
+            "tokens": len(pieces),
+            "same": common == len(pieces),
         }
-    ids = ours["greedy_token_ids"]
-    pieces = [vocab.decode(folder, [i]) for i in ids]
-    common = report.common_prefix(pieces, theirs["greedy_text"])
-    return {
-        "checked": True,
-        "prompt": vocab.PROMPT,
-        "prompt_ids": prompt_ids,
-        "ours_bf16_text": "".join(pieces),
-        "llama_cpp_bf16_text": theirs["greedy_text"],
-        "leading_tokens_in_common": common,
-        "tokens": len(ids),
-        "same": common == len(ids),
-    }
+    if len(out) == 2:
+        out["skipped"] = "no pair of our float32/bfloat16 with llama.cpp's F32/BF16 and llama-simple ran"
+    return out

@@ -8,7 +8,7 @@ llama.cpp's GPT-2 pre-tokenizer, and any id the random model generates decodes t
 that names it, so llama.cpp's printed output compares with ours as text.
 
 Limits: the converter recognizes pre-tokenizers by the hash of a sample's ids; ours is
-unknown to it, so ``bench.cpu.llamacpp`` runs it with the name ``gpt2`` given (the regex
+unknown to it, so ``bench.cpu.llamacpp`` runs it with the name ``gpt-2`` given (the regex
 this ByteLevel pre-tokenizer uses). Text outside ASCII may split differently between the two.
 """
 

@@ -42,13 +42,21 @@ def test_tiny_run_reports_every_figure_and_target(tiny: dict):
     assert "ours bfloat16" in report.table(tiny)
 
 
+def test_packed_variants_read_fewer_bytes(tiny: dict):
+    steps = {name: tiny["ours"][name]["bytes_per_step"]["batch1"] for name in ("bfloat16", "fp8", "fp4")}
+    assert steps["fp4"] < steps["fp8"] < steps["bfloat16"]
+    packed = tiny["ours"]["fp4"]["packed"]
+    assert packed["format"] == {"dense_and_head": "fp8", "experts": "fp4"}
+    assert packed["bytes_after"] < packed["bytes_before"] / 2
+
+
 def test_bytes_per_token_is_the_hand_count(tiny: dict):
     # tiny: hidden 64, 4 query / 2 KV heads of 16, 8 experts top-2 of width 32, vocab 512, 2 layers
     layer = 2 * 64 + (4 + 2 * 2) * 16 * 64 + 64 * 4 * 16 + 2 * 16 + 8 * 64 + 2 * 3 * 32 * 64
     once = 64 + 64 + 512 * 64  # one embedding row, the final norm, the LM head
     context = 8 + 4 // 2  # the prompt and half the new tokens
     kv = 2 * 2 * 2 * 16 * context  # layers x (K, V) x KV heads x head_dim
-    assert tiny["ours"]["bfloat16"]["bytes_per_token_batch1"] == 2 * (2 * layer + once + kv)
+    assert tiny["ours"]["bfloat16"]["bytes_per_step"]["batch1"] == 2 * (2 * layer + once + kv)
 
 
 def test_gguf_bytes_count_experts_by_share_and_embeddings_by_row():
