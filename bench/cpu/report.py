@@ -167,6 +167,11 @@ def table(results: dict[str, Any]) -> str:
         f"{'side':<22} {'batch-1 tok/s':>14} {'of roofline':>12} {'8 seqs tok/s':>13} {'of roofline':>12} "
         f"{'prefill tok/s':>14}",
     ]
+    if "contention" in results:
+        c = results["contention"]
+        lines.append(
+            f"other processes used {c['cpu_s_others']} CPU s of {c['cpu_s_all']} during the run's {c['wall_s']} s"
+        )
     rows = [(f"ours {n}", r) for n, r in (results.get("ours") or {}).items()]
     rows += [
         (f"llama.cpp {n.upper()}", r)

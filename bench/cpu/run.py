@@ -21,7 +21,7 @@ import torch
 from codeagent.backend.loader import LoadError
 from codeagent.backend.models.qwen3_moe import Qwen3MoeConfig
 from codeagent.bench.cpu import llamacpp, model, report, vocab
-from codeagent.bench.cpu.bandwidth import read_bandwidth
+from codeagent.bench.cpu.bandwidth import cpu_seconds, others, read_bandwidth
 from codeagent.bench.cpu.ours import run_ours
 from codeagent.bench.machine import machine
 
@@ -53,6 +53,7 @@ def bench_cpu(options: Options, log: Callable[[str], None]) -> dict[str, Any]:
     raw = model.config(shapes, layers)
     folder = model.ensure(options.folder or model.default_folder(shapes, layers), raw, log)
     read_size = (64 << 20) if options.tiny else (2 << 30)
+    started, usage = time.perf_counter(), cpu_seconds()
     before = read_bandwidth(read_size)
     log(f"streaming read: {before / 1e9:.1f} GB/s")
     results: dict[str, Any] = {
@@ -78,6 +79,7 @@ def bench_cpu(options: Options, log: Callable[[str], None]) -> dict[str, Any]:
         "GB_per_s_after": round(after / 1e9, 2),
         "GB_per_s": round(max(before, after) / 1e9, 2),
     }
+    results["contention"] = others(usage, time.perf_counter() - started)
     _rooflines(results, Qwen3MoeConfig.from_dict(raw), max(before, after), options)
     if tree is not None:
         results["greedy_check"] = _greedy(results, folder, prompt_ids)
