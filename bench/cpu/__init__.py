@@ -7,7 +7,7 @@ tokenizer llama.cpp's converter accepts (``vocab``). In one run: the machine's s
 read (``bandwidth``, before and after), our engine in each dtype asked (``ours``), and,
 given a built llama.cpp tree, the same weights converted with its own converter to BF16,
 Q8_0 and Q4_K_M and run through ``llama-bench``, ``llama-batched-bench`` and
-``llama-simple`` with the same thread count (``llamacpp``); bytes per decoded token,
+``llama-completion`` with the same thread count (``llamacpp``); bytes per decoded token,
 rooflines, the greedy-token check, the issue's targets and the table (``report``), in the
 order ``run`` keeps.
 

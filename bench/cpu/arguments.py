@@ -19,7 +19,7 @@ Getting a llama.cpp build (no internet needed beyond PyPI):
   tar xzf llama_cpp_python-0.3.36.tar.gz
   cd llama_cpp_python-0.3.36/vendor/llama.cpp
   cmake -S . -B build -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF
-  cmake --build build -j --target llama-bench llama-batched-bench llama-quantize llama-simple
+  cmake --build build -j --target llama-bench llama-batched-bench llama-quantize llama-completion
 then pass --llama-cpp llama_cpp_python-0.3.36/vendor/llama.cpp (see docs/bench/llama-cpp.md)."""
 
 

@@ -1,10 +1,10 @@
 """llama.cpp's side of ``bench cpu``: a llama.cpp source tree built with cmake, driven by its tools.
 
 The tree (``--llama-cpp DIR``) must hold ``convert_hf_to_gguf.py`` and ``gguf-py/`` (its
-converter and GGUF library) and, in ``DIR/build/bin``, ``llama-bench``,
-``llama-batched-bench`` and ``llama-quantize`` (``llama-simple`` too for the greedy check;
-without it that check is skipped). ``find_tree`` refuses anything else with one line saying
-what to build (docs/bench/llama-cpp.md has the whole recipe).
+converter and GGUF library) and, in ``DIR/build/bin``, ``llama-bench``, ``llama-batched-bench``
+and ``llama-quantize`` (``llama-completion`` too for the greedy check, or ``llama-simple``;
+without either that check is skipped). ``find_tree`` refuses anything else with one line
+saying what to build (docs/bench/llama-cpp.md has the whole recipe).
 
 - Conversion: our bf16 checkpoint through the tree's own converter, ``--outtype bf16``, then
   ``llama-quantize`` to Q8_0, Q4_K_M (or F32 from the checkpoint). The converter checks the
@@ -15,8 +15,11 @@ what to build (docs/bench/llama-cpp.md has the whole recipe).
   (``-p``), ``-r`` repetitions each, with ``-t`` threads.
 - ``llama-batched-bench --output-format jsonl``: ``-npl 8`` sequences of ``-npp`` prompt
   tokens each, then ``-ntg`` tokens decoded for all eight together (``S_TG``).
-- ``llama-simple``: greedy tokens of a text prompt, printed as text (the bench's tokenizer
-  makes every id readable back; ``report.common_prefix`` compares).
+- ``llama-completion`` (or ``llama-simple``): greedy tokens of a text prompt, printed as text
+  (the bench's tokenizer makes every id readable back; ``report.common_prefix`` compares);
+  for F32 with float32 keys and values and flash attention off, so that it computes what our
+  float32 computes (with its defaults, f16 KV and flash attention, it parts from float32 at
+  near-ties of 1e-4 that random weights put among 151,936 logits).
 - Bytes per decoded token: from the GGUF's own tensor table (its quantized sizes), read with
   the tree's ``gguf-py`` in a child process.
 
@@ -39,7 +42,7 @@ TOOLS = ("llama-bench", "llama-batched-bench", "llama-quantize")
 QUANTS = ("bf16", "q8_0", "q4_k_m", "f32")
 BUILD = (
     "cmake -S {dir} -B {dir}/build -DGGML_NATIVE=ON -DLLAMA_CURL=OFF && cmake --build {dir}/build -j "
-    "--target llama-bench llama-batched-bench llama-quantize llama-simple"
+    "--target llama-bench llama-batched-bench llama-quantize llama-completion"
 )
 CONVERT = """
 import runpy, sys
@@ -182,10 +185,26 @@ def batched(tree: Tree, gguf: Path, threads: int, prompt: int, new: int, sequenc
     }
 
 
-def greedy_text(tree: Tree, gguf: Path, prompt: str, new: int) -> str:
-    """The text llama-simple generates greedily after ``prompt`` (its echo of the prompt removed)."""
-    done = _run([str(tree.bin / "llama-simple"), "-m", str(gguf), "-n", str(new), prompt], 1800)
-    text = done.stdout[:-1] if done.stdout.endswith("\n") else done.stdout
+def greedy_tool(tree: Tree) -> str | None:
+    """The tool the greedy check runs: llama-completion (its precision can be set), else llama-simple."""
+    return next((t for t in ("llama-completion", "llama-simple") if tree.has(t)), None)
+
+
+def greedy_text(tree: Tree, gguf: Path, prompt: str, new: int, exact: bool, threads: int) -> str:
+    """The text llama.cpp generates greedily after ``prompt`` (its echo of the prompt removed).
+
+    ``exact`` (the F32 check): float32 keys and values and no flash attention, whose reduced
+    precision parts near-ties that float32 keeps apart; otherwise llama.cpp's defaults."""
+    tool = greedy_tool(tree)
+    if tool is None:
+        raise RuntimeError("neither llama-completion nor llama-simple is built")
+    command = [str(tree.bin / tool), "-m", str(gguf), "-n", str(new)]
+    if tool == "llama-completion":
+        command += ["--temp", "0", "-no-cnv", "-t", str(threads), "-p", prompt]
+        command += ["-ctk", "f32", "-ctv", "f32", "-fa", "off"] if exact else []
+    else:
+        command.append(prompt)
+    text = _run(command, 1800).stdout.rstrip("\n")
     if not text.startswith(prompt):
-        raise RuntimeError(f"llama-simple echoed the prompt differently: {text[: len(prompt) + 20]!r}")
+        raise RuntimeError(f"{tool} echoed the prompt differently: {text[: len(prompt) + 20]!r}")
     return text[len(prompt) :]
