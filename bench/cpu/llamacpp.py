@@ -11,8 +11,9 @@ saying what to build (docs/bench/llama-cpp.md has the whole recipe).
   tokenizer's pre-tokenizer against a list of hashes of released ones; the bench's tokenizer
   is not on it, so the converter runs with that lookup answering ``gpt-2`` (``vocab.py``).
   Files are cached beside the checkpoint, per llama.cpp commit (``gguf/<commit>/``).
-- ``llama-bench -o json``: batch-1 decode (``-n``, from an empty context) and prefill
-  (``-p``), ``-r`` repetitions each, with ``-t`` threads.
+- ``llama-bench -o json``: batch-1 decode (``-n``, from an empty context), then prefill
+  (``-p``) in a second run, ``-r`` repetitions each, with ``-t`` threads; the bandwidth is
+  read again just before the decode, since a shared host's bandwidth drifts over minutes.
 - ``llama-batched-bench --output-format jsonl``: ``-npl 8`` sequences of ``-npp`` prompt
   tokens each, then ``-ntg`` tokens decoded for all eight together (``S_TG``).
 - ``llama-completion`` (or ``llama-simple``): greedy tokens of a text prompt, printed as text
@@ -145,16 +146,29 @@ def tensor_bytes(tree: Tree, gguf: Path) -> list[tuple[str, int, list[int]]]:
     return [(name, size, shape) for name, size, shape in json.loads(done.stdout)]
 
 
-def bench(tree: Tree, gguf: Path, threads: int, new: int, prefill: int, repeats: int) -> dict[str, Any]:
-    """llama-bench: batch-1 decode of ``new`` tokens and a prefill of ``prefill``, tokens/s each."""
-    command = [str(tree.bin / "llama-bench"), "-m", str(gguf), "-t", str(threads), "-r", str(repeats)]
-    done = _run([*command, "-p", str(prefill), "-n", str(new), "-o", "json"], 7200)
-    rows = json.loads(done.stdout)
-    decode = next(r for r in rows if r["n_gen"] > 0)
-    fill = next(r for r in rows if r["n_prompt"] > 0)
+def bench(
+    tree: Tree, gguf: Path, threads: int, new: int, prefill: int, repeats: int, probe: Callable[[], float]
+) -> dict[str, Any]:
+    """llama-bench: batch-1 decode of ``new`` tokens (``probe``, the bandwidth, read just before it),
+    then a prefill of ``prefill``, tokens/s each (two runs, so the decode stands next to its probe)."""
+    command = [
+        str(tree.bin / "llama-bench"),
+        "-m",
+        str(gguf),
+        "-t",
+        str(threads),
+        "-r",
+        str(repeats),
+        "-o",
+        "json",
+    ]
+    adjacent = probe()
+    decode = json.loads(_run([*command, "-p", "0", "-n", str(new)], 7200).stdout)[0]
+    fill = json.loads(_run([*command, "-p", str(prefill), "-n", "0"], 7200).stdout)[0]
     return {
         "batch1_decode_tokens_per_s": round(decode["avg_ts"], 3),
         "batch1_decode_stddev": round(decode["stddev_ts"], 3),
+        "bandwidth_adjacent_GB_per_s": round(adjacent / 1e9, 2),
         "prefill_tokens": prefill,
         "prefill_tokens_per_s": round(fill["avg_ts"], 2),
         "threads": decode["n_threads"],

@@ -164,8 +164,8 @@ def table(results: dict[str, Any]) -> str:
         f"bench cpu: {results['model']['description']} on {results['machine']}",
         f"streaming read {results['bandwidth']['GB_per_s']} GB/s; threads: ours {results['threads']['ours']}, "
         f"llama.cpp {results['threads']['llama_cpp']}; llama.cpp {(results.get('llama_cpp') or {}).get('commit', '-')}",
-        f"{'side':<22} {'batch-1 tok/s':>14} {'of roofline':>12} {'8 seqs tok/s':>13} {'of roofline':>12} "
-        f"{'prefill tok/s':>14}",
+        f"{'side':<22} {'batch-1 tok/s':>14} {'of roofline':>12} {'of adjacent':>12} {'8 seqs tok/s':>13} "
+        f"{'of roofline':>12} {'prefill tok/s':>14}",
     ]
     if "contention" in results:
         c = results["contention"]
@@ -185,6 +185,7 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"{label:<22} {r.get('batch1_decode_tokens_per_s', '-'):>14} "
             f"{roof.get('batch1', {}).get('of_roofline', '-'):>12} "
+            f"{roof.get('batch1', {}).get('of_adjacent_bandwidth', '-'):>12} "
             f"{r.get('concurrent8', {}).get('decode_tokens_per_s', '-'):>13} "
             f"{roof.get('concurrent8', {}).get('of_roofline', '-'):>12} {r.get('prefill_tokens_per_s', '-'):>14}"
         )

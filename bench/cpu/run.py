@@ -9,6 +9,7 @@ error and the rest goes on.
 
 from __future__ import annotations
 
+import functools
 import gc
 import time
 from collections.abc import Callable
@@ -152,7 +153,8 @@ def _variant(
     tree: llamacpp.Tree, path: Path, quant: str, options: Options, threads: int, log: Callable[[str], None]
 ) -> dict[str, Any]:
     try:
-        row = llamacpp.bench(tree, path, threads, options.new_tokens, options.prefill, options.repeats)
+        probe = functools.partial(read_bandwidth, 1 << 30, 3)
+        row = llamacpp.bench(tree, path, threads, options.new_tokens, options.prefill, options.repeats, probe)
         log(f"llama.cpp {quant.upper()}: batch-1 decode {row['batch1_decode_tokens_per_s']} tok/s, "
             f"prefill {row['prefill_tokens_per_s']} tok/s")  # fmt: skip
         row["concurrent8"] = llamacpp.batched(
@@ -169,6 +171,14 @@ def _variant(
     return row
 
 
+def _adjacent(row: dict[str, Any]) -> None:
+    """The batch-1 figure against the bandwidth read just before it, too (in place)."""
+    step, adjacent = row["bytes_per_step"]["batch1"], row["bandwidth_adjacent_GB_per_s"] * 1e9
+    row["roofline"]["batch1"]["of_adjacent_bandwidth"] = round(
+        row["batch1_decode_tokens_per_s"] * step / adjacent, 3
+    )
+
+
 def _rooflines(results: dict[str, Any], config: Qwen3MoeConfig, bandwidth: float, options: Options) -> None:
     """Each decode figure as a fraction of bytes-per-step over the bandwidth (in place)."""
     ours_context = options.prompt_tokens + options.new_tokens // 2
@@ -182,6 +192,7 @@ def _rooflines(results: dict[str, Any], config: Qwen3MoeConfig, bandwidth: float
                 row["concurrent8"]["decode_tokens_per_s"], 8, step["concurrent8"], bandwidth
             ),
         }
+        _adjacent(row)
     for row in ((results.get("llama_cpp") or {}).get("variants") or {}).values():
         if "error" in row:
             continue
@@ -193,6 +204,7 @@ def _rooflines(results: dict[str, Any], config: Qwen3MoeConfig, bandwidth: float
             "batch1": report.roofline(row["batch1_decode_tokens_per_s"], 1, one, bandwidth),
             "concurrent8": report.roofline(row["concurrent8"]["decode_tokens_per_s"], 8, eight, bandwidth),
         }
+        _adjacent(row)
 
 
 def _greedy(results: dict[str, Any], folder: Path, prompt_ids: list[int]) -> dict[str, Any]:
