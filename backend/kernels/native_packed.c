@@ -1,6 +1,7 @@
 /* Native CPU kernels over packed weights: decode-sized products and whole MoE layers that read
  * FP8 e4m3 and FP4 e2m1 weights as released (backend/quant.py) and decode them in registers,
- * never into a dequantized copy.
+ * never into a dequantized copy; and, for the products too large for them (prefill), a weight
+ * decoded whole into a buffer (the values quant.py's dequantize gives).
  *
  * Formats (rows of N outputs by K inputs):
  * - FP8: one e4m3 byte an input; scales per row group and 128 inputs: a dense weight's
@@ -477,4 +478,49 @@ done:
     free(part);
     free(xf);
     return status;
+}
+
+/* 16 values stored at out + at, as float32 or rounded to bfloat16 as f32_to_bf16 does. */
+static inline void store16(void *out, long at, f32x16 v, int bf16) {
+    if (!bf16) {
+        memcpy((float *)out + at, &v, sizeof v);
+        return;
+    }
+    typedef uint32_t u32x16 __attribute__((vector_size(64)));
+    typedef uint16_t u16x16 __attribute__((vector_size(32)));
+    u32x16 w;
+    memcpy(&w, &v, sizeof w);
+    const u32x16 nan = (u32x16)((w & 0x7fffffffu) > 0x7f800000u); /* all ones where NaN */
+    const u32x16 rounded = (w + 0x7fffu + ((w >> 16) & 1u)) >> 16;
+    const u16x16 h = __builtin_convertvector((rounded & ~nan) | (((w >> 16) | 0x40u) & nan), u16x16);
+    memcpy((uint16_t *)out + at, &h, sizeof h);
+}
+
+/* W [n, k] decoded into out [n, k] (bf16 or float32): the values quant.dequantize gives, for the
+ * products too large for the kernels above (prefill), one layer at a time. */
+void ca_dequantize_packed(int n, int k, const uint8_t *codes, const void *scale, int format, int scale_u8,
+                          int rows_per_scale, void *out, int out_bf16, int threads) {
+    const int group = format == FP8 ? FP8_BLOCK : FP4_GROUP;
+    const packed_t w = {codes, format == FP8 ? k : k / 2, scale, (k + group - 1) / group, rows_per_scale, scale_u8,
+                        format};
+    const f32x16 table = load_f32(E2M1);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (long r = 0; r < n; r++) {
+        const uint8_t *p = w.codes + r * w.row_bytes;
+        const void *scales = scale_row(&w, r);
+        if (format == FP8) {
+            for (int c = 0; c < k; c += 16)
+                store16(out, r * k + c, fp8x16(p + c) * scale_of(scales, scale_u8, c / FP8_BLOCK, FP8_SHIFT), out_bf16);
+            continue;
+        }
+        for (int c = 0; c < k; c += FP4_GROUP) {
+            f32x16 even, odd;
+            fp4x32(p + c / 2, table * scale_of(scales, scale_u8, c / FP4_GROUP, 0), &even, &odd);
+            store16(out, r * k + c,
+                    __builtin_shufflevector(even, odd, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), out_bf16);
+            store16(out, r * k + c + 16,
+                    __builtin_shufflevector(even, odd, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31),
+                    out_bf16);
+        }
+    }
 }

@@ -7,7 +7,10 @@ dequantized copy.
   @ W^T for dense projections and the LM head;
 - ``moe_packed``: one MoE layer over ``quant.PackedExperts`` in one call, as ``native.moe``
   does for plain weights (SiLU-gated gate/up, down, the weighted sum over the top k), with
-  DeepSeek-V4's clamp (``limit``) and a float32 output on request.
+  DeepSeek-V4's clamp (``limit``) and a float32 output on request;
+- ``dequantize`` / ``dequantize_expert``: a weight decoded whole, exactly as ``quant`` decodes
+  it, for the products too large for the kernels (a prefill chunk), some ten times faster than
+  torch's float8 conversion.
 
 Built and loaded as ``native`` builds ``native.c`` (same flags, cache folder, OpenMP runtime).
 Numerics: activations float32 or bfloat16, taken as float32; every product accumulated in
@@ -19,7 +22,8 @@ to bfloat16 in between; the MoE routing weights multiply each expert's output in
 for rounding). Limits: at most ``MAX_ROWS`` token rows (``MAX_PAIRS`` token-expert
 pairs), K a multiple of 16 (FP8) or 32 (FP4), scales float32 or UE8M0 bytes (FP8 scales times
 2^8 must stay finite), e4m3's NaN codes read as +-480. The ``fits_*`` checks send anything else
-to the references; prefill-sized batches stay with them (dequantize, then the BLAS).
+to the references; prefill-sized batches decode the weight for the call (``dequantize``), then
+run the BLAS.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ _I, _F, _P = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
 SIGNATURES: native.Signatures = {  # native_packed.c's entry points: result, arguments
     "ca_linear_packed": (_I, [_I, _I, _I, _P, _P, _P, _I, _I, _I, _P, _I, _I, _I]),
     "ca_moe_packed": (_I, [_I, _I, _I, _I, _I, _P, _P, _P, _I, _P, _P, _I, _I, _P, _P, _F, _P, _I, _I, _I]),
+    "ca_dequantize_packed": (None, [_I, _I, _P, _P, _I, _I, _I, _P, _I, _I]),
 }
 _REASONS = {-1: "out of memory", -2: "an expert id out of range", -3: "too many token rows or pairs"}
 
@@ -239,4 +244,54 @@ def moe_packed(
         torch.get_num_threads(),
     )
     native.check("moe_packed", status, _REASONS)
+    return out
+
+
+def fits_dequantize(w: PackedWeight | PackedExperts, dtype: torch.dtype) -> bool:
+    """Whether ``dequantize`` / ``dequantize_expert`` decode ``w`` to ``dtype``."""
+    k = w.shape[-1]
+    return (
+        dtype in ACTIVATIONS
+        and w.weight.device.type == "cpu"
+        and w.weight.is_contiguous()
+        and w.scale.dtype in SCALES
+        and k % (16 if w.format == "fp8" else FP4_GROUP) == 0
+    )
+
+
+def dequantize(w: PackedWeight, dtype: torch.dtype) -> torch.Tensor:
+    """[N, K] in ``dtype``: the very values ``w.dequantize(dtype)`` gives, decoded natively (the
+    products too large for ``linear``: a prefill chunk's, decoded once for the call)."""
+    return _decode(w.weight, w.scale, w.format, FP8_BLOCK if w.format == "fp8" else 1, w.shape, dtype)
+
+
+def dequantize_expert(w: PackedExperts, index: int, dtype: torch.dtype) -> torch.Tensor:
+    """Expert ``index`` as ``w.expert(index, dtype)`` gives it, decoded natively."""
+    return _decode(w.weight[index], w.scale[index], w.format, 1, w.shape[1:], dtype)
+
+
+def _decode(
+    codes: torch.Tensor,
+    scale: torch.Tensor,
+    fmt: str,
+    rows_per_scale: int,
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    n, k = shape
+    scale, u8 = _scale(scale)
+    out = torch.empty(n, k, dtype=dtype)
+    native.calls[f"dequantize_{fmt}"] += 1
+    _lib().ca_dequantize_packed(
+        n,
+        k,
+        codes.data_ptr(),
+        scale.data_ptr(),
+        FORMATS[fmt],
+        u8,
+        rows_per_scale,
+        out.data_ptr(),
+        ACTIVATIONS[dtype],
+        torch.get_num_threads(),
+    )
     return out

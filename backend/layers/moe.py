@@ -8,9 +8,9 @@ for decode-sized CPU batches, the native one.
 Experts may also stay packed (``quant.PackedExperts``: FP8 or FP4 as released, or as an
 opt-in conversion writes them): decode-sized CPU batches then run the native packed kernel
 (``kernels/native_packed.moe_packed``: the whole layer in one call, never a decoded copy),
-Triton its fused kernel (which decodes in its tiles); the reference decodes one expert at a
-time, only the experts the step routes to (``packed_experts``, also the hook for
-DeepSeek-V4's clamped SwiGLU through ``limit``).
+Triton its fused kernel (which decodes in its tiles); otherwise one routed expert at a time
+is decoded (natively where the packed kernels run) and multiplied (``packed_experts``, also
+the hook for DeepSeek-V4's clamped SwiGLU through ``limit``).
 """
 
 from __future__ import annotations
@@ -110,18 +110,23 @@ def packed_experts(
     out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
     for e in torch.unique(ids).tolist():
         token, slot = torch.where(ids == e)
-        gate, up = _expert(w13, e, x.dtype).chunk(2, dim=0)
+        gate, up = _expert(w13, e, x.dtype, kernels).chunk(2, dim=0)
         h = F.linear(x[token], gate), F.linear(x[token], up)
         if limit is not None:
             h = h[0].clamp(max=limit), h[1].clamp(min=-limit, max=limit)
-        down = F.linear(F.silu(h[0]) * h[1], _expert(w2, e, x.dtype))
+        down = F.linear(F.silu(h[0]) * h[1], _expert(w2, e, x.dtype, kernels))
         out.index_add_(0, token, down.float() * weights[token, slot, None].float())
     return out.to(out_dtype or x.dtype)
 
 
-def _expert(w: Experts, e: int, dtype: torch.dtype) -> torch.Tensor:
-    """Expert e's [N, K] weight: a view of plain storage, or decoded from packed storage now."""
-    return w[e] if isinstance(w, torch.Tensor) else w.expert(e, dtype)
+def _expert(w: Experts, e: int, dtype: torch.dtype, kernels: Kernels) -> torch.Tensor:
+    """Expert e's [N, K] weight: a view of plain storage, or decoded from packed storage now
+    (natively where the packed kernels run)."""
+    if isinstance(w, torch.Tensor):
+        return w[e]
+    if kernels.packed is not None and kernels.packed.fits_dequantize(w, dtype):
+        return kernels.packed.dequantize_expert(w, e, dtype)
+    return w.expert(e, dtype)
 
 
 def _per_expert(inputs: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, counts: list[int]) -> torch.Tensor:

@@ -124,11 +124,22 @@ def test_the_layer_runs_the_kernel_for_decode_batches_and_decodes_otherwise(kind
     want = w.dequantize(torch.float32)
     for rows, runs_kernel in ((4, True), (70, False)):  # 70 rows: a prefill chunk, decoded once
         x = randn(rows, 64, seed=11)
-        before = native.calls[f"linear_{kind}"]
+        before = (native.calls[f"linear_{kind}"], native.calls[f"dequantize_{kind}"])
         close(linear.linear(x, w, kernels), F.linear(x, want))
         close(linear.head_logits(x, w, kernels), F.linear(x, want))
-        assert native.calls[f"linear_{kind}"] == before + 2 * runs_kernel
+        after = (native.calls[f"linear_{kind}"], native.calls[f"dequantize_{kind}"])
+        assert after == (before[0] + 2 * runs_kernel, before[1] + 2 * (not runs_kernel))
     close(linear.linear(x, w), F.linear(x, want))  # no kernels: the reference
+
+
+@pytest.mark.parametrize("kind", FORMATS)
+@pytest.mark.parametrize("dtype", ACTIVATIONS)
+def test_native_decoding_gives_quants_values(kind, dtype):
+    for float_scales in (False, True):
+        w = packed_weight(kind, 200, 320, seed=14, float_scales=float_scales)
+        assert torch.equal(native_packed.dequantize(w, dtype), w.dequantize(dtype))
+    experts = PackedExperts.quantize(randn(3, 96, 64, seed=15), kind)
+    assert torch.equal(native_packed.dequantize_expert(experts, 2, dtype), experts.expert(2, dtype))
 
 
 def test_a_packed_linear_layer_keeps_only_its_codes():
@@ -188,10 +199,13 @@ def test_experts_forward_runs_packed_experts_natively_for_decode_batches(kind):
     for tokens, runs_kernel in ((3, True), (70, False)):
         x = randn(tokens, hidden, seed=26)
         weights, ids = moe.softmax_topk(randn(tokens, experts, seed=27), k, normalize=True)
-        before = native.calls["moe_packed"]
+        before = (native.calls["moe_packed"], native.calls[f"dequantize_{kind}"])
         got = moe.experts_forward(x, w13, w2, weights, ids, kernels)
         close(got, moe.experts_forward(x, decoded(w13), decoded(w2), weights, ids))
-        assert native.calls["moe_packed"] == before + runs_kernel
+        assert native.calls["moe_packed"] == before[0] + runs_kernel
+        assert (native.calls[f"dequantize_{kind}"] > before[1]) == (
+            not runs_kernel
+        )  # experts decoded natively
 
 
 def test_moe_refuses_what_it_does_not_take():
