@@ -125,7 +125,7 @@ def bench_cpu(args: argparse.Namespace, config: object) -> int:
         raise BenchError(f"--llama-cpp {args.llama_cpp} is not a directory (a llama.cpp source tree)")
     options = Options(
         args.folder, args.llama_cpp, args.dtypes, args.quants, args.prefill, args.prompt_tokens,
-        max(args.new_tokens, 2), 16, args.threads, args.repeats, args.layers, args.tiny,
+        max(args.new_tokens, 2), 16, args.threads, args.repeats, args.layers, args.tiny, max(args.rounds, 0),
     )  # fmt: skip
     try:
         results = run(options, _stderr_line)

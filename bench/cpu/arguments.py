@@ -56,6 +56,13 @@ def add(sub: argparse._SubParsersAction, handler: Callable[..., int]) -> None:
         "--threads", type=positive_int, metavar="N", help="both sides' threads (default torch's)"
     )
     cpu.add_argument("--repeats", type=positive_int, default=2, metavar="N", help="llama-bench -r (2)")
+    cpu.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        metavar="N",
+        help="batch-1 decode of both sides in turns, N rounds (5; 0: off)",
+    )
     cpu.add_argument("--layers", type=positive_int, metavar="N", help="instead of the fewest making 4 GB")
     cpu.add_argument(
         "--tiny", action="store_true", help="toy shapes: checks the harness (timings meaningless)"

@@ -177,6 +177,12 @@ def bench(
     }
 
 
+def decode_once(tree: Tree, gguf: Path, threads: int, new: int) -> float:
+    """llama-bench's batch-1 decode of ``new`` tokens, one repetition (after its warm-up): tokens/s."""
+    command = [str(tree.bin / "llama-bench"), "-m", str(gguf), "-t", str(threads), "-r", "1", "-o", "json"]
+    return float(json.loads(_run([*command, "-p", "0", "-n", str(new)], 1800).stdout)[0]["avg_ts"])
+
+
 def batched(tree: Tree, gguf: Path, threads: int, prompt: int, new: int, sequences: int) -> dict[str, Any]:
     """llama-batched-bench: ``sequences`` prompts prefilled, then decoded together."""
     command = [

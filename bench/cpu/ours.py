@@ -38,7 +38,7 @@ from codeagent.backend.cache.allocator import CacheConfig
 from codeagent.backend.engine import Engine, Request
 from codeagent.backend.kernels.dispatch import kernels_in_use
 from codeagent.backend.layers.sampler import SamplingParams
-from codeagent.backend.runtime import DTYPES, build_engine, load
+from codeagent.backend.runtime import DTYPES, Loaded, build_engine, load
 from codeagent.bench.cpu import packing, report
 from codeagent.bench.cpu.bandwidth import read_bandwidth
 from codeagent.bench.cpu.steps import decode_profile
@@ -47,7 +47,7 @@ BLOCK = 32
 PACKED_PREFILL = 512  # packed prefill decodes one expert per call: slow, and not a target
 
 
-def _prompt(n: int, vocab: int, seed: int) -> list[int]:
+def prompt(n: int, vocab: int, seed: int) -> list[int]:
     return torch.randint(0, vocab, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
 
 
@@ -65,18 +65,15 @@ def run_ours(
     """``name``: a dtype (bfloat16, float32) or a packed variant (fp8, fp4: bf16 loaded, then
     packed); ``sizes``: prompt_tokens, new_tokens, prefill, greedy_tokens, vocab."""
     dtype = "bfloat16" if name in packing.VARIANTS else name
-    loaded = load(folder, dtype, "cpu")
-    log(f"ours {name}: loaded in {loaded.load_s:.1f} s")
-    model = loaded.checkpoint.model
-    converted = packing.pack(model, name) if name in packing.VARIANTS else []
     kv_rows = sizes["prefill"] + 8 * (sizes["prompt_tokens"] + sizes["new_tokens"]) + 1024
-    engine = build_engine(loaded, set(), CacheConfig(block_size=BLOCK, num_blocks=-(-kv_rows // BLOCK)))
+    engine, loaded, converted = open_engine(folder, name, kv_rows, log)
+    model = loaded.checkpoint.model
     config, context = model.config, sizes["prompt_tokens"] + sizes["new_tokens"] // 2
     try:
         out = _measure(engine, sizes, greedy_prompt, log, name)
         family = report.family_bytes(config, DTYPES[dtype], context, converted)
-        prompt = _prompt(sizes["prompt_tokens"], sizes["vocab"], 900)
-        out["profile"] = decode_profile(engine, prompt, sizes["new_tokens"], family)
+        profiled = prompt(sizes["prompt_tokens"], sizes["vocab"], 900)
+        out["profile"] = decode_profile(engine, profiled, sizes["new_tokens"], family)
     finally:
         engine.close()
     out.update(dtype=dtype, threads=torch.get_num_threads(), kernels=kernels_in_use("cpu"))
@@ -95,20 +92,37 @@ def run_ours(
     return out
 
 
+def open_engine(
+    folder: Path, name: str, kv_rows: int, log: Callable[[str], None]
+) -> tuple[Engine, Loaded, list[packing.Converted]]:
+    """An engine over the checkpoint as ``name`` (a dtype, or bf16 packed as fp8 / fp4) with a KV
+    pool of ``kv_rows`` tokens; the loaded model and what packing converted."""
+    loaded = load(folder, "bfloat16" if name in packing.VARIANTS else name, "cpu")
+    log(f"ours {name}: loaded in {loaded.load_s:.1f} s")
+    converted = packing.pack(loaded.checkpoint.model, name) if name in packing.VARIANTS else []
+    engine = build_engine(loaded, set(), CacheConfig(block_size=BLOCK, num_blocks=-(-kv_rows // BLOCK)))
+    return engine, loaded, converted
+
+
+def decode_rate(engine: Engine, prompt: list[int], new: int) -> float:
+    """Batch-1 decode tokens/s of one sequence (after its first token)."""
+    return (new - 1) / engine.generate([Request(prompt, _params(new))])[0].decode_s
+
+
 def _measure(
     engine: Engine, sizes: dict[str, int], greedy_prompt: list[int], log: Callable[[str], None], dtype: str
 ) -> dict[str, Any]:
     vocab, n, new = sizes["vocab"], sizes["prompt_tokens"], sizes["new_tokens"]
-    engine.generate([Request(_prompt(n, vocab, 99), _params(4))])
-    engine.generate([Request(_prompt(n, vocab, 90 + i), _params(4)) for i in range(8)])
+    engine.generate([Request(prompt(n, vocab, 99), _params(4))])
+    engine.generate([Request(prompt(n, vocab, 90 + i), _params(4)) for i in range(8)])
     adjacent = read_bandwidth(1 << 30, 3)
-    ones = [engine.generate([Request(_prompt(n, vocab, 500 + i), _params(new))])[0] for i in range(3)]
+    ones = [engine.generate([Request(prompt(n, vocab, 500 + i), _params(new))])[0] for i in range(3)]
     batch1 = statistics.median((new - 1) / r.decode_s for r in ones)
     log(f"ours {dtype}: batch-1 decode {batch1:.2f} tok/s")
-    eight = _concurrent(engine, [_prompt(n, vocab, 700 + i) for i in range(8)], new)
+    eight = _concurrent(engine, [prompt(n, vocab, 700 + i) for i in range(8)], new)
     log(f"ours {dtype}: 8 concurrent {eight['decode_tokens_per_s']:.2f} tok/s decode")
     tokens = min(sizes["prefill"], PACKED_PREFILL) if dtype in packing.VARIANTS else sizes["prefill"]
-    long = engine.generate([Request(_prompt(tokens, vocab, 800), _params(1))])[0]
+    long = engine.generate([Request(prompt(tokens, vocab, 800), _params(1))])[0]
     prefill = tokens / long.prefill_s
     log(f"ours {dtype}: prefill {tokens} tokens at {prefill:.1f} tok/s")
     greedy = engine.generate([Request(greedy_prompt, _params(sizes["greedy_tokens"]))])[0].token_ids

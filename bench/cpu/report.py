@@ -113,10 +113,15 @@ def targets(results: dict[str, Any]) -> tuple[dict[str, bool | None], dict[str, 
         "8_concurrent_bf16_ahead_of_llama_cpp_bf16": ("bfloat16", "bf16", eight),
         "prefill_8k_bf16_ahead_of_llama_cpp_bf16": ("bfloat16", "bf16", fill),
     }
+    turns = results.get("paired") or {}
     for name, (mine, other, key) in pairs.items():
         out[name] = _at_least(ours.get(mine), variants.get(other), key)
         if out[name] is None:
             notes[name] = _why_not(ours.get(mine), variants.get(other), mine, other, theirs)
+        elif key == b1 and "ratio_median" in turns.get(mine, {}):
+            ratio = turns[mine]["ratio_median"]
+            out[name] = ratio >= 1.0
+            notes[name] = f"taken in turns: median ratio {ratio} over {len(turns[mine]['rounds'])} rounds"
     prefill = (ours.get("bfloat16") or {}).get("prefill_tokens")
     if prefill is not None and prefill != 8192 and out["prefill_8k_bf16_ahead_of_llama_cpp_bf16"] is not None:
         notes["prefill_8k_bf16_ahead_of_llama_cpp_bf16"] = f"measured at {prefill} tokens, not 8192"
@@ -188,6 +193,14 @@ def table(results: dict[str, Any]) -> str:
             f"{roof.get('batch1', {}).get('of_adjacent_bandwidth', '-'):>12} "
             f"{r.get('concurrent8', {}).get('decode_tokens_per_s', '-'):>13} "
             f"{roof.get('concurrent8', {}).get('of_roofline', '-'):>12} {r.get('prefill_tokens_per_s', '-'):>14}"
+        )
+    for name, turn in (results.get("paired") or {}).items():
+        if "error" in turn:
+            lines.append(f"in turns, ours {name}: failed: {turn['error']}")
+            continue
+        lines.append(
+            f"in turns ({len(turn['rounds'])} rounds), batch-1 tok/s: ours {name} {turn['ours_median_tokens_per_s']} "
+            f"vs llama.cpp {turn['llama_cpp_median_tokens_per_s']}, median ratio {turn['ratio_median']}"
         )
     notes = results.get("target_notes", {})
     for name, met in results.get("targets", {}).items():

@@ -24,6 +24,7 @@ from codeagent.backend.models.qwen3_moe import Qwen3MoeConfig
 from codeagent.bench.cpu import llamacpp, model, report, vocab
 from codeagent.bench.cpu.bandwidth import cpu_seconds, others, read_bandwidth
 from codeagent.bench.cpu.ours import run_ours
+from codeagent.bench.cpu.paired import PAIRS, paired
 from codeagent.bench.machine import machine
 
 
@@ -41,6 +42,7 @@ class Options:
     repeats: int = 2
     layers: int | None = None
     tiny: bool = False
+    rounds: int = 5
 
 
 def bench_cpu(options: Options, log: Callable[[str], None]) -> dict[str, Any]:
@@ -72,6 +74,7 @@ def bench_cpu(options: Options, log: Callable[[str], None]) -> dict[str, Any]:
     }
     if tree is not None:
         results["llama_cpp"] = _theirs(tree, folder, options, threads, log)
+        results["paired"] = _paired(results, tree, folder, options, threads, log)
     after = read_bandwidth(read_size)
     log(f"streaming read again: {after / 1e9:.1f} GB/s")
     results["bandwidth"] = {
@@ -101,6 +104,7 @@ def _describe(shapes: model.Shapes, layers: int, folder: Path) -> dict[str, Any]
             f"{s.head_dim}, {s.experts} experts top-{s.top_k} of width {s.width}, vocab {s.vocab}), {layers} layers"
         ),
         "layers": layers,
+        "vocab": s.vocab,
         "checkpoint_bytes_bf16": model.checkpoint_bytes(folder),
         "folder": str(folder),
     }
@@ -167,8 +171,34 @@ def _variant(
     except RuntimeError as err:
         log(f"llama.cpp {quant.upper()} failed: {err}")
         return {"error": str(err)}
-    row["file_bytes"] = path.stat().st_size
+    row["file_bytes"], row["file"] = path.stat().st_size, str(path)
     return row
+
+
+def _paired(
+    results: dict[str, Any],
+    tree: llamacpp.Tree,
+    folder: Path,
+    options: Options,
+    threads: int,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Batch-1 decode in turns (``paired``) for each pair whose both sides ran."""
+    out: dict[str, Any] = {}
+    sizes = {
+        "prompt_tokens": options.prompt_tokens, "new_tokens": options.new_tokens,
+        "vocab": results["model"]["vocab"], "rounds": options.rounds,
+    }  # fmt: skip
+    for name, quant in PAIRS.items():
+        mine, theirs = results["ours"].get(name), results["llama_cpp"]["variants"].get(quant)
+        if options.rounds and mine and theirs and "error" not in mine and "error" not in theirs:
+            try:
+                out[name] = paired(folder, name, tree, Path(theirs["file"]), sizes, threads, log)
+            except (RuntimeError, LoadError, MemoryError) as err:
+                out[name] = {"error": str(err)}
+            finally:
+                gc.collect()
+    return out
 
 
 def _adjacent(row: dict[str, Any]) -> None:
