@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ def bench_cpu(options: Options, log: Callable[[str], None]) -> dict[str, Any]:
         "benchmark": "cpu",
         "model": _describe(shapes, layers, folder),
         "machine": machine(),
+        "codeagent_commit": _our_commit(),
         "date": time.strftime("%Y-%m-%d"),
         "sizes": {"prompt_tokens": options.prompt_tokens, "new_tokens": options.new_tokens,
                   "prefill_tokens": options.prefill, "sequences": 8},
@@ -94,6 +96,23 @@ def bench_cpu(options: Options, log: Callable[[str], None]) -> dict[str, Any]:
             results["targets"], "--tiny: toy shapes, timings mean nothing"
         )
     return results
+
+
+def _our_commit() -> str:
+    """This checkout's commit, marked ``+dirty`` with uncommitted changes (the kernels run are the tree's)."""
+    root = Path(__file__).resolve().parents[2]
+    head = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    )
+    if head.returncode != 0:
+        return "unknown"
+    dirty = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def _describe(shapes: model.Shapes, layers: int, folder: Path) -> dict[str, Any]:

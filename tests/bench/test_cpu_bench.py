@@ -27,7 +27,7 @@ def test_tiny_run_reports_every_figure_and_target(tiny: dict):
     assert ours["concurrent8"]["sequences"] == 8 and ours["concurrent8"]["decode_tokens_per_s"] > 0
     assert len(ours["greedy_token_ids"]) == 3 and ours["threads"] == tiny["threads"]["ours"]
     assert set(ours["roofline"]) == {"batch1", "concurrent8"}
-    assert ours["roofline"]["batch1"]["of_adjacent_bandwidth"] > 0
+    assert ours["roofline"]["batch1"]["of_adjacent_bandwidth"] >= 0
     assert tiny["contention"]["cpu_s_others"] >= 0
     assert tiny["bandwidth"]["GB_per_s"] > 0 and tiny["model"]["layers"] == 2
     assert "llama_cpp" not in tiny and tiny["threads"]["llama_cpp"] is None
