@@ -8,7 +8,8 @@ and with the ``user:password@`` part removed from remote URLs, so ``git remote -
 ``git log`` still work inside and show no secret.
 
 Views are written once per distinct config content into a private folder of this process
-(``mkdtemp``, mode 0700) and reused while the config is unchanged.
+(``mkdtemp``, mode 0700) and reused while the config is unchanged; the folder is removed
+when the process exits (``atexit``; a process killed by a signal leaves it in the temp dir).
 
 A config git cannot parse is shown as an empty file (git inside could not read it either).
 
@@ -19,8 +20,10 @@ are shown as they are.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -64,6 +67,7 @@ def view(config: Path) -> Path | None:
             return _views[digest]
         if _folder is None or not _folder.is_dir():
             _folder = Path(tempfile.mkdtemp(prefix="codeagent-gitview-"))
+            atexit.register(shutil.rmtree, _folder, ignore_errors=True)
         path = _folder / f"{digest}.config"
         tmp = path.with_suffix(".tmp")
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from codeagent.sandbox.secrets import KnownSecrets
@@ -178,3 +179,18 @@ def test_a_planted_fifo_does_not_block(tmp_path: Path):
     os.mkfifo(home / ".git-credentials")
     git(root, "config", "include.path", str(home / ".git-credentials"))
     assert KnownSecrets.gather(root, environment(home)).pairs == ()
+
+
+def test_credential_free_views_are_removed_when_the_process_exits(tmp_path: Path):
+    config = tmp_path / "config"
+    config.write_text('[remote "origin"]\n\turl = https://user:hunter2@example.com/r.git\n')
+    code = (
+        "import sys; from pathlib import Path; from codeagent.sandbox.gitview import view; "
+        "p = view(Path(sys.argv[1])); print(p); assert 'hunter2' not in p.read_text()"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(config)], capture_output=True, text=True, check=True
+    )
+    shown = Path(out.stdout.strip())
+    assert shown.name.endswith(".config")
+    assert not shown.parent.exists()
