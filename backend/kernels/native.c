@@ -108,54 +108,71 @@ static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, NaN kept
     return (uint16_t)(w >> 16);
 }
 
-/* Two weight rows at once: ra[s] = dot(row_a, xs[s]), rb[s] = dot(row_b, xs[s]) for s < n
- * (n <= GROUP, a constant after inlining); each activation vector loaded once serves both rows.
- * A lone row is passed as both (the same bits either way). */
-static inline __attribute__((always_inline)) void dots2(const void *row_a, const void *row_b, const int bf16,
-                                                        const int k, const float *const *xs, const int n, float *ra,
-                                                        float *rb) {
-    f32x16 acc_a[GROUP], acc_b[GROUP];
-    for (int s = 0; s < n; s++) acc_a[s] = acc_b[s] = (f32x16){0};
+/* Several weight rows at once: res[j][s] = dot(rows[j], xs[s]) for j < nr, s < n (nr <= MAX_WROWS,
+ * n <= GROUP, both constants after inlining); each activation vector loaded once serves every row,
+ * and nr rows stream at once (more reads in flight: at one activation row, two rows at a time
+ * read the weights at ~75% of the machine's streaming speed, eight at ~95%). Each (row,
+ * activation) sum takes the same lane-wise additions and the same final tree whatever nr and n
+ * are, so the bits do not depend on how the rows were grouped. A missing row is passed as a
+ * repeat of another (the same bits either way). */
+#define MAX_WROWS 8
+static inline __attribute__((always_inline)) void dots(const void *const *rows, const int nr, const int bf16,
+                                                       const int k, const float *const *xs, const int n,
+                                                       float *const *res) {
+    f32x16 acc[MAX_WROWS][GROUP];
+    for (int j = 0; j < nr; j++)
+        for (int s = 0; s < n; s++) acc[j][s] = (f32x16){0};
     for (int c = 0; c < k; c += 16) {
-        const f32x16 wa = bf16 ? load_bf16((const uint16_t *)row_a + c) : load_f32((const float *)row_a + c);
-        const f32x16 wb = bf16 ? load_bf16((const uint16_t *)row_b + c) : load_f32((const float *)row_b + c);
+        f32x16 w[MAX_WROWS];
+        for (int j = 0; j < nr; j++)
+            w[j] = bf16 ? load_bf16((const uint16_t *)rows[j] + c) : load_f32((const float *)rows[j] + c);
         for (int s = 0; s < n; s++) {
             const f32x16 x = load_f32(xs[s] + c);
-            acc_a[s] += wa * x;
-            acc_b[s] += wb * x;
+            for (int j = 0; j < nr; j++) acc[j][s] += w[j] * x;
         }
     }
-    for (int s = 0; s < n; s++) {
-        ra[s] = hsum(acc_a[s]);
-        rb[s] = hsum(acc_b[s]);
-    }
+    for (int j = 0; j < nr; j++)
+        for (int s = 0; s < n; s++) res[j][s] = hsum(acc[j][s]);
 }
 
-#define DOTS2_CASE(N)                                      \
-    case N:                                                \
-        if (bf16)                                          \
-            dots2(row_a, row_b, 1, k, xs, N, ra, rb);      \
-        else                                               \
-            dots2(row_a, row_b, 0, k, xs, N, ra, rb);      \
+/* Weight rows streamed together for n activation rows: as many as keep nr * n accumulators
+ * within 16 of the 32 vector registers. */
+static inline int rows_for(int n) { return n <= 2 ? 8 : n <= 4 ? 4 : 2; }
+
+#define DOTS_CASE(NR, N)                                  \
+    case N:                                               \
+        if (bf16)                                         \
+            dots(rows, NR, 1, k, xs, N, out);             \
+        else                                              \
+            dots(rows, NR, 0, k, xs, N, out);             \
         break;
 
-static void dots2_any(const void *row_a, const void *row_b, int bf16, int k, const float *const *xs, int n,
-                      float *ra, float *rb) {
+/* res[j][s] = dot(rows[j], xs[s]) for j < rows_for(n) and every s < n, GROUP activation rows
+ * at a time (the rows streamed together chosen once, from n, so a call's rows group alike). */
+static void dots_any(const void *const *rows, int bf16, int k, const float *const *xs, int n, float *const *res) {
+    const int nr = rows_for(n);
+    float *out[MAX_WROWS];
+    for (int j = 0; j < nr; j++) out[j] = res[j];
     while (n > 0) {
         const int m = n > GROUP ? GROUP : n;
-        switch (m) {
-            DOTS2_CASE(1)
-            DOTS2_CASE(2)
-            DOTS2_CASE(3)
-            DOTS2_CASE(4)
-            DOTS2_CASE(5)
-            DOTS2_CASE(6)
-            DOTS2_CASE(7)
-            DOTS2_CASE(8)
+        if (nr == 8) {
+            switch (m) { DOTS_CASE(8, 1) DOTS_CASE(8, 2) }
+        } else if (nr == 4) {
+            switch (m) { DOTS_CASE(4, 3) DOTS_CASE(4, 4) }
+        } else {
+            switch (m) {
+                DOTS_CASE(2, 1)
+                DOTS_CASE(2, 2)
+                DOTS_CASE(2, 3)
+                DOTS_CASE(2, 4)
+                DOTS_CASE(2, 5)
+                DOTS_CASE(2, 6)
+                DOTS_CASE(2, 7)
+                DOTS_CASE(2, 8)
+            }
         }
         xs += m;
-        ra += m;
-        rb += m;
+        for (int j = 0; j < nr; j++) out[j] += m;
         n -= m;
     }
 }
@@ -196,14 +213,16 @@ int ca_linear(int t, int k, int n, const void *x, const void *w, void *out, int 
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         const long r0 = (long)n * tid / nt, r1 = (long)n * (tid + 1) / nt;
-        float ra[MAX_ROWS], rb[MAX_ROWS];
-        for (long r = r0; r < r1; r += 2) {
-            const long other = r + 1 < r1 ? r + 1 : r;
-            dots2_any(weight_row(w, bf16, r, k), weight_row(w, bf16, other, k), bf16, k, xs, t, ra, rb);
-            for (int s = 0; s < t; s++) {
-                store(out, (long)s * n + r, ra[s], bf16);
-                store(out, (long)s * n + other, rb[s], bf16);
-            }
+        const int nr = rows_for(t);
+        float buf[MAX_WROWS][MAX_ROWS];
+        float *res[MAX_WROWS];
+        const void *rows[MAX_WROWS];
+        for (int j = 0; j < MAX_WROWS; j++) res[j] = buf[j];
+        for (long r = r0; r < r1; r += nr) {
+            for (int j = 0; j < nr; j++) rows[j] = weight_row(w, bf16, r + j < r1 ? r + j : r1 - 1, k);
+            dots_any(rows, bf16, k, xs, t, res);
+            for (int j = 0; j < nr && r + j < r1; j++)
+                for (int s = 0; s < t; s++) store(out, (long)s * n + r + j, buf[j][s], bf16);
         }
     }
     free(xs);
@@ -251,7 +270,10 @@ int ca_moe(int t, int h, int inter, int experts, int topk, const void *x, const 
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         const float *xs[MAX_PAIRS];
-        float gate[MAX_PAIRS], up[MAX_PAIRS];
+        float *res[MAX_WROWS];
+        const void *rows[MAX_WROWS];
+        float results[MAX_WROWS][MAX_PAIRS];
+        for (int j = 0; j < MAX_WROWS; j++) res[j] = results[j];
         /* gate and up rows of every active expert, split evenly over the threads */
         long units = (long)nactive * inter, u = units * tid / nt, u1 = units * (tid + 1) / nt;
         while (u < u1) {
@@ -259,11 +281,19 @@ int ca_moe(int t, int h, int inter, int experts, int topk, const void *x, const 
             const int *mine = order + first[a];
             const long i0 = u % inter, i1 = (u1 - u < inter - i0) ? i0 + (u1 - u) : inter;
             for (int s = 0; s < n; s++) xs[s] = xf + (long)(mine[s] / topk) * h;
-            for (long i = i0; i < i1; i++) {
-                dots2_any(weight_row(w13, bf16, (long)e * 2 * inter + i, h),
-                          weight_row(w13, bf16, (long)e * 2 * inter + inter + i, h), bf16, h, xs, n, gate, up);
-                for (int s = 0; s < n; s++)
-                    act[(long)mine[s] * inter + i] = gate[s] / (1.0f + expf(-gate[s])) * up[s];
+            const int half = rows_for(n) / 2;
+            for (long i = i0; i < i1; i += half) {
+                for (int j = 0; j < half; j++) {
+                    const long row = i + j < i1 ? i + j : i1 - 1;
+                    rows[j] = weight_row(w13, bf16, (long)e * 2 * inter + row, h);
+                    rows[half + j] = weight_row(w13, bf16, (long)e * 2 * inter + inter + row, h);
+                }
+                dots_any(rows, bf16, h, xs, n, res);
+                for (int j = 0; j < half && i + j < i1; j++)
+                    for (int s = 0; s < n; s++) {
+                        const float g = res[j][s], v = res[half + j][s];
+                        act[(long)mine[s] * inter + i + j] = g / (1.0f + expf(-g)) * v;
+                    }
             }
             u += i1 - i0;
         }
@@ -277,14 +307,12 @@ int ca_moe(int t, int h, int inter, int experts, int topk, const void *x, const 
             const int *mine = order + first[a];
             const long r0 = u % h, r1 = (u1 - u < h - r0) ? r0 + (u1 - u) : h;
             for (int s = 0; s < n; s++) xs[s] = act + (long)mine[s] * inter;
-            for (long r = r0; r < r1; r += 2) {
-                const long other = r + 1 < r1 ? r + 1 : r;
-                dots2_any(weight_row(w2, bf16, (long)e * h + r, inter), weight_row(w2, bf16, (long)e * h + other, inter),
-                          bf16, inter, xs, n, gate, up);
-                for (int s = 0; s < n; s++) {
-                    part[(long)mine[s] * h + r] = gate[s];
-                    part[(long)mine[s] * h + other] = up[s];
-                }
+            const int nr = rows_for(n);
+            for (long r = r0; r < r1; r += nr) {
+                for (int j = 0; j < nr; j++) rows[j] = weight_row(w2, bf16, (long)e * h + (r + j < r1 ? r + j : r1 - 1), inter);
+                dots_any(rows, bf16, inter, xs, n, res);
+                for (int j = 0; j < nr && r + j < r1; j++)
+                    for (int s = 0; s < n; s++) part[(long)mine[s] * h + r + j] = res[j][s];
             }
             u += r1 - r0;
         }
