@@ -366,6 +366,9 @@ int ca_linear_packed(int t, int k, int n, const void *x, const uint8_t *codes, c
     return 0;
 }
 
+/* v rounded to bf16 (and back) where round is set. */
+static inline float rounded(float v, int round) { return round ? bf16_to_f32(f32_to_bf16(v)) : v; }
+
 /* Pairs grouped by expert: order [pairs] lists them expert by expert (pair order within one),
  * active [nactive] the experts with pairs, first / count [nactive] where each one's run starts
  * and how long it is. Returns nactive, -1 when memory ran out. */
@@ -391,13 +394,17 @@ static int group_pairs(int pairs, int experts, const int64_t *ids, int *order, i
  * expert_e(v) = w2[e] @ (silu(min(gate, limit)) * clamp(up, -limit, limit)), [gate; up] = w13[e] @ v
  * (limit = inf: plain SiLU gating). w13 [E, 2i, h] and w2 [E, h, i] packed in one format with per-row
  * scales [E, rows, groups] (float32 or UE8M0 bytes, each its own). ids [t, k] int64 in [0, E);
- * weights [t, k] float32; out in bf16 or float32. Returns 0, -1 when memory ran out, -2 for an
- * expert id out of range, -3 for more than MAX_PAIRS pairs. */
+ * weights [t, k] float32; out in bf16 or float32. weight_first (DeepSeek-V4's reference expert):
+ * each routing weight multiplies its pair's activation in float32 before the down projection and
+ * the parts are summed unweighted, and with bf16 activations gate, up, the weighted activation and
+ * each part are rounded to bf16 where that reference rounds them; else the weight multiplies the
+ * expert's output and nothing is rounded before the sum. Returns 0, -1 when memory ran out, -2 for an expert id out of
+ * range, -3 for more than MAX_PAIRS pairs. */
 int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x, const uint8_t *w13,
                   const void *scale13, int scale13_u8, const uint8_t *w2, const void *scale2, int scale2_u8, int format,
-                  const int64_t *ids, const float *weights, float limit, void *out, int x_bf16, int out_bf16,
-                  int threads) {
-    const int pairs = t * topk, group = format == FP8 ? FP8_BLOCK : FP4_GROUP;
+                  const int64_t *ids, const float *weights, float limit, int weight_first, void *out, int x_bf16,
+                  int out_bf16, int threads) {
+    const int pairs = t * topk, group = format == FP8 ? FP8_BLOCK : FP4_GROUP, rounds = weight_first && x_bf16;
     if (pairs > MAX_PAIRS) return -3;
     for (int p = 0; p < pairs; p++)
         if (ids[p] < 0 || ids[p] >= experts) return -2;
@@ -431,9 +438,11 @@ int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x,
                 pdots2_any(&up_gate, row, row + inter, AHEAD * up_gate.row_bytes, h, xs, n, gate, up);
                 const long slot = format == FP4 ? fp4_slot(i) : i;
                 for (int s = 0; s < n; s++) {
-                    const float g = gate[s] > limit ? limit : gate[s];
-                    const float v = up[s] > limit ? limit : (up[s] < -limit ? -limit : up[s]);
-                    act[(long)mine[s] * inter + slot] = g / (1.0f + expf(-g)) * v;
+                    const float gs = rounded(gate[s], rounds), us = rounded(up[s], rounds);
+                    const float g = gs > limit ? limit : gs;
+                    const float v = us > limit ? limit : (us < -limit ? -limit : us);
+                    const float a = g / (1.0f + expf(-g)) * v;
+                    act[(long)mine[s] * inter + slot] = weight_first ? rounded(a * weights[mine[s]], rounds) : a;
                 }
             }
             u += i1 - i0;
@@ -453,8 +462,8 @@ int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x,
                 pdots2_any(&down, (long)e * h + r, (long)e * h + other, AHEAD * 2 * down.row_bytes, inter, xs, n, gate,
                            up);
                 for (int s = 0; s < n; s++) {
-                    part[(long)mine[s] * h + r] = gate[s];
-                    part[(long)mine[s] * h + other] = up[s];
+                    part[(long)mine[s] * h + r] = rounded(gate[s], rounds);
+                    part[(long)mine[s] * h + other] = rounded(up[s], rounds);
                 }
             }
             u += r1 - r0;
@@ -465,7 +474,10 @@ int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x,
         for (long c = c0; c < c1; c++) {
             const long row = c / h, col = c % h;
             float sum = 0.0f;
-            for (int j = 0; j < topk; j++) sum += weights[row * topk + j] * part[(row * topk + j) * h + col];
+            for (int j = 0; j < topk; j++) {
+                const float p = part[(row * topk + j) * h + col];
+                sum += weight_first ? p : weights[row * topk + j] * p;
+            }
             store(out, c, sum, out_bf16);
         }
     }

@@ -7,7 +7,8 @@ dequantized copy.
   @ W^T for dense projections and the LM head;
 - ``moe_packed``: one MoE layer over ``quant.PackedExperts`` in one call, as ``native.moe``
   does for plain weights (SiLU-gated gate/up, down, the weighted sum over the top k), with
-  DeepSeek-V4's clamp (``limit``) and a float32 output on request;
+  DeepSeek-V4's clamp (``limit``), its routing weight on the activation (``weight_first``) and a
+  float32 output on request;
 - ``dequantize`` / ``dequantize_expert``: a weight decoded whole, exactly as ``quant`` decodes
   it, for the products too large for the kernels (a prefill chunk), some ten times faster than
   torch's float8 conversion.
@@ -17,9 +18,11 @@ Numerics: activations float32 or bfloat16, taken as float32; every product accum
 float32 over a fixed order, so a row's result does not depend on the batch it is in; outputs
 rounded once. They differ from the torch references (dequantize, then ``F.linear`` in the
 activation dtype) only by float32 rounding, and in MoE layers by where the references round
-to bfloat16 in between; the MoE routing weights multiply each expert's output in float32
-(DeepSeek-V4's reference multiplies the activation before the down projection: the same but
-for rounding). Limits: at most ``MAX_ROWS`` token rows (``MAX_PAIRS`` token-expert
+to bfloat16 in between; the MoE routing weights multiply each expert's output in float32, or
+with ``weight_first`` (DeepSeek-V4's reference expert) the activation before the down
+projection, in float32, the parts summed unweighted, and with bfloat16 activations gate, up,
+the weighted activation and each expert's output rounded to bfloat16 where that reference
+rounds them (it then differs from it only by float32 summation order). Limits: at most ``MAX_ROWS`` token rows (``MAX_PAIRS`` token-expert
 pairs), K a multiple of 16 (FP8) or 32 (FP4), scales float32 or UE8M0 bytes (FP8 scales times
 2^8 must stay finite), e4m3's NaN codes read as +-480. The ``fits_*`` checks send anything else
 to the references; prefill-sized batches decode the weight for the call (``dequantize``), then
@@ -49,7 +52,10 @@ FP4_CODES = (torch.uint8, torch.int8, torch.float4_e2m1fn_x2)
 _I, _F, _P = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
 SIGNATURES: native.Signatures = {  # native_packed.c's entry points: result, arguments
     "ca_linear_packed": (_I, [_I, _I, _I, _P, _P, _P, _I, _I, _I, _P, _I, _I, _I]),
-    "ca_moe_packed": (_I, [_I, _I, _I, _I, _I, _P, _P, _P, _I, _P, _P, _I, _I, _P, _P, _F, _P, _I, _I, _I]),
+    "ca_moe_packed": (
+        _I,
+        [_I, _I, _I, _I, _I, _P, _P, _P, _I, _P, _P, _I, _I, _P, _P, _F, _I, _P, _I, _I, _I],
+    ),
     "ca_dequantize_packed": (None, [_I, _I, _P, _P, _I, _I, _I, _P, _I, _I]),
 }
 _REASONS = {-1: "out of memory", -2: "an expert id out of range", -3: "too many token rows or pairs"}
@@ -205,11 +211,15 @@ def moe_packed(
     ids: torch.Tensor,
     limit: float | None = None,
     out_dtype: torch.dtype | None = None,
+    weight_first: bool = False,
 ) -> torch.Tensor:
     """One sparse MoE layer over packed experts: x [T, H]; w13 [E, 2I, H] (gate rows, then up
     rows); w2 [E, H, I]; weights, ids [T, k] -> [T, H] in ``out_dtype`` (default x's). Each
     expert is down(silu(gate) * up), with gate clamped above at ``limit`` and up to
-    [-limit, limit] when a limit is given (DeepSeek-V4's SwiGLU)."""
+    [-limit, limit] when a limit is given (DeepSeek-V4's SwiGLU), weighted after the down
+    projection, or with ``weight_first`` before it as DeepSeek-V4's reference expert does
+    (silu(gate) * up * weight in float32; gate, up, that product and the expert's output
+    rounded to x's dtype where the reference rounds them)."""
     t, h = x.shape
     experts, rows, _ = w13.shape
     inter = rows // 2
@@ -238,6 +248,7 @@ def moe_packed(
         ids.data_ptr(),
         weights.data_ptr(),
         math.inf if limit is None else limit,
+        int(weight_first),
         out.data_ptr(),
         ACTIVATIONS[x.dtype],
         ACTIVATIONS[out.dtype],

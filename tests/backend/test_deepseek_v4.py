@@ -19,9 +19,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from codeagent.backend.kernels import dispatch, native
+from codeagent.backend.kernels.dispatch import REFERENCE
 from codeagent.backend.models.base import SeqSlice
 from codeagent.backend.models.deepseek_v4.config import DeepseekV4Config
 from codeagent.backend.models.deepseek_v4.model import DeepseekV4ForCausalLM
+from codeagent.backend.models.deepseek_v4.weights import scope
 from codeagent.backend.quant import (
     PackedExperts,
     dequantize_fp4,
@@ -352,10 +355,12 @@ def routed(model: DeepseekV4ForCausalLM) -> list[str]:
     ("experts", "dtype"), [("fp4", torch.float32), ("fp4", torch.bfloat16), ("fp8", torch.float32)]
 )
 def test_release_experts_stay_packed_and_match_dequantizing_at_load(tiny, tmp_path, experts, dtype):
-    """Kept packed (the default for a quantized checkpoint) and decoded one expert at a time, the
-    experts give the logits and tokens of the model whose experts were dequantized at load."""
+    """Kept packed (the default for a quantized checkpoint) and decoded one expert at a time (the
+    torch reference; the native kernel's path is tested below), the experts give the logits and
+    tokens of the model whose experts were dequantized at load."""
     release = release_checkpoint(tiny, tmp_path, experts)
-    kept, dense = ours(tiny, release, dtype), ours(tiny, release, dtype, keep_quantized=False)
+    kept = ours(tiny, release, dtype, kernels=REFERENCE)
+    dense = ours(tiny, release, dtype, keep_quantized=False, kernels=REFERENCE)
     assert all(isinstance(kept.w[name], PackedExperts) for name in routed(kept))
     assert all(isinstance(dense.w[name], torch.Tensor) for name in routed(dense))
     w13 = kept.w["layers.2.ffn.w13"]
@@ -369,6 +374,40 @@ def test_release_experts_stay_packed_and_match_dequantizing_at_load(tiny, tmp_pa
     ids = prompt(24)
     assert torch.equal(step(kept, [kept.new_state()], [ids]), step(dense, [dense.new_state()], [ids]))
     assert greedy(kept, [ids], 12) == greedy(dense, [ids], 12)
+
+
+def with_fp4_experts(model: DeepseekV4ForCausalLM) -> DeepseekV4ForCausalLM:
+    """The model's routed experts quantized to FP4 in place (``PackedExperts.quantize``), each
+    layer re-bound to its packed experts."""
+    for i, layer in enumerate(model.layers):
+        for name in (f"layers.{i}.ffn.w13", f"layers.{i}.ffn.w2"):
+            model.w[name] = PackedExperts.quantize(model.w[name], "fp4")
+        layer.bind(scope(model.w, f"layers.{i}."))
+    return model
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fp4_experts_on_the_native_kernel_match_the_reference_path(tiny, dtype):
+    """FP4 experts through the native packed MoE kernel (decode-sized batches: a 24-token prompt,
+    then one token a step) against the same model on the torch reference (each routed expert
+    decoded, then multiplied): logits within float32 summation order (float32) or bfloat16
+    rounding, the same greedy tokens. A 70-token prompt is too many rows for the kernel: its
+    experts are decoded natively, one at a time, and give the reference's logits."""
+    kernels = dispatch.choose("cpu", "native")
+    if kernels.packed is None:
+        pytest.skip(f"packed kernels unavailable: {kernels.name}")
+    on_kernel = with_fp4_experts(ours(tiny, dtype=dtype, kernels=kernels))
+    on_reference = with_fp4_experts(ours(tiny, dtype=dtype, kernels=REFERENCE))
+    tol = 1e-5 if dtype == torch.float32 else 2**-7
+    for length, runs_kernel in ((24, True), (70, False)):
+        ids, calls = prompt(length), native.calls["moe_packed"]
+        got = step(on_kernel, [on_kernel.new_state()], [ids])
+        want = step(on_reference, [on_reference.new_state()], [ids])
+        assert native.calls["moe_packed"] == calls + runs_kernel * len(on_kernel.layers)
+        torch.testing.assert_close(got, want, atol=tol * want.abs().max().item(), rtol=0)
+    ids, calls = prompt(24), native.calls["moe_packed"]
+    assert greedy(on_kernel, [ids], 16) == greedy(on_reference, [ids], 16)
+    assert native.calls["moe_packed"] == calls + 16 * len(on_kernel.layers)
 
 
 def test_the_environment_chooses_whether_experts_stay_packed(tiny, tmp_path, monkeypatch):

@@ -192,6 +192,33 @@ def test_moe_with_a_limit_clamps_as_deepseek_v4_does(kind):
 
 
 @pytest.mark.parametrize("kind", FORMATS)
+@pytest.mark.parametrize("dtype", ACTIVATIONS)
+def test_moe_with_the_weight_first_is_deepseek_v4s_expert(kind, dtype):
+    """``weight_first``: the routing weight on the activation before the down projection, the
+    routed sum in float32, bfloat16 rounded where DeepSeek-V4's reference rounds: that reference
+    (``models/deepseek_v4/moe.routed_experts``, one decoded expert at a time) within float32
+    summation order, and still the same bits alone as in a batch."""
+    from codeagent.backend.models.deepseek_v4.moe import routed_experts
+
+    experts, hidden, inter, k, tokens, limit = 6, 64, 96, 3, 19, 0.5
+    w13, w2 = packed_layer(kind, experts, hidden, inter)
+    x = randn(tokens, hidden, seed=29, scale=2.0).to(dtype)  # some gates and ups beyond the limit
+    weights, ids = moe.softmax_topk(randn(tokens, experts, seed=30), k, normalize=True)
+    weights = weights * 1.5  # V4's routed scaling: the weights do not sum to 1
+    got = native_packed.moe_packed(x, w13, w2, weights, ids, limit, torch.float32, weight_first=True)
+    want = routed_experts(x, w13, w2, weights, ids, limit)
+    close(got, want) if dtype == torch.float32 else close(got.to(dtype), want.to(dtype))
+    if dtype == torch.bfloat16:  # rounded where the reference rounds: much closer than without
+        after = native_packed.moe_packed(x, w13, w2, weights, ids, limit, torch.float32)
+        assert (got - want).abs().max() * 8 < (after - want).abs().max()
+    for rows in (slice(0, 1), slice(5, 13)):
+        alone = native_packed.moe_packed(
+            x[rows], w13, w2, weights[rows], ids[rows], limit, torch.float32, weight_first=True
+        )
+        assert torch.equal(alone, got[rows])
+
+
+@pytest.mark.parametrize("kind", FORMATS)
 def test_experts_forward_runs_packed_experts_natively_for_decode_batches(kind):
     kernels = dispatch.choose("cpu", "native")
     experts, hidden, inter, k = 8, 64, 32, 2

@@ -16,11 +16,20 @@ or (``ep``) through the experts it holds whole, and through its share of the sha
 expert's width; the router (and hash table) is replicated, and the routed and shared
 partial sums, kept in float32, are all-reduced once per layer before the cast.
 
-Limit: experts run one after another over the tokens routed to each (a reference loop; a
-grouped-GEMM kernel replaces ``routed_experts``, decoding packed experts in its tiles).
-The loop decodes a packed expert just before it runs it, only the experts the step
-routes to, so no more than two experts' dequantized weights exist at once; it pays that
-decoding at every step (the price of not keeping a full-precision copy).
+Kernels: Triton's fused MoE (decoding packed experts in its tiles) on a GPU; on CPU, packed
+experts in decode-sized batches run the native packed kernel (``kernels.packed.moe_packed``,
+the whole layer in one call, never a decoded copy) with ``weight_first``: the routing weight
+multiplies the activation in float32 before the down projection and the routed sum stays in
+float32, as here, and a bfloat16 model's activations are rounded where this reference rounds
+them (gate, up, the weighted activation, each expert's output), so the two differ only by
+float32 summation order. Dense (bf16) experts stay on the reference on CPU: the native bf16
+MoE kernel (``native.moe``) has no SwiGLU clamp.
+
+Limit: otherwise experts run one after another over the tokens routed to each (a reference
+loop). The loop decodes a packed expert just before it runs it (natively where the packed
+kernels run), only the experts the step routes to, so no more than two experts' dequantized
+weights exist at once; it pays that decoding at every step (the price of not keeping a
+full-precision copy).
 """
 
 from __future__ import annotations
@@ -90,19 +99,39 @@ def routed_experts(
         return kernels.triton.fused_moe(
             x, w13, w2, weights, ids, clamped=True, limit=limit, out_dtype=torch.float32
         )
+    if _native_fits(x, w13, w2, ids, kernels):
+        return kernels.packed.moe_packed(  # type: ignore[union-attr]
+            x, w13, w2, weights, ids, limit, torch.float32, weight_first=True
+        )
     out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
     inter = w2.shape[-1]
     for e in torch.unique(ids).tolist():
         token, slot = torch.where(ids == e)
-        gate_up, down = _expert_weights(w13, e, x.dtype), _expert_weights(w2, e, x.dtype)
+        gate_up, down = _expert_weights(w13, e, x.dtype, kernels), _expert_weights(w2, e, x.dtype, kernels)
         w1, w3 = gate_up[:inter], gate_up[inter:]
         out.index_add_(0, token, expert(x[token], w1, w3, down, weights[token, slot, None], limit))
     return out
 
 
-def _expert_weights(w: Experts, e: int, dtype: torch.dtype) -> torch.Tensor:
-    """Expert e's [N, K] weight: a view of dense storage, or decoded from packed storage now."""
-    return w[e] if isinstance(w, torch.Tensor) else w.expert(e, dtype)
+def _native_fits(x: torch.Tensor, w13: Experts, w2: Experts, ids: torch.Tensor, kernels: Kernels) -> bool:
+    """Whether the native packed MoE kernel takes this batch (both projections packed, CPU,
+    decode-sized)."""
+    return (
+        kernels.packed is not None
+        and isinstance(w13, PackedExperts)
+        and isinstance(w2, PackedExperts)
+        and kernels.packed.fits_moe_packed(x, w13, w2, ids)
+    )
+
+
+def _expert_weights(w: Experts, e: int, dtype: torch.dtype, kernels: Kernels) -> torch.Tensor:
+    """Expert e's [N, K] weight: a view of dense storage, or decoded from packed storage now
+    (natively where the packed kernels run: the same values, faster)."""
+    if isinstance(w, torch.Tensor):
+        return w[e]
+    if kernels.packed is not None and kernels.packed.fits_dequantize(w, dtype):
+        return kernels.packed.dequantize_expert(w, e, dtype)
+    return w.expert(e, dtype)
 
 
 class MoE(nn.Module):
