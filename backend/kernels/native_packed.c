@@ -20,8 +20,8 @@
  * reordered, even inputs first, so the low and high nibbles of 16 bytes meet 16 contiguous
  * activations each. Elsewhere a portable decoding (tables) gives the same values, slower.
  *
- * Products: two weight rows at a time against up to GROUP activation rows (FP8: FP8_GROUP), a
- * lone row paired with itself; FP8 sums each block of 128 inputs unscaled and adds it times
+ * Products: up to eight weight rows at a time (fewer as the activation rows grow, see
+ * rows_for) against up to GROUP activation rows (FP8: FP8_GROUP), a missing row repeated; FP8 sums each block of 128 inputs unscaled and adds it times
  * its scale (one product a block, not one a weight); FP4 scales its 16-entry table once a
  * group. Each call prefetches the rows that the call AHEAD after it will read (one thread
  * streams faster so). As in native.c: activations float32 or bfloat16, products in float32,
@@ -203,113 +203,136 @@ static inline void fp4x32(const uint8_t *p, f32x16 table, f32x16 *even, f32x16 *
 #endif
 }
 
-/* ra[s] = dot(FP8 row a, xs[s]), rb[s] = dot(FP8 row b, xs[s]) for s < n (n <= FP8_GROUP, a
- * constant after inlining): each 128 inputs summed unscaled, then added times their scale, so a
- * scale costs one product a block. */
-static inline __attribute__((always_inline)) void fp8_dots2(const packed_t *w, long a, long b, long ahead, int k,
-                                                            const float *const *xs, const int n, float *ra,
-                                                            float *rb) {
-    f32x16 acc_a[FP8_GROUP], acc_b[FP8_GROUP], block_a[FP8_GROUP], block_b[FP8_GROUP];
-    for (int s = 0; s < n; s++) acc_a[s] = acc_b[s] = (f32x16){0};
-    const uint8_t *pa = w->codes + a * w->row_bytes, *pb = w->codes + b * w->row_bytes;
-    const void *sa = scale_row(w, a), *sb = scale_row(w, b);
+/* Weight rows streamed together (as native.c): up to MAX_WROWS rows against n activation rows,
+ * as many as keep their accumulators within about half the vector registers. */
+#define MAX_WROWS 8
+static inline int rows_for(int format, int n) {
+    if (format == FP8) return n <= 1 ? 8 : n <= 2 ? 4 : 2; /* a block sum and a total a pair */
+    return n <= 2 ? 8 : n <= 4 ? 4 : 2;
+}
+
+/* res[j][s] = dot(FP8 row rows[j], xs[s]) for j < nr, s < n (n <= FP8_GROUP; nr, n constants
+ * after inlining): each 128 inputs summed unscaled, then added times their scale, so a scale
+ * costs one product a block. Each (row, activation) sum takes the same steps whatever nr and n. */
+static inline __attribute__((always_inline)) void fp8_dots(const packed_t *w, const long *rows, const int nr,
+                                                           long ahead, int k, const float *const *xs, const int n,
+                                                           float *const *res) {
+    f32x16 acc[MAX_WROWS][FP8_GROUP], block[MAX_WROWS][FP8_GROUP];
+    const uint8_t *p[MAX_WROWS];
+    const void *sc[MAX_WROWS];
+    for (int j = 0; j < nr; j++) {
+        p[j] = w->codes + rows[j] * w->row_bytes;
+        sc[j] = scale_row(w, rows[j]);
+        for (int s = 0; s < n; s++) acc[j][s] = (f32x16){0};
+    }
     for (int c0 = 0, g = 0; c0 < k; c0 += FP8_BLOCK, g++) {
         const int c1 = c0 + FP8_BLOCK < k ? c0 + FP8_BLOCK : k;
-        for (int s = 0; s < n; s++) block_a[s] = block_b[s] = (f32x16){0};
+        for (int j = 0; j < nr; j++)
+            for (int s = 0; s < n; s++) block[j][s] = (f32x16){0};
         for (int c = c0; c < c1; c += 16) {
-            if (!(c & 63)) {
-                __builtin_prefetch(pa + ahead + c, 0, 0);
-                __builtin_prefetch(pb + ahead + c, 0, 0);
+            f32x16 wv[MAX_WROWS];
+            for (int j = 0; j < nr; j++) {
+                if (ahead && !(c & 63)) __builtin_prefetch(p[j] + ahead + c, 0, 0);
+                wv[j] = fp8x16(p[j] + c);
             }
-            const f32x16 wa = fp8x16(pa + c), wb = fp8x16(pb + c);
             for (int s = 0; s < n; s++) {
                 const f32x16 x = load_f32(xs[s] + c);
-                block_a[s] += wa * x;
-                block_b[s] += wb * x;
+                for (int j = 0; j < nr; j++) block[j][s] += wv[j] * x;
             }
         }
-        const float fa = scale_of(sa, w->scale_u8, g, FP8_SHIFT), fb = scale_of(sb, w->scale_u8, g, FP8_SHIFT);
-        for (int s = 0; s < n; s++) {
-            acc_a[s] += block_a[s] * fa;
-            acc_b[s] += block_b[s] * fb;
+        for (int j = 0; j < nr; j++) {
+            const float f = scale_of(sc[j], w->scale_u8, g, FP8_SHIFT);
+            for (int s = 0; s < n; s++) acc[j][s] += block[j][s] * f;
         }
     }
-    for (int s = 0; s < n; s++) {
-        ra[s] = hsum(acc_a[s]);
-        rb[s] = hsum(acc_b[s]);
-    }
+    for (int j = 0; j < nr; j++)
+        for (int s = 0; s < n; s++) res[j][s] = hsum(acc[j][s]);
 }
 
-/* ra[s] = dot(FP4 row a, xs[s]), rb[s] = dot(FP4 row b, xs[s]) for s < n (n <= GROUP, a constant
- * after inlining): each decoded group of 32 serves every activation row. */
-static inline __attribute__((always_inline)) void fp4_dots2(const packed_t *w, long a, long b, long ahead, int k,
-                                                            const float *const *xs, const int n, float *ra,
-                                                            float *rb) {
-    f32x16 acc_a[GROUP], acc_b[GROUP];
-    for (int s = 0; s < n; s++) acc_a[s] = acc_b[s] = (f32x16){0};
-    const uint8_t *pa = w->codes + a * w->row_bytes, *pb = w->codes + b * w->row_bytes;
-    const void *sa = scale_row(w, a), *sb = scale_row(w, b);
+/* res[j][s] = dot(FP4 row rows[j], xs[s]) for j < nr, s < n (n <= GROUP; constants after
+ * inlining): each decoded group of 32 serves every activation row. */
+static inline __attribute__((always_inline)) void fp4_dots(const packed_t *w, const long *rows, const int nr,
+                                                           long ahead, int k, const float *const *xs, const int n,
+                                                           float *const *res) {
+    f32x16 acc[MAX_WROWS][GROUP];
+    const uint8_t *p[MAX_WROWS];
+    const void *sc[MAX_WROWS];
+    for (int j = 0; j < nr; j++) {
+        p[j] = w->codes + rows[j] * w->row_bytes;
+        sc[j] = scale_row(w, rows[j]);
+        for (int s = 0; s < n; s++) acc[j][s] = (f32x16){0};
+    }
     const f32x16 table = load_f32(E2M1);
     for (int g = 0; g < k / FP4_GROUP; g++) {
-        f32x16 ea, oa, eb, ob;
-        if (!(g & 3)) {
-            __builtin_prefetch(pa + ahead + g * (FP4_GROUP / 2), 0, 0);
-            __builtin_prefetch(pb + ahead + g * (FP4_GROUP / 2), 0, 0);
+        f32x16 ev[MAX_WROWS], od[MAX_WROWS];
+        for (int j = 0; j < nr; j++) {
+            if (ahead && !(g & 3)) __builtin_prefetch(p[j] + ahead + g * (FP4_GROUP / 2), 0, 0);
+            fp4x32(p[j] + g * (FP4_GROUP / 2), table * scale_of(sc[j], w->scale_u8, g, 0), &ev[j], &od[j]);
         }
-        fp4x32(pa + g * (FP4_GROUP / 2), table * scale_of(sa, w->scale_u8, g, 0), &ea, &oa);
-        fp4x32(pb + g * (FP4_GROUP / 2), table * scale_of(sb, w->scale_u8, g, 0), &eb, &ob);
         for (int s = 0; s < n; s++) {
             const f32x16 xe = load_f32(xs[s] + g * FP4_GROUP), xo = load_f32(xs[s] + g * FP4_GROUP + 16);
-            acc_a[s] += ea * xe;
-            acc_b[s] += eb * xe;
-            acc_a[s] += oa * xo;
-            acc_b[s] += ob * xo;
+            for (int j = 0; j < nr; j++) {
+                acc[j][s] += ev[j] * xe;
+                acc[j][s] += od[j] * xo;
+            }
         }
     }
-    for (int s = 0; s < n; s++) {
-        ra[s] = hsum(acc_a[s]);
-        rb[s] = hsum(acc_b[s]);
-    }
+    for (int j = 0; j < nr; j++)
+        for (int s = 0; s < n; s++) res[j][s] = hsum(acc[j][s]);
 }
 
-#define FP4_CASE(N)                                  \
-    case N:                                          \
-        fp4_dots2(w, a, b, ahead, k, xs, N, ra, rb); \
+#define FP4_CASE(NR, N)                                     \
+    case N:                                                 \
+        fp4_dots(w, rows, NR, ahead, k, xs, N, out);        \
         break;
-#define FP8_CASE(N)                                  \
-    case N:                                          \
-        fp8_dots2(w, a, b, ahead, k, xs, N, ra, rb); \
+#define FP8_CASE(NR, N)                                     \
+    case N:                                                 \
+        fp8_dots(w, rows, NR, ahead, k, xs, N, out);        \
         break;
 
-/* The dot products of weight rows a and b (a lone row passed as both) with any number of
- * activation rows, GROUP (FP8: FP8_GROUP) at a time. */
-static void pdots2_any(const packed_t *w, long a, long b, long ahead, int k, const float *const *xs, int n, float *ra,
-                       float *rb) {
-    const int most = w->format == FP4 ? GROUP : FP8_GROUP;
+/* res[j][s] = dot(row rows[j], xs[s]) for j < rows_for(format, n) and every s < n, GROUP (FP8:
+ * FP8_GROUP) activation rows at a time; ``ahead``: bytes past each row's current read to
+ * prefetch (0: none). */
+static void pdots_any(const packed_t *w, const long *rows, long ahead, int k, const float *const *xs, int n,
+                      float *const *res) {
+    const int nr = rows_for(w->format, n), most = w->format == FP4 ? GROUP : FP8_GROUP;
+    float *out[MAX_WROWS];
+    for (int j = 0; j < nr; j++) out[j] = res[j];
     while (n > 0) {
         const int m = n > most ? most : n;
         if (w->format == FP4) {
-            switch (m) {
-                FP4_CASE(1)
-                FP4_CASE(2)
-                FP4_CASE(3)
-                FP4_CASE(4)
-                FP4_CASE(5)
-                FP4_CASE(6)
-                FP4_CASE(7)
-                FP4_CASE(8)
+            if (nr == 8) {
+                switch (m) { FP4_CASE(8, 1) FP4_CASE(8, 2) }
+            } else if (nr == 4) {
+                switch (m) { FP4_CASE(4, 3) FP4_CASE(4, 4) }
+            } else {
+                switch (m) {
+                    FP4_CASE(2, 1)
+                    FP4_CASE(2, 2)
+                    FP4_CASE(2, 3)
+                    FP4_CASE(2, 4)
+                    FP4_CASE(2, 5)
+                    FP4_CASE(2, 6)
+                    FP4_CASE(2, 7)
+                    FP4_CASE(2, 8)
+                }
             }
         } else {
-            switch (m) {
-                FP8_CASE(1)
-                FP8_CASE(2)
-                FP8_CASE(3)
-                FP8_CASE(4)
+            if (nr == 8) {
+                switch (m) { FP8_CASE(8, 1) }
+            } else if (nr == 4) {
+                switch (m) { FP8_CASE(4, 2) }
+            } else {
+                switch (m) {
+                    FP8_CASE(2, 1)
+                    FP8_CASE(2, 2)
+                    FP8_CASE(2, 3)
+                    FP8_CASE(2, 4)
+                }
             }
         }
         xs += m;
-        ra += m;
-        rb += m;
+        for (int j = 0; j < nr; j++) out[j] += m;
         n -= m;
     }
 }
@@ -352,14 +375,16 @@ int ca_linear_packed(int t, int k, int n, const void *x, const uint8_t *codes, c
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         const long r0 = (long)n * tid / nt, r1 = (long)n * (tid + 1) / nt;
-        float ra[MAX_ROWS], rb[MAX_ROWS];
-        for (long r = r0; r < r1; r += 2) {
-            const long other = r + 1 < r1 ? r + 1 : r;
-            pdots2_any(&w, r, other, AHEAD * 2 * w.row_bytes, k, xs, t, ra, rb);
-            for (int s = 0; s < t; s++) {
-                store(out, (long)s * n + r, ra[s], out_bf16);
-                store(out, (long)s * n + other, rb[s], out_bf16);
-            }
+        const int nr = rows_for(format, t);
+        float buf[MAX_WROWS][MAX_ROWS];
+        float *res[MAX_WROWS];
+        long rows[MAX_WROWS];
+        for (int j = 0; j < MAX_WROWS; j++) res[j] = buf[j];
+        for (long r = r0; r < r1; r += nr) {
+            for (int j = 0; j < nr; j++) rows[j] = r + j < r1 ? r + j : r1 - 1;
+            pdots_any(&w, rows, AHEAD * nr * w.row_bytes, k, xs, t, res);
+            for (int j = 0; j < nr && r + j < r1; j++)
+                for (int s = 0; s < t; s++) store(out, (long)s * n + r + j, buf[j][s], out_bf16);
         }
     }
     free(xf);
@@ -425,7 +450,10 @@ int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x,
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         const float *xs[MAX_PAIRS];
-        float gate[MAX_PAIRS], up[MAX_PAIRS];
+        float results[MAX_WROWS][MAX_PAIRS];
+        float *res[MAX_WROWS];
+        long rows[MAX_WROWS];
+        for (int j = 0; j < MAX_WROWS; j++) res[j] = results[j];
         /* gate and up rows of every active expert, split evenly over the threads */
         long units = (long)nactive * inter, u = units * tid / nt, u1 = units * (tid + 1) / nt;
         while (u < u1) {
@@ -433,16 +461,22 @@ int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x,
             const int *mine = order + first[a];
             const long i0 = u % inter, i1 = (u1 - u < inter - i0) ? i0 + (u1 - u) : inter;
             for (int s = 0; s < n; s++) xs[s] = xf + (long)(mine[s] / topk) * h;
-            for (long i = i0; i < i1; i++) {
-                const long row = (long)e * 2 * inter + i; /* the gate's row; the up row is inter rows on */
-                pdots2_any(&up_gate, row, row + inter, AHEAD * up_gate.row_bytes, h, xs, n, gate, up);
-                const long slot = format == FP4 ? fp4_slot(i) : i;
-                for (int s = 0; s < n; s++) {
-                    const float gs = rounded(gate[s], rounds), us = rounded(up[s], rounds);
-                    const float g = gs > limit ? limit : gs;
-                    const float v = us > limit ? limit : (us < -limit ? -limit : us);
-                    const float a = g / (1.0f + expf(-g)) * v;
-                    act[(long)mine[s] * inter + slot] = weight_first ? rounded(a * weights[mine[s]], rounds) : a;
+            const int half = rows_for(format, n) / 2;
+            for (long at = i0; at < i1; at += half) {
+                for (int j = 0; j < half; j++) { /* gate rows, then the up rows inter rows on */
+                    rows[j] = (long)e * 2 * inter + (at + j < i1 ? at + j : i1 - 1);
+                    rows[half + j] = rows[j] + inter;
+                }
+                pdots_any(&up_gate, rows, AHEAD * half * up_gate.row_bytes, h, xs, n, res);
+                for (int j = 0; j < half && at + j < i1; j++) {
+                    const long i = at + j, slot = format == FP4 ? fp4_slot(i) : i;
+                    for (int s = 0; s < n; s++) {
+                        const float gs = rounded(res[j][s], rounds), us = rounded(res[half + j][s], rounds);
+                        const float g = gs > limit ? limit : gs;
+                        const float v = us > limit ? limit : (us < -limit ? -limit : us);
+                        const float a = g / (1.0f + expf(-g)) * v;
+                        act[(long)mine[s] * inter + slot] = weight_first ? rounded(a * weights[mine[s]], rounds) : a;
+                    }
                 }
             }
             u += i1 - i0;
@@ -457,14 +491,12 @@ int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x,
             const int *mine = order + first[a];
             const long r0 = u % h, r1 = (u1 - u < h - r0) ? r0 + (u1 - u) : h;
             for (int s = 0; s < n; s++) xs[s] = act + (long)mine[s] * inter;
-            for (long r = r0; r < r1; r += 2) {
-                const long other = r + 1 < r1 ? r + 1 : r;
-                pdots2_any(&down, (long)e * h + r, (long)e * h + other, AHEAD * 2 * down.row_bytes, inter, xs, n, gate,
-                           up);
-                for (int s = 0; s < n; s++) {
-                    part[(long)mine[s] * h + r] = rounded(gate[s], rounds);
-                    part[(long)mine[s] * h + other] = rounded(up[s], rounds);
-                }
+            const int nr = rows_for(format, n);
+            for (long r = r0; r < r1; r += nr) {
+                for (int j = 0; j < nr; j++) rows[j] = (long)e * h + (r + j < r1 ? r + j : r1 - 1);
+                pdots_any(&down, rows, AHEAD * nr * down.row_bytes, inter, xs, n, res);
+                for (int j = 0; j < nr && r + j < r1; j++)
+                    for (int s = 0; s < n; s++) part[(long)mine[s] * h + r + j] = rounded(res[j][s], rounds);
             }
             u += r1 - r0;
         }
