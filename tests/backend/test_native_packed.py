@@ -51,7 +51,8 @@ def test_linear_matches_decode_then_linear_and_ignores_the_batch(kind, dtype, fl
     got = native_packed.linear(x, w, torch.float32)
     close(got, F.linear(x.float(), w.dequantize(torch.float32)))
     close(native_packed.linear(x, w), F.linear(x.float(), w.dequantize(torch.float32)).to(dtype))
-    for rows in (slice(0, 1), slice(5, 7), slice(0, 3), slice(3, 11)):  # 8, 4 and 2 weight rows at once: same bits
+    # 8, 4 and 2 weight rows streamed at once: the same bits alone as in a batch
+    for rows in (slice(0, 1), slice(5, 7), slice(0, 3), slice(3, 11)):
         assert torch.equal(native_packed.linear(x[rows], w, torch.float32), got[rows])
 
 
