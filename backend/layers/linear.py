@@ -75,6 +75,25 @@ def packed_linear(x: torch.Tensor, weight: PackedWeight, kernels: Kernels = REFE
     return F.linear(x, weight.dequantize(x.dtype))
 
 
+def plain_or_packed(x: torch.Tensor, weight: Weight, kernels: Kernels = REFERENCE) -> torch.Tensor:
+    """``F.linear`` for a plain weight (no kernel chosen: a caller's numerics as they were), and
+    ``packed_linear`` for a packed one (an opt-in conversion, ``backend/packing.py``)."""
+    if isinstance(weight, PackedWeight):
+        return packed_linear(x, weight, kernels)
+    return F.linear(x, weight)
+
+
+def decoded(weight: Weight, dtype: torch.dtype, kernels: Kernels = REFERENCE) -> torch.Tensor:
+    """A plain weight as it is; a packed one decoded whole into ``dtype`` for the call (natively
+    where the packed kernels run), for products that are not a plain linear (an einsum)."""
+    if isinstance(weight, torch.Tensor):
+        return weight
+    packed = kernels.packed
+    if packed is not None and packed.fits_dequantize(weight, dtype):
+        return packed.dequantize(weight, dtype)
+    return weight.dequantize(dtype)
+
+
 def empty_param(*shape: int, dtype: torch.dtype, device: torch.device | str) -> nn.Parameter:
     return nn.Parameter(torch.empty(*shape, dtype=dtype, device=device), requires_grad=False)
 

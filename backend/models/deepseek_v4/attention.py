@@ -43,6 +43,10 @@ compressors and the indexer's keys are replicated, so every rank keeps the same 
 layer all-reduces twice: the partial output of ``wo_b``, and on CSA layers the indexer's
 partial scores of every sequence of the step at once, in one call, before the top-k.
 
+Its matrices may be kept packed (``quant.PackedWeight``, the opt-in ``backend/packing.py``):
+the projections then run ``packed_linear``, and ``wo_a`` (an einsum over its groups) is
+decoded whole for each call.
+
 Limits: a prefill chunk of T tokens builds [T, T + W + N] masks (O(T^2) memory; the
 engine's chunked prefill bounds T). DeepSeek's inference code also rounds the latent's
 non-rotary channels through FP8 and the indexer's queries and keys through a Hadamard
@@ -56,12 +60,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from codeagent.backend.cache.paged import GrowingRows, Rows
 from codeagent.backend.distributed.group import Group
 from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
+from codeagent.backend.layers.linear import decoded, plain_or_packed
 from codeagent.backend.models.deepseek_v4.compressor import Compressor, CompressorState, Rope
 from codeagent.backend.models.deepseek_v4.config import CSA, SLIDING, DeepseekV4Config
 from codeagent.backend.models.deepseek_v4.indexer import Indexer, visible_entries
@@ -102,7 +106,7 @@ class Attention(nn.Module):
     def bind(self, w: Weights) -> None:
         self.wq_a, self.q_norm, self.wq_b = w["wq_a.weight"], w["q_norm.weight"], w["wq_b.weight"]
         self.wkv, self.kv_norm, self.sinks = w["wkv.weight"], w["kv_norm.weight"], w["attn_sink"]
-        self.wo_a = w["wo_a.weight"].view(self.groups, self.rank, -1)  # [G, R, H*D/G]
+        self.wo_a = w["wo_a.weight"]  # [G*R, H*D/G], plain or packed
         self.wo_b = w["wo_b.weight"]  # [hidden, G*R]
         if self.compressor is not None:
             self.compressor.bind(scope(w, "compressor."))
@@ -140,10 +144,10 @@ class Attention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [T, hidden] -> q_residual [T, q_lora], q [T, H, D], kv [T, D], the last two rotated."""
         t, k = x.shape[0], kernels
-        q_residual = rms_norm(F.linear(x, self.wq_a), self.q_norm, self.eps, k)
-        q = F.linear(q_residual, self.wq_b).view(t, self.heads, self.head_dim)
+        q_residual = rms_norm(plain_or_packed(x, self.wq_a, k), self.q_norm, self.eps, k)
+        q = plain_or_packed(q_residual, self.wq_b, k).view(t, self.heads, self.head_dim)
         q = apply_interleaved_rope(unweighted_rms_norm(q, self.eps, k), cos[:, None], sin[:, None], k)
-        kv = rms_norm(F.linear(x, self.wkv), self.kv_norm, self.eps, k)
+        kv = rms_norm(plain_or_packed(x, self.wkv, k), self.kv_norm, self.eps, k)
         return q_residual, q, apply_interleaved_rope(kv, cos, sin, k)
 
     def _keys(
@@ -201,8 +205,9 @@ class Attention(nn.Module):
         """out [T, H, D] -> [T, hidden]: rotate back at the query position, then grouped low-rank."""
         out = apply_interleaved_rope(out, cos[:, None], -sin[:, None], kernels)
         grouped = out.reshape(out.shape[0], self.groups, -1)  # [T, G, H*D/G]
-        low_rank = torch.einsum("tgi,gri->tgr", grouped, self.wo_a)  # [T, G, R]
-        return F.linear(low_rank.flatten(1), self.wo_b)
+        wo_a = decoded(self.wo_a, out.dtype, kernels).view(self.groups, self.rank, -1)  # [G, R, H*D/G]
+        low_rank = torch.einsum("tgi,gri->tgr", grouped, wo_a)  # [T, G, R]
+        return plain_or_packed(low_rank.flatten(1), self.wo_b, kernels)
 
 
 def _per_sequence(tensors: tuple[torch.Tensor, ...], sizes: list[int]) -> list[tuple[torch.Tensor, ...]]:

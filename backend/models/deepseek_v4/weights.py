@@ -23,6 +23,9 @@ float32 whatever the model dtype: mHC parameters, norms, attention sinks, router
 and bias, and the compressors' projections and slot biases. The LM head stays in the
 model dtype (DeepSeek's code keeps a float32 copy; that is 2 GB for Flash).
 
+``backend/packing.py`` may replace the dense projections, routed experts and head by packed
+copies after loading (``PackedWeight``, ``PackedExperts``).
+
 Not covered: transformers' in-memory module names (``self_attn.q_a_proj``,
 ``mlp.experts.gate_up_proj``); ``save_pretrained`` never writes them.
 """
@@ -34,9 +37,9 @@ import re
 import torch
 
 from codeagent.backend.models.deepseek_v4.config import CSA, HCA, DeepseekV4Config
-from codeagent.backend.quant import PackedExperts
+from codeagent.backend.quant import PackedExperts, PackedWeight
 
-Weights = dict[str, torch.Tensor | PackedExperts]  # release name -> storage
+Weights = dict[str, torch.Tensor | PackedExperts | PackedWeight]  # release name -> storage
 
 EXPERT = re.compile(r"^(layers\.\d+\.ffn\.)experts\.(\d+)\.(w1|w2|w3)\.weight$")
 LATENT_NORM = re.compile(r"^(layers\.\d+\.attn\.)norm\.weight$")  # transformers' name for kv_norm
