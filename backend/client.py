@@ -73,10 +73,11 @@ class EmbeddedClient:
         tp: int = 1,
         ep: bool = False,
         cpu_experts: int = 0,
+        pack: str | None = None,
     ) -> None:
         cache = cache if cache is not None else CacheConfig(disk_folder=default_disk_root())
         settings = RuntimeConfig(
-            dtype, device, cache, f"embedded:{folder.name}", RECENT_TURNS, tp, ep, cpu_experts
+            dtype, device, cache, f"embedded:{folder.name}", RECENT_TURNS, tp, ep, cpu_experts, pack
         )
         self.runtime = open_runtime(folder, settings)
         atexit.register(self.close)  # blocks queued for the disk tier reach it; threads end before exit

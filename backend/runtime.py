@@ -5,16 +5,18 @@ Each step is a function its own callers can stop at:
 - ``pick_device`` and ``DTYPES``: the device (CUDA where torch sees one, the CPU elsewhere;
   asking for CUDA where there is none is a ``LoadError``) and the weights' dtype (bfloat16
   on CUDA, float32 elsewhere, unless named);
-- ``load``: the weights on that device, timed; first the memory planner
-  (``planning/refusal.py``) checks, from the checkpoint's headers, that the weights, the
-  workspace and a 4096-token KV cache fit the device's free memory (the host's available
-  memory on a CPU), and refuses with a ``LoadError`` giving the numbers, the smallest layout
-  that would fit and the remote-endpoint alternative, instead of failing while loading;
+- ``load``: the weights on that device, timed (with ``pack``, converted to FP8 or FP4 after
+  loading: ``packing.py``, opt-in, bf16 or float32 checkpoints in one process); first the
+  memory planner (``planning/refusal.py``) checks, from the checkpoint's headers, that the
+  weights, the workspace and a 4096-token KV cache fit the device's free memory (the host's
+  available memory on a CPU), and refuses with a ``LoadError`` giving the numbers, the
+  smallest layout that would fit and the remote-endpoint alternative, instead of failing
+  while loading;
 - ``chat_model``: the tokenizer, chat template, family and context window
   (``chat/model.py``); a checkpoint without ``tokenizer.json`` cannot chat (``LoadError``);
 - ``build_engine``: the engine over the loaded model; with a disk tier, its cache is
-  namespaced by the checkpoint's fingerprint, dtype and device, so other checkpoints (or the
-  same one in another dtype) never read each other's blocks;
+  namespaced by the checkpoint's fingerprint, dtype, device and packing, so other checkpoints
+  (or the same one in another dtype, or packed) never read each other's blocks;
 - ``open_runtime``: all of it, with the engine on its background thread (``EngineService``),
   as one ``Runtime`` whose ``generate`` submits a prompt and returns the ``Generation``
   (``generation.py``) that turns its ids back into a reply.
@@ -54,6 +56,7 @@ from codeagent.backend.kernels.dispatch import kernels_in_use
 from codeagent.backend.layers.offload import RoutingCounts
 from codeagent.backend.layers.sampler import SamplingParams
 from codeagent.backend.loader import LoadedModel, LoadError, load_model, model_fingerprint, read_config
+from codeagent.backend.packing import VARIANTS, Converted, PackError, check_checkpoint, pack
 from codeagent.backend.planning.hardware import HardwareError
 from codeagent.backend.planning.offload import auto as auto_cpu_experts
 from codeagent.backend.planning.refusal import before_load
@@ -87,6 +90,8 @@ class Loaded:
     load_s: float
     group: Group = SOLO  # this process's tensor-parallel group (rank 0 of it)
     workers: Workers | None = None  # the follower ranks this process started
+    pack: str | None = None  # the packing its weights were converted to (``packing.VARIANTS``)
+    converted: list[Converted] = field(default_factory=list)  # what that conversion did
 
     def close(self) -> None:
         """Keep the routing counts for the next load's placement; end the other ranks (after the
@@ -107,13 +112,17 @@ def load(
     tp: int = 1,
     ep: bool = False,
     cpu_experts: int = 0,
+    pack: str | None = None,
 ) -> Loaded:
     """The model on its device; with ``tp`` > 1 split across that many ranks, this process rank 0
     (``distributed/launch.py`` starts the others, or ``torchrun`` did). ``cpu_experts``: routed
     experts per sparse layer kept in host memory (-1: ``auto``, as many as the device's free
-    memory needs moved; none on a CPU)."""
+    memory needs moved; none on a CPU). ``pack``: "fp8" or "fp4", the loaded weights converted
+    (``packing.py``; the load time includes the conversion)."""
     device = pick_device(device)
     dtype = pick_dtype(dtype, device)
+    if pack is not None:
+        refuse_what_cannot_pack(folder, pack, tp, ep, cpu_experts)
     if not cpu_experts:  # the planner counts every routed expert on the device
         refuse_what_cannot_fit(folder, dtype, device, tp, ep)
     started = time.perf_counter()
@@ -122,7 +131,10 @@ def load(
             cpu_experts = auto_cpu_experts(folder, DTYPES[dtype], device)
         routed = saved_routing(folder) if cpu_experts else None
         checkpoint = load_model(folder, DTYPES[dtype], device, cpu_experts=cpu_experts, routed=routed)
-        return Loaded(checkpoint, device, dtype, time.perf_counter() - started)
+        converted = packed(checkpoint, pack) if pack is not None else []
+        return Loaded(
+            checkpoint, device, dtype, time.perf_counter() - started, pack=pack, converted=converted
+        )
     if cpu_experts:
         raise LoadError("--cpu-experts runs with one process for now; drop --tp/--ep or --cpu-experts")
     try:
@@ -138,6 +150,32 @@ def load(
         group.close()
         raise
     return Loaded(checkpoint, str(local), dtype, time.perf_counter() - started, group, workers)
+
+
+PACK_WITH_RANKS = "--pack runs with one process for now; drop --tp/--ep or --pack"
+
+
+def refuse_what_cannot_pack(folder: Path, variant: str, tp: int, ep: bool, cpu_experts: int) -> None:
+    """``LoadError`` before loading when ``pack`` cannot apply: an unknown variant, a split model
+    or experts in host memory, a checkpoint that is not bf16 or float32."""
+    if variant not in VARIANTS:
+        raise LoadError(f"unknown packing {variant!r}; expected one of {', '.join(VARIANTS)}")
+    if tp > 1 or ep:
+        raise LoadError(PACK_WITH_RANKS)
+    if cpu_experts:
+        raise LoadError("--pack and --cpu-experts do not combine yet; drop one of the two")
+    try:
+        check_checkpoint(folder)
+    except PackError as err:
+        raise LoadError(str(err)) from None
+
+
+def packed(checkpoint: LoadedModel, variant: str) -> list[Converted]:
+    """The loaded model's weights converted in place (``packing.pack``); its refusal a ``LoadError``."""
+    try:
+        return pack(checkpoint.model, variant)
+    except PackError as err:
+        raise LoadError(f"{checkpoint.folder}: {err}") from None
 
 
 def routing_file(folder: Path) -> Path:
@@ -176,14 +214,19 @@ def chat_model(folder: Path, name: str | None = None, remembered_turns: int = RE
     return ChatModel.from_dir(folder, read_config(folder), name, remembered_turns)
 
 
-def disk_namespace(folder: Path, dtype: str, device: str) -> bytes:
-    """Names a checkpoint's cached KV on disk: its content, the dtype and the device."""
-    return model_fingerprint(folder) + f"{dtype}:{device}".encode()
+def disk_namespace(folder: Path, dtype: str, device: str, pack: str | None = None) -> bytes:
+    """Names a checkpoint's cached KV on disk: its content, the dtype, the device and the packing
+    (a packed model's keys and values differ from the full-precision model's)."""
+    return model_fingerprint(folder) + f"{dtype}:{device}".encode() + (f":{pack}".encode() if pack else b"")
 
 
 def build_engine(loaded: Loaded, eos_token_ids: set[int], cache: CacheConfig | None = None) -> Engine:
     with_disk = cache is not None and cache.disk_folder is not None
-    namespace = disk_namespace(loaded.checkpoint.folder, loaded.dtype, loaded.device) if with_disk else b""
+    namespace = (
+        disk_namespace(loaded.checkpoint.folder, loaded.dtype, loaded.device, loaded.pack)
+        if with_disk
+        else b""
+    )
     return Engine(
         loaded.checkpoint.model,
         eos_token_ids,
@@ -204,6 +247,7 @@ class RuntimeConfig:
     tp: int = 1  # ranks the model is split across (tensor parallelism)
     ep: bool = False  # routed experts divided among the ranks whole
     cpu_experts: int = 0  # routed experts per sparse layer kept in host memory
+    pack: str | None = None  # "fp8" or "fp4": the weights converted after loading (opt-in)
 
 
 @dataclass(slots=True)
@@ -244,7 +288,7 @@ def open_runtime(folder: Path, config: RuntimeConfig | None = None) -> Runtime:
     config = config or RuntimeConfig()
     device = pick_device(config.device)
     model = chat_model(folder, config.name, config.remembered_turns)  # before the weights: fails fast
-    loaded = load(folder, config.dtype, device, config.tp, config.ep, config.cpu_experts)
+    loaded = load(folder, config.dtype, device, config.tp, config.ep, config.cpu_experts, config.pack)
     try:
         engine = build_engine(loaded, model.tokenizer.eos_token_ids, config.cache)
     except GroupFailed as err:

@@ -11,9 +11,12 @@ from codeagent.bench.argtypes import positive_float, positive_int
 
 __all__ = ["add_budgets", "add_parallel", "port", "positive_float", "positive_int"]
 
+PACK_VARIANTS = ("fp8", "fp4")  # backend/packing.py's VARIANTS (named here: parsing imports no torch)
+
 
 def add_parallel(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """``--tp N`` and ``--ep``: the embedded model split across ranks (``backend/distributed``)."""
+    """``--tp N`` and ``--ep``: the embedded model split across ranks (``backend/distributed``);
+    ``--cpu-experts`` and ``--pack``: where its experts live and how its weights are stored."""
     parser.add_argument(
         "--tp",
         type=positive_int,
@@ -31,6 +34,13 @@ def add_parallel(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> N
         metavar="N|auto",
         help="keep N routed experts of every MoE layer in host memory, computed on the CPU; auto: as many "
         "as the GPU's free memory needs (default 0)",
+    )
+    parser.add_argument(
+        "--pack",
+        choices=PACK_VARIANTS,
+        help="opt-in: convert a bf16/float32 checkpoint's weights after loading, trading accuracy for "
+        "memory and speed; fp8: dense projections, routed experts and the LM head to FP8 (128x128 block "
+        "scales), fp4: routed experts to FP4 (a scale per 32 inputs), the rest FP8 (default: off)",
     )
 
 

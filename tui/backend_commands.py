@@ -54,7 +54,7 @@ def generate(args: Any, config: Config) -> int:
     try:
         folder = resolve_model(args.model)
         prompt, tokenizer = _prompt_ids(args, folder)
-        loaded = load(folder, args.dtype, args.device, args.tp, args.ep, args.cpu_experts)
+        loaded = load(folder, args.dtype, args.device, args.tp, args.ep, args.cpu_experts, args.pack)
     except LoadError as err:
         raise CommandError(str(err)) from err
     try:
@@ -98,6 +98,7 @@ def _generate(args: Any, folder: Path, loaded: Loaded, prompt: list[int], tokeni
     report = {
         "model": str(folder),
         "architecture": loaded.checkpoint.architecture,
+        "pack": loaded.pack,
         "prompt_tokens": len(prompt),
         "token_ids": result.token_ids,
         "text": text,
@@ -175,7 +176,10 @@ def follow_rank(args: Any, config: Config | None) -> int:
     del config
     from codeagent.backend.distributed.layout import Layout
     from codeagent.backend.distributed.worker import serve_as_follower
+    from codeagent.backend.runtime import PACK_WITH_RANKS
 
+    if args.pack is not None:  # rank 0 refuses the same way before it loads
+        raise CommandError(PACK_WITH_RANKS)
     try:
         folder = resolve_model(args.model)
         device = pick_device(args.device)

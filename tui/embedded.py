@@ -34,6 +34,7 @@ def embedded_client(spec: str, args: Any, default: str) -> Any:
             tp=getattr(args, "tp", 1),
             ep=getattr(args, "ep", False),
             cpu_experts=getattr(args, "cpu_experts", 0),
+            pack=getattr(args, "pack", None),
         )
     except LoadError as err:
         raise ValueError(str(err)) from err

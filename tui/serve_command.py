@@ -43,6 +43,7 @@ def _open(args: Any) -> Runtime:
         tp=args.tp,
         ep=args.ep,
         cpu_experts=args.cpu_experts,
+        pack=args.pack,
     )
     try:
         return open_runtime(resolve_model(args.model), settings)
