@@ -14,10 +14,11 @@ import argparse
 import functools
 from pathlib import Path
 
-from codeagent.bench import handlers
+from codeagent.bench import handlers, packing_arguments
 from codeagent.bench.argtypes import at_least_two, int_list, name_list, positive_float, positive_int
 from codeagent.bench.cpu import arguments as cpu_arguments
 from codeagent.bench.handlers import BenchError
+from codeagent.bench.v4layers import arguments as v4layers_arguments
 
 __all__ = ["GPU_CONFIGS", "KERNEL_NAMES", "BenchError", "register"]
 
@@ -47,8 +48,10 @@ def register(commands: Subparsers) -> None:
     _add_engine(sub)
     _add_codebase(sub)
     cpu_arguments.add(sub, handlers.bench_cpu)
+    packing_arguments.add(sub, handlers.bench_packing)
     _add_kernels(sub)
     _add_gpu(sub)
+    v4layers_arguments.add(sub)
 
 
 def _add_cpu_scenarios(sub: Subparsers) -> None:

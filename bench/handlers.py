@@ -135,6 +135,22 @@ def bench_cpu(args: argparse.Namespace, config: object) -> int:
     return write_results(results, args.output)
 
 
+def bench_packing(args: argparse.Namespace, config: object) -> int:
+    from codeagent.bench.packing import bench_packing as run
+
+    if args.model is not None and not args.model.is_dir():
+        raise BenchError(f"--model {args.model} is not a checkpoint folder")
+    sizes = {
+        "prompt_tokens": args.prompt_tokens,
+        "positions": args.positions,
+        "greedy_tokens": args.greedy_tokens,
+    }
+    try:
+        return write_results(run(args.model, args.variants, sizes, args.dtype, _stderr_line), args.output)
+    except RuntimeError as err:
+        raise BenchError(str(err)) from err
+
+
 def bench_gpu(args: argparse.Namespace, config: object) -> int:
     from codeagent.bench.gpu.plan import PlanError, make_plan
     from codeagent.bench.gpu.report import table

@@ -18,7 +18,9 @@ of one sequence and of eight:
 - where a batch-1 step's time goes (``steps.decode_profile``), and the bytes a decode step
   reads at batch 1 and 8 (``report``; packed variants by their packed sizes).
 
-``fp8`` and ``fp4`` load the bf16 checkpoint and pack it (``packing``) before the engine is built.
+``fp8`` and ``fp4`` load the bf16 checkpoint packed (``backend/packing.py``, the runtime's
+``--pack``: the dense projections and head in FP8, the routed experts in FP8 or FP4) before
+the engine is built; their load time includes the conversion.
 
 The bandwidth is read again just before the batch-1 runs (a shared host's drifts over
 minutes), so that figure also has a roofline of its own moment. Prompts are random ids (seeded), distinct, so no prefix-cache hit helps any figure.
@@ -38,8 +40,9 @@ from codeagent.backend.cache.allocator import CacheConfig
 from codeagent.backend.engine import Engine, Request
 from codeagent.backend.kernels.dispatch import kernels_in_use
 from codeagent.backend.layers.sampler import SamplingParams
+from codeagent.backend.packing import VARIANTS, Converted
 from codeagent.backend.runtime import DTYPES, Loaded, build_engine, load
-from codeagent.bench.cpu import packing, report
+from codeagent.bench.cpu import report
 from codeagent.bench.cpu.bandwidth import read_bandwidth
 from codeagent.bench.cpu.steps import decode_profile
 
@@ -64,7 +67,7 @@ def run_ours(
 ) -> dict[str, Any]:
     """``name``: a dtype (bfloat16, float32) or a packed variant (fp8, fp4: bf16 loaded, then
     packed); ``sizes``: prompt_tokens, new_tokens, prefill, greedy_tokens, vocab."""
-    dtype = "bfloat16" if name in packing.VARIANTS else name
+    dtype = "bfloat16" if name in VARIANTS else name
     kv_rows = sizes["prefill"] + 8 * (sizes["prompt_tokens"] + sizes["new_tokens"]) + 1024
     engine, loaded, converted = open_engine(folder, name, kv_rows, log)
     model = loaded.checkpoint.model
@@ -85,7 +88,7 @@ def run_ours(
     }
     if converted:
         out["packed"] = {
-            "format": dict(zip(("dense_and_head", "experts"), packing.VARIANTS[name], strict=True)),
+            "format": {"dense_and_head": VARIANTS[name].dense, "experts": VARIANTS[name].experts},
             "bytes_before": sum(c.before for c in converted),
             "bytes_after": sum(c.after for c in converted),
         }
@@ -94,14 +97,14 @@ def run_ours(
 
 def open_engine(
     folder: Path, name: str, kv_rows: int, log: Callable[[str], None]
-) -> tuple[Engine, Loaded, list[packing.Converted]]:
+) -> tuple[Engine, Loaded, list[Converted]]:
     """An engine over the checkpoint as ``name`` (a dtype, or bf16 packed as fp8 / fp4) with a KV
     pool of ``kv_rows`` tokens; the loaded model and what packing converted."""
-    loaded = load(folder, "bfloat16" if name in packing.VARIANTS else name, "cpu")
+    packed = name in VARIANTS
+    loaded = load(folder, "bfloat16" if packed else name, "cpu", pack=name if packed else None)
     log(f"ours {name}: loaded in {loaded.load_s:.1f} s")
-    converted = packing.pack(loaded.checkpoint.model, name) if name in packing.VARIANTS else []
     engine = build_engine(loaded, set(), CacheConfig(block_size=BLOCK, num_blocks=-(-kv_rows // BLOCK)))
-    return engine, loaded, converted
+    return engine, loaded, loaded.converted
 
 
 def decode_rate(engine: Engine, prompt: list[int], new: int) -> float:
@@ -121,7 +124,7 @@ def _measure(
     log(f"ours {dtype}: batch-1 decode {batch1:.2f} tok/s")
     eight = _concurrent(engine, [prompt(n, vocab, 700 + i) for i in range(8)], new)
     log(f"ours {dtype}: 8 concurrent {eight['decode_tokens_per_s']:.2f} tok/s decode")
-    tokens = min(sizes["prefill"], PACKED_PREFILL) if dtype in packing.VARIANTS else sizes["prefill"]
+    tokens = min(sizes["prefill"], PACKED_PREFILL) if dtype in VARIANTS else sizes["prefill"]
     long = engine.generate([Request(prompt(tokens, vocab, 800), _params(1))])[0]
     prefill = tokens / long.prefill_s
     log(f"ours {dtype}: prefill {tokens} tokens at {prefill:.1f} tok/s")

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from codeagent.backend.models.qwen3_moe import Qwen3MoeConfig
-from codeagent.bench.cpu.packing import Converted, saved_bytes
+from codeagent.backend.packing import Converted
 from codeagent.bench.roofline import decode_bytes, distinct_experts, inventory, kv_read_bytes
 
 KV_DTYPE = torch.bfloat16  # llama.cpp's default f16 cache: the same bytes
@@ -54,6 +54,11 @@ def packed_bytes(
     """``ours_bytes`` of a model whose ``converted`` weights are packed."""
     share = distinct_experts(config.num_experts, config.num_experts_per_tok, batch) / config.num_experts
     return ours_bytes(config, dtype, batch, context) - saved_bytes(converted, share)
+
+
+def saved_bytes(converted: list[Converted], expert_share: float) -> float:
+    """Bytes a decode step reads fewer than unpacked: dense weights whole, experts by share."""
+    return sum((c.before - c.after) * (expert_share if c.kind == "expert" else 1.0) for c in converted)
 
 
 def gguf_bytes(
