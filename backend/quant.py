@@ -29,6 +29,7 @@ release-layout checkpoints.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ import torch
 FP8_BLOCK = 128
 FP4_GROUP = 32
 E2M1_MAGNITUDES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+E2M1_MIDPOINTS = tuple((a + b) / 2 for a, b in itertools.pairwise(E2M1_MAGNITUDES))
 E2M1_MAX = 6.0
 E4M3_MAX = 448.0
 FP4_STORAGE = (torch.int8, torch.uint8, torch.float4_e2m1fn_x2)
@@ -155,9 +157,11 @@ def quantize_fp4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     groups = weight.float().view(rows, cols // FP4_GROUP, FP4_GROUP)
     scale = _ue8m0(groups.abs().amax(dim=-1), E2M1_MAX)  # [out, in/32]
     scaled = (groups / scale.float()[..., None]).view(rows, cols)
-    grid = torch.tensor(E2M1_MAGNITUDES, device=weight.device)
-    index = (scaled.abs()[..., None] - grid).abs().argmin(dim=-1)  # nearest magnitude
-    codes = (index | ((scaled < 0) & (index > 0)).long() << 3).to(torch.uint8)
+    magnitude = scaled.abs()
+    index = torch.zeros(scaled.shape, dtype=torch.uint8, device=weight.device)
+    for midpoint in E2M1_MIDPOINTS:  # the nearest magnitude, a tie to the smaller
+        index += magnitude > midpoint
+    codes = torch.where((scaled < 0) & (index > 0), index | 8, index)  # the sign bit, never on 0
     return (codes[:, 0::2] | (codes[:, 1::2] << 4)).view(torch.int8), scale
 
 

@@ -32,7 +32,7 @@ from safetensors.torch import save_file
 from codeagent.backend.layers.linear import Linear
 from codeagent.backend.loader import LoadError
 from codeagent.backend.packing import VARIANTS, PackError, check_checkpoint, pack
-from codeagent.backend.quant import PackedExperts, PackedWeight
+from codeagent.backend.quant import E2M1_MAGNITUDES, PackedExperts, PackedWeight, dequantize_fp4, quantize_fp4
 from codeagent.backend.runtime import Loaded, disk_namespace, load
 from codeagent.bench.packing import greedy, logit_error, logits_along
 from codeagent.tui.argtypes import PACK_VARIANTS
@@ -201,6 +201,18 @@ def test_cached_kv_on_disk_is_kept_apart_by_packing(folders):
     assert len(names) == 3
     assert disk_namespace(folder, "bfloat16", "cpu") == disk_namespace(folder, "bfloat16", "cpu", None)
     assert Loaded.__dataclass_fields__["pack"].default is None
+
+
+def test_fp4_rounds_to_the_nearest_magnitude_and_a_tie_to_the_smaller():
+    """The conversion's FP4 rounding against a brute-force nearest-magnitude search."""
+    grid = torch.tensor(E2M1_MAGNITUDES)
+    ties = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 6.0] * 4)  # scale 1: the amax is 6
+    weight = torch.cat([torch.stack([ties, -ties]), torch.randn(6, 32) * torch.logspace(-4, 0, 32)])
+    packed, scale = quantize_fp4(weight)
+    scaled = weight / scale.float().repeat_interleave(32, 1)
+    nearest = grid[(scaled.abs()[..., None] - grid).abs().argmin(-1)] * scaled.sign()  # argmin: first
+    assert torch.equal(dequantize_fp4(packed, scale), nearest * scale.float().repeat_interleave(32, 1))
+    assert dequantize_fp4(packed, scale)[0, :8].tolist() == [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
 
 
 def test_the_cli_names_the_backends_variants():
