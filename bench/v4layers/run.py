@@ -1,0 +1,148 @@
+"""``bench v4-layers``'s order of work: bandwidth, the head, the layers, the report.
+
+In one process and one run: the streaming read (``bench/cpu/bandwidth.py``), the output head
+at V4-Flash's vocabulary (built, timed, freed: ``head.py``), then the layers (``model.py``)
+with the prompt prefilled in chunks, ``warmup + steps`` batch-1 decode steps, each layer timed
+(``decode.py``), the bytes each layer reads for a token (``reads.py``), the streaming read
+again (the higher reading is the roofline's bandwidth: a busy neighbour only lowers it), and
+a few more steps under cProfile for where each layer's time goes. ``report.py`` turns the
+figures into ratios, the full-depth estimates and the targets.
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from codeagent.backend.kernels.dispatch import choose
+from codeagent.bench.cpu.bandwidth import cpu_seconds, others, read_bandwidth
+from codeagent.bench.machine import machine
+from codeagent.bench.v4layers import decode, model, report
+from codeagent.bench.v4layers.head import time_head
+from codeagent.bench.v4layers.reads import layer_bytes
+
+WARMUP = 2  # decode steps left out of the medians
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    kinds: tuple[str, ...] = ("sliding", "csa", "hca")
+    prompt_tokens: int = 256
+    steps: int = 16
+    profile_steps: int = 4
+    threads: int | None = None
+    server_bandwidth: float = report.SERVER_BANDWIDTH
+    tiny: bool = False
+
+
+def bench_v4layers(options: Options, log: Callable[[str], None]) -> dict[str, Any]:
+    """Run the bench as ``options`` asks; RuntimeError when the native packed kernels are missing."""
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    kernels = choose("cpu")
+    if kernels.packed is None:
+        raise RuntimeError(f"the native packed kernels are needed: {kernels.name}")
+    read_size = (64 << 20) if options.tiny else (1 << 30)
+    started, usage = time.perf_counter(), cpu_seconds()
+    before = read_bandwidth(read_size)
+    log(f"streaming read: {before / 1e9:.1f} GB/s")
+    head = time_head(model.released_config(options.tiny), kernels, options.steps)
+    log(f"head: {head['seconds'] * 1e3:.1f} ms")
+    gc.collect()
+    raw = model.layers_config(options.kinds, options.tiny)
+    layers = model.build(raw, kernels)
+    log(f"built {len(options.kinds)} layers ({', '.join(options.kinds)}), peak RSS {_peak_rss_gb():.1f} GB")
+    figures = _run_layers(layers, options, log)
+    after = read_bandwidth(read_size)
+    log(f"streaming read: {after / 1e9:.1f} GB/s")
+    results: dict[str, Any] = {
+        "benchmark": "v4-layers",
+        "model": _describe(raw, options),
+        "machine": machine(),
+        "codeagent_commit": _our_commit(),
+        "date": time.strftime("%Y-%m-%d"),
+        "threads": torch.get_num_threads(),
+        "kernels": kernels.name,
+        "bandwidth": {"GB_per_s": max(before, after) / 1e9, "before": before / 1e9, "after": after / 1e9},
+        "sizes": {"prompt_tokens": options.prompt_tokens, "decode_steps": options.steps, "warmup": WARMUP},
+        "head": head,
+        "layers": figures,
+        "peak_rss_GB": _peak_rss_gb(),
+        "contention": others(usage, time.perf_counter() - started),
+    }
+    return report.finish(results, model.depth(options.tiny), options.server_bandwidth, options.tiny)
+
+
+def _run_layers(layers: Any, options: Options, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Prefill, bytes, decode and profile of every layer -> one record per layer."""
+    generator = torch.Generator().manual_seed(2)
+    vocab = layers.config.vocab_size
+    prompt = torch.randint(0, vocab, (options.prompt_tokens,), generator=generator).tolist()
+    state = layers.new_state()
+    prefill = decode.prefill(layers, state, prompt)
+    log(f"prefilled {len(prompt)} tokens")
+    reads = [layer_bytes(layers, i, state.layers[i]) for i in range(len(layers.layers))]
+    steps = decode.decode(layers, state, prompt[-1], WARMUP + options.steps)
+    profiles = decode.profile_layers(layers, state, prompt[-1], options.profile_steps)
+    sizes = [len(prompt[start : start + decode.CHUNK]) for start in range(0, len(prompt), decode.CHUNK)]
+    whole = [j for j, size in enumerate(sizes) if size == max(sizes)]  # a shorter last chunk left out
+    out = []
+    for i, kind in enumerate(options.kinds):
+        out.append(
+            {
+                "kind": kind,
+                "decode_s": steps[i][WARMUP:],
+                "prefill_chunk_s": [prefill[i][j] for j in whole],
+                "prefill_chunk_tokens": max(sizes),
+                "bytes_per_token": reads[i],
+                "profile": profiles[i],
+            }
+        )
+        log(f"layer {i} ({kind}): {1e3 * sorted(steps[i][WARMUP:])[options.steps // 2]:.1f} ms")
+    return out
+
+
+def _describe(raw: dict[str, Any], options: Options) -> dict[str, Any]:
+    return {
+        "name": f"{model.MODEL_ID} layers" + (" (tiny widths)" if options.tiny else ""),
+        "config_source": "backend/planning/configs/DeepSeek-V4-Flash.json (see PROVENANCE.md)",
+        "hidden_size": raw["hidden_size"],
+        "routed_experts": raw["n_routed_experts"],
+        "experts_per_token": raw["num_experts_per_tok"],
+        "expert_width": raw["moe_intermediate_size"],
+        "heads": raw["num_attention_heads"],
+        "head_dim": raw["head_dim"],
+        "kinds": list(options.kinds),
+        "formats": {
+            "routed_experts": "fp4 e2m1, UE8M0 scale per 32 (PackedExperts)",
+            "attention": "fp8 e4m3, 128x128 UE8M0 block scales (PackedWeight): wq_a, wq_b, wkv, wo_a, wo_b, indexer wq_b",
+            "shared_expert": "bf16 (the release's FP8, as the loader dequantizes it)",
+            "compressors_mhc_norms_router": "float32 (as the runtime stores them)",
+            "activations": "bf16",
+        },
+    }
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # Linux: kilobytes
+
+
+def _our_commit() -> str:
+    """This checkout's commit, ``+dirty`` with uncommitted changes to tracked files."""
+    root = str(Path(__file__).resolve().parents[2])
+    head = subprocess.run(
+        ["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    )
+    if head.returncode != 0:
+        return "unknown"
+    status = ["git", "-C", root, "status", "--porcelain", "--untracked-files=no"]
+    dirty = subprocess.run(status, capture_output=True, text=True, check=False).stdout.strip()
+    return head.stdout.strip() + ("+dirty" if dirty else "")
