@@ -344,3 +344,17 @@ class PackedWeight:
     def dequantize(self, dtype: torch.dtype) -> torch.Tensor:
         """[N, K] in ``dtype``: the values the packed kernels multiply by."""
         return dequantize(self.weight, self.scale, dtype)
+
+    def splits(self, rows: int) -> bool:
+        """Whether blocks of ``rows`` rows cut no scale: FP4 always, FP8 at whole 128-row blocks."""
+        return rows > 0 and (self.format == "fp4" or rows % FP8_BLOCK == 0)
+
+    def rows(self, start: int, stop: int) -> PackedWeight:
+        """Rows [start, stop) with their scales, sharing this weight's storage; FP8 rows must
+        start at a 128-row block and end at one or at the last row."""
+        if self.format == "fp4":
+            return PackedWeight(self.weight[start:stop], self.scale[start:stop], "fp4")
+        if start % FP8_BLOCK or (stop % FP8_BLOCK and stop != self.shape[0]):
+            raise ValueError(f"FP8 rows [{start}, {stop}) cut the {FP8_BLOCK}-row blocks of their scales")
+        blocks = self.scale[start // FP8_BLOCK : -(-stop // FP8_BLOCK)]
+        return PackedWeight(self.weight[start:stop], blocks, "fp8")

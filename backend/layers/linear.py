@@ -83,6 +83,21 @@ def plain_or_packed(x: torch.Tensor, weight: Weight, kernels: Kernels = REFERENC
     return F.linear(x, weight)
 
 
+def grouped_linear(x: torch.Tensor, weight: Weight, kernels: Kernels = REFERENCE) -> torch.Tensor:
+    """x [T, G, K], weight [G*R, K] taken as G blocks of R rows -> [T, G, R]: each group of inputs
+    through its own rows (DeepSeek-V4's grouped output projection). A packed weight whose groups
+    cut no scale block runs one ``packed_linear`` a group (at decode sizes the native kernel, never
+    a decoded copy); otherwise one batched product, a packed weight decoded for the call."""
+    groups = x.shape[1]
+    rows = weight.shape[0] // groups
+    if isinstance(weight, PackedWeight) and weight.splits(rows):
+        parts = [
+            packed_linear(x[:, g], weight.rows(g * rows, (g + 1) * rows), kernels) for g in range(groups)
+        ]
+        return torch.stack(parts, dim=1)
+    return torch.einsum("tgi,gri->tgr", x, decoded(weight, x.dtype, kernels).view(groups, rows, -1))
+
+
 def decoded(weight: Weight, dtype: torch.dtype, kernels: Kernels = REFERENCE) -> torch.Tensor:
     """A plain weight as it is; a packed one decoded whole into ``dtype`` for the call (natively
     where the packed kernels run), for products that are not a plain linear (an einsum)."""

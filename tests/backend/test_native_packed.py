@@ -134,6 +134,29 @@ def test_the_layer_runs_the_kernel_for_decode_batches_and_decodes_otherwise(kind
 
 
 @pytest.mark.parametrize("kind", FORMATS)
+def test_grouped_linear_runs_one_packed_product_a_group(kind):
+    """DeepSeek-V4's grouped output projection over a packed weight: each group of inputs through
+    its own rows, one native product a group (groups of whole 128-row FP8 blocks), as the decoded
+    weight's batched product gives; a group that would cut FP8 blocks decodes the weight instead."""
+    kernels = dispatch.choose("cpu", "native")
+    w = packed_weight(kind, 3 * 128, 64, seed=40)
+    x = randn(2, 3, 64, seed=41)
+    want = torch.einsum("tgi,gri->tgr", x, w.dequantize(torch.float32).view(3, 128, 64))
+    before = native.calls[f"linear_{kind}"]
+    close(linear.grouped_linear(x, w, kernels), want)
+    assert native.calls[f"linear_{kind}"] == before + 3
+    assert w.rows(128, 256).weight.data_ptr() == w.weight[128].data_ptr()  # a view, not a copy
+    if kind == "fp8":
+        narrow = randn(2, 6, 64, seed=42)  # 64 rows a group: FP8 blocks cut
+        close(linear.grouped_linear(narrow, w, kernels), torch.einsum(
+            "tgi,gri->tgr", narrow, w.dequantize(torch.float32).view(6, 64, 64)
+        ))  # fmt: skip
+        assert native.calls["linear_fp8"] == before + 3
+        with pytest.raises(ValueError, match="cut the 128-row blocks"):
+            w.rows(64, 128)
+
+
+@pytest.mark.parametrize("kind", FORMATS)
 @pytest.mark.parametrize("dtype", ACTIVATIONS)
 def test_native_decoding_gives_quants_values(kind, dtype):
     for float_scales in (False, True):

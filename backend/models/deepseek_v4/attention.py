@@ -44,8 +44,9 @@ layer all-reduces twice: the partial output of ``wo_b``, and on CSA layers the i
 partial scores of every sequence of the step at once, in one call, before the top-k.
 
 Its matrices may be kept packed (``quant.PackedWeight``, the opt-in ``backend/packing.py``):
-the projections then run ``packed_linear``, and ``wo_a`` (an einsum over its groups) is
-decoded whole for each call.
+the projections then run ``packed_linear``, and ``wo_a`` one ``packed_linear`` per output
+group (``layers.linear.grouped_linear``; decoded whole for the call only where a group would cut
+its 128-row scale blocks, as in tiny test models).
 
 Limits: a prefill chunk of T tokens builds [T, T + W + N] masks (O(T^2) memory; the
 engine's chunked prefill bounds T). DeepSeek's inference code also rounds the latent's
@@ -65,7 +66,7 @@ from torch import nn
 from codeagent.backend.cache.paged import GrowingRows, Rows
 from codeagent.backend.distributed.group import Group
 from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
-from codeagent.backend.layers.linear import decoded, plain_or_packed
+from codeagent.backend.layers.linear import grouped_linear, plain_or_packed
 from codeagent.backend.models.deepseek_v4.compressor import Compressor, CompressorState, Rope
 from codeagent.backend.models.deepseek_v4.config import CSA, SLIDING, DeepseekV4Config
 from codeagent.backend.models.deepseek_v4.indexer import Indexer, visible_entries
@@ -205,8 +206,7 @@ class Attention(nn.Module):
         """out [T, H, D] -> [T, hidden]: rotate back at the query position, then grouped low-rank."""
         out = apply_interleaved_rope(out, cos[:, None], -sin[:, None], kernels)
         grouped = out.reshape(out.shape[0], self.groups, -1)  # [T, G, H*D/G]
-        wo_a = decoded(self.wo_a, out.dtype, kernels).view(self.groups, self.rank, -1)  # [G, R, H*D/G]
-        low_rank = torch.einsum("tgi,gri->tgr", grouped, wo_a)  # [T, G, R]
+        low_rank = grouped_linear(grouped, self.wo_a, kernels)  # [T, G, R]
         return plain_or_packed(low_rank.flatten(1), self.wo_b, kernels)
 
 

@@ -23,7 +23,9 @@ multiplies the activation in float32 before the down projection and the routed s
 float32, as here, and a bfloat16 model's activations are rounded where this reference rounds
 them (gate, up, the weighted activation, each expert's output), so the two differ only by
 float32 summation order. Dense (bf16) experts stay on the reference on CPU: the native bf16
-MoE kernel (``native.moe``) has no SwiGLU clamp.
+MoE kernel (``native.moe``) has no SwiGLU clamp. The shared expert's products go through
+``layers.linear.linear`` (the native bf16 kernel for decode rows, the packed kernels for a
+packed weight).
 
 Limit: otherwise experts run one after another over the tokens routed to each (a reference
 loop). The loop decodes a packed expert just before it runs it (natively where the packed
@@ -40,6 +42,7 @@ from torch import nn
 
 from codeagent.backend.distributed.group import Group
 from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
+from codeagent.backend.layers.linear import Weight, linear
 from codeagent.backend.models.deepseek_v4.config import DeepseekV4Config
 from codeagent.backend.models.deepseek_v4.shares import held_experts
 from codeagent.backend.models.deepseek_v4.weights import Weights
@@ -72,17 +75,20 @@ def clamped_swiglu(gate: torch.Tensor, up: torch.Tensor, limit: float) -> torch.
 
 def expert(
     x: torch.Tensor,
-    w1: torch.Tensor,
-    w3: torch.Tensor,
-    w2: torch.Tensor,
+    w1: Weight,
+    w3: Weight,
+    w2: Weight,
     weight: torch.Tensor | None,
     limit: float,
+    kernels: Kernels = REFERENCE,
 ) -> torch.Tensor:
-    """x [t, D]; gate w1, up w3 [I, D]; down w2 [D, I]; weight [t, 1] or None -> [t, D] float32."""
-    hidden = clamped_swiglu(F.linear(x, w1), F.linear(x, w3), limit)
+    """x [t, D]; gate w1, up w3 [I, D]; down w2 [D, I]; weight [t, 1] or None -> [t, D] float32.
+    With ``kernels``, each product through ``layers.linear.linear`` (the native bf16 kernel for a
+    decode row, the packed kernels for a packed weight); without, ``F.linear``."""
+    hidden = clamped_swiglu(linear(x, w1, kernels), linear(x, w3, kernels), limit)
     if weight is not None:
         hidden = hidden * weight
-    return F.linear(hidden.to(x.dtype), w2).float()
+    return linear(hidden.to(x.dtype), w2, kernels).float()
 
 
 def routed_experts(
@@ -158,7 +164,7 @@ class MoE(nn.Module):
             out = self._held(x, weights, ids, kernels)
         else:
             out = routed_experts(x, self.w13, self.w2, weights, ids, self.limit, kernels)  # [T, D] float32
-        out += expert(x, *self.shared, None, self.limit)
+        out += expert(x, *self.shared, None, self.limit, kernels)
         return self.group.all_reduce(out).to(x.dtype)
 
     def _held(
