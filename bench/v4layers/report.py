@@ -8,8 +8,10 @@ ESTIMATES, labelled so in the JSON (nothing at full depth is run here): a token 
 whole model is the measured median of each kind times the number of such layers in V4-Flash
 (2 sliding, 21 CSA, 20 HCA), plus the head; on a server, the same bytes per token at the
 server's bandwidth, once at the fraction of the bandwidth this machine reached and once at all
-of it. The server by default: a 12-channel DDR5-4800 EPYC 9005 (Turin), 460.8 GB/s in theory
-(``SERVER_BANDWIDTH``). The anchor: a CPU-only run of V4-Flash at 4 bits in the llama.cpp
+of it; and how many of our threads, at the rate one gets through here, that bandwidth would
+take (where our kernels are compute-bound on two cores, a server's many cores change the
+first figure, not the second). The server by default: a 12-channel DDR5-4800 EPYC 9005
+(Turin), 460.8 GB/s in theory (``SERVER_BANDWIDTH``). The anchor: a CPU-only run of V4-Flash at 4 bits in the llama.cpp
 family reported 9.7 tokens/s decode and 70 tokens/s prefill on an EPYC Turin. Prefill is
 estimated for this machine only (the prompt's chunks through every layer): it is compute-bound,
 so another machine's bandwidth says nothing about it.
@@ -37,9 +39,9 @@ def finish(
     results: dict[str, Any], depth: dict[str, int], server_bandwidth: float, tiny: bool
 ) -> dict[str, Any]:
     """``results`` with each layer's roofline, the estimates, the targets (None when ``tiny``)."""
-    bandwidth = results["bandwidth"]["GB_per_s"] * 1e9
+    bandwidth, median = results["bandwidth"]["GB_per_s"] * 1e9, results["bandwidth"]["median_GB_per_s"] * 1e9
     for layer in results["layers"]:
-        layer.update(_roofline(layer, bandwidth))
+        layer.update(_roofline(layer, bandwidth, median))
     results["estimate"] = estimate(results, depth, server_bandwidth)
     targets = {f"decode_{layer['kind']}_layer_within_1_5x_of_bytes_at_bandwidth": layer["ratio"] <= TARGET_RATIO
                for layer in results["layers"]}  # fmt: skip
@@ -52,17 +54,18 @@ def finish(
     return results
 
 
-def _roofline(layer: dict[str, Any], bandwidth: float) -> dict[str, Any]:
+def _roofline(layer: dict[str, Any], bandwidth: float, median: float) -> dict[str, Any]:
     step = statistics.median(layer["decode_s"])
     total = layer["bytes_per_token"]["total"]
     at_bandwidth = total / bandwidth
     return {
-        "decode_ms": round(step * 1e3, 3),
-        "bytes_per_token_MB": round(total / 1e6, 3),
-        "bytes_at_bandwidth_ms": round(at_bandwidth * 1e3, 3),
-        "ratio": round(step / at_bandwidth, 3),
-        "fraction_of_bandwidth": round(at_bandwidth / step, 3),
-        "prefill_chunk_ms": round(statistics.median(layer["prefill_chunk_s"]) * 1e3, 3),
+        "decode_ms": _sig(step * 1e3),
+        "bytes_per_token_MB": _sig(total / 1e6),
+        "bytes_at_bandwidth_ms": _sig(at_bandwidth * 1e3),
+        "ratio": _sig(step / at_bandwidth),
+        "ratio_at_median_bandwidth": _sig(step * median / total),
+        "fraction_of_bandwidth": _sig(at_bandwidth / step),
+        "prefill_chunk_ms": _sig(statistics.median(layer["prefill_chunk_s"]) * 1e3),
     }
 
 
@@ -81,28 +84,36 @@ def estimate(results: dict[str, Any], depth: dict[str, int], server_bandwidth: f
     chunk = min(layer["prefill_chunk_tokens"] for layer in measured.values())
     fraction = bytes_per_token / seconds / (results["bandwidth"]["GB_per_s"] * 1e9)
     at_ours = server_bandwidth * fraction / bytes_per_token
+    per_thread = bytes_per_token / seconds / results["threads"]  # what one core of ours gets through
     return {
         "label": "ESTIMATE (per-layer medians x V4-Flash's depth + head; not a full-model run)",
         "layers": dict(depth),
-        "bytes_per_token_GB": round(bytes_per_token / 1e9, 4),
+        "bytes_per_token_GB": _sig(bytes_per_token / 1e9),
         "this_machine": {
-            "decode_tokens_per_s": round(1 / seconds, 3),
-            "decode_ms_per_token": round(seconds * 1e3, 1),
-            "fraction_of_bandwidth": round(fraction, 3),
-            "prefill_tokens_per_s": round(chunk / prefill, 2),
+            "decode_tokens_per_s": _sig(1 / seconds),
+            "decode_ms_per_token": _sig(seconds * 1e3),
+            "fraction_of_bandwidth": _sig(fraction),
+            "GB_per_s_per_thread": _sig(per_thread / 1e9),
+            "prefill_tokens_per_s": _sig(chunk / prefill),
         },
         "server": {
             "assumption": SERVER,
-            "bandwidth_GB_per_s": round(server_bandwidth / 1e9, 1),
-            "decode_tokens_per_s_at_this_machines_fraction": round(at_ours, 2),
-            "decode_tokens_per_s_at_full_bandwidth": round(server_bandwidth / bytes_per_token, 2),
+            "bandwidth_GB_per_s": _sig(server_bandwidth / 1e9),
+            "decode_tokens_per_s_at_this_machines_fraction": _sig(at_ours),
+            "decode_tokens_per_s_at_full_bandwidth": _sig(server_bandwidth / bytes_per_token),
+            "threads_to_reach_full_bandwidth_at_our_rate_per_thread": _sig(server_bandwidth / per_thread),
         },
         "anchor": {
             "source": ANCHOR_SOURCE,
             **ANCHOR,
-            "server_estimate_over_anchor_decode": round(at_ours / ANCHOR["decode_tokens_per_s"], 2),
+            "server_estimate_over_anchor_decode": _sig(at_ours / ANCHOR["decode_tokens_per_s"]),
         },
     }
+
+
+def _sig(value: float, digits: int = 4) -> float:
+    """``value`` to ``digits`` significant digits (toy runs' figures stay nonzero)."""
+    return float(f"{value:.{digits}g}")
 
 
 def table(results: dict[str, Any]) -> str:
