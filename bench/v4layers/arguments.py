@@ -35,7 +35,14 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="one layer of each kind named: sliding, csa, hca (default all three)",
     )
     parser.add_argument("--prompt-tokens", type=positive_int, default=256, metavar="N", help="prompt (256)")
-    parser.add_argument("--steps", type=positive_int, default=16, metavar="N", help="decode steps timed (16)")
+    parser.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=4,
+        metavar="N",
+        help="rounds of a bandwidth read and N steps (4)",
+    )
+    parser.add_argument("--steps", type=positive_int, default=4, metavar="N", help="decode steps a round (4)")
     parser.add_argument(
         "--profile-steps", type=positive_int, default=4, metavar="N", help="steps under cProfile (4)"
     )
@@ -59,8 +66,9 @@ def handle(args: argparse.Namespace, config: object) -> int:
     from codeagent.bench.v4layers.run import Options, bench_v4layers
 
     options = Options(
-        args.layers, args.prompt_tokens, args.steps, args.profile_steps, args.threads,
-        args.server_bandwidth * 1e9, args.tiny,
+        kinds=args.layers, prompt_tokens=args.prompt_tokens, steps=args.steps, rounds=args.rounds,
+        profile_steps=args.profile_steps, threads=args.threads, server_bandwidth=args.server_bandwidth * 1e9,
+        tiny=args.tiny,
     )  # fmt: skip
     try:
         results = bench_v4layers(options, lambda line: print(line, file=sys.stderr, flush=True))

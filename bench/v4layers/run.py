@@ -3,11 +3,12 @@
 In one process and one run: the streaming read (``bench/cpu/bandwidth.py``), the output head
 at V4-Flash's vocabulary (built, timed, freed: ``head.py``), then the layers (``model.py``)
 with the prompt prefilled in chunks, the bytes each layer reads for a token (``reads.py``),
-the streaming read again, ``warmup + steps`` batch-1 decode steps with each layer timed
-(``decode.py``), the streaming read once more, and a few more steps under cProfile for where
-each layer's time goes. The highest reading is the roofline's bandwidth (a busy neighbour only
-lowers a reading; this shared host's read also drifts some 2x over minutes), the median of
-the three is reported beside it. ``report.py`` turns the
+``warmup`` batch-1 steps, then ``rounds`` rounds of a streaming read followed by ``steps``
+timed steps with each layer timed (``decode.py``), and a few more steps under cProfile for
+where each layer's time goes. This shared host's streaming read drifts some 2x over minutes
+(30 to 60 GB/s measured within one run), so each round's steps are set against the reading
+taken just before them (``report.py``: the median of the rounds' ratios), and against the
+highest reading of the run as the strict roofline. ``report.py`` turns the
 figures into ratios, the full-depth estimates and the targets.
 """
 
@@ -39,7 +40,8 @@ WARMUP = 2  # decode steps left out of the medians
 class Options:
     kinds: tuple[str, ...] = ("sliding", "csa", "hca")
     prompt_tokens: int = 256
-    steps: int = 16
+    steps: int = 4  # timed decode steps a round
+    rounds: int = 4
     profile_steps: int = 4
     threads: int | None = None
     server_bandwidth: float = report.SERVER_BANDWIDTH
@@ -78,7 +80,12 @@ def bench_v4layers(options: Options, log: Callable[[str], None]) -> dict[str, An
             "readings_GB_per_s": [r / 1e9 for r in readings],
             "read_bytes": read_size,
         },
-        "sizes": {"prompt_tokens": options.prompt_tokens, "decode_steps": options.steps, "warmup": WARMUP},
+        "sizes": {
+            "prompt_tokens": options.prompt_tokens,
+            "rounds": options.rounds,
+            "decode_steps_a_round": options.steps,
+            "warmup": WARMUP,
+        },
         "head": head,
         "layers": figures,
         "peak_rss_GB": _peak_rss_gb(),
@@ -94,8 +101,8 @@ def _run_layers(
     read: Callable[[], float],
     log: Callable[[str], None],
 ) -> list[dict[str, Any]]:
-    """Prefill, bytes, decode and profile of every layer -> one record per layer; the streaming
-    read is taken again just before and just after the timed decode steps (into ``readings``)."""
+    """Prefill, bytes, decode and profile of every layer -> one record per layer. The timed steps
+    run in ``options.rounds`` rounds, each just after a streaming read (into ``readings``)."""
     generator = torch.Generator().manual_seed(2)
     vocab = layers.config.vocab_size
     prompt = torch.randint(0, vocab, (options.prompt_tokens,), generator=generator).tolist()
@@ -103,10 +110,12 @@ def _run_layers(
     prefill = decode.prefill(layers, state, prompt)
     log(f"prefilled {len(prompt)} tokens")
     reads = [layer_bytes(layers, i, state.layers[i]) for i in range(len(layers.layers))]
-    readings.append(read())
-    steps = decode.decode(layers, state, prompt[-1], WARMUP + options.steps)
-    readings.append(read())
-    log(f"streaming read around the decode: {readings[-2] / 1e9:.1f}, {readings[-1] / 1e9:.1f} GB/s")
+    decode.decode(layers, state, prompt[-1], WARMUP)
+    rounds: list[list[decode.Timer]] = []  # [round][layer] -> its steps' seconds
+    for _ in range(options.rounds):
+        readings.append(read())
+        rounds.append(decode.decode(layers, state, prompt[-1], options.steps))
+    log(f"streaming reads before each round: {', '.join(f'{r / 1e9:.1f}' for r in readings[1:])} GB/s")
     profiles = decode.profile_layers(layers, state, prompt[-1], options.profile_steps)
     sizes = [len(prompt[start : start + decode.CHUNK]) for start in range(0, len(prompt), decode.CHUNK)]
     whole = [j for j, size in enumerate(sizes) if size == max(sizes)]  # a shorter last chunk left out
@@ -115,14 +124,18 @@ def _run_layers(
         out.append(
             {
                 "kind": kind,
-                "decode_s": steps[i][WARMUP:],
+                "decode_s": [s for steps in rounds for s in steps[i]],
+                "rounds": [
+                    {"bandwidth_GB_per_s": bandwidth / 1e9, "decode_s": steps[i]}
+                    for bandwidth, steps in zip(readings[1:], rounds, strict=True)
+                ],
                 "prefill_chunk_s": [prefill[i][j] for j in whole],
                 "prefill_chunk_tokens": max(sizes),
                 "bytes_per_token": reads[i],
                 "profile": profiles[i],
             }
         )
-        log(f"layer {i} ({kind}): {1e3 * sorted(steps[i][WARMUP:])[options.steps // 2]:.1f} ms")
+        log(f"layer {i} ({kind}): {1e3 * statistics.median(out[-1]['decode_s']):.1f} ms")
     return out
 
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(choose("cpu").packed is None, reason="needs the 
 
 @pytest.fixture(scope="module")
 def tiny() -> dict:
-    options = Options(prompt_tokens=24, steps=3, profile_steps=1, tiny=True)
+    options = Options(prompt_tokens=24, steps=2, rounds=2, profile_steps=1, tiny=True)
     return bench_v4layers(options, log=lambda _: None)
 
 
@@ -31,12 +31,14 @@ def real(value: object) -> bool:
 
 def test_every_figure_is_a_real_number(tiny: dict):
     assert tiny["benchmark"] == "v4-layers" and tiny["model"]["kinds"] == ["sliding", "csa", "hca"]
-    assert real(tiny["bandwidth"]["GB_per_s"]) and tiny["bandwidth"]["GB_per_s"] > 0
+    assert real(tiny["bandwidth"]["GB_per_s"]) and len(tiny["bandwidth"]["readings_GB_per_s"]) == 3
     assert real(tiny["head"]["seconds"]) and tiny["head"]["bytes"] > 0
     for layer in tiny["layers"]:
         figures = ("decode_ms", "bytes_per_token_MB", "bytes_at_bandwidth_ms", "ratio", "prefill_chunk_ms")
         assert all(real(layer[name]) and layer[name] > 0 for name in figures), layer["kind"]
-        assert len(layer["decode_s"]) == 3 and all(real(value) for value in layer["bytes_per_token"].values())
+        assert len(layer["decode_s"]) == 4 and all(real(value) for value in layer["bytes_per_token"].values())
+        assert len(layer["ratios_by_round"]) == 2 and all(real(r) and r > 0 for r in layer["ratios_by_round"])
+        assert real(layer["ratio_at_highest_bandwidth"]) and layer["ratio_at_highest_bandwidth"] > 0
         assert layer["profile"] and all(real(row["ms_per_step"]) for row in layer["profile"])
     here, server = tiny["estimate"]["this_machine"], tiny["estimate"]["server"]
     assert tiny["estimate"]["label"].startswith("ESTIMATE")
