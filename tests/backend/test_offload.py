@@ -86,21 +86,20 @@ def test_routing_counted_while_serving_places_the_next_load(
 
 
 def test_auto_moves_what_the_free_memory_cannot_hold() -> None:
-    from codeagent.backend.models.qwen3_moe.config import Qwen3MoeConfig
-    from codeagent.backend.planning.offload import RESERVE, experts_per_layer, host_experts_needed
+    from codeagent.backend.planning.checkpoint import estimated
+    from codeagent.backend.planning.kv import meta_model
+    from codeagent.backend.planning.offload import RESERVE, expert_sizes, host_experts_needed
+    from codeagent.backend.planning.source import shipped_config
 
-    config = Qwen3MoeConfig(
-        vocab_size=1000, hidden_size=2048, num_hidden_layers=48, num_attention_heads=32,
-        num_key_value_heads=4, head_dim=128, moe_intermediate_size=768, intermediate_size=768,
-        num_experts=128, num_experts_per_tok=8,
-    )  # fmt: skip
-    per_expert, layers = experts_per_layer(config, torch.bfloat16)
-    assert (per_expert, layers) == (3 * 2048 * 768 * 2, 48)  # 9 MiB an expert, 48 sparse layers
+    raw = shipped_config("qwen3-coder-30b-a3b")  # 48 sparse layers of 128 experts, 2048 x 768
+    config = meta_model(raw, torch.bfloat16).config
+    sizes = expert_sizes(estimated(raw, config), config, torch.bfloat16, keep_packed=True)
+    assert (sizes.per_expert, sizes.layers, sizes.experts) == (3 * 2048 * 768 * 2, 48, 128)  # 9 MiB an expert
     weights, kv = 61 * 10**9, 400 * 2**20
-    assert host_experts_needed(weights, kv, weights + kv + RESERVE, config, torch.bfloat16) == 0
-    short = 10 * per_expert * layers + 1  # a little over ten experts a layer too many
-    assert host_experts_needed(weights, kv, weights + kv + RESERVE - short, config, torch.bfloat16) == 11
-    assert host_experts_needed(weights, kv, 0, config, torch.bfloat16) == 128  # capped at every expert
+    assert host_experts_needed(weights, kv, weights + kv + RESERVE, sizes) == 0
+    short = 10 * sizes.per_expert * sizes.layers + 1  # a little over ten experts a layer too many
+    assert host_experts_needed(weights, kv, weights + kv + RESERVE - short, sizes) == 11
+    assert host_experts_needed(weights, kv, 0, sizes) == 128  # capped at every expert
 
 
 def test_auto_on_a_cpu_moves_nothing_and_bad_counts_are_one_line(qwen3_moe_dir: Path) -> None:
