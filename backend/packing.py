@@ -178,6 +178,8 @@ def _deepseek_v4(model: Any, variant: Variant) -> list[Converted]:
     in its flat weight dict (``models/deepseek_v4/weights.py``), each layer re-bound as it is done."""
     name, w = type(model).__name__, model.w
     _check_dtype(name, model.dtype)
+    if any(getattr(layer.ffn, "homes", None) is not None for layer in model.layers):
+        raise PackError("cannot pack experts split between homes (--cpu-experts); drop one of the two")
     if any(isinstance(value, PackedExperts | PackedWeight) for value in w.values()):
         raise _already_packed(name)
     out: list[Converted] = []

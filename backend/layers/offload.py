@@ -15,6 +15,12 @@ one-expert tokens, through the host's kernels) while the device computes its pai
 the host's partial output comes back and is added. ``subset_forward`` is also how a rank of
 an expert-parallel split computes the experts it holds.
 
+What a home computes is the model's: ``experts`` is the function that runs (token, expert)
+pairs over a home's fused ``w13``/``w2`` (Qwen3-MoE's ``layers.moe.experts_forward`` by
+default; DeepSeek-V4 passes its clamped-SwiGLU ``routed_experts``, whose experts may be
+``quant.PackedExperts`` and whose partial sums are float32: ``out_dtype``). ``home_index``
+is the same map as a plain function, for loaders that fill each expert in its home.
+
 ``least_used(counts, n)`` picks the host experts from routing counts: a model with experts in
 host memory counts its routing while serving (``RoutingCounts``), the runtime saves the
 counts when it closes and reads them at the next load; without counts, the highest ids.
@@ -22,7 +28,7 @@ counts when it closes and reads them at the next load; without counts, the highe
 Limits: the result equals the one-home layer up to float summation order (the two partial
 sums are added last), so greedy tokens match on the tests' prompts but logits may differ in
 the last bits; one worker thread per layer call (the host part of one layer overlaps that
-layer's device part, not the next layer's); plain (unpacked) experts only so far; host memory is not pinned, so the copies of
+layer's device part, not the next layer's); host memory is not pinned, so the copies of
 activations to and from a GPU are synchronous.
 """
 
@@ -30,6 +36,8 @@ from __future__ import annotations
 
 import json
 import os
+from bisect import bisect_left
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,25 +51,39 @@ from codeagent.backend.layers.moe import experts_forward
 _HOST_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="codeagent-host-experts")
 
 
+ExpertsFn = Callable[..., torch.Tensor]
+"""(x [t, H], w13, w2, weights [t, k], ids [t, k], kernels) -> [t, H]: one home's experts run."""
+
+
 def subset_forward(
     x: torch.Tensor,
-    w13: torch.Tensor,
-    w2: torch.Tensor,
+    w13: Any,
+    w2: Any,
     weights: torch.Tensor,
     local: torch.Tensor,
     mine: torch.Tensor,
     kernels: Kernels,
+    experts: ExpertsFn = experts_forward,
+    out_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """The partial MoE output [T, H] of the pairs ``mine`` [T, k] selects, whose experts are
-    ``local`` [T, k] indices into ``w13``/``w2``: each pair computed as a one-expert token."""
+    """The partial MoE output [T, H] (in ``out_dtype``, default x's) of the pairs ``mine`` [T, k]
+    selects, whose experts are ``local`` [T, k] indices into ``w13``/``w2``: each pair computed
+    as a one-expert token by ``experts``."""
     token, slot = mine.nonzero(as_tuple=True)
-    out = torch.zeros_like(x)
+    out = torch.zeros(x.shape, dtype=out_dtype or x.dtype, device=x.device)
     if token.numel():
-        pairs = experts_forward(
-            x[token], w13, w2, weights[token, slot, None], local[token, slot, None], kernels
-        )
-        out.index_add_(0, token, pairs)
+        pairs = experts(x[token], w13, w2, weights[token, slot, None], local[token, slot, None], kernels)
+        out.index_add_(0, token, pairs.to(out.dtype))
     return out
+
+
+def home_index(on_host: list[int], expert: int) -> tuple[bool, int]:
+    """(whether ``expert`` lives in host memory, its index in its home) for the sorted host
+    experts ``on_host``: the device's experts in id order, then the host's."""
+    before = bisect_left(on_host, expert)
+    if before < len(on_host) and on_host[before] == expert:
+        return True, before
+    return False, expert - before
 
 
 def least_used(counts: torch.Tensor | None, experts: int, n: int) -> list[int]:
@@ -76,36 +98,52 @@ def least_used(counts: torch.Tensor | None, experts: int, n: int) -> list[int]:
 
 @dataclass
 class ExpertHomes:
-    device_w13: torch.Tensor  # [E_d, 2I, H] on the device
-    device_w2: torch.Tensor  # [E_d, H, I]
-    host_w13: torch.Tensor  # [E_h, 2I, H] in host memory
-    host_w2: torch.Tensor
+    device_w13: Any  # [E_d, 2I, H] on the device (a tensor, or what ``experts`` takes)
+    device_w2: Any  # [E_d, H, I]
+    host_w13: Any  # [E_h, 2I, H] in host memory
+    host_w2: Any
     home: torch.Tensor  # [E] bool on the device: True where the expert lives in host memory
     local: torch.Tensor  # [E] long on the device: its index in its home
     host_kernels: Kernels
+    experts: ExpertsFn = experts_forward  # what a home computes its pairs with
+    out_dtype: torch.dtype | None = None  # of the partial sums (default: the activations')
 
     @classmethod
     def over(
         cls,
-        device: tuple[torch.Tensor, torch.Tensor],
-        host: tuple[torch.Tensor, torch.Tensor],
+        device: tuple[Any, Any],
+        host: tuple[Any, Any],
         on_host: list[int],
         host_kernels: Kernels,
+        where: torch.device | str | None = None,
+        experts: ExpertsFn = experts_forward,
+        out_dtype: torch.dtype | None = None,
     ) -> ExpertHomes:
-        """Homes over tensors already allocated where they live (the loader fills them): the
-        device's experts in id order, then the host's (``on_host``, sorted)."""
-        experts = device[0].shape[0] + host[0].shape[0]
+        """Homes over storage already allocated where it lives (the loader fills it): the
+        device's experts in id order, then the host's (``on_host``, sorted). ``where``: the
+        device the routing runs on (default: the device tensor's)."""
+        experts_total = device[0].shape[0] + host[0].shape[0]
         if sorted(set(on_host)) != sorted(on_host) or len(on_host) != host[0].shape[0]:
             raise ValueError(f"{len(on_host)} host experts named for {host[0].shape[0]} places")
-        in_host = torch.zeros(experts, dtype=torch.bool)
+        in_host = torch.zeros(experts_total, dtype=torch.bool)
         in_host[on_host] = True
-        local = torch.empty(experts, dtype=torch.long)
-        local[~in_host] = torch.arange(experts - len(on_host))
+        local = torch.empty(experts_total, dtype=torch.long)
+        local[~in_host] = torch.arange(experts_total - len(on_host))
         local[in_host] = torch.arange(len(on_host))
-        where = device[0].device
-        return cls(device[0], device[1], host[0], host[1], in_host.to(where), local.to(where), host_kernels)
+        where = device[0].device if where is None else where
+        return cls(
+            device[0],
+            device[1],
+            host[0],
+            host[1],
+            in_host.to(where),
+            local.to(where),
+            host_kernels,
+            experts,
+            out_dtype,
+        )
 
-    def slot(self, expert: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def slot(self, expert: int) -> tuple[Any, Any, int]:
         """Where expert ``expert``'s matrices live: (w13, w2, index in them)."""
         index = int(self.local[expert])
         if bool(self.home[expert]):
@@ -126,7 +164,17 @@ class ExpertHomes:
         if self.on_host and bool(to_host.any()):
             args = (x.to("cpu"), weights.to("cpu"), local.to("cpu"), to_host.to("cpu"))
             pending = _HOST_WORKER.submit(self._host_part, *args)
-        out = subset_forward(x, self.device_w13, self.device_w2, weights, local, ~to_host, kernels)
+        out = subset_forward(
+            x,
+            self.device_w13,
+            self.device_w2,
+            weights,
+            local,
+            ~to_host,
+            kernels,
+            self.experts,
+            self.out_dtype,
+        )
         if pending is not None:
             out += pending.result().to(out.device, non_blocking=True)
         return out
@@ -134,7 +182,17 @@ class ExpertHomes:
     def _host_part(
         self, x: torch.Tensor, weights: torch.Tensor, local: torch.Tensor, to_host: torch.Tensor
     ) -> torch.Tensor:
-        return subset_forward(x, self.host_w13, self.host_w2, weights, local, to_host, self.host_kernels)
+        return subset_forward(
+            x,
+            self.host_w13,
+            self.host_w2,
+            weights,
+            local,
+            to_host,
+            self.host_kernels,
+            self.experts,
+            self.out_dtype,
+        )
 
 
 class RoutingCounts:

@@ -10,7 +10,10 @@ quantized (``PackedExperts`` per layer and projection, FP4 or FP8 as the checkpo
 them) unless the model was built with ``keep_quantized=False``
 (``CODEAGENT_KEEP_QUANTIZED=0``); every other quantized weight is dequantized to the model
 dtype. The first expert tensor of a layer's ``w13`` / ``w2`` that this rank holds decides
-its storage. Under ``ep`` the experts other ranks hold are recognised and never read.
+its storage. Under ``ep`` the experts other ranks hold are recognised and never read. With
+routed experts in two homes (``on_host``: a layer's ``ffn.`` prefix -> its sorted host
+experts), each expert goes straight to its home: ``ffn.w13``/``ffn.w2`` on the model's
+device or ``ffn.host_w13``/``ffn.host_w2`` in host memory (``layers.offload.home_index``).
 
 Every checkpoint tensor's whole shape is checked against the model's (so a wrong
 checkpoint is refused, not silently sliced). Unknown, duplicated, missing or misshapen
@@ -27,6 +30,7 @@ from typing import Protocol
 import torch
 
 from codeagent.backend.distributed.layout import Layout
+from codeagent.backend.layers.offload import home_index
 from codeagent.backend.models.deepseek_v4.config import DeepseekV4Config
 from codeagent.backend.models.deepseek_v4.shares import (
     Piece,
@@ -38,7 +42,13 @@ from codeagent.backend.models.deepseek_v4.shares import (
     take,
     take_quantized,
 )
-from codeagent.backend.models.deepseek_v4.weights import EXPERT, Weights, expected_names, release_name
+from codeagent.backend.models.deepseek_v4.weights import (
+    EXPERT,
+    Weights,
+    expected_names,
+    release_name,
+    storage_device,
+)
 from codeagent.backend.quant import PackedExperts, dequantize, format_of, paired
 
 
@@ -52,6 +62,7 @@ class WeightStore(Protocol):
     dtype: torch.dtype
     device: torch.device
     keep_quantized: bool
+    on_host: dict[str, list[int]]  # "layers.N.ffn." -> the experts it keeps in host memory
 
 
 def load_into(model: WeightStore, weights: Iterable[tuple[str, Source]]) -> None:
@@ -124,6 +135,12 @@ def _store_expert(
     if shape is None or expert >= c.n_routed_experts:
         return False
     local = expert - held_experts(c, layout).start
+    on_host = model.on_host.get(prefix)
+    if on_host:
+        in_host, local = home_index(on_host, local)
+        if in_host:
+            fused = prefix + "host_" + fused.removeprefix(prefix)
+            shape = model.shapes[fused]
     if not 0 <= local < shape[0]:
         return True  # another rank's expert (ep): never read
     width = shape[1] // 2 if role != "w2" else shape[1]
@@ -165,14 +182,14 @@ def _allocate_experts(
 ) -> None:
     """Storage for a layer's fused experts, chosen by the first of them to arrive: packed in its
     format if it is quantized and the model keeps experts packed, the model dtype otherwise."""
-    placeholder = model.w[fused]
+    placeholder, device = model.w[fused], storage_device(fused, model.device)
     if scale is not None and model.keep_quantized:
         try:
-            model.w[fused] = PackedExperts.empty(tuple(placeholder.shape), tensor, scale, model.device)
+            model.w[fused] = PackedExperts.empty(tuple(placeholder.shape), tensor, scale, device)
         except ValueError as err:
             raise ValueError(f"{key}: {err}") from err
     elif isinstance(placeholder, PackedExperts) or placeholder.is_meta:
-        model.w[fused] = torch.empty(placeholder.shape, dtype=model.dtype, device=model.device)
+        model.w[fused] = torch.empty(placeholder.shape, dtype=model.dtype, device=device)
 
 
 def _check_hash_tables(model: WeightStore) -> None:

@@ -31,6 +31,12 @@ keeps the same state per sequence (``cache_streams`` does not depend on the layo
 layer the attention output, the indexer's scores (before the top-k) and the MoE output
 are all-reduced; the embedding lookup is all-reduced and the logits all-gathered. With one
 process the group is ``SOLO`` and no collective runs.
+With ``cpu_experts`` N (one process only), every layer keeps its N least used routed experts
+(by ``routed`` routing counts [layers, E], else the highest ids: ``layers/offload.py``'s
+``least_used``) in host memory, allocated there from the start (``ffn.host_w13`` /
+``ffn.host_w2``, dense or packed as the checkpoint gives them) and computed by the CPU's
+kernels beside the device's experts (``moe.py``); the model counts its routing
+(``routing``) for the runtime to save.
 Limits: no speculative decoding (the MTP layer's weights are skipped).
 """
 
@@ -47,8 +53,9 @@ from torch import nn
 from codeagent.backend.cache.paged import KVStream, SeqBlocks, growing_rows
 from codeagent.backend.distributed.group import SOLO, Group
 from codeagent.backend.distributed.vocab import VocabShare, embed, gather
-from codeagent.backend.kernels.dispatch import Kernels
+from codeagent.backend.kernels.dispatch import Kernels, choose
 from codeagent.backend.layers.linear import head_logits
+from codeagent.backend.layers.offload import RoutingCounts, least_used
 from codeagent.backend.models.base import CausalLMModule, SeqSlice, Step, last_rows
 from codeagent.backend.models.deepseek_v4.attention import Attention, LayerState
 from codeagent.backend.models.deepseek_v4.compressor import Compressor, Rope
@@ -59,7 +66,13 @@ from codeagent.backend.models.deepseek_v4.moe import MoE
 from codeagent.backend.models.deepseek_v4.norm import rms_norm
 from codeagent.backend.models.deepseek_v4.rope import inverse_frequencies, rope_cos_sin
 from codeagent.backend.models.deepseek_v4.shares import check_packed, declared_expert_format, local_shapes
-from codeagent.backend.models.deepseek_v4.weights import Weights, allocate, declares_quantized, scope
+from codeagent.backend.models.deepseek_v4.weights import (
+    Weights,
+    allocate,
+    declares_quantized,
+    scope,
+    split_homes,
+)
 from codeagent.backend.quant import keep_quantized_default
 
 Rotation = tuple[torch.Tensor, torch.Tensor]  # cos, sin [T, r]
@@ -75,13 +88,20 @@ class DecoderLayer(nn.Module):
     """mHC around attention, then around the MoE; its weights are the model's ``layers.N.*``."""
 
     def __init__(
-        self, c: DeepseekV4Config, index: int, ropes: dict[str, Rope], dtype: torch.dtype, group: Group
+        self,
+        c: DeepseekV4Config,
+        index: int,
+        ropes: dict[str, Rope],
+        dtype: torch.dtype,
+        group: Group,
+        on_host: list[int] | None = None,
+        host_kernels: Kernels | None = None,
     ) -> None:
         super().__init__()
         self.eps = c.rms_norm_eps
         self.attn_hc, self.ffn_hc = HyperConnection("hc_attn_", c), HyperConnection("hc_ffn_", c)
         self.attn = Attention(c, index, ropes, dtype, group)
-        self.ffn = MoE(c, group)
+        self.ffn = MoE(c, group, on_host, host_kernels)
 
     def bind(self, w: Weights) -> None:
         self.attn_norm, self.ffn_norm = w["attn_norm.weight"], w["ffn_norm.weight"]  # [D] float32
@@ -113,6 +133,7 @@ class DecoderLayer(nn.Module):
 class DeepseekV4ForCausalLM(CausalLMModule):
     config_class = DeepseekV4Config
     splits = True  # takes a ``group``: can run as one rank of a tensor-parallel group
+    offloads = True  # takes ``cpu_experts``: routed experts in host memory (``layers/offload.py``)
 
     def __init__(
         self,
@@ -122,7 +143,11 @@ class DeepseekV4ForCausalLM(CausalLMModule):
         keep_quantized: bool | None = None,
         kernels: Kernels | None = None,
         group: Group = SOLO,
+        cpu_experts: int = 0,
+        routed: torch.Tensor | None = None,
     ) -> None:
+        """``cpu_experts``: that many routed experts of every layer live in host memory, the
+        least used by ``routed`` [layers, E] routing counts (else the highest ids)."""
         super().__init__(config, device, kernels)
         self.dtype, self.device = dtype, torch.device(device)
         self.group, self.layout = group, group.layout
@@ -130,6 +155,16 @@ class DeepseekV4ForCausalLM(CausalLMModule):
         self.keep_quantized = keep_quantized_default() if keep_quantized is None else keep_quantized
         self.shapes = local_shapes(config, self.layout)  # this rank's shares (all in one process)
         check_packed(config, self.layout, declared_expert_format(config))
+        if cpu_experts and not self.layout.single:
+            raise ValueError("experts in host memory run with one process; drop --tp/--ep")
+        layers, experts = config.num_hidden_layers, config.n_routed_experts
+        homes = {
+            i: least_used(None if routed is None else routed[i], experts, cpu_experts)
+            for i in range(layers)
+            if cpu_experts
+        }
+        self.shapes = split_homes(self.shapes, homes)
+        self.on_host = {f"layers.{i}.ffn.": on_host for i, on_host in homes.items()}  # for loading
         self.vocab = VocabShare.of(group, config.vocab_size)
         packed = self.keep_quantized and declares_quantized(config)
         self.w: Weights = allocate(self.shapes, dtype, self.device, packed)
@@ -137,9 +172,16 @@ class DeepseekV4ForCausalLM(CausalLMModule):
             kind: (inverse_frequencies(spec).to(self.device), spec.attention_factor)
             for kind, spec in (("main", config.rope_main), ("compress", config.rope_compress))
         }
+        host_kernels = choose(torch.device("cpu")) if cpu_experts else None
         self.layers = nn.ModuleList(
-            DecoderLayer(config, i, self.ropes, dtype, group) for i in range(config.num_hidden_layers)
+            DecoderLayer(config, i, self.ropes, dtype, group, homes.get(i), host_kernels)
+            for i in range(layers)
         )
+        self.routing: RoutingCounts | None = None  # counted where experts live in host memory
+        if cpu_experts:
+            self.routing = RoutingCounts(layers, experts, self.device, routed)
+            for index, layer in enumerate(self.layers):
+                layer.ffn.routing = (self.routing, index)
         self._bind()
 
     @property

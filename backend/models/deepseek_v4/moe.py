@@ -16,6 +16,15 @@ or (``ep``) through the experts it holds whole, and through its share of the sha
 expert's width; the router (and hash table) is replicated, and the routed and shared
 partial sums, kept in float32, are all-reduced once per layer before the cast.
 
+With routed experts in two homes (``--cpu-experts``: ``layers/offload.py``'s
+``ExpertHomes``), the layer's dict holds the device's experts as ``w13``/``w2`` and the host's
+as ``host_w13``/``host_w2`` (dense or packed, as the checkpoint gives them); each (token,
+expert) pair goes to its expert's home, the host's computed by ``routed_experts`` on a
+worker thread with the host's kernels (the native packed MoE kernel for packed experts on
+CPU) while the device computes its own, the two float32 partial sums added before the
+shared expert. Hash-routed and learned layers alike; the routing is counted
+(``RoutingCounts``) so the next load keeps the least used experts in host memory.
+
 Kernels: Triton's fused MoE (decoding packed experts in its tiles) on a GPU; on CPU, packed
 experts in decode-sized batches run the native packed kernel (``kernels.packed.moe_packed``,
 the whole layer in one call, never a decoded copy) with ``weight_first``: the routing weight
@@ -43,6 +52,7 @@ from torch import nn
 from codeagent.backend.distributed.group import Group
 from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
 from codeagent.backend.layers.linear import Weight, linear
+from codeagent.backend.layers.offload import ExpertHomes, RoutingCounts, subset_forward
 from codeagent.backend.models.deepseek_v4.config import DeepseekV4Config
 from codeagent.backend.models.deepseek_v4.shares import held_experts
 from codeagent.backend.models.deepseek_v4.weights import Weights
@@ -141,49 +151,72 @@ def _expert_weights(w: Experts, e: int, dtype: torch.dtype, kernels: Kernels) ->
 
 
 class MoE(nn.Module):
-    """One layer's MoE; its weights are the layer's ``ffn.*`` (keys relative to ``ffn.``)."""
+    """One layer's MoE; its weights are the layer's ``ffn.*`` (keys relative to ``ffn.``).
+    ``on_host``: the routed experts it keeps in host memory (sorted ids), computed with
+    ``host_kernels``."""
 
-    def __init__(self, c: DeepseekV4Config, group: Group) -> None:
+    def __init__(
+        self,
+        c: DeepseekV4Config,
+        group: Group,
+        on_host: list[int] | None = None,
+        host_kernels: Kernels | None = None,
+    ) -> None:
         super().__init__()
         self.top_k, self.scale, self.limit = c.num_experts_per_tok, c.routed_scaling_factor, c.swiglu_limit
         self.group, self.ep = group, group.layout.ep
         self.first_expert = held_experts(c, group.layout).start
+        if on_host and (self.ep or not group.layout.single):
+            raise ValueError("experts in host memory run with one process; drop --tp/--ep")
+        self.on_host, self.host_kernels = on_host or [], host_kernels
+        self.homes: ExpertHomes | None = None  # some experts in host memory (``on_host``)
+        self.routing: tuple[RoutingCounts, int] | None = None  # where to count this layer's routing
 
     def bind(self, w: Weights) -> None:
         self.gate = w["gate.weight"]  # [E, D] float32
         self.bias = w.get("gate.bias")  # [E] learned layers
         self.tid2eid = w.get("gate.tid2eid")  # [vocab, k] hash-routed layers
-        self.w13, self.w2 = w["w13"], w["w2"]  # dense or packed
+        self.w13, self.w2 = w["w13"], w["w2"]  # dense or packed: the device's experts
         self.shared = tuple(w[f"shared_experts.{n}.weight"] for n in ("w1", "w3", "w2"))
+        if self.on_host:
+            assert self.host_kernels is not None
+            self.homes = ExpertHomes.over(
+                (self.w13, self.w2),
+                (w["host_w13"], w["host_w2"]),
+                self.on_host,
+                self.host_kernels,
+                where=self.gate.device,
+                experts=self._experts,
+                out_dtype=torch.float32,
+            )
 
     def forward(self, x: torch.Tensor, input_ids: torch.Tensor, kernels: Kernels) -> torch.Tensor:
         """x [T, D], input_ids [T] -> [T, D]."""
         hashed = self.tid2eid[input_ids] if self.tid2eid is not None else None  # [T, k]
         weights, ids = route(x, self.gate, self.bias, hashed, self.top_k, self.scale, kernels)
-        if self.ep:
-            out = self._held(x, weights, ids, kernels)
+        if self.homes is not None:
+            if self.routing is not None:
+                self.routing[0].add(self.routing[1], ids)
+            out = self.homes.forward(x, weights, ids, kernels)  # [T, D] float32
+        elif self.ep:  # this rank's (token, expert) pairs, each run as a one-expert token
+            local = ids - self.first_expert
+            mine = (local >= 0) & (local < self.w13.shape[0])
+            out = subset_forward(
+                x, self.w13, self.w2, weights, local, mine, kernels, self._experts, torch.float32
+            )
         else:
             out = routed_experts(x, self.w13, self.w2, weights, ids, self.limit, kernels)  # [T, D] float32
         out += expert(x, *self.shared, None, self.limit, kernels)
         return self.group.all_reduce(out).to(x.dtype)
 
-    def _held(
-        self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor, kernels: Kernels
+    def _experts(
+        self,
+        x: torch.Tensor,
+        w13: Experts,
+        w2: Experts,
+        weights: torch.Tensor,
+        ids: torch.Tensor,
+        kernels: Kernels,
     ) -> torch.Tensor:
-        """The routed sum over the (token, expert) pairs whose expert this rank holds (``ep``),
-        each pair run as a one-expert token -> [T, D] float32."""
-        local = ids - self.first_expert
-        token, slot = ((local >= 0) & (local < self.w13.shape[0])).nonzero(as_tuple=True)
-        out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
-        if token.numel():
-            pairs = routed_experts(
-                x[token],
-                self.w13,
-                self.w2,
-                weights[token, slot, None],
-                local[token, slot, None],
-                self.limit,
-                kernels,
-            )
-            out.index_add_(0, token, pairs)
-        return out
+        """``routed_experts`` at this layer's SwiGLU limit: what a home computes its pairs with."""
+        return routed_experts(x, w13, w2, weights, ids, self.limit, kernels)

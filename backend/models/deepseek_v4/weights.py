@@ -23,6 +23,11 @@ float32 whatever the model dtype: mHC parameters, norms, attention sinks, router
 and bias, and the compressors' projections and slot biases. The LM head stays in the
 model dtype (DeepSeek's code keeps a float32 copy; that is 2 GB for Flash).
 
+With routed experts in two homes (``--cpu-experts``: ``split_homes``), a layer's
+``ffn.w13`` / ``ffn.w2`` hold the experts that stay on the model's device (in id order) and
+``ffn.host_w13`` / ``ffn.host_w2`` the ones in host memory, allocated on the CPU from the
+start (placeholders on the meta device when they will be packed, as above).
+
 ``backend/packing.py`` may replace the dense projections, routed experts and head by packed
 copies after loading (``PackedWeight``, ``PackedExperts``).
 
@@ -52,7 +57,8 @@ RENAMES = {
 }
 FLOAT32 = re.compile(r"(^|\.)hc_|norm\.weight$|attn_sink$|ffn\.gate\.(weight|bias)$|compressor\.")
 INT64 = re.compile(r"tid2eid$")
-ROUTED = re.compile(r"ffn\.(w13|w2)$")
+ROUTED = re.compile(r"ffn\.(host_)?(w13|w2)$")
+HOST = re.compile(r"ffn\.host_(w13|w2)$")  # routed experts kept in host memory
 
 
 def scope(w: Weights, prefix: str) -> Weights:
@@ -83,15 +89,39 @@ def declares_quantized(c: DeepseekV4Config) -> bool:
 def allocate(
     shapes: dict[str, tuple[int, ...]], dtype: torch.dtype, device: torch.device, packed_experts: bool
 ) -> Weights:
-    """Uninitialised storage for every weight; routed experts on the meta device if they will be packed."""
+    """Uninitialised storage for every weight; routed experts on the meta device if they will be
+    packed (a home with no experts, which no checkpoint tensor fills, an empty tensor), host
+    experts on the CPU."""
     return {
         name: torch.empty(
             shape,
             dtype=storage_dtype(name, dtype),
-            device="meta" if packed_experts and ROUTED.search(name) else device,
+            device="meta"
+            if packed_experts and ROUTED.search(name) and shape[0]
+            else storage_device(name, device),
         )
         for name, shape in shapes.items()
     }
+
+
+def storage_device(name: str, device: torch.device) -> torch.device:
+    """Where a weight lives: host experts in host memory, everything else on the model's device."""
+    return torch.device("cpu") if HOST.search(name) else device
+
+
+def split_homes(
+    shapes: dict[str, tuple[int, ...]], on_host: dict[int, list[int]]
+) -> dict[str, tuple[int, ...]]:
+    """``shapes`` with layer i's routed experts ``on_host[i]`` moved to ``ffn.host_w13`` /
+    ``ffn.host_w2`` (the rest stay in ``ffn.w13`` / ``ffn.w2``)."""
+    out = dict(shapes)
+    for layer, experts in on_host.items():
+        for leaf in ("w13", "w2"):
+            name = f"layers.{layer}.ffn.{leaf}"
+            total, *rest = shapes[name]
+            out[name] = (total - len(experts), *rest)
+            out[f"layers.{layer}.ffn.host_{leaf}"] = (len(experts), *rest)
+    return out
 
 
 def weight_shapes(c: DeepseekV4Config) -> dict[str, tuple[int, ...]]:
@@ -164,6 +194,8 @@ def expected_names(c: DeepseekV4Config, shapes: dict[str, tuple[int, ...]]) -> l
     names = []
     for name in shapes:
         prefix, _, leaf = name.rpartition(".")
+        if HOST.search(name):
+            continue  # its experts are named with the device's (``ffn.w13``, ``ffn.w2``)
         if prefix.endswith("ffn") and leaf in ("w13", "w2"):
             roles = ("w1", "w3") if leaf == "w13" else ("w2",)
             names += [f"{prefix}.experts.{e}.{r}.weight" for e in range(c.n_routed_experts) for r in roles]
