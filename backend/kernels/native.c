@@ -11,7 +11,10 @@
  * weighted sum over the top-k) in one call.
  *
  * Weights and activations are float32 or bfloat16 (one dtype per call); products and the
- * gate are computed in float32 and rounded to bfloat16 only on output. Every output element
+ * gate are computed in float32 and rounded to bfloat16 only on output. Where the CPU has
+ * AVX512-BF16, bfloat16 products whose inner dimension is a multiple of 32 multiply in pairs
+ * (``vdpbf16ps``: bf16 x bf16 into float32 sums), and a MoE layer's activations are rounded to
+ * bfloat16 before its down projection, as the torch reference's are. Every output element
  * is one dot product over the same lane order whatever else is in the call, so a token's
  * result does not depend on the batch it is in. The inner dimension must be a multiple of 16
  * (the callers check). Built by codeagent.backend.kernels.native with the machine's C
@@ -22,6 +25,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
 
 typedef float f32x16 __attribute__((vector_size(64)));
 typedef uint16_t u16x16 __attribute__((vector_size(32)));
@@ -135,21 +141,72 @@ static inline __attribute__((always_inline)) void dots(const void *const *rows, 
         for (int s = 0; s < n; s++) res[j][s] = hsum(acc[j][s]);
 }
 
+/* bf16 weights against bf16 activations with AVX512-BF16 (``vdpbf16ps``): 32 products a
+ * instruction, each lane adding the products of one even and one odd input to its float32 sum,
+ * against 16 for the float32 route (which converts every weight first). Twice the arithmetic
+ * a cycle is what decode batches above one row and the MoE layers need on two cores. The same
+ * per-(row, activation) steps whatever nr and n (batch-invariant as ``dots``); a different
+ * order of additions from the float32 route, so a machine with and one without AVX512-BF16
+ * differ in the last bits (the cache key of the build includes the CPU's flags). */
+#if defined(__AVX512BF16__)
+#define HAVE_PAIRS 1
+static inline __attribute__((always_inline)) void dots_pairs(const void *const *rows, const int nr, const int k,
+                                                             const uint16_t *const *xs, const int n,
+                                                             float *const *res) {
+    __m512 acc[MAX_WROWS][GROUP];
+    for (int j = 0; j < nr; j++)
+        for (int s = 0; s < n; s++) acc[j][s] = _mm512_setzero_ps();
+    for (int c = 0; c < k; c += 32) {
+        __m512bh w[MAX_WROWS];
+        for (int j = 0; j < nr; j++) w[j] = (__m512bh)_mm512_loadu_si512((const uint16_t *)rows[j] + c);
+        for (int s = 0; s < n; s++) {
+            const __m512bh x = (__m512bh)_mm512_loadu_si512(xs[s] + c);
+            for (int j = 0; j < nr; j++) acc[j][s] = _mm512_dpbf16_ps(acc[j][s], w[j], x);
+        }
+    }
+    for (int j = 0; j < nr; j++)
+        for (int s = 0; s < n; s++) {
+            f32x16 v;
+            memcpy(&v, &acc[j][s], sizeof v);
+            res[j][s] = hsum(v);
+        }
+}
+#else
+#define HAVE_PAIRS 0
+#endif
+
+/* 1 where bf16 products multiply in pairs (AVX512-BF16), for the callers choosing between these
+ * kernels and the BLAS. */
+int ca_has_pairs(void) { return HAVE_PAIRS; }
+
+/* How a product reads its operands: float32 weights and activations, bf16 weights against float32
+ * activations, or bf16 against bf16 in pairs (AVX512-BF16, inner dimension a multiple of 32). */
+enum { F32 = 0, BF16 = 1, PAIRS = 2 };
+static inline int mode_for(int bf16, int k) { return bf16 ? (HAVE_PAIRS && k % 32 == 0 ? PAIRS : BF16) : F32; }
+
 /* Weight rows streamed together for n activation rows: as many as keep nr * n accumulators
  * within 16 of the 32 vector registers. */
 static inline int rows_for(int n) { return n <= 2 ? 8 : n <= 4 ? 4 : 2; }
 
+#if HAVE_PAIRS
+#define PAIRS_CALL(NR, N) dots_pairs(rows, NR, k, (const uint16_t *const *)xs, N, out)
+#else
+#define PAIRS_CALL(NR, N) (void)0
+#endif
 #define DOTS_CASE(NR, N)                                  \
     case N:                                               \
-        if (bf16)                                         \
+        if (mode == PAIRS)                                \
+            PAIRS_CALL(NR, N);                            \
+        else if (mode == BF16)                            \
             dots(rows, NR, 1, k, xs, N, out);             \
         else                                              \
             dots(rows, NR, 0, k, xs, N, out);             \
         break;
 
 /* res[j][s] = dot(rows[j], xs[s]) for j < rows_for(n) and every s < n, GROUP activation rows
- * at a time (the rows streamed together chosen once, from n, so a call's rows group alike). */
-static void dots_any(const void *const *rows, int bf16, int k, const float *const *xs, int n, float *const *res) {
+ * at a time (the rows streamed together chosen once, from n, so a call's rows group alike);
+ * with mode PAIRS, xs point at bf16 rows. */
+static void dots_any(const void *const *rows, int mode, int k, const float *const *xs, int n, float *const *res) {
     const int nr = rows_for(n);
     float *out[MAX_WROWS];
     for (int j = 0; j < nr; j++) out[j] = res[j];
@@ -201,14 +258,16 @@ static void store(void *out, long index, float value, int bf16) {
  * MAX_ROWS rows. */
 int ca_linear(int t, int k, int n, const void *x, const void *w, void *out, int bf16, int threads) {
     if (t > MAX_ROWS) return -3;
-    float *xf = as_f32(x, (long)t * k, bf16);
-    if (!xf) return -1;
+    const int mode = mode_for(bf16, k);
+    float *xf = mode == PAIRS ? NULL : as_f32(x, (long)t * k, bf16);
+    if (mode != PAIRS && !xf) return -1;
     const float **xs = malloc(sizeof(float *) * (size_t)t);
     if (!xs) {
         if (bf16) free(xf);
         return -1;
     }
-    for (int s = 0; s < t; s++) xs[s] = xf + (long)s * k;
+    for (int s = 0; s < t; s++)
+        xs[s] = mode == PAIRS ? (const float *)((const uint16_t *)x + (long)s * k) : xf + (long)s * k;
 #pragma omp parallel num_threads(threads)
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -220,7 +279,7 @@ int ca_linear(int t, int k, int n, const void *x, const void *w, void *out, int 
         for (int j = 0; j < MAX_WROWS; j++) res[j] = buf[j];
         for (long r = r0; r < r1; r += nr) {
             for (int j = 0; j < nr; j++) rows[j] = weight_row(w, bf16, r + j < r1 ? r + j : r1 - 1, k);
-            dots_any(rows, bf16, k, xs, t, res);
+            dots_any(rows, mode, k, xs, t, res);
             for (int j = 0; j < nr && r + j < r1; j++)
                 for (int s = 0; s < t; s++) store(out, (long)s * n + r + j, buf[j][s], bf16);
         }
@@ -246,9 +305,13 @@ int ca_moe(int t, int h, int inter, int experts, int topk, const void *x, const 
     int *first = malloc(sizeof(int) * (size_t)experts);
     float *act = malloc(sizeof(float) * (size_t)pairs * inter);
     float *part = malloc(sizeof(float) * (size_t)pairs * h);
-    float *xf = as_f32(x, (long)t * h, bf16);
+    /* with AVX512-BF16, bf16 products read x as it is and the activations rounded to bf16 (as the
+     * torch reference's bf16 activations are) */
+    const int mode_up = mode_for(bf16, h), mode_down = mode_for(bf16, inter);
+    float *xf = mode_up == PAIRS ? NULL : as_f32(x, (long)t * h, bf16);
+    uint16_t *act16 = (uint16_t *)act;
     int status = 0;
-    if (!count || !order || !active || !first || !act || !part || !xf) {
+    if (!count || !order || !active || !first || !act || !part || (mode_up != PAIRS && !xf)) {
         status = -1;
         goto done;
     }
@@ -280,7 +343,9 @@ int ca_moe(int t, int h, int inter, int experts, int topk, const void *x, const 
             const int a = (int)(u / inter), e = active[a], n = count[a];
             const int *mine = order + first[a];
             const long i0 = u % inter, i1 = (u1 - u < inter - i0) ? i0 + (u1 - u) : inter;
-            for (int s = 0; s < n; s++) xs[s] = xf + (long)(mine[s] / topk) * h;
+            for (int s = 0; s < n; s++)
+                xs[s] = mode_up == PAIRS ? (const float *)((const uint16_t *)x + (long)(mine[s] / topk) * h)
+                                         : xf + (long)(mine[s] / topk) * h;
             const int half = rows_for(n) / 2;
             for (long i = i0; i < i1; i += half) {
                 for (int j = 0; j < half; j++) {
@@ -288,11 +353,15 @@ int ca_moe(int t, int h, int inter, int experts, int topk, const void *x, const 
                     rows[j] = weight_row(w13, bf16, (long)e * 2 * inter + row, h);
                     rows[half + j] = weight_row(w13, bf16, (long)e * 2 * inter + inter + row, h);
                 }
-                dots_any(rows, bf16, h, xs, n, res);
+                dots_any(rows, mode_up, h, xs, n, res);
                 for (int j = 0; j < half && i + j < i1; j++)
                     for (int s = 0; s < n; s++) {
-                        const float g = res[j][s], v = res[half + j][s];
-                        act[(long)mine[s] * inter + i + j] = g / (1.0f + expf(-g)) * v;
+                        const float g = res[j][s], v = res[half + j][s], a = g / (1.0f + expf(-g)) * v;
+                        const long at = (long)mine[s] * inter + i + j;
+                        if (mode_down == PAIRS)
+                            act16[at] = f32_to_bf16(a);
+                        else
+                            act[at] = a;
                     }
             }
             u += i1 - i0;
@@ -306,11 +375,12 @@ int ca_moe(int t, int h, int inter, int experts, int topk, const void *x, const 
             const int a = (int)(u / h), e = active[a], n = count[a];
             const int *mine = order + first[a];
             const long r0 = u % h, r1 = (u1 - u < h - r0) ? r0 + (u1 - u) : h;
-            for (int s = 0; s < n; s++) xs[s] = act + (long)mine[s] * inter;
+            for (int s = 0; s < n; s++)
+                xs[s] = mode_down == PAIRS ? (const float *)(act16 + (long)mine[s] * inter) : act + (long)mine[s] * inter;
             const int nr = rows_for(n);
             for (long r = r0; r < r1; r += nr) {
                 for (int j = 0; j < nr; j++) rows[j] = weight_row(w2, bf16, (long)e * h + (r + j < r1 ? r + j : r1 - 1), inter);
-                dots_any(rows, bf16, inter, xs, n, res);
+                dots_any(rows, mode_down, inter, xs, n, res);
                 for (int j = 0; j < nr && r + j < r1; j++)
                     for (int s = 0; s < n; s++) part[(long)mine[s] * h + r + j] = res[j][s];
             }

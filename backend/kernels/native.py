@@ -81,6 +81,7 @@ _SIGNATURES: Signatures = {  # native.c's entry points: result, arguments
     "ca_decode_attention": (_I, [_I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _I, _I, _P, _P, _F, _I, _I]),
     "ca_rms_norm": (None, [_L, _I, _P, _P, _P, _F, _I, _I]),
     "ca_norm_rope": (None, [_I, _I, _I, _P, _L, _P, _P, _P, _P, _F, _I, _I]),
+    "ca_has_pairs": (_I, []),
 }
 
 
@@ -170,6 +171,13 @@ def _lib() -> ctypes.CDLL:
     if isinstance(lib, str):
         raise NativeError(lib)
     return lib
+
+
+@functools.cache
+def bf16_pairs() -> bool:
+    """Whether bfloat16 products multiply bf16 by bf16 in pairs (AVX512-BF16 where the build
+    found it): twice the float32 route's arithmetic, so they beat the BLAS up to 8 rows."""
+    return bool(_lib().ca_has_pairs())
 
 
 def fits_linear(x: torch.Tensor, weight: torch.Tensor) -> bool:

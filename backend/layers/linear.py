@@ -51,16 +51,15 @@ def linear(x: torch.Tensor, weight: Weight, kernels: Kernels = REFERENCE) -> tor
 
 
 def _native_fits(x: torch.Tensor, weight: torch.Tensor, kernels: Kernels) -> bool:
-    """Whether the native kernel takes this product: 1 to 3 rows of bfloat16 on CPU. In float32
-    the BLAS streams a large weight at least as fast, and from 4 rows of bfloat16 on (AMX /
-    AVX512-BF16) it is faster (the timings: ``docs/bench/cpu-choices.md``)."""
-    return (
-        kernels.native is not None
-        and x.dim() == 2
-        and x.dtype == torch.bfloat16
-        and x.shape[0] < 4
-        and kernels.native.fits_linear(x, weight)
-    )
+    """Whether the native kernel takes this product: bfloat16 on CPU, 1 to 3 rows, or up to 8
+    where the kernel multiplies bf16 in pairs (AVX512-BF16). In float32 the BLAS streams a large
+    weight at least as fast; from 4 rows of bfloat16 on, the BLAS (AMX / AVX512-BF16) beats the
+    float32 route, and from 16 rows the pairs (the timings: ``docs/bench/cpu-choices.md``)."""
+    native = kernels.native
+    if native is None or x.dim() != 2 or x.dtype != torch.bfloat16:
+        return False
+    rows = x.shape[0]
+    return (rows < 4 or (rows <= 8 and native.bf16_pairs())) and native.fits_linear(x, weight)
 
 
 def packed_linear(x: torch.Tensor, weight: PackedWeight, kernels: Kernels = REFERENCE) -> torch.Tensor:

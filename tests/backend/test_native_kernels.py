@@ -39,8 +39,9 @@ def close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype) -> None:
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("rows", [1, 3, 8, 19])
-def test_linear_matches_the_blas(reference, dtype, rows):
-    x, w = randn(rows, 96, dtype=dtype, seed=1), randn(37, 96, dtype=dtype, seed=2, scale=0.1)
+@pytest.mark.parametrize("inner", [96, 48])  # bf16 in pairs (AVX512-BF16) needs a multiple of 32
+def test_linear_matches_the_blas(reference, dtype, rows, inner):
+    x, w = randn(rows, inner, dtype=dtype, seed=1), randn(37, inner, dtype=dtype, seed=2, scale=0.1)
     got = native.linear(x, w)
     close(got, F.linear(x.float(), w.float()), dtype)
     for row in range(rows):  # streamed 8, 4 or 2 weight rows at a time by batch size: the same bits
@@ -49,8 +50,9 @@ def test_linear_matches_the_blas(reference, dtype, rows):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("tokens", [1, 2, 8, 19])
-def test_moe_matches_the_reference_and_ignores_the_batch(reference, dtype, tokens):
-    experts, hidden, inter, k = 6, 64, 32, 3
+@pytest.mark.parametrize("inter", [32, 48])  # the down projection in bf16 pairs, or not
+def test_moe_matches_the_reference_and_ignores_the_batch(reference, dtype, tokens, inter):
+    experts, hidden, k = 6, 64, 3
     x = randn(tokens, hidden, dtype=dtype, seed=3)
     w13 = randn(experts, 2 * inter, hidden, dtype=dtype, seed=4, scale=0.1)
     w2 = randn(experts, hidden, inter, dtype=dtype, seed=5, scale=0.1)
