@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from codeagent.backend.kernels import indexer, norm, rotary
+from codeagent.backend.kernels import gated_delta, indexer, norm, rotary
 from codeagent.backend.kernels.compressor import pool_windows
 from codeagent.backend.kernels.fused_moe import QuantizedExperts, fused_moe
+from codeagent.backend.kernels.gated_delta import decode_step as gated_delta_step
+from codeagent.backend.kernels.gated_delta import prefill as chunk_gated_delta_rule_varlen
 from codeagent.backend.kernels.indexer import selection as indexer_selection
 from codeagent.backend.kernels.mhc import hc_weights
 from codeagent.backend.kernels.moe_routing import softmax_topk, sqrt_softplus_route
@@ -40,6 +42,21 @@ def indexer_scores(
     return indexer.scores(q, keys, head_weights, all_heads=all_heads)[0]
 
 
+def chunk_gated_delta_rule(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    state: torch.Tensor,
+    chunk: int = gated_delta.CHUNK,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One sequence's prefill, as ``layers.gated_delta.chunk_gated_delta_rule``: state [H, Dk, Dv]
+    float32 -> (out [T, H, Dv], the new state)."""
+    out, final = gated_delta.prefill(q, k, v, g, beta, state.unsqueeze(0), [0, q.shape[0]], chunk)
+    return out, final[0]
+
+
 def apply_interleaved_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     return rotary.apply_rotary(x, cos, sin, interleaved=True)
 
@@ -49,7 +66,10 @@ __all__ = [
     "add_rms_norm",
     "apply_interleaved_rope",
     "apply_rotary",
+    "chunk_gated_delta_rule",
+    "chunk_gated_delta_rule_varlen",
     "fused_moe",
+    "gated_delta_step",
     "hc_weights",
     "indexer_scores",
     "indexer_selection",
