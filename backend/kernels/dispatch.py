@@ -11,9 +11,9 @@ against.
 ``CODEAGENT_KERNELS`` says what to choose (read by ``choose`` when no mode is passed):
 
 - ``auto`` (default): Triton on CUDA when ``triton`` is installed; on CPU the native kernels
-  (``kernels/native.c``, and ``native_packed.c`` for FP8 / FP4 weights, built on first use
-  with the machine's C compiler) where they build,
-  the torch references where they do not (``native_problem()`` says why); the references
+  (``kernels/native.c``, ``native_packed.c`` for FP8 / FP4 weights and ``native_recurrent.c``
+  for linear attention, built on first use with the machine's C compiler) where they build, the
+  torch references where they do not (``native_problem()`` says why); the references
   on a GPU machine without Triton;
 - ``triton``: Triton everywhere; on CPU through Triton's interpreter, which ``choose``
   switches on (``TRITON_INTERPRET=1``, the one place that sets it) before the kernel modules
@@ -59,6 +59,7 @@ class Kernels:
     triton: ModuleType | None = None  # ``kernels.ops``: every layer with a Triton kernel runs it
     native: ModuleType | None = None  # ``kernels.native``: the CPU kernels, where shapes fit them
     packed: ModuleType | None = None  # ``kernels.native_packed``: the CPU kernels over FP8 / FP4 weights
+    recurrent: ModuleType | None = None  # ``kernels.native_recurrent``: linear attention's CPU kernels
 
 
 REFERENCE = Kernels("torch reference")
@@ -78,12 +79,22 @@ def choose(device: str | torch.device = "cpu", chosen: str | None = None) -> Ker
     if family == TRITON:
         return Kernels(words, triton=_load_triton())
     if family == NATIVE:
-        packed = packed_ops()
-        problem = packed.problem()
-        if problem is not None:
-            return Kernels(f"{words} (packed-weight kernels unavailable: {problem})", native=native_ops())
-        return Kernels(words, native=native_ops(), packed=packed)
+        return _native_kernels(words)
     return Kernels(words)
+
+
+def _native_kernels(words: str) -> Kernels:
+    """The native kernels, with the families beside ``native.c`` that build here (the layers run
+    their references for a missing one, and the words say why it is missing)."""
+    packed, recurrent = packed_ops(), recurrent_ops()
+    problems = {"packed-weight": packed.problem(), "recurrent": recurrent.problem()}
+    missing = "; ".join(f"{what} kernels unavailable: {why}" for what, why in problems.items() if why)
+    return Kernels(
+        f"{words} ({missing})" if missing else words,
+        native=native_ops(),
+        packed=None if problems["packed-weight"] else packed,
+        recurrent=None if problems["recurrent"] else recurrent,
+    )
 
 
 def kernels_in_use(device: str | torch.device = "cpu") -> str:
@@ -187,6 +198,11 @@ def native_ops() -> ModuleType:
 def packed_ops() -> ModuleType:
     """``kernels.native_packed`` (the native kernels over packed weights), imported on first use."""
     return importlib.import_module("codeagent.backend.kernels.native_packed")
+
+
+def recurrent_ops() -> ModuleType:
+    """``kernels.native_recurrent`` (linear attention's native kernels), imported on first use."""
+    return importlib.import_module("codeagent.backend.kernels.native_recurrent")
 
 
 def interpreting() -> bool:
