@@ -111,6 +111,15 @@ def test_conv_prompt_gives_the_steps_bits_and_leaves_the_last_inputs(dtype, weig
     close(out, want, dtype)
 
 
+def test_the_silu_of_the_convolution_is_float32_exact_over_the_whole_range():
+    """The kernel's own exponential (clamped to [-87, 88]) against float64's SiLU: within 3e-7
+    relative (two float32 roundings), zero where the true value underflows."""
+    x = torch.cat([torch.linspace(-120, 120, 20001), torch.tensor([0.0, -0.0, 1e-30, -1e-30, 87.5, -87.5])])
+    identity = torch.tensor([0.0, 0.0, 0.0, 1.0]).expand(x.numel(), 4).contiguous()
+    out, _ = native_recurrent.causal_conv1d(x[None], identity, torch.zeros(x.numel(), 3))
+    torch.testing.assert_close(out[0].double(), F.silu(x.double()), rtol=3e-7, atol=1e-30)
+
+
 def test_conv_step_gives_a_sequence_the_same_bits_alone_as_in_a_batch():
     gen = torch.Generator().manual_seed(4)
     x, weight = torch.randn(6, 256, generator=gen), torch.randn(256, 4, generator=gen)
