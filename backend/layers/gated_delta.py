@@ -160,6 +160,6 @@ def causal_conv1d_step(x: torch.Tensor, weight: torch.Tensor, conv_states: torch
     """B sequences one token each: x [B, C], weight [C, K], conv_states [B, C, K - 1] (updated in
     place) -> SiLU(conv) [B, C] in x's dtype."""
     window = torch.cat((conv_states.to(x.dtype), x[:, :, None]), dim=2)  # [B, C, K]
-    y = (window.to(weight.dtype) * weight).sum(-1)
+    y = (window.float() * weight.float()).sum(-1).to(weight.dtype)  # summed in float32, as conv1d does
     conv_states.copy_(window[:, :, 1:])
     return F.silu(y).to(x.dtype)
