@@ -70,7 +70,9 @@ class Engine:
         if group.size > 1:  # the layout joins the cache's name: another layout's blocks hold other rows
             namespace += f"|tp{group.layout.tp}{'ep' if group.layout.ep else ''}".encode()
         subfolder = f"rank{group.rank}" if group.size > 1 else ""
-        self.allocator = BlockAllocator(streams, cache, self.block_size, self.device, namespace, subfolder)
+        self.allocator = BlockAllocator(
+            streams, cache, self.block_size, self.device, namespace, subfolder, model.resumes_from_blocks
+        )
         self.stats = EngineStats()
         self.scheduler = Scheduler(self.allocator, max_batch_tokens, max_seqs, self.stats)
         self.runner = (

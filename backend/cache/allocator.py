@@ -16,6 +16,9 @@ conversation hits the reply too. Releasing a finished sequence first queues its 
 blocks that are not on disk yet for the writer; a preempted one is released without.
 The chain starts from a namespace naming the model and the cache layout, so caches of
 different models or block layouts never mix, in memory or on disk.
+A model whose sequences keep state outside the blocks (Qwen3-Next's recurrent state) is
+built ``resumable=False``: prefix caching is off for it, no hit and no registration, until
+that state is snapshotted at block boundaries.
 
 ``CacheConfig`` sizes the pool: blocks of ``block_size`` tokens (rounded up to the model's
 multiple), as many as ``memory_bytes`` holds (default: min(4 GiB, 30% of available memory)
@@ -92,14 +95,17 @@ class BlockAllocator:
         device: torch.device,
         namespace: bytes,
         disk_subfolder: str = "",
+        resumable: bool = True,
     ) -> None:
+        """``resumable`` False: the model keeps state no block holds (``CausalLM.resumes_from_blocks``),
+        so no sequence starts from cached blocks and none are registered (nothing could use them)."""
         self.block_size = block_size
         self.block_bytes = KVPool.bytes_per_block(streams, block_size)
         self.pool = KVPool(streams, block_size, config.pool_blocks(self.block_bytes, device), device)
         layout = f"{block_size}:" + ",".join(f"{s.name}/{s.tokens_per_row}/{s.dtype}" for s in streams)
         self.namespace = chain_hash(namespace + layout.encode(), [])
         self.blocks = BlockManager(self.pool.num_blocks, block_size, self.namespace)
-        self.prefix_caching = config.prefix_caching
+        self.prefix_caching = config.prefix_caching and resumable
         self.disk: DiskTier | None = None
         self.writer: DiskWriter | None = None
         if config.disk_folder is not None:

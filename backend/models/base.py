@@ -13,6 +13,8 @@ A state reads and writes its rows through the ``Rows`` streams of ``cache/paged.
 ``new_state(SeqBlocks, cached_tokens)`` gives rows in the engine's paged pool, continuing
 a cached prefix. ``cache_streams(block_size)`` tells the engine what a block of tokens
 leaves in the pool, and ``block_multiple`` what block sizes the model's state allows.
+``resumes_from_blocks`` False (Qwen3-Next: recurrent state no block holds) keeps the engine
+from starting a sequence on cached blocks.
 
 The engine's runner (``runner.py``), the only caller of ``forward`` in the engine, also
 passes the step's ``BlockTables`` (``cache/tables.py``): where each sequence's rows are in
@@ -64,6 +66,8 @@ class CausalLM(Protocol):
 
     block_multiple: int  # block sizes must be multiples of this
 
+    resumes_from_blocks: bool  # whether a sequence may start from cached blocks (False: state outside them)
+
     def cache_streams(self, block_size: int) -> list[KVStream]:
         """The pool's row streams: what a block of ``block_size`` tokens leaves behind."""
         ...
@@ -94,6 +98,8 @@ class CausalLMModule(nn.Module):
     """The frame every family's model is built on: its kernels chosen when it is built, and a
     ``forward`` that bundles them with the step's sizes and tables into the ``Step`` its layers
     read, then hands over to the family's ``logits``."""
+
+    resumes_from_blocks = True  # a family whose state the blocks do not hold says False
 
     def __init__(self, config: Any, device: Any, kernels: Kernels | None) -> None:
         super().__init__()
