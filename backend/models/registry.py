@@ -12,6 +12,10 @@ from typing import Any
 ARCHITECTURES: dict[str, str] = {
     "Qwen3MoeForCausalLM": "codeagent.backend.models.qwen3_moe.model:Qwen3MoeForCausalLM",
     "DeepseekV4ForCausalLM": "codeagent.backend.models.deepseek_v4.model:DeepseekV4ForCausalLM",
+    "Qwen3NextForCausalLM": "codeagent.backend.models.qwen3_next.model:Qwen3NextForCausalLM",
+    "Qwen3_5MoeForCausalLM": "codeagent.backend.models.qwen3_next.model:Qwen3_5MoeForCausalLM",
+    # a Qwen3.5-MoE release: its text model only (images are not supported)
+    "Qwen3_5MoeForConditionalGeneration": "codeagent.backend.models.qwen3_next.model:Qwen3_5MoeForCausalLM",
 }
 
 

@@ -1,0 +1,152 @@
+"""Qwen3-Next (``Qwen3NextForCausalLM``) and Qwen3.5-MoE's text model: a hybrid of Gated DeltaNet
+(linear attention) and gated full-attention layers.
+
+Per layer, as ``layer_types`` says: (1 + w) RMSNorm -> Gated DeltaNet (``deltanet.py``) or
+gated attention (``attention.py``) -> residual -> (1 + w) RMSNorm -> sparse MoE with a
+shared expert, or a dense MLP where the config makes the layer dense (``moe.py``) ->
+residual. Embedding, final (1 + w) RMSNorm, LM head (tied to the embedding if the config
+says). One forward takes a flattened batch (``models/base.py``): prefill, chunked prefill and
+decode are the same call, and every sequence continues its own state.
+
+A sequence's state (``Qwen3NextState``) is, per layer, the attention layer's KV rows
+(``KVCache`` over the engine's pool, or growing tensors standalone) or the DeltaNet layer's
+conv and recurrent states (``DeltaState``, plain tensors of the sequence's own). Only the
+attention layers leave rows in the pool (``cache_streams``). The recurrent state is a summary
+of every token so far that no block holds, so a sequence cannot start from cached blocks:
+``resumes_from_blocks`` is False, which the engine's allocator reads (it neither reuses nor
+registers blocks for this model), and ``new_state`` refuses ``cached_tokens``. The hook for
+prefix caching across the state: a stream with one row per block (``tokens_per_row ==
+block_size``, as DeepSeek-V4's compressor overlaps) holding each DeltaNet layer's conv and
+recurrent state at the block's end, written when a forward crosses a block boundary (the
+chunked form would then cut its chunks there) and read back by ``new_state``; then this
+flag turns True.
+
+Weights: ``weights.py`` (both families' key spellings). Limits: one process (no ``--tp`` /
+``--ep``), no ``--cpu-experts``, no ``--pack``; FP8 block-scaled weights are dequantized at load
+(checked on a synthetic checkpoint in that spelling, not on a downloaded release); the
+multi-token-prediction weights (``mtp.*``) and a release's vision tower are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from codeagent.backend.cache.paged import KVStream, SeqBlocks, growing_rows
+from codeagent.backend.kernels.dispatch import Kernels
+from codeagent.backend.layers.attention import KVCache
+from codeagent.backend.layers.linear import Linear, empty_param, head_logits
+from codeagent.backend.layers.rotary import cos_sin, inverse_frequencies
+from codeagent.backend.models.base import CausalLMModule, SeqSlice, Step, last_rows
+from codeagent.backend.models.qwen3_next import weights
+from codeagent.backend.models.qwen3_next.attention import GatedAttention, OffsetRMSNorm
+from codeagent.backend.models.qwen3_next.config import FULL, Qwen3NextConfig
+from codeagent.backend.models.qwen3_next.deltanet import DeltaState, GatedDeltaNet
+from codeagent.backend.models.qwen3_next.moe import DenseMlp, SparseMoe
+
+LayerState = KVCache | DeltaState
+
+
+@dataclass(slots=True)
+class Qwen3NextState:
+    layers: list[LayerState]  # per layer: KV rows (full attention) or conv + recurrent state
+    length: int = 0  # tokens consumed so far
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, c: Qwen3NextConfig, index: int, dtype: torch.dtype, device: Any) -> None:
+        super().__init__()
+        self.full = c.layer_types[index] == FULL
+        self.input_norm = OffsetRMSNorm(c.hidden_size, c.rms_norm_eps, dtype, device)
+        self.mixer: nn.Module = (
+            GatedAttention(c, dtype, device) if self.full else GatedDeltaNet(c, dtype, device)
+        )
+        self.post_norm = OffsetRMSNorm(c.hidden_size, c.rms_norm_eps, dtype, device)
+        self.mlp: nn.Module = (
+            SparseMoe(c, dtype, device)
+            if c.is_sparse(index)
+            else DenseMlp(c.hidden_size, c.intermediate_size, dtype, device)
+        )
+
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, states: list[Any], step: Step
+    ) -> torch.Tensor:
+        h = self.input_norm.forward(x)
+        if self.full:
+            x = x + self.mixer.forward(h, cos, sin, states, step)
+        else:
+            x = x + self.mixer.forward(h, states, step)
+        return x + self.mlp.forward(self.post_norm.forward(x), step.kernels)
+
+
+class Qwen3NextForCausalLM(CausalLMModule):
+    config_class = Qwen3NextConfig
+    resumes_from_blocks = False  # the DeltaNet states are not in the blocks (see the module doc)
+    block_multiple = 1
+
+    def __init__(
+        self,
+        config: Qwen3NextConfig,
+        dtype: torch.dtype = torch.float32,
+        device: Any = "cpu",
+        kernels: Kernels | None = None,
+    ) -> None:
+        super().__init__(config, device, kernels)
+        self.embed = empty_param(config.vocab_size, config.hidden_size, dtype=dtype, device=device)
+        self.layers = nn.ModuleList(
+            DecoderLayer(config, i, dtype, device) for i in range(config.num_hidden_layers)
+        )
+        self.norm = OffsetRMSNorm(config.hidden_size, config.rms_norm_eps, dtype, device)
+        self.lm_head = Linear(config.hidden_size, config.vocab_size, dtype, device)
+        self.inv_freq = inverse_frequencies(config.rotary_dim, config.rope_theta)
+
+    def _attention_layers(self) -> list[int]:
+        return [i for i, kind in enumerate(self.config.layer_types) if kind == FULL]
+
+    def cache_streams(self, block_size: int) -> list[KVStream]:
+        """Per full-attention layer, every token's keys and values [KVH, D]; DeltaNet layers none."""
+        c, dtype = self.config, self.embed.dtype
+        shape = (c.num_key_value_heads, c.head_dim)
+        return [KVStream(f"{i}.{kv}", 1, shape, dtype) for i in self._attention_layers() for kv in "kv"]
+
+    def new_state(self, paged: SeqBlocks | None = None, cached_tokens: int = 0) -> Qwen3NextState:
+        """A fresh sequence's state: KV rows standalone or over its engine blocks, zero DeltaNet
+        states. ``cached_tokens`` must be 0 (``resumes_from_blocks``)."""
+        if cached_tokens:
+            raise ValueError(
+                "Qwen3-Next cannot resume from cached blocks yet: its recurrent state is not in them"
+            )
+        rows = paged.rows if paged is not None else growing_rows
+        layers: list[LayerState] = []
+        for i, layer in enumerate(self.layers):
+            if layer.full:
+                layers.append(KVCache(rows(f"{i}.k"), rows(f"{i}.v")))
+            else:
+                layers.append(layer.mixer.fresh_state())  # type: ignore[operator]
+        return Qwen3NextState(layers)
+
+    def logits(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, seqs: list[SeqSlice], step: Step
+    ) -> torch.Tensor:
+        x = F.embedding(input_ids, self.embed)  # [T, hidden]
+        cos, sin = cos_sin(positions, self.inv_freq)  # [T, rotary_dim]
+        for index, layer in enumerate(self.layers):
+            x = layer.forward(x, cos, sin, [s.state.layers[index] for s in seqs], step)  # type: ignore[operator]
+        for s in seqs:
+            s.state.length += s.num_tokens
+        h = self.norm.forward(x[last_rows(step, x.device)])  # [N, hidden]
+        return head_logits(h, self.lm_head.weight, self.kernels).float()
+
+    def load_weights(self, stream: Iterable[tuple[str, Any]]) -> None:
+        """Fill the parameters from checkpoint (key, tensor) pairs (``weights.py``)."""
+        weights.load(self, stream)
+
+
+class Qwen3_5MoeForCausalLM(Qwen3NextForCausalLM):
+    """Qwen3.5-MoE's text model (its ``ForCausalLM``, or the text part of a release's
+    ``ForConditionalGeneration``): the same layers, read by the same config and weights code."""
