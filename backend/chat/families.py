@@ -54,12 +54,25 @@ DEEPSEEK_V4 = Family(
 )
 FAMILIES = {family.name: family for family in (QWEN3, DEEPSEEK_V4)}
 
+# Qwen3-Next (Qwen3-Coder-Next) and Qwen3.5-MoE write Qwen3-Coder's XML calls
+# (``<tool_call><function=NAME><parameter=P>...``) and ``<think>`` reasoning: the qwen3 family.
+# Their checkpoints ship their own chat template, which is the one used.
 ARCHITECTURES = {
     "Qwen3MoeForCausalLM": "qwen3",
     "Qwen3ForCausalLM": "qwen3",
+    "Qwen3NextForCausalLM": "qwen3",
+    "Qwen3_5MoeForCausalLM": "qwen3",
+    "Qwen3_5MoeForConditionalGeneration": "qwen3",
     "DeepseekV4ForCausalLM": "deepseek_v4",
 }
-MODEL_TYPES = {"qwen3_moe": "qwen3", "qwen3": "qwen3", "deepseek_v4": "deepseek_v4"}
+MODEL_TYPES = {
+    "qwen3_moe": "qwen3",
+    "qwen3": "qwen3",
+    "qwen3_next": "qwen3",
+    "qwen3_5_moe": "qwen3",
+    "qwen3_5_moe_text": "qwen3",
+    "deepseek_v4": "deepseek_v4",
+}
 
 
 def family_of(config: dict[str, Any]) -> str:

@@ -7,8 +7,8 @@ runtime's factory (``backend/runtime.py``), and shared by every request to that 
 in-process client's and the server's alike, so a conversation continued through either
 hits the prefix cache.
 
-Limits: the window is ``max_position_embeddings`` from ``config.json`` (32768 when a config
-leaves it out); nothing here checks that the engine's KV pool can hold that much.
+Limits: the window is ``max_position_embeddings`` from ``config.json`` (or its
+``text_config``'s, for a multimodal release; 32768 when a config leaves it out); nothing here checks that the engine's KV pool can hold that much.
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ class ChatModel:
         """From a checkpoint folder with ``tokenizer.json`` and its ``config.json`` contents."""
         tokenizer = Tokenizer.from_dir(folder)
         family = family_of(config)
-        window = int(config.get("max_position_embeddings") or DEFAULT_WINDOW)
+        text = config.get("text_config") or {}  # a multimodal release (Qwen3.5-MoE): its text model's
+        window = int(
+            config.get("max_position_embeddings") or text.get("max_position_embeddings") or DEFAULT_WINDOW
+        )
         template = ChatTemplate.from_tokenizer(tokenizer, family)
         return cls(name or folder.name, tokenizer, template, family, window, remembered_turns)
