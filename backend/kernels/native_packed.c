@@ -20,15 +20,23 @@
  * reordered, even inputs first, so the low and high nibbles of 16 bytes meet 16 contiguous
  * activations each. Elsewhere a portable decoding (tables) gives the same values, slower.
  *
- * Products: two weight rows at a time (rows_for says why not more) against up to GROUP
- * activation rows (FP8: FP8_GROUP), a missing row repeated; FP8 sums each block of 128 inputs unscaled and adds it times
- * its scale (one product a block, not one a weight); FP4 scales its 16-entry table once a
+ * Products: two weight rows at a time (four for a linear layer in bf16 pairs; rows_for)
+ * against up to GROUP activation rows (FP8: FP8_GROUP), a missing row repeated; FP8 sums each
+ * block of 128 inputs unscaled and adds it times its scale (one product a block, not one a weight); FP4 scales its 16-entry table once a
  * group. Each call prefetches the rows that the call AHEAD after it will read (one thread
  * streams faster so). As in native.c: activations float32 or bfloat16, products in float32,
  * each output element one dot product over a fixed order whatever else is in the call, so
  * results do not depend on the batch; OpenMP over output rows. Scales times 2^8 must stay
  * finite for FP8 (UE8M0 exponents up to 246, float scales below 2^120). K must be a multiple
  * of 16 (FP8) or 32 (FP4); the callers check.
+ *
+ * Where the CPU has AVX512-BF16 and the activations are bf16 (K a multiple of 32), the
+ * products decode the weights to bf16 instead (both formats' values are exact in bf16) and
+ * multiply bf16 by bf16 in pairs (``vdpbf16ps``), reading the activations as they are (FP8) or
+ * with each group's byte pairs laid out as the FP4 decoding gives them (a byte's two codes are
+ * one lane's pair); a MoE layer's activations between its projections are then rounded to
+ * bf16, as the torch reference's are. fp8_pairs / fp4_pairs say how; float32 activations, and
+ * machines without AVX512-BF16, keep the float32 route.
  */
 #include <math.h>
 #include <omp.h>
@@ -207,12 +215,14 @@ static inline void fp4x32(const uint8_t *p, f32x16 table, f32x16 *even, f32x16 *
  * with up to 8 rows in flight), decoding FP8/FP4 keeps these compute-bound on two cores, and more
  * rows at once only add register pressure: measured on a Qwen3-30B-A3B-shaped MoE layer at one
  * token, 2 rows 1.68 ms (FP8) / 1.28 ms (FP4) against 2.14 / 1.43 with up to 8, and no gain on an
- * 8192 x 4096 linear. The products take any count (MAX_WROWS) should a machine want more. */
+ * 8192 x 4096 linear. In bf16 pairs (decoding 2-4 times faster) a linear layer at 1-2 rows
+ * streams 4 (FP8 8192 x 4096 at one row: 2.21 / 1.25 ms against 2.50 / 1.47 with 2, two runs),
+ * while the MoE layers stay at 2 (FP8 at one token 2.40 / 2.26 ms with 4 against 1.95 / 1.95).
+ * The products take any count (MAX_WROWS) should a machine want more. */
 #define MAX_WROWS 8
-static inline int rows_for(int format, int n) {
+static inline int rows_for(int format, int n, int linear_pairs) {
     (void)format;
-    (void)n;
-    return 2;
+    return linear_pairs && n <= 2 ? 4 : 2;
 }
 
 /* res[j][s] = dot(FP8 row rows[j], xs[s]) for j < nr, s < n (n <= FP8_GROUP; nr, n constants
@@ -285,6 +295,269 @@ static inline __attribute__((always_inline)) void fp4_dots(const packed_t *w, co
         for (int s = 0; s < n; s++) res[j][s] = hsum(acc[j][s]);
 }
 
+/* bf16 activations against weights decoded to bf16, in pairs (AVX512-BF16 ``vdpbf16ps``: each
+ * float32 lane adds the products of an even and an odd input, 32 products an instruction against
+ * the float32 route's 16). Every e4m3 and e2m1 value is a bf16 value and a product of two bf16
+ * values is exact in float32, so only the order of the float32 additions differs from the
+ * float32 route (and vdpbf16ps reads subnormal bf16 inputs as zero and flushes subnormal
+ * products and sums: activations below 2^-126 count as zero). Taken where the activations are
+ * bf16 and K a multiple of 32 (mode_for); float32 activations keep the float32 route. The
+ * decodings (fp8x32_bf16, fp4x32_bf16) take 4 and 2 instructions for 32 weights with
+ * AVX512-VBMI (byte permutes; Zen 4, Sapphire Rapids), 8 and 4 without (Cooper Lake).
+ * - FP8: each block of 128 summed unscaled, then added times its scale, as the float32 route.
+ *   The NaN codes decode as +-480, as there.
+ * - FP4: byte b holds inputs 2b and 2b+1, exactly one lane's pair; the lanes come out in the
+ *   order fp4x32_bf16 gives and the activations are laid out to match (fp4_pair_slot: a copy
+ *   of x, and the MoE's activations written so). The 16-entry table is taken times the
+ *   group's scale (the scale's exponent added to the nonzero entries' bf16 exponents: exact,
+ *   e2m1 values have two significant bits) for a row whose scales all are powers of two in
+ *   [2^-125, 2^125], so that every scaled entry is a bf16 normal (fp4_row_scaled); another
+ *   row sums each group unscaled and adds it times its scale. Two sums a (row, activation),
+ *   groups alternating, so that one row does not wait on vdpbf16ps's latency; FP4_DP_GROUP
+ *   activation rows at a time.
+ * Batch invariance as above: a row's steps depend on the row alone. */
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+#define HAVE_DPBF16 1
+#define FP4_DP_GROUP 4
+
+static inline f32x16 from_m512(__m512 v) {
+    f32x16 f;
+    memcpy(&f, &v, sizeof f);
+    return f;
+}
+
+/* The bf16 bits of each e4m3 magnitude (code & 0x7f): normal ((c << 4) + (120 << 7)), subnormal
+ * c 2^-9; as two byte tables for the VBMI decoding (low bytes, high bytes). */
+#define FP8_SUB(c) ((c) == 0 ? 0 : (c) == 1 ? 0x3b00 : (c) == 2 ? 0x3b80 : (c) == 3 ? 0x3bc0 : 0x3c00 + ((c) - 4) * 0x20)
+#define FP8_MAG(c) ((c) >= 8 ? ((c) << 4) + (120 << 7) : FP8_SUB(c))
+#define FP8_LO4(c) FP8_MAG(c) & 255, FP8_MAG(c + 1) & 255, FP8_MAG(c + 2) & 255, FP8_MAG(c + 3) & 255
+#define FP8_HI4(c) FP8_MAG(c) >> 8, FP8_MAG(c + 1) >> 8, FP8_MAG(c + 2) >> 8, FP8_MAG(c + 3) >> 8
+#define FP8_LO16(c) FP8_LO4(c), FP8_LO4(c + 4), FP8_LO4(c + 8), FP8_LO4(c + 12)
+#define FP8_HI16(c) FP8_HI4(c), FP8_HI4(c + 4), FP8_HI4(c + 8), FP8_HI4(c + 12)
+static const uint8_t FP8_BF16_LO[128] __attribute__((aligned(64), unused)) = {
+    FP8_LO16(0), FP8_LO16(16), FP8_LO16(32), FP8_LO16(48), FP8_LO16(64), FP8_LO16(80), FP8_LO16(96), FP8_LO16(112)};
+static const uint8_t FP8_BF16_HI[128] __attribute__((aligned(64), unused)) = {
+    FP8_HI16(0), FP8_HI16(16), FP8_HI16(32), FP8_HI16(48), FP8_HI16(64), FP8_HI16(80), FP8_HI16(96), FP8_HI16(112)};
+
+/* 32 e4m3 codes -> their values in bf16. With AVX512-VBMI: each code copied to both bytes of its
+ * word (one byte permute), the high bytes looked up in a 128-entry byte table (the permute
+ * reads 7 index bits: the sign is ignored), then the low bytes in another, then the sign bit
+ * ORed in: four instructions. Without: ((code & 0x7f) << 4) + (120 << 7), the bf16 bits of a
+ * normal code, the sign, and a 32-entry table for the subnormal codes (m 2^-9, bf16
+ * normals), eight. */
+static inline __m512i fp8x32_bf16(const uint8_t *p) {
+#if defined(__AVX512VBMI__)
+    static const uint8_t twice[64] __attribute__((aligned(64))) = {
+        0,  0,  1,  1,  2,  2,  3,  3,  4,  4,  5,  5,  6,  6,  7,  7,  8,  8,  9,  9,  10, 10,
+        11, 11, 12, 12, 13, 13, 14, 14, 15, 15, 16, 16, 17, 17, 18, 18, 19, 19, 20, 20, 21, 21,
+        22, 22, 23, 23, 24, 24, 25, 25, 26, 26, 27, 27, 28, 28, 29, 29, 30, 30, 31, 31};
+    const __m512i codes = _mm512_permutexvar_epi8(_mm512_load_si512(twice),
+                                                  _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)p)));
+    const __mmask64 high = 0xaaaaaaaaaaaaaaaaull;
+    const __m512i h = _mm512_mask2_permutex2var_epi8(_mm512_load_si512(FP8_BF16_HI), codes, high,
+                                                     _mm512_load_si512(FP8_BF16_HI + 64));
+    const __m512i hl = _mm512_mask2_permutex2var_epi8(_mm512_load_si512(FP8_BF16_LO), h, ~high,
+                                                      _mm512_load_si512(FP8_BF16_LO + 64));
+    /* hl | (codes & 0x8000): the code's sign bit (its copy in the high byte) to bit 15 */
+    return _mm512_ternarylogic_epi32(hl, codes, _mm512_set1_epi16((short)0x8000), 0xf8);
+#else
+    static const uint16_t subnormal[32] = {0x0000, 0x3b00, 0x3b80, 0x3bc0, 0x3c00, 0x3c20, 0x3c40, 0x3c60};
+    const __m512i b = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)p));
+    const __m512i normal = _mm512_add_epi16(_mm512_and_si512(_mm512_slli_epi16(b, 4), _mm512_set1_epi16(0x07f0)),
+                                            _mm512_set1_epi16(120 << 7));
+    const __mmask32 small = _mm512_testn_epi16_mask(b, _mm512_set1_epi16(0x78)); /* exponent 0 */
+    const __m512i magnitude = _mm512_mask_permutexvar_epi16(normal, small, b, _mm512_loadu_si512(subnormal));
+    /* magnitude | (b << 8 & 0x8000): the code's sign bit to bit 15 */
+    return _mm512_ternarylogic_epi32(magnitude, _mm512_slli_epi16(b, 8), _mm512_set1_epi16((short)0x8000), 0xf8);
+#endif
+}
+
+/* 16 bytes of e2m1 pairs -> 32 bf16 values from table (16 entries held twice: the 16-bit permute
+ * reads 5 index bits, the fifth a neighbouring code's). With AVX512-VBMI: the 16 bytes in every
+ * 128-bit lane (a broadcasting load), then one multishift picks each word's nibble (the word's
+ * low byte: 8 bits from the nibble's offset) and the permute looks it up; 32-bit lane l then
+ * holds byte FP4_BYTE_OF(l)'s pair, and the activations are laid out to match (fp4_pair_slot).
+ * Without: each byte widened to 32 bits and ORed with itself shifted left 12 (low nibble in the
+ * low half, high nibble in the high half), lanes in natural order. */
+#if defined(__AVX512VBMI__)
+/* qword m of the output reads qword m % 2 of the 16 bytes, its bytes 2 (m / 2) and 2 (m / 2) + 1 */
+#define FP4_BYTE_OF(l) (8 * ((l) / 2 % 2) + 2 * ((l) / 4) + (l) % 2)
+#define FP4_CTRL(m) 16 * (m / 2), 0, 16 * (m / 2) + 4, 0, 16 * (m / 2) + 8, 0, 16 * (m / 2) + 12, 0
+static inline __m512i fp4x32_bf16(const uint8_t *p, __m512i table) {
+    static const uint8_t ctrl[64] __attribute__((aligned(64))) = {FP4_CTRL(0), FP4_CTRL(1), FP4_CTRL(2), FP4_CTRL(3),
+                                                                  FP4_CTRL(4), FP4_CTRL(5), FP4_CTRL(6), FP4_CTRL(7)};
+    const __m512i bytes = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)p));
+    return _mm512_permutexvar_epi16(_mm512_multishift_epi64_epi8(_mm512_load_si512(ctrl), bytes), table);
+}
+#else
+#define FP4_BYTE_OF(l) (l)
+static inline __m512i fp4x32_bf16(const uint8_t *p, __m512i table) {
+    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm512_permutexvar_epi16(_mm512_or_si512(b, _mm512_slli_epi32(b, 12)), table);
+}
+#endif
+
+/* Where input i of a row lands in an FP4 product's bf16 activations in pairs: input 2b + h of
+ * each group of 32 (byte b's low or high nibble) in the half h of the lane that holds byte b. */
+static inline long fp4_pair_slot(long i) {
+    static const uint8_t lane_of_byte[16] = { /* the inverse of FP4_BYTE_OF */
+#define L(l) [FP4_BYTE_OF(l)] = l
+        L(0), L(1), L(2), L(3), L(4), L(5), L(6), L(7), L(8), L(9), L(10), L(11), L(12), L(13), L(14), L(15)
+#undef L
+    };
+    const long within = i % FP4_GROUP;
+    return i - within + 2 * lane_of_byte[within / 2] + within % 2;
+}
+
+/* Every e2m1 value in bf16 (the table fp4x32_bf16 reads), and the same times 2^(e - 127) for a
+ * scale exponent e in [2, 252]: the exponent added to the nonzero entries' (exact; no entry
+ * leaves the normals). */
+#define E2M1_BF16 0x0000, 0x3f00, 0x3f80, 0x3fc0, 0x4000, 0x4040, 0x4080, 0x40c0, \
+                  0x8000, 0xbf00, 0xbf80, 0xbfc0, 0xc000, 0xc040, 0xc080, 0xc0c0
+static const uint16_t E2M1_TABLE[32] __attribute__((aligned(64))) = {E2M1_BF16, E2M1_BF16};
+static inline __m512i scaled_table(__m512i table, int e) {
+    const __mmask32 nonzero = 0xfefefefeu; /* all but entries 0, 8, 16, 24 (zeros) */
+    return _mm512_mask_add_epi16(table, nonzero, table, _mm512_set1_epi16((short)((e - 127) * 128)));
+}
+
+/* The exponent field of row r's scale g: the UE8M0 byte, or the float's bits 23-30. */
+static inline int table_exponent(const void *row, int u8, long g) {
+    if (u8) return ((const uint8_t *)row)[g];
+    uint32_t bits;
+    memcpy(&bits, (const float *)row + g, sizeof bits);
+    return (int)(bits >> 23 & 0xffu);
+}
+
+/* Whether every scale of row r may be taken into the table exactly: positive powers of two in
+ * [2^-125, 2^125] (exponent fields 2 to 252). Loops without exits, so that they vectorize: run
+ * once per call for each row, they would otherwise cost about what a short row's products do. */
+static int fp4_row_scaled(const packed_t *w, long r) {
+    const void *row = scale_row(w, r);
+    const long n = w->groups;
+    if (w->scale_u8) {
+        const uint8_t *e = row;
+        uint8_t lo = 255, hi = 0;
+        for (long g = 0; g < n; g++) {
+            lo = e[g] < lo ? e[g] : lo;
+            hi = e[g] > hi ? e[g] : hi;
+        }
+        return lo >= 2 && hi <= 252;
+    }
+    const uint32_t *bits = row;
+    uint32_t bad = 0;
+    for (long g = 0; g < n; g++) {
+        const uint32_t e = bits[g] >> 23 & 0xffu;
+        bad |= (bits[g] & 0x807fffffu) | (e < 2u) | (e > 252u);
+    }
+    return !bad;
+}
+
+/* res[j][s] = dot(FP8 row rows[j], xs[s]) for bf16 xs, as fp8_dots. */
+static inline __attribute__((always_inline)) void fp8_pairs(const packed_t *w, const long *rows, const int nr,
+                                                            long ahead, int k, const uint16_t *const *xs,
+                                                            const int n, float *const *res) {
+    f32x16 acc[MAX_WROWS][FP8_GROUP];
+    const uint8_t *p[MAX_WROWS];
+    const void *sc[MAX_WROWS];
+    for (int j = 0; j < nr; j++) {
+        p[j] = w->codes + rows[j] * w->row_bytes;
+        sc[j] = scale_row(w, rows[j]);
+        for (int s = 0; s < n; s++) acc[j][s] = (f32x16){0};
+    }
+    for (int c0 = 0, g = 0; c0 < k; c0 += FP8_BLOCK, g++) {
+        const int c1 = c0 + FP8_BLOCK < k ? c0 + FP8_BLOCK : k;
+        __m512 block[MAX_WROWS][FP8_GROUP];
+        for (int j = 0; j < nr; j++)
+            for (int s = 0; s < n; s++) block[j][s] = _mm512_setzero_ps();
+        for (int c = c0; c < c1; c += 32) {
+            __m512bh wv[MAX_WROWS];
+            for (int j = 0; j < nr; j++) {
+                if (ahead && !(c & 63)) __builtin_prefetch(p[j] + ahead + c, 0, 0);
+                wv[j] = (__m512bh)fp8x32_bf16(p[j] + c);
+            }
+            for (int s = 0; s < n; s++) {
+                const __m512bh x = (__m512bh)_mm512_loadu_si512(xs[s] + c);
+                for (int j = 0; j < nr; j++) block[j][s] = _mm512_dpbf16_ps(block[j][s], wv[j], x);
+            }
+        }
+        for (int j = 0; j < nr; j++) {
+            const float f = scale_of(sc[j], w->scale_u8, g, 0);
+            for (int s = 0; s < n; s++) acc[j][s] += from_m512(block[j][s]) * f;
+        }
+    }
+    for (int j = 0; j < nr; j++)
+        for (int s = 0; s < n; s++) res[j][s] = hsum(acc[j][s]);
+}
+
+/* One group g of FP4 rows against bf16 xs into acc (fp4_pairs). */
+static inline __attribute__((always_inline)) void fp4_group(const packed_t *w, const uint8_t *const *p,
+                                                            const void *const *sc, const int nr, long ahead, int g,
+                                                            const uint16_t *const *xs, const int n,
+                                                            __m512 acc[MAX_WROWS][FP4_DP_GROUP], __m512i table,
+                                                            const int scaled) {
+    __m512bh wv[MAX_WROWS];
+    float f[MAX_WROWS];
+    for (int j = 0; j < nr; j++) {
+        if (ahead && !(g & 3)) __builtin_prefetch(p[j] + ahead + g * (FP4_GROUP / 2), 0, 0);
+        if (!scaled) f[j] = scale_of(sc[j], w->scale_u8, g, 0);
+        wv[j] = (__m512bh)fp4x32_bf16(p[j] + g * (FP4_GROUP / 2),
+                                      scaled ? scaled_table(table, table_exponent(sc[j], w->scale_u8, g)) : table);
+    }
+    for (int s = 0; s < n; s++) {
+        const __m512bh x = (__m512bh)_mm512_loadu_si512(xs[s] + g * FP4_GROUP);
+        for (int j = 0; j < nr; j++)
+            acc[j][s] = scaled ? _mm512_dpbf16_ps(acc[j][s], wv[j], x)
+                               : _mm512_fmadd_ps(_mm512_dpbf16_ps(_mm512_setzero_ps(), wv[j], x),
+                                                 _mm512_set1_ps(f[j]), acc[j][s]);
+    }
+}
+
+/* res[j][s] = dot(FP4 row rows[j], xs[s]) for bf16 xs laid out by fp4_pair_slot; scaled: every
+ * row's table taken times its scales (fp4_row_scaled), else each group's sum times its scale.
+ * Even groups into one sum, odd into another. */
+static inline __attribute__((always_inline)) void fp4_pairs(const packed_t *w, const long *rows, const int nr,
+                                                            long ahead, int k, const uint16_t *const *xs,
+                                                            const int n, float *const *res, const int scaled) {
+    __m512 even[MAX_WROWS][FP4_DP_GROUP], odd[MAX_WROWS][FP4_DP_GROUP];
+    const uint8_t *p[MAX_WROWS];
+    const void *sc[MAX_WROWS];
+    for (int j = 0; j < nr; j++) {
+        p[j] = w->codes + rows[j] * w->row_bytes;
+        sc[j] = scale_row(w, rows[j]);
+        for (int s = 0; s < n; s++) even[j][s] = odd[j][s] = _mm512_setzero_ps();
+    }
+    const __m512i table = _mm512_load_si512(E2M1_TABLE);
+    const int groups = k / FP4_GROUP;
+    int g = 0;
+    for (; g + 1 < groups; g += 2) {
+        fp4_group(w, p, sc, nr, ahead, g, xs, n, even, table, scaled);
+        fp4_group(w, p, sc, nr, ahead, g + 1, xs, n, odd, table, scaled);
+    }
+    if (g < groups) fp4_group(w, p, sc, nr, ahead, g, xs, n, even, table, scaled);
+    for (int j = 0; j < nr; j++)
+        for (int s = 0; s < n; s++) res[j][s] = hsum(from_m512(even[j][s]) + from_m512(odd[j][s]));
+}
+#else
+#define HAVE_DPBF16 0
+static inline long fp4_pair_slot(long i) { return i; }
+#endif
+
+/* x [rows, k] (bf16) laid out as FP4 products in pairs read it (fp4_pair_slot); NULL when
+ * memory ran out. */
+static uint16_t *pair_activations(const void *x, long rows, int k) {
+    uint16_t *out = malloc(sizeof(uint16_t) * (size_t)(rows * k));
+    if (!out) return NULL;
+    for (long r = 0; r < rows; r++)
+        for (long i = 0; i < k; i++) out[r * k + fp4_pair_slot(i)] = ((const uint16_t *)x)[r * k + i];
+    return out;
+}
+
+/* 1 where packed products with bf16 activations multiply in pairs (AVX512-BF16). */
+int ca_packed_pairs(void) { return HAVE_DPBF16; }
+
+/* Whether a product over K inputs reads bf16 activations as they are, in pairs. */
+static inline int mode_for(int x_bf16, int k) { return HAVE_DPBF16 && x_bf16 && k % 32 == 0; }
+
 #define FP4_CASE(NR, N)                                     \
     case N:                                                 \
         fp4_dots(w, rows, NR, ahead, k, xs, N, out);        \
@@ -294,12 +567,70 @@ static inline __attribute__((always_inline)) void fp4_dots(const packed_t *w, co
         fp8_dots(w, rows, NR, ahead, k, xs, N, out);        \
         break;
 
-/* res[j][s] = dot(row rows[j], xs[s]) for j < rows_for(format, n) and every s < n, GROUP (FP8:
+#if HAVE_DPBF16
+#define FP8_DP_CASE(NR, N)                                                   \
+    case N:                                                                  \
+        fp8_pairs(w, rows, NR, ahead, k, (const uint16_t *const *)xs, N, out); \
+        break;
+#define FP4_DP_CASE(NR, N, SCALED)                                                     \
+    case N:                                                                            \
+        fp4_pairs(w, rows, NR, ahead, k, (const uint16_t *const *)xs, N, out, SCALED); \
+        break;
+
+/* pdots_any's bf16 pairs, FP4_DP_GROUP (FP8: FP8_GROUP) activation rows at a time. */
+static void pdots_pairs(const packed_t *w, const long *rows, const int nr, long ahead, int k,
+                        const void *const *xs, int n, float *const *res) {
+    const int most = w->format == FP4 ? FP4_DP_GROUP : FP8_GROUP;
+    int scaled = 1, row_scaled[MAX_WROWS];
+    if (w->format == FP4)
+        for (int j = 0; j < nr; j++) scaled &= row_scaled[j] = fp4_row_scaled(w, rows[j]);
+    float *out[MAX_WROWS];
+    for (int j = 0; j < nr; j++) out[j] = res[j];
+    while (n > 0) {
+        const int m = n > most ? most : n;
+        if (w->format == FP8) {
+            if (nr == 4)
+                switch (m) { FP8_DP_CASE(4, 1) FP8_DP_CASE(4, 2) }
+            else
+                switch (m) { FP8_DP_CASE(2, 1) FP8_DP_CASE(2, 2) FP8_DP_CASE(2, 3) FP8_DP_CASE(2, 4) }
+        } else if (scaled) {
+            if (nr == 4)
+                switch (m) { FP4_DP_CASE(4, 1, 1) FP4_DP_CASE(4, 2, 1) }
+            else
+                switch (m) { FP4_DP_CASE(2, 1, 1) FP4_DP_CASE(2, 2, 1) FP4_DP_CASE(2, 3, 1) FP4_DP_CASE(2, 4, 1) }
+        } else { /* a row that cannot take its scales into the table: each row alone, its own way */
+            for (int j = 0; j < nr; j++)
+                for (int s = 0; s < m; s++) {
+                    float *one[1] = {out[j] + s};
+                    const void *x1[1] = {xs[s]};
+                    if (row_scaled[j])
+                        fp4_pairs(w, rows + j, 1, ahead, k, (const uint16_t *const *)x1, 1, one, 1);
+                    else
+                        fp4_pairs(w, rows + j, 1, ahead, k, (const uint16_t *const *)x1, 1, one, 0);
+                }
+        }
+        xs += m;
+        for (int j = 0; j < nr; j++) out[j] += m;
+        n -= m;
+    }
+}
+#endif
+
+/* res[j][s] = dot(row rows[j], xs[s]) for j < nr (rows_for) and every s < n, GROUP (FP8:
  * FP8_GROUP) activation rows at a time; ``ahead``: bytes past each row's current read to
- * prefetch (0: none). */
-static void pdots_any(const packed_t *w, const long *rows, long ahead, int k, const float *const *xs, int n,
-                      float *const *res) {
-    const int nr = rows_for(w->format, n), most = w->format == FP4 ? GROUP : FP8_GROUP;
+ * prefetch (0: none). With dp (mode_for), xs point at bf16 rows in their natural order. */
+static void pdots_any(const packed_t *w, const long *rows, const int nr, long ahead, int k,
+                      const void *const *xv, int n, float *const *res, int dp) {
+#if HAVE_DPBF16
+    if (dp) {
+        pdots_pairs(w, rows, nr, ahead, k, xv, n, res);
+        return;
+    }
+#else
+    (void)dp;
+#endif
+    const float *const *xs = (const float *const *)xv;
+    const int most = w->format == FP4 ? GROUP : FP8_GROUP;
     float *out[MAX_WROWS];
     for (int j = 0; j < nr; j++) out[j] = res[j];
     while (n > 0) {
@@ -359,27 +690,31 @@ int ca_linear_packed(int t, int k, int n, const void *x, const uint8_t *codes, c
     const int group = format == FP8 ? FP8_BLOCK : FP4_GROUP;
     const packed_t w = {codes, format == FP8 ? k : k / 2, scale, (k + group - 1) / group, rows_per_scale, scale_u8,
                         format};
-    float *xf = activations(x, t, k, x_bf16, format);
-    if (!xf) return -1;
-    const float *xs[MAX_ROWS];
-    for (int s = 0; s < t; s++) xs[s] = xf + (long)s * k;
+    /* in pairs: bf16 activations as they are (FP8) or laid out for the FP4 decoding; else float32 */
+    const int dp = mode_for(x_bf16, k);
+    void *copy = dp ? (format == FP4 ? (void *)pair_activations(x, t, k) : NULL)
+                    : (void *)activations(x, t, k, x_bf16, format);
+    if (!copy && !(dp && format == FP8)) return -1;
+    const char *base = copy ? (const char *)copy : (const char *)x;
+    const void *xs[MAX_ROWS];
+    for (int s = 0; s < t; s++) xs[s] = base + (size_t)s * k * (dp ? sizeof(uint16_t) : sizeof(float));
 #pragma omp parallel num_threads(threads)
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         const long r0 = (long)n * tid / nt, r1 = (long)n * (tid + 1) / nt;
-        const int nr = rows_for(format, t);
+        const int nr = rows_for(format, t, dp);
         float buf[MAX_WROWS][MAX_ROWS];
         float *res[MAX_WROWS];
         long rows[MAX_WROWS];
         for (int j = 0; j < MAX_WROWS; j++) res[j] = buf[j];
         for (long r = r0; r < r1; r += nr) {
             for (int j = 0; j < nr; j++) rows[j] = r + j < r1 ? r + j : r1 - 1;
-            pdots_any(&w, rows, AHEAD * nr * w.row_bytes, k, xs, t, res);
+            pdots_any(&w, rows, nr, AHEAD * nr * w.row_bytes, k, xs, t, res, dp);
             for (int j = 0; j < nr && r + j < r1; j++)
                 for (int s = 0; s < t; s++) store(out, (long)s * n + r + j, buf[j][s], out_bf16);
         }
     }
-    free(xf);
+    free(copy);
     return 0;
 }
 
@@ -431,9 +766,15 @@ int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x,
     int *order = malloc(sizeof(int) * (size_t)pairs), *active = malloc(sizeof(int) * (size_t)pairs);
     int *first = malloc(sizeof(int) * (size_t)pairs), *count = malloc(sizeof(int) * (size_t)pairs);
     float *act = malloc(sizeof(float) * (size_t)pairs * inter), *part = malloc(sizeof(float) * (size_t)pairs * h);
-    float *xf = activations(x, t, h, x_bf16, format);
+    /* with AVX512-BF16 and bf16 x, the products read x as it is and the activations between the
+     * projections rounded to bf16 (as the torch reference's bf16 activations are), in pairs */
+    const int dp_up = mode_for(x_bf16, h), dp_down = mode_for(x_bf16, inter);
+    uint16_t *act16 = (uint16_t *)act;
+    void *copy = dp_up ? (format == FP4 ? (void *)pair_activations(x, t, h) : NULL)
+                       : (void *)activations(x, t, h, x_bf16, format);
+    const char *xbase = copy ? (const char *)copy : (const char *)x;
     int status = 0, nactive = 0;
-    if (!order || !active || !first || !count || !act || !part || !xf ||
+    if (!order || !active || !first || !count || !act || !part || (!copy && !(dp_up && format == FP8)) ||
         (nactive = group_pairs(pairs, experts, ids, order, active, first, count)) < 0) {
         status = -1;
         goto done;
@@ -441,7 +782,7 @@ int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x,
 #pragma omp parallel num_threads(threads)
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
-        const float *xs[MAX_PAIRS];
+        const void *xs[MAX_PAIRS];
         float results[MAX_WROWS][MAX_PAIRS];
         float *res[MAX_WROWS];
         long rows[MAX_WROWS];
@@ -452,22 +793,29 @@ int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x,
             const int a = (int)(u / inter), e = active[a], n = count[a];
             const int *mine = order + first[a];
             const long i0 = u % inter, i1 = (u1 - u < inter - i0) ? i0 + (u1 - u) : inter;
-            for (int s = 0; s < n; s++) xs[s] = xf + (long)(mine[s] / topk) * h;
-            const int half = rows_for(format, n) / 2;
+            for (int s = 0; s < n; s++) {
+                const long token = mine[s] / topk;
+                xs[s] = xbase + (size_t)token * h * (dp_up ? sizeof(uint16_t) : sizeof(float));
+            }
+            const int half = rows_for(format, n, 0) / 2;
             for (long at = i0; at < i1; at += half) {
                 for (int j = 0; j < half; j++) { /* gate rows, then the up rows inter rows on */
                     rows[j] = (long)e * 2 * inter + (at + j < i1 ? at + j : i1 - 1);
                     rows[half + j] = rows[j] + inter;
                 }
-                pdots_any(&up_gate, rows, AHEAD * half * up_gate.row_bytes, h, xs, n, res);
+                pdots_any(&up_gate, rows, 2 * half, AHEAD * half * up_gate.row_bytes, h, xs, n, res, dp_up);
                 for (int j = 0; j < half && at + j < i1; j++) {
-                    const long i = at + j, slot = format == FP4 ? fp4_slot(i) : i;
+                    const long i = at + j, slot = format == FP8 ? i : dp_down ? fp4_pair_slot(i) : fp4_slot(i);
                     for (int s = 0; s < n; s++) {
                         const float gs = rounded(res[j][s], rounds), us = rounded(res[half + j][s], rounds);
                         const float g = gs > limit ? limit : gs;
                         const float v = us > limit ? limit : (us < -limit ? -limit : us);
                         const float a = g / (1.0f + expf(-g)) * v;
-                        act[(long)mine[s] * inter + slot] = weight_first ? rounded(a * weights[mine[s]], rounds) : a;
+                        const float value = weight_first ? rounded(a * weights[mine[s]], rounds) : a;
+                        if (dp_down)
+                            act16[(long)mine[s] * inter + slot] = f32_to_bf16(value);
+                        else
+                            act[(long)mine[s] * inter + slot] = value;
                     }
                 }
             }
@@ -482,11 +830,12 @@ int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x,
             const int a = (int)(u / h), e = active[a], n = count[a];
             const int *mine = order + first[a];
             const long r0 = u % h, r1 = (u1 - u < h - r0) ? r0 + (u1 - u) : h;
-            for (int s = 0; s < n; s++) xs[s] = act + (long)mine[s] * inter;
-            const int nr = rows_for(format, n);
+            for (int s = 0; s < n; s++)
+                xs[s] = dp_down ? (const void *)(act16 + (long)mine[s] * inter) : act + (long)mine[s] * inter;
+            const int nr = rows_for(format, n, 0);
             for (long r = r0; r < r1; r += nr) {
                 for (int j = 0; j < nr; j++) rows[j] = (long)e * h + (r + j < r1 ? r + j : r1 - 1);
-                pdots_any(&down, rows, AHEAD * nr * down.row_bytes, inter, xs, n, res);
+                pdots_any(&down, rows, nr, AHEAD * nr * down.row_bytes, inter, xs, n, res, dp_down);
                 for (int j = 0; j < nr && r + j < r1; j++)
                     for (int s = 0; s < n; s++) part[(long)mine[s] * h + r + j] = rounded(res[j][s], rounds);
             }
@@ -512,7 +861,7 @@ done:
     free(count);
     free(act);
     free(part);
-    free(xf);
+    free(copy);
     return status;
 }
 

@@ -14,16 +14,21 @@ dequantized copy.
   torch's float8 conversion.
 
 Built and loaded as ``native`` builds ``native.c`` (same flags, cache folder, OpenMP runtime).
-Numerics: activations float32 or bfloat16, taken as float32; every product accumulated in
-float32 over a fixed order, so a row's result does not depend on the batch it is in; outputs
-rounded once. They differ from the torch references (dequantize, then ``F.linear`` in the
-activation dtype) only by float32 rounding, and in MoE layers by where the references round
-to bfloat16 in between; the MoE routing weights multiply each expert's output in float32, or
-with ``weight_first`` (DeepSeek-V4's reference expert) the activation before the down
-projection, in float32, the parts summed unweighted, and with bfloat16 activations gate, up,
-the weighted activation and each expert's output rounded to bfloat16 where that reference
-rounds them (it then differs from it only by float32 summation order). Limits: at most ``MAX_ROWS`` token rows (``MAX_PAIRS`` token-expert
-pairs), K a multiple of 16 (FP8) or 32 (FP4), scales float32 or UE8M0 bytes (FP8 scales times
+Numerics: activations float32 or bfloat16, taken as float32, or where the CPU has AVX512-BF16
+(``bf16_pairs``) bfloat16 activations with K a multiple of 32 kept in bfloat16 against the
+weights decoded to bfloat16 (exact: every e4m3 / e2m1 value, and FP4 tables times power-of-two
+scales, are bfloat16 values), multiplied in pairs (``vdpbf16ps``), a MoE layer's activations
+between its projections then rounded to bfloat16 as the torch reference's are; every product
+accumulated in float32 over a fixed order, so a row's result does not depend on the batch it is
+in; outputs rounded once. They differ from the torch references (dequantize, then ``F.linear``
+in the activation dtype) only by float32 rounding (in pairs: activations below 2^-126 read as
+zero), and in MoE layers by where the references round to bfloat16 in between; the MoE
+routing weights multiply each expert's output in float32, or with ``weight_first``
+(DeepSeek-V4's reference expert) the activation before the down projection, in float32, the
+parts summed unweighted, and with bfloat16 activations gate, up, the weighted activation and
+each expert's output rounded to bfloat16 where that reference rounds them (it then differs
+from it only by float32 summation order). Limits: at most ``MAX_ROWS`` token rows
+(``MAX_PAIRS`` token-expert pairs), K a multiple of 16 (FP8) or 32 (FP4), scales float32 or UE8M0 bytes (FP8 scales times
 2^8 must stay finite), e4m3's NaN codes read as +-480. The ``fits_*`` checks send anything else
 to the references; prefill-sized batches decode the weight for the call (``dequantize``), then
 run the BLAS.
@@ -57,6 +62,7 @@ SIGNATURES: native.Signatures = {  # native_packed.c's entry points: result, arg
         [_I, _I, _I, _I, _I, _P, _P, _P, _I, _P, _P, _I, _I, _P, _P, _F, _I, _P, _I, _I, _I],
     ),
     "ca_dequantize_packed": (None, [_I, _I, _P, _P, _I, _I, _I, _P, _I, _I]),
+    "ca_packed_pairs": (_I, []),
 }
 _REASONS = {-1: "out of memory", -2: "an expert id out of range", -3: "too many token rows or pairs"}
 
@@ -77,6 +83,13 @@ def _lib() -> ctypes.CDLL:
     if isinstance(lib, str):
         raise native.NativeError(lib)
     return lib
+
+
+def bf16_pairs() -> bool:
+    """Whether products with bfloat16 activations (K a multiple of 32) decode the weights to
+    bfloat16 and multiply in pairs (AVX512-BF16 where the build found it); a MoE layer's
+    activations between its projections are then rounded to bfloat16."""
+    return bool(_lib().ca_packed_pairs())
 
 
 def _scale(scale: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -219,7 +232,9 @@ def moe_packed(
     [-limit, limit] when a limit is given (DeepSeek-V4's SwiGLU), weighted after the down
     projection, or with ``weight_first`` before it as DeepSeek-V4's reference expert does
     (silu(gate) * up * weight in float32; gate, up, that product and the expert's output
-    rounded to x's dtype where the reference rounds them)."""
+    rounded to x's dtype where the reference rounds them). Where ``bf16_pairs()`` and x is
+    bfloat16, the activation between the projections is rounded to bfloat16 (as the references
+    of a bfloat16 model hold it) and multiplied in pairs."""
     t, h = x.shape
     experts, rows, _ = w13.shape
     inter = rows // 2

@@ -9,6 +9,7 @@ references differ only in float32 summation order); bfloat16 outputs within bflo
 
 from __future__ import annotations
 
+import itertools
 import platform
 
 import pytest
@@ -45,15 +46,42 @@ def packed_weight(kind: str, n: int, k: int, seed: int, float_scales: bool = Fal
 @pytest.mark.parametrize("dtype", ACTIVATIONS)
 @pytest.mark.parametrize("float_scales", [False, True])
 def test_linear_matches_decode_then_linear_and_ignores_the_batch(kind, dtype, float_scales):
-    # 200 rows: a partial block of 128; 320 inputs: two and a half FP8 blocks, ten FP4 groups
-    w = packed_weight(kind, 200, 320, seed=1, float_scales=float_scales)
-    x = randn(19, 320, seed=2).to(dtype)  # more than one group of rows
-    got = native_packed.linear(x, w, torch.float32)
-    close(got, F.linear(x.float(), w.dequantize(torch.float32)))
-    close(native_packed.linear(x, w), F.linear(x.float(), w.dequantize(torch.float32)).to(dtype))
-    # 8, 4 and 2 weight rows streamed at once: the same bits alone as in a batch
-    for rows in (slice(0, 1), slice(5, 7), slice(0, 3), slice(3, 11)):
-        assert torch.equal(native_packed.linear(x[rows], w, torch.float32), got[rows])
+    # 200 rows: a partial block of 128; 320 inputs: two and a half FP8 blocks, ten FP4 groups (bf16
+    # activations in pairs where the CPU has AVX512-BF16); FP8 over 336 inputs: never in pairs
+    for k in (320, 336) if kind == "fp8" else (320,):
+        w = packed_weight(kind, 200, k, seed=1, float_scales=float_scales)
+        x = randn(19, k, seed=2).to(dtype)  # more than one group of rows
+        got = native_packed.linear(x, w, torch.float32)
+        close(got, F.linear(x.float(), w.dequantize(torch.float32)))
+        close(native_packed.linear(x, w), F.linear(x.float(), w.dequantize(torch.float32)).to(dtype))
+        # several activation rows at once: the same bits alone as in a batch
+        for rows in (slice(0, 1), slice(5, 7), slice(0, 3), slice(3, 11)):
+            assert torch.equal(native_packed.linear(x[rows], w, torch.float32), got[rows])
+
+
+@pytest.mark.parametrize("kind", FORMATS)
+def test_bf16_pairs_take_every_code_and_scale_exactly(kind):
+    """bf16 one-hot activations (K 32: in pairs where the CPU has AVX512-BF16) give every code
+    times its scale exactly, from subnormal scales (FP4: the rows whose scaled table would leave
+    bf16's normals sum each group unscaled) to 2^125, and non-power-of-two float scales."""
+    codes = torch.arange(256, dtype=torch.uint8)
+    if kind == "fp8":
+        codes[(codes & 0x7F) == 0x7F] = 0
+        weight, rows = codes.view(torch.float8_e4m3fn).view(8, 32), 8
+    else:
+        weight, rows = codes.view(16, 16), 16
+    x = torch.eye(32, dtype=torch.bfloat16)
+    for exponent in (0, 1, 2, 100, 127, 227, 252):
+        scale = torch.full((1, 1) if kind == "fp8" else (rows, 1), exponent, dtype=torch.uint8)
+        got = native_packed.linear(x, PackedWeight(weight, scale, kind), torch.float32).t()
+        assert torch.equal(got, dequantize(weight, scale, torch.float32)), exponent
+    if kind == "fp4":  # scaled and unscaled rows side by side; float scales, one not a power of two
+        for scale in (
+            torch.tensor([[0], [127], [1], [252], [2], [130], [0], [0]] * 2, dtype=torch.uint8),
+            torch.tensor([2.0**-127, 0.75, 2.0**-3, 0.0] * 4).view(16, 1),
+        ):
+            got = native_packed.linear(x, PackedWeight(weight, scale, kind), torch.float32).t()
+            assert torch.equal(got, dequantize(weight, scale, torch.float32))
 
 
 def test_the_raw_entry_points_take_checkpoint_tensors():
@@ -189,15 +217,44 @@ def decoded(w: PackedExperts) -> torch.Tensor:
     return torch.stack([w.expert(e, torch.float32) for e in range(w.shape[0])])
 
 
-@pytest.mark.parametrize("kind", FORMATS)
+def moe_reference(
+    x: torch.Tensor,
+    w13: PackedExperts,
+    w2: PackedExperts,
+    weights: torch.Tensor,
+    ids: torch.Tensor,
+    rounds: bool,
+) -> torch.Tensor:
+    """The layer in float32, one (token, expert) pair at a time; with ``rounds`` the activation
+    between the projections rounded to bfloat16, as a bfloat16 model's reference holds it."""
+    gate_up, down = decoded(w13), decoded(w2)
+    inter = down.shape[2]
+    out = torch.zeros(x.shape[0], down.shape[1])
+    for t, j in itertools.product(range(ids.shape[0]), range(ids.shape[1])):
+        h = gate_up[ids[t, j]] @ x[t].float()
+        a = F.silu(h[:inter]) * h[inter:]
+        out[t] += weights[t, j] * (down[ids[t, j]] @ (a.bfloat16().float() if rounds else a))
+    return out
+
+
+@pytest.mark.parametrize(("kind", "inter"), [("fp8", 96), ("fp8", 48), ("fp4", 96)])  # 48: down not in pairs
 @pytest.mark.parametrize("dtype", ACTIVATIONS)
-def test_moe_matches_the_reference_and_ignores_the_batch(kind, dtype):
-    experts, hidden, inter, k, tokens = 6, 64, 96, 3, 19
+def test_moe_matches_the_reference_and_ignores_the_batch(kind, inter, dtype):
+    experts, hidden, k, tokens = 6, 64, 3, 19
     w13, w2 = packed_layer(kind, experts, hidden, inter)
     x = randn(tokens, hidden, seed=22).to(dtype)
     weights, ids = moe.softmax_topk(randn(tokens, experts, seed=23), k, normalize=True)
     got = native_packed.moe_packed(x, w13, w2, weights, ids, out_dtype=torch.float32)
-    close(got, moe.experts_forward(x.float(), decoded(w13), decoded(w2), weights, ids))
+    if dtype == torch.bfloat16 and native_packed.bf16_pairs() and inter % 32 == 0:
+        # in pairs: the activation rounded to bf16 (where float32 order flips a rounding, by a bf16 step)
+        want, unrounded = (
+            moe_reference(x, w13, w2, weights, ids, True),
+            moe_reference(x, w13, w2, weights, ids, False),
+        )
+        close(got.to(dtype), want.to(dtype))
+        assert (got - want).norm() * 8 < (got - unrounded).norm()
+    else:
+        close(got, moe.experts_forward(x.float(), decoded(w13), decoded(w2), weights, ids))
     for rows in (slice(0, 1), slice(5, 13)):
         alone = native_packed.moe_packed(x[rows], w13, w2, weights[rows], ids[rows], out_dtype=torch.float32)
         assert torch.equal(alone, got[rows])
@@ -324,3 +381,35 @@ def test_a_model_with_packed_weights_decodes_as_its_reference(qwen3_moe_dir):
     assert run("native") == run("torch")
     for kernel in ("moe_packed", "linear_fp8"):
         assert native.calls[kernel] > before.get(kernel, 0), kernel
+
+
+def test_the_bf16_pairs_without_avx512_vbmi_give_the_same_values():
+    """Cooper Lake's AVX512-BF16 without VBMI: the other decodings (bias-add and widen-shift-OR,
+    FP4 lanes in natural order), every code exactly, with and without scaled tables."""
+    if platform.machine() != "x86_64" or "avx512_bf16" not in native._cpu_flags().split():
+        pytest.skip("needs a CPU with AVX512-BF16")
+    flags = tuple("-march=cooperlake" if f == "-march=native" else f for f in native.FLAGS)
+    lib = native.build(native_packed.SOURCE, native_packed.SIGNATURES, flags)
+    assert not isinstance(lib, str), lib
+    assert lib.ca_packed_pairs() == 1
+    codes = torch.arange(256, dtype=torch.uint8)
+    codes[(codes & 0x7F) == 0x7F] = 0
+    x = torch.eye(32, dtype=torch.bfloat16)
+    for exponent in (0, 120):
+        for kind, weight, scale in (
+            ("fp8", codes.view(8, 32), torch.full((1, 1), exponent, dtype=torch.uint8)),
+            (
+                "fp4",
+                torch.arange(256, dtype=torch.uint8).view(16, 16),
+                torch.full((16, 1), exponent, dtype=torch.uint8),
+            ),
+        ):
+            out = torch.empty(32, weight.shape[0])
+            fmt, group = native_packed.FORMATS[kind], 128 if kind == "fp8" else 1
+            status = lib.ca_linear_packed(
+                32, 32, weight.shape[0], x.data_ptr(), weight.data_ptr(), scale.data_ptr(), fmt, 1, group,
+                out.data_ptr(), 1, 0, 1,
+            )  # fmt: skip
+            assert status == 0
+            stored = weight.view(torch.float8_e4m3fn) if kind == "fp8" else weight
+            assert torch.equal(out.t(), dequantize(stored, scale, torch.float32)), (kind, exponent)
