@@ -17,7 +17,8 @@ A request that could not fit the whole pool even alone is refused when submitted
 cancels one at the next step. Results do not depend on the batch: every sequence's
 positions, cache rows and sampling generator are its own. DeepSeek-V4's blocks are
 multiples of its compression rates, so a block boundary never splits a window, and its
-per-block overlap rows carry the compressor state across a resume.
+per-block overlap rows carry the compressor state across a resume; Qwen3-Next's per-block
+state rows carry its DeltaNet conv and recurrent states the same way.
 
 Threading: one thread drives an engine (``service.py`` runs it in the background for
 servers and shared clients); ``generate`` is the synchronous front for one caller.

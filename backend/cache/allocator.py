@@ -16,9 +16,9 @@ conversation hits the reply too. Releasing a finished sequence first queues its 
 blocks that are not on disk yet for the writer; a preempted one is released without.
 The chain starts from a namespace naming the model and the cache layout, so caches of
 different models or block layouts never mix, in memory or on disk.
-A model whose sequences keep state outside the blocks (Qwen3-Next's recurrent state) is
-built ``resumable=False``: prefix caching is off for it, no hit and no registration, until
-that state is snapshotted at block boundaries.
+A model whose sequences keep state outside the blocks is built ``resumable=False``: prefix
+caching is off for it, no hit and no registration. (Qwen3-Next saves its recurrent states
+in per-block rows of the pool, so every registered block is one it can resume from.)
 
 ``CacheConfig`` sizes the pool: blocks of ``block_size`` tokens (rounded up to the model's
 multiple), as many as ``memory_bytes`` holds (default: min(4 GiB, 30% of available memory)

@@ -13,8 +13,8 @@ A state reads and writes its rows through the ``Rows`` streams of ``cache/paged.
 ``new_state(SeqBlocks, cached_tokens)`` gives rows in the engine's paged pool, continuing
 a cached prefix. ``cache_streams(block_size)`` tells the engine what a block of tokens
 leaves in the pool, and ``block_multiple`` what block sizes the model's state allows.
-``resumes_from_blocks`` False (Qwen3-Next: recurrent state no block holds) keeps the engine
-from starting a sequence on cached blocks.
+``resumes_from_blocks`` False (state no block holds: Qwen3-Next built without its per-block
+saved recurrent states) keeps the engine from starting a sequence on cached blocks.
 
 The engine's runner (``runner.py``), the only caller of ``forward`` in the engine, also
 passes the step's ``BlockTables`` (``cache/tables.py``): where each sequence's rows are in

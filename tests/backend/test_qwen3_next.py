@@ -398,7 +398,7 @@ def test_configs_refuse_what_is_not_supported(next_tiny):
 # -- through the engine and the command line ---------------------------------------------------------
 
 
-def test_engine_batches_chunks_and_preempts_without_reusing_blocks(next_tiny):
+def test_engine_batches_chunks_preempts_and_resumes_from_cached_blocks(next_tiny):
     from codeagent.backend.engine import CacheConfig, Engine, Request
     from codeagent.backend.layers.sampler import SamplingParams
 
@@ -410,14 +410,15 @@ def test_engine_batches_chunks_and_preempts_without_reusing_blocks(next_tiny):
     results = engine.generate([Request(p, params) for p in prompts])
     assert engine.stats.preemptions > 0
     assert [r.token_ids for r in results] == alone
-    # a follow-up sharing a whole conversation starts from scratch, and is still right
+    # a follow-up sharing a whole conversation resumes from its cached blocks' saved states
+    assert engine.generate([Request(prompts[0], params)])[0].token_ids == alone[0]  # cached again
     follow_up = prompts[0] + alone[0] + prompt(9, seed=11)
     again = engine.generate([Request(follow_up, params)])[0]
-    assert again.cached_tokens == 0
+    assert again.cached_tokens == (20 + 12 - 1) // 8 * 8
     assert again.token_ids == reference_greedy(next_tiny.reference, follow_up, 12)
 
 
-def test_new_states_refuse_a_cached_prefix(next_tiny):
+def test_standalone_states_refuse_a_cached_prefix(next_tiny):
     with pytest.raises(ValueError, match="cannot resume"):
         ours(next_tiny).new_state(None, 8)
 

@@ -22,9 +22,10 @@ into this layout, so one forward serves the two families.) Then:
 ``DeltaState`` is one sequence's state for one such layer: the conv state [C, K - 1] (its
 last K - 1 inputs, in the model dtype: exact copies) and the recurrent state [Hv, Dk, Dv]
 in float32, zeros for a fresh sequence; a forward replaces or updates them in place. They
-live in the sequence's state object, outside the engine's pool, so they are neither shared
-nor cached: a sequence cannot resume from cached blocks (the model says so, see
-``model.py``). Memory: per sequence and layer C·(K-1) model-dtype values and Hv·Dk·Dv·4 bytes,
+live in the sequence's state object, outside the engine's pool; over the engine's pool a
+state also has ``saved`` (``snapshots.py``): a forward that crosses a block boundary cuts the
+sequence's tokens there and stores both states as of the boundary in that block's state
+rows, from which a later sequence with the same prefix resumes. Memory: per sequence and layer C·(K-1) model-dtype values and Hv·Dk·Dv·4 bytes,
 2 MiB at Qwen3-Next-80B's shapes: 36 such layers hold ~72 MiB a sequence, outside the pool's budget.
 
 Limits: torch references only (the kernels plug in at ``_convolve`` / ``_recur``); a decode
@@ -34,6 +35,7 @@ batch stacks its states and copies them back, where a slot pool would index them
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -50,12 +52,21 @@ from codeagent.backend.layers.gated_delta import (
 from codeagent.backend.layers.linear import Linear, empty_param
 from codeagent.backend.models.base import Step
 from codeagent.backend.models.qwen3_next.config import Qwen3NextConfig
+from codeagent.backend.models.qwen3_next.snapshots import Snapshots
 
 
 @dataclass(slots=True)
 class DeltaState:
     conv: torch.Tensor  # [C, K - 1]: the last K - 1 inputs of the convolution
     recurrent: torch.Tensor  # [Hv, Dk, Dv] float32
+    length: int = 0  # tokens consumed
+    saved: Snapshots | None = None  # where the states at block boundaries go (engine pool), if anywhere
+
+    def resume(self, tokens: int) -> None:
+        """Continue from the states saved after ``tokens`` (a block boundary)."""
+        assert self.saved is not None
+        self.conv, self.recurrent = self.saved.load(tokens)
+        self.length = tokens
 
 
 def l2_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -105,6 +116,8 @@ class GatedDeltaNet(nn.Module):
             q, k = q.repeat_interleave(repeat, dim=1), k.repeat_interleave(repeat, dim=1)  # [T, Hv, Dk]
         g = -self.A_log.exp() * F.softplus(a.float() + self.dt_bias)  # [T, Hv]
         out = self._recur(q, k, v.reshape(t, hv, dv), g, torch.sigmoid(b), states, step.sizes)
+        for state, n in zip(states, step.sizes, strict=True):
+            state.length += n
         out = gated_rms_norm(out, z.reshape(t, hv, dv), self.norm, self.eps)  # [T, Hv, Dv]
         return self.out_proj.forward(out.reshape(t, -1), step.kernels)
 
@@ -115,9 +128,16 @@ class GatedDeltaNet(nn.Module):
             y = causal_conv1d_step(x, self.conv, stacked)
             for state, conv in zip(states, stacked, strict=True):
                 state.conv.copy_(conv)
+                if state.saved is not None and state.saved.cuts(state.length, 1):
+                    state.saved.save(state.length + 1, state.conv, None)
             return y
         outs = []
+        keep = self.taps - 1
         for state, part in zip(states, x.split(sizes), strict=True):
+            if state.saved is not None:  # the conv state at a boundary: the window's K - 1 inputs before it
+                window = torch.cat((state.conv.to(part.dtype), part.t()), dim=1)  # [C, K - 1 + n]
+                for j in state.saved.cuts(state.length, part.shape[0]):
+                    state.saved.save(state.length + j, window[:, j : j + keep].to(state.conv.dtype), None)
             y, state.conv = causal_conv1d(part, self.conv, state.conv)
             outs.append(y)
         return torch.cat(outs)
@@ -138,13 +158,22 @@ class GatedDeltaNet(nn.Module):
             out = gated_delta_step(q, k, v, g, beta, stacked)
             for state, recurrent in zip(states, stacked, strict=True):
                 state.recurrent.copy_(recurrent)
+                if state.saved is not None and state.saved.cuts(state.length, 1):
+                    state.saved.save(state.length + 1, None, state.recurrent)
             return out
         outs = []
         parts = zip(
             q.split(sizes), k.split(sizes), v.split(sizes), g.split(sizes), beta.split(sizes), strict=True
         )
-        for state, (qs, ks, vs, gs, bs) in zip(states, parts, strict=True):
-            rule = recurrent_gated_delta_rule if qs.shape[0] == 1 else chunk_gated_delta_rule
-            out, state.recurrent = rule(qs, ks, vs, gs, bs, state.recurrent)
-            outs.append(out)
+        for state, tensors in zip(states, parts, strict=True):
+            count = tensors[0].shape[0]
+            cuts = state.saved.cuts(state.length, count) if state.saved is not None else []
+            edges = [0, *cuts] if cuts and cuts[-1] == count else [0, *cuts, count]
+            for begin, end in pairwise(edges):  # the rule piece by piece, cut at boundaries
+                qs, ks, vs, gs, bs = (part[begin:end] for part in tensors)
+                rule = recurrent_gated_delta_rule if end - begin == 1 else chunk_gated_delta_rule
+                out, state.recurrent = rule(qs, ks, vs, gs, bs, state.recurrent)
+                outs.append(out)
+                if state.saved is not None and end in cuts:
+                    state.saved.save(state.length + end, None, state.recurrent)
         return torch.cat(outs)

@@ -10,16 +10,14 @@ decode are the same call, and every sequence continues its own state.
 
 A sequence's state (``Qwen3NextState``) is, per layer, the attention layer's KV rows
 (``KVCache`` over the engine's pool, or growing tensors standalone) or the DeltaNet layer's
-conv and recurrent states (``DeltaState``, plain tensors of the sequence's own). Only the
-attention layers leave rows in the pool (``cache_streams``). The recurrent state is a summary
-of every token so far that no block holds, so a sequence cannot start from cached blocks:
-``resumes_from_blocks`` is False, which the engine's allocator reads (it neither reuses nor
-registers blocks for this model), and ``new_state`` refuses ``cached_tokens``. The hook for
-prefix caching across the state: a stream with one row per block (``tokens_per_row ==
-block_size``, as DeepSeek-V4's compressor overlaps) holding each DeltaNet layer's conv and
-recurrent state at the block's end, written when a forward crosses a block boundary (the
-chunked form would then cut its chunks there) and read back by ``new_state``; then this
-flag turns True.
+conv and recurrent states (``DeltaState``, plain tensors of the sequence's own). The pool
+holds the attention layers' KV rows and, per DeltaNet layer, one conv-state row and one
+recurrent-state row per block: the states after the block's last token, written by the
+forward that crosses the boundary (``snapshots.py``: design, exactness, cost). So every
+cached block can be resumed from (``resumes_from_blocks``), in memory or from the disk tier,
+and ``new_state(paged, cached_tokens)`` starts from the saved states of the block before
+``cached_tokens``. ``prefix_states=False`` drops the state rows (a pool ~99x denser at
+Qwen3-Next-80B's shapes) and with them prefix caching: sequences then always start cold.
 
 Weights: ``weights.py`` (both families' key spellings). Limits: one process (no ``--tp`` /
 ``--ep``), no ``--cpu-experts``, no ``--pack``; FP8 block-scaled weights are dequantized at load
@@ -48,6 +46,7 @@ from codeagent.backend.models.qwen3_next.attention import GatedAttention, Offset
 from codeagent.backend.models.qwen3_next.config import FULL, Qwen3NextConfig
 from codeagent.backend.models.qwen3_next.deltanet import DeltaState, GatedDeltaNet
 from codeagent.backend.models.qwen3_next.moe import DenseMlp, SparseMoe
+from codeagent.backend.models.qwen3_next.snapshots import Snapshots, state_streams
 
 LayerState = KVCache | DeltaState
 
@@ -86,7 +85,6 @@ class DecoderLayer(nn.Module):
 
 class Qwen3NextForCausalLM(CausalLMModule):
     config_class = Qwen3NextConfig
-    resumes_from_blocks = False  # the DeltaNet states are not in the blocks (see the module doc)
     block_multiple = 1
 
     def __init__(
@@ -95,8 +93,10 @@ class Qwen3NextForCausalLM(CausalLMModule):
         dtype: torch.dtype = torch.float32,
         device: Any = "cpu",
         kernels: Kernels | None = None,
+        prefix_states: bool = True,
     ) -> None:
         super().__init__(config, device, kernels)
+        self.resumes_from_blocks = prefix_states  # the DeltaNet states saved per block (module doc)
         self.embed = empty_param(config.vocab_size, config.hidden_size, dtype=dtype, device=device)
         self.layers = nn.ModuleList(
             DecoderLayer(config, i, dtype, device) for i in range(config.num_hidden_layers)
@@ -108,27 +108,55 @@ class Qwen3NextForCausalLM(CausalLMModule):
     def _attention_layers(self) -> list[int]:
         return [i for i, kind in enumerate(self.config.layer_types) if kind == FULL]
 
+    def _delta_layers(self) -> list[int]:
+        return [i for i, kind in enumerate(self.config.layer_types) if kind != FULL]
+
     def cache_streams(self, block_size: int) -> list[KVStream]:
-        """Per full-attention layer, every token's keys and values [KVH, D]; DeltaNet layers none."""
+        """Per full-attention layer, every token's keys and values [KVH, D]; per DeltaNet layer (with
+        ``prefix_states``), its conv and recurrent states at each block's end (``snapshots.py``)."""
         c, dtype = self.config, self.embed.dtype
         shape = (c.num_key_value_heads, c.head_dim)
-        return [KVStream(f"{i}.{kv}", 1, shape, dtype) for i in self._attention_layers() for kv in "kv"]
+        kv = [KVStream(f"{i}.{kv}", 1, shape, dtype) for i in self._attention_layers() for kv in "kv"]
+        if not self.resumes_from_blocks:
+            return kv
+        channels = 2 * c.linear_num_key_heads * c.linear_key_head_dim
+        channels += c.linear_num_value_heads * c.linear_value_head_dim
+        return kv + state_streams(
+            self._delta_layers(),
+            channels,
+            c.linear_conv_kernel_dim,
+            c.linear_num_value_heads,
+            c.linear_key_head_dim,
+            c.linear_value_head_dim,
+            dtype,
+            block_size,
+        )
 
     def new_state(self, paged: SeqBlocks | None = None, cached_tokens: int = 0) -> Qwen3NextState:
-        """A fresh sequence's state: KV rows standalone or over its engine blocks, zero DeltaNet
-        states. ``cached_tokens`` must be 0 (``resumes_from_blocks``)."""
-        if cached_tokens:
+        """A sequence's state: KV rows standalone or over its engine blocks, and DeltaNet states,
+        zeros or (``cached_tokens`` > 0, a block boundary) those saved at the end of the block
+        before ``cached_tokens``."""
+        saving = paged is not None and self.resumes_from_blocks
+        if cached_tokens and not saving:
             raise ValueError(
-                "Qwen3-Next cannot resume from cached blocks yet: its recurrent state is not in them"
+                "Qwen3-Next cannot resume from cached tokens without its states saved in the engine's pool"
             )
         rows = paged.rows if paged is not None else growing_rows
         layers: list[LayerState] = []
         for i, layer in enumerate(self.layers):
             if layer.full:
-                layers.append(KVCache(rows(f"{i}.k"), rows(f"{i}.v")))
-            else:
-                layers.append(layer.mixer.fresh_state())  # type: ignore[operator]
-        return Qwen3NextState(layers)
+                layers.append(KVCache(rows(f"{i}.k", cached_tokens), rows(f"{i}.v", cached_tokens)))
+                continue
+            state: DeltaState = layer.mixer.fresh_state()  # type: ignore[operator]
+            if saving:
+                assert paged is not None
+                state.saved = Snapshots(
+                    paged.rows(f"{i}.conv"), paged.rows(f"{i}.state"), paged.pool.block_size
+                )
+                if cached_tokens:
+                    state.resume(cached_tokens)
+            layers.append(state)
+        return Qwen3NextState(layers, cached_tokens)
 
     def logits(
         self, input_ids: torch.Tensor, positions: torch.Tensor, seqs: list[SeqSlice], step: Step
