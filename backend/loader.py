@@ -34,6 +34,8 @@ from codeagent.backend.stored import stored_tensors
 ALIASES: dict[str, str] = {
     "qwen3-coder-30b-a3b": "Qwen/Qwen3-Coder-30B-A3B-Instruct",
     "qwen3-coder-480b-a35b": "Qwen/Qwen3-Coder-480B-A35B-Instruct",
+    "qwen3-coder-next": "Qwen/Qwen3-Coder-Next",
+    "qwen3.5-35b-a3b": "Qwen/Qwen3.5-35B-A3B",
     "deepseek-v4-flash": "deepseek-ai/DeepSeek-V4-Flash",
     "deepseek-v4-pro": "deepseek-ai/DeepSeek-V4-Pro",
 }

@@ -123,6 +123,7 @@ def _generate(args: Any, folder: Path, loaded: Loaded, prompt: list[int], tokeni
 def models(args: Any, config: Config) -> int:
     from codeagent.backend.catalog import PullError, local_models, pull
     from codeagent.backend.loader import ALIASES
+    from codeagent.backend.planning.source import shipped_models
 
     if args.action == "pull":
         if not args.force:
@@ -142,6 +143,15 @@ def models(args: Any, config: Config) -> int:
         f"  {info.name}  {info.architecture}  {info.parameters / 1e9:.2f}B parameters, "
         f"{info.weight_bytes / 2**30:.1f} GiB as stored, {info.bf16_gib:.1f} GiB in bf16  ({info.folder})"
         for info in found
+    ]
+    lines.append(
+        "released models codeagent knows without a download (sizes estimated from the shipped config.json):"
+    )
+    lines += [
+        f"  {model.model_id}  {model.architecture}  ~{model.parameters / 1e9:.1f}B parameters, "
+        f"~{model.stored_bytes / 2**30:.1f} GiB as released, window {model.window:,} tokens"
+        + (f"  (alias {', '.join(model.aliases)})" if model.aliases else "")
+        for model in shipped_models()
     ]
     lines.append(
         "aliases: " + ", ".join(f"{alias} -> {model_id}" for alias, model_id in sorted(ALIASES.items()))

@@ -117,7 +117,12 @@ def _detail(plan: Plan) -> list[str]:
         f"  KV cache   {per_token(kv.per_token)} per token ({kinds}); {kv.rule}; "
         f"blocks of {kv.block_tokens} tokens ({size(kv.block_bytes)})",
         f"  workspace  {size(ws.total)}: activations {size(ws.activations)} (a {tokens(PREFILL_CHUNK)}-token prefill "
-        f"chunk), logits {size(ws.logits)} ({SEQUENCES} sequences), reserve {size(ws.reserve)}",
+        f"chunk), logits {size(ws.logits)} ({SEQUENCES} sequences), reserve {size(ws.reserve)}"
+        + (
+            f", recurrent states {size(ws.states)} ({SEQUENCES} sequences' DeltaNet states)"
+            if ws.states
+            else ""
+        ),
         f"  total      {size(shown.needed(plan.context))} of {size(shown.memory)} at {tokens(plan.context)} tokens; "
         f"the longest context that fits: {tokens(shown.longest)} tokens",
     ]

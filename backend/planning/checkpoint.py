@@ -13,6 +13,15 @@ headers (``catalog.header``), each ``X.scale`` / ``X.weight_scale_inv`` paired w
 - Qwen3-MoE: every matrix, norm and expert in the config's ``torch_dtype``; with an FP8
   ``quantization_config`` (the ``-FP8`` releases) the projections and experts are FP8 with
   float32 block scales, except ``modules_to_not_convert`` (the LM head, routers, norms).
+- Qwen3-Next / Qwen3.5-MoE, in the config's dtype (FP8 as for Qwen3-MoE when quantized): per
+  DeltaNet layer the input projections (Qwen3-Next's fused ``in_proj_qkvz`` / ``in_proj_ba``;
+  a Qwen3.5 release's, one with a ``text_config``, separate ``in_proj_qkv`` / ``_z`` / ``_b`` /
+  ``_a`` under ``model.language_model.``: the same bytes), the depthwise conv [C, 1, K],
+  ``dt_bias``, ``A_log`` (float32: an assumption), the gated norm and ``out_proj``; per attention
+  layer ``q_proj`` with its gate rows (2 x heads x head dim), ``k_proj``, ``v_proj``,
+  ``o_proj`` and the q/k norms; per sparse layer the router, the routed experts, the shared
+  expert and its one-row gate. Not spelled: the MTP head and a release's vision tower (the
+  runtime skips both; their download bytes are missing from the estimate).
 - DeepSeek-V4, as the release stores it: attention's ``wq_a``, ``wq_b``, ``wkv``, ``wo_a``,
   ``wo_b``, the indexer's ``wq_b`` and the shared expert in FP8 with UE8M0 block scales;
   routed experts in FP4 (``expert_dtype: fp4``; FP8 when a quantized config names no
@@ -30,6 +39,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +48,7 @@ from codeagent.backend.catalog import header
 from codeagent.backend.loader import LoadError, shard_files
 from codeagent.backend.models.deepseek_v4.weights import weight_shapes
 from codeagent.backend.planning import PlanError
-from codeagent.backend.planning.families import QWEN3, family
+from codeagent.backend.planning.families import QWEN3, QWEN3_NEXT, family
 from codeagent.backend.quant import FP4_GROUP, FP8_BLOCK, weight_key_of
 
 FORMATS = {
@@ -114,7 +124,12 @@ def from_headers(folder: Path) -> list[Stored]:
 
 def estimated(raw: dict[str, Any], config: Any) -> list[Stored]:
     """The tensors a release checkpoint of this configuration stores (see the module docstring)."""
-    return _qwen3(raw, config) if family(config) == QWEN3 else _deepseek_v4(raw, config)
+    architecture = family(config)
+    if architecture == QWEN3:
+        return _qwen3(raw, config)
+    if architecture == QWEN3_NEXT:
+        return _qwen3_next(raw, config)
+    return _deepseek_v4(raw, config)
 
 
 def _plain(name: str, shape: tuple[int, ...], fmt: str, count: int = 1) -> Stored:
@@ -136,8 +151,13 @@ def _float_format(raw: dict[str, Any]) -> str:
     return CONFIG_DTYPES.get(str(raw.get("torch_dtype") or raw.get("dtype") or "bfloat16"), "bf16")
 
 
-def _qwen3(raw: dict[str, Any], c: Any) -> list[Stored]:
-    fmt, quant = _float_format(raw), raw.get("quantization_config") or {}
+Matrix = Callable[..., Stored]
+
+
+def _matrices(raw: dict[str, Any], fmt: str) -> Matrix:
+    """How a Qwen release stores a matrix: ``fmt``, or FP8 with float32 block scales when its
+    ``quantization_config`` says so (but for ``modules_to_not_convert``)."""
+    quant = raw.get("quantization_config") or {}
     fp8 = quant.get("quant_method") == "fp8"
     skip = list(quant.get("modules_to_not_convert") or ["lm_head"])
 
@@ -145,6 +165,13 @@ def _qwen3(raw: dict[str, Any], c: Any) -> list[Stored]:
         if fp8 and not any(name == m or name.startswith(m + ".") for m in skip):
             return _fp8(name, rows, cols, 4, count)  # float32 weight_scale_inv
         return _plain(name, (rows, cols), fmt, count)
+
+    return matrix
+
+
+def _qwen3(raw: dict[str, Any], c: Any) -> list[Stored]:
+    fmt = _float_format(raw)
+    matrix = _matrices(raw, fmt)
 
     h, d, heads, kv = c.hidden_size, c.head_dim, c.num_attention_heads, c.num_key_value_heads
     out = [
@@ -173,6 +200,78 @@ def _qwen3(raw: dict[str, Any], c: Any) -> list[Stored]:
             inter = c.intermediate_size
             out += [matrix(p + f"mlp.{n}_proj.weight", inter, h) for n in ("gate", "up")]
             out.append(matrix(p + "mlp.down_proj.weight", h, inter))
+    return out
+
+
+def _qwen3_next(raw: dict[str, Any], c: Any) -> list[Stored]:
+    text = raw.get("text_config") or {}
+    fmt = _float_format(text if ("torch_dtype" in text or "dtype" in text) else raw)
+    matrix = _matrices(text if "quantization_config" in text else raw, fmt)
+    release = bool(text)  # a Qwen3.5 ForConditionalGeneration release: its spelling
+    top = "model.language_model." if release else "model."
+    h, d, heads, kv = c.hidden_size, c.head_dim, c.num_attention_heads, c.num_key_value_heads
+    kh, vh, dk, dv = (
+        c.linear_num_key_heads,
+        c.linear_num_value_heads,
+        c.linear_key_head_dim,
+        c.linear_value_head_dim,
+    )
+    channels = 2 * kh * dk + vh * dv
+    out = [
+        _plain(top + "embed_tokens.weight", (c.vocab_size, h), fmt),
+        _plain(top + "norm.weight", (h,), fmt),
+    ]
+    if not c.tie_word_embeddings:
+        out.append(matrix("lm_head.weight", c.vocab_size, h))
+    for i, kind in enumerate(c.layer_types):
+        p = f"{top}layers.{i}."
+        out += [
+            _plain(p + n, (h,), fmt) for n in ("input_layernorm.weight", "post_attention_layernorm.weight")
+        ]
+        if kind == "full_attention":
+            a = p + "self_attn."
+            out += [
+                matrix(a + "q_proj.weight", 2 * heads * d, h),  # queries and their gates
+                matrix(a + "k_proj.weight", kv * d, h),
+                matrix(a + "v_proj.weight", kv * d, h),
+                matrix(a + "o_proj.weight", h, heads * d),
+            ]
+            out += [_plain(a + f"{n}_norm.weight", (d,), fmt) for n in "qk"]
+        else:
+            a = p + "linear_attn."
+            if release:
+                out += [
+                    matrix(a + "in_proj_qkv.weight", channels, h),
+                    matrix(a + "in_proj_z.weight", vh * dv, h),
+                    matrix(a + "in_proj_b.weight", vh, h),
+                    matrix(a + "in_proj_a.weight", vh, h),
+                ]
+            else:
+                out += [
+                    matrix(a + "in_proj_qkvz.weight", channels + vh * dv, h),
+                    matrix(a + "in_proj_ba.weight", 2 * vh, h),
+                ]
+            out += [
+                _plain(a + "conv1d.weight", (channels, 1, c.linear_conv_kernel_dim), fmt),
+                _plain(a + "dt_bias", (vh,), fmt),
+                _plain(a + "A_log", (vh,), "f32"),
+                _plain(a + "norm.weight", (dv,), fmt),
+                matrix(a + "out_proj.weight", h, vh * dv),
+            ]
+        m = p + "mlp."
+        if c.is_sparse(i):
+            e, inter, shared = c.num_experts, c.moe_intermediate_size, c.shared_expert_intermediate_size
+            out.append(_plain(m + "gate.weight", (e, h), fmt))
+            out += [matrix(m + f"experts.*.{n}_proj.weight", inter, h, e) for n in ("gate", "up")]
+            out.append(matrix(m + "experts.*.down_proj.weight", h, inter, e))
+            if shared:
+                out += [matrix(m + f"shared_expert.{n}_proj.weight", shared, h) for n in ("gate", "up")]
+                out.append(matrix(m + "shared_expert.down_proj.weight", h, shared))
+                out.append(_plain(m + "shared_expert_gate.weight", (1, h), fmt))
+        else:
+            inter = c.intermediate_size
+            out += [matrix(m + f"{n}_proj.weight", inter, h) for n in ("gate", "up")]
+            out.append(matrix(m + "down_proj.weight", h, inter))
     return out
 
 

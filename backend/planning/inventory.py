@@ -16,6 +16,10 @@ that does not divide raises its ``LayoutError``):
   Quantized routed experts split by width only in whole scale groups (32 inputs for FP4,
   128x128 blocks for FP8): a layout that would cut one raises the loader's ``LayoutError``
   (``models/deepseek_v4/shares.check_packed``).
+- Qwen3-Next / Qwen3.5-MoE: the runtime runs it in one process (no ``--tp`` / ``--ep``), so the
+  planner offers one device only (``plan.Planned.candidate``) and every tensor is whole on
+  it; the roles (Qwen3-MoE's, the shared expert's, the DeltaNet layers' replicated) name
+  what a split would do. The MTP head (``mtp.*``) and a release's vision tower are not loaded.
 
 Reported for rank 0, the largest (the last rank's vocabulary share may be shorter).
 
@@ -40,7 +44,7 @@ from codeagent.backend.distributed.layout import Layout
 from codeagent.backend.models.deepseek_v4.shares import check_packed
 from codeagent.backend.models.deepseek_v4.weights import release_name, storage_dtype
 from codeagent.backend.planning.checkpoint import Stored
-from codeagent.backend.planning.families import DEEPSEEK_V4, family
+from codeagent.backend.planning.families import DEEPSEEK_V4, QWEN3_NEXT, family
 from codeagent.backend.quant import FP8_BLOCK
 
 REPLICATED, VOCAB, HEADS, KV_HEADS, GROUPS, INDEX_HEADS, DENSE, SHARED, EXPERTS, SKIPPED = (
@@ -70,6 +74,9 @@ V4_ROLES = (
     (re.compile(r"ffn\.experts\."), EXPERTS),
     (re.compile(r"ffn\.shared_experts\."), SHARED),
 )
+NEXT_ROLES = (*QWEN3_ROLES, (re.compile(r"mlp\.shared_expert\."), SHARED))
+NEXT_SKIPPED = re.compile(r"^(mtp\.|model\.visual\.|visual\.)")
+NEXT_PREFIX = re.compile(r"^model\.(language_model\.)?")
 DTYPE_NAMES = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16", torch.int64: "i64"}
 
 
@@ -95,6 +102,11 @@ def role(name: str, architecture: str) -> str:
         if release is None:
             return SKIPPED
         return next((r for pattern, r in V4_ROLES if pattern.search(release)), REPLICATED)
+    if architecture == QWEN3_NEXT:
+        if NEXT_SKIPPED.match(name):
+            return SKIPPED
+        bare = NEXT_PREFIX.sub("", name)
+        return next((r for pattern, r in NEXT_ROLES if pattern.search(bare)), REPLICATED)
     bare = name.removeprefix("model.")
     return next((r for pattern, r in QWEN3_ROLES if pattern.search(bare)), REPLICATED)
 
@@ -119,7 +131,10 @@ def share(kind: str, c: Any, layout: Layout) -> float:
         GROUPS: (getattr(c, "o_groups", 1), "output groups"),
         INDEX_HEADS: (getattr(c, "index_n_heads", 1), "indexer heads"),
         DENSE: (getattr(c, "intermediate_size", 1), "dense MLP width"),
-        SHARED: (c.moe_intermediate_size, "shared expert width"),
+        SHARED: (
+            getattr(c, "shared_expert_intermediate_size", 0) or c.moe_intermediate_size,
+            "shared expert width",
+        ),
         EXPERTS: (c.moe_intermediate_size, "routed experts' width"),
     }
     return _fraction(layout, *sizes[kind])

@@ -11,7 +11,11 @@ dim]. DeepSeek-V4, per layer, every token's latent [head dim] (all of them, not 
 sliding window: a prefix must resume at any block boundary); on compressed layers one
 entry every ``rate`` tokens; on CSA layers the indexer's keys every 4 tokens and, once a
 block, both compressors' overlap state (float32 [2, rate, dim]). All in the model dtype
-but the overlaps.
+but the overlaps. Qwen3-Next / Qwen3.5-MoE: keys and values of the full-attention layers
+only (one layer in four), and, where the model saves its DeltaNet states in the pool for
+prefix caching, each DeltaNet layer's conv and float32 recurrent state once a block. A
+running sequence's own live DeltaNet states are not in the pool: ``plan.workspace_for``
+counts them.
 
 Per rank (``distributed/layout.py``): Qwen3's key/value heads split when there are at
 least as many as ranks, else each rank keeps the one head its query heads read
@@ -35,7 +39,7 @@ from codeagent.backend.cache.paged import KVPool, KVStream
 from codeagent.backend.distributed.layout import Layout
 from codeagent.backend.models.registry import UnsupportedArchitecture, model_class
 from codeagent.backend.planning import PlanError
-from codeagent.backend.planning.families import DEEPSEEK_V4, family
+from codeagent.backend.planning.families import DEEPSEEK_V4, QWEN3_NEXT, family
 
 KINDS = {
     "k": "keys",
@@ -45,6 +49,8 @@ KINDS = {
     "idx.ent": "indexer keys",
     "ovl": "compressor overlap",
     "idx.ovl": "indexer overlap",
+    "conv": "DeltaNet conv states",
+    "state": "DeltaNet recurrent states",
 }
 
 
@@ -107,5 +113,7 @@ def _rule(config: Any, layout: Layout) -> str:
 def _on_rank(stream: KVStream, config: Any, layout: Layout) -> KVStream:
     if family(config) == DEEPSEEK_V4:
         return stream  # latent, entries, indexer keys, overlaps: replicated
+    if family(config) == QWEN3_NEXT:
+        return stream  # one process (plan.Planned.candidate offers no other layout)
     heads = layout.kv_heads(config.num_key_value_heads, config.num_attention_heads)
     return replace(stream, row_shape=(heads.stop - heads.start, *stream.row_shape[1:]))

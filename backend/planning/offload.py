@@ -28,7 +28,7 @@ from codeagent.backend.distributed.layout import Layout
 from codeagent.backend.loader import LoadError, read_config
 from codeagent.backend.planning import PlanError
 from codeagent.backend.planning.checkpoint import Stored, from_headers
-from codeagent.backend.planning.families import QWEN3, family
+from codeagent.backend.planning.families import QWEN3, QWEN3_NEXT, family
 from codeagent.backend.planning.inventory import EXPERTS, rank_weights, role
 from codeagent.backend.planning.kv import kv_cost, meta_model
 from codeagent.backend.quant import keep_quantized_default
@@ -49,7 +49,7 @@ def expert_sizes(entries: list[Stored], config: Any, dtype: torch.dtype, keep_pa
     """One routed expert's resident bytes (``keep_packed``: quantized V4 experts stay packed),
     from the checkpoint's tensors ``entries``, and how many there are."""
     architecture = family(config)
-    if architecture == QWEN3:
+    if architecture in (QWEN3, QWEN3_NEXT):
         layers = sum(1 for i in range(config.num_hidden_layers) if config.is_sparse(i))
         experts = config.num_experts
     else:

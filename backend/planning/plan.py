@@ -11,9 +11,15 @@ to fit one device's memory. The workspace is
     logits      = sequences x vocabulary x 4 B x 2
     reserve     = 2 GiB a GPU (+ 0.5 GiB for NCCL's buffers when tp > 1), 1 GiB on a CPU
 
-where ``chunk`` is the engine's largest prefill chunk (``max_batch_tokens``, 2048 tokens),
+and, for Qwen3-Next / Qwen3.5-MoE, the running sequences' own DeltaNet states
+
+    states      = sequences x DeltaNet layers x (value heads x key dim x value dim x 4 B
+                  + conv channels x (kernel - 1) x the dtype's bytes)
+
+(fixed per sequence, whatever its length; not in the KV pool), where ``chunk`` is the engine's largest prefill chunk (``max_batch_tokens``, 2048 tokens),
 ``widest`` a token's widest intermediate (query heads x head dim plus keys and values; top-k
-experts x 2 x their width; a dense MLP's 2 x width; the indexer's heads x dim), ``residual``
+experts x 2 x their width; a dense MLP's 2 x width; the indexer's heads x dim; Qwen3-Next's
+gated queries and its DeltaNet input projection), ``residual``
 the hidden size (times ``hc_mult`` for DeepSeek-V4's mHC streams), all counted in float32
 (the widest the runtime's temporaries get) and not divided by ``tp`` (the residual stream
 is replicated; a conservative bound). ``sequences`` is the engine's 64 running sequences,
@@ -25,7 +31,8 @@ tokenizer on a CPU).
 On a CPU, ``tp`` ranks share the host: each gets ``memory / tp``. The longest context is
 what the memory left after weights and workspace holds, in whole blocks, capped by the
 model's window. ``suggest`` looks further (up to 64 GPUs of the same kind, or H100s when a
-CPU is too small) for the refusal's "what would fit".
+CPU is too small) for the refusal's "what would fit". Qwen3-Next runs in one process only
+(no ``--tp`` / ``--ep`` yet): its layouts of more than one rank are refused with that reason.
 
 Limits: the attention kernels are assumed not to materialise [heads, chunk, context]
 scores (the Triton paged kernels do not; torch's CPU attention works in blocks); the
@@ -43,7 +50,7 @@ import torch
 from codeagent.backend.distributed.layout import Layout, LayoutError
 from codeagent.backend.planning import PlanError
 from codeagent.backend.planning.checkpoint import Stored, estimated, from_headers
-from codeagent.backend.planning.families import QWEN3, family
+from codeagent.backend.planning.families import QWEN3, QWEN3_NEXT, family
 from codeagent.backend.planning.hardware import GPUS, Hardware
 from codeagent.backend.planning.inventory import RankWeights, checkpoint_totals, rank_weights
 from codeagent.backend.planning.kv import KVCost, kv_cost, meta_model
@@ -64,10 +71,11 @@ class Workspace:
     activations: int
     logits: int
     reserve: int
+    states: int = 0  # the running sequences' own recurrent states (Qwen3-Next's DeltaNet layers)
 
     @property
     def total(self) -> int:
-        return self.activations + self.logits + self.reserve
+        return self.activations + self.logits + self.reserve + self.states
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +133,10 @@ class Planned:
         return int(self.meta.config.max_position_embeddings)
 
     def candidate(self, layout: Layout, memory: int, kind: str) -> Candidate:
-        workspace = workspace_for(self.meta.config, layout, kind)
+        workspace = workspace_for(self.meta.config, layout, kind, self.dtype)
+        if layout.tp > 1 and family(self.meta.config) == QWEN3_NEXT:
+            problem = "Qwen3-Next runs in one process (no --tp / --ep yet)"
+            return Candidate(layout, memory, self.window, workspace, problem=problem)
         try:
             weights = rank_weights(self.entries, self.meta.config, layout, self.dtype, self.keep_packed)
             kv = kv_cost(self.meta, layout)
@@ -152,22 +163,45 @@ class Plan:
         return next((c for c in self.candidates if c.fits(self.context)), None)
 
 
-def workspace_for(config: Any, layout: Layout, kind: str) -> Workspace:
-    """The activation, logits and reserve bytes of one rank (see the module docstring)."""
+def workspace_for(config: Any, layout: Layout, kind: str, dtype: torch.dtype = torch.bfloat16) -> Workspace:
+    """The activation, logits, reserve (and recurrent state) bytes of one rank (see the module docstring)."""
     c = config
+    architecture = family(c)
     streams = getattr(c, "hc_mult", 1)
     kv_width = 2 * getattr(c, "num_key_value_heads", 0) * c.head_dim
+    gated = 2 if architecture == QWEN3_NEXT else 1  # Qwen3-Next's q_proj also gives each head's gate
     widths = [
-        c.num_attention_heads * c.head_dim + kv_width,
+        gated * c.num_attention_heads * c.head_dim + kv_width,
         c.num_experts_per_tok * 2 * c.moe_intermediate_size,
         getattr(c, "index_n_heads", 0) * getattr(c, "index_head_dim", 0),
     ]
-    if family(c) == QWEN3 and not all(c.is_sparse(i) for i in range(c.num_hidden_layers)):
+    states = 0
+    if architecture == QWEN3_NEXT:
+        widths.append(_delta_channels(c) + c.linear_num_value_heads * (c.linear_value_head_dim + 2))
+        states = SEQUENCES * delta_state_bytes(c, dtype)
+    if architecture in (QWEN3, QWEN3_NEXT) and not all(c.is_sparse(i) for i in range(c.num_hidden_layers)):
         widths.append(2 * c.intermediate_size)  # dense MLP layers
     activations = PREFILL_CHUNK * 4 * (2 * max(widths) + 4 * c.hidden_size * streams)
     logits = SEQUENCES * c.vocab_size * 4 * 2
     reserve = CPU_RESERVE if kind == "cpu" else GPU_RESERVE + (NCCL_RESERVE if layout.tp > 1 else 0)
-    return Workspace(activations, logits, reserve)
+    return Workspace(activations, logits, reserve, states)
+
+
+def _delta_channels(c: Any) -> int:
+    """A DeltaNet layer's convolved channels: queries, keys and values."""
+    return (
+        2 * c.linear_num_key_heads * c.linear_key_head_dim
+        + c.linear_num_value_heads * c.linear_value_head_dim
+    )
+
+
+def delta_state_bytes(c: Any, dtype: torch.dtype) -> int:
+    """One sequence's DeltaNet states, all layers: the float32 recurrent state [value heads, key
+    dim, value dim] and the conv window [channels, kernel - 1] in the model dtype, a layer."""
+    layers = sum(1 for kind in c.layer_types if kind != "full_attention")
+    recurrent = c.linear_num_value_heads * c.linear_key_head_dim * c.linear_value_head_dim * 4
+    conv = _delta_channels(c) * (c.linear_conv_kernel_dim - 1) * dtype.itemsize
+    return layers * (recurrent + conv)
 
 
 def layouts(hardware: Hardware, tp: int | None = None, ep: bool = False) -> list[Layout]:

@@ -41,8 +41,10 @@ def _numbers(candidate: Candidate, context: int) -> str:
     shown = sorted(candidate.weights.resident.items(), key=lambda item: -item[1])
     floor = candidate.weights.total / 100  # formats under 1 % of the weights are left out
     formats = ", ".join(f"{fmt} {size(count)}" for fmt, count in shown if count >= floor)
+    states = candidate.workspace.states
+    held = f", {size(states)} of it the running sequences' recurrent states" if states else ""
     return (
-        f"{size(candidate.weights.total)} of weights ({formats}), {size(candidate.workspace.total)} of workspace "
+        f"{size(candidate.weights.total)} of weights ({formats}), {size(candidate.workspace.total)} of workspace{held} "
         f"and {per_token(candidate.kv.per_token)} of KV cache per token "
         f"({size(candidate.kv.bytes_for(context))} at {tokens(context)} tokens): "
         f"{size(candidate.needed(context))} of {size(candidate.memory)}"
@@ -149,6 +151,7 @@ def _candidate(c: Candidate, context: int) -> dict[str, Any]:
             "activations_bytes": c.workspace.activations,
             "logits_bytes": c.workspace.logits,
             "reserve_bytes": c.workspace.reserve,
+            "recurrent_state_bytes": c.workspace.states,
             "total_bytes": c.workspace.total,
         },
         "needed_bytes": c.needed(context),

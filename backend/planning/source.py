@@ -6,11 +6,16 @@ safetensors headers then give the exact bytes; or with only ``config.json``, est
 an alias (``loader.ALIASES``) or a model id, looked up first in the local cache and then
 among the shipped configurations (``configs/*.json``, listed in ``SHIPPED``; where each
 value comes from is in ``configs/PROVENANCE.md``). Nothing is downloaded here.
+
+``shipped_models()`` describes every shipped configuration without a download (what
+``codeagent models`` lists): its alias, architecture, window, and parameters and bytes as
+the planner's estimate of the release spells them (``checkpoint.estimated``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,7 +29,43 @@ SHIPPED = {  # model id -> its released config.json, in configs/
     "deepseek-ai/DeepSeek-V4-Pro": "DeepSeek-V4-Pro.json",
     "Qwen/Qwen3-Coder-30B-A3B-Instruct": "Qwen3-Coder-30B-A3B-Instruct.json",
     "Qwen/Qwen3-Coder-480B-A35B-Instruct": "Qwen3-Coder-480B-A35B-Instruct.json",
+    "Qwen/Qwen3-Coder-Next": "Qwen3-Coder-Next.json",
+    "Qwen/Qwen3.5-35B-A3B": "Qwen3.5-35B-A3B.json",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ShippedModel:
+    model_id: str
+    aliases: list[str]
+    architecture: str
+    window: int  # tokens
+    parameters: int  # as the release stores them, estimated from the config
+    stored_bytes: int
+
+
+def shipped_models() -> list[ShippedModel]:
+    """The models whose released config.json ships with codeagent, described from it alone."""
+    import torch
+
+    from codeagent.backend.planning.checkpoint import estimated
+    from codeagent.backend.planning.kv import meta_model
+
+    out = []
+    for model_id in SHIPPED:
+        config = shipped_config(model_id)
+        assert config is not None
+        meta = meta_model(config, torch.bfloat16)
+        entries = estimated(config, meta.config)
+        parameters = sum(
+            math.prod(entry.logical if entry.format == "fp4" else entry.shape) * entry.count
+            for entry in entries
+        )
+        aliases = sorted(alias for alias, known in ALIASES.items() if known == model_id)
+        window = int(meta.config.max_position_embeddings)
+        stored = sum(entry.nbytes for entry in entries)
+        out.append(ShippedModel(model_id, aliases, config["architectures"][0], window, parameters, stored))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
