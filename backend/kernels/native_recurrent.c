@@ -181,16 +181,18 @@ static void conv_block(long t, int n, int width, const void *x, long x_at, long 
     const int keep = width - 1;
     float w[MAX_WIDTH][BLOCK], win[MAX_WIDTH][BLOCK], tap[BLOCK], acc[BLOCK];
     for (int j = 0; j < width; j++) load_floats(weight, w_at + j, width, n, w_bf16, w[j]);
+    /* a rounding is skipped where the values already fit the narrower dtype (the same bits) */
+    const int state_to_x = bf16 && !s_bf16, x_to_w = w_bf16 && !bf16, x_to_state = s_bf16 && !bf16;
     for (int j = 0; j < keep; j++) {
         load_floats(state, s_at + j, keep, n, s_bf16, win[j]);
-        round_floats(win[j], n, bf16);
+        round_floats(win[j], n, state_to_x);
     }
     for (long s = 0; s < t; s++) {
         load_floats(x, x_at + s * x_stride, 1, n, bf16, win[keep]);
         for (int i = 0; i < n; i++) acc[i] = 0.0f;
         for (int j = 0; j < width; j++) {
             memcpy(tap, win[j], n * sizeof(float));
-            round_floats(tap, n, w_bf16);
+            round_floats(tap, n, x_to_w);
             for (int i = 0; i < n; i++) acc[i] += w[j][i] * tap[i];
         }
         round_floats(acc, n, w_bf16);
@@ -199,8 +201,7 @@ static void conv_block(long t, int n, int width, const void *x, long x_at, long 
         store_floats(out, out_at + s * out_stride, 1, n, bf16, acc);
         for (int j = 0; j < keep; j++) {
             memcpy(win[j], win[j + 1], n * sizeof(float));
-            round_floats(win[j], n, s_bf16);
-            round_floats(win[j], n, bf16);
+            round_floats(win[j], n, x_to_state);
         }
     }
     for (int j = 0; j < keep; j++) store_floats(state, s_at + j, keep, n, s_bf16, win[j]);
