@@ -17,9 +17,9 @@ fixed whatever the vectorizer chooses. Numerics: activations float32 or bfloat16
 the same dtype), g and beta taken as float32, everything computed in float32 over a fixed order
 and rounded once, so a sequence's result is the same bits alone or in a batch; they differ from
 the references by float32 summation order (the convolution rounds where its reference does: the
-inputs, the sum and the SiLU to the weight's dtype, a window value through the state's dtype; a
-bfloat16 reference also rounds each product, which the kernel does not). Limits: head sizes up to ``MAX_DIM``, windows up to
-``MAX_WIDTH``, value heads a multiple of query/key heads (value head h reads query/key head
+inputs, the sum and the SiLU to the weight's dtype, a window value through the state's dtype; its
+SiLU takes the kernel's own exponential, within two float32 roundings). Limits: head sizes up to
+``MAX_DIM``, windows up to ``MAX_WIDTH``, value heads a multiple of query/key heads (value head h reads query/key head
 h // (H / Hk), as ``repeat_interleave`` gives), states and weights contiguous; the ``fits_*``
 checks send anything else to the references. The chunked prefill of the delta rule is not here
 (compute-bound: the references' batched products).
