@@ -17,8 +17,15 @@ blocks that are not on disk yet for the writer; a preempted one is released with
 The chain starts from a namespace naming the model and the cache layout, so caches of
 different models or block layouts never mix, in memory or on disk.
 A model whose sequences keep state outside the blocks is built ``resumable=False``: prefix
-caching is off for it, no hit and no registration. (Qwen3-Next saves its recurrent states
-in per-block rows of the pool, so every registered block is one it can resume from.)
+caching is off for it, no hit and no registration. A model may instead save that state in
+streams held by only one block in ``every`` (``KVStream.every``; Qwen3-Next's DeltaNet
+states): then a sequence's block at index k gets a block that holds them when k + 1 is a
+multiple of ``every`` (a preference: ``BlockManager.fresh`` looks for one among the free
+blocks), ``stated`` names the blocks whose saved rows were written (registered after a
+forward crossed their end, or read back from disk with them), and an admission resumes only
+at the end of a stated block: the cached run is cut back to its last stated block (the
+blocks after it are released and recomputed), so a hit is at most ``every`` blocks short of
+the longest cached prefix. The disk tier stores those rows with the blocks that have them.
 
 ``CacheConfig`` sizes the pool: blocks of ``block_size`` tokens (rounded up to the model's
 multiple), as many as ``memory_bytes`` holds (default: min(4 GiB, 30% of available memory)
@@ -113,6 +120,9 @@ class BlockAllocator:
             self.disk = DiskTier(folder, config.disk_max_bytes)
             self.writer = DiskWriter(self.disk)
         self.persisted: set[bytes] = set()  # chain hashes on disk or queued for it
+        self.sparse = [s for s in streams if s.every > 1]  # saved state only some blocks hold
+        self.every = max((s.every for s in self.sparse), default=1)
+        self.stated: set[int] = set()  # blocks whose sparse rows were written (resumable there)
         self.mirror: DiskMirror | None = None
 
     def blocks_for(self, seq: CachedSequence) -> int:
@@ -130,11 +140,33 @@ class BlockAllocator:
             return None
         table = [self.blocks.acquire(b) for b in hits]
         from_disk = self._import(digests[len(table) :], table)
-        reused = len(hits) + from_disk
+        if self.sparse:  # resume only where the saved state was written: cut back to a stated block
+            keep = len(table)
+            while keep and table[keep - 1] not in self.stated:
+                keep -= 1
+            dropped = table[keep:]
+            del table[keep:]
+            self.blocks.release(dropped)
+            from_disk = max(0, keep - len(hits))
+            if total - keep > self.blocks.free:
+                self.blocks.release(table)
+                return None
+        reused = len(table)
         while len(table) < total:
-            table.append(self.blocks.fresh())
+            table.append(self._fresh(len(table)))
         seq.table, seq.computed, seq.hashes = table, reused * bs, digests[:reused]
         return Admission(reused * bs, from_disk * bs)
+
+    def _fresh(self, index: int, stated: bool | None = None) -> int:
+        """A fresh block for a sequence's block ``index``: one holding the sparse streams where
+        ``index + 1`` is a multiple of ``every`` (or ``stated`` says so), one without elsewhere."""
+        if not self.sparse:
+            return self.blocks.fresh()
+        want = (index + 1) % self.every == 0 if stated is None else stated
+        name = self.sparse[0].name
+        block = self.blocks.fresh(lambda b: self.pool.holds(name, b) == want)
+        self.stated.discard(block)
+        return block
 
     def _import(self, digests: list[bytes], table: list[int]) -> int:
         """Continue ``table`` with the blocks of ``digests`` found on disk, in order; how many."""
@@ -149,12 +181,15 @@ class BlockAllocator:
             rows = self.disk.get(digest)
             if rows is None:
                 break
-            block = self.blocks.fresh()
+            saved = bool(self.sparse) and all(s.name in rows for s in self.sparse)
+            block = self._fresh(len(table), saved)
             try:
                 self.pool.import_block(block, rows)
             except ValueError:
                 self.blocks.release([block])
                 break
+            if saved and self.pool.holds(self.sparse[0].name, block):
+                self.stated.add(block)
             self.blocks.register(block, digest)
             self.persisted.add(digest)
             table.append(block)
@@ -168,7 +203,7 @@ class BlockAllocator:
         if seq.computed + 1 <= len(seq.table) * self.block_size:
             return True
         try:
-            seq.table.append(self.blocks.fresh())
+            seq.table.append(self._fresh(len(seq.table)))
         except OutOfBlocks:
             return False
         return True
@@ -183,6 +218,10 @@ class BlockAllocator:
             digest = chain_hash(previous, seq.tokens[k * bs : (k + 1) * bs])
             self.blocks.register(seq.table[k], digest)
             seq.hashes.append(digest)
+            if self.sparse and self.pool.holds(self.sparse[0].name, seq.table[k]):
+                self.stated.add(seq.table[k])  # the forward that crossed the block's end saved there
+                if self.blocks.by_hash[digest] not in self.stated:  # an earlier copy no one can resume at
+                    self.blocks.by_hash[digest] = seq.table[k]
 
     def free(self, seq: CachedSequence, persist: bool) -> None:
         """Release seq's blocks (still cached, evictable); with ``persist``, queue those not on disk."""
@@ -190,7 +229,11 @@ class BlockAllocator:
             for block, digest in zip(seq.table, seq.hashes, strict=False):
                 if digest not in self.persisted:
                     self.persisted.add(digest)
-                    self.writer.put(digest, self.pool.export_block(block))
+                    rows = self.pool.export_block(block)
+                    if block not in self.stated:
+                        for stream in self.sparse:
+                            rows.pop(stream.name, None)
+                    self.writer.put(digest, rows)
                     if self.mirror is not None:
                         self.mirror.moved("export", block, digest)
         self.blocks.release(seq.table)

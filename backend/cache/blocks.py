@@ -11,6 +11,9 @@ least recently released one is reused first when a fresh block is needed. Tokens
 sequence generates are registered the same way once their block fills, so the next turn
 of a conversation hits the assistant's own reply.
 
+A fresh block may be asked with a preference (``fresh(prefer)``): the allocator asks for
+blocks that hold, or do not hold, a stream only some blocks have (``paged.KVStream.every``).
+
 Limits: only full blocks are shared (a partial last block is always private); the pool
 size is fixed at construction; if two sequences compute the same block at once, the
 first registered copy is the one shared and the second stays private.
@@ -20,7 +23,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
+
+SCAN = 256  # free blocks ``fresh`` looks through for a preferred one
 
 
 class OutOfBlocks(RuntimeError):
@@ -91,11 +98,15 @@ class BlockManager:
         block.ref_count += 1
         return block_id
 
-    def fresh(self) -> int:
-        """An empty block: a never-used one, or the least recently released (its hash forgotten)."""
+    def fresh(self, prefer: Callable[[int], bool] | None = None) -> int:
+        """An empty block: a never-used one, or the least recently released (its hash forgotten).
+        With ``prefer``, the first such block (among the next ``SCAN``) whose id it accepts, when any."""
         if not self.evictable:
             raise OutOfBlocks("no free block")
-        block_id, _ = self.evictable.popitem(last=False)
+        block_id = next(iter(self.evictable))
+        if prefer is not None and not prefer(block_id):
+            block_id = next((b for b in islice(self.evictable, SCAN) if prefer(b)), block_id)
+        del self.evictable[block_id]
         block = self.blocks[block_id]
         if block.hash is not None and self.by_hash.get(block.hash) == block_id:
             del self.by_hash[block.hash]

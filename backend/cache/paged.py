@@ -4,7 +4,9 @@ A model describes what one block of ``block_size`` tokens leaves behind as a lis
 ``KVStream`` specs: a name, how many tokens one row covers (1 for per-token keys and
 values or DeepSeek-V4's latents, the compression rate for compressed entries,
 ``block_size`` for state kept once per block such as V4's compressor overlap), and a row's
-shape and dtype. ``KVPool`` allocates, per stream, one tensor of ``num_blocks`` blocks'
+shape and dtype. A stream with ``every`` > 1 is held by only the first 1/every of the blocks
+(ids below ``held``): Qwen3-Next's saved DeltaNet states, too large for every block; the
+allocator decides which sequence blocks get such a block, writers check ``holds``. ``KVPool`` allocates, per stream, one tensor of ``num_blocks`` blocks'
 rows; block ``b`` owns rows ``[b * rows_per_block, (b + 1) * rows_per_block)`` of every
 stream, so a block can be shared, exported to disk or imported as one unit.
 
@@ -35,6 +37,11 @@ class KVStream:
     tokens_per_row: int
     row_shape: tuple[int, ...]
     dtype: torch.dtype
+    every: int = 1  # rows for one block in ``every``: blocks [0, ceil(num_blocks / every)) hold them
+
+    def held_blocks(self, num_blocks: int) -> int:
+        """How many of ``num_blocks`` blocks (the lowest ids) have this stream's rows."""
+        return -(-num_blocks // self.every)
 
     def rows_per_block(self, block_size: int) -> int:
         if block_size % self.tokens_per_row:
@@ -110,16 +117,22 @@ class KVPool:
         self.streams = {s.name: s for s in streams}
         self.block_size, self.num_blocks, self.device = block_size, num_blocks, device
         self.per_block = {s.name: s.rows_per_block(block_size) for s in streams}
+        self.held = {s.name: s.held_blocks(num_blocks) for s in streams}
         self.tensors = {
             s.name: torch.empty(
-                num_blocks * self.per_block[s.name], *s.row_shape, dtype=s.dtype, device=device
+                self.held[s.name] * self.per_block[s.name], *s.row_shape, dtype=s.dtype, device=device
             )
             for s in streams
         }
 
     @staticmethod
     def bytes_per_block(streams: list[KVStream], block_size: int) -> int:
-        return sum(s.rows_per_block(block_size) * s.row_bytes() for s in streams)
+        """Bytes a block costs on average (a stream held by one block in ``every`` counts 1/every)."""
+        return sum(-(-s.rows_per_block(block_size) * s.row_bytes() // s.every) for s in streams)
+
+    def holds(self, name: str, block: int) -> bool:
+        """Whether block ``block`` has rows of stream ``name`` (every block, unless ``every`` > 1)."""
+        return block < self.held[name]
 
     def export_block(self, block: int) -> dict[str, torch.Tensor]:
         """A copy of everything block ``block`` holds, on the CPU (for the disk tier)."""
@@ -128,12 +141,18 @@ class KVPool:
                 "cpu", copy=True
             )
             for name, tensor in self.tensors.items()
+            if self.holds(name, block)
         }
 
     def import_block(self, block: int, rows: dict[str, torch.Tensor]) -> None:
-        if rows.keys() != self.tensors.keys():
+        """Fill block ``block`` from an export: every stream every block holds must be there; rows
+        of streams only some blocks hold are taken where this block holds them, else dropped."""
+        sparse = {s.name for s in self.streams.values() if s.every > 1}
+        if rows.keys() - sparse != self.tensors.keys() - sparse or not rows.keys() <= self.tensors.keys():
             raise ValueError("the block's streams do not match this pool's")
         for name, tensor in self.tensors.items():
+            if name not in rows or not self.holds(name, block):
+                continue
             n = self.per_block[name]
             if rows[name].shape != tensor[:n].shape or rows[name].dtype != tensor.dtype:
                 raise ValueError(f"the block's {name} has the wrong shape or dtype")

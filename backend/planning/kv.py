@@ -13,7 +13,8 @@ entry every ``rate`` tokens; on CSA layers the indexer's keys every 4 tokens and
 block, both compressors' overlap state (float32 [2, rate, dim]). All in the model dtype
 but the overlaps. Qwen3-Next / Qwen3.5-MoE: keys and values of the full-attention layers
 only (one layer in four), and, where the model saves its DeltaNet states in the pool for
-prefix caching, each DeltaNet layer's conv and float32 recurrent state once a block. A
+prefix caching, each DeltaNet layer's conv and float32 recurrent state once a block, in one
+block of ``state_every`` (``KVStream.every``: counted as that share of every block). A
 running sequence's own live DeltaNet states are not in the pool: ``plan.workspace_for``
 counts them.
 
@@ -95,7 +96,8 @@ def kv_cost(model: Any, layout: Layout) -> KVCost:
     kinds: dict[str, float] = {}
     for stream in streams:
         kind = KINDS.get(stream.name.split(".", 1)[1], stream.name)
-        kinds[kind] = kinds.get(kind, 0.0) + stream.rows_per_block(block) * stream.row_bytes() / block
+        share = stream.rows_per_block(block) * stream.row_bytes() / stream.every  # held by 1 block in every
+        kinds[kind] = kinds.get(kind, 0.0) + share / block
     return KVCost(block, KVPool.bytes_per_block(streams, block), kinds, _rule(model.config, layout))
 
 

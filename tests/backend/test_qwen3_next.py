@@ -403,6 +403,7 @@ def test_engine_batches_chunks_preempts_and_resumes_from_cached_blocks(next_tiny
     from codeagent.backend.layers.sampler import SamplingParams
 
     model = ours(next_tiny)
+    model.state_every = 1  # the DeltaNet states saved in every block (test_qwen3_next_prefix: fewer)
     prompts = [prompt(n, seed=s) for s, n in ((8, 20), (9, 75), (10, 26))]
     alone = [greedy(model, [p], 12)[0] for p in prompts]
     params = SamplingParams(max_tokens=12)

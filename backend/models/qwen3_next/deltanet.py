@@ -25,7 +25,8 @@ in float32, zeros for a fresh sequence; a forward replaces or updates them in pl
 live in the sequence's state object, outside the engine's pool; over the engine's pool a
 state also has ``saved`` (``snapshots.py``): a forward that crosses a block boundary cuts the
 sequence's tokens there and stores both states as of the boundary in that block's state
-rows, from which a later sequence with the same prefix resumes. Memory: per sequence and layer C·(K-1) model-dtype values and Hv·Dk·Dv·4 bytes,
+rows (where the block has them: one block in ``state_every``), from which a later sequence
+with the same prefix resumes. Memory: per sequence and layer C·(K-1) model-dtype values and Hv·Dk·Dv·4 bytes,
 2 MiB at Qwen3-Next-80B's shapes: 36 such layers hold ~72 MiB a sequence, outside the pool's budget.
 
 Limits: torch references only (the kernels plug in at ``_convolve`` / ``_recur``); a decode

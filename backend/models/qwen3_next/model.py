@@ -11,13 +11,13 @@ decode are the same call, and every sequence continues its own state.
 A sequence's state (``Qwen3NextState``) is, per layer, the attention layer's KV rows
 (``KVCache`` over the engine's pool, or growing tensors standalone) or the DeltaNet layer's
 conv and recurrent states (``DeltaState``, plain tensors of the sequence's own). The pool
-holds the attention layers' KV rows and, per DeltaNet layer, one conv-state row and one
-recurrent-state row per block: the states after the block's last token, written by the
-forward that crosses the boundary (``snapshots.py``: design, exactness, cost). So every
-cached block can be resumed from (``resumes_from_blocks``), in memory or from the disk tier,
-and ``new_state(paged, cached_tokens)`` starts from the saved states of the block before
-``cached_tokens``. ``prefix_states=False`` drops the state rows (a pool ~99x denser at
-Qwen3-Next-80B's shapes) and with them prefix caching: sequences then always start cold.
+holds the attention layers' KV rows and, per DeltaNet layer, a conv-state row and a
+recurrent-state row in one block of ``state_every`` (16): the states after that block's last
+token, written by the forward that crosses its end (``snapshots.py``: design, exactness,
+cost). A sequence resumes from cached blocks (``resumes_from_blocks``), in memory or from
+the disk tier, at the last cached block holding written states: ``new_state(paged,
+cached_tokens)`` starts from them. ``prefix_states=False`` drops the state rows and with
+them prefix caching: sequences then always start cold.
 
 Weights: ``weights.py`` (both families' key spellings). Limits: one process (no ``--tp`` /
 ``--ep``), no ``--cpu-experts``, no ``--pack``; FP8 block-scaled weights are dequantized at load
@@ -49,6 +49,7 @@ from codeagent.backend.models.qwen3_next.moe import DenseMlp, SparseMoe
 from codeagent.backend.models.qwen3_next.snapshots import Snapshots, state_streams
 
 LayerState = KVCache | DeltaState
+STATE_EVERY = 16  # the DeltaNet states saved at the end of one block in 16 (snapshots.py)
 
 
 @dataclass(slots=True)
@@ -94,9 +95,11 @@ class Qwen3NextForCausalLM(CausalLMModule):
         device: Any = "cpu",
         kernels: Kernels | None = None,
         prefix_states: bool = True,
+        state_every: int = STATE_EVERY,
     ) -> None:
         super().__init__(config, device, kernels)
-        self.resumes_from_blocks = prefix_states  # the DeltaNet states saved per block (module doc)
+        self.resumes_from_blocks = prefix_states  # the DeltaNet states saved in the pool (module doc)
+        self.state_every = state_every  # one block in this many holds them
         self.embed = empty_param(config.vocab_size, config.hidden_size, dtype=dtype, device=device)
         self.layers = nn.ModuleList(
             DecoderLayer(config, i, dtype, device) for i in range(config.num_hidden_layers)
@@ -130,6 +133,7 @@ class Qwen3NextForCausalLM(CausalLMModule):
             c.linear_value_head_dim,
             dtype,
             block_size,
+            self.state_every,
         )
 
     def new_state(self, paged: SeqBlocks | None = None, cached_tokens: int = 0) -> Qwen3NextState:
@@ -150,9 +154,7 @@ class Qwen3NextForCausalLM(CausalLMModule):
             state: DeltaState = layer.mixer.fresh_state()  # type: ignore[operator]
             if saving:
                 assert paged is not None
-                state.saved = Snapshots(
-                    paged.rows(f"{i}.conv"), paged.rows(f"{i}.state"), paged.pool.block_size
-                )
+                state.saved = Snapshots(paged, i)
                 if cached_tokens:
                     state.resume(cached_tokens)
             layers.append(state)

@@ -47,8 +47,10 @@ def test_kv_is_the_attention_layers_only_and_the_states_are_fixed():
     # one sequence: 36 DeltaNet layers x (32 value heads x 128 x 128 x 4 B + 8192 conv channels x 3 x 2 B)
     state = delta_state_bytes(c, torch.bfloat16)
     assert state == 36 * (32 * 128 * 128 * 4 + (2 * 16 * 128 + 32 * 128) * 3 * 2) == 77_266_944
-    # any more per token is the pool's per-block copy of those states (prefix caching), never per token
-    assert cost.per_token - 24_576 in (0, state / cost.block_tokens)
+    # any more per token is the pool's copy of those states (prefix caching) in one block of
+    # state_every (16), never per token
+    assert cost.per_token - 24_576 == state / 16 / cost.block_tokens == 150_912
+    assert sum(cost.kinds.values()) == cost.per_token
 
 
 def test_coder_next_plans_on_one_device_with_its_recurrent_states():
