@@ -13,9 +13,9 @@ boundary is simply not saved). The rows travel with their block as one unit: sha
 in memory, exported to and imported from the disk tier by the same background writer (a
 block without them is stored without them).
 
-Written whenever a forward crosses a block boundary whose block holds the rows: a prompt or
-chunk is cut at every boundary inside it (``cuts``), the rule runs piece by piece and the
-states after each piece are stored where the block holds them; the conv state at a boundary
+Written whenever a forward crosses the end of a block that holds the rows: a prompt or chunk
+is cut at every such boundary inside it (``cuts``), the rule runs piece by piece and the
+states after each piece are stored; the conv state at a boundary
 is copied from the convolution's window (exact: it is the boundary's last K - 1 inputs); a
 decode token that ends a block stores the states after its step. A boundary a sequence
 starts at (its cached prefix) is never rewritten, so a shared block is only read. The
@@ -23,10 +23,11 @@ allocator reports a cached prefix only up to the end of a block whose rows were 
 (``BlockAllocator.stated``), so a hit is at most ``every`` blocks short of the longest cached
 run; ``resume`` reads that block's rows back into a fresh ``DeltaState``.
 
-Exactness: resuming continues from the very float32 state a cold run had at that boundary,
-and a cold run in the engine cuts its prompt at the same boundaries, so the resumed pieces
-are the cold run's own pieces; the rest (attention over cached KV) is as for any family.
-Standalone states (no pool) are not cut.
+Exactness: resuming continues from the very float32 state a cold run had at that boundary;
+after it, the chunked rule's pieces end where the resumed sequence's blocks hold state rows,
+which need not be where a cold run's did: the same arithmetic cut elsewhere, within the
+family's 1e-5 (as prefill against decode); the rest (attention over cached KV) is as for any
+family. Standalone states (no pool) are not cut.
 
 Cost: a saved boundary is, over the DeltaNet layers, C·(K-1)·dtype + Hv·Dk·Dv·4 bytes
 (``state_bytes``): 6400 B at the tests' tiny float32 shapes; at Qwen3-Next-80B's (36 DeltaNet
@@ -36,8 +37,9 @@ one block of 16 that is 4.8 MB a block on average (``KVPool.bytes_per_block``), 
 alone: the pool holds ~7x fewer tokens than without saved states, and a follow-up turn
 recomputes at most 16 blocks (512 tokens) of its cached prefix. ``state_every = 1`` saves
 every boundary (~99x the KV); ``prefix_states=False`` on the model drops the rows and
-resumption. Cutting a prompt at every block costs one call of the chunked rule per block
-(padded to its chunk of 64 tokens), also where the block keeps nothing.
+resumption. Each cut costs one more call of the chunked rule (its last chunk padded to 64
+tokens): at ``state_every = 1`` and small blocks a long prompt's DeltaNet layers run about
+twice as long on the CPU.
 """
 
 from __future__ import annotations
@@ -57,10 +59,15 @@ class Snapshots:
         self.conv, self.recurrent = paged.rows(self.names[0]), paged.rows(self.names[1])
 
     def cuts(self, start: int, count: int) -> list[int]:
-        """Offsets j in 1..count where ``start + j`` ends a block: after them a state is saved."""
-        bs = self.block_size
+        """Offsets j in 1..count where ``start + j`` ends a block that holds state rows: after
+        them a state is saved."""
+        bs, table, name = self.block_size, self.paged.table, self.names[0]
         first = (start // bs + 1) * bs - start
-        return list(range(first, count + 1, bs))
+        return [
+            j
+            for j in range(first, count + 1, bs)
+            if self.paged.pool.holds(name, table[(start + j) // bs - 1])
+        ]
 
     def save(self, tokens: int, conv: torch.Tensor | None, recurrent: torch.Tensor | None) -> None:
         """The states after ``tokens`` tokens (a multiple of the block size) into that block's rows."""
