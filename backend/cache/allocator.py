@@ -123,6 +123,7 @@ class BlockAllocator:
         self.sparse = [s for s in streams if s.every > 1]  # saved state only some blocks hold
         self.every = max((s.every for s in self.sparse), default=1)
         self.stated: set[int] = set()  # blocks whose sparse rows were written (resumable there)
+        self.persisted_stated: set[bytes] = set()  # chain hashes on disk (or queued) with those rows
         self.mirror: DiskMirror | None = None
 
     def blocks_for(self, seq: CachedSequence) -> int:
@@ -190,6 +191,7 @@ class BlockAllocator:
                 break
             if saved and self.pool.holds(self.sparse[0].name, block):
                 self.stated.add(block)
+                self.persisted_stated.add(digest)
             self.blocks.register(block, digest)
             self.persisted.add(digest)
             table.append(block)
@@ -227,10 +229,13 @@ class BlockAllocator:
         """Release seq's blocks (still cached, evictable); with ``persist``, queue those not on disk."""
         if persist and self.writer is not None:
             for block, digest in zip(seq.table, seq.hashes, strict=False):
-                if digest not in self.persisted:
-                    self.persisted.add(digest)
+                stated = block in self.stated
+                if digest not in self.persisted or (stated and digest not in self.persisted_stated):
+                    self.persisted.add(digest)  # (a copy with saved state rows replaces one without)
                     rows = self.pool.export_block(block)
-                    if block not in self.stated:
+                    if stated:
+                        self.persisted_stated.add(digest)
+                    else:
                         for stream in self.sparse:
                             rows.pop(stream.name, None)
                     self.writer.put(digest, rows)

@@ -102,7 +102,7 @@ def allocator(model, **cache) -> BlockAllocator:
 
 
 def run(
-    model, alloc: BlockAllocator, tokens: list[int], chunk: int = 1000, decode: int = 3
+    model, alloc: BlockAllocator, tokens: list[int], chunk: int = 1000, decode: int = 3, before_free=None
 ) -> tuple[Seq, list]:
     """Admit ``tokens``, compute the rest in forwards of ``chunk`` tokens, then ``decode`` greedy
     steps; returns the sequence (registered, released with persistence) and the last logits of
@@ -128,6 +128,8 @@ def run(
             break
         seq.tokens.append(int(out[0].argmax()))
         assert alloc.may_append(seq)
+    if before_free is not None:
+        before_free(seq)
     alloc.free(seq, persist=True)
     return seq, logits
 
@@ -289,3 +291,23 @@ def test_cache_bytes_per_block_boundary(model, every):
     assert state_bytes(bare.cache_streams(BS)) == 0 and not bare.resumes_from_blocks
     with pytest.raises(ValueError, match="cannot resume"):
         model.new_state(None, BS)
+
+
+def test_a_copy_with_saved_states_replaces_one_without_on_disk(model, tmp_path):
+    model.state_every = 3
+    try:
+        alloc = allocator(model, disk_folder=tmp_path)
+        base = prompt(40, 13)
+        run(model, alloc, base, decode=0, before_free=lambda seq: alloc.stated.clear())  # none saved
+        alloc.flush()
+        assert admitted(allocator(model, disk_folder=tmp_path), base) == 0  # on disk without states
+        run(model, alloc, base, decode=0)  # recomputed (no stated block to resume at): saved this time
+        alloc.flush()
+        fresh = allocator(model, disk_folder=tmp_path)
+        assert admitted(fresh, base) == 24
+        _, resumed = run(model, fresh, base)
+        close(resumed, cold(model, base), 1e-5)
+        alloc.close()
+        fresh.close()
+    finally:
+        model.state_every = STATE_EVERY
