@@ -29,8 +29,15 @@ rows (where the block has them: one block in ``state_every``), from which a late
 with the same prefix resumes. Memory: per sequence and layer C·(K-1) model-dtype values and Hv·Dk·Dv·4 bytes,
 2 MiB at Qwen3-Next-80B's shapes: 36 such layers hold ~72 MiB a sequence, outside the pool's budget.
 
-Limits: torch references only (the kernels plug in at ``_convolve`` / ``_recur``); a decode
-batch stacks its states and copies them back, where a slot pool would index them in place.
+Kernels: the model's ``Kernels`` choose per call (``_conv_ops`` / ``_rule_ops``): with Triton
+(GPU) the decode step and each prompt piece's chunked rule run ``kernels/gated_delta.py``;
+on CPU the native kernels (``kernels/native_recurrent.c``) run the decode step and the conv
+(prompt and step) where their ``fits_*`` checks pass; otherwise the torch references of
+``layers/gated_delta.py``, which stay the specification (and run the chunked rule on CPU).
+
+Limits: a decode batch stacks its states and copies them back, where a slot pool would index
+them in place; the prompt's pieces run one sequence at a time (the Triton rule takes a whole
+flattened batch, ``chunk_gated_delta_rule_varlen``; not used yet).
 """
 
 from __future__ import annotations
@@ -43,13 +50,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from codeagent.backend.layers.gated_delta import (
-    causal_conv1d,
-    causal_conv1d_step,
-    chunk_gated_delta_rule,
-    gated_delta_step,
-    recurrent_gated_delta_rule,
-)
+from codeagent.backend.kernels.dispatch import Kernels
+from codeagent.backend.layers import gated_delta as reference
+from codeagent.backend.layers.gated_delta import recurrent_gated_delta_rule
 from codeagent.backend.layers.linear import Linear, empty_param
 from codeagent.backend.models.base import Step
 from codeagent.backend.models.qwen3_next.config import Qwen3NextConfig
@@ -107,7 +110,7 @@ class GatedDeltaNet(nn.Module):
     def forward(self, x: torch.Tensor, states: list[DeltaState], step: Step) -> torch.Tensor:
         t, hv, dv = x.shape[0], self.v_heads, self.v_dim
         qkv, z, b, a = self.in_proj.forward(x, step.kernels).split([self.channels, hv * dv, hv, hv], dim=-1)
-        qkv = self._convolve(qkv, states, step.sizes)  # [T, C]
+        qkv = self._convolve(qkv, states, step.sizes, step.kernels)  # [T, C]
         kd = self.k_heads * self.k_dim
         q, k, v = qkv.split([kd, kd, hv * dv], dim=-1)
         repeat = hv // self.k_heads
@@ -116,17 +119,19 @@ class GatedDeltaNet(nn.Module):
         if repeat > 1:
             q, k = q.repeat_interleave(repeat, dim=1), k.repeat_interleave(repeat, dim=1)  # [T, Hv, Dk]
         g = -self.A_log.exp() * F.softplus(a.float() + self.dt_bias)  # [T, Hv]
-        out = self._recur(q, k, v.reshape(t, hv, dv), g, torch.sigmoid(b), states, step.sizes)
+        out = self._recur(q, k, v.reshape(t, hv, dv), g, torch.sigmoid(b), states, step.sizes, step.kernels)
         for state, n in zip(states, step.sizes, strict=True):
             state.length += n
         out = gated_rms_norm(out, z.reshape(t, hv, dv), self.norm, self.eps)  # [T, Hv, Dv]
         return self.out_proj.forward(out.reshape(t, -1), step.kernels)
 
-    def _convolve(self, x: torch.Tensor, states: list[DeltaState], sizes: list[int]) -> torch.Tensor:
+    def _convolve(
+        self, x: torch.Tensor, states: list[DeltaState], sizes: list[int], kernels: Kernels
+    ) -> torch.Tensor:
         """x [T, C] -> SiLU(causal conv) [T, C], each sequence continuing its conv state."""
         if len(sizes) == x.shape[0]:  # decode: one token a sequence
             stacked = torch.stack([s.conv for s in states])  # [B, C, K - 1]
-            y = causal_conv1d_step(x, self.conv, stacked)
+            y = _conv_ops(kernels, x, self.conv, stacked).causal_conv1d_step(x, self.conv, stacked)
             for state, conv in zip(states, stacked, strict=True):
                 state.conv.copy_(conv)
                 if state.saved is not None and state.saved.cuts(state.length, 1):
@@ -139,7 +144,8 @@ class GatedDeltaNet(nn.Module):
                 window = torch.cat((state.conv.to(part.dtype), part.t()), dim=1)  # [C, K - 1 + n]
                 for j in state.saved.cuts(state.length, part.shape[0]):
                     state.saved.save(state.length + j, window[:, j : j + keep].to(state.conv.dtype), None)
-            y, state.conv = causal_conv1d(part, self.conv, state.conv)
+            ops = _conv_ops(kernels, part, self.conv, state.conv)
+            y, state.conv = ops.causal_conv1d(part, self.conv, state.conv)
             outs.append(y)
         return torch.cat(outs)
 
@@ -152,11 +158,12 @@ class GatedDeltaNet(nn.Module):
         beta: torch.Tensor,
         states: list[DeltaState],
         sizes: list[int],
+        kernels: Kernels,
     ) -> torch.Tensor:
         """The gated delta rule for every sequence of the batch: [T, Hv, Dv] in v's dtype."""
         if len(sizes) == v.shape[0]:  # decode
             stacked = torch.stack([s.recurrent for s in states])  # [B, Hv, Dk, Dv]
-            out = gated_delta_step(q, k, v, g, beta, stacked)
+            out = _step_ops(kernels, q, k, v, g, beta, stacked).gated_delta_step(q, k, v, g, beta, stacked)
             for state, recurrent in zip(states, stacked, strict=True):
                 state.recurrent.copy_(recurrent)
                 if state.saved is not None and state.saved.cuts(state.length, 1):
@@ -172,9 +179,26 @@ class GatedDeltaNet(nn.Module):
             edges = [0, *cuts] if cuts and cuts[-1] == count else [0, *cuts, count]
             for begin, end in pairwise(edges):  # the rule piece by piece, cut at boundaries
                 qs, ks, vs, gs, bs = (part[begin:end] for part in tensors)
-                rule = recurrent_gated_delta_rule if end - begin == 1 else chunk_gated_delta_rule
+                chunked = (kernels.triton or reference).chunk_gated_delta_rule
+                rule = recurrent_gated_delta_rule if end - begin == 1 else chunked
                 out, state.recurrent = rule(qs, ks, vs, gs, bs, state.recurrent)
                 outs.append(out)
                 if state.saved is not None and end in cuts:
                     state.saved.save(state.length + end, None, state.recurrent)
         return torch.cat(outs)
+
+
+def _conv_ops(kernels: Kernels, x: torch.Tensor, weight: torch.Tensor, state: torch.Tensor) -> Any:
+    """Where a conv runs: the native CPU kernels where they take it, else the reference (Triton
+    has no conv kernel: on a GPU the reference's depthwise conv1d is one launch)."""
+    native = kernels.recurrent
+    return native if native is not None and native.fits_conv(x, weight, state) else reference
+
+
+def _step_ops(kernels: Kernels, *tensors: torch.Tensor) -> Any:
+    """Where a decode step of the rule runs: Triton, the native CPU kernel where it fits, or the
+    reference."""
+    if kernels.triton is not None:
+        return kernels.triton
+    native = kernels.recurrent
+    return native if native is not None and native.fits_gated_delta_step(*tensors) else reference
