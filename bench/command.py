@@ -112,6 +112,12 @@ def _add_engine(sub: Subparsers) -> None:
     )
     engine.add_argument("--new-tokens", type=positive_int, default=64, metavar="N")
     engine.add_argument(
+        "--family",
+        choices=("qwen3-moe", "qwen3-next"),
+        default="qwen3-moe",
+        help="the random model: Qwen3-MoE, or Qwen3-Next (Gated DeltaNet + gated attention + MoE)",
+    )
+    engine.add_argument(
         "--dtypes",
         type=name_list(("float32", "bfloat16")),
         default=("float32", "bfloat16"),

@@ -1,7 +1,9 @@
 """``codeagent bench engine``: the engine's speed on a small random MoE, in one run.
 
 The model is a random Qwen3-MoE (hidden 512, 8 layers, 32 experts top-4, fp32, vocab
-32000; ~139M parameters) built with transformers, saved, and loaded by our runtime, so
+32000; ~139M parameters), or with ``--family qwen3-next`` a random Qwen3-Next of the same
+width (8 layers in the released 3 Gated DeltaNet : 1 gated attention pattern, 64 experts
+top-8 + a shared expert), built with transformers, saved, and loaded by our runtime, so
 the same weights serve both sides. Scenarios:
 
 - ``decode``: tokens/s of one sequence (the median of three, prefill included) and total
@@ -42,6 +44,28 @@ from codeagent.bench.generate import reference_generate
 from codeagent.bench.machine import machine
 
 SCENARIOS = ("decode", "prefix", "disk", "frontier")
+FAMILIES = ("qwen3-moe", "qwen3-next")
+QWEN3_NEXT: dict[str, Any] = {  # the engine bench's size in Qwen3-Next's released pattern
+    "vocab_size": 32000,
+    "hidden_size": 512,
+    "num_hidden_layers": 8,  # layer_types: three linear-attention layers, then one full
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "head_dim": 64,
+    "intermediate_size": 1024,
+    "moe_intermediate_size": 256,
+    "shared_expert_intermediate_size": 256,
+    "num_experts": 64,
+    "num_experts_per_tok": 8,
+    "norm_topk_prob": True,
+    "linear_num_key_heads": 4,
+    "linear_num_value_heads": 8,
+    "linear_key_head_dim": 64,
+    "linear_value_head_dim": 64,
+    "linear_conv_kernel_dim": 4,
+    "tie_word_embeddings": False,
+    "initializer_range": 0.02,
+}
 DTYPES = ("float32", "bfloat16")
 FOLLOW_UP = 64
 BLOCK = 32
@@ -61,24 +85,16 @@ def bench_engine(
     frontiers: tuple[int, ...] = (2048, 4096, 8192, 16384),
     new_tokens: int = 64,
     dtypes: tuple[str, ...] = DTYPES,
+    family: str = "qwen3-moe",
 ) -> dict[str, Any]:
-    try:
-        from transformers import Qwen3MoeConfig as RefConfig
-        from transformers import Qwen3MoeForCausalLM as RefModel
-    except ImportError as err:
-        raise RuntimeError(
-            "the engine benchmark compares with transformers: pip install -e '.[test]'"
-        ) from err
     from codeagent.backend.kernels.dispatch import kernels_in_use
 
     longest = max((*prefixes, *frontiers)) + FOLLOW_UP + new_tokens
-    config = qwen3_config(hidden=512, layers=8, experts=32, width=256, vocab=32000)
-    config["max_position_embeddings"] = max(4096, longest)
-    torch.manual_seed(0)
-    reference = RefModel(RefConfig(**{k: v for k, v in config.items() if k != "architectures"})).eval()
+    reference, RefModel, description = _reference(family, max(4096, longest))
     results: dict[str, Any] = {
         "benchmark": "engine",
-        "model": "random Qwen3-MoE, hidden 512, 8 layers, 32 experts top-4, vocab 32000 (float32 unless noted)",
+        "family": family,
+        "model": description,
         "parameters": sum(p.numel() for p in reference.parameters()),
         "machine": machine(),
         "kernels": kernels_in_use(),
@@ -107,6 +123,33 @@ def bench_engine(
             results["frontier"] = [_frontier(run, n) for n in frontiers]
     results["targets"] = _targets(results)
     return results
+
+
+def _reference(family: str, positions: int) -> tuple[Any, Any, str]:
+    """transformers' random model of ``family`` (seed 0), its class, and its description."""
+    try:
+        import transformers
+    except ImportError as err:
+        raise RuntimeError(
+            "the engine benchmark compares with transformers: pip install -e '.[test]'"
+        ) from err
+    torch.manual_seed(0)
+    if family == "qwen3-next":
+        config = transformers.Qwen3NextConfig(**QWEN3_NEXT, max_position_embeddings=positions)
+        return (
+            transformers.Qwen3NextForCausalLM(config).eval(),
+            transformers.Qwen3NextForCausalLM,
+            "random Qwen3-Next, hidden 512, 8 layers (3 Gated DeltaNet : 1 gated attention), "
+            "64 experts top-8 + a shared expert, vocab 32000 (float32 unless noted)",
+        )
+    config = qwen3_config(hidden=512, layers=8, experts=32, width=256, vocab=32000)
+    config["max_position_embeddings"] = positions
+    settings = {k: v for k, v in config.items() if k != "architectures"}
+    return (
+        transformers.Qwen3MoeForCausalLM(transformers.Qwen3MoeConfig(**settings)).eval(),
+        transformers.Qwen3MoeForCausalLM,
+        "random Qwen3-MoE, hidden 512, 8 layers, 32 experts top-4, vocab 32000 (float32 unless noted)",
+    )
 
 
 class _Runs:

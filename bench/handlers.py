@@ -76,7 +76,7 @@ def bench_engine(args: argparse.Namespace, config: object) -> int:
         except RuntimeError as err:
             raise BenchError(str(err)) from err
     try:
-        results = run(args.scenarios, args.prefixes, args.contexts, args.new_tokens, args.dtypes)
+        results = run(args.scenarios, args.prefixes, args.contexts, args.new_tokens, args.dtypes, args.family)
     except RuntimeError as err:
         raise BenchError(str(err)) from err
     print(table(results), file=sys.stderr)
