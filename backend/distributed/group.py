@@ -38,6 +38,7 @@ class Group:
 
     def __init__(self, layout: Layout | None = None) -> None:
         self.layout = layout or Layout()
+        self.failed = False  # a collective failed (a rank is gone): nothing is sent on it again
 
     @property
     def rank(self) -> int:

@@ -73,7 +73,7 @@ class LeaderRunner(ModelRunner):
         try:
             return super().run(batch)
         except RuntimeError as err:
-            raise GroupFailed(f"a step across {self.group.size} ranks failed: {err}") from err
+            raise self._failed(f"a step across {self.group.size} ranks failed: {err}") from err
 
     def forget(self, seq: Sequence) -> None:
         self._ended.append(seq.id)
@@ -90,20 +90,26 @@ class LeaderRunner(ModelRunner):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            with contextlib.suppress(GroupFailed):
-                self._send(Stop(self._disk))
+            if not self.group.failed:
+                with contextlib.suppress(GroupFailed):
+                    self._send(Stop(self._disk))
 
     def _send(self, message: Any) -> None:
         try:
             self.group.broadcast(message)
         except RuntimeError as err:
-            raise GroupFailed(f"lost a rank of the {self.group.size}-rank group: {err}") from err
+            raise self._failed(f"lost a rank of the {self.group.size}-rank group: {err}") from err
 
     def _min(self, count: int) -> int:
         try:
             return self.group.min_over_ranks(count)
         except RuntimeError as err:
-            raise GroupFailed(f"lost a rank of the {self.group.size}-rank group: {err}") from err
+            raise self._failed(f"lost a rank of the {self.group.size}-rank group: {err}") from err
+
+    def _failed(self, why: str) -> GroupFailed:
+        """The failure to raise; the group is marked failed so nothing talks to it again."""
+        self.group.failed = True
+        return GroupFailed(why)
 
 
 def readable(disk: DiskTier | None, digests: list[bytes]) -> int:
