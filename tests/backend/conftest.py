@@ -35,6 +35,75 @@ def qwen3_moe_reference(**overrides):
     return Qwen3MoeForCausalLM(Qwen3MoeConfig(**settings)).eval()
 
 
+QWEN3_NEXT_SHAPES = dict(
+    vocab_size=512,
+    hidden_size=64,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    layer_types=["linear_attention", "full_attention", "linear_attention", "full_attention"],
+    linear_num_key_heads=2,
+    linear_num_value_heads=4,
+    linear_key_head_dim=16,
+    linear_value_head_dim=8,
+    linear_conv_kernel_dim=4,
+    num_experts=8,
+    num_experts_per_tok=2,
+    moe_intermediate_size=32,
+    shared_expert_intermediate_size=48,
+    initializer_range=0.1,
+    max_position_embeddings=4096,
+    rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5},
+    bos_token_id=None,
+    eos_token_id=None,
+    pad_token_id=None,
+)
+
+
+def perturbed(model):
+    """Random values where initialisation leaves constants (norms at 0 or 1, dt_bias at 1)."""
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            noise = torch.randn(parameter.shape, generator=generator)
+            if name.endswith("A_log"):  # decays of 0.01..0.2 a token: memory across chunks
+                parameter.copy_(torch.empty(parameter.shape).uniform_(0.01, 0.2, generator=generator).log())
+            elif name.endswith(("norm.weight", "dt_bias")):
+                parameter.add_(noise * 0.3)
+    return model.eval()
+
+
+def qwen3_next_reference(**overrides):
+    """transformers' tiny Qwen3-Next: both layer kinds (DeltaNet, gated attention), routed
+    experts with a shared expert, one dense layer (2), perturbed norms and mild decays."""
+    from transformers import Qwen3NextConfig, Qwen3NextForCausalLM
+
+    settings = dict(QWEN3_NEXT_SHAPES, intermediate_size=96, mlp_only_layers=[2], norm_topk_prob=True)
+    settings.update(overrides)
+    torch.manual_seed(0)
+    return perturbed(Qwen3NextForCausalLM(Qwen3NextConfig(**settings)))
+
+
+def qwen3_5_reference(**overrides):
+    """transformers' tiny Qwen3.5-MoE text model at the same shapes (every layer sparse)."""
+    from transformers import Qwen3_5MoeForCausalLM, Qwen3_5MoeTextConfig
+
+    torch.manual_seed(0)
+    return perturbed(Qwen3_5MoeForCausalLM(Qwen3_5MoeTextConfig(**dict(QWEN3_NEXT_SHAPES, **overrides))))
+
+
+@pytest.fixture(scope="session")
+def qwen3_next_factory():
+    """``qwen3_next_reference``: the Qwen3-Next tests' tiny model, other shapes by override."""
+    return qwen3_next_reference
+
+
+@pytest.fixture(scope="session")
+def qwen3_5_factory():
+    return qwen3_5_reference
+
+
 @pytest.fixture(scope="session")
 def qwen3_moe_factory():
     """``qwen3_moe_reference`` for tests that need other shapes."""

@@ -3,7 +3,8 @@ against each other.
 
 The oracle is the reference's full forward (no cache). Tiny random models with both layer
 types, routed experts plus a shared expert and (Qwen3-Next) a dense layer are built with
-transformers and saved with ``save_pretrained``; their zero-centred norm weights, decays and
+transformers (``conftest.qwen3_next_reference`` / ``qwen3_5_reference``) and saved with
+``save_pretrained``; their zero-centred norm weights, decays and
 gated-norm weights are perturbed so that the (1 + w) convention, A_log / dt_bias and the
 output norm all matter, and the decays are kept mild so the recurrent state remembers across
 chunk boundaries.
@@ -34,76 +35,24 @@ from codeagent.backend.layers.gated_delta import (
 from codeagent.backend.loader import LoadError, load_model
 from codeagent.backend.models.base import SeqSlice
 
-VOCAB = 512
-SHAPES = dict(
-    vocab_size=VOCAB,
-    hidden_size=64,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=16,
-    layer_types=["linear_attention", "full_attention", "linear_attention", "full_attention"],
-    linear_num_key_heads=2,
-    linear_num_value_heads=4,
-    linear_key_head_dim=16,
-    linear_value_head_dim=8,
-    linear_conv_kernel_dim=4,
-    num_experts=8,
-    num_experts_per_tok=2,
-    moe_intermediate_size=32,
-    shared_expert_intermediate_size=48,
-    initializer_range=0.1,
-    max_position_embeddings=4096,
-    rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5},
-    bos_token_id=None,
-    eos_token_id=None,
-    pad_token_id=None,
-)
-
-
-def perturbed(model):
-    """Random values where initialisation leaves constants (norms at 0 or 1, dt_bias at 1)."""
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            noise = torch.randn(parameter.shape, generator=generator)
-            if name.endswith("A_log"):  # decays of 0.01..0.2 a token: memory across chunks
-                parameter.copy_(torch.empty(parameter.shape).uniform_(0.01, 0.2, generator=generator).log())
-            elif name.endswith(("norm.weight", "dt_bias")):
-                parameter.add_(noise * 0.3)
-    return model.eval()
-
-
-def qwen3_next_reference(**overrides):
-    from transformers import Qwen3NextConfig, Qwen3NextForCausalLM
-
-    settings = dict(SHAPES, intermediate_size=96, mlp_only_layers=[2], norm_topk_prob=True, **overrides)
-    torch.manual_seed(0)
-    return perturbed(Qwen3NextForCausalLM(Qwen3NextConfig(**settings)))
-
-
-def qwen3_5_reference():
-    from transformers import Qwen3_5MoeForCausalLM, Qwen3_5MoeTextConfig
-
-    torch.manual_seed(0)
-    return perturbed(Qwen3_5MoeForCausalLM(Qwen3_5MoeTextConfig(**SHAPES)))
+VOCAB = 512  # conftest.QWEN3_NEXT_SHAPES' vocabulary
 
 
 Tiny = namedtuple("Tiny", "folder reference")
 
 
 @pytest.fixture(scope="module")
-def next_tiny(tmp_path_factory) -> Tiny:
+def next_tiny(tmp_path_factory, qwen3_next_factory) -> Tiny:
     folder = tmp_path_factory.mktemp("qwen3next")
-    reference = qwen3_next_reference()
+    reference = qwen3_next_factory()
     reference.save_pretrained(folder)
     return Tiny(folder, reference)
 
 
 @pytest.fixture(scope="module")
-def q35_tiny(tmp_path_factory) -> Tiny:
+def q35_tiny(tmp_path_factory, qwen3_5_factory) -> Tiny:
     folder = tmp_path_factory.mktemp("qwen3_5moe")
-    reference = qwen3_5_reference()
+    reference = qwen3_5_factory()
     reference.save_pretrained(folder)
     return Tiny(folder, reference)
 
@@ -351,31 +300,6 @@ def test_wrong_and_unknown_weights_are_named(next_tiny, tmp_path):
     save_file(tensors, tmp_path / "model.safetensors")
     with pytest.raises(LoadError, match=r"missing weights.*layers\.1\.mixer\.q_norm"):
         load_model(tmp_path)
-
-
-def test_an_fp8_checkpoint_loads_as_its_dequantized_weights(next_tiny, tmp_path):
-    """Qwen's FP8 spelling: 2-D projections in e4m3 with float32 128x128 block scales
-    (``weight_scale_inv``), everything else as it was; an MTP head's tensors skipped."""
-    from codeagent.backend.quant import dequantize_fp8, quantize_fp8
-
-    quantized, dequantized = {}, {}
-    for key, value in load_file(next_tiny.folder / "model.safetensors").items():
-        if "proj" in key and value.dim() == 2:
-            weight, scale = quantize_fp8(value)
-            quantized[key], quantized[key.removesuffix("weight") + "weight_scale_inv"] = weight, scale.float()
-            dequantized[key] = dequantize_fp8(weight, scale)
-        else:
-            quantized[key] = dequantized[key] = value
-    quantized["mtp.fc.weight"], quantized["mtp.fc.weight_scale_inv"] = quantize_fp8(torch.ones(4, 4))
-    for name, tensors in (("fp8", quantized), ("plain", dequantized)):
-        (tmp_path / name).mkdir()
-        shutil.copy(next_tiny.folder / "config.json", tmp_path / name / "config.json")
-        save_file(tensors, tmp_path / name / "model.safetensors")
-    assert quantized["model.layers.0.linear_attn.in_proj_qkvz.weight"].dtype == torch.float8_e4m3fn
-    fp8, plain = load_model(tmp_path / "fp8").model, load_model(tmp_path / "plain").model
-    ids = prompt(30, seed=12)
-    assert torch.equal(fp8.layers[0].mixer.in_proj.weight, plain.layers[0].mixer.in_proj.weight)
-    assert torch.allclose(step(fp8, [fp8.new_state()], [ids]), step(plain, [plain.new_state()], [ids]))
 
 
 def test_configs_refuse_what_is_not_supported(next_tiny):

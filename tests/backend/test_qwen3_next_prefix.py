@@ -28,44 +28,11 @@ VOCAB = 512
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """test_qwen3_next's tiny model: both layer kinds, experts and a dense layer, mild decays."""
-    from transformers import Qwen3NextConfig, Qwen3NextForCausalLM
-
-    torch.manual_seed(0)
-    reference = Qwen3NextForCausalLM(
-        Qwen3NextConfig(
-            vocab_size=VOCAB,
-            hidden_size=64,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            head_dim=16,
-            layer_types=["linear_attention", "full_attention", "linear_attention", "full_attention"],
-            linear_num_key_heads=2,
-            linear_num_value_heads=4,
-            linear_key_head_dim=16,
-            linear_value_head_dim=8,
-            linear_conv_kernel_dim=4,
-            num_experts=8,
-            num_experts_per_tok=2,
-            moe_intermediate_size=32,
-            shared_expert_intermediate_size=48,
-            intermediate_size=96,
-            mlp_only_layers=[2],
-            initializer_range=0.1,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5},
-        )
-    )
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for name, parameter in reference.named_parameters():
-            if name.endswith("A_log"):  # decays of 0.01..0.2 a token: the state remembers across blocks
-                parameter.copy_(torch.empty(parameter.shape).uniform_(0.01, 0.2, generator=generator).log())
-            elif name.endswith(("norm.weight", "dt_bias")):
-                parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.3)
+def model(tmp_path_factory, qwen3_next_factory):
+    """test_qwen3_next's tiny model (``conftest.qwen3_next_reference``): both layer kinds,
+    experts and a dense layer, mild decays, so the state remembers across blocks."""
     folder = tmp_path_factory.mktemp("qwen3next_prefix")
-    reference.save_pretrained(folder)
+    qwen3_next_factory().save_pretrained(folder)
     return load_model(folder, dtype=torch.float32).model
 
 

@@ -19,10 +19,14 @@ the disk tier, at the last cached block holding written states: ``new_state(page
 cached_tokens)`` starts from them. ``prefix_states=False`` drops the state rows and with
 them prefix caching: sequences then always start cold.
 
-Weights: ``weights.py`` (both families' key spellings). Limits: one process (no ``--tp`` /
-``--ep``), no ``--cpu-experts``, no ``--pack``; FP8 block-scaled weights are dequantized at load
-(checked on a synthetic checkpoint in that spelling, not on a downloaded release); the
-multi-token-prediction weights (``mtp.*``) and a release's vision tower are skipped.
+Weights: ``weights.py`` (both families' key spellings). An FP8 release (128 x 128 block
+scales) keeps its routed experts and the projections whose parts are whole blocks packed
+(``packed.py``; ``keep_quantized``, default ``CODEAGENT_KEEP_QUANTIZED``), DeltaNet's
+``in_proj`` and the routers dequantized; ``--pack fp8|fp4`` converts a bf16 or float32
+checkpoint after loading (``backend/packing.py``). Limits: one process (no ``--tp`` /
+``--ep``), no ``--cpu-experts``; the FP8 spelling is checked on synthetic checkpoints, not on a
+downloaded release; the multi-token-prediction weights (``mtp.*``) and a release's vision
+tower are skipped.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from codeagent.backend.models.qwen3_next.config import FULL, Qwen3NextConfig
 from codeagent.backend.models.qwen3_next.deltanet import DeltaState, GatedDeltaNet
 from codeagent.backend.models.qwen3_next.moe import DenseMlp, SparseMoe
 from codeagent.backend.models.qwen3_next.snapshots import Snapshots, state_streams
+from codeagent.backend.quant import keep_quantized_default
 
 LayerState = KVCache | DeltaState
 STATE_EVERY = 16  # the DeltaNet states saved at the end of one block in 16 (snapshots.py)
@@ -96,8 +101,11 @@ class Qwen3NextForCausalLM(CausalLMModule):
         kernels: Kernels | None = None,
         prefix_states: bool = True,
         state_every: int = STATE_EVERY,
+        keep_quantized: bool | None = None,
     ) -> None:
         super().__init__(config, device, kernels)
+        # a quantized release's matrices stay packed where they can (weights.py, packed.py)
+        self.keep_quantized = keep_quantized_default() if keep_quantized is None else keep_quantized
         self.resumes_from_blocks = prefix_states  # the DeltaNet states saved in the pool (module doc)
         self.state_every = state_every  # one block in this many holds them
         self.embed = empty_param(config.vocab_size, config.hidden_size, dtype=dtype, device=device)

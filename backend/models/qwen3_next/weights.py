@@ -17,7 +17,18 @@ multi-token-prediction head (``mtp.*``) and a release's vision tower (``model.vi
 
 Every key's tensor must have the shape the model expects (else a ``ValueError`` naming both),
 an unknown key is a ``KeyError``, and after the stream every parameter must be filled.
-Quantized weights (FP8 with block scales) are dequantized first (``quant.dequantizing``).
+
+Quantized weights (Qwen's FP8: e4m3 with 128 x 128 block scales, ``weight_scale_inv``) are
+paired with their scales as they stream by (``quant.paired``) and, unless the model was built
+with ``keep_quantized=False`` (``CODEAGENT_KEEP_QUANTIZED=0``), kept packed where the
+model's storage holds them exactly (``packed.py``): the routed experts (``PackedExperts``),
+and the attention's ``qkv`` and ``o``, DeltaNet's ``out_proj``, the dense MLPs' and shared
+expert's ``w13`` / ``w2`` and the LM head (``PackedWeight``) where their parts are whole
+128-row blocks. Dequantized to the model dtype: DeltaNet's ``in_proj`` (its parts are
+regrouped per key head, and ``b`` / ``a`` are a few rows each, so no block survives), the
+routers (``gate``, ``shared_expert_gate``), any matrix whose rows would cut a scale block,
+and everything when ``keep_quantized`` is off. Either way the model computes with the
+values dequantizing gives; packed, the native kernels read them as they are.
 """
 
 from __future__ import annotations
@@ -29,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from codeagent.backend.models.qwen3_next.moe import SparseMoe
-from codeagent.backend.quant import dequantizing
+from codeagent.backend.models.qwen3_next.packed import Keeper
+from codeagent.backend.quant import dequantize, format_of, paired
 
 if TYPE_CHECKING:
     from codeagent.backend.models.qwen3_next.deltanet import GatedDeltaNet
@@ -37,19 +49,31 @@ if TYPE_CHECKING:
 
 Place = tuple[torch.Tensor, Any, torch.Tensor]  # (parameter, index into it or None, data for it)
 SKIPPED = re.compile(r"(mtp\.|model\.visual\.|visual\.).*")
+ROUTERS = re.compile(r"mlp\.(gate|shared_expert_gate)\.weight$")  # kept plain, as --pack keeps them
 
 
 def load(model: Qwen3NextForCausalLM, stream: Iterable[tuple[str, torch.Tensor]]) -> None:
-    """Fill ``model``'s parameters from (key, tensor) pairs; every parameter must end up filled."""
+    """Fill ``model``'s parameters from (key, tensor) pairs; every parameter must end up filled.
+    Quantized matrices stay packed where ``packed.Keeper`` can hold them and the model keeps
+    quantized weights (``keep_quantized``); the others are dequantized to the model's dtype."""
     filled: dict[int, int] = {}
-    for key, tensor in dequantizing(stream, model.embed.dtype):
+    keeper = Keeper(model) if model.keep_quantized else None
+    for key, tensor, scale in paired(stream):
         if SKIPPED.fullmatch(key):
             continue
-        try:
-            found = places(model, key, tensor)
-        except ValueError as err:
-            raise ValueError(f"{key}: {err}") from err
+        found = _places(model, key, tensor)
+        if scale is not None:
+            if keeper is not None and _kept(keeper, key, found, tensor, scale):
+                for target, _, _ in found:
+                    filled[keeper.key(target)] = filled.get(keeper.key(target), 0) + _logical(tensor)
+                continue
+            try:
+                tensor = dequantize(tensor, scale, model.embed.dtype)
+            except ValueError as err:
+                raise ValueError(f"{key}: {err}") from err
+            found = _places(model, key, tensor)
         for target, index, data in found:
+            target = keeper.plain(target) if keeper is not None else target
             view = target if index is None else target[index]
             if tuple(view.shape) != tuple(data.shape):
                 raise ValueError(
@@ -58,12 +82,35 @@ def load(model: Qwen3NextForCausalLM, stream: Iterable[tuple[str, torch.Tensor]]
             with torch.no_grad():
                 view.copy_(data)
             filled[id(target)] = filled.get(id(target), 0) + view.numel()
-    if model.config.tie_word_embeddings and id(model.lm_head.weight) not in filled:
+    head = keeper.key(model.lm_head.weight) if keeper is not None else id(model.lm_head.weight)
+    if model.config.tie_word_embeddings and head not in filled:
         model.lm_head.weight = model.embed
-    missing = [name for name, p in model.named_parameters() if filled.get(id(p), 0) < p.numel()]
+    params = list(model.named_parameters()) + (keeper.packed_params() if keeper is not None else [])
+    missing = [name for name, p in params if filled.get(id(p), 0) < p.numel()]
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise ValueError(f"checkpoint is missing weights for {len(missing)} parameters: {shown}")
+
+
+def _places(model: Qwen3NextForCausalLM, key: str, tensor: torch.Tensor) -> list[Place]:
+    try:
+        return places(model, key, tensor)
+    except ValueError as err:
+        raise ValueError(f"{key}: {err}") from err
+
+
+def _kept(keeper: Keeper, key: str, found: list[Place], tensor: torch.Tensor, scale: torch.Tensor) -> bool:
+    """Whether the quantized ``tensor`` went to packed storage: a whole matrix (not regrouped or
+    reshaped, as DeltaNet's ``in_proj`` parts and the conv are), not a router, and every place
+    of it able to hold it (``packed.Keeper``)."""
+    if ROUTERS.search(key) or any(data is not tensor for _, _, data in found):
+        return False
+    return all(keeper.keep(target, index, tensor, scale) for target, index, _ in found)
+
+
+def _logical(tensor: torch.Tensor) -> int:
+    """Elements a quantized checkpoint tensor stands for (FP4: two a byte)."""
+    return tensor.numel() * (2 if format_of(tensor) == "fp4" else 1)
 
 
 def places(model: Qwen3NextForCausalLM, key: str, tensor: torch.Tensor) -> list[Place]:
