@@ -15,6 +15,10 @@ What each architecture converts (``PACKERS``, by the model's class name):
 
 - Qwen3-MoE: attention's ``qkv`` and ``o``, the dense MLP layers' ``w13`` / ``w2``, the
   routed experts ``w13`` / ``w2``, the LM head;
+- Qwen3-Next / Qwen3.5-MoE: the full-attention layers' ``qkv`` and ``o``, the DeltaNet layers'
+  ``in_proj`` and ``out_proj``, the dense MLP layers' ``w13`` / ``w2``, the routed experts, the
+  shared expert's ``w13`` / ``w2``, the LM head (the conv, ``A_log`` / ``dt_bias``, the
+  routers and ``shared_gate`` stay as loaded);
 - DeepSeek-V4: attention's ``wq_a``, ``wq_b``, ``wkv``, ``wo_a``, ``wo_b`` and the indexer's
   ``wq_b`` (the matrices the release ships in FP8), the routed experts, the head. Its flat
   weight dict is rewritten and each layer re-binds its part at once, so a layer's
@@ -153,6 +157,46 @@ def _qwen3_moe(model: Any, variant: Variant) -> list[Converted]:
     return out
 
 
+def _qwen3_next(model: Any, variant: Variant) -> list[Converted]:
+    """Both mixers' projections, dense MLPs, routed and shared experts and the head of a
+    Qwen3-Next (``models/qwen3_next``)."""
+    _check_dtype(type(model).__name__, model.embed.dtype)
+    if any(not isinstance(linear.weight, torch.Tensor) for _, linear in _next_linears(model)) or any(
+        not isinstance(w, torch.Tensor) for _, w in _next_experts(model)
+    ):
+        raise _already_packed(type(model).__name__)
+    out = [_pack_linear(name, linear, variant.dense) for name, linear in _next_linears(model)]
+    for name, experts in _next_experts(model):
+        packed = PackedExperts.quantize(experts.detach(), variant.experts)
+        out.append(Converted("expert", experts.nbytes, packed.nbytes, name))
+        owner, attr = name.rsplit(".", 1)
+        module = model.get_submodule(owner)
+        delattr(module, attr)  # a parameter: unregistered before a plain attribute takes its name
+        setattr(module, attr, packed)
+    return out
+
+
+def _next_linears(model: Any) -> list[tuple[str, Linear]]:
+    """(module path, Linear) of every matrix a Qwen3-Next converts, the head last."""
+    names = ("qkv", "o", "in_proj", "out_proj", "w13", "w2")
+    found = [
+        (path, module)
+        for path, module in model.named_modules()
+        if isinstance(module, Linear) and path.rsplit(".", 1)[-1] in names
+    ]
+    return [*found, ("lm_head", model.lm_head)]
+
+
+def _next_experts(model: Any) -> list[tuple[str, Any]]:
+    """(path, storage) of every sparse layer's routed ``w13`` and ``w2``."""
+    return [
+        (f"layers.{i}.mlp.{n}", getattr(layer.mlp, n))
+        for i, layer in enumerate(model.layers)
+        for n in ("w13", "w2")
+        if not isinstance(getattr(layer.mlp, n), Linear)
+    ]
+
+
 def _check_qwen3_moe(model: Any) -> None:
     """Refuse before anything changes: experts in two homes, packed weights, another dtype."""
     name = type(model).__name__
@@ -207,4 +251,6 @@ def _pack_entry(
 PACKERS: dict[str, Callable[[Any, Variant], list[Converted]]] = {
     "Qwen3MoeForCausalLM": _qwen3_moe,
     "DeepseekV4ForCausalLM": _deepseek_v4,
+    "Qwen3NextForCausalLM": _qwen3_next,
+    "Qwen3_5MoeForCausalLM": _qwen3_next,
 }

@@ -38,6 +38,7 @@ from codeagent.bench.packing import greedy, logit_error, logits_along
 from codeagent.tui.argtypes import PACK_VARIANTS
 
 BF16_ROUNDING = 2.0**-9
+FAMILIES = ["qwen3_moe", "qwen3_next", "deepseek_v4"]
 PROMPT = 16
 
 
@@ -51,13 +52,16 @@ def _v4_tests():
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory, qwen3_moe_factory) -> dict[str, Path]:
-    """The tiny Qwen3-MoE and DeepSeek-V4 at the released initialiser scale, saved in float32."""
+def folders(tmp_path_factory, qwen3_moe_factory, qwen3_next_factory) -> dict[str, Path]:
+    """The tiny Qwen3-MoE, Qwen3-Next and DeepSeek-V4 at the released initialiser scale, saved
+    in float32."""
     out = {
         "qwen3_moe": tmp_path_factory.mktemp("pack_qwen3"),
+        "qwen3_next": tmp_path_factory.mktemp("pack_next"),
         "deepseek_v4": tmp_path_factory.mktemp("pack_v4"),
     }
     qwen3_moe_factory(initializer_range=0.02).save_pretrained(out["qwen3_moe"])
+    qwen3_next_factory(initializer_range=0.02).save_pretrained(out["qwen3_next"])
     _v4_tests().reference_model(initializer_range=0.02).save_pretrained(out["deepseek_v4"])
     return out
 
@@ -88,7 +92,7 @@ def rounding(original: torch.Tensor, packed) -> float:
 
 
 @pytest.mark.parametrize("variant", ["fp8", "fp4"])
-@pytest.mark.parametrize("family", ["qwen3_moe", "deepseek_v4"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_packed_logits_stay_within_the_formats_precision(folders, family, variant):
     full = load(folders[family], "bfloat16", "cpu").checkpoint.model
     packed = load(folders[family], "bfloat16", "cpu", pack=variant)
@@ -128,9 +132,28 @@ def test_what_each_variant_converts(folders):
         "layers.2.mlp.w2",
     }
     assert isinstance(qwen.checkpoint.model.layers[0].mlp.gate.weight, torch.Tensor)  # the router stays
+    hybrid = load(folders["qwen3_next"], "bfloat16", "cpu", pack="fp4")
+    names = {c.name for c in hybrid.converted}
+    assert names >= {
+        "lm_head",
+        "layers.0.mixer.in_proj",
+        "layers.0.mixer.out_proj",
+        "layers.1.mixer.qkv",
+        "layers.1.mixer.o",
+        "layers.1.mlp.w13",  # routed experts
+        "layers.1.mlp.shared.w2",
+        "layers.2.mlp.w13",  # the dense layer
+    }
+    assert not any(n.endswith(("gate", "conv")) for n in names)
+    layer = hybrid.checkpoint.model.layers[0]
+    assert layer.mlp.w2.format == "fp4" and isinstance(layer.mixer.in_proj.weight, PackedWeight)
+    assert all(isinstance(t, torch.Tensor) for t in (layer.mlp.gate.weight, layer.mlp.shared_gate.weight))
+    assert all(
+        isinstance(t, torch.Tensor) for t in (layer.mixer.conv, layer.mixer.A_log, layer.mixer.dt_bias)
+    )
 
 
-@pytest.mark.parametrize("family", ["qwen3_moe", "deepseek_v4"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_packed_model_is_its_dequantized_weights(folders, family):
     """The conversion loses only the formats' rounding: the packed model (its kernels) gives the
     logits of the float32 model whose converted weights are replaced by their decoded values."""
@@ -167,6 +190,11 @@ def test_refusals_say_why(folders, tmp_path):
         load(folder, "float32", "cpu", tp=2, pack="fp8")
     with pytest.raises(LoadError, match="unknown packing"):
         load(folder, "float32", "cpu", pack="int4")
+    hybrid = load(folders["qwen3_next"], "float32", "cpu", pack="fp8").checkpoint.model
+    with pytest.raises(PackError, match="Qwen3NextForCausalLM already holds packed weights"):
+        pack(hybrid, "fp4")
+    with pytest.raises(LoadError, match="--pack runs with one process"):
+        load(folders["qwen3_next"], "float32", "cpu", tp=2, pack="fp8")
 
 
 def checkpoint(folder: Path, config: dict, tensors: dict[str, torch.Tensor]) -> Path:
