@@ -24,11 +24,15 @@ that does not divide raises its ``LayoutError``):
 Reported for rank 0, the largest (the last rank's vocabulary share may be shorter).
 
 Formats in memory, as the loader makes them: every weight in the model dtype, except
-DeepSeek-V4's routed experts that come quantized, which stay packed (``fp4 packed`` /
-``fp8 packed``: codes plus one scale byte per row and group of 32 or 128 inputs) unless
-``CODEAGENT_KEEP_QUANTIZED=0``, and DeepSeek-V4's numerically sensitive tensors, which
-stay float32 (``weights.storage_dtype``: norms, mHC, sinks, routers, compressors) or
-int64 (hash tables). Other FP8/FP4 weights are dequantized at load (``bf16 (from fp8)``).
+DeepSeek-V4's and Qwen3-Next's routed experts that come quantized, which stay packed
+(``fp4 packed`` / ``fp8 packed``: codes plus one scale per row and group of 32 or 128
+inputs) unless ``CODEAGENT_KEEP_QUANTIZED=0``; Qwen3-Next's FP8 projections that its loader
+keeps packed (``models/qwen3_next/packed.py``: ``o_proj``, ``out_proj``, ``down_proj``, the
+LM head, and ``q``/``k``/``v`` or gate/up where their rows are whole 128-row blocks), as
+stored (``fp8 packed``: codes and block scales); and DeepSeek-V4's numerically sensitive
+tensors, which stay float32 (``weights.storage_dtype``: norms, mHC, sinks, routers,
+compressors) or int64 (hash tables). Other FP8/FP4 weights are dequantized at load
+(``bf16 (from fp8)``).
 """
 
 from __future__ import annotations
@@ -77,6 +81,9 @@ V4_ROLES = (
 NEXT_ROLES = (*QWEN3_ROLES, (re.compile(r"mlp\.shared_expert\."), SHARED))
 NEXT_SKIPPED = re.compile(r"^(mtp\.|model\.visual\.|visual\.)")
 NEXT_PREFIX = re.compile(r"^model\.(language_model\.)?")
+NEXT_WHOLE = re.compile(r"^lm_head\.weight$|(self_attn\.o_proj|linear_attn\.out_proj|down_proj)\.weight$")
+NEXT_QKV = re.compile(r"self_attn\.[qkv]_proj\.weight$")
+NEXT_GATE_UP = re.compile(r"mlp\.(shared_expert\.)?(gate|up)_proj\.weight$")
 DTYPE_NAMES = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16", torch.int64: "i64"}
 
 
@@ -145,21 +152,48 @@ def _fraction(layout: Layout, size: int, what: str) -> float:
     return (part.stop - part.start) / size
 
 
-def resident(entry: Stored, architecture: str, dtype: torch.dtype, keep_packed: bool) -> tuple[str, int]:
+def resident(
+    entry: Stored, architecture: str, dtype: torch.dtype, keep_packed: bool, config: Any = None
+) -> tuple[str, int]:
     """(format, bytes) of one checkpoint entry once loaded, before any split across ranks."""
     v4 = architecture == DEEPSEEK_V4
     if entry.format in ("fp8", "fp4"):
         rows, cols = entry.logical
-        if v4 and keep_packed and role(entry.name, architecture) == EXPERTS:
+        packs = keep_packed and architecture in (DEEPSEEK_V4, QWEN3_NEXT)
+        if packs and role(entry.name, architecture) == EXPERTS:
             if entry.format == "fp4":
                 return "fp4 packed", entry.nbytes
             scales = rows * math.ceil(cols / FP8_BLOCK) * entry.scale_itemsize * entry.count
             return "fp8 packed", entry.nbytes - entry.scale_bytes + scales
+        if (
+            packs
+            and architecture == QWEN3_NEXT
+            and entry.format == "fp8"
+            and _next_packed(entry.name, config)
+        ):
+            return "fp8 packed", entry.nbytes
         numel = rows * cols * entry.count * math.prod(entry.shape[:-2])
         return f"{DTYPE_NAMES[dtype]} (from {entry.format})", numel * dtype.itemsize
     numel = math.prod(entry.shape) * entry.count
     held = storage_dtype(release_name(entry.name) or entry.name, dtype) if v4 else dtype
     return DTYPE_NAMES.get(held, str(held)), numel * held.itemsize
+
+
+def _next_packed(name: str, c: Any) -> bool:
+    """Whether Qwen3-Next's loader keeps this FP8 projection packed (a checkpoint quantized
+    throughout): a whole ``Linear`` weight, or parts of one on 128-row block edges."""
+    bare = NEXT_PREFIX.sub("", name)
+    if NEXT_SKIPPED.match(name) or ".experts." in bare:
+        return False
+    if NEXT_WHOLE.search(bare):
+        return True
+    if NEXT_QKV.search(bare):
+        q_rows, kv_rows = 2 * c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim
+        return q_rows % FP8_BLOCK == 0 and kv_rows % FP8_BLOCK == 0
+    if NEXT_GATE_UP.search(bare):
+        shared = "shared_expert." in bare
+        return (c.shared_expert_intermediate_size if shared else c.intermediate_size) % FP8_BLOCK == 0
+    return False
 
 
 def rank_weights(
@@ -178,7 +212,7 @@ def rank_weights(
             check_packed(config, layout, entry.format)  # the loader's refusal, before any byte is read
             packed.add(entry.format)
         part = fractions[kind]
-        fmt, count = resident(entry, architecture, dtype, keep_packed)
+        fmt, count = resident(entry, architecture, dtype, keep_packed, config)
         out.add((entry.format, round(entry.nbytes * part)), (fmt, round(count * part)))
     return out
 

@@ -61,6 +61,15 @@ QWEN3_NEXT_SHAPES = dict(
 )
 
 
+QWEN3_NEXT_BLOCKS = dict(  # q, k, v, gate and up rows in whole 128-row blocks (FP8's scale blocks)
+    num_attention_heads=2,
+    num_key_value_heads=2,
+    head_dim=64,
+    shared_expert_intermediate_size=128,
+    intermediate_size=128,
+)
+
+
 def perturbed(model):
     """Random values where initialisation leaves constants (norms at 0 or 1, dt_bias at 1)."""
     generator = torch.Generator().manual_seed(1)
@@ -74,13 +83,14 @@ def perturbed(model):
     return model.eval()
 
 
-def qwen3_next_reference(**overrides):
+def qwen3_next_reference(blocks: bool = False, **overrides):
     """transformers' tiny Qwen3-Next: both layer kinds (DeltaNet, gated attention), routed
-    experts with a shared expert, one dense layer (2), perturbed norms and mild decays."""
+    experts with a shared expert, one dense layer (2), perturbed norms and mild decays; with
+    ``blocks``, at ``QWEN3_NEXT_BLOCKS``' shapes."""
     from transformers import Qwen3NextConfig, Qwen3NextForCausalLM
 
     settings = dict(QWEN3_NEXT_SHAPES, intermediate_size=96, mlp_only_layers=[2], norm_topk_prob=True)
-    settings.update(overrides)
+    settings.update(QWEN3_NEXT_BLOCKS if blocks else {}, **overrides)
     torch.manual_seed(0)
     return perturbed(Qwen3NextForCausalLM(Qwen3NextConfig(**settings)))
 
@@ -91,6 +101,32 @@ def qwen3_5_reference(**overrides):
 
     torch.manual_seed(0)
     return perturbed(Qwen3_5MoeForCausalLM(Qwen3_5MoeTextConfig(**dict(QWEN3_NEXT_SHAPES, **overrides))))
+
+
+def qwen3_next_fp8(source: Path) -> tuple[dict, dict]:
+    """A saved Qwen3-Next's tensors in Qwen's FP8 release spelling: every 2-D projection and the
+    LM head e4m3 with float32 128 x 128 block scales (``weight_scale_inv``), the rest as it was,
+    an MTP head's tensors beside them; and the same values dequantized (float32)."""
+    from safetensors.torch import load_file
+
+    from codeagent.backend.quant import dequantize_fp8, quantize_fp8
+
+    quantized, dequantized = {}, {}
+    for key, value in load_file(source / "model.safetensors").items():
+        if value.dim() == 2 and ("proj" in key or key == "lm_head.weight"):
+            weight, scale = quantize_fp8(value)
+            quantized[key], quantized[key.removesuffix("weight") + "weight_scale_inv"] = weight, scale.float()
+            dequantized[key] = dequantize_fp8(weight, scale)
+        else:
+            quantized[key] = dequantized[key] = value
+    quantized["mtp.fc.weight"], quantized["mtp.fc.weight_scale_inv"] = quantize_fp8(torch.ones(4, 4))
+    return quantized, dequantized
+
+
+@pytest.fixture(scope="session")
+def qwen3_next_fp8_tensors():
+    """``qwen3_next_fp8``: (quantized, dequantized) tensors of a saved tiny Qwen3-Next."""
+    return qwen3_next_fp8
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,12 @@
 matrices stay packed where the model's storage holds them exactly, and the packed model
 computes what the same checkpoint dequantized at load computes.
 
-Checkpoints are written here from transformers' tiny Qwen3-Next (``conftest``): every 2-D
-projection and the LM head in e4m3 with float32 128 x 128 block scales
+Checkpoints are written from transformers' tiny Qwen3-Next (``conftest.qwen3_next_fp8``): every
+2-D projection and the LM head in e4m3 with float32 128 x 128 block scales
 (``weight_scale_inv``), the routers and everything else as they were, and an MTP head's
 tensors beside them (skipped). Two shapes: the tests' tiny one, whose ``q_proj`` / ``k_proj``
 and gate / up rows are not whole 128-row blocks (those fused weights fall back to
-dequantized, after their first part was packed), and one whose are (packed too).
+dequantized, after their first part was packed), and ``conftest.QWEN3_NEXT_BLOCKS``' whose are (packed too).
 """
 
 from __future__ import annotations
@@ -16,20 +16,13 @@ import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from codeagent.backend.kernels.dispatch import REFERENCE
 from codeagent.backend.loader import load_model
-from codeagent.backend.quant import PackedExperts, PackedWeight, dequantize_fp8, quantize_fp8
+from codeagent.backend.quant import PackedExperts, PackedWeight
 from codeagent.bench.packing import logit_error, logits_along
 
-BLOCKS = dict(  # q, k, v, gate and up rows in whole 128-row blocks
-    num_attention_heads=2,
-    num_key_value_heads=2,
-    head_dim=64,
-    shared_expert_intermediate_size=128,
-    intermediate_size=128,
-)
 ALWAYS_PACKED = {
     "layers.0.mixer.out_proj.weight",
     "layers.1.mixer.o.weight",
@@ -54,19 +47,11 @@ def write(folder, config, tensors) -> None:
 
 
 @pytest.fixture(scope="module", params=["tiny", "blocks"])
-def release(request, tmp_path_factory, qwen3_next_factory):
+def release(request, tmp_path_factory, qwen3_next_factory, qwen3_next_fp8_tensors):
     """(fp8 folder, the same values dequantized and saved in float32, shapes' name)."""
     root = tmp_path_factory.mktemp(f"qwen3next_fp8_{request.param}")
-    qwen3_next_factory(**(BLOCKS if request.param == "blocks" else {})).save_pretrained(root / "source")
-    quantized, dequantized = {}, {}
-    for key, value in load_file(root / "source" / "model.safetensors").items():
-        if value.dim() == 2 and ("proj" in key or key == "lm_head.weight"):
-            weight, scale = quantize_fp8(value)
-            quantized[key], quantized[key.removesuffix("weight") + "weight_scale_inv"] = weight, scale.float()
-            dequantized[key] = dequantize_fp8(weight, scale)
-        else:
-            quantized[key] = dequantized[key] = value
-    quantized["mtp.fc.weight"], quantized["mtp.fc.weight_scale_inv"] = quantize_fp8(torch.ones(4, 4))
+    qwen3_next_factory(blocks=request.param == "blocks").save_pretrained(root / "source")
+    quantized, dequantized = qwen3_next_fp8_tensors(root / "source")
     write(root / "fp8", root / "source" / "config.json", quantized)
     write(root / "plain", root / "source" / "config.json", dequantized)
     return root / "fp8", root / "plain", request.param

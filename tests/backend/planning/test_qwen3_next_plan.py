@@ -1,23 +1,28 @@
 """The planner's Qwen3-Next / Qwen3.5-MoE rules on the shipped Qwen3-Coder-Next and
 Qwen3.5-35B-A3B configs: the release estimate, KV for the attention layers only, the fixed
-DeltaNet states per sequence, one-process layouts, and ``codeagent models`` / ``plan``."""
+DeltaNet states per sequence, one-process layouts, and ``codeagent models`` / ``plan``; and an
+FP8 release's bytes in memory, on the tiny model."""
 
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from codeagent.backend.distributed.layout import Layout
-from codeagent.backend.planning.checkpoint import estimated
+from codeagent.backend.loader import load_model
+from codeagent.backend.planning.checkpoint import estimated, from_headers
 from codeagent.backend.planning.families import QWEN3_NEXT, family
 from codeagent.backend.planning.hardware import cpu, gpus
-from codeagent.backend.planning.inventory import EXPERTS, SHARED, SKIPPED, VOCAB, role
+from codeagent.backend.planning.inventory import EXPERTS, SHARED, SKIPPED, VOCAB, rank_weights, role
 from codeagent.backend.planning.kv import kv_cost, meta_model
 from codeagent.backend.planning.plan import SEQUENCES, delta_state_bytes, make_plan
 from codeagent.backend.planning.report import as_dict, verdict
 from codeagent.backend.planning.source import model_source, shipped_config, shipped_models
+from codeagent.backend.quant import PackedExperts, PackedWeight
 from codeagent.tui.cli import main
 
 GIB = 1 << 30
@@ -104,3 +109,23 @@ def test_models_describes_them_without_a_download(capsys, monkeypatch, tmp_path)
     out = capsys.readouterr().out
     assert "Qwen/Qwen3-Coder-Next (Qwen3NextForCausalLM)" in out and "keys 12.0 KiB, values 12.0 KiB" in out
     assert "recurrent states 4.6 GiB (64 sequences' DeltaNet states)" in out
+
+
+@pytest.mark.parametrize("blocks", [False, True])
+def test_an_fp8_release_is_planned_as_its_loader_keeps_it(
+    tmp_path, qwen3_next_factory, qwen3_next_fp8_tensors, blocks
+):
+    """The tiny Qwen3-Next in Qwen's FP8 spelling: the planner's bytes in memory are the loaded
+    model's to the byte, packed (experts, whole projections, block-aligned parts) and not."""
+    qwen3_next_factory(blocks=blocks).save_pretrained(tmp_path / "source")
+    (tmp_path / "fp8").mkdir()
+    save_file(qwen3_next_fp8_tensors(tmp_path / "source")[0], tmp_path / "fp8" / "model.safetensors")
+    shutil.copy(tmp_path / "source" / "config.json", tmp_path / "fp8" / "config.json")
+    meta = meta_model(model_source(str(tmp_path / "fp8")).config, torch.float32)
+    planned = rank_weights(from_headers(tmp_path / "fp8"), meta.config, Layout(), torch.float32, True)
+    model = load_model(tmp_path / "fp8").model
+    packed = [
+        w for m in model.modules() for w in vars(m).values() if isinstance(w, PackedExperts | PackedWeight)
+    ]
+    assert planned.resident["fp8 packed"] == sum(w.nbytes for w in packed)
+    assert planned.total == sum(w.nbytes for w in packed) + sum(p.nbytes for p in model.parameters())
