@@ -292,8 +292,9 @@ class _Finished(Exception):
 
 
 def _clean_assistant(message: Message) -> Message:
-    """Keep the OpenAI assistant fields the conversation needs, in a stable order, and ``_raw``
-    (the reply exactly as generated, which chat templates render instead of re-serialising it)."""
+    """Keep the OpenAI assistant fields the conversation needs, in a stable order, ``_raw``
+    (the reply exactly as generated, which chat templates render instead of re-serialising it)
+    and ``_replay`` (what a provider needs back verbatim: signed thinking, encrypted reasoning)."""
     clean: Message = {"role": "assistant", "content": message.get("content") or ""}
     if message.get("reasoning_content"):
         clean["reasoning_content"] = message["reasoning_content"]
@@ -301,6 +302,8 @@ def _clean_assistant(message: Message) -> Message:
         clean["tool_calls"] = message["tool_calls"]
     if isinstance(message.get("_raw"), str):
         clean["_raw"] = message["_raw"]
+    if isinstance(message.get("_replay"), dict):
+        clean["_replay"] = message["_replay"]
     return clean
 
 

@@ -30,18 +30,23 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0  # part of prompt_tokens served from a prefix cache
+    cache_creation_tokens: int = 0  # part of prompt_tokens written to a provider's cache (Anthropic)
 
     @classmethod
     def of(cls, usage: Any) -> Usage:
-        """Any object with the three counts (clients meet the protocol by shape)."""
+        """Any object with the counts (clients meet the protocol by shape; the cache counts may be absent)."""
         return cls(
-            int(usage.prompt_tokens), int(usage.completion_tokens), int(getattr(usage, "cached_tokens", 0))
+            int(usage.prompt_tokens),
+            int(usage.completion_tokens),
+            int(getattr(usage, "cached_tokens", 0)),
+            int(getattr(usage, "cache_creation_tokens", 0)),
         )
 
     def add(self, other: Usage) -> None:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.cached_tokens += other.cached_tokens
+        self.cache_creation_tokens += other.cache_creation_tokens
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -4,35 +4,29 @@
 content goes to ``on_token`` as it arrives (every chunk calls it, with "" when it carries no
 content, so a caller can stop a long tool call being written), tool-call deltas are joined by ``index``, and
 reasoning (``reasoning_content`` or ``reasoning``) is kept apart. Usage comes from the final
-chunk (``stream_options.include_usage``), with ``prompt_tokens_details.cached_tokens``.
+chunk (``stream_options.include_usage``), with ``prompt_tokens_details.cached_tokens`` (or
+DeepSeek's ``prompt_cache_hit_tokens``). Retries, rate-limit headers and error lines are
+``transport.py``'s; the API key goes as a bearer token.
 
-429, 5xx and connection errors are retried with exponential backoff and jitter (base
-``backoff_s``, capped at ``max_backoff_s``, as is ``Retry-After``, which is honoured); after
-``max_retries``, or at once for other 4xx, a ``ModelError`` gives the status and the
-server's message. The API key goes as a bearer token and is scrubbed from every error,
-since some servers echo it back.
+Subclasses for one provider (``deepseek.py``, ``local.py``) change the name, the defaults and
+``wire_messages``: which of the agent's message fields the endpoint gets back.
 
-Limits: ``timeout_s`` bounds each wait for data, not the whole answer, and a read timeout
-is not retried (a server that stalled that long is unlikely to do better at once). A stream
-that breaks mid-way is retried from scratch, so ``on_token`` may see an answer's start
-twice. Prompt counts, and usage from servers that send none (``last_usage_exact`` is then
+Limits: prompt counts, and usage from servers that send none (``last_usage_exact`` is then
 False), are estimates: there is no tokenizer on this side. Message keys starting with ``_``
-(``_raw``) are codeagent's own and are not sent.
+(``_raw``, ``_replay``) are codeagent's own and are not sent.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import random
-import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
+from codeagent.agent.clients.settings import RemoteSettings
+from codeagent.agent.clients.sse import events
+from codeagent.agent.clients.transport import Transport
 from codeagent.agent.protocol import (
     Completion,
     Message,
@@ -43,7 +37,6 @@ from codeagent.agent.protocol import (
     estimate_tokens,
 )
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 HINTS = {
     401: "check the API key (CODEAGENT_API_KEY or OPENAI_API_KEY)",
     403: "the API key may lack access to this model",
@@ -51,89 +44,23 @@ HINTS = {
 }
 
 
-@dataclass(slots=True)
-class RemoteSettings:
-    base_url: str
-    api_key: str | None
-    model: str
-    timeout_s: float = 600.0
-    connect_timeout_s: float = 10.0
-    max_retries: int = 5
-    context_window: int = 128_000
-    temperature: float | None = None
-    max_tokens: int | None = None
-    extra_headers: dict[str, str] = field(default_factory=dict)
-    backoff_s: float = 1.0  # first retry waits up to this long; each later one doubles it
-    max_backoff_s: float = 60.0
-    stream: bool = True
-
-    def __post_init__(self) -> None:
-        self.base_url = self.base_url.rstrip("/")
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ModelError(f"base URL must start with http:// or https://, not {self.base_url!r}")
-        if not self.model:
-            raise ModelError("the remote model has no name")
-        if self.max_retries < 0 or self.timeout_s <= 0 or self.connect_timeout_s <= 0:
-            raise ModelError("max_retries must be >= 0 and timeouts > 0")
-
-    @classmethod
-    def from_env(
-        cls,
-        model: str | None = None,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        env: Mapping[str, str] | None = None,
-        **options: Any,
-    ) -> RemoteSettings:
-        """Settings from flags or config values (the arguments; None means unset), then the
-        ``CODEAGENT_*`` and ``OPENAI_*`` environment variables, then defaults."""
-        env = os.environ if env is None else env
-        model = model or _model_from_env(env)
-        if not model:
-            raise ModelError(
-                "the remote model has no name: use --model remote:NAME, or set CODEAGENT_MODEL or OPENAI_MODEL"
-            )
-        base_url = base_url or env.get("CODEAGENT_BASE_URL") or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-        api_key = api_key or env.get("CODEAGENT_API_KEY") or env.get("OPENAI_API_KEY") or None
-        given = {name: value for name, value in options.items() if value is not None}
-        return cls(base_url=base_url, api_key=api_key, model=model, **given)
-
-
-def _model_from_env(env: Mapping[str, str]) -> str | None:
-    # CODEAGENT_MODEL is also the CLI's default model spec, so it may read "remote:NAME" or
-    # name another kind of model altogether ("scripted:FILE"), which is no remote model name.
-    spec = env.get("CODEAGENT_MODEL") or ""
-    kind, _, name = spec.partition(":")
-    if kind in ("remote", "openai"):
-        spec = name
-    elif kind == "scripted":
-        spec = ""
-    return spec or env.get("OPENAI_MODEL") or None
-
-
-class _Retryable(Exception):
-    """A failure worth another try: rate limits, server errors, broken connections."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 class RemoteClient:
+    kind = "remote"
+    hints = HINTS
+
     def __init__(self, settings: RemoteSettings) -> None:
         self.settings = settings
-        self.name = f"remote:{settings.model}"
+        self.name = f"{self.kind}:{settings.model}"
         self.context_window = settings.context_window
         self.last_usage_exact = False
         self.url = f"{settings.base_url}/chat/completions"
-        headers = {"Content-Type": "application/json", **settings.extra_headers}
+        headers = {"Content-Type": "application/json"}
         if settings.api_key:
             headers["Authorization"] = f"Bearer {settings.api_key}"
-        timeout = httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s)
-        self._http = httpx.Client(headers=headers, timeout=timeout)
+        self.transport = Transport(settings, headers, self.hints)
 
     def close(self) -> None:
-        self._http.close()
+        self.transport.close()
 
     def count_tokens(self, messages: list[Message], tools: list[ToolSchema]) -> tuple[int, bool]:
         return estimate_tokens(json.dumps([_public(m) for m in messages]) + json.dumps(tools)), False
@@ -141,10 +68,9 @@ class RemoteClient:
     def complete(
         self, messages: list[Message], tools: list[ToolSchema], on_token: TokenCallback | None = None
     ) -> Completion:
-        try:
-            completion, usage_sent = self._with_retries(self._body(messages, tools), on_token)
-        except ModelError as err:
-            raise ModelError(self._redact(str(err))) from err.__cause__
+        completion, usage_sent = self.transport.post(
+            self.url, self._body(messages, tools), lambda response: _read(response, on_token)
+        )
         self.last_usage_exact = usage_sent
         if not usage_sent:
             completion.usage = Usage(
@@ -152,8 +78,12 @@ class RemoteClient:
             )
         return completion
 
+    def wire_messages(self, messages: list[Message]) -> list[Message]:
+        """The messages as this endpoint gets them: without codeagent's private keys."""
+        return [_public(m) for m in messages]
+
     def _body(self, messages: list[Message], tools: list[ToolSchema]) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.settings.model, "messages": [_public(m) for m in messages]}
+        body: dict[str, Any] = {"model": self.settings.model, "messages": self.wire_messages(messages)}
         if tools:
             body["tools"] = tools
         if self.settings.temperature is not None:
@@ -165,98 +95,17 @@ class RemoteClient:
             body["stream_options"] = {"include_usage": True}
         return body
 
-    def _with_retries(self, body: dict[str, Any], on_token: TokenCallback | None) -> tuple[Completion, bool]:
-        attempt = 0
-        while True:
-            try:
-                return self._send(body, on_token)
-            except _Retryable as err:
-                if attempt >= self.settings.max_retries:
-                    raise ModelError(f"{self.url}: gave up after {attempt + 1} attempts: {err}") from err
-                time.sleep(self._delay(attempt, err.retry_after))
-                attempt += 1
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.settings.max_backoff_s)
-        ceiling = min(self.settings.backoff_s * 2**attempt, self.settings.max_backoff_s)
-        return random.uniform(ceiling / 2, ceiling)  # jitter keeps many clients from retrying in step
-
-    def _send(self, body: dict[str, Any], on_token: TokenCallback | None) -> tuple[Completion, bool]:
-        try:
-            with self._http.stream("POST", self.url, json=body) as response:
-                _check_status(response)
-                if "text/event-stream" in response.headers.get("Content-Type", ""):
-                    return _assemble(_events(response), on_token)
-                # A server may ignore "stream": true and answer with one JSON object.
-                return _from_json(response, on_token)
-        except httpx.ConnectTimeout as err:
-            raise _Retryable(f"could not connect within {self.settings.connect_timeout_s:g}s") from err
-        except httpx.TimeoutException as err:
-            raise ModelError(f"{self.url}: no data within {self.settings.timeout_s:g}s (timeout)") from err
-        except httpx.TransportError as err:
-            raise _Retryable(f"connection failed: {type(err).__name__}: {err}") from err
-
-    def _redact(self, text: str) -> str:
-        key = self.settings.api_key
-        return text.replace(key, "***") if key else text
-
 
 def _public(message: Message) -> Message:
     """The message without codeagent's private keys (``_raw``...), which no endpoint should see."""
     return {key: value for key, value in message.items() if not key.startswith("_")}
 
 
-def _check_status(response: httpx.Response) -> None:
-    status = response.status_code
-    if status < 400:
-        return
-    response.read()
-    message = f"HTTP {status}: {_error_message(response)}"
-    if status == 429 or status >= 500:
-        raise _Retryable(message, _retry_after(response))
-    hint = f" ({HINTS[status]})" if status in HINTS else ""
-    raise ModelError(f"{response.request.url} answered {message}{hint}")
-
-
-def _error_message(response: httpx.Response) -> str:
-    try:
-        data = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return response.text.strip()[:500] or response.reason_phrase
-    if isinstance(data, dict):
-        # Shapes seen in the wild: OpenAI {"error": {"message"}}, {"error": "..."},
-        # FastAPI {"detail": ...}, and plain {"message": ...}.
-        error = data.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        for value in (error, data.get("detail"), data.get("message")):
-            if value:
-                return str(value)[:500]
-    return json.dumps(data)[:500]
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "").strip()
-    if value.replace(".", "", 1).isdigit():
-        return float(value)
-    try:  # the other form the header may take: an HTTP date
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None  # absent or unreadable: our own backoff applies
-
-
-def _events(response: httpx.Response) -> Iterator[dict[str, Any]]:
-    for line in response.iter_lines():
-        if not line.startswith("data:"):
-            continue  # comments (": keep-alive"), event names and blank separators
-        data = line[5:].strip()
-        if data == "[DONE]":
-            return
-        try:
-            yield json.loads(data)
-        except json.JSONDecodeError as err:
-            raise ModelError(f"the endpoint sent a malformed stream chunk: {data[:200]}") from err
+def _read(response: httpx.Response, on_token: TokenCallback | None) -> tuple[Completion, bool]:
+    if "text/event-stream" in response.headers.get("Content-Type", ""):
+        return _assemble((data for _, data in events(response.iter_lines())), on_token)
+    # A server may ignore "stream": true and answer with one JSON object.
+    return _from_json(response, on_token)
 
 
 def _assemble(chunks: Iterator[dict[str, Any]], on_token: TokenCallback | None) -> tuple[Completion, bool]:
@@ -327,7 +176,8 @@ def _message(raw: dict[str, Any], tool_calls: list[dict[str, Any]]) -> Message:
 
 
 def _usage(raw: dict[str, Any]) -> Usage:
-    cached = (raw.get("prompt_tokens_details") or {}).get("cached_tokens")
+    details = raw.get("prompt_tokens_details") or {}
+    cached = details.get("cached_tokens") or raw.get("prompt_cache_hit_tokens")  # the latter: DeepSeek
     return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0), int(cached or 0))
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from codeagent.agent.clients import UnknownModelSpec, make_client
-from codeagent.agent.clients.remote import DEFAULT_BASE_URL, RemoteClient, RemoteSettings
+from codeagent.agent.clients.remote import RemoteClient, RemoteSettings
+from codeagent.agent.clients.settings import OPENAI_COMPATIBLE
 from codeagent.agent.protocol import ModelError
 
 KEY = "sk-test-secret-4242"
@@ -165,7 +166,12 @@ def test_streaming_joins_content_reasoning_and_tool_call_deltas(endpoint: Endpoi
     assert json.loads(calls[0]["function"]["arguments"]) == {"path": "stats.py"}
     assert json.loads(calls[1]["function"]["arguments"]) == {"pattern": "mean"}
     assert completion.finish_reason == "tool_calls"
-    assert completion.usage.as_dict() == {"prompt_tokens": 120, "completion_tokens": 30, "cached_tokens": 96}
+    assert completion.usage.as_dict() == {
+        "prompt_tokens": 120,
+        "completion_tokens": 30,
+        "cached_tokens": 96,
+        "cache_creation_tokens": 0,
+    }
     assert client.last_usage_exact
     body = endpoint.requests[0]["body"]
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
@@ -267,7 +273,7 @@ def test_settings_come_from_flags_then_environment_then_defaults() -> None:
     assert (flagged.base_url, flagged.api_key, flagged.model) == ("http://flag.example", "sk-flag", "m1")
     assert flagged.context_window == 128_000
     bare = RemoteSettings.from_env(env={"CODEAGENT_MODEL": "remote:qwen3-coder", "OPENAI_MODEL": "x"})
-    assert (bare.base_url, bare.api_key, bare.model) == (DEFAULT_BASE_URL, None, "qwen3-coder")
+    assert (bare.base_url, bare.api_key, bare.model) == (OPENAI_COMPATIBLE.default_base_url, None, "qwen3-coder")
     with pytest.raises(ModelError, match=r"no name.*remote:NAME"):
         RemoteSettings.from_env(env={"CODEAGENT_MODEL": "scripted:run.jsonl"})
 
