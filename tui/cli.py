@@ -122,7 +122,8 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
         "--model",
         metavar="SPEC",
         help="checkpoint folder, cached model id or alias (embedded runtime; default qwen3-coder-30b-a3b), "
-        "remote:NAME (OpenAI-compatible endpoint) or scripted:FILE",
+        "anthropic:NAME, openai:NAME, deepseek:NAME, ollama:NAME, local:URL, remote:NAME (any "
+        "OpenAI-compatible endpoint) or scripted:FILE",
     )
     group.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="embedded weights' dtype")
     group.add_argument(
@@ -137,10 +138,12 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
     )
     add_parallel(group)
     group.add_argument(
-        "--base-url", metavar="URL", help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL)"
+        "--base-url", metavar="URL", help="the model API's base URL (default: the provider's own)"
     )
     group.add_argument(
-        "--api-key-env", metavar="NAME", help="variable holding the endpoint's key (default OPENAI_API_KEY)"
+        "--api-key-env",
+        metavar="NAME",
+        help="variable holding the API key (default: the provider's, e.g. ANTHROPIC_API_KEY)",
     )
 
 

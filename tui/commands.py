@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from codeagent.agent import issues
-from codeagent.agent.clients import make_client
+from codeagent.agent.clients import SPEC_PREFIXES, make_client
 from codeagent.agent.config import Config
 from codeagent.agent.fix import ClientFactory, FixOptions, FixResult, resume_fix, start_fix
 from codeagent.agent.github import GitHubClient, GitHubError, repo_from_remote
@@ -36,7 +36,7 @@ def model_spec(args: Any, config: Config) -> str:
     return args.model or config.model or os.environ.get("CODEAGENT_MODEL") or DEFAULT_MODEL
 
 
-AGENT_SPECS = ("scripted:", "remote:", "openai:")
+AGENT_SPECS = SPEC_PREFIXES  # specs the agent side builds; any other is the embedded runtime's
 DEFAULT_MODEL = "qwen3-coder-30b-a3b"
 
 

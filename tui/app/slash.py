@@ -31,7 +31,7 @@ from codeagent.tui.app.status import count
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "help": ("", "commands and keys"),
-    "model": ("[SPEC]", "show the model, or load another (path, alias, remote:NAME)"),
+    "model": ("[SPEC]", "show the model, or load another (path, alias, anthropic:NAME, openai:NAME, ...)"),
     "mode": ("[MODE]", "show or set: read-only, ask, auto-edit, full-auto"),
     "plan": ("", "show the plan, and show or hide its panel"),
     "diff": ("", "everything changed in the files this session"),
