@@ -14,7 +14,7 @@ rate-limited); a stream that stops before the response completes is retried from
 The Response becomes an OpenAI-chat-shaped assistant message: output text joined,
 reasoning summaries as ``reasoning_content``, function calls as ``tool_calls`` (``call_id``
 as the id). When the output holds reasoning items, all output items go into
-``_replay["openai-responses"]``, so the next request sends them back as they came.
+``_replay["openai-responses"]``, which the next request sends back (``responses_wire.py``).
 
 Usage: ``input_tokens`` (cached ones included), ``output_tokens``,
 ``input_tokens_details.cached_tokens``. Limits: prompt counts are estimates.

@@ -8,10 +8,12 @@ Stateless: every request carries the whole conversation as ``input`` items with
 - User messages become ``message`` items with ``input_text``; tool results become
   ``function_call_output`` items keyed by ``call_id``.
 - An assistant message becomes an ``output_text`` message item and a ``function_call`` item
-  per tool call. One that carries ``_replay["openai-responses"]`` (the output items exactly
-  as the API returned them, reasoning items with their ids and ``encrypted_content``
-  included) is sent as those items: with ``store: false`` the API keeps nothing, so a
-  reasoning model's earlier reasoning reaches it only this way.
+  per tool call. One that carries ``_replay["openai-responses"]`` (the output items as the
+  API returned them, reasoning items with their ``encrypted_content``) is sent as those
+  items, in their order, without their ``id``: with ``store: false`` the API keeps nothing,
+  so a reasoning model's earlier reasoning reaches it only through ``encrypted_content``,
+  and an item id sent back makes it look for a stored item and fail ("Item with id 'rs_...'
+  not found").
 - Tool schemas become function tools (``{"type": "function", name, description, parameters}``).
 - For reasoning models, ``include: ["reasoning.encrypted_content"]`` asks for the encrypted
   reasoning to carry back; other models refuse that field, so it is sent only to models
@@ -71,7 +73,9 @@ def _items(message: Message) -> list[Item]:
 def _assistant(message: Message, text: str) -> list[Item]:
     replay = message.get("_replay")
     if isinstance(replay, dict) and isinstance(replay.get("openai-responses"), list):
-        return copy.deepcopy(replay["openai-responses"])
+        return [
+            {k: copy.deepcopy(v) for k, v in item.items() if k != "id"} for item in replay["openai-responses"]
+        ]
     items: list[Item] = []
     if text:
         items.append(
