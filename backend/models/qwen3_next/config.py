@@ -55,6 +55,7 @@ class Qwen3NextConfig:
     rms_norm_eps: float = 1e-6
     tie_word_embeddings: bool = False
     max_position_embeddings: int = 32768
+    quantized: bool = False  # config.json declares a quantization_config (an FP8 release)
 
     def __post_init__(self) -> None:
         if len(self.layer_types) != self.num_hidden_layers or set(self.layer_types) - {LINEAR, FULL}:
@@ -125,4 +126,5 @@ class Qwen3NextConfig:
             rms_norm_eps=raw.get("rms_norm_eps", 1e-6),
             tie_word_embeddings=raw.get("tie_word_embeddings", top.get("tie_word_embeddings", False)),
             max_position_embeddings=raw.get("max_position_embeddings", 32768),
+            quantized=bool(raw.get("quantization_config") or top.get("quantization_config")),
         )

@@ -21,8 +21,9 @@ them prefix caching: sequences then always start cold.
 
 Weights: ``weights.py`` (both families' key spellings). An FP8 release (128 x 128 block
 scales) keeps its routed experts and the projections whose parts are whole blocks packed
-(``packed.py``; ``keep_quantized``, default ``CODEAGENT_KEEP_QUANTIZED``), DeltaNet's
-``in_proj`` and the routers dequantized; ``--pack fp8|fp4`` converts a bf16 or float32
+(``packed.py``; ``keep_quantized``, default ``CODEAGENT_KEEP_QUANTIZED``; a config that
+declares its quantization builds those matrices on the meta device, so no full-precision copy
+of them is allocated), DeltaNet's ``in_proj`` and the routers dequantized; ``--pack fp8|fp4`` converts a bf16 or float32
 checkpoint after loading (``backend/packing.py``). Limits: one process (no ``--tp`` /
 ``--ep``), no ``--cpu-experts``; the FP8 spelling is checked on synthetic checkpoints, not on a
 downloaded release; the multi-token-prediction weights (``mtp.*``) and a release's vision
@@ -50,6 +51,7 @@ from codeagent.backend.models.qwen3_next.attention import GatedAttention, Offset
 from codeagent.backend.models.qwen3_next.config import FULL, Qwen3NextConfig
 from codeagent.backend.models.qwen3_next.deltanet import DeltaState, GatedDeltaNet
 from codeagent.backend.models.qwen3_next.moe import DenseMlp, SparseMoe
+from codeagent.backend.models.qwen3_next.packed import materialize
 from codeagent.backend.models.qwen3_next.snapshots import Snapshots, state_streams
 from codeagent.backend.quant import keep_quantized_default
 
@@ -108,13 +110,18 @@ class Qwen3NextForCausalLM(CausalLMModule):
         self.keep_quantized = keep_quantized_default() if keep_quantized is None else keep_quantized
         self.resumes_from_blocks = prefix_states  # the DeltaNet states saved in the pool (module doc)
         self.state_every = state_every  # one block in this many holds them
-        self.embed = empty_param(config.vocab_size, config.hidden_size, dtype=dtype, device=device)
+        # a declared release: its matrices built on meta, allocated packed or plain as they load
+        deferred = self.keep_quantized and config.quantized and torch.device(device).type != "meta"
+        build = torch.device("meta") if deferred else device
+        self.embed = empty_param(config.vocab_size, config.hidden_size, dtype=dtype, device=build)
         self.layers = nn.ModuleList(
-            DecoderLayer(config, i, dtype, device) for i in range(config.num_hidden_layers)
+            DecoderLayer(config, i, dtype, build) for i in range(config.num_hidden_layers)
         )
-        self.norm = OffsetRMSNorm(config.hidden_size, config.rms_norm_eps, dtype, device)
-        self.lm_head = Linear(config.hidden_size, config.vocab_size, dtype, device)
+        self.norm = OffsetRMSNorm(config.hidden_size, config.rms_norm_eps, dtype, build)
+        self.lm_head = Linear(config.hidden_size, config.vocab_size, dtype, build)
         self.inv_freq = inverse_frequencies(config.rotary_dim, config.rope_theta)
+        if deferred:
+            materialize(self, torch.device(device))
 
     def _attention_layers(self) -> list[int]:
         return [i for i, kind in enumerate(self.config.layer_types) if kind == FULL]

@@ -57,23 +57,28 @@ def load(model: Qwen3NextForCausalLM, stream: Iterable[tuple[str, torch.Tensor]]
     Quantized matrices stay packed where ``packed.Keeper`` can hold them and the model keeps
     quantized weights (``keep_quantized``); the others are dequantized to the model's dtype."""
     filled: dict[int, int] = {}
-    keeper = Keeper(model) if model.keep_quantized else None
+    keeper = Keeper(model, model.embed.device) if model.keep_quantized else None
     for key, tensor, scale in paired(stream):
         if SKIPPED.fullmatch(key):
             continue
         found = _places(model, key, tensor)
         if scale is not None:
+            counted = [keeper.key(target) for target, _, _ in found] if keeper is not None else []
             if keeper is not None and _kept(keeper, key, found, tensor, scale):
-                for target, _, _ in found:
-                    filled[keeper.key(target)] = filled.get(keeper.key(target), 0) + _logical(tensor)
+                for slot in counted:  # keyed before packing replaced the targets
+                    filled[slot] = filled.get(slot, 0) + _logical(tensor)
                 continue
             try:
                 tensor = dequantize(tensor, scale, model.embed.dtype)
             except ValueError as err:
                 raise ValueError(f"{key}: {err}") from err
             found = _places(model, key, tensor)
+        plain: dict[int, torch.Tensor] = {}  # a key's places share their target: resolved once
         for target, index, data in found:
-            target = keeper.plain(target) if keeper is not None else target
+            if keeper is not None:
+                if id(target) not in plain:
+                    plain[id(target)] = keeper.plain(target)
+                target = plain[id(target)]
             view = target if index is None else target[index]
             if tuple(view.shape) != tuple(data.shape):
                 raise ValueError(
@@ -81,12 +86,24 @@ def load(model: Qwen3NextForCausalLM, stream: Iterable[tuple[str, torch.Tensor]]
                 )
             with torch.no_grad():
                 view.copy_(data)
-            filled[id(target)] = filled.get(id(target), 0) + view.numel()
+            slot = keeper.key(target) if keeper is not None else id(target)
+            filled[slot] = filled.get(slot, 0) + view.numel()
+    _check_filled(model, keeper, filled)
+
+
+def _check_filled(model: Qwen3NextForCausalLM, keeper: Keeper | None, filled: dict[int, int]) -> None:
+    """A tied head takes the embedding if the checkpoint has none; then every weight must be filled."""
     head = keeper.key(model.lm_head.weight) if keeper is not None else id(model.lm_head.weight)
     if model.config.tie_word_embeddings and head not in filled:
+        if keeper is not None:
+            keeper.drop(model.lm_head.weight)
         model.lm_head.weight = model.embed
-    params = list(model.named_parameters()) + (keeper.packed_params() if keeper is not None else [])
-    missing = [name for name, p in params if filled.get(id(p), 0) < p.numel()]
+    missing = [
+        name
+        for name, p in model.named_parameters()
+        if (keeper is None or not keeper.holds(p)) and filled.get(id(p), 0) < p.numel()
+    ]
+    missing += keeper.missing(filled) if keeper is not None else []
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise ValueError(f"checkpoint is missing weights for {len(missing)} parameters: {shown}")
