@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from codeagent.backend.api_checks import ApiError, ApiRequest
 from codeagent.backend.generation import Generation, Piece
-from codeagent.backend.openai_api import ApiError, ApiRequest
 
 
 def usage(generation: Generation) -> dict[str, Any]:
@@ -30,13 +30,13 @@ def usage(generation: Generation) -> dict[str, Any]:
     }
 
 
-def _check(generation: Generation) -> None:
+def check(generation: Generation) -> None:
     if generation.error:
         raise ApiError(500, f"the engine failed: {generation.error}", "server_error", code="engine_error")
 
 
 def chat_response(request: ApiRequest, generation: Generation) -> dict[str, Any]:
-    _check(generation)
+    check(generation)
     parsed = generation.message()
     message: dict[str, Any] = {
         "role": "assistant",
@@ -65,7 +65,7 @@ def chat_chunks(request: ApiRequest, generation: Generation) -> Iterator[dict[st
             yield chunk(_text_delta(piece))
         for entry in piece.tool_calls:
             yield chunk({"tool_calls": [entry]})
-    _check(generation)
+    check(generation)
     yield chunk({}, generation.finish_reason)
     if request.include_usage:
         yield {**_head(request, "chat.completion.chunk"), "choices": [], "usage": usage(generation)}
@@ -80,7 +80,7 @@ def _text_delta(piece: Piece) -> dict[str, Any]:
 
 
 def completion_response(request: ApiRequest, generation: Generation) -> dict[str, Any]:
-    _check(generation)
+    check(generation)
     choice = {
         "index": 0,
         "text": generation.text,
@@ -97,7 +97,7 @@ def completion_chunks(request: ApiRequest, generation: Generation) -> Iterator[d
 
     for piece in generation:
         yield chunk(piece.content)
-    _check(generation)
+    check(generation)
     yield chunk("", generation.finish_reason)
     if request.include_usage:
         yield {**_head(request, "text_completion"), "choices": [], "usage": usage(generation)}
