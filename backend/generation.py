@@ -1,7 +1,7 @@
 """One request's text path: a prompt submitted to the engine service, its ids back as reply text.
 
 The one generation object, shared by the in-process client (``client.py``) and the server's
-protocol handlers (``server.py`` with ``openai_api.py`` / ``openai_replies.py``): the
+protocol handlers (``server.py`` with each protocol's ``*_api.py`` / ``*_replies.py``): the
 callers render and encode (``chat/prompt.py``), ``Generation.start`` submits, and iterating
 the generation decodes, watches stop strings, parses reasoning and tool calls, and at the
 end remembers the finished turn, so the next prompt extends it token for token.
@@ -81,6 +81,17 @@ def call_deltas(call: dict[str, Any]) -> list[dict[str, Any]]:
         "function": {"name": function["name"], "arguments": ""},
     }
     return [head, {"index": call["index"], "function": {"arguments": function["arguments"]}}]
+
+
+def whole_calls(piece: Piece) -> list[dict[str, Any]]:
+    """A piece's delta entries joined back into whole calls: ``{"id", "function": {name, arguments}}``."""
+    calls: list[dict[str, Any]] = []
+    for entry in piece.tool_calls:
+        if "id" in entry:
+            calls.append({"id": entry["id"], "function": {**entry["function"]}})
+        else:
+            calls[-1]["function"]["arguments"] += entry["function"]["arguments"]
+    return calls
 
 
 class Generation:
@@ -209,6 +220,14 @@ class Generation:
         if self.parser and self.parser.calls:
             return "tool_calls"
         return "stop" if self.stopped else self.result.finish_reason
+
+    @property
+    def stop_string(self) -> str | None:
+        """The stop string that ended the reply, if one did (the earliest in the text)."""
+        if not self.stopped:
+            return None
+        raw = self.watch.raw
+        return min((stop for stop in self.watch.stops if stop in raw), key=raw.find, default=None)
 
     @property
     def prompt_tokens(self) -> int:

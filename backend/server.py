@@ -5,6 +5,9 @@ Endpoints, each a thin translation onto the one text path the in-process client 
 replies module shapes the answer, whole or as server-sent events.
 - ``POST /v1/chat/completions``, ``POST /v1/completions``: OpenAI's (``openai_api``,
   ``openai_replies``); streams are ``data: {chunk}`` lines ending with ``data: [DONE]``.
+- ``POST /v1/messages``, ``POST /v1/messages/count_tokens``: Anthropic's Messages
+  (``anthropic_api``, ``anthropic_replies``).
+- ``POST /v1/responses``: OpenAI's Responses, stateless (``responses_api``, ``responses_replies``).
 - ``GET /v1/models`` and ``GET /health``.
 What a request asks for that is not served is a 400 naming the field, never silently
 ignored; each protocol's errors come in its own shape.
@@ -29,6 +32,7 @@ import threading
 from http.server import ThreadingHTTPServer
 from typing import Any
 
+from codeagent.backend import anthropic_api, anthropic_replies, responses_api, responses_replies
 from codeagent.backend import openai_api as api
 from codeagent.backend import openai_replies as replies
 from codeagent.backend.chat.model import ChatModel
@@ -122,11 +126,41 @@ def completions(handler: Handler, body: dict[str, Any]) -> None:
     )
 
 
+def messages(handler: Handler, body: dict[str, Any]) -> None:
+    request = anthropic_api.messages_request(body, handler.server.model)
+    handler.answer(
+        request.prompt,
+        request.params,
+        request.stream,
+        lambda generation: anthropic_replies.message(request, generation),
+        lambda generation: anthropic_replies.events(request, generation),
+    )
+
+
+def count_tokens(handler: Handler, body: dict[str, Any]) -> None:
+    prompt = anthropic_api.count_prompt(body, handler.server.model)
+    handler.send_json(200, {"input_tokens": len(prompt.ids)})
+
+
+def responses(handler: Handler, body: dict[str, Any]) -> None:
+    request = responses_api.responses_request(body, handler.server.model, handler.server.max_output_tokens)
+    handler.answer(
+        request.prompt,
+        request.params,
+        request.stream,
+        lambda generation: responses_replies.response(request, generation),
+        lambda generation: responses_replies.events(request, generation),
+    )
+
+
 ROUTES: dict[str, Route] = {
     "/health": Route("GET", health),
     "/v1/models": Route("GET", models),
     "/v1/chat/completions": Route("POST", chat),
     "/v1/completions": Route("POST", completions),
+    "/v1/messages": Route("POST", messages, anthropic_replies.DIALECT),
+    "/v1/messages/count_tokens": Route("POST", count_tokens, anthropic_replies.DIALECT),
+    "/v1/responses": Route("POST", responses, responses_replies.DIALECT),
 }
 
 

@@ -48,13 +48,16 @@ def chat_prompt(
     tools: list[dict[str, Any]],
     tool_choice: str = "auto",
     function: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Prompt:
-    """``tool_choice`` is "auto", "none", "required" or "function" (then ``function`` names it)."""
+    """``tool_choice`` is "auto", "none", "required" or "function" (then ``function`` names it);
+    ``options`` reach the template (``enable_thinking``)."""
     messages = model.memory.restore(messages)  # replies we generated get their exact text back
+    options = options or {}
     if tool_choice == "none":
-        text = model.template.render(messages, None)
+        text = model.template.render(messages, None, **options)
         return Prompt(model.memory.encode(text), text, parse="reasoning", chat=True)
-    text = model.template.render(messages, tools)
+    text = model.template.render(messages, tools, **options)
     forced = _forced_call(model, text, function) if tool_choice in ("required", "function") else ""
     return Prompt(model.memory.encode(text + forced), text + forced, forced, tools, "calls", chat=True)
 
