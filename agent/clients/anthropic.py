@@ -122,13 +122,13 @@ def assemble(stream: Iterable[Event], on_token: TokenCallback | None) -> dict[st
         if kind == "message_start":
             reply.update({k: v for k, v in (data.get("message") or {}).items() if k != "content"})
         elif kind == "content_block_start":
-            index = int(data["index"])
+            index = int(data.get("index", len(blocks)))
             blocks[index] = dict(data.get("content_block") or {})
             pieces[index] = []
         elif kind == "content_block_delta":
-            shown = _apply_delta(blocks, pieces, int(data["index"]), data.get("delta") or {})
+            shown = _apply_delta(blocks, pieces, int(data.get("index", 0)), data.get("delta") or {})
         elif kind == "content_block_stop":
-            _finish_block(blocks, pieces, int(data["index"]))
+            _finish_block(blocks, pieces, int(data.get("index", 0)))
         elif kind == "message_delta":
             reply.update(data.get("delta") or {})
             counts = {k: v for k, v in (data.get("usage") or {}).items() if v is not None}
@@ -162,7 +162,7 @@ def _apply_delta(
 
 def _finish_block(blocks: dict[int, dict[str, Any]], pieces: dict[int, list[str]], index: int) -> None:
     text = "".join(pieces.get(index) or [])
-    if not text:
+    if not text or index not in blocks:
         return
     try:
         blocks[index]["input"] = json.loads(text)
