@@ -113,9 +113,11 @@ def _add_engine(sub: Subparsers) -> None:
     engine.add_argument("--new-tokens", type=positive_int, default=64, metavar="N")
     engine.add_argument(
         "--family",
-        choices=("qwen3-moe", "qwen3-next"),
-        default="qwen3-moe",
-        help="the random model: Qwen3-MoE, or Qwen3-Next (Gated DeltaNet + gated attention + MoE)",
+        type=name_list(("qwen3-moe", "qwen3-next")),
+        default=("qwen3-moe",),
+        metavar="A,B",
+        help="the random model: qwen3-moe, qwen3-next (Gated DeltaNet + gated attention + MoE), "
+        "or both in one run, frontiers side by side",
     )
     engine.add_argument(
         "--dtypes",

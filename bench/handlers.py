@@ -65,8 +65,8 @@ def bench_generate(args: argparse.Namespace, config: object) -> int:
 
 
 def bench_engine(args: argparse.Namespace, config: object) -> int:
-    from codeagent.bench.engine import bench_engine as run
-    from codeagent.bench.engine import table
+    from codeagent.bench.engine_families import bench_families as run
+    from codeagent.bench.engine_report import table
 
     if args.tp > 1:
         from codeagent.bench.split import bench_split
@@ -76,7 +76,7 @@ def bench_engine(args: argparse.Namespace, config: object) -> int:
         except RuntimeError as err:
             raise BenchError(str(err)) from err
     try:
-        results = run(args.scenarios, args.prefixes, args.contexts, args.new_tokens, args.dtypes, args.family)
+        results = run(args.family, args.scenarios, args.prefixes, args.contexts, args.new_tokens, args.dtypes)
     except RuntimeError as err:
         raise BenchError(str(err)) from err
     print(table(results), file=sys.stderr)
