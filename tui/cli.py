@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     _add_generate(sub.add_parser("generate", help="generate text with the embedded runtime"))
-    _add_serve(sub.add_parser("serve", help="serve a model over an OpenAI-compatible HTTP API"))
+    _add_serve(sub.add_parser("serve", help="serve a model over OpenAI- and Anthropic-compatible HTTP APIs"))
     _add_models(sub.add_parser("models", help="list local models, or pull one"))
     _add_plan(
         sub.add_parser(

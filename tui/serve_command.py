@@ -1,4 +1,5 @@
-"""``codeagent serve``: load a checkpoint once and serve it over an OpenAI-compatible HTTP API.
+"""``codeagent serve``: load a checkpoint once and serve it over HTTP: OpenAI chat and text
+completions, OpenAI Responses and Anthropic Messages (``backend/server.py``).
 
 The model, its tokenizer and chat template are loaded once, by the runtime's factory
 (``backend/runtime.py``); its ``EngineService`` runs the engine on a background thread and
