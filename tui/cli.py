@@ -222,7 +222,9 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=port, default=8000, help="port (default 8000; 0 picks a free one)")
     parser.add_argument(
-        "--api-key", metavar="KEY", help="clients must send this bearer token (default $CODEAGENT_API_KEY)"
+        "--api-key",
+        metavar="KEY",
+        help="clients must send this key, as a bearer token or x-api-key (default $CODEAGENT_API_KEY)",
     )
     parser.add_argument(
         "--served-model-name", metavar="NAME", help="model id clients use (default: folder name)"
