@@ -24,7 +24,8 @@ caching is automatic), ``output_config.effort``, ``thinking.budget_tokens`` and
 ``tool_choice.disable_parallel_tool_use``, and fields this module does not know (clients
 send beta fields). Refused with a 400 naming the field: other content blocks (images,
 documents, server tool results), server tools (a ``type`` other than custom),
-``output_config.format`` (structured outputs), ``mcp_servers``, ``container``. A
+``output_config.format`` (structured outputs), ``mcp_servers``, ``container``, and a
+conversation that ends with an assistant message (a prefill to continue). A
 ``tool_result``'s ``is_error`` is rendered as an ``Error:`` prefix on its text, since chat
 templates have no field for it.
 
@@ -132,6 +133,8 @@ def _conversation(body: dict[str, Any]) -> list[dict[str, Any]]:
         role = message.get("role") if isinstance(message, dict) else None
         if role not in ("user", "assistant"):
             raise invalid(f"messages[{i}].role", f"messages[{i}]: 'role' must be user or assistant")
+        if role == "assistant" and i == len(messages) - 1:
+            raise invalid(f"messages[{i}]", "a last assistant message (a prefill to continue) is not served")
         content = get_field(message, "content", (str, list), "a string or a list of content blocks")
         where = f"messages[{i}].content"
         out += _user(content, where) if role == "user" else [_assistant(content, where)]

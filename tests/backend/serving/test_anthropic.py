@@ -93,7 +93,8 @@ def test_a_tool_round_trip_extends_the_prompt_token_for_token(scripted, chat_mod
     result = {
         "type": "tool_result",
         "tool_use_id": call.id,
-        "content": [{"type": "text", "text": "def mean"}],
+        "content": [{"type": "text", "text": "no such file"}],
+        "is_error": True,
     }
     follow_up = [
         *MESSAGES,
@@ -104,7 +105,7 @@ def test_a_tool_round_trip_extends_the_prompt_token_for_token(scripted, chat_mod
     first, second = service.prompts
     written = service.streams[0].result.token_ids[:-1]  # the reply, without its end of turn
     assert second[: len(first) + len(written)] == first + written
-    assert "def mean" in chat_model.tokenizer.decode(second[len(first) :])
+    assert "Error: no such file" in chat_model.tokenizer.decode(second[len(first) :])
 
 
 def test_a_streamed_tool_call_arrives_as_one_input_json_delta(scripted):
@@ -177,6 +178,10 @@ def test_bad_requests_are_anthropic_shaped_errors(scripted):
         (anthropic.BadRequestError, dict(messages=MESSAGES, max_tokens=5, extra_body={"temperature": 1.5})),
         (anthropic.BadRequestError, dict(messages=[{"role": "user", "content": [image]}], max_tokens=5)),
         (anthropic.BadRequestError, dict(messages=MESSAGES, max_tokens=0)),
+        (
+            anthropic.BadRequestError,
+            dict(messages=[*MESSAGES, {"role": "assistant", "content": "It"}], max_tokens=5),
+        ),
         (anthropic.BadRequestError, dict(messages=MESSAGES, max_tokens=5, tool_choice={"type": "any"})),
         (anthropic.BadRequestError, dict(messages=MESSAGES, max_tokens=5, extra_body={"mcp_servers": [{}]})),
         (
