@@ -225,3 +225,17 @@ def test_an_engine_failure_mid_stream_is_an_error_event(scripted):
         for _ in stream:
             pass
     assert "out of memory" in str(caught.value)
+
+
+def test_thinking_disabled_reaches_the_template(scripted, chat_model):
+    server, _ = scripted("fine")
+    api = client(server)
+    counts = {
+        kind: api.messages.count_tokens(model="tiny", messages=MESSAGES, thinking=thinking).input_tokens
+        for kind, thinking in [
+            ("enabled", {"type": "enabled", "budget_tokens": 1024}),
+            ("disabled", {"type": "disabled"}),
+        ]
+    }
+    closed = len(chat_model.tokenizer.encode("<think>\n\n</think>\n\n"))
+    assert counts["disabled"] == counts["enabled"] + closed  # the template closes an empty think block

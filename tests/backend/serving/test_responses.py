@@ -177,3 +177,12 @@ def test_an_engine_failure_mid_stream_is_an_error_then_response_failed(scripted)
     events = list(api.responses.create(model="tiny", input="hi", stream=True))
     assert [e.type for e in events[-2:]] == ["error", "response.failed"]
     assert "out of memory" in events[-2].message
+
+
+def test_reasoning_effort_none_reaches_the_template(scripted, chat_model):
+    server, service = scripted("fine")
+    api = client(server)
+    api.responses.create(model="tiny", input="hi")
+    api.responses.create(model="tiny", input="hi", reasoning={"effort": "none"})
+    plain, closed = (chat_model.tokenizer.decode(ids) for ids in service.prompts)
+    assert closed == plain + "<think>\n\n</think>\n\n"  # the template closes an empty think block
