@@ -73,3 +73,20 @@ def test_cached_prompt_tokens_reach_the_agents_usage(engine_server, make):
     assert again.usage.prompt_tokens == first.usage.prompt_tokens > 0
     assert 0 < again.usage.cached_tokens < again.usage.prompt_tokens
     assert 1 <= again.usage.completion_tokens <= 3
+
+
+@pytest.mark.parametrize("make", [anthropic_client, responses_client])
+def test_reasoning_goes_back_as_it_came(scripted, make):
+    server, service = scripted("<think>\nCheck the divisor.\n</think>\n\nIt divides by n - 1.")
+    client = make(server)
+    first = client.complete(MESSAGES, TOOLS)
+    assert first.message["content"] == "It divides by n - 1."
+    # the server sends reasoning as the item's reasoning_text content; the agent's Responses
+    # client reads only summaries, but replays the items, so the next prompt still extends
+    if make is anthropic_client:
+        assert first.message["reasoning_content"] == "Check the divisor."
+    client.complete([*MESSAGES, first.message, {"role": "user", "content": "And?"}], TOOLS)
+    client.close()
+    before, after = service.prompts
+    written = service.streams[0].result.token_ids[:-1]
+    assert after[: len(before) + len(written)] == before + written
