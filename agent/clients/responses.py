@@ -12,9 +12,11 @@ end the reply with the API's message (retried when it says the server is overloa
 rate-limited); a stream that stops before the response completes is retried from scratch.
 
 The Response becomes an OpenAI-chat-shaped assistant message: output text joined,
-reasoning summaries as ``reasoning_content``, function calls as ``tool_calls`` (``call_id``
-as the id). When the output holds reasoning items, all output items go into
-``_replay["openai-responses"]``, which the next request sends back (``responses_wire.py``).
+reasoning as ``reasoning_content`` (a reasoning item's raw ``reasoning_text`` content, as
+open-weight servers such as ``codeagent serve`` send it, else its summaries), function calls
+as ``tool_calls`` (``call_id`` as the id). When the output holds reasoning items, all output
+items go into ``_replay["openai-responses"]``, which the next request sends back
+(``responses_wire.py``).
 
 Usage: ``input_tokens`` (cached ones included), ``output_tokens``,
 ``input_tokens_details.cached_tokens``. Limits: prompt counts are estimates.
@@ -164,17 +166,19 @@ def _output_text(output: list[dict[str, Any]]) -> str:
     )
 
 
+def _reasoning_text(item: dict[str, Any]) -> str:
+    """A reasoning item's raw ``reasoning_text`` content (open-weight servers send it), else its summary."""
+    raw = [part for part in item.get("content") or [] if part.get("type") == "reasoning_text"]
+    parts = raw or item.get("summary") or []
+    return "\n\n".join(str(part.get("text") or "") for part in parts if part.get("text"))
+
+
 def to_completion(response: dict[str, Any]) -> Completion:
     output = [item for item in response.get("output") or [] if isinstance(item, dict)]
     message: Message = {"role": "assistant", "content": _output_text(output)}
-    summaries = [
-        str(part.get("text") or "")
-        for item in output
-        if item.get("type") == "reasoning"
-        for part in item.get("summary") or []
-    ]
-    if any(summaries):
-        message["reasoning_content"] = "\n\n".join(s for s in summaries if s)
+    reasoning = [_reasoning_text(item) for item in output if item.get("type") == "reasoning"]
+    if any(reasoning):
+        message["reasoning_content"] = "\n\n".join(text for text in reasoning if text)
     calls = [
         {
             "id": str(item.get("call_id") or item.get("id") or ""),

@@ -201,6 +201,22 @@ def test_an_incomplete_response_and_a_json_answer(wire: Any) -> None:
     assert wire.bodies[1]["reasoning"] == {"effort": "high"} and "stream" not in wire.bodies[1]
 
 
+def test_raw_reasoning_text_content_is_read_as_reasoning(wire: Any) -> None:
+    """Open-weight servers (``codeagent serve``) send the model's reasoning as ``reasoning_text``
+    content and no summary; a summary is read only where no raw text came."""
+    raw = {
+        "type": "reasoning",
+        "id": "rs_1",
+        "summary": [{"type": "summary_text", "text": "short"}],
+        "content": [{"type": "reasoning_text", "text": "The mean divides by zero."}],
+    }
+    wire.sse(stream([raw, said("Fixed.")], {1: ["Fixed."]}))
+    message = client(wire, model="qwen3-coder").complete(MESSAGES, []).message
+    assert message["reasoning_content"] == "The mean divides by zero." and message["content"] == "Fixed."
+    wire.json({"id": "resp_2", "status": "completed", "output": [reasoning(2, "Summed.")], "usage": USAGE})
+    assert client(wire, stream=False).complete(MESSAGES, []).message["reasoning_content"] == "Summed."
+
+
 def test_a_failed_response_and_an_error_event_end_the_reply(wire: Any) -> None:
     failed = {"id": "r", "status": "failed", "error": {"code": "invalid_prompt", "message": "flagged"}}
     wire.sse([("response.failed", {"type": "response.failed", "response": failed})])
