@@ -7,29 +7,32 @@ template takes (``chat/prompt.py``), after ``instructions`` as a system message:
 parts) become messages; an assistant turn's ``reasoning`` items (their ``reasoning_text``
 content, else their summary), assistant text and ``function_call`` items join into one
 assistant message with ``reasoning_content``, content and tool calls, so a reply sent back is
-recognised and rendered as the model wrote it (``chat/continuity.py``); each
-``function_call_output`` becomes a tool message.
+recognised and rendered as the model wrote it (``chat/continuity.py``); a
+``custom_tool_call`` joins as a call whose one argument is its ``input``; each
+``function_call_output`` and ``custom_tool_call_output`` becomes a tool message.
 
 Stateless: nothing is stored. ``store`` is accepted (and answered as ``false``);
 ``previous_response_id``, ``conversation``, ``item_reference`` items and ``background`` are
 a 400, since the conversation must come whole in ``input``.
 
 Served: ``max_output_tokens`` (without it, the server's default cap; clipped to the room left
-in the context window), ``temperature``, ``top_p``, ``stream``, ``tools`` (function tools:
-``name``, ``description``, ``parameters``), ``tool_choice`` (auto, none, required, or
-``{"type": "function", "name": ...}``), ``reasoning.effort`` (``none`` renders with the
-template's ``enable_thinking=False``; the family's reasoning markup is parsed either way and
-comes back as reasoning items). Accepted, not acted on: ``parallel_tool_calls``, ``include``,
+in the context window), ``temperature``, ``top_p``, ``stream``, ``tools`` (below),
+``tool_choice`` (auto, none, required, or ``{"type": "function" or "custom", "name": ...}``),
+``reasoning.effort`` (``none`` renders with the template's ``enable_thinking=False``; the
+family's reasoning markup is parsed either way and comes back as reasoning items). Accepted, not acted on: ``parallel_tool_calls``, ``include``,
 ``metadata``, ``user``, ``prompt_cache_key``, ``reasoning.summary``, ``text.verbosity``,
-``truncation: disabled``, ``strict`` on tools, and fields this module does not know. Refused
-with a 400 naming the field: other tools (web search, file search, shell...), image, file and
-audio parts, ``text.format`` other than text, ``truncation: auto``.
+``truncation: disabled``, ``strict`` on tools, and fields this module does not know. Tools:
+function, custom (freeform) and namespace tools are served and hosted ones (web search...)
+left out, as ``responses_tools.py`` says. Refused with a 400 naming the field: other tools
+(``local_shell``...), image, file and audio parts, ``text.format`` other than text,
+``truncation: auto``.
 
 Errors are ``ApiError``s (OpenAI's shape); ``responses_replies.py`` shapes the answers.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from codeagent.backend.api_checks import (
@@ -45,10 +48,19 @@ from codeagent.backend.chat.model import ChatModel
 from codeagent.backend.chat.prompt import Prompt, chat_prompt
 from codeagent.backend.chat.template import TemplateRenderError
 from codeagent.backend.layers.sampler import SamplingParams
+from codeagent.backend.responses_tools import CUSTOM_INPUT, template_tools
 
 ROLES = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
 TEXT_PARTS = ("input_text", "output_text", "text", "summary_text", "reasoning_text")
-ITEMS = ("message", "reasoning", "function_call", "function_call_output")
+ITEMS = (
+    "message",
+    "reasoning",
+    "function_call",
+    "function_call_output",
+    "custom_tool_call",
+    "custom_tool_call_output",
+)
+
 STATEFUL = ("previous_response_id", "conversation", "background")
 
 
@@ -110,15 +122,27 @@ class _Turns:
         for name in ("call_id", "name", "arguments"):
             if not isinstance(item.get(name), str):
                 raise invalid(f"{where}.{name}", f"{where}: a function_call needs a string '{name}'")
-        function = {"name": item["name"], "arguments": item["arguments"]}
-        call = {"id": item["call_id"], "type": "function", "function": function}
+        self._call(item["call_id"], item["name"], item["arguments"])
+
+    def _custom_tool_call(self, item: dict[str, Any], where: str) -> None:
+        for name in ("call_id", "name", "input"):
+            if not isinstance(item.get(name), str):
+                raise invalid(f"{where}.{name}", f"{where}: a custom_tool_call needs a string '{name}'")
+        arguments = json.dumps({CUSTOM_INPUT: item["input"]}, ensure_ascii=False)
+        self._call(item["call_id"], item["name"], arguments)
+
+    def _call(self, call_id: str, name: str, arguments: str) -> None:
+        function = {"name": name, "arguments": arguments}
+        call = {"id": call_id, "type": "function", "function": function}
         self.assistant().setdefault("tool_calls", []).append(call)
 
     def _function_call_output(self, item: dict[str, Any], where: str) -> None:
         if not isinstance(item.get("call_id"), str):
-            raise invalid(f"{where}.call_id", f"{where}: a function_call_output needs 'call_id'")
+            raise invalid(f"{where}.call_id", f"{where}: a {item['type']} needs 'call_id'")
         output = _text(item.get("output", ""), f"{where}.output")
         self.other({"role": "tool", "tool_call_id": item["call_id"], "content": output})
+
+    _custom_tool_call_output = _function_call_output
 
 
 def _conversation(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -137,34 +161,18 @@ def _conversation(body: dict[str, Any]) -> list[dict[str, Any]]:
     return turns.messages
 
 
-def _tools(body: dict[str, Any]) -> list[dict[str, Any]]:
-    out = []
-    for i, tool in enumerate(get_field(body, "tools", list, "a list of tools", [])):
-        kind = tool.get("type") if isinstance(tool, dict) else None
-        if kind != "function":
-            raise invalid(f"tools[{i}]", f"tools[{i}]: only function tools are served, not {kind!r}")
-        if not isinstance(tool.get("name"), str) or not tool["name"]:
-            raise invalid(f"tools[{i}].name", f"tools[{i}]: each tool needs a name")
-        parameters = tool.get("parameters") or {"type": "object", "properties": {}}
-        if not isinstance(parameters, dict):
-            raise invalid(f"tools[{i}].parameters", "'parameters' must be a JSON schema object")
-        function = {"name": tool["name"], "parameters": parameters}
-        if isinstance(tool.get("description"), str):
-            function["description"] = tool["description"]
-        out.append({"type": "function", "function": function})
-    return out
-
-
 def _tool_choice(body: dict[str, Any], tools: list[dict[str, Any]]) -> tuple[str, str | None]:
     choice = body.get("tool_choice", "auto")
     if choice in ("auto", "none", "required"):
         if choice == "required" and not tools:
             raise invalid("tool_choice", "'tool_choice' is 'required' but no tools were given")
         return (choice if tools else "none"), None
-    name = choice.get("name") if isinstance(choice, dict) and choice.get("type") == "function" else None
+    named = isinstance(choice, dict) and choice.get("type") in ("function", "custom")
+    name = choice.get("name") if named else None
     if not isinstance(name, str):
         raise invalid(
-            "tool_choice", "'tool_choice' must be auto, none, required or {'type': 'function', 'name': ...}"
+            "tool_choice",
+            "'tool_choice' must be auto, none, required or {'type': 'function' or 'custom', 'name': ...}",
         )
     if name not in {tool["function"]["name"] for tool in tools}:
         raise invalid("tool_choice", f"'tool_choice' names {name!r}, which is not among the tools")
@@ -205,7 +213,7 @@ def _sampling(body: dict[str, Any], prompt: Prompt, model: ChatModel, max_output
 def responses_request(body: dict[str, Any], model: ChatModel, max_output: int) -> ApiRequest:
     name = model_name(body, model)
     _refuse_unserved(body)
-    tools = _tools(body)
+    tools = template_tools(body)
     choice, function = _tool_choice(body, tools)
     conversation = _conversation(body)
     try:

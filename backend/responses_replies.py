@@ -3,7 +3,9 @@
 ``response`` builds a finished ``response`` object from its ``Generation``: its ``output``
 holds a ``reasoning`` item when the model reasoned (its text as ``reasoning_text`` content;
 no summary, no encrypted content), a ``message`` item with one ``output_text`` part when it
-wrote text, and a ``function_call`` item per call; ``status`` is ``completed``, or
+wrote text, and per call a ``function_call`` item, or a ``custom_tool_call`` item (its
+``input`` the call's one string) for a custom tool, with the ``namespace`` of a tool that
+came in one (``responses_tools.py``); ``status`` is ``completed``, or
 ``incomplete`` with ``incomplete_details.reason: max_output_tokens`` when the length limit
 ended it. ``usage`` counts the whole prompt as ``input_tokens`` and the part read from the
 prefix cache as ``input_tokens_details.cached_tokens``.
@@ -14,13 +16,15 @@ prefix cache as ``input_tokens_details.cached_tokens``.
 ``.done``, for a message ``response.content_part.added``, ``response.output_text.delta``s,
 ``response.output_text.done`` and ``response.content_part.done``, for a call one
 ``response.function_call_arguments.delta`` holding the whole arguments (calls come out when
-their block closes) and ``response.function_call_arguments.done``; then
+their block closes) and ``response.function_call_arguments.done`` (for a custom tool,
+``response.custom_tool_call_input.delta`` and ``.done``); then
 ``response.output_item.done``; last ``response.completed`` (or ``response.incomplete``).
 An engine failure mid-stream is an ``error`` event followed by ``response.failed``.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -29,6 +33,7 @@ from codeagent.backend.api_checks import ApiError, ApiRequest
 from codeagent.backend.generation import Generation, whole_calls
 from codeagent.backend.http_handler import Dialect, Event
 from codeagent.backend.openai_replies import check
+from codeagent.backend.responses_tools import CUSTOM_INPUT, Shape, call_shapes
 
 
 def _stream_error(err: ApiError) -> Event:
@@ -101,16 +106,33 @@ def _message(text: str, status: str = "completed") -> dict[str, Any]:
     }
 
 
-def _call(call: dict[str, Any], arguments: str | None = None) -> dict[str, Any]:
+def _call(call: dict[str, Any], shape: Shape, opened: bool = False) -> dict[str, Any]:
+    """A call's output item: whole, or ``opened`` (its arguments still to come) to start a stream."""
     function = call["function"]
-    return {
-        "type": "function_call",
-        "id": _item_id("fc"),
-        "call_id": call["id"],
-        "name": function["name"],
-        "arguments": function["arguments"] if arguments is None else arguments,
-        "status": "completed" if arguments is None else "in_progress",
-    }
+    item = {"type": "function_call", "id": _item_id("fc"), "call_id": call["id"], "name": function["name"]}
+    if shape.custom:
+        item.update(type="custom_tool_call", id=_item_id("ctc"), input="" if opened else _custom_input(call))
+    else:
+        item["arguments"] = "" if opened else function["arguments"]
+    if shape.namespace is not None:
+        item["namespace"] = shape.namespace
+    item["status"] = "in_progress" if opened else "completed"
+    return item
+
+
+def _custom_input(call: dict[str, Any]) -> str:
+    """A freeform tool's text: the one ``input`` argument it was shown with, else all the arguments."""
+    arguments = call["function"]["arguments"]
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return arguments
+    given = value.get(CUSTOM_INPUT) if isinstance(value, dict) else None
+    return given if isinstance(given, str) and len(value) == 1 else arguments
+
+
+def _shapes(request: ApiRequest) -> dict[str, Shape]:
+    return call_shapes(request.echo.get("tools") or [])
 
 
 def response(request: ApiRequest, generation: Generation) -> dict[str, Any]:
@@ -118,7 +140,8 @@ def response(request: ApiRequest, generation: Generation) -> dict[str, Any]:
     parsed = generation.message()
     output = [_reasoning(parsed.reasoning_content)] if parsed.reasoning_content else []
     output += [_message(parsed.content)] if parsed.content else []
-    output += [_call(call) for call in parsed.tool_calls]
+    shapes = _shapes(request)
+    output += [_call(call, shapes.get(call["function"]["name"], Shape())) for call in parsed.tool_calls]
     return _finished(request, generation, output)
 
 
@@ -127,6 +150,7 @@ class _Stream:
 
     def __init__(self, request: ApiRequest) -> None:
         self.request = request
+        self.shapes = _shapes(request)
         self.number = -1
         self.output: list[dict[str, Any]] = []
         self.open: dict[str, Any] | None = None
@@ -178,15 +202,20 @@ class _Stream:
         yield self.event("response.output_text.delta", **self._at(), content_index=0, delta=text, logprobs=[])
 
     def call(self, call: dict[str, Any]) -> Iterator[Event]:
-        arguments = call["function"]["arguments"]
-        yield from self._add(_call(call, ""))
-        yield self.event("response.function_call_arguments.delta", **self._at(), delta=arguments)
-        name = call["function"]["name"]
-        yield self.event(
-            "response.function_call_arguments.done", **self._at(), name=name, arguments=arguments
-        )
+        shape = self.shapes.get(call["function"]["name"], Shape())
+        item = _call(call, shape)
+        yield from self._add(_call(call, shape, opened=True))
+        if shape.custom:
+            text = item["input"]
+            yield self.event("response.custom_tool_call_input.delta", **self._at(), delta=text)
+            yield self.event("response.custom_tool_call_input.done", **self._at(), input=text)
+        else:
+            text = item["arguments"]
+            yield self.event("response.function_call_arguments.delta", **self._at(), delta=text)
+            name = item["name"]
+            yield self.event("response.function_call_arguments.done", **self._at(), name=name, arguments=text)
         assert self.open is not None
-        self.open.update(arguments=arguments, status="completed")
+        self.open.update({key: item[key] for key in ("input", "arguments", "status") if key in item})
         yield from self.close()
 
 

@@ -118,6 +118,60 @@ def test_a_streamed_function_call(scripted):
     assert final.output[1].arguments == arguments[1].arguments
 
 
+PATCH = "*** Begin Patch\n*** Add File: hello.txt\n+hi\n*** End Patch"
+CUSTOM = {
+    "type": "custom",
+    "name": "apply_patch",
+    "description": "Edit files with a patch.",
+    "format": {"type": "grammar", "syntax": "lark", "definition": 'start: "*** Begin Patch" /(.|\\n)*/'},
+}
+NAMESPACE = {
+    "type": "namespace",
+    "name": "agents",
+    "description": "Tools for sub-agents.",
+    "tools": [{"type": "function", "name": "spawn", "parameters": {"type": "object", "properties": {}}}],
+}
+
+
+def test_a_custom_tool_is_a_function_of_one_string_and_its_call_a_custom_tool_call(scripted, chat_model):
+    text = f"<tool_call>\n<function=apply_patch>\n<parameter=input>\n{PATCH}\n</parameter>\n</function>\n</tool_call>"
+    server, service = scripted(text)
+    api = client(server)
+    user = {"role": "user", "content": "Add hello.txt."}
+    reply = api.responses.create(model="tiny", input=[user], tools=[CUSTOM, *TOOLS])
+    (call,) = reply.output
+    assert call.type == "custom_tool_call" and call.name == "apply_patch" and call.input == PATCH
+    shown = chat_model.tokenizer.decode(service.prompts[0])
+    assert "<name>apply_patch</name>" in shown and 'start: "*** Begin Patch"' in shown  # the grammar, shown
+    events = list(api.responses.create(model="tiny", input=[user], tools=[CUSTOM], stream=True))
+    kinds = [e.type for e in events]
+    assert (
+        "response.custom_tool_call_input.delta" in kinds
+        and "response.function_call_arguments.delta" not in kinds
+    )
+    assert events[-1].response.output[0].input == PATCH
+    result = {"type": "custom_tool_call_output", "call_id": call.call_id, "output": "Done!"}
+    sent_back = [item.model_dump(exclude_none=True) for item in reply.output]
+    api.responses.create(model="tiny", input=[user, *sent_back, result], tools=[CUSTOM, *TOOLS])
+    first, follow_up = service.prompts[0], service.prompts[-1]
+    written = service.streams[0].result.token_ids[:-1]
+    assert follow_up[: len(first) + len(written)] == first + written  # the call goes back as written
+    assert "Done!" in chat_model.tokenizer.decode(follow_up[len(first) :])
+
+
+def test_namespaced_tools_are_flattened_and_hosted_tools_left_out(scripted, chat_model):
+    server, service = scripted("<tool_call>\n<function=spawn>\n</function>\n</tool_call>")
+    api = client(server)
+    tools = [NAMESPACE, {"type": "web_search", "external_web_access": False}, *TOOLS]
+    reply = api.responses.create(model="tiny", input="Spawn one.", tools=tools)
+    (call,) = reply.output
+    assert call.type == "function_call" and call.name == "spawn" and call.namespace == "agents"
+    shown = chat_model.tokenizer.decode(service.prompts[0])
+    assert "<name>spawn</name>\n<description>Tools for sub-agents." in shown and "web_search" not in shown
+    streamed = list(api.responses.create(model="tiny", input="Spawn one.", tools=tools, stream=True))
+    assert streamed[-1].response.output[0].namespace == "agents"
+
+
 def test_reasoning_comes_back_as_a_reasoning_item_and_goes_back_in(scripted):
     server, service = scripted("<think>\nCheck the divisor.\n</think>\n\nIt divides by n - 1.")
     api = client(server)
@@ -144,7 +198,8 @@ def test_unserved_and_malformed_requests_are_openai_errors(scripted):
     api = client(server, KEY)
     cases = [
         (dict(input="hi", previous_response_id="resp_123"), "previous_response_id"),
-        (dict(input="hi", tools=[{"type": "web_search"}]), "tools[0]"),
+        (dict(input="hi", tools=[{"type": "local_shell"}]), "tools[0]"),
+        (dict(input="hi", tools=[*TOOLS, {**TOOLS[0], "type": "custom"}]), "tools[1].name"),
         (
             dict(input=[{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]),
             "input[0].content[0]",
