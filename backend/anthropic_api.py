@@ -4,13 +4,14 @@
 ``count_prompt`` renders a ``POST /v1/messages/count_tokens`` body to the very prompt a
 message would be given (``input_tokens`` is its length: the model's own template and
 tokenizer). The conversation is translated to the OpenAI-shaped messages the chat template
-takes (``chat/prompt.py``): ``system`` (a string or text blocks) becomes a system message;
-user ``text`` blocks become user text, ``tool_result`` blocks (content a string or text
-blocks) tool messages, in order; assistant ``text``, ``thinking`` and ``tool_use`` blocks
-become one assistant message with content, ``reasoning_content`` and tool calls (``input``
-serialised as JSON arguments), so a reply sent back is recognised and rendered as the model
-wrote it (``chat/continuity.py``). ``redacted_thinking`` blocks are dropped and
-``cache_control`` marks ignored: prefix caching is automatic.
+takes (``chat/prompt.py``): ``system`` (a string or text blocks) becomes a system message, and so
+does a message with the role ``system`` where it stands (Claude Code sends one after its
+first user turn); user ``text`` blocks become user text, ``tool_result`` blocks (content a
+string or text blocks) tool messages, in order; assistant ``text``, ``thinking`` and
+``tool_use`` blocks become one assistant message with content, ``reasoning_content`` and
+tool calls (``input`` serialised as JSON arguments), so a reply sent back is recognised and
+rendered as the model wrote it (``chat/continuity.py``). ``redacted_thinking`` blocks are
+dropped and ``cache_control`` marks ignored: prefix caching is automatic.
 
 Served: ``max_tokens`` (required; clipped to the room left in the context window),
 ``stop_sequences`` (up to 16), ``stream``, ``tools`` (custom tools with ``input_schema``),
@@ -131,13 +132,16 @@ def _conversation(body: dict[str, Any]) -> list[dict[str, Any]]:
         raise invalid("messages", "'messages' is empty")
     for i, message in enumerate(messages):
         role = message.get("role") if isinstance(message, dict) else None
-        if role not in ("user", "assistant"):
-            raise invalid(f"messages[{i}].role", f"messages[{i}]: 'role' must be user or assistant")
+        if role not in ("user", "assistant", "system"):
+            raise invalid(f"messages[{i}].role", f"messages[{i}]: 'role' must be user, assistant or system")
         if role == "assistant" and i == len(messages) - 1:
             raise invalid(f"messages[{i}]", "a last assistant message (a prefill to continue) is not served")
         content = get_field(message, "content", (str, list), "a string or a list of content blocks")
         where = f"messages[{i}].content"
-        out += _user(content, where) if role == "user" else [_assistant(content, where)]
+        if role == "system":
+            out.append({"role": "system", "content": _joined_text(content, where)})
+        else:
+            out += _user(content, where) if role == "user" else [_assistant(content, where)]
     return out
 
 

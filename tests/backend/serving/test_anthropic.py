@@ -239,3 +239,14 @@ def test_thinking_disabled_reaches_the_template(scripted, chat_model):
     }
     closed = len(chat_model.tokenizer.encode("<think>\n\n</think>\n\n"))
     assert counts["disabled"] == counts["enabled"] + closed  # the template closes an empty think block
+
+
+def test_a_system_message_among_the_messages_is_rendered_where_it_stands(scripted, chat_model):
+    """Claude Code (2.1) sends its agent list as a ``system`` message after the first user turn."""
+    server, service = scripted("fine")
+    api = client(server)
+    listed = [*MESSAGES, {"role": "system", "content": "Agents: Explore."}]
+    reply = api.messages.create(model="tiny", system=SYSTEM, messages=listed, max_tokens=5)
+    assert reply.content[0].text == "fine"
+    shown = chat_model.tokenizer.decode(service.prompts[0])
+    assert shown.index("Fix the mean.") < shown.index("<|im_start|>system\nAgents: Explore.<|im_end|>")
