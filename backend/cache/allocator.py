@@ -9,7 +9,9 @@ registered blocks and how many leading tokens have their state in the pool).
 
 Admission takes the longest run of the sequence's full blocks cached in memory, continues
 the chain on disk (each block read back, checked and imported into a fresh block), and
-gives fresh blocks for the rest. A hit always leaves at least one token to compute: its
+gives fresh blocks for the rest. A file on disk that cannot be used (torn, unreadable, or not
+this pool's block) is deleted there and ends the chain: its tokens are computed, the request
+goes on. A hit always leaves at least one token to compute: its
 logits give the first sampled token. Once a full block's content is computed it is
 registered under its chain hash, prompt or generated alike, so the next turn of a
 conversation hits the reply too. Releasing a finished sequence first queues its registered
@@ -186,8 +188,9 @@ class BlockAllocator:
             block = self._fresh(len(table), saved)
             try:
                 self.pool.import_block(block, rows)
-            except ValueError:
+            except ValueError as err:  # a whole file that is not this pool's block: gone, recomputed
                 self.blocks.release([block])
+                self.disk.drop(digest, str(err))
                 break
             if saved and self.pool.holds(self.sparse[0].name, block):
                 self.stated.add(block)

@@ -1,11 +1,15 @@
 """The engine on tiny Qwen3-MoE: continuous batching, chunked prefill, prefix cache in memory and on
-disk, preemption, cancellation; every greedy output equal to transformers' full forward."""
+disk (torn files and payloads that are not the pool's blocks recomputed), preemption,
+cancellation; every greedy output equal to transformers' full forward."""
 
 from __future__ import annotations
+
+import hashlib
 
 import pytest
 import torch
 
+from codeagent.backend.cache.disk import HEADER, MAGIC, decode, encode
 from codeagent.backend.engine import CacheConfig, CapacityError, Engine, Request
 from codeagent.backend.layers.sampler import SamplingParams
 from codeagent.backend.loader import load_model, model_fingerprint
@@ -116,6 +120,40 @@ def test_a_torn_disk_block_is_recomputed_not_trusted(model, expected, tmp_path):
     result = second.generate([request(ids)])[0]
     assert result.disk_tokens == 0 and second.disk is not None and second.disk.rejected == 1
     assert result.token_ids == expected(ids)
+
+
+def _bad_payload(path, how: str) -> None:
+    """Rewrite a block file with a payload that is not this pool's block, checksum and all."""
+    rows = decode(path.read_bytes()[HEADER.size :])
+    if how == "truncated":
+        payload = encode(rows)[:-5]
+    else:
+        name = next(iter(rows))
+        rows[name] = rows[name].flatten() if how == "shape" else rows[name].double()
+        payload = encode(rows)
+    path.write_bytes(HEADER.pack(MAGIC, len(payload), hashlib.sha256(payload).digest()) + payload)
+
+
+@pytest.mark.parametrize("how", ["truncated", "shape", "dtype"])
+def test_a_block_file_with_a_valid_checksum_but_a_bad_payload_is_dropped_and_recomputed(
+    model, expected, tmp_path, how
+):
+    ids = prompt(40, 16)
+    first = engine(model, disk_folder=tmp_path, namespace=b"bad-payload")
+    first.generate([request(ids)])
+    first.close()
+    second = engine(model, disk_folder=tmp_path, namespace=b"bad-payload")
+    digests = second.blocks.chain(ids[:32])  # the prompt's first four blocks, in order
+    assert all(second.disk.path(d).exists() for d in digests)
+    _bad_payload(second.disk.path(digests[2]), how)
+    result = second.generate([request(ids)])[0]
+    assert result.finish_reason == "length" and result.token_ids == expected(ids)  # computed, not failed
+    assert result.disk_tokens == 16  # the two blocks before the bad one
+    assert second.disk.dropped == 1
+    second.close()  # the recomputed block goes back to disk
+    third = engine(model, disk_folder=tmp_path, namespace=b"bad-payload")
+    again = third.generate([request(ids)])[0]
+    assert again.disk_tokens == 32 and again.token_ids == expected(ids) and third.disk.dropped == 0
 
 
 def test_preemption_under_a_tiny_pool_recomputes_and_never_truncates(model, expected):
