@@ -24,8 +24,9 @@ never reach the text.
 
 Continuity: OpenAI clients send back replies in their parsed form, not the text the model
 wrote; the model's ``TurnMemory`` recognises recent replies by content and calls and renders
-them as written, and keeps recent turns' token ids. Only whole replies are remembered (ended
-by the model or by the length limit; not cut by a stop string, cancelled or failed).
+them as written, and keeps the ids sampled for each reply's text. Only whole replies are
+remembered (ended by the model or by the length limit; not cut by a stop string, cancelled
+or failed).
 
 Limits: a generation is iterated once, by one thread; closing the iteration early (a client
 gone, an agent interrupted) or ``cancel`` frees the engine's sequence.
@@ -197,9 +198,7 @@ class Generation:
             return
         parsed = self.message()
         reply = {"content": parsed.content, "tool_calls": parsed.tool_calls}
-        self.model.memory.remember(
-            self.prompt.text, self.prompt.ids, list(result.token_ids), reply, parsed.raw
-        )
+        self.model.memory.remember(reply, parsed.raw, list(result.token_ids))
 
     @property
     def result(self) -> Result:

@@ -1,9 +1,10 @@
 """Requests to prompts: a conversation rendered with the checkpoint's template, or raw text.
 
 ``chat_prompt`` restores the replies the model wrote (``TurnMemory.restore``), renders the
-conversation with the chat template and encodes it, keeping recent turns' ids so the new
-prompt extends the last token for token. ``text_prompt`` takes a raw completion prompt
-(text or ids). The ``Prompt`` says how its reply is parsed (``generation.py``).
+conversation with the chat template and encodes it, each remembered reply as the ids the
+model sampled for it (``TurnMemory.encode``), so the new prompt extends the last token for
+token. ``text_prompt`` takes a raw completion prompt (text or ids). The ``Prompt`` says how
+its reply is parsed (``generation.py``).
 
 ``tool_choice``:
 - ``auto``: tools rendered, call blocks parsed as the model writes them, also when there are
@@ -55,11 +56,13 @@ def chat_prompt(
     messages = model.memory.restore(messages)  # replies we generated get their exact text back
     options = options or {}
     if tool_choice == "none":
-        text = model.template.render(messages, None, **options)
-        return Prompt(model.memory.encode(text), text, parse="reasoning", chat=True)
-    text = model.template.render(messages, tools, **options)
+        spans = model.template.spans(messages, None, **options)
+        return Prompt(model.memory.encode(spans), "".join(spans), parse="reasoning", chat=True)
+    spans = model.template.spans(messages, tools, **options)
+    text = "".join(spans)
     forced = _forced_call(model, text, function) if tool_choice in ("required", "function") else ""
-    return Prompt(model.memory.encode(text + forced), text + forced, forced, tools, "calls", chat=True)
+    spans[-1] += forced
+    return Prompt(model.memory.encode(spans), text + forced, forced, tools, "calls", chat=True)
 
 
 def _forced_call(model: ChatModel, text: str, function: str | None) -> str:

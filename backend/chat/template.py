@@ -206,13 +206,24 @@ class ChatTemplate:
     ) -> str:
         """The prompt text; ``options`` reach the template as variables (``enable_thinking=False``).
         Assistant messages with ``_raw`` render as the model wrote them (see the module docstring)."""
+        return "".join(self.spans(messages, tools, add_generation_prompt, **options))
+
+    def spans(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
+        **options: Any,
+    ) -> list[str]:
+        """``render``'s text in pieces: the template's text, then for each spliced ``_raw`` turn its
+        raw text and the template's text after it (so the raws are at the odd indices)."""
         raw_turns = [
             index
             for index, message in enumerate(messages)
             if message.get("role") == "assistant" and isinstance(message.get(RAW), str)
         ]
         if not raw_turns:
-            return self._render(messages, tools, add_generation_prompt, options)
+            return [self._render(messages, tools, add_generation_prompt, options)]
         return self._splice(messages, raw_turns, tools, add_generation_prompt, options)
 
     def _render(
@@ -239,7 +250,7 @@ class ChatTemplate:
         tools: list[dict[str, Any]] | None,
         add_generation_prompt: bool,
         options: dict[str, Any],
-    ) -> str:
+    ) -> list[str]:
         """prompt before the first raw turn, then per raw turn: its raw text and the template's
         text after its content, up to the next raw turn's generation prompt (or the end)."""
         nonce = secrets.token_hex(8)
@@ -255,6 +266,6 @@ class ChatTemplate:
             text = self._render(upto, tools, add_generation_prompt if later is None else True, options)
             if text.count(marks[index]) != 1:
                 plain = [{key: value for key, value in m.items() if key != RAW} for m in messages]
-                return self._render(plain, tools, add_generation_prompt, options)
+                return [self._render(plain, tools, add_generation_prompt, options)]
             pieces += [messages[index][RAW], text[text.index(marks[index]) + len(marks[index]) :]]
-        return "".join(pieces)
+        return pieces
