@@ -6,10 +6,11 @@ parsers' too, so they live in ``bench.argtypes`` (the UI may import bench, not t
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from codeagent.bench.argtypes import positive_float, positive_int
 
-__all__ = ["add_budgets", "add_parallel", "port", "positive_float", "positive_int"]
+__all__ = ["add_budgets", "add_disk_cache", "add_parallel", "port", "positive_float", "positive_int"]
 
 PACK_VARIANTS = ("fp8", "fp4")  # backend/packing.py's VARIANTS (named here: parsing imports no torch)
 
@@ -41,6 +42,21 @@ def add_parallel(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> N
         help="opt-in: convert a bf16/float32 checkpoint's weights after loading, trading accuracy for "
         "memory and speed; fp8: dense projections, routed experts and the LM head to FP8 (128x128 block "
         "scales), fp4: routed experts to FP4 (a scale per 32 inputs), the rest FP8 (default: off)",
+    )
+
+
+def add_disk_cache(parser: argparse.ArgumentParser) -> None:
+    """``--disk-cache DIR`` and ``--no-disk-cache``: where the KV cache's disk tier lives, or none."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--disk-cache",
+        type=Path,
+        metavar="DIR",
+        help="keep finished KV blocks on disk below DIR, one folder per model, so a restart answers "
+        "prompts it has seen from there (default: $XDG_CACHE_HOME/codeagent/kv, the embedded agent's)",
+    )
+    where.add_argument(
+        "--no-disk-cache", action="store_true", help="keep the KV cache in memory only: a restart starts cold"
     )
 
 

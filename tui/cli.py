@@ -29,7 +29,14 @@ from codeagent.agent.protocol import ModelError
 from codeagent.bench import command as bench_command
 from codeagent.sandbox.git import UnsafeRepository
 from codeagent.tui import commands, eval_command
-from codeagent.tui.argtypes import add_budgets, add_parallel, port, positive_float, positive_int
+from codeagent.tui.argtypes import (
+    add_budgets,
+    add_disk_cache,
+    add_parallel,
+    port,
+    positive_float,
+    positive_int,
+)
 from codeagent.tui.inert import inert
 
 
@@ -245,6 +252,7 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
         metavar="GB",
         help="memory for the KV cache (default: the engine's, from free memory)",
     )
+    add_disk_cache(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no line per request on stderr")
     parser.set_defaults(handler=_lazy("codeagent.tui.serve_command", "serve"))
 

@@ -9,6 +9,18 @@ a non-loopback address without an API key gets a loud warning on stderr. The key
 With ``--tp N`` the model is split across N ranks; if one dies, the requests in flight fail
 with the reason and the server stops with exit status 1 (it never hangs on the lost rank).
 
+The KV cache keeps a disk tier by default, in the folder the embedded agent uses
+(``$XDG_CACHE_HOME/codeagent/kv``, one subfolder per model, dtype, device and packing:
+``backend/cache/disk.py``), so a restarted server, or the agent on the same model, answers a
+prompt it has seen with its blocks read from disk instead of computed. ``--disk-cache DIR``
+moves it, ``--no-disk-cache`` turns it off; the startup line names the folder or says "off".
+Replies the server generated keep the model's own token ids for the next turn (the turn
+memory, ``backend/chat/continuity.py``): an assistant message whose exact text the server
+generated and still remembers gets those ids in any request, every other text is encoded as
+text. The memory is in-process only, so after a restart the same multi-turn request can get
+other ids (its earlier replies encoded from their text), and its cache hit, from disk too,
+stops at the first block where they differ.
+
 Mistakes in the call (a missing model or tokenizer, a CUDA device that is not there, an
 address that cannot be bound) are a ``CommandError``: one ``codeagent: error:`` line, exit 2.
 """
@@ -23,6 +35,7 @@ from typing import Any
 
 from codeagent.agent.config import Config
 from codeagent.backend.cache.allocator import CacheConfig
+from codeagent.backend.cache.disk import default_root as default_disk_root
 from codeagent.backend.loader import LoadError, resolve_model
 from codeagent.backend.runtime import Runtime, RuntimeConfig, open_runtime
 from codeagent.backend.server import OpenAIServer, exposure_warning
@@ -34,12 +47,29 @@ def _say(message: str) -> None:
     print(f"codeagent: {inert(message)}", file=sys.stderr, flush=True)  # model names come from checkpoints
 
 
-def _open(args: Any) -> Runtime:
+def cache_config(args: Any) -> CacheConfig:
+    """The KV cache ``serve`` asks for: ``--kv-cache-gb`` of memory and the disk tier (default on).
+    A ``--disk-cache`` folder that cannot be made is a ``CommandError``; the default folder, a
+    warning, and the server runs without the tier."""
     memory = int(args.kv_cache_gb * 2**30) if args.kv_cache_gb else None
+    folder = None if args.no_disk_cache else (args.disk_cache or default_disk_root())
+    if folder is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            why = f"cannot use {folder} for the KV disk cache: {err.strerror or err}"
+            if args.disk_cache is not None:
+                raise CommandError(f"{why} (--no-disk-cache turns it off)") from err
+            _say(f"{why}; serving without it")
+            folder = None
+    return CacheConfig(memory_bytes=memory, disk_folder=folder)
+
+
+def _open(args: Any) -> Runtime:
     settings = RuntimeConfig(
         args.dtype,
         args.device,
-        CacheConfig(memory_bytes=memory),
+        cache_config(args),
         args.served_model_name,
         tp=args.tp,
         ep=args.ep,
@@ -85,8 +115,10 @@ def serve(args: Any, config: Config) -> int:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     runtime.service.on_broken = stop_serving
+    disk = runtime.engine.disk
     _say(
-        f"serving {runtime.model.name} at {server.url} on {runtime.device} ({runtime.kernels}; Ctrl-C stops)"
+        f"serving {runtime.model.name} at {server.url} on {runtime.device} ({runtime.kernels}; "
+        f"KV disk cache {disk.folder if disk is not None else 'off'}; Ctrl-C stops)"
     )
     try:
         server.serve_forever(poll_interval=0.2)
