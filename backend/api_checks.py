@@ -7,11 +7,20 @@ when required), ``number`` for a bounded number, ``stop_strings``, ``seed`` and
 and OpenAI's error type/param/code, which the other protocols reshape into their own error
 bodies (``http_handler.Dialect``). A checked request is an ``ApiRequest``: the prompt, the
 sampling parameters and what the answer echoes back.
+
+Limits checked before anything is rendered or tokenized (``check_text``, ``output_limit``): a
+body whose strings hold more characters than the context window could at
+``CHARS_PER_TOKEN`` characters a token is refused (no text a tokenizer would meet averages
+more: only long runs of one character come near), and so is a string with a lone surrogate
+(``\\ud800``: valid JSON, not valid Unicode). An output limit over the context window is a 400
+naming the window, as OpenAI and Anthropic refuse one over a model's output limit; within
+it, the protocols clip it to the room the prompt leaves.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -22,6 +31,10 @@ from codeagent.backend.chat.prompt import Prompt
 from codeagent.backend.layers.sampler import SamplingParams
 
 REQUIRED = object()
+MAX_BODY = 32 * 2**20
+JSON_BYTES_PER_CHAR = 12  # the most a character takes in JSON: a surrogate pair as two \uXXXX escapes
+CHARS_PER_TOKEN = 16
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ApiError(Exception):
@@ -62,9 +75,55 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ApiError(400, f"the request body is not valid JSON: {err}", code="invalid_json") from err
+    except RecursionError as err:
+        raise ApiError(400, "the request body is nested too deeply", code="invalid_json") from err
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
     return body
+
+
+def body_limit(window: int) -> int:
+    """The largest body worth reading for a context window: 32 MiB, or less where no body
+    that large could fit the window (8 MiB at least, for tool schemas and JSON's own marks)."""
+    return min(MAX_BODY, max(8 * 2**20, window * CHARS_PER_TOKEN * JSON_BYTES_PER_CHAR))
+
+
+def check_text(body: dict[str, Any], window: int) -> None:
+    """A 400 for a lone surrogate in any string, or more characters than ``window`` tokens hold."""
+    chars, todo = 0, [body]
+    while todo:
+        value = todo.pop()
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            for text in (key, item):
+                if isinstance(text, str):
+                    chars += len(text)
+                    if not text.isascii() and _SURROGATE.search(text):
+                        raise ApiError(
+                            400,
+                            "the request body has a lone surrogate (such as \\ud800) in a string: not valid Unicode",
+                            code="invalid_json",
+                        )
+            if isinstance(item, (dict, list)):
+                todo.append(item)
+    if chars > window * CHARS_PER_TOKEN:
+        raise ApiError(
+            400,
+            f"the request holds {chars} characters of text; the model's context window is {window} "
+            f"tokens, which no text over {window * CHARS_PER_TOKEN} characters fits",
+            code="context_length_exceeded",
+        )
+
+
+def output_limit(body: dict[str, Any], name: str, model: ChatModel) -> None:
+    """A 400 naming the limit when the output limit ``name`` is over the context window."""
+    value = body.get(name)
+    if isinstance(value, int) and not isinstance(value, bool) and value > model.context_window:
+        raise invalid(
+            name,
+            f"'{name}' is too large: {value}; this model writes at most {model.context_window} tokens "
+            "(its context window, the prompt included)",
+        )
 
 
 def get_field(body: dict[str, Any], name: str, kinds: Any, label: str, default: Any = REQUIRED) -> Any:

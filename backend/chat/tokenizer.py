@@ -9,7 +9,9 @@ are added at their declared ids; a declared id that disagrees with ``tokenizer.j
 error, since the model's embeddings are indexed by the latter.
 
 ``encode`` adds no special tokens: chat templates write them as text (``<|im_start|>``,
-``<｜begin▁of▁sentence｜>``) and they are matched as added tokens.
+``<｜begin▁of▁sentence｜>``) and they are matched as added tokens. A text of ``LONG_TEXT``
+characters or more is encoded with the GIL released (``encode_batch``), so a long prompt
+does not stall the other threads of a server.
 
 ``IncrementalDecoder`` turns ids into text one at a time. It re-decodes a short window of
 recent ids (byte-level BPE and SentencePiece decoders change a piece's spacing by what
@@ -26,6 +28,8 @@ from typing import Any
 
 from tokenizers import AddedToken
 from tokenizers import Tokenizer as HFTokenizer
+
+LONG_TEXT = 16384
 
 
 class TokenizerError(ValueError):
@@ -145,7 +149,10 @@ class Tokenizer:
         return None if token is None else self.inner.token_to_id(token)
 
     def encode(self, text: str) -> list[int]:
-        return self.inner.encode(text, add_special_tokens=False).ids
+        if len(text) < LONG_TEXT:
+            return self.inner.encode(text, add_special_tokens=False).ids
+        # ``encode`` holds the GIL throughout; ``encode_batch`` lets the server's other threads run
+        return self.inner.encode_batch([text], add_special_tokens=False)[0].ids
 
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         if skip_special_tokens:
