@@ -13,39 +13,47 @@ becomes that dialect's error body with its status; a bug of ours becomes a 500 w
 traceback goes to the server's stderr, never to the client.
 
 Design: HTTP/1.1 keep-alive; event streams use chunked transfer encoding (HTTP/1.0 peers get
-the stream until the connection closes). A client that goes away cancels its sequence: a
-failed write does it, and so does a watcher thread per request that notices the peer closing
-its socket (EOF) while nothing is being written (a whole answer, a tool call held back).
+the stream until the connection closes). Every write of one answer (headers, events) holds
+the request's write lock, so the peer watch (``peer_watch.py``, one thread for all requests)
+can slip a probe in between: a client that goes away cancels its sequence, noticed by a
+failed write or by the watch (a reset; end of file, then a probe answered with a reset: a
+client that only half-closed still gets its answer).
 
-Limits: request bodies up to 32 MiB, sent with Content-Length; no TLS.
+Timeouts: a connection idle for the server's ``idle_timeout_s`` is closed; in a request, a
+read or write stuck for ``IO_TIMEOUT_S`` ends it. A client's reset is one log line at most.
+On shutdown (``connections.py``) new requests are a 503, and so is one aborted after the
+grace period: its protocol's error event in a stream.
+
+Limits: request bodies up to ``api_checks.body_limit``, sent with Content-Length; no TLS.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-import select
-import socket
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 
-from codeagent.backend.api_checks import ApiError, parse_body
+from codeagent.backend.api_checks import ApiError, body_limit, check_text, parse_body
 from codeagent.backend.chat.model import ChatModel
 from codeagent.backend.chat.prompt import Prompt
+from codeagent.backend.connections import Connections
 from codeagent.backend.generation import Generation, Service
 from codeagent.backend.layers.sampler import SamplingParams
+from codeagent.backend.peer_watch import PeerWatch, send_probe
 
-MAX_BODY = 32 * 2**20
+IO_TIMEOUT_S = 120.0
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+SHUTTING_DOWN = ApiError(503, "the server is shutting down", kind="server_error", code="shutting_down")
 Event = tuple[str | None, dict[str, Any]]  # (the SSE event name, when the protocol names events; data)
 
 
-class ClientGone(Exception):
+class ClientGone(ConnectionError):
     """The client closed its connection mid-answer."""
 
 
@@ -58,6 +66,9 @@ class Served(Protocol):
     max_output_tokens: int
     log_requests: bool
     routes: dict[str, Route]
+    idle_timeout_s: float
+    connections: Connections
+    watch: PeerWatch
 
 
 def _openai_stream_error(err: ApiError) -> Event:
@@ -84,7 +95,7 @@ class Route:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: Served  # type: ignore[assignment]
-    timeout = 600  # an idle keep-alive connection is dropped after this long
+    timeout = IO_TIMEOUT_S
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -96,10 +107,34 @@ class Handler(BaseHTTPRequestHandler):
         if self.server.log_requests:
             super().log_message(format, *args)
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionError, TimeoutError) as err:  # the client reset or stalled between requests
+            self.close_connection = True
+            self.log_message("connection ended: %s", err.strerror or type(err).__name__)
+
+    def handle_one_request(self) -> None:
+        self.connection.settimeout(self.server.idle_timeout_s)  # waiting for the next request line
+        super().handle_one_request()
+
     def _dispatch(self, method: str) -> None:
-        self.started = False  # whether a response's headers went out
+        self.connection.settimeout(IO_TIMEOUT_S)
+        self.phase = "waiting"  # then "events" once a stream's headers are out, "done" once answered
+        self.aborted = False
+        self.generation: Generation | None = None
+        self.write_lock = threading.RLock()
         route = self.server.routes.get(self.path.split("?", 1)[0].rstrip("/"))
         self.dialect = route.dialect if route else OPENAI
+        if not self.server.connections.begin(self):
+            self._fail(SHUTTING_DOWN)
+            return
+        try:
+            self._serve(method, route)
+        finally:
+            self.server.connections.end(self)
+
+    def _serve(self, method: str, route: Route | None) -> None:
         try:
             if route is None:
                 raise ApiError(404, f"no such endpoint: {method} {self.path}", code="not_found")
@@ -135,9 +170,23 @@ class Handler(BaseHTTPRequestHandler):
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
             raise ApiError(411, "the request needs a Content-Length header", code="length_required")
-        if int(length) > MAX_BODY:
-            raise ApiError(413, f"the request body is over {MAX_BODY} bytes", code="body_too_large")
-        return parse_body(self.rfile.read(int(length)))
+        window = self.server.model.context_window
+        if int(length) > (most := body_limit(window)):
+            raise ApiError(413, f"the request body is over {most} bytes", code="body_too_large")
+        try:
+            raw = self.rfile.read(int(length))
+        except OSError as err:
+            raise ClientGone() from err
+        body = parse_body(raw)
+        del raw
+        check_text(body, window)  # before anything is rendered or tokenized
+        return body
+
+    def abort(self) -> None:
+        """End this request now (the server is shutting down): a 503, or its stream's error event."""
+        self.aborted = True
+        if self.generation is not None:
+            self.generation.cancel()
 
     # answers
 
@@ -150,70 +199,108 @@ class Handler(BaseHTTPRequestHandler):
         events: Callable[[Generation], Iterable[Event]],
     ) -> None:
         """Generate for ``prompt``: ``whole(generation)`` once it has ended, or ``events`` as it goes."""
+        self._check_running()
         try:
             generation = Generation.start(self.server.model, self.server.service, prompt, params)
         except ValueError as err:  # the engine could never hold it: its KV pool is too small
             raise ApiError(400, str(err), param="max_tokens", code="context_length_exceeded") from err
+        self.generation = generation
+        watched = self.server.watch.watch(self.connection, self._probe, generation.cancel)
         try:
-            with self._watch(generation):
-                if not stream:
-                    for _ in generation:
-                        pass
-                    self.send_json(200, whole(generation))
-                    return
-                self._start_events()
-                for name, payload in events(generation):
-                    self._event(payload, name)
-                self._end_events()
+            self._check_running()  # an abort may have come before the generation was known
+            if not stream:
+                for _ in generation:
+                    pass
+                self._check_running()
+                self.send_json(200, whole(generation))
+                return
+            self._start_events()
+            for name, payload in events(generation):
+                self._check_running()
+                self._event(payload, name)
+            self._end_events()
         finally:
+            self.server.watch.unwatch(watched)
             generation.cancel()  # a no-op once finished; frees the sequence on any early exit
+
+    def _check_running(self) -> None:
+        if self.aborted:
+            raise SHUTTING_DOWN
+
+    def _probe(self) -> bool | None:
+        """Bytes the client may ignore, to learn whether it is still there (``peer_watch``)."""
+        if not self.write_lock.acquire(blocking=False):
+            return None  # an answer is being written: that write will tell
+        try:
+            if self.phase == "waiting" and self.request_version == "HTTP/1.1":
+                return send_probe(self.connection, CONTINUE)
+            if self.phase == "events":
+                return send_probe(self.connection, self._framed(b": probe\n\n"))
+            return None
+        finally:
+            self.write_lock.release()
 
     def _fail(self, err: ApiError) -> None:
         self.close_connection = True  # the request body may be unread: never reuse this connection
         try:
-            if self.started:
+            if self.phase == "events":
                 name, payload = self.dialect.stream_error(err)
                 self._event(payload, name)
                 self._end_events()
-            else:
+            elif self.phase == "waiting":
                 self.send_json(err.status, self.dialect.error_body(err))
         except ClientGone:
             pass  # nobody left to tell
 
     def send_json(self, status: int, payload: dict[str, Any]) -> None:
         data = json.dumps(payload).encode()
-        self.started = True
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self._write(data)
+        with self.write_lock:
+            self.phase = "done"
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if status == 503:
+                self.send_header("Retry-After", "1")
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self._write(data)
 
     def _start_events(self) -> None:
-        self.started = True
-        self.chunked = self.request_version != "HTTP/1.0"  # 1.0 has no chunks: the body ends at close
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        if self.chunked:
-            self.send_header("Transfer-Encoding", "chunked")
-        else:
-            self.close_connection = True
-        self.end_headers()
+        with self.write_lock:
+            self.chunked = self.request_version != "HTTP/1.0"  # 1.0 has no chunks: the body ends at close
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            if self.chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            else:
+                self.close_connection = True
+            self.end_headers()
+            self.phase = "events"
+
+    def flush_headers(self) -> None:
+        try:
+            super().flush_headers()
+        except OSError as err:
+            raise ClientGone() from err
 
     def _event(self, payload: dict[str, Any] | str, name: str | None = None) -> None:
         data = payload if isinstance(payload, str) else json.dumps(payload)
         body = (f"event: {name}\n" if name else "") + f"data: {data}\n\n"
-        raw = body.encode()
-        self._write(b"%x\r\n%s\r\n" % (len(raw), raw) if self.chunked else raw)
+        with self.write_lock:
+            self._write(self._framed(body.encode()))
+
+    def _framed(self, raw: bytes) -> bytes:
+        return b"%x\r\n%s\r\n" % (len(raw), raw) if self.chunked else raw
 
     def _end_events(self) -> None:
-        if self.dialect.done is not None:
-            self._event(self.dialect.done)
-        if self.chunked:
-            self._write(b"0\r\n\r\n")
+        with self.write_lock:
+            if self.dialect.done is not None:
+                self._event(self.dialect.done)
+            if self.chunked:
+                self._write(b"0\r\n\r\n")
+            self.phase = "done"
 
     def _write(self, data: bytes) -> None:
         try:
@@ -221,37 +308,3 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except OSError as err:  # broken pipe, reset, timeout: the client is gone
             raise ClientGone() from err
-
-    @contextmanager
-    def _watch(self, generation: Generation) -> Iterator[None]:
-        """Cancel the generation if the peer closes its socket before the answer is out."""
-        done = threading.Event()
-        watcher = threading.Thread(
-            target=_watch_peer, args=(self.connection, done, generation.cancel), daemon=True
-        )
-        watcher.start()
-        try:
-            yield
-        finally:
-            done.set()
-
-
-def _watch_peer(sock: socket.socket, done: threading.Event, cancel: Callable[[], None]) -> None:
-    poller = select.poll()  # not select(): it fails on descriptors above 1023, which a busy server has
-    try:
-        poller.register(sock, select.POLLIN)
-    except (OSError, ValueError):
-        return  # already closed: the request is over
-    while not done.is_set():
-        try:
-            if not poller.poll(100):
-                continue
-            if sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
-                return  # the client sent more (a pipelined request), so it is still there
-        except BlockingIOError:
-            continue
-        except (OSError, ValueError):
-            pass  # reset, or the socket was closed under us: gone either way
-        if not done.is_set():
-            cancel()
-        return

@@ -103,6 +103,11 @@ class EngineService:
         with self._lock:
             return len(self._inbox) + len(self._live)
 
+    def health(self) -> dict[str, int]:
+        """What ``/health`` reports: requests in flight and the KV blocks a request may take."""
+        blocks = self.engine.blocks
+        return {"requests": self.active(), "kv_blocks": blocks.num_blocks, "kv_blocks_free": blocks.free}
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

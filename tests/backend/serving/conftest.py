@@ -96,14 +96,15 @@ def engine_server(tiny_chat_model: Path, chat_model: ChatModel) -> Iterator[tupl
 
 @pytest.fixture
 def scripted(chat_model: ChatModel) -> Iterator[Any]:
-    """Start a server over a ScriptedService: ``scripted(text, delay_s=0, api_key=None, error=None)``."""
+    """Start a server over a ScriptedService: ``scripted(text, delay_s=0, api_key=None, error=None,
+    **options)``, the options going to ``OpenAIServer`` (``max_connections``, ``grace_s``...)."""
     servers: list[OpenAIServer] = []
 
     def start(
-        text: str, delay_s: float = 0.0, api_key: str | None = None, error: str | None = None
+        text: str, delay_s: float = 0.0, api_key: str | None = None, error: str | None = None, **options: Any
     ) -> tuple[OpenAIServer, ScriptedService]:
         service = ScriptedService(chat_model, text, delay_s, error)
-        server = OpenAIServer(("127.0.0.1", 0), chat_model, service, api_key=api_key)
+        server = OpenAIServer(("127.0.0.1", 0), chat_model, service, api_key=api_key, **options)
         serve(server)
         servers.append(server)
         return server, service
