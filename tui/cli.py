@@ -253,6 +253,27 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
         help="memory for the KV cache (default: the engine's, from free memory)",
     )
     add_disk_cache(parser)
+    parser.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=256,
+        metavar="N",
+        help="connections held at once; more get a 503 (default 256)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=positive_float,
+        default=30.0,
+        metavar="S",
+        help="seconds an idle keep-alive connection is kept (default 30)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=positive_float,
+        default=20.0,
+        metavar="S",
+        help="on SIGTERM or Ctrl-C, seconds requests in flight get to finish (default 20)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no line per request on stderr")
     parser.set_defaults(handler=_lazy("codeagent.tui.serve_command", "serve"))
 

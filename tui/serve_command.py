@@ -5,7 +5,10 @@ The model, its tokenizer and chat template are loaded once, by the runtime's fac
 (``backend/runtime.py``); its ``EngineService`` runs the engine on a background thread and
 every HTTP request becomes a sequence in its continuous batch (``backend/server.py``). The server binds 127.0.0.1 unless ``--host`` says otherwise;
 a non-loopback address without an API key gets a loud warning on stderr. The key comes from
-``--api-key`` or ``$CODEAGENT_API_KEY``. Ctrl-C or SIGTERM stops the server cleanly (exit 0).
+``--api-key`` or ``$CODEAGENT_API_KEY``. Ctrl-C or SIGTERM stops the server cleanly (exit 0):
+it stops accepting, gives requests in flight ``--grace`` seconds to finish and ends the rest
+with their protocol's error event. ``--max-connections`` bounds the connections held (a 503
+past it) and ``--idle-timeout`` closes idle keep-alive connections.
 With ``--tp N`` the model is split across N ranks; if one dies, the requests in flight fail
 with the reason and the server stops with exit status 1 (it never hangs on the lost rank).
 
@@ -103,6 +106,9 @@ def serve(args: Any, config: Config) -> int:
             api_key=api_key,
             max_output_tokens=args.max_output_tokens,
             log_requests=not args.quiet,
+            max_connections=args.max_connections,
+            idle_timeout_s=args.idle_timeout,
+            grace_s=args.grace,
         )
     except OSError as err:
         runtime.close()

@@ -167,3 +167,11 @@ def test_draining_lets_short_requests_finish_and_ends_long_streams_with_an_error
     assert "event: error" in ends["anthropic"] and "shutting down" in ends["anthropic"]
     assert "shutting down" in ends["responses"]
     assert wait_until(lambda: service.live == 0)
+
+
+def test_a_long_text_is_encoded_as_a_short_one_would_be(chat_model):
+    text = "def mean(values):\n    return sum(values) / len(values)\n" * 400  # over LONG_TEXT
+    assert (
+        chat_model.tokenizer.encode(text)
+        == chat_model.tokenizer.inner.encode(text, add_special_tokens=False).ids
+    )
