@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-REQUESTS = 320
+REQUESTS = 400
 CLIENTS = 32
 MESSAGES = [{"role": "user", "content": "Fix the mean of the values in stats.py, please."}]
 CHAT = {"model": "tiny", "messages": MESSAGES, "max_tokens": 8}
