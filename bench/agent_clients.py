@@ -118,6 +118,7 @@ class Claude:
     url: str
     model: str
     timeout_s: float = 600
+    extra_env: dict[str, str] = field(default_factory=dict)  # more settings, on top of ours
     turns: int = field(default=0, init=False)
 
     def env(self) -> dict[str, str]:
@@ -140,7 +141,7 @@ class Claude:
             "DISABLE_COST_WARNINGS": "1",
             "CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY": "1",
             "API_TIMEOUT_MS": str(int(self.timeout_s * 1000)),
-        }
+        } | self.extra_env
 
     def turn(self, prompt: str) -> Turn:
         command = [str(self.bin_dir / "claude"), "-p", prompt, "--output-format", "json"]
@@ -194,6 +195,7 @@ class Codex:
     model: str
     timeout_s: float = 600
     features: dict[str, bool] = field(default_factory=dict)  # Codex's [features] toggles
+    extra_env: dict[str, str] = field(default_factory=dict)  # more settings, on top of ours
     turns: int = field(default=0, init=False)
 
     def env(self) -> dict[str, str]:
@@ -201,7 +203,11 @@ class Codex:
         codex_home.mkdir(parents=True, exist_ok=True)
         (self.home / "tmp").mkdir(parents=True, exist_ok=True)
         (codex_home / "config.toml").write_text(codex_config(self.url, self.model, self.features))
-        return {**_base_env(self.home), "CODEX_HOME": str(codex_home), "CODEAGENT_API_KEY": KEY}
+        return {
+            **_base_env(self.home),
+            "CODEX_HOME": str(codex_home),
+            "CODEAGENT_API_KEY": KEY,
+        } | self.extra_env
 
     def turn(self, prompt: str) -> Turn:
         last = self.home / f"answer-{self.turns}.txt"

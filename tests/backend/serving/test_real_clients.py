@@ -9,7 +9,8 @@ The model is ``AgentScript``: a real implementation of the engine service protoc
 as an agent model would, in the template's own markup: a tool call when its tool is offered
 and no tool result came since the last reply, else a text answer quoting the last tool
 result. So a real client does a whole tool round trip on text a tiny random model would
-never write, and the answer proves the tool's result reached the model.
+never write, the answer proves the tool's result reached the model, and the prompts it was
+given show each request extending the last token for token.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class AgentScript:
     def __init__(self, model: ChatModel, tool: str, arguments: dict[str, str]) -> None:
         self.model, self.tool, self.arguments = model, tool, arguments
         self.replies: list[str] = []
+        self.turns: list[tuple[list[int], ScriptStream]] = []  # each prompt and its reply's stream
 
     def reply(self, prompt: str) -> str:
         asked = prompt.rsplit("<|im_start|>assistant\n", 1)[0]  # without the generation prompt
@@ -77,7 +79,20 @@ class AgentScript:
         text = self.reply(self.model.tokenizer.decode(prompt_ids))
         self.replies.append(text)
         tokens = [*self.model.tokenizer.encode(text), *sorted(self.model.tokenizer.eos_token_ids)[:1]]
-        return ScriptStream(tokens[: params.max_tokens], len(prompt_ids))
+        stream = ScriptStream(tokens[: params.max_tokens], len(prompt_ids))
+        self.turns.append((list(prompt_ids), stream))
+        return stream
+
+    def first_differences(self) -> list[tuple[int, int]]:
+        """Per request after the first: where its prompt leaves the last prompt and reply, and
+        that length (equal where the prompt extends it token for token)."""
+        out = []
+        for (before, stream), (prompt, _) in zip(self.turns, self.turns[1:], strict=False):
+            assert stream.result is not None
+            written = before + stream.result.token_ids
+            same = next((i for i, (a, b) in enumerate(zip(written, prompt, strict=False)) if a != b), None)
+            out.append((min(len(written), len(prompt)) if same is None else same, len(written)))
+        return out
 
 
 class Seen:
@@ -154,6 +169,14 @@ def _tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _extends_token_for_token(server: OpenAIServer) -> None:
+    """Every prompt starts with the last prompt and its reply as generated, tool calls and the
+    second process's resumed session included: the prefix cache would hold all of it."""
+    script = server.service
+    assert isinstance(script, AgentScript) and len(script.turns) >= 4
+    assert all(at == length for at, length in script.first_differences())
+
+
 def test_claude_code_reads_a_file_through_a_tool_round_trip_for_two_turns(bin_dir, scripted_agent, tmp_path):
     work = _workdir(tmp_path)
     server, seen = scripted_agent("Read", {"file_path": str(work / "notes.txt")})
@@ -169,6 +192,7 @@ def test_claude_code_reads_a_file_through_a_tool_round_trip_for_two_turns(bin_di
     answered = [body for body in asked if _tool_results(body)]
     assert len(answered) >= 2  # one round trip per turn
     assert len(answered[-1]["messages"]) > len(answered[0]["messages"])  # the second turn continues the first
+    _extends_token_for_token(server)
 
 
 def test_codex_runs_a_command_through_a_tool_round_trip_for_two_turns(bin_dir, scripted_agent, tmp_path):
@@ -185,3 +209,4 @@ def test_codex_runs_a_command_through_a_tool_round_trip_for_two_turns(bin_dir, s
     assert any(tool["name"] == "exec_command" for tool in asked[0]["tools"] if tool["type"] == "function")
     outputs = [item for item in asked[-1]["input"] if item.get("type") == "function_call_output"]
     assert len(outputs) == 2 and all(WORD in item["output"] for item in outputs)  # the second turn goes on
+    _extends_token_for_token(server)
