@@ -32,6 +32,7 @@ from codeagent.backend.server import OpenAIServer, serve
 from codeagent.bench.agent_clients import Claude, ClientsMissing, Codex, install
 
 WORD = "PLUM-7431"
+THOUGHT = "The file will tell."
 RESPONSE = re.compile(r"<tool_response>\n(.*?)\n</tool_response>", re.S)
 
 
@@ -57,10 +58,12 @@ class ScriptStream:
 
 
 class AgentScript:
-    """Calls ``tool`` with ``arguments`` until a tool result comes back, then quotes it."""
+    """Calls ``tool`` with ``arguments`` until a tool result comes back, then quotes it; every
+    reply reasons first when ``thinking`` is given."""
 
-    def __init__(self, model: ChatModel, tool: str, arguments: dict[str, str]) -> None:
+    def __init__(self, model: ChatModel, tool: str, arguments: dict[str, str], thinking: str = "") -> None:
         self.model, self.tool, self.arguments = model, tool, arguments
+        self.thinking = f"<think>\n{thinking}\n</think>\n\n" if thinking else ""  # before every reply
         self.replies: list[str] = []
         self.turns: list[tuple[list[int], ScriptStream]] = []  # each prompt and its reply's stream
 
@@ -76,7 +79,7 @@ class AgentScript:
         return f"Let me look.\n<tool_call>\n<function={self.tool}>\n{parameters}</function>\n</tool_call>"
 
     def submit(self, prompt_ids: list[int], params: Any) -> ScriptStream:
-        text = self.reply(self.model.tokenizer.decode(prompt_ids))
+        text = self.thinking + self.reply(self.model.tokenizer.decode(prompt_ids))
         self.replies.append(text)
         tokens = [*self.model.tokenizer.encode(text), *sorted(self.model.tokenizer.eos_token_ids)[:1]]
         stream = ScriptStream(tokens[: params.max_tokens], len(prompt_ids))
@@ -139,8 +142,9 @@ def wide_model(tiny_chat_model: Path) -> ChatModel:
 def scripted_agent(wide_model: ChatModel) -> Iterator[Callable[..., tuple[OpenAIServer, Seen]]]:
     servers: list[OpenAIServer] = []
 
-    def start(tool: str, arguments: dict[str, str]) -> tuple[OpenAIServer, Seen]:
-        server = OpenAIServer(("127.0.0.1", 0), wide_model, AgentScript(wide_model, tool, arguments))
+    def start(tool: str, arguments: dict[str, str], thinking: str = "") -> tuple[OpenAIServer, Seen]:
+        script = AgentScript(wide_model, tool, arguments, thinking)
+        server = OpenAIServer(("127.0.0.1", 0), wide_model, script)
         seen = Seen(server)
         serve(server)
         servers.append(server)
@@ -179,7 +183,7 @@ def _extends_token_for_token(server: OpenAIServer) -> None:
 
 def test_claude_code_reads_a_file_through_a_tool_round_trip_for_two_turns(bin_dir, scripted_agent, tmp_path):
     work = _workdir(tmp_path)
-    server, seen = scripted_agent("Read", {"file_path": str(work / "notes.txt")})
+    server, seen = scripted_agent("Read", {"file_path": str(work / "notes.txt")}, THOUGHT)
     claude = Claude(bin_dir, tmp_path / "home", work, server.url.removesuffix("/v1"), "tiny")
     for prompt in ("What is the code word in notes.txt?", "Read it once more."):
         turn = claude.turn(prompt)
@@ -192,12 +196,14 @@ def test_claude_code_reads_a_file_through_a_tool_round_trip_for_two_turns(bin_di
     answered = [body for body in asked if _tool_results(body)]
     assert len(answered) >= 2  # one round trip per turn
     assert len(answered[-1]["messages"]) > len(answered[0]["messages"])  # the second turn continues the first
+    thinking = [b for m in answered[-1]["messages"] if m["role"] == "assistant" for b in m["content"]]
+    assert {"type": "thinking", "thinking": THOUGHT, "signature": ""} in thinking  # reasoning goes back
     _extends_token_for_token(server)
 
 
 def test_codex_runs_a_command_through_a_tool_round_trip_for_two_turns(bin_dir, scripted_agent, tmp_path):
     work = _workdir(tmp_path)
-    server, seen = scripted_agent("exec_command", {"cmd": "cat notes.txt"})  # in Codex's read-only sandbox
+    server, seen = scripted_agent("exec_command", {"cmd": "cat notes.txt"}, THOUGHT)  # read-only sandbox
     codex = Codex(bin_dir, tmp_path / "home", work, server.url, "tiny")
     for prompt in ("What is the code word in notes.txt?", "Read it once more."):
         turn = codex.turn(prompt)
@@ -209,4 +215,6 @@ def test_codex_runs_a_command_through_a_tool_round_trip_for_two_turns(bin_dir, s
     assert any(tool["name"] == "exec_command" for tool in asked[0]["tools"] if tool["type"] == "function")
     outputs = [item for item in asked[-1]["input"] if item.get("type") == "function_call_output"]
     assert len(outputs) == 2 and all(WORD in item["output"] for item in outputs)  # the second turn goes on
+    reasoning = [item for item in asked[-1]["input"] if item.get("type") == "reasoning"]
+    assert reasoning and reasoning[0]["content"] == [{"type": "reasoning_text", "text": THOUGHT}]
     _extends_token_for_token(server)
