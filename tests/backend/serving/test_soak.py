@@ -66,10 +66,17 @@ class Soak:
     def health(self) -> dict[str, Any]:
         return dict(httpx.get(self.url.removesuffix("/v1") + "/health", timeout=30).json())
 
-    def rss_mb(self) -> float:
+    def status(self, field: str) -> int:
+        """A number from the server's /proc status (``VmRSS`` in KiB, ``Threads``)."""
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
-        return int(line.split()[1]) / 1024
+        return int(next(line for line in status.splitlines() if line.startswith(field + ":")).split()[1])
+
+    def rss_mb(self) -> float:
+        return self.status("VmRSS") / 1024
+
+    def count_threads(self, stop: threading.Event, most: list[int]) -> None:
+        while not stop.wait(0.01):
+            most[0] = max(most[0], self.status("Threads"))
 
     def raw(self, path: str, body: dict[str, Any], then: Callable[[socket.socket], str]) -> str:
         data = json.dumps(body).encode()
@@ -219,21 +226,27 @@ def test_the_server_holds_under_a_soak_and_drains_on_sigterm(soak):
     for i in range(20):  # warm up every path once before the baseline
         assert not attempt(soak, i).startswith("failed")
     baseline = soak.rss_mb()
-    barrier = threading.Barrier(CLIENTS)
+    barrier, stop, idle = threading.Barrier(CLIENTS), threading.Event(), soak.status("Threads")
+    threads = [idle]
+    counter = threading.Thread(target=soak.count_threads, args=(stop, threads))
+    counter.start()
     with ThreadPoolExecutor(CLIENTS) as pool:
         slowest_connect = max(pool.map(lambda _: connect_at_once(soak, barrier), range(CLIENTS)))
         outcomes = Counter(pool.map(lambda i: attempt(soak, i), range(REQUESTS)))
+    stop.set()
+    counter.join()
     deadline = time.monotonic() + 10
     while (health := soak.health())["requests"] and time.monotonic() < deadline:
         time.sleep(0.05)
     after = soak.rss_mb()
     print(f"\nsoak: {dict(outcomes)}; slowest of {CLIENTS} connects at once {slowest_connect:.3f} s")
-    print(f"RSS {baseline:.0f} -> {after:.0f} MiB; health {health}")
+    print(f"RSS {baseline:.0f} -> {after:.0f} MiB; threads {idle} -> at most {threads[0]}; health {health}")
     assert not [o for o in outcomes if o.startswith("failed") or o == "?"], outcomes
     assert sum(outcomes.values()) == REQUESTS
     assert slowest_connect < 0.5  # queued by the listen backlog, not dropped and sent again a second later
     assert health["requests"] == 0 and health["kv_blocks_free"] == health["kv_blocks"]
     assert after < baseline + 150, (baseline, after)
+    assert threads[0] <= idle + 2 * CLIENTS + 2  # one per connection (each client holds two at most)
     ends, last_words = drain_on_sigterm(soak)
     print(f"drain: {dict(ends)}; {last_words.strip().splitlines()[-1:]}; {time.monotonic() - started:.1f} s")
     assert set(ends) <= {"final event", "error event"} and sum(ends.values()) == 5, ends
