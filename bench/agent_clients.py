@@ -1,9 +1,9 @@
 """The real Claude Code and Codex CLIs, installed from npm and run offline against a codeagent server.
 
 ``install`` puts ``@anthropic-ai/claude-code`` and ``@openai/codex`` into one folder (by
-default ``agent-clients`` in codeagent's cache folder, ``~/.cache/codeagent``) with npm, once: a
-later call finds the commands there and installs nothing. npm's own cache goes in that folder
-too. ``ClientsMissing`` says why they cannot be had (no node or npm, an install that failed,
+default ``agent-clients`` in codeagent's cache folder, ``~/.cache/codeagent``) with npm,
+once: a later call finds the commands there and installs nothing. npm's own cache goes in
+that folder too. ``ClientsMissing`` says why they cannot be had (no node or npm, an install that failed,
 offline with no mirror), so tests can skip with the reason.
 
 ``Claude`` and ``Codex`` run one non-interactive turn each (``claude -p``, ``codex exec``),
@@ -13,8 +13,11 @@ built from nothing (no inherited keys, proxies or settings), a made-up key, tele
 update checks and other traffic off, the server's 127.0.0.1 address as the only endpoint,
 and the working directory the caller gives (a temporary one). Claude Code may only use its
 read-only tools there (``--allowedTools``); Codex runs with ``approval_policy = "never"`` and
-its read-only sandbox, so whatever a model asks for, nothing is written outside the
-temporary folders.
+its read-only sandbox (or, when asked, ``workspace-write``: the working directory and the
+temporary folders), so whatever a model asks for, nothing is written outside the temporary
+folders. ``codex_model`` writes a catalog entry for the served model, which Codex's own
+catalog does not know: with ``apply_patch_tool_type = "freeform"`` Codex offers
+``apply_patch`` as a custom (freeform) tool.
 
 Limits: the versions are whatever the registry (or its mirror) has when the folder is first
 filled; delete the folder to take newer ones. Linux x64 and arm64 only (Codex's binary).
@@ -25,9 +28,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from codeagent import xdg
 
@@ -93,9 +98,25 @@ def _base_env(home: Path) -> dict[str, str]:
 
 
 def _run(command: list[str], cwd: Path, env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout_s
-    )
+    """Run a CLI in its own process group, all of which is killed if it outlives ``timeout_s``
+    (Codex's node wrapper leaves its native binary behind otherwise)."""
+    with subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 @dataclass
@@ -156,13 +177,44 @@ class Claude:
         return Turn(done.returncode, answer, done.stdout, done.stderr)
 
 
-def codex_config(url: str, model: str, features: dict[str, bool] | None = None) -> str:
+def codex_model(model: str, **fields: Any) -> dict[str, Any]:
+    """A model catalog entry for Codex: how it shapes its tools and prompt for the served
+    model, which its own catalog does not know (``fields`` such as ``apply_patch_tool_type``)."""
+    return {
+        "slug": model,
+        "display_name": model,
+        "description": "served by codeagent",
+        "base_instructions": "You are a coding agent working in the user's folder. Use the tools.",
+        "shell_type": "shell_command",
+        "visibility": "list",
+        "supported_in_api": True,
+        "priority": 1,
+        "context_window": 200000,
+        "supported_reasoning_levels": [],
+        "default_reasoning_level": None,
+        "input_modalities": ["text"],
+        "truncation_policy": {"mode": "tokens", "limit": 10000},
+        "supports_parallel_tool_calls": False,
+        "support_verbosity": False,
+        "experimental_supported_tools": [],
+        **fields,
+    }
+
+
+def codex_config(
+    url: str,
+    model: str,
+    features: dict[str, bool] | None = None,
+    catalog: str = "",
+    sandbox: str = "read-only",
+) -> str:
     """``config.toml`` for a provider at ``url`` (ending in ``/v1``) speaking Responses."""
     toggles = "".join(f"{name} = {str(on).lower()}\n" for name, on in (features or {}).items())
+    listed = f"model_catalog_json = {json.dumps(catalog)}\n" if catalog else ""
     return f"""model = "{model}"
-model_provider = "codeagent"
+{listed}model_provider = "codeagent"
 approval_policy = "never"
-sandbox_mode = "read-only"
+sandbox_mode = "{sandbox}"
 check_for_update_on_startup = false
 
 [model_providers.codeagent]
@@ -196,13 +248,21 @@ class Codex:
     timeout_s: float = 600
     features: dict[str, bool] = field(default_factory=dict)  # Codex's [features] toggles
     extra_env: dict[str, str] = field(default_factory=dict)  # more settings, on top of ours
+    model_info: dict[str, Any] | None = None  # the served model's catalog entry (``codex_model``)
+    sandbox: str = "read-only"  # or "workspace-write": the working directory (and temp folders)
     turns: int = field(default=0, init=False)
 
     def env(self) -> dict[str, str]:
         codex_home = self.home / ".codex"
         codex_home.mkdir(parents=True, exist_ok=True)
         (self.home / "tmp").mkdir(parents=True, exist_ok=True)
-        (codex_home / "config.toml").write_text(codex_config(self.url, self.model, self.features))
+        catalog = ""
+        if self.model_info is not None:
+            catalog = str(codex_home / "models.json")
+            Path(catalog).write_text(json.dumps({"models": [self.model_info]}))
+        (codex_home / "config.toml").write_text(
+            codex_config(self.url, self.model, self.features, catalog, self.sandbox)
+        )
         return {
             **_base_env(self.home),
             "CODEX_HOME": str(codex_home),

@@ -29,7 +29,7 @@ from codeagent.backend.http_handler import Handler, Route
 from codeagent.backend.loader import read_config
 from codeagent.backend.sequence import Result
 from codeagent.backend.server import OpenAIServer, serve
-from codeagent.bench.agent_clients import Claude, ClientsMissing, Codex, install
+from codeagent.bench.agent_clients import Claude, ClientsMissing, Codex, codex_model, install
 
 WORD = "PLUM-7431"
 THOUGHT = "The file will tell."
@@ -173,11 +173,11 @@ def _tool_results(body: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _extends_token_for_token(server: OpenAIServer) -> None:
+def _extends_token_for_token(server: OpenAIServer, requests: int = 4) -> None:
     """Every prompt starts with the last prompt and its reply as generated, tool calls and the
     second process's resumed session included: the prefix cache would hold all of it."""
     script = server.service
-    assert isinstance(script, AgentScript) and len(script.turns) >= 4
+    assert isinstance(script, AgentScript) and len(script.turns) >= requests
     assert all(at == length for at, length in script.first_differences())
 
 
@@ -218,3 +218,23 @@ def test_codex_runs_a_command_through_a_tool_round_trip_for_two_turns(bin_dir, s
     reasoning = [item for item in asked[-1]["input"] if item.get("type") == "reasoning"]
     assert reasoning and reasoning[0]["content"] == [{"type": "reasoning_text", "text": THOUGHT}]
     _extends_token_for_token(server)
+
+
+def test_codex_applies_a_patch_through_its_freeform_apply_patch_tool(bin_dir, scripted_agent, tmp_path):
+    work = _workdir(tmp_path)
+    patch = "*** Begin Patch\n*** Add File: hello.txt\n+hello from a custom tool\n*** End Patch"
+    server, seen = scripted_agent("apply_patch", {"input": patch})
+    freeform = codex_model("tiny", apply_patch_tool_type="freeform")
+    home = tmp_path / "home"  # the patch writes in the temporary working directory:
+    codex = Codex(bin_dir, home, work, server.url, "tiny", model_info=freeform, sandbox="workspace-write")
+    turn = codex.turn("Add hello.txt.")
+    assert turn.returncode == 0, turn.stderr
+    assert (work / "hello.txt").read_text() == "hello from a custom tool\n"
+    assert seen.errors == []
+    first, last = seen.bodies("/v1/responses")[0], seen.bodies("/v1/responses")[-1]
+    assert {"type": "custom", "name": "apply_patch"}.items() <= next(
+        tool for tool in first["tools"] if tool.get("name") == "apply_patch"
+    ).items()
+    call, output = (item for item in last["input"] if item.get("type", "").startswith("custom_tool_call"))
+    assert call["input"] == patch and output["call_id"] == call["call_id"]
+    _extends_token_for_token(server, requests=2)
