@@ -11,7 +11,9 @@ error, since the model's embeddings are indexed by the latter.
 ``encode`` adds no special tokens: chat templates write them as text (``<|im_start|>``,
 ``<｜begin▁of▁sentence｜>``) and they are matched as added tokens. A text of ``LONG_TEXT``
 characters or more is encoded with the GIL released (``encode_batch``), so a long prompt
-does not stall the other threads of a server.
+does not stall the other threads of a server, and at most ``LONG_AT_ONCE`` such texts per
+tokenizer at a time: the tokenizer's working memory is ~200 bytes a character, and many
+long prompts at once would add up (the rest wait their turn).
 
 ``IncrementalDecoder`` turns ids into text one at a time. It re-decodes a short window of
 recent ids (byte-level BPE and SentencePiece decoders change a piece's spacing by what
@@ -23,6 +25,7 @@ indistinguishable from an incomplete character and waits for the next token or `
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from tokenizers import AddedToken
 from tokenizers import Tokenizer as HFTokenizer
 
 LONG_TEXT = 16384
+LONG_AT_ONCE = 2
 
 
 class TokenizerError(ValueError):
@@ -82,6 +86,7 @@ class Tokenizer:
     ) -> None:
         self.inner = inner
         self.config = config
+        self._long_texts = threading.BoundedSemaphore(LONG_AT_ONCE)
         self.chat_templates = chat_templates or {}  # name -> Jinja source; empty: the family's built-in
         self.special_ids = self._register_added_tokens(config.get("added_tokens_decoder") or {})
         self.bos_token = token_text(config.get("bos_token"))
@@ -151,8 +156,8 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         if len(text) < LONG_TEXT:
             return self.inner.encode(text, add_special_tokens=False).ids
-        # ``encode`` holds the GIL throughout; ``encode_batch`` lets the server's other threads run
-        return self.inner.encode_batch([text], add_special_tokens=False)[0].ids
+        with self._long_texts:  # ``encode`` holds the GIL throughout; ``encode_batch`` lets others run
+            return self.inner.encode_batch([text], add_special_tokens=False)[0].ids
 
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         if skip_special_tokens:
