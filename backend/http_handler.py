@@ -12,17 +12,13 @@ a failure after a stream has begun, and the line that ends a stream (OpenAI's
 becomes that dialect's error body with its status; a bug of ours becomes a 500 whose
 traceback goes to the server's stderr, never to the client.
 
-Design: HTTP/1.1 keep-alive; event streams use chunked transfer encoding (HTTP/1.0 peers get
-the stream until the connection closes). Every write of one answer (headers, events) holds
-the request's write lock, so the peer watch (``peer_watch.py``, one thread for all requests)
-can slip a probe in between: a client that goes away cancels its sequence, noticed by a
-failed write or by the watch (a reset; end of file, then a probe answered with a reset: a
-client that only half-closed still gets its answer).
-
-Timeouts: a connection idle for the server's ``idle_timeout_s`` is closed; in a request, a
-read or write stuck for ``IO_TIMEOUT_S`` ends it. A client's reset is one log line at most.
-On shutdown (``connections.py``) new requests are a 503, and so is one aborted after the
-grace period: its protocol's error event in a stream.
+Design: HTTP/1.1 keep-alive, event streams in chunked encoding (HTTP/1.0: until the close).
+Each answer's writes hold the request's write lock, so the one peer watch (``peer_watch.py``)
+can slip a probe in between; a client that leaves (a failed write, a reset) cancels its
+sequence, one that only half-closed gets its answer. A connection idle for the server's
+``idle_timeout_s`` is closed; a read or write stuck for ``IO_TIMEOUT_S`` ends the request; a
+client's reset is one log line at most. On shutdown (``connections.py``) new requests are a
+503, and so is one aborted after the grace period (in a stream, its error event).
 
 Limits: request bodies up to ``api_checks.body_limit``, sent with Content-Length; no TLS.
 """
