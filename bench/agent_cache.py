@@ -147,7 +147,8 @@ def rows(requests: list[Recorded], decode: Any) -> list[dict[str, Any]]:
             "prompt_tokens": len(request.ids),
             "cached_tokens": result.cached_tokens,
             "reply_tokens": len(result.token_ids),
-            "hit_rate": round(result.cached_tokens / max(1, len(request.ids)), 3),
+            "hit_rate": round(result.cached_tokens / max(1, len(request.ids)), 4),
+            "prefill_s": round(result.prefill_s, 2),
         }
         before = last.get(tools)
         if before is not None:
@@ -164,8 +165,8 @@ def rows(requests: list[Recorded], decode: Any) -> list[dict[str, Any]]:
 
 def markdown(table: list[dict[str, Any]]) -> str:
     lines = [
-        "| request | turn | tools | prompt tokens | cached | hit rate | first difference | was -> now |",
-        "|---|---|---|---|---|---|---|---|",
+        "| request | turn | tools | prompt tokens | cached | hit rate | prefill s | first difference | was -> now |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
         where = "-" if "first_difference" not in r else str(r["first_difference"])
@@ -174,7 +175,7 @@ def markdown(table: list[dict[str, Any]]) -> str:
         change = f"`{r['was']!r}` -> `{r['now']!r}`" if "was" in r else ""
         lines.append(
             f"| {r['request']} | {r['turn']} | {'yes' if r['tools'] else 'no'} | {r['prompt_tokens']} "
-            f"| {r['cached_tokens']} | {r['hit_rate']:.0%} | {where} | {change} |"
+            f"| {r['cached_tokens']} | {r['hit_rate']:.1%} | {r['prefill_s']} | {where} | {change} |"
         )
     return "\n".join(lines)
 
