@@ -13,6 +13,15 @@ tool calls (``input`` serialised as JSON arguments), so a reply sent back is rec
 rendered as the model wrote it (``chat/continuity.py``). ``redacted_thinking`` blocks are
 dropped and ``cache_control`` marks ignored: prefix caching is automatic.
 
+Claude Code (2.1.197 here) sends billing metadata as its first system block,
+``x-anthropic-billing-header: cc_version=2.1.197.90a; cc_entrypoint=sdk-cli;``, whose last
+part of the version comes from the conversation's first message: it differs between sessions
+(and, with other settings, between requests) 24 tokens into a prompt whose next 24,000
+tokens, its instructions and tool schemas, are the same every time, so the prefix cache could
+never reuse them. It is a header for Anthropic's billing, not text for the model: that line
+is dropped from the system block it starts (``CLAUDE_CODE_ATTRIBUTION_HEADER=0`` stops
+Claude Code sending it).
+
 Served: ``max_tokens`` (required; clipped to the room left in the context window),
 ``stop_sequences`` (up to 16), ``stream``, ``tools`` (custom tools with ``input_schema``),
 ``tool_choice`` (auto, any, tool, none), ``thinking``: ``enabled``, ``adaptive`` and
@@ -54,6 +63,7 @@ from codeagent.backend.chat.template import TemplateRenderError
 from codeagent.backend.layers.sampler import SamplingParams
 
 UNSERVED = ("mcp_servers", "container")
+BILLING_HEADER = "x-anthropic-billing-header:"  # Claude Code's first system block: metadata, not prompt
 CHOICES = {"auto": "auto", "any": "required", "tool": "function", "none": "none"}
 
 
@@ -123,10 +133,21 @@ def _assistant(content: Any, where: str) -> dict[str, Any]:
     return {**message, "tool_calls": calls} if calls else message
 
 
+def _system(system: Any) -> str:
+    """The system prompt without Claude Code's billing header line (see the module's docstring)."""
+    blocks = []
+    for block in _blocks(system, "system"):
+        text = block.get("text")
+        if block.get("type") == "text" and isinstance(text, str) and text.startswith(BILLING_HEADER):
+            block = {**block, "text": text.partition("\n")[2]}
+        blocks.append(block)
+    return _joined_text(blocks, "system")
+
+
 def _conversation(body: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     if body.get("system") is not None:
-        out.append({"role": "system", "content": _joined_text(body["system"], "system")})
+        out.append({"role": "system", "content": _system(body["system"])})
     messages = get_field(body, "messages", list, "a list of messages")
     if not messages:
         raise invalid("messages", "'messages' is empty")

@@ -250,3 +250,17 @@ def test_a_system_message_among_the_messages_is_rendered_where_it_stands(scripte
     assert reply.content[0].text == "fine"
     shown = chat_model.tokenizer.decode(service.prompts[0])
     assert shown.index("Fix the mean.") < shown.index("<|im_start|>system\nAgents: Explore.<|im_end|>")
+
+
+def test_claude_codes_billing_header_never_reaches_the_prompt(scripted, chat_model):
+    """Its hash differs per session right at the prompt's start: left in, no session would
+    reuse another's cached instructions and tools."""
+    server, service = scripted("fine")
+    api = client(server)
+    for suffix in ("90a", "3d9"):
+        header = f"x-anthropic-billing-header: cc_version=2.1.197.{suffix}; cc_entrypoint=sdk-cli;"
+        system = [{"type": "text", "text": header}, {"type": "text", "text": SYSTEM}]
+        api.messages.create(model="tiny", system=system, messages=MESSAGES, max_tokens=5)
+    api.messages.create(model="tiny", system=f"{header}\n{SYSTEM}", messages=MESSAGES, max_tokens=5)
+    first, second, inline = (chat_model.tokenizer.decode(ids) for ids in service.prompts)
+    assert first == second == inline and "billing" not in first and SYSTEM in first
