@@ -5,8 +5,8 @@
 so prompts of English and code cut into realistic pieces), serves it on 127.0.0.1 with the
 real engine and its prefix cache (the server ``codeagent serve`` runs, built in this process
 so every prompt can be recorded), and runs the client for ``--turns`` turns: ``claude -p``
-then ``--continue``, or ``codex exec`` then ``exec resume --last`` (``bench.agent_clients``),
-in a folder holding one file; with ``--git`` a git repository in which that file is edited
+then ``--continue``, or ``codex exec`` then ``exec resume --last`` (``bench.agent_clients``;
+with ``--new-sessions`` a new session every turn), in a folder holding one file; with ``--git`` a git repository in which that file is edited
 between turns, as a user would (clients put the repository's state in their prompts).
 
 Each request the engine took becomes a row: the turn it came in, whether tools were listed
@@ -198,6 +198,7 @@ def run(
     clients_dir: Path | None,
     git: bool = False,
     extra_env: dict[str, str] | None = None,
+    new_sessions: bool = False,
 ) -> dict[str, Any]:
     from codeagent.backend.cache.allocator import CacheConfig
     from codeagent.backend.runtime import RuntimeConfig, open_runtime
@@ -228,7 +229,7 @@ def run(
                 if git and turn > 1:  # the user edits a file between turns
                     with (work / "notes.txt").open("a") as notes:
                         notes.write(f"Edited before turn {turn}.\n")
-                done = agent.turn(prompt)
+                done = agent.turn(prompt, resume=not new_sessions)
                 exits.append(done.returncode)
                 print(f"turn {turn}: exit {done.returncode}", file=sys.stderr, flush=True)
         finally:
@@ -258,10 +259,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for the client"
     )
+    parser.add_argument(
+        "--new-sessions", action="store_true", help="start a new session every turn instead of continuing"
+    )
     parser.add_argument("--output", type=Path, help="JSON results file")
     args = parser.parse_args(argv)
     extra_env = dict(item.split("=", 1) for item in args.env)
-    result = run(args.client, args.turns, args.reply_tokens, args.clients_dir, args.git, extra_env)
+    result = run(
+        args.client, args.turns, args.reply_tokens, args.clients_dir, args.git, extra_env, args.new_sessions
+    )
     if args.output:
         args.output.write_text(json.dumps(result, indent=1) + "\n")
     print(f"{args.client} {result['versions']} exits {result['exits']}")

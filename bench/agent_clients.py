@@ -164,10 +164,11 @@ class Claude:
             "API_TIMEOUT_MS": str(int(self.timeout_s * 1000)),
         } | self.extra_env
 
-    def turn(self, prompt: str) -> Turn:
+    def turn(self, prompt: str, resume: bool = True) -> Turn:
+        """One turn: the last session continued (from the second turn on, unless not ``resume``)."""
         command = [str(self.bin_dir / "claude"), "-p", prompt, "--output-format", "json"]
         command += ["--model", self.model, "--allowedTools", CLAUDE_READ_ONLY]
-        command += ["--continue"] if self.turns else []
+        command += ["--continue"] if self.turns and resume else []
         done = _run(command, self.workdir, self.env(), self.timeout_s)
         self.turns += 1
         try:
@@ -269,10 +270,11 @@ class Codex:
             "CODEAGENT_API_KEY": KEY,
         } | self.extra_env
 
-    def turn(self, prompt: str) -> Turn:
+    def turn(self, prompt: str, resume: bool = True) -> Turn:
+        """One turn: the last session resumed (from the second turn on, unless not ``resume``)."""
         last = self.home / f"answer-{self.turns}.txt"
         command = [str(self.bin_dir / "codex"), "exec"]
-        command += ["resume", "--last"] if self.turns else []
+        command += ["resume", "--last"] if self.turns and resume else []
         command += ["--skip-git-repo-check", "--output-last-message", str(last), prompt]
         done = _run(command, self.workdir, self.env(), self.timeout_s)
         self.turns += 1
