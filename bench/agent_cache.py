@@ -163,19 +163,24 @@ def rows(requests: list[Recorded], decode: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _code(text: str) -> str:
+    """Text as a Markdown table's inline code: newlines shown as ``\\n``, bars escaped."""
+    return "`" + text.replace("\n", "\\n").replace("|", "\\|") + "`"
+
+
 def markdown(table: list[dict[str, Any]]) -> str:
     lines = [
         "| request | turn | tools | prompt tokens | cached | hit rate | prefill s | first difference | was -> now |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
-        where = "-" if "first_difference" not in r else str(r["first_difference"])
+        where = "-" if "first_difference" not in r else f"{r['first_difference']:,}"
         if r.get("extends_previous"):
             where += " (extends the last)"
-        change = f"`{r['was']!r}` -> `{r['now']!r}`" if "was" in r else ""
+        change = f"{_code(r['was'])} -> {_code(r['now'])}" if "was" in r else ""
         lines.append(
-            f"| {r['request']} | {r['turn']} | {'yes' if r['tools'] else 'no'} | {r['prompt_tokens']} "
-            f"| {r['cached_tokens']} | {r['hit_rate']:.1%} | {r['prefill_s']} | {where} | {change} |"
+            f"| {r['request']} | {r['turn']} | {'yes' if r['tools'] else 'no'} | {r['prompt_tokens']:,} "
+            f"| {r['cached_tokens']:,} | {r['hit_rate']:.1%} | {r['prefill_s']:.2f} | {where} | {change} |"
         )
     return "\n".join(lines)
 
@@ -241,6 +246,7 @@ def run(
         "client": client,
         "git": git,
         "env": extra_env,
+        "new_sessions": new_sessions,
         "versions": versions(bin_dir),
         "exits": exits,
         "rows": table,
