@@ -29,7 +29,7 @@ from codeagent.backend.http_handler import Handler, Route
 from codeagent.backend.loader import read_config
 from codeagent.backend.sequence import Result
 from codeagent.backend.server import OpenAIServer, serve
-from codeagent.bench.agent_clients import Claude, ClientsMissing, Codex, codex_model, install
+from codeagent.bench.agent_clients import KEY, Claude, ClientsMissing, Codex, codex_model, install
 
 WORD = "PLUM-7431"
 THOUGHT = "The file will tell."
@@ -144,7 +144,7 @@ def scripted_agent(wide_model: ChatModel) -> Iterator[Callable[..., tuple[OpenAI
 
     def start(tool: str, arguments: dict[str, str], thinking: str = "") -> tuple[OpenAIServer, Seen]:
         script = AgentScript(wide_model, tool, arguments, thinking)
-        server = OpenAIServer(("127.0.0.1", 0), wide_model, script)
+        server = OpenAIServer(("127.0.0.1", 0), wide_model, script, api_key=KEY)  # the clients send it
         seen = Seen(server)
         serve(server)
         servers.append(server)
