@@ -37,6 +37,8 @@ RESPONSE = re.compile(r"<tool_response>\n(.*?)\n</tool_response>", re.S)
 
 
 class ScriptStream:
+    """A reply's tokens played back as the engine service's stream plays a sequence's."""
+
     def __init__(self, tokens: list[int], prompt_tokens: int) -> None:
         self.tokens, self.prompt_tokens = tokens, prompt_tokens
         self.cancelled = threading.Event()
@@ -64,7 +66,6 @@ class AgentScript:
     def __init__(self, model: ChatModel, tool: str, arguments: dict[str, str], thinking: str = "") -> None:
         self.model, self.tool, self.arguments = model, tool, arguments
         self.thinking = f"<think>\n{thinking}\n</think>\n\n" if thinking else ""  # before every reply
-        self.replies: list[str] = []
         self.turns: list[tuple[list[int], ScriptStream]] = []  # each prompt and its reply's stream
 
     def reply(self, prompt: str) -> str:
@@ -80,7 +81,6 @@ class AgentScript:
 
     def submit(self, prompt_ids: list[int], params: Any) -> ScriptStream:
         text = self.thinking + self.reply(self.model.tokenizer.decode(prompt_ids))
-        self.replies.append(text)
         tokens = [*self.model.tokenizer.encode(text), *sorted(self.model.tokenizer.eos_token_ids)[:1]]
         stream = ScriptStream(tokens[: params.max_tokens], len(prompt_ids))
         self.turns.append((list(prompt_ids), stream))
