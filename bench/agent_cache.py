@@ -6,8 +6,9 @@ so prompts of English and code cut into realistic pieces), serves it on 127.0.0.
 real engine and its prefix cache (the server ``codeagent serve`` runs, built in this process
 so every prompt can be recorded), and runs the client for ``--turns`` turns: ``claude -p``
 then ``--continue``, or ``codex exec`` then ``exec resume --last`` (``bench.agent_clients``;
-with ``--new-sessions`` a new session every turn), in a folder holding one file; with ``--git`` a git repository in which that file is edited
-between turns, as a user would (clients put the repository's state in their prompts).
+with ``--new-sessions`` a new session every turn), in a folder holding one file; with
+``--git`` a git repository in which that file is edited between turns, as a user would
+(clients put the repository's state in their prompts).
 
 Each request the engine took becomes a row: the turn it came in, whether tools were listed
 (an agent request, not a title or topic side request), its prompt tokens, the tokens read from
