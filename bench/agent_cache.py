@@ -30,7 +30,7 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -132,7 +132,7 @@ def _common(a: list[int], b: list[int]) -> int:
     return next((i for i in range(n) if a[i] != b[i]), n)
 
 
-def rows(requests: list[Recorded], decode: Any) -> list[dict[str, Any]]:
+def rows(requests: list[Recorded], decode: Callable[[list[int]], str]) -> list[dict[str, Any]]:
     """One row per request; the difference from the previous request of the same kind."""
     out: list[dict[str, Any]] = []
     last: dict[bool, list[int]] = {}
