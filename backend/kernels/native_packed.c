@@ -20,15 +20,16 @@
  * reordered, even inputs first, so the low and high nibbles of 16 bytes meet 16 contiguous
  * activations each. Elsewhere a portable decoding (tables) gives the same values, slower.
  *
- * Products: two weight rows at a time (four for a linear layer in bf16 pairs; rows_for)
- * against up to GROUP activation rows (FP8: FP8_GROUP), a missing row repeated; FP8 sums each
- * block of 128 inputs unscaled and adds it times its scale (one product a block, not one a weight); FP4 scales its 16-entry table once a
- * group. Each call prefetches the rows that the call AHEAD after it will read (one thread
- * streams faster so). As in native.c: activations float32 or bfloat16, products in float32,
- * each output element one dot product over a fixed order whatever else is in the call, so
- * results do not depend on the batch; OpenMP over output rows. Scales times 2^8 must stay
- * finite for FP8 (UE8M0 exponents up to 246, float scales below 2^120). K must be a multiple
- * of 16 (FP8) or 32 (FP4); the callers check.
+ * Products: two weight rows at a time (four in bf16 pairs at 1-2 activation rows, but for an
+ * FP4 MoE layer; rows_for) against up to GROUP activation rows (FP8: FP8_GROUP), a missing row
+ * repeated; FP8 sums each block of 128 inputs unscaled and adds it times its scale (one product
+ * a block, not one a weight); FP4 scales its 16-entry table once a group. Each call prefetches
+ * the rows that the call AHEAD after it will read (one thread streams faster so): FP8 rows into
+ * L2 (prefetcht1), FP4 rows into L1 (prefetchnta). As in native.c: activations float32 or
+ * bfloat16, products in float32, each output element one dot product over a fixed order
+ * whatever else is in the call, so results do not depend on the batch; OpenMP over output
+ * rows. Scales times 2^8 must stay finite for FP8 (UE8M0 exponents up to 246, float scales
+ * below 2^120). K must be a multiple of 16 (FP8) or 32 (FP4); the callers check.
  *
  * Where the CPU has AVX512-BF16 and the activations are bf16 (K a multiple of 32), the
  * products decode the weights to bf16 instead (both formats' values are exact in bf16) and
@@ -59,6 +60,9 @@ typedef float f32x16 __attribute__((vector_size(64)));
 #define FP4_GROUP 32
 #define FP8_SHIFT 8 /* an e4m3 code decodes as its value times 2^-8 */
 #define AHEAD 2     /* calls ahead that a dot product prefetches its rows for */
+/* how: FP8 rows into L2 (prefetcht1), FP4 rows into L1 (prefetchnta); see rows_for */
+#define PREFETCH_FP8(p) __builtin_prefetch((p), 0, 2)
+#define PREFETCH_FP4(p) __builtin_prefetch((p), 0, 0)
 
 /* A packed weight: row r's codes at codes + r * row_bytes; its scales (one per group of
  * inputs) at scale + (r / rows_per_scale) * groups, float32 or UE8M0 bytes. */
@@ -217,12 +221,17 @@ static inline void fp4x32(const uint8_t *p, f32x16 table, f32x16 *even, f32x16 *
  * token, 2 rows 1.68 ms (FP8) / 1.28 ms (FP4) against 2.14 / 1.43 with up to 8, and no gain on an
  * 8192 x 4096 linear. In bf16 pairs (decoding 2-4 times faster) a linear layer at 1-2 rows
  * streams 4 (FP8 8192 x 4096 at one row: 2.21 / 1.25 ms against 2.50 / 1.47 with 2, two runs),
- * while the MoE layers stay at 2 (FP8 at one token 2.40 / 2.26 ms with 4 against 1.95 / 1.95).
- * The products take any count (MAX_WROWS) should a machine want more. */
+ * while the MoE layers stayed at 2 (FP8 at one token 2.40 / 2.26 ms with 4 against 1.95 / 1.95).
+ * That was with every prefetch a prefetchnta, which on Zen 4 fills L1: 4 rows AHEAD calls ahead
+ * (a 151,936 x 2048 head: 4 x 16 KB) overran L1's 32 KB before the rows were read. FP8 rows now
+ * go to L2 (prefetcht1: the FP8 products from memory take 9-29% less time, the head 15.6 -> 12.1
+ * ms at one row), and with that an FP8 MoE layer also streams 4 rows at 1-2 tokens (4-8% less);
+ * FP4, compute-bound, stays with prefetchnta (prefetcht1 was 5-10% slower there) and 2 rows in
+ * its MoE layers (4 slower). docs/bench/cpu-choices.md has the figures. The products take any
+ * count (MAX_WROWS) should a machine want more. */
 #define MAX_WROWS 8
-static inline int rows_for(int format, int n, int linear_pairs) {
-    (void)format;
-    return linear_pairs && n <= 2 ? 4 : 2;
+static inline int rows_for(int format, int n, int pairs, int moe) {
+    return pairs && n <= 2 && !(moe && format == FP4) ? 4 : 2;
 }
 
 /* res[j][s] = dot(FP8 row rows[j], xs[s]) for j < nr, s < n (n <= FP8_GROUP; nr, n constants
@@ -246,7 +255,7 @@ static inline __attribute__((always_inline)) void fp8_dots(const packed_t *w, co
         for (int c = c0; c < c1; c += 16) {
             f32x16 wv[MAX_WROWS];
             for (int j = 0; j < nr; j++) {
-                if (ahead && !(c & 63)) __builtin_prefetch(p[j] + ahead + c, 0, 0);
+                if (ahead && !(c & 63)) PREFETCH_FP8(p[j] + ahead + c);
                 wv[j] = fp8x16(p[j] + c);
             }
             for (int s = 0; s < n; s++) {
@@ -280,7 +289,7 @@ static inline __attribute__((always_inline)) void fp4_dots(const packed_t *w, co
     for (int g = 0; g < k / FP4_GROUP; g++) {
         f32x16 ev[MAX_WROWS], od[MAX_WROWS];
         for (int j = 0; j < nr; j++) {
-            if (ahead && !(g & 3)) __builtin_prefetch(p[j] + ahead + g * (FP4_GROUP / 2), 0, 0);
+            if (ahead && !(g & 3)) PREFETCH_FP4(p[j] + ahead + g * (FP4_GROUP / 2));
             fp4x32(p[j] + g * (FP4_GROUP / 2), table * scale_of(sc[j], w->scale_u8, g, 0), &ev[j], &od[j]);
         }
         for (int s = 0; s < n; s++) {
@@ -472,7 +481,7 @@ static inline __attribute__((always_inline)) void fp8_pairs(const packed_t *w, c
         for (int c = c0; c < c1; c += 32) {
             __m512bh wv[MAX_WROWS];
             for (int j = 0; j < nr; j++) {
-                if (ahead && !(c & 63)) __builtin_prefetch(p[j] + ahead + c, 0, 0);
+                if (ahead && !(c & 63)) PREFETCH_FP8(p[j] + ahead + c);
                 wv[j] = (__m512bh)fp8x32_bf16(p[j] + c);
             }
             for (int s = 0; s < n; s++) {
@@ -498,7 +507,7 @@ static inline __attribute__((always_inline)) void fp4_group(const packed_t *w, c
     __m512bh wv[MAX_WROWS];
     float f[MAX_WROWS];
     for (int j = 0; j < nr; j++) {
-        if (ahead && !(g & 3)) __builtin_prefetch(p[j] + ahead + g * (FP4_GROUP / 2), 0, 0);
+        if (ahead && !(g & 3)) PREFETCH_FP4(p[j] + ahead + g * (FP4_GROUP / 2));
         if (!scaled) f[j] = scale_of(sc[j], w->scale_u8, g, 0);
         wv[j] = (__m512bh)fp4x32_bf16(p[j] + g * (FP4_GROUP / 2),
                                       scaled ? scaled_table(table, table_exponent(sc[j], w->scale_u8, g)) : table);
@@ -702,7 +711,7 @@ int ca_linear_packed(int t, int k, int n, const void *x, const uint8_t *codes, c
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         const long r0 = (long)n * tid / nt, r1 = (long)n * (tid + 1) / nt;
-        const int nr = rows_for(format, t, dp);
+        const int nr = rows_for(format, t, dp, 0);
         float buf[MAX_WROWS][MAX_ROWS];
         float *res[MAX_WROWS];
         long rows[MAX_WROWS];
@@ -797,7 +806,7 @@ int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x,
                 const long token = mine[s] / topk;
                 xs[s] = xbase + (size_t)token * h * (dp_up ? sizeof(uint16_t) : sizeof(float));
             }
-            const int half = rows_for(format, n, 0) / 2;
+            const int half = rows_for(format, n, dp_up, 1) / 2;
             for (long at = i0; at < i1; at += half) {
                 for (int j = 0; j < half; j++) { /* gate rows, then the up rows inter rows on */
                     rows[j] = (long)e * 2 * inter + (at + j < i1 ? at + j : i1 - 1);
@@ -832,7 +841,7 @@ int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x,
             const long r0 = u % h, r1 = (u1 - u < h - r0) ? r0 + (u1 - u) : h;
             for (int s = 0; s < n; s++)
                 xs[s] = dp_down ? (const void *)(act16 + (long)mine[s] * inter) : act + (long)mine[s] * inter;
-            const int nr = rows_for(format, n, 0);
+            const int nr = rows_for(format, n, dp_down, 1);
             for (long r = r0; r < r1; r += nr) {
                 for (int j = 0; j < nr; j++) rows[j] = (long)e * h + (r + j < r1 ? r + j : r1 - 1);
                 pdots_any(&down, rows, nr, AHEAD * nr * down.row_bytes, inter, xs, n, res, dp_down);
