@@ -208,7 +208,7 @@ def run(
 ) -> dict[str, Any]:
     from codeagent.backend.cache.allocator import CacheConfig
     from codeagent.backend.runtime import RuntimeConfig, open_runtime
-    from codeagent.backend.server import OpenAIServer, serve
+    from codeagent.backend.serving.server import OpenAIServer, serve
     from codeagent.bench.agent_clients import Claude, Codex, install, versions
 
     bin_dir = install(clients_dir)

@@ -1,9 +1,9 @@
 """``codeagent serve``: load a checkpoint once and serve it over HTTP: OpenAI chat and text
-completions, OpenAI Responses and Anthropic Messages (``backend/server.py``).
+completions, OpenAI Responses and Anthropic Messages (``backend/serving/``).
 
 The model, its tokenizer and chat template are loaded once, by the runtime's factory
 (``backend/runtime.py``); its ``EngineService`` runs the engine on a background thread and
-every HTTP request becomes a sequence in its continuous batch (``backend/server.py``). The server binds 127.0.0.1 unless ``--host`` says otherwise;
+every HTTP request becomes a sequence in its continuous batch (``backend/serving/``). The server binds 127.0.0.1 unless ``--host`` says otherwise;
 a non-loopback address without an API key gets a loud warning on stderr. The key comes from
 ``--api-key`` or ``$CODEAGENT_API_KEY``. Ctrl-C or SIGTERM stops the server cleanly (exit 0):
 it stops accepting, gives requests in flight ``--grace`` seconds to finish and ends the rest
@@ -41,7 +41,7 @@ from codeagent.backend.cache.allocator import CacheConfig
 from codeagent.backend.cache.disk import default_root as default_disk_root
 from codeagent.backend.loader import LoadError, resolve_model
 from codeagent.backend.runtime import Runtime, RuntimeConfig, open_runtime
-from codeagent.backend.server import OpenAIServer, exposure_warning
+from codeagent.backend.serving.server import OpenAIServer, exposure_warning
 from codeagent.tui.commands import CommandError
 from codeagent.tui.inert import inert
 

@@ -18,8 +18,8 @@ import pytest
 from codeagent.backend.chat.model import ChatModel
 from codeagent.backend.engine import CacheConfig, Engine, Result
 from codeagent.backend.loader import load_model, read_config
-from codeagent.backend.server import OpenAIServer, serve
 from codeagent.backend.service import EngineService
+from codeagent.backend.serving.server import OpenAIServer, serve
 
 
 class ScriptedStream:

@@ -16,8 +16,8 @@ from codeagent.backend.cache.allocator import CacheConfig
 from codeagent.backend.chat.model import ChatModel
 from codeagent.backend.engine import Engine
 from codeagent.backend.loader import load_model, read_config
-from codeagent.backend.server import OpenAIServer
 from codeagent.backend.service import EngineService
+from codeagent.backend.serving.server import OpenAIServer
 
 
 def main(folder: Path, grace_s: float) -> int:

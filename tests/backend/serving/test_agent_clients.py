@@ -12,7 +12,7 @@ import pytest
 from codeagent.agent.clients.anthropic import AnthropicClient
 from codeagent.agent.clients.responses import ResponsesClient
 from codeagent.agent.clients.settings import RemoteSettings
-from codeagent.backend.server import OpenAIServer
+from codeagent.backend.serving.server import OpenAIServer
 
 TOOLS = [
     {

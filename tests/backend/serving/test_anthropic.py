@@ -11,7 +11,7 @@ import anthropic
 import httpx
 import pytest
 
-from codeagent.backend.server import OpenAIServer
+from codeagent.backend.serving.server import OpenAIServer
 
 KEY = "sk-serve-test-1234"
 TOOLS = [

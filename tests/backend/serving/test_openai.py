@@ -23,7 +23,7 @@ import pytest
 
 from codeagent.agent.clients.remote import RemoteClient, RemoteSettings
 from codeagent.backend.chat.prompt import chat_prompt
-from codeagent.backend.server import OpenAIServer, exposure_warning, serve
+from codeagent.backend.serving.server import OpenAIServer, exposure_warning, serve
 
 KEY = "sk-serve-test-1234"
 TOOLS = [
@@ -161,6 +161,8 @@ def test_models_and_health(engine_server):
     assert [m.id for m in client(server).models.list().data] == ["tiny"]
     health = httpx.get(server.url.removesuffix("/v1") + "/health")
     assert health.status_code == 200 and health.json()["status"] == "ok"
+    reachable = httpx.head(server.url.removesuffix("/v1") + "/")  # what Claude Code asks first
+    assert reachable.status_code == 200 and reachable.content == b""
 
 
 def test_sixteen_clients_at_once_share_the_engine(engine_server):

@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 
-from codeagent.backend.api_checks import ApiError
 from codeagent.backend.chat.model import ChatModel
-from codeagent.backend.http_handler import Handler, Route
 from codeagent.backend.loader import read_config
 from codeagent.backend.sequence import Result
-from codeagent.backend.server import OpenAIServer, serve
+from codeagent.backend.serving.api_checks import ApiError
+from codeagent.backend.serving.http_handler import Handler, Route
+from codeagent.backend.serving.server import OpenAIServer, serve
 from codeagent.bench.agent_clients import KEY, Claude, ClientsMissing, Codex, codex_model, install
 
 WORD = "PLUM-7431"

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from codeagent.backend.server import OpenAIServer
+from codeagent.backend.serving.server import OpenAIServer
 
 MESSAGES = [{"role": "user", "content": "Fix the mean."}]
 CHAT = {"model": "tiny", "messages": MESSAGES}

@@ -29,11 +29,11 @@ import secrets
 from collections.abc import Iterator
 from typing import Any
 
-from codeagent.backend.api_checks import ApiError, ApiRequest
 from codeagent.backend.generation import Generation, whole_calls
-from codeagent.backend.http_handler import Dialect, Event
-from codeagent.backend.openai_replies import check
-from codeagent.backend.responses_tools import CUSTOM_INPUT, Shape, call_shapes
+from codeagent.backend.serving.api_checks import ApiError, ApiRequest
+from codeagent.backend.serving.http_handler import Dialect, Event
+from codeagent.backend.serving.openai_replies import check
+from codeagent.backend.serving.responses_tools import CUSTOM_INPUT, Shape, call_shapes
 
 
 def _stream_error(err: ApiError) -> Event:

@@ -42,15 +42,15 @@ import threading
 from http.server import ThreadingHTTPServer
 from typing import Any, Protocol, runtime_checkable
 
-from codeagent.backend import anthropic_api, anthropic_replies, responses_api, responses_replies
-from codeagent.backend import openai_api as api
-from codeagent.backend import openai_replies as replies
-from codeagent.backend.api_checks import ApiError, output_limit
 from codeagent.backend.chat.model import ChatModel
-from codeagent.backend.connections import Connections, linger_close, refuse
 from codeagent.backend.generation import Service
-from codeagent.backend.http_handler import OPENAI, Handler, Route
-from codeagent.backend.peer_watch import PeerWatch
+from codeagent.backend.serving import anthropic_api, anthropic_replies, responses_api, responses_replies
+from codeagent.backend.serving import openai_api as api
+from codeagent.backend.serving import openai_replies as replies
+from codeagent.backend.serving.api_checks import ApiError, output_limit
+from codeagent.backend.serving.connections import Connections, linger_close, refuse
+from codeagent.backend.serving.http_handler import OPENAI, Handler, Route
+from codeagent.backend.serving.peer_watch import PeerWatch
 
 BACKLOG = 128
 

@@ -47,7 +47,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from codeagent.backend.api_checks import (
+from codeagent.backend.chat.model import ChatModel
+from codeagent.backend.chat.prompt import Prompt, chat_prompt
+from codeagent.backend.chat.template import TemplateRenderError
+from codeagent.backend.layers.sampler import SamplingParams
+from codeagent.backend.serving.api_checks import (
     ApiRequest,
     get_field,
     invalid,
@@ -57,10 +61,6 @@ from codeagent.backend.api_checks import (
     room,
     stop_strings,
 )
-from codeagent.backend.chat.model import ChatModel
-from codeagent.backend.chat.prompt import Prompt, chat_prompt
-from codeagent.backend.chat.template import TemplateRenderError
-from codeagent.backend.layers.sampler import SamplingParams
 
 UNSERVED = ("mcp_servers", "container")
 BILLING_HEADER = "x-anthropic-billing-header:"  # Claude Code's first system block: metadata, not prompt

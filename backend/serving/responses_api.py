@@ -35,7 +35,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from codeagent.backend.api_checks import (
+from codeagent.backend.chat.model import ChatModel
+from codeagent.backend.chat.prompt import Prompt, chat_prompt
+from codeagent.backend.chat.template import TemplateRenderError
+from codeagent.backend.layers.sampler import SamplingParams
+from codeagent.backend.serving.api_checks import (
     ApiRequest,
     get_field,
     invalid,
@@ -44,11 +48,7 @@ from codeagent.backend.api_checks import (
     number,
     room,
 )
-from codeagent.backend.chat.model import ChatModel
-from codeagent.backend.chat.prompt import Prompt, chat_prompt
-from codeagent.backend.chat.template import TemplateRenderError
-from codeagent.backend.layers.sampler import SamplingParams
-from codeagent.backend.responses_tools import CUSTOM_INPUT, template_tools
+from codeagent.backend.serving.responses_tools import CUSTOM_INPUT, template_tools
 
 ROLES = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
 TEXT_PARTS = ("input_text", "output_text", "text", "summary_text", "reasoning_text")

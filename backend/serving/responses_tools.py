@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from codeagent.backend.api_checks import get_field, invalid
+from codeagent.backend.serving.api_checks import get_field, invalid
 
 CUSTOM_INPUT = "input"  # the one parameter a custom tool is shown to the model with
 HOSTED = (

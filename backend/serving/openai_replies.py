@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from codeagent.backend.api_checks import ApiError, ApiRequest
 from codeagent.backend.generation import Generation, Piece
+from codeagent.backend.serving.api_checks import ApiError, ApiRequest
 
 
 def usage(generation: Generation) -> dict[str, Any]:

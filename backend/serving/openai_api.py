@@ -24,7 +24,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from codeagent.backend.api_checks import (
+from codeagent.backend.chat.model import ChatModel
+from codeagent.backend.chat.prompt import Prompt, chat_prompt, text_prompt
+from codeagent.backend.chat.template import TemplateRenderError
+from codeagent.backend.layers.sampler import SamplingParams
+from codeagent.backend.serving.api_checks import (
     ApiError,
     ApiRequest,
     get_field,
@@ -37,10 +41,6 @@ from codeagent.backend.api_checks import (
     seed,
     stop_strings,
 )
-from codeagent.backend.chat.model import ChatModel
-from codeagent.backend.chat.prompt import Prompt, chat_prompt, text_prompt
-from codeagent.backend.chat.template import TemplateRenderError
-from codeagent.backend.layers.sampler import SamplingParams
 
 __all__ = ["ApiError", "ApiRequest", "chat_request", "completion_request", "parse_body"]
 ROLES = ("system", "developer", "user", "assistant", "tool")

@@ -27,10 +27,10 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from codeagent.backend.api_checks import ApiError, ApiRequest
 from codeagent.backend.generation import Generation, whole_calls
-from codeagent.backend.http_handler import Dialect, Event
-from codeagent.backend.openai_replies import check
+from codeagent.backend.serving.api_checks import ApiError, ApiRequest
+from codeagent.backend.serving.http_handler import Dialect, Event
+from codeagent.backend.serving.openai_replies import check
 
 ERROR_TYPES = {
     400: "invalid_request_error",

@@ -35,13 +35,13 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 
-from codeagent.backend.api_checks import ApiError, body_limit, check_text, parse_body
 from codeagent.backend.chat.model import ChatModel
 from codeagent.backend.chat.prompt import Prompt
-from codeagent.backend.connections import Connections
 from codeagent.backend.generation import Generation, Service
 from codeagent.backend.layers.sampler import SamplingParams
-from codeagent.backend.peer_watch import PeerWatch, send_probe
+from codeagent.backend.serving.api_checks import ApiError, body_limit, check_text, parse_body
+from codeagent.backend.serving.connections import Connections
+from codeagent.backend.serving.peer_watch import PeerWatch, send_probe
 
 IO_TIMEOUT_S = 120.0
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -98,6 +98,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._dispatch("POST")
+
+    def do_HEAD(self) -> None:
+        """A reachability check (Claude Code sends ``HEAD /`` first): 200 and no body, any path."""
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.log_requests:
