@@ -1,6 +1,7 @@
 """Prompt-cache reuse per request when the real Claude Code or Codex drives ``codeagent serve``.
 
-``python -m codeagent.bench.agent_cache --client claude --turns 5`` writes a random Qwen3-MoE
+``codeagent bench agent-cache --client claude --turns 5`` (or ``python -m
+codeagent.bench.agent_cache`` with the same flags: ``agent_cache_arguments.py``) writes a random Qwen3-MoE
 (a few MB; its tokenizer a byte-level BPE trained here on codeagent's own source and docs,
 so prompts of English and code cut into realistic pieces), serves it on 127.0.0.1 with the
 real engine and its prefix cache (the server ``codeagent serve`` runs, built in this process
@@ -38,6 +39,7 @@ from typing import Any
 from codeagent.backend.generation import Service, TokenStream
 from codeagent.backend.layers.sampler import SamplingParams
 from codeagent.backend.sequence import Result
+from codeagent.bench.agent_cache_arguments import arguments
 
 PROMPTS = [
     "What is in notes.txt? Answer in one line.",
@@ -256,19 +258,7 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m codeagent.bench.agent_cache", description=__doc__)
-    parser.add_argument("--client", choices=["claude", "codex"], required=True)
-    parser.add_argument("--turns", type=int, default=5)
-    parser.add_argument("--reply-tokens", type=int, default=24, help="cap on each reply (random weights)")
-    parser.add_argument("--clients-dir", type=Path, help="where the CLIs are installed (default: the cache)")
-    parser.add_argument(
-        "--git", action="store_true", help="work in a git repository and edit a file in it between turns"
-    )
-    parser.add_argument(
-        "--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for the client"
-    )
-    parser.add_argument(
-        "--new-sessions", action="store_true", help="start a new session every turn instead of continuing"
-    )
+    arguments(parser)
     parser.add_argument("--output", type=Path, help="JSON results file")
     args = parser.parse_args(argv)
     extra_env = dict(item.split("=", 1) for item in args.env)
