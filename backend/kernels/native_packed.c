@@ -222,12 +222,13 @@ static inline void fp4x32(const uint8_t *p, f32x16 table, f32x16 *even, f32x16 *
  * 8192 x 4096 linear. In bf16 pairs (decoding 2-4 times faster) a linear layer at 1-2 rows
  * streams 4 (FP8 8192 x 4096 at one row: 2.21 / 1.25 ms against 2.50 / 1.47 with 2, two runs),
  * while the MoE layers stayed at 2 (FP8 at one token 2.40 / 2.26 ms with 4 against 1.95 / 1.95).
- * That was with every prefetch a prefetchnta, which on Zen 4 fills L1: 4 rows AHEAD calls ahead
- * (a 151,936 x 2048 head: 4 x 16 KB) overran L1's 32 KB before the rows were read. FP8 rows now
- * go to L2 (prefetcht1: the FP8 products from memory take 9-29% less time, the head 15.6 -> 12.1
- * ms at one row), and with that an FP8 MoE layer also streams 4 rows at 1-2 tokens (4-8% less);
- * FP4, compute-bound, stays with prefetchnta (prefetcht1 was 5-10% slower there) and 2 rows in
- * its MoE layers (4 slower). docs/bench/cpu-choices.md has the figures. The products take any
+ * That was with every prefetch a prefetchnta, which on Zen 4 fills L1 only (4 rows AHEAD calls
+ * ahead, a 151,936 x 2048 head's 4 x 16 KB, overrun its 32 KB; the float32 route, 2 rows, gained
+ * as much though: the non-temporal fill itself costs). FP8 rows now go to L2 (prefetcht1: the
+ * FP8 products from memory take 7-29% less time, the head 15.6 -> 12.1 ms at one row), and with
+ * that an FP8 MoE layer also streams 4 rows at 1-2 tokens (5-8% less); FP4, compute-bound,
+ * stays with prefetchnta (prefetcht1 was 5-10% slower there) and 2 rows in its MoE layers (4
+ * slower). docs/bench/cpu-choices.md has the figures. The products take any
  * count (MAX_WROWS) should a machine want more. */
 #define MAX_WROWS 8
 static inline int rows_for(int format, int n, int pairs, int moe) {
