@@ -61,16 +61,22 @@ class Workers:
             code = process.poll()
             if code not in (None, 0):
                 tail = self.log.read_text(errors="replace")[-2000:] if self.log and self.log.exists() else ""
-                return f"rank {rank} exited with status {code}" + (f"; its log ends:\n{tail}" if tail else "")
+                return f"rank {rank} exited with status {code}" + (
+                    f"; its log ({self.log}) ends:\n{tail}" if tail else ""
+                )
         return None
 
     def close(self, timeout: float = 30.0) -> None:
+        """Wait for the followers (killed after ``timeout``); their log is removed when every one
+        ended well, and kept, for ``failed`` and the user, when one did not."""
         for process in self.processes:
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        if self.log is not None and all(process.returncode == 0 for process in self.processes):
+            self.log.unlink(missing_ok=True)
 
 
 def start(

@@ -76,6 +76,7 @@ def test_every_layout_generates_the_single_engines_tokens(split_dir: Path, tp: i
     assert [r.token_ids for r in again] == expected
     assert [r.cached_tokens for r in again] == [(len(p) - 1) // 8 * 8 for p in PROMPTS]
     assert split.workers.failed() is None
+    assert split.workers.log is not None and not split.workers.log.exists()  # removed: all ended well
 
 
 def test_the_split_engine_matches_transformers(split_dir: Path, reference_greedy, qwen3_moe_factory) -> None:
@@ -146,6 +147,9 @@ def test_a_dead_rank_fails_the_step_and_the_service_quickly(split_dir: Path) -> 
         service.close()
         split.workers.close(timeout=1)
         split.group.close()
+    log = split.workers.log
+    assert log is not None and log.exists()  # a rank died: its log is kept for the user
+    log.unlink()
 
 
 def test_a_layout_the_model_cannot_take_is_a_load_error(split_dir: Path) -> None:
