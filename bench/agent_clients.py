@@ -12,12 +12,14 @@ Each runs in its own temporary home: a fresh ``HOME`` (and ``CODEX_HOME``), an e
 built from nothing (no inherited keys, proxies or settings), a made-up key, telemetry,
 update checks and other traffic off, the server's 127.0.0.1 address as the only endpoint,
 and the working directory the caller gives (a temporary one). Claude Code may only use its
-read-only tools there (``--allowedTools``); Codex runs with ``approval_policy = "never"`` and
-its read-only sandbox (or, when asked, ``workspace-write``: the working directory and the
-temporary folders), so whatever a model asks for, nothing is written outside the temporary
-folders. ``codex_model`` writes a catalog entry for the served model, which Codex's own
-catalog does not know: with ``apply_patch_tool_type = "freeform"`` Codex offers
-``apply_patch`` as a custom (freeform) tool.
+read-only tools there (``--allowedTools``) unless the caller allows more (``allowed_tools``;
+with ``Write`` it writes where the served model says, so callers allow it only for a scripted
+model that names the temporary working directory). Codex runs with ``approval_policy =
+"never"`` and its read-only sandbox (or, when asked, ``workspace-write``: the working
+directory and the temporary folders), so whatever a model asks for, Codex writes nothing
+outside the temporary folders. ``codex_model`` writes a catalog entry for the served model,
+which Codex's own catalog does not know: with ``apply_patch_tool_type = "freeform"`` Codex
+offers ``apply_patch`` as a custom (freeform) tool.
 
 Limits: the versions are whatever the registry (or its mirror) has when the folder is first
 filled; delete the folder to take newer ones. Linux x64 and arm64 only (Codex's binary).
@@ -140,6 +142,7 @@ class Claude:
     model: str
     timeout_s: float = 600
     extra_env: dict[str, str] = field(default_factory=dict)  # more settings, on top of ours
+    allowed_tools: str = CLAUDE_READ_ONLY  # comma-separated; with "Write" it writes where the model says
     turns: int = field(default=0, init=False)
 
     def env(self) -> dict[str, str]:
@@ -167,7 +170,7 @@ class Claude:
     def turn(self, prompt: str, resume: bool = True) -> Turn:
         """One turn: the last session continued (from the second turn on, unless not ``resume``)."""
         command = [str(self.bin_dir / "claude"), "-p", prompt, "--output-format", "json"]
-        command += ["--model", self.model, "--allowedTools", CLAUDE_READ_ONLY]
+        command += ["--model", self.model, "--allowedTools", self.allowed_tools]
         command += ["--continue"] if self.turns and resume else []
         done = _run(command, self.workdir, self.env(), self.timeout_s)
         self.turns += 1
