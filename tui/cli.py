@@ -224,7 +224,10 @@ def _add_generate(parser: argparse.ArgumentParser) -> None:
 
 def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", required=True, metavar="PATH|ID|ALIAS", help="checkpoint folder, cached id or alias"
+        "--model",
+        required=True,
+        metavar="PATH|ID|ALIAS",
+        help="checkpoint folder, cached id or alias; scripted:FILE replays the replies in a JSONL file",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=port, default=8000, help="port (default 8000; 0 picks a free one)")
@@ -234,7 +237,9 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
         help="clients must send this key, as a bearer token or x-api-key (default $CODEAGENT_API_KEY)",
     )
     parser.add_argument(
-        "--served-model-name", metavar="NAME", help="model id clients use (default: folder name)"
+        "--served-model-name",
+        metavar="NAME",
+        help="model id clients use (default: folder name, or a script's file stem)",
     )
     parser.add_argument(
         "--max-output-tokens",

@@ -24,6 +24,11 @@ text. The memory is in-process only, so after a restart the same multi-turn requ
 other ids (its earlier replies encoded from their text), and its cache hit, from disk too,
 stops at the first block where they differ.
 
+``--model scripted:FILE`` serves a script instead of a checkpoint (``backend/scripted_service.py``):
+request i gets reply i of the JSONL file FILE, in the built-in Qwen3 chat format over a byte
+tokenizer, so real clients can be run deterministically; the loading, device and cache
+options do not apply to it. A missing or malformed FILE is a ``CommandError``.
+
 Mistakes in the call (a missing model or tokenizer, a CUDA device that is not there, an
 address that cannot be bound) are a ``CommandError``: one ``codeagent: error:`` line, exit 2.
 """
@@ -34,6 +39,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from codeagent.agent.config import Config
@@ -41,6 +47,7 @@ from codeagent.backend.cache.allocator import CacheConfig
 from codeagent.backend.cache.disk import default_root as default_disk_root
 from codeagent.backend.loader import LoadError, resolve_model
 from codeagent.backend.runtime import Runtime, RuntimeConfig, open_runtime
+from codeagent.backend.scripted_service import PREFIX, ScriptedRuntime, ScriptError, open_scripted
 from codeagent.backend.serving.server import OpenAIServer, exposure_warning
 from codeagent.tui.commands import CommandError
 from codeagent.tui.inert import inert
@@ -68,7 +75,12 @@ def cache_config(args: Any) -> CacheConfig:
     return CacheConfig(memory_bytes=memory, disk_folder=folder)
 
 
-def _open(args: Any) -> Runtime:
+def _open(args: Any) -> Runtime | ScriptedRuntime:
+    if args.model.startswith(PREFIX):
+        try:
+            return open_scripted(Path(args.model.removeprefix(PREFIX)), args.served_model_name)
+        except ScriptError as err:
+            raise CommandError(str(err)) from err
     settings = RuntimeConfig(
         args.dtype,
         args.device,
@@ -83,6 +95,15 @@ def _open(args: Any) -> Runtime:
         return open_runtime(resolve_model(args.model), settings)
     except LoadError as err:
         raise CommandError(str(err)) from err
+
+
+def _described(runtime: Runtime | ScriptedRuntime) -> str:
+    """Where the replies come from, for the startup line."""
+    if isinstance(runtime, ScriptedRuntime):
+        return f"from the script {runtime.path} ({len(runtime.service.replies)} replies; Ctrl-C stops)"
+    disk = runtime.engine.disk
+    where = disk.folder if disk is not None else "off"
+    return f"on {runtime.device} ({runtime.kernels}; KV disk cache {where}; Ctrl-C stops)"
 
 
 def _stop_on_sigterm() -> None:
@@ -121,11 +142,7 @@ def serve(args: Any, config: Config) -> int:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     runtime.service.on_broken = stop_serving
-    disk = runtime.engine.disk
-    _say(
-        f"serving {runtime.model.name} at {server.url} on {runtime.device} ({runtime.kernels}; "
-        f"KV disk cache {disk.folder if disk is not None else 'off'}; Ctrl-C stops)"
-    )
+    _say(f"serving {runtime.model.name} at {server.url} {_described(runtime)}")
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
