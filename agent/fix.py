@@ -24,8 +24,11 @@ printed. A gate that finds one refuses: status ``refused``, a message naming the
 where it was, nothing committed (the changes stay in the working tree, a stash stays a stash)
 or nothing pushed.
 
-A run that is interrupted (Ctrl-C) keeps the branch, the working files and the stash as they
-are, and says how to resume; nothing is committed or restored behind the user's back.
+A run that fails (an exception, Ctrl-C, a model error) before it changed anything puts the
+user back on their branch, with their stash, and deletes the empty branch it made
+(``rollback``); a run interrupted after it changed files keeps the branch, the working files
+and the stash as they are, and says how to resume (``--resume`` remakes a deleted branch at
+the base commit); nothing is committed or restored behind the user's back.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from codeagent.agent.issues import IssueSpec, format_task
 from codeagent.agent.loop import RunResult
 from codeagent.agent.protocol import ModelClient
 from codeagent.agent.record import FixRecord, RunState
+from codeagent.agent.rollback import BranchMade
 from codeagent.agent.run import Hooks, Run, open_run, resume_run
 from codeagent.agent.transcript import new_run_id, transcript_path
 from codeagent.sandbox.git import GitRepo
@@ -51,6 +55,7 @@ from codeagent.sandbox.secrets import KnownSecrets
 from codeagent.tools.base import ToolEnv
 
 ClientFactory = Callable[[int], ModelClient]  # replies already consumed -> client
+FAILED = ("error", "interrupted")  # results after which an empty branch is not kept
 __all__ = ["FixOptions", "FixResult", "resume_fix", "run_tests", "start_fix"]
 
 
@@ -71,7 +76,32 @@ def start_fix(
     root = repo.work_tree
     secrets = known_secrets(root, options)
     base, original, stash = gitops.head(repo), gitops.current_branch(repo), _stash(repo, options)
+    untracked = [path for code, path in gitops.status_entries(repo) if code == "??"]
     branch = _task_branch(repo, issue)
+    made = BranchMade(branch, base, original, stash, frozenset(untracked))
+    try:
+        result = _start(issue, model_name, make_client, options, sink, repo, secrets, made, started)
+    except BaseException:
+        made.undo_if_empty(repo)
+        raise
+    if result.status in FAILED and made.undo_if_empty(repo):
+        back = original or base[:12]
+        result.message += f" (back on {back}; the empty branch {branch} was deleted)"
+    return result
+
+
+def _start(
+    issue: IssueSpec,
+    model_name: str,
+    make_client: ClientFactory,
+    options: FixOptions,
+    sink: EventSink,
+    repo: GitRepo,
+    secrets: KnownSecrets,
+    made: BranchMade,
+    started: float,
+) -> FixResult:
+    root, branch, base, original, stash = repo.work_tree, made.branch, made.base, made.original, made.stash
     refs_before = gitops.refs(repo)
     env = options.run.tool_env(root)
     record = FixRecord(
@@ -85,7 +115,7 @@ def start_fix(
         original_branch=original,
         stash=stash,
         tests_before=run_tests(env),
-        untracked_before=[path for code, path in gitops.status_entries(repo) if code == "??"],
+        untracked_before=sorted(made.untracked_before),
         refs_before=refs_before,
     )
     hooks = Hooks(sink, secrets=secrets)
@@ -105,6 +135,8 @@ def resume_fix(
     repo = gitops.open_repo(record.root)
     secrets = known_secrets(record.root, options)
     if gitops.current_branch(repo) != record.branch:
+        if gitops.branch_name(record.branch, repo) == record.branch:  # deleted when the run failed empty
+            repo.run(["branch", "--", record.branch, record.base_commit])
         gitops.checkout(repo, record.branch)
     env = options.run.tool_env(record.root)
     client = make_client(state.assistant_turns)

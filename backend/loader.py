@@ -2,7 +2,7 @@
 
 ``resolve_model`` turns what the user typed into a folder: a path, an alias
 (``qwen3-coder-30b-a3b``), or a model id found in the local Hugging Face cache
-(``$HF_HUB_CACHE``, ``$HF_HOME/hub`` or ``~/.cache/huggingface/hub``). Nothing is downloaded
+(``hub_cache``: where ``huggingface_hub`` puts downloads, ``$XDG_CACHE_HOME`` included). Nothing is downloaded
 here; ``codeagent models pull`` does that.
 
 ``load_model`` reads ``config.json``, picks the class from the registry, builds the model
@@ -46,10 +46,17 @@ class LoadError(Exception):
 
 
 def hub_cache() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
-    return Path(home) / "hub"
+    """Where ``huggingface_hub`` keeps downloads, by its own rules (``constants.HF_HUB_CACHE``):
+    ``$HF_HUB_CACHE``, ``$HUGGINGFACE_HUB_CACHE``, ``$HF_HOME/hub``, ``$XDG_CACHE_HOME/huggingface/hub``,
+    ``~/.cache/huggingface/hub``, a set but empty variable counting as set, as it does. Read
+    from the environment at each call: the library's constants are fixed when it is imported."""
+    env = os.environ
+    home = env.get(
+        "HF_HOME", os.path.join(env.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface")
+    )
+    default = os.path.join(os.path.expandvars(os.path.expanduser(home)), "hub")
+    cache = env.get("HF_HUB_CACHE", env.get("HUGGINGFACE_HUB_CACHE", default))
+    return Path(os.path.expandvars(os.path.expanduser(cache)))
 
 
 def cached_snapshot(model_id: str) -> Path | None:

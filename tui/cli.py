@@ -5,7 +5,9 @@ load torch; ``bench.command`` registers its own); without a command, the termina
 Runs are opened in one place, ``agent/run.py``, whichever front end asks.
 
 User mistakes (unknown flag, missing repository, bad config, unknown model) print one line
-``codeagent: error: ...`` and exit 2; only bugs in codeagent may show a traceback (exit 3).
+``codeagent: error: ...`` and exit 2 (with ``--json`` in the arguments, also the result object
+``{"status": "error", "message": ..., "exit_code": 2}`` on stdout; Ctrl-C: status
+``interrupted``, 130); only bugs in codeagent may show a traceback (exit 3).
 That line is inert (``tui.inert``): errors quote file names, git's and GitHub's words; so is
 the traceback of a bug (``sys.excepthook``, set by ``main``).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 import traceback
@@ -334,14 +337,9 @@ def _lazy(module: str, name: str) -> Callable[[Any, Config], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     sys.excepthook = _inert_traceback
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
-        if getattr(args, "tp", 1) > 1 and os.environ.get("RANK", "0") != "0" and "WORLD_SIZE" in os.environ:
-            return _lazy("codeagent.tui.backend_commands", "follow_rank")(args, None)  # torchrun's rank > 0
-        config = load_config(args.config)
-        if args.command is None:
-            return interactive(args, config)
-        return int(args.handler(args, config))
+        return _run(argv)
     except (
         UsageError,
         ConfigError,
@@ -350,12 +348,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench_command.BenchError,
         UnsafeRepository,
     ) as err:
-        return _fail(str(err))
+        return _fail(str(err), argv)
     except ModelError as err:
-        return _fail(f"model: {err}")
+        return _fail(f"model: {err}", argv)
     except KeyboardInterrupt:
-        print("codeagent: interrupted", file=sys.stderr)
-        return 130
+        return _fail("interrupted", argv, 130)
+
+
+def _run(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "tp", 1) > 1 and os.environ.get("RANK", "0") != "0" and "WORLD_SIZE" in os.environ:
+        return _lazy("codeagent.tui.backend_commands", "follow_rank")(args, None)  # torchrun's rank > 0
+    config = load_config(args.config)
+    if args.command is None:
+        return interactive(args, config)
+    return int(args.handler(args, config))
 
 
 def interactive(args: Any, config: Config) -> int:
@@ -369,9 +376,15 @@ def _inert_traceback(kind: type[BaseException], error: BaseException, trace: Tra
     print(inert("".join(traceback.format_exception(kind, error, trace))), end="", file=sys.stderr)
 
 
-def _fail(message: str) -> int:
-    print(f"codeagent: error: {inert(message)}", file=sys.stderr)  # messages quote files, git, issues
-    return 2
+def _fail(message: str, argv: list[str], code: int = 2) -> int:
+    """One line on stderr; with --json, the result object on stdout too (usage errors included:
+    a handler that ran prints its own)."""
+    message = inert(message)  # messages quote files, git, issues
+    print(f"codeagent: {'error: ' if code == 2 else ''}{message}", file=sys.stderr)
+    if "--json" in argv:
+        status = "interrupted" if code == 130 else "error"
+        print(json.dumps({"status": status, "message": message, "exit_code": code}))
+    return code
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from typing import Any
 
 from codeagent.agent import issues
 from codeagent.agent.clients import SPEC_PREFIXES, make_client
+from codeagent.agent.clients.preflight import endpoint_problem
+from codeagent.agent.clients.settings import RemoteSettings
 from codeagent.agent.config import Config
 from codeagent.agent.fix import ClientFactory, FixOptions, FixResult, resume_fix, start_fix
 from codeagent.agent.github import GitHubClient, GitHubError, repo_from_remote
@@ -58,7 +60,17 @@ def client_factory(spec: str, args: Any, config: Config) -> ClientFactory:
         "context_window": config.remote.context_window,
     }
     first = make_client(spec, **settings)
+    refuse_unreachable(spec, first)
     return lambda consumed: first if consumed == 0 else make_client(spec, start=consumed, **settings)
+
+
+def refuse_unreachable(spec: str, client: object) -> None:
+    """``CommandError`` when a provider's endpoint has no key it needs or does not answer
+    (``clients.preflight``), before anything is run; scripted models have no endpoint."""
+    settings = getattr(client, "settings", None)
+    kind = spec.partition(":")[0]
+    if isinstance(settings, RemoteSettings) and (problem := endpoint_problem(kind, settings)):
+        raise CommandError(problem)
 
 
 def fix_options(args: Any, config: Config) -> FixOptions:
