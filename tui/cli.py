@@ -31,7 +31,7 @@ from codeagent.agent.gitops import WorkflowError
 from codeagent.agent.protocol import ModelError
 from codeagent.bench import command as bench_command
 from codeagent.sandbox.git import UnsafeRepository
-from codeagent.tui import commands, eval_command
+from codeagent.tui import commands, eval_command, mcp_command
 from codeagent.tui.argtypes import (
     add_budgets,
     add_disk_cache,
@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     undo.add_argument("--list", action="store_true", help="list the checkpoints instead")
     undo.set_defaults(handler=commands.undo)
     bench_command.register(sub)
+    mcp_command.register(sub)
     evaluate = sub.add_parser(
         "eval",
         help="run the SWE-style task set (or a SWE-bench file) and report",
