@@ -21,9 +21,10 @@ message the agent's command line gives (``sandbox_refusal``); the other tools st
 
 Limits: calls run one at a time in a worker thread (the tools share one ``ToolEnv``), so a
 long command holds the others back until its timeout; no time budget bounds a call beyond
-the tools' own (``command_timeout``, ``search_timeout``); the files a session read or edited
-are not tracked for the repo map's ranking (``focus`` names them instead). Only stdio is
-served: the caller is the one agent that started the process.
+the tools' own (``command_timeout``, ``search_timeout``); the repo map ranks toward the files
+edited through this server, but files the client read with its own tools are unknown to it
+(``focus`` names them). Only stdio is served: the caller is the one agent that started the
+process.
 """
 
 from __future__ import annotations
