@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from codeagent import xdg
+from codeagent.agent.mcp.config import McpConfig
 
 
 class ConfigError(Exception):
@@ -56,6 +57,7 @@ class Config(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     context: ContextConfig = Field(default_factory=ContextConfig)
+    mcp: McpConfig = Field(default_factory=McpConfig)  # [mcp]: servers whose tools the model gets
 
 
 def default_path() -> Path:

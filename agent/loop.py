@@ -225,7 +225,7 @@ class Agent:
         tool = next(t for t in self.tools if t.name == name)
         if tool.mutates and not self.env.plan:
             return Observation(render("plan_first", tool=name), ok=False)
-        decision = self.policy.check(name, args, tool.mutates)
+        decision = self.policy.check(name, args, tool.mutates, getattr(tool, "approval", None))
         if not decision.allowed:
             return Observation(f"not run: {decision.reason}", ok=False)
         if tool.mutates and self.env.checkpoints is not None:

@@ -30,7 +30,7 @@ from codeagent.sandbox.checkpoint import Checkpoints
 from codeagent.sandbox.confine import SandboxSpec
 from codeagent.sandbox.policy import Policy
 from codeagent.sandbox.secrets import KnownSecrets
-from codeagent.tools.base import ToolEnv, ToolSettings
+from codeagent.tools.base import Tool, ToolEnv, ToolSettings
 
 
 @dataclass(slots=True)
@@ -45,6 +45,7 @@ class RunConfig:
     repo_map: bool = True
     codebase_share: float = 0.5  # of the window, for the whole codebase in the pinned prefix; 0: never
     checkpoints: bool = True  # snapshots before every change (undo); off where the workspace is thrown away
+    extra_tools: tuple[Tool, ...] = ()  # offered beside the built-in ones: the MCP servers' tools
 
     def tool_env(self, root: Path) -> ToolEnv:
         """What the tools may touch in ``root``: confined or not, with checkpoints or not."""
@@ -135,6 +136,7 @@ def _spec(
         hooks.policy if hooks.policy is not None else Policy(config.mode),
         config.codebase_share,
         hooks.secrets,
+        config.extra_tools,
     )
 
 

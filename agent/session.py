@@ -46,6 +46,7 @@ class SessionSpec:
     policy: Policy = field(default_factory=Policy)
     codebase_share: float = 0.5  # of the window, for the whole codebase in the pinned prefix; 0: never
     secrets: KnownSecrets | None = None  # redacted from what the run shows and records; None: gathered
+    extra_tools: tuple[Tool, ...] = ()  # beside the built-in tools: the MCP servers' tools
 
 
 def repo_context(env: ToolEnv) -> str:
@@ -64,7 +65,7 @@ def pinned_prefix(spec: SessionSpec) -> tuple[list[Message], Tracker | None]:
 
 
 def new_agent(spec: SessionSpec, task: str) -> Agent:
-    tools = default_tools()
+    tools = [*default_tools(), *spec.extra_tools]
     schemas = [openai_schema(tool) for tool in tools]
     pinned, tracker = pinned_prefix(spec)
     context = Context(spec.client, schemas, pinned, tracker=tracker, refresh=lambda: pinned_prefix(spec))
@@ -77,7 +78,7 @@ def new_agent(spec: SessionSpec, task: str) -> Agent:
 
 def resumed_agent(spec: SessionSpec, state: RunState) -> Agent:
     """An agent that continues ``state``: same pinned prefix, turns of the completed steps."""
-    tools = default_tools()
+    tools = [*default_tools(), *spec.extra_tools]
     schemas = [openai_schema(tool) for tool in tools]
     pinned, turns = state.messages[:1], state.messages[1:]
     files = parse(str(pinned[0].get("content") or "")) if pinned else None

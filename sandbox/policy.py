@@ -7,6 +7,10 @@ Modes:
 - ``auto-edit``: edits run without asking; commands ask.
 - ``full-auto`` (the headless default): everything runs, inside the sandbox.
 
+Tools that run outside the sandbox (MCP servers' tools) carry an ``approval`` of their own:
+``"ask"`` asks in every mode (refused in ``read-only`` and where nobody can answer), and
+``"allowed"`` (the user's config allows that tool) runs unasked.
+
 ``Policy.check`` is the one place that decides; the agent loop calls it before every tool
 call. ``ask`` decisions go to an ``Approver`` (the TUI's dialog); without one (headless) an
 ``ask`` is a refusal, so a misconfigured run fails safe rather than running unapproved.
@@ -53,7 +57,17 @@ class Policy:
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; modes: {', '.join(MODES)}")
 
-    def check(self, tool: str, arguments: dict[str, Any], mutates: bool) -> Decision:
+    def check(
+        self, tool: str, arguments: dict[str, Any], mutates: bool, approval: str | None = None
+    ) -> Decision:
+        if approval == "allowed":
+            return Decision(True)
+        if approval == "ask":
+            if self.mode == "read-only":
+                return Decision(
+                    False, f"{tool} runs outside the sandbox and is not allowed in read-only mode"
+                )
+            return self._ask(ApprovalRequest(tool, arguments, "command"))
         if not mutates:
             return Decision(True)
         kind = "command" if tool in COMMAND_TOOLS else "edit"

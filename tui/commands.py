@@ -26,6 +26,7 @@ from codeagent.agent.record import RunState, SessionRecord, load_run
 from codeagent.agent.run import RunConfig
 from codeagent.agent.transcript import runs_dir, transcript_path
 from codeagent.tools.base import ToolSettings
+from codeagent.tui import mcp_tools
 from codeagent.tui.headless import ProgressPrinter
 from codeagent.tui.inert import inert
 
@@ -166,6 +167,12 @@ def read_issue(args: Any, root: Path) -> issues.IssueSpec:
 
 def fix(args: Any, config: Config) -> int:
     options = fix_options(args, config)
+    with mcp_tools.headless(config, options.root) as servers:
+        options.run.extra_tools = tuple(servers.tools)
+        return _fix(args, config, options)
+
+
+def _fix(args: Any, config: Config, options: FixOptions) -> int:
     printer = ProgressPrinter(verbose=args.verbose)
     sink = (lambda _event: None) if args.quiet else printer
     if args.resume:

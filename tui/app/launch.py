@@ -17,6 +17,7 @@ from codeagent.agent.config import Config
 from codeagent.agent.loop import Limits
 from codeagent.agent.protocol import ModelClient, ModelError
 from codeagent.agent.runs import session_model, sessions
+from codeagent.tui import mcp_tools
 from codeagent.tui.app.setup import ClientBuilder, Setup
 from codeagent.tui.commands import (
     AGENT_SPECS,
@@ -38,11 +39,14 @@ def launch(args: argparse.Namespace, config: Config) -> int:
             "the terminal UI needs a terminal; in scripts and CI use 'codeagent fix --task TEXT'"
         )
     limits = Limits(config.limits.max_steps, config.limits.max_tokens, config.limits.max_wall_s)
-    setup = Setup(root, spec, builder, run_config(args, config, limits), client=client)
-    from codeagent.tui.app.application import CodeAgentApp  # Textual loads only for the UI
+    with mcp_tools.interactive(config, root) as servers:
+        run = run_config(args, config, limits)
+        run.extra_tools = tuple(servers.tools)
+        setup = Setup(root, spec, builder, run, client=client)
+        from codeagent.tui.app.application import CodeAgentApp  # Textual loads only for the UI
 
-    app = CodeAgentApp(setup, resume=resume)
-    code = app.run()
+        app = CodeAgentApp(setup, resume=resume)
+        code = app.run()
     if app.return_code:  # the app crashed: a bug in codeagent, whose traceback Textual printed
         return 3
     if app.session.run_id:
