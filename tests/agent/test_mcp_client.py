@@ -240,3 +240,20 @@ def test_streamable_http_server(http_server, tmp_path):
     with open_servers(config, tmp_path, pytest.fail) as servers:
         add = next(tool for tool in servers.tools if tool.name == "web__add")
         assert add.run({"a": 1, "b": 2}, ToolEnv(tmp_path)).text == "3"
+
+
+def test_an_untrusted_project_server_starts_only_when_the_front_end_approves_it(tmp_path):
+    marker = tmp_path / "started"
+    (tmp_path / ".mcp.json").write_text(json.dumps({"mcpServers": {"calc": calc_server(marker)}}))
+    asked: list[str] = []
+
+    def refuse(server: Any) -> bool:
+        asked.append(server.config.shown())
+        return False
+
+    said: list[str] = []
+    with open_servers(McpConfig(), tmp_path, said.append, approve=refuse) as servers:
+        assert servers.tools == [] and not marker.exists()
+    assert asked == [f"{sys.executable} {SERVER} {marker}"] and "not started" in said[0]
+    with open_servers(McpConfig(), tmp_path, pytest.fail, approve=lambda server: True) as servers:
+        assert marker.exists() and [tool.name for tool in servers.tools] == ["calc__add", "calc__getenv"]
