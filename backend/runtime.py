@@ -4,7 +4,7 @@ Each step is a function its own callers can stop at:
 
 - ``pick_device`` and ``DTYPES``: the device (CUDA where torch sees one, the CPU elsewhere;
   asking for CUDA where there is none is a ``LoadError``) and the weights' dtype (bfloat16
-  on CUDA, float32 elsewhere, unless named);
+  on GPUs and CPUs alike, unless named: float32 doubles a CPU run's memory for little gain);
 - ``load``: the weights on that device, timed (with ``pack``, converted to FP8 or FP4 after
   loading: ``packing.py``, opt-in, bf16 or float32 checkpoints in one process); first the
   memory planner (``planning/refusal.py``) checks, from the checkpoint's headers, that the
@@ -73,8 +73,10 @@ def pick_device(name: str | None = None) -> str:
 
 
 def pick_dtype(name: str | None, device: str | torch.device) -> str:
-    """``name``, or the weights' dtype for ``device``: bfloat16 on CUDA, float32 elsewhere."""
-    name = name or ("bfloat16" if torch.device(device).type == "cuda" else "float32")
+    """``name``, or the weights' dtype: bfloat16 on every device (half the memory of float32, which a
+    CPU run still gets with ``--dtype float32``). ``device`` is kept for callers that name it."""
+    del device
+    name = name or "bfloat16"
     if name not in DTYPES:
         raise LoadError(f"unknown dtype {name!r}; expected one of {', '.join(DTYPES)}")
     return name
@@ -239,7 +241,7 @@ def build_engine(loaded: Loaded, eos_token_ids: set[int], cache: CacheConfig | N
 
 @dataclass(slots=True)
 class RuntimeConfig:
-    dtype: str | None = None  # default: bfloat16 on CUDA, float32 elsewhere
+    dtype: str | None = None  # default: bfloat16
     device: str | None = None  # default: CUDA where torch sees one
     cache: CacheConfig | None = None  # default: the KV pool in memory, no disk tier
     name: str | None = None  # what clients call the model; default: the folder's name

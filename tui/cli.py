@@ -136,7 +136,11 @@ def _add_model_flags(parser: argparse.ArgumentParser) -> None:
         "anthropic:NAME, openai:NAME, deepseek:NAME, ollama:NAME, local:URL, remote:NAME (any "
         "OpenAI-compatible endpoint) or scripted:FILE",
     )
-    group.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="embedded weights' dtype")
+    group.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        help="embedded weights' dtype (default bfloat16)",
+    )
     group.add_argument(
         "--max-output-tokens",
         type=positive_int,
@@ -310,7 +314,7 @@ def _add_plan(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dtype",
         choices=["float32", "bfloat16", "float16"],
-        help="weights' and KV cache's dtype (default as the runtime: bfloat16 on GPUs, float32 on a CPU)",
+        help="weights' and KV cache's dtype (default as the runtime: bfloat16)",
     )
     parser.add_argument("--json", action="store_true", help="print the plan as one JSON object")
     parser.set_defaults(handler=_lazy("codeagent.tui.plan_command", "run"))

@@ -3,28 +3,25 @@ its errors. This is one of the two places where backend and agent meet."""
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from codeagent.agent.protocol import ModelError
-from codeagent.backend.catalog import PullError, pull
 from codeagent.backend.client import EmbeddedClient, EmbeddedClientError
 from codeagent.backend.loader import LoadError, resolve_model
+from codeagent.tui.firstrun import fetch_default
 
 
 def embedded_client(spec: str, args: Any, default: str) -> Any:
-    """The in-process client; the default model is downloaded on first use where a network exists.
-    Raises ValueError with one clear message when the model cannot be had."""
-    try:
-        folder = resolve_model(spec)
-    except LoadError as missing:
-        if spec != default:
-            raise ValueError(str(missing)) from missing
-        print(f"codeagent: the default model {spec} is not on this machine; downloading it", file=sys.stderr)
+    """The in-process client; the default model is fetched on first use where a network exists,
+    after saying what it takes (``firstrun``). Raises ValueError with one clear message when the
+    model cannot be had."""
+    if spec == default:
+        folder = fetch_default(spec)
+    else:
         try:
-            folder = pull(spec)
-        except PullError as err:
-            raise ValueError(f"{missing}. ({err})") from err
+            folder = resolve_model(spec)
+        except LoadError as missing:
+            raise ValueError(str(missing)) from missing
     try:
         inner = EmbeddedClient(
             folder,

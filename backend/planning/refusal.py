@@ -47,7 +47,7 @@ def before_pull(model_id: str, config: dict[str, Any]) -> str | None:
     """Why ``model_id`` (of this ``config.json``) cannot run on this machine (None when it can)."""
     source = ModelSource(model_id, config, None, "its config.json")
     hardware = detected_gpus() or cpu(host_memory())
-    dtype = torch.bfloat16 if hardware.kind == "cuda" else torch.float32
+    dtype = torch.bfloat16  # as the runtime loads it, on GPUs and CPUs alike
     try:
         plan = make_plan(source, hardware, dtype, _context(source))
     except (PlanError, LayoutError):

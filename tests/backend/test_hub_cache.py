@@ -5,13 +5,12 @@ id and listed by ``codeagent models`` (real subprocesses, a real tiny checkpoint
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-from tests.backend.conftest import qwen3_moe_reference
 
 VARIABLES = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME")
 BOTH = (
@@ -43,11 +42,11 @@ def test_the_same_folder_as_huggingface_hub(tmp_path, values):
     assert ours == theirs, proc.stderr
 
 
-def test_a_model_pulled_under_xdg_cache_home_is_found_and_listed(tmp_path, make_repo):
+def test_a_model_pulled_under_xdg_cache_home_is_found_and_listed(tmp_path, qwen3_moe_dir):
     cache = tmp_path / "xdg-cache"
     model = cache / "huggingface" / "hub" / "models--tiny-org--tiny-moe"
     revision = "0123456789abcdef0123456789abcdef01234567"
-    qwen3_moe_reference().save_pretrained(model / "snapshots" / revision)
+    shutil.copytree(qwen3_moe_dir, model / "snapshots" / revision)  # a real tiny checkpoint
     (model / "refs").mkdir()
     (model / "refs" / "main").write_text(revision)
     env = environment(tmp_path, XDG_CACHE_HOME=str(cache), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")

@@ -15,7 +15,8 @@ from codeagent.backend.runtime import RuntimeConfig, load, open_runtime, pick_de
 def test_device_and_dtype_defaults():
     assert pick_device("cpu") == "cpu"
     assert pick_device() == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert pick_dtype(None, "cpu") == "float32" and pick_dtype(None, torch.device("cuda")) == "bfloat16"
+    assert pick_dtype(None, "cpu") == "bfloat16" and pick_dtype(None, torch.device("cuda")) == "bfloat16"
+    assert pick_dtype("float32", "cpu") == "float32"  # still there for a CPU run that wants it
     assert pick_dtype("float16", "cpu") == "float16"
     with pytest.raises(LoadError, match="unknown dtype"):
         pick_dtype("int8", "cpu")
@@ -28,7 +29,7 @@ def test_a_checkpoint_without_a_tokenizer_cannot_chat(qwen3_moe_dir):
     with pytest.raises(LoadError, match=r"no tokenizer\.json"):
         open_runtime(qwen3_moe_dir, RuntimeConfig(device="cpu"))
     loaded = load(qwen3_moe_dir, device="cpu")  # token ids need no tokenizer
-    assert loaded.dtype == "float32" and loaded.checkpoint.architecture == "Qwen3MoeForCausalLM"
+    assert loaded.dtype == "bfloat16" and loaded.checkpoint.architecture == "Qwen3MoeForCausalLM"
 
 
 def test_one_runtime_generates_and_remembers_the_turn(tiny_chat_model):

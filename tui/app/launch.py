@@ -21,6 +21,7 @@ from codeagent.tui import mcp_tools
 from codeagent.tui.app.setup import ClientBuilder, Setup
 from codeagent.tui.commands import (
     AGENT_SPECS,
+    DEFAULT_MODEL,
     CommandError,
     client_factory,
     model_spec,
@@ -38,6 +39,8 @@ def launch(args: argparse.Namespace, config: Config) -> int:
         raise CommandError(
             "the terminal UI needs a terminal; in scripts and CI use 'codeagent fix --task TEXT'"
         )
+    if spec == DEFAULT_MODEL:  # first run: say what the default model takes and ask, before the screen opens
+        _fetch_default(spec)
     limits = Limits(config.limits.max_steps, config.limits.max_tokens, config.limits.max_wall_s)
     with mcp_tools.interactive(config, root) as servers:
         run = run_config(args, config, limits)
@@ -52,6 +55,15 @@ def launch(args: argparse.Namespace, config: Config) -> int:
     if app.session.run_id:
         print(f"codeagent: session saved; continue it with: codeagent --resume {app.session.run_id}")
     return int(code or 0)
+
+
+def _fetch_default(spec: str) -> None:
+    from codeagent.tui.firstrun import ask_on_terminal, fetch_default
+
+    try:
+        fetch_default(spec, ask_on_terminal)
+    except ValueError as err:
+        raise CommandError(str(err)) from err
 
 
 def _builder(args: argparse.Namespace, config: Config) -> ClientBuilder:

@@ -52,7 +52,7 @@ def test_a_plan_that_does_not_fit_exits_1_with_json(codeagent):
         "memory_bytes": 512 << 30,
         "host_bytes": 512 << 30,
     }
-    assert data["dtype"] == "float32" and data["verdict"]["fits"] is False
+    assert data["dtype"] == "bfloat16" and data["verdict"]["fits"] is False  # the default on CPUs too
     assert [layout["tp"] for layout in data["layouts"]] == [1]
     assert "does not fit CPU with 512.0 GiB" in data["verdict"]["message"]
 
