@@ -149,7 +149,7 @@ def run_tool(tool: Tool, args: dict[str, Any], env: ToolEnv) -> Observation:
         return Observation(f"error: {tool.name} needs argument(s): {', '.join(missing)}", ok=False)
     allowed = set(tool.parameters.get("properties", {}))
     unknown = sorted(set(args) - allowed)
-    if unknown:
+    if unknown and tool.parameters.get("additionalProperties") is False:  # as every built-in tool's schema
         return Observation(
             f"error: {tool.name} does not take {', '.join(unknown)}; it takes {', '.join(sorted(allowed))}",
             ok=False,

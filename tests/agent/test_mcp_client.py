@@ -22,7 +22,7 @@ from codeagent import xdg
 from codeagent.agent.mcp.config import McpConfig
 from codeagent.agent.mcp.hub import open_servers
 from codeagent.sandbox.policy import Policy
-from codeagent.tools.base import ToolEnv
+from codeagent.tools.base import ToolEnv, run_tool
 
 SERVER = Path(__file__).with_name("mcp_calc_server.py")
 FS_PACKAGE = "@modelcontextprotocol/server-filesystem"
@@ -240,6 +240,8 @@ def test_streamable_http_server(http_server, tmp_path):
     with open_servers(config, tmp_path, pytest.fail) as servers:
         add = next(tool for tool in servers.tools if tool.name == "web__add")
         assert add.run({"a": 1, "b": 2}, ToolEnv(tmp_path)).text == "3"
+        # its schema does not forbid other properties, so the tools' own check lets them through
+        assert run_tool(add, {"a": 1, "b": 2, "note": "x"}, ToolEnv(tmp_path)).text == "3"
 
 
 def test_an_untrusted_project_server_starts_only_when_the_front_end_approves_it(tmp_path):
