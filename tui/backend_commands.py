@@ -2,7 +2,8 @@
 
 ``models pull`` asks the memory planner first (``backend/planning/refusal.py``): a model that
 cannot run on this machine's GPUs (or, without GPUs, in its memory) is refused with the
-numbers before anything is downloaded, unless ``--force``.
+numbers before anything is downloaded, unless ``--force``; then it states the size, the
+destination and the free disk, and refuses a download the disk cannot hold (``tui.firstrun``).
 
 ``generate`` loads through the runtime's factory (``backend/runtime.py``: device, dtype,
 weights, engine) and drives the engine synchronously: it takes token ids without a
@@ -124,10 +125,15 @@ def models(args: Any, config: Config) -> int:
     from codeagent.backend.catalog import PullError, local_models, pull
     from codeagent.backend.loader import ALIASES
     from codeagent.backend.planning.source import shipped_models
+    from codeagent.tui.firstrun import announce_pull
 
     if args.action == "pull":
         if not args.force:
             refuse_what_cannot_run_here(args.model_id)
+        try:
+            announce_pull(args.model_id)
+        except ValueError as err:
+            raise CommandError(str(err)) from None
         try:
             folder = pull(args.model_id)
         except PullError as err:

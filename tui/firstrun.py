@@ -117,12 +117,10 @@ def fetch_default(model: str, confirm: Confirm | None = None) -> Path:
         )
     if need and need.problem:
         raise ValueError(f"{absent}, and not downloading it: {need.problem}. {ways_forward(model)}")
-    cache = hub_cache()
-    free = free_disk(cache)
+    cache, free = hub_cache(), free_disk(hub_cache())
     if need and free < need.download:
         raise ValueError(
-            f"{absent}, and not downloading it: {size(need.download)} does not fit the {size(free)} free "
-            f"under {cache} (set HF_HUB_CACHE to a bigger disk). {ways_forward(model)}"
+            f"{absent}, and not downloading it: {no_room(need.download, free)}. {ways_forward(model)}"
         )
     plan = f"the default model {model_id} is not on this machine: downloading it to {cache} ({size(free)} free).{known}"
     if confirm is not None and not confirm(f"{plan} Download it now?"):
@@ -132,6 +130,24 @@ def fetch_default(model: str, confirm: Confirm | None = None) -> Path:
         return pull(model)
     except PullError as err:
         raise ValueError(f"{absent}: {err}") from err
+
+
+def announce_pull(model: str) -> None:
+    """Before ``codeagent models pull``: the size (where the planner knows it), the destination and
+    the free disk, on stderr; ``ValueError`` when the disk cannot hold the download."""
+    need = needs(model)
+    cache, free = hub_cache(), free_disk(hub_cache())
+    if need and free < need.download:
+        raise ValueError(f"not downloading {need.model_id}: {no_room(need.download, free)}")
+    what = f"{need.model_id}, {size(need.download)}," if need else ALIASES.get(model.lower(), model)
+    print(f"codeagent: downloading {what} to {cache} ({size(free)} free)", file=sys.stderr)
+
+
+def no_room(download: int, free: int) -> str:
+    return (
+        f"{size(download)} does not fit the {size(free)} free under {hub_cache()} "
+        "(set HF_HUB_CACHE to a bigger disk)"
+    )
 
 
 def hub_answers(model_id: str) -> bool:

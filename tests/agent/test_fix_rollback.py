@@ -4,6 +4,7 @@ fails: real repositories, the real command in a subprocess, real HTTP servers on
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from codeagent.agent.clients.preflight import endpoint_problem
+from codeagent.agent.clients.settings import LOCAL, RemoteSettings
 from codeagent.agent.fix import FixOptions, start_fix
 from codeagent.agent.issues import from_text
 from codeagent.agent.rollback import BranchMade
@@ -92,8 +95,6 @@ def closed_port() -> int:
 
 
 def env_without_keys(**extra: str) -> dict[str, str]:
-    import os
-
     keys = (
         "OPENAI_API_KEY",
         "CODEAGENT_API_KEY",
@@ -190,3 +191,22 @@ def test_a_branch_with_commits_or_changes_is_kept(make_repo):
     repo.run(["commit", "-qm", "the run's commit"])
     assert not made.undo_if_empty(repo)
     assert "codeagent/task-y" in branches(root) and current(root) == "codeagent/task-y"
+
+
+def test_each_provider_that_needs_a_key_says_which(make_repo):
+    root = make_repo()
+    for spec, variable in (("anthropic:claude", "ANTHROPIC_API_KEY"), ("deepseek:chat", "DEEPSEEK_API_KEY")):
+        proc = codeagent(
+            "fix", "--task", "x", "--model", spec, cwd=root, env=env_without_keys(DEEPSEEK_API_KEY="")
+        )
+        assert_refused_before_git(proc, root, "no API key")
+        assert variable in proc.stderr
+
+
+def test_an_endpoint_without_a_listing_still_counts_as_answering(endpoint):
+    url, handler = endpoint
+    handler.listing = 404  # llama.cpp and some proxies have no /models
+    assert endpoint_problem("local", RemoteSettings.from_env("m", url, provider=LOCAL, env={})) is None
+    handler.listing = 403
+    problem = endpoint_problem("local", RemoteSettings.from_env("m", url, "sk-x", provider=LOCAL, env={}))
+    assert problem is not None and "HTTP 403" in problem and "sk-x" not in problem

@@ -118,3 +118,22 @@ def test_too_little_disk_is_refused_with_numbers(monkeypatch, hub, tmp_path):
         pytest.skip("more free disk here than the download")
     with pytest.raises(ValueError, match=r"56\.9 GiB does not fit the .* free under"):
         firstrun.fetch_default("qwen3-coder-30b-a3b", lambda question: pytest.fail("asked anyway"))
+
+
+def test_models_pull_states_the_size_and_free_disk_first(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    free = firstrun.free_disk(tmp_path)
+    if free < 58 << 30:
+        with pytest.raises(
+            ValueError, match=r"not downloading Qwen/Qwen3-Coder-30B-A3B-Instruct: 56\.9 GiB does not fit"
+        ):
+            firstrun.announce_pull("qwen3-coder-30b-a3b")
+    else:
+        firstrun.announce_pull("qwen3-coder-30b-a3b")
+        assert "Qwen/Qwen3-Coder-30B-A3B-Instruct, 56.9 GiB, to" in capsys.readouterr().err
+    firstrun.announce_pull("some-org/unplanned")  # no shipped config: the size is not known before
+    line = capsys.readouterr().err.strip()
+    assert (
+        line.startswith(f"codeagent: downloading some-org/unplanned to {tmp_path / 'hub'} (")
+        and "free)" in line
+    )
