@@ -26,6 +26,7 @@ from codeagent.agent.mcp.config import (
     trust_snippet,
 )
 from codeagent.agent.mcp.tools import McpTool, adapt
+from codeagent.sandbox.secrets import KnownSecrets
 
 Approve = Callable[[PlannedServer], bool]  # True: start this project server
 
@@ -86,7 +87,11 @@ def _start(
         where = f" (its stderr: {servers.connections.log_path(server.name)})" if server.config.stdio else ""
         say(f"mcp: server {server.name!r} not started: {err}{where}; going on without its tools")
         return
-    tools, notes = adapt(server.name, listed, servers.connections, config.allowed_tools, config.call_timeout)
+    given = {**launch.env, **server.config.headers}
+    secrets = KnownSecrets.of((f"{server.name}.{key}", value) for key, value in given.items())
+    tools, notes = adapt(
+        server.name, listed, servers.connections, config.allowed_tools, config.call_timeout, secrets
+    )
     for note in notes:
         say(note)
     taken = {tool.name for tool in servers.tools}

@@ -17,7 +17,9 @@ plan must exist first and a checkpoint is taken, never whether the call is appro
 Results are text only: text blocks joined, images, audio and resources one line each
 (``[image image/png, 1234 bytes]``), structured content as JSON when there is no text; cut
 to the tools' output cap (``settings.max_output_chars``) as command output is. A result the
-server marks as an error is an error observation.
+server marks as an error is an error observation. The values the user's config gives the
+server (``env``, ``headers``) are redacted from its results as ``[secret:SERVER.NAME]``: the
+run's own known secrets do not include them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import base64
 import fnmatch
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import jsonschema
@@ -34,6 +36,7 @@ from mcp import types
 
 from codeagent.agent.mcp.client import McpFailure
 from codeagent.sandbox.process import clip_middle
+from codeagent.sandbox.secrets import KnownSecrets
 from codeagent.tools.base import Observation, ToolEnv, ToolError
 
 MAX_DESCRIPTION = 2000
@@ -57,6 +60,7 @@ class McpTool:
     remote_name: str
     caller: Caller
     timeout: float
+    secrets: KnownSecrets = field(default_factory=KnownSecrets)  # the server's configured values
 
     def run(self, args: dict[str, Any], env: ToolEnv) -> Observation:
         problem = schema_problem(args, self.parameters)
@@ -67,7 +71,7 @@ class McpTool:
             result = self.caller.call(self.server, self.remote_name, args, timeout)
         except McpFailure as err:
             raise ToolError(str(err)) from err
-        text = clip_middle(result_text(result), env.settings.max_output_chars)
+        text = clip_middle(self.secrets.redact(result_text(result)), env.settings.max_output_chars)
         return Observation(
             text, ok=not result.is_error, data={"server": self.server, "tool": self.remote_name}
         )
@@ -78,7 +82,12 @@ def tool_name(server: str, tool: str) -> str:
 
 
 def adapt(
-    server: str, listed: list[types.Tool], caller: Caller, allowed: list[str], timeout: float
+    server: str,
+    listed: list[types.Tool],
+    caller: Caller,
+    allowed: list[str],
+    timeout: float,
+    secrets: KnownSecrets | None = None,
 ) -> tuple[list[McpTool], list[str]]:
     """``server``'s tools as codeagent tools, and one line for each tool left out."""
     tools: dict[str, McpTool] = {}
@@ -106,6 +115,7 @@ def adapt(
             remote_name=tool.name,
             caller=caller,
             timeout=timeout,
+            secrets=secrets or KnownSecrets(),
         )
     return list(tools.values()), notes
 

@@ -93,7 +93,7 @@ def plan(call: Any) -> dict[str, Any]:
 def test_a_user_server_is_called_and_bad_arguments_are_refused(make_repo, write_script, tool_call, tmp_path):
     root = make_repo(REPO)
     marker = tmp_path / "started"
-    server = calc_server(marker, env={"GREETING": "hi"})
+    server = calc_server(marker, env={"GREETING": "hi", "SERVICE_KEY": "k3y-0123456789abcdef"})
     config = write_config(
         tmp_path / "config.toml", {"servers": {"calc": server}, "allowed_tools": ["calc__*"]}
     )
@@ -104,6 +104,7 @@ def test_a_user_server_is_called_and_bad_arguments_are_refused(make_repo, write_
             tool_call("calc__add", "bad", a="two", b=3),
             tool_call("calc__getenv", "greeting", variable="GREETING"),
             tool_call("calc__getenv", "secret", variable="MY_SECRET_TOKEN"),
+            tool_call("calc__getenv", "key", variable="SERVICE_KEY"),
             tool_call("finish", summary="done"),
         ]
     )
@@ -115,6 +116,7 @@ def test_a_user_server_is_called_and_bad_arguments_are_refused(make_repo, write_
     assert "nothing was sent" in replies["bad"]
     assert replies["greeting"] == "hi"
     assert replies["secret"] == "(unset)"  # the server gets only what its config names
+    assert replies["key"] == "[secret:calc.SERVICE_KEY]"  # configured values are redacted from results
 
 
 def test_c_headless_calls_are_refused_unless_allowed(make_repo, write_script, tool_call, tmp_path):
