@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -73,11 +74,13 @@ class ServerConfig(BaseModel):
         return {"url": self.url, "headers": dict(self.headers)}
 
     def shown(self) -> str:
-        """One line naming what would run or be contacted (header and env values left out)."""
+        """One line naming what would run, with its variables (``NODE_OPTIONS`` can run code
+        too), or what would be contacted, with its header names."""
         if not self.stdio:
-            return f"{self.type} {self.url}"
-        env = "".join(f"{name}=... " for name in self.env)
-        return env + " ".join([str(self.command), *self.args])
+            names = f" (headers: {', '.join(self.headers)})" if self.headers else ""
+            return f"{self.type} {self.url}{names}"
+        env = "".join(f"{name}={shlex.quote(value)} " for name, value in self.env.items())
+        return env + shlex.join([str(self.command), *self.args])
 
 
 class TrustedServer(BaseModel):
