@@ -198,7 +198,9 @@ def test_disconnecting_clients_free_their_sequences(engine_server):
     stream.close()
     assert wait_until(lambda: live_sequences(server) == 0)
     # a non-streaming client that hangs up while its answer is being generated
-    body = json.dumps({"model": "tiny", "messages": MESSAGES, "max_tokens": 4000}).encode()
+    # greedy, as the stream above: sampled at temperature 1 the tiny model sometimes ended its
+    # answer before the sequence could be seen live (a flaky failure in a full run)
+    body = json.dumps({"model": "tiny", "messages": MESSAGES, "max_tokens": 4000, "temperature": 0}).encode()
     host, port = server.server_address[:2]
     with socket.create_connection((host, port)) as raw:
         head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -207,6 +209,13 @@ def test_disconnecting_clients_free_their_sequences(engine_server):
     assert wait_until(lambda: live_sequences(server) == 0)
     assert wait_until(lambda: not engine.has_work())  # the engine itself holds no sequence either
     assert engine.stats.decode_tokens - decoded < 4000  # neither ran to its max_tokens
+
+
+def test_the_tiny_models_greedy_answer_runs_long(engine_server):
+    """What the disconnect test relies on: greedy, its answer does not end on its own soon."""
+    server, _ = engine_server
+    body = {"model": "tiny", "messages": MESSAGES, "max_tokens": 200, "temperature": 0}
+    assert post(server, "/chat/completions", body).json()["choices"][0]["finish_reason"] == "length"
 
 
 def test_a_request_the_kv_pool_cannot_hold_is_a_400(engine_server):
