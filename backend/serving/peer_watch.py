@@ -26,6 +26,7 @@ anything is watched, so a registration or a reset is seen within that long.
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import threading
@@ -110,7 +111,7 @@ class PeerWatch:
             self._gone(poller, watched)
             return
         try:
-            data = watched.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            data = peek(watched.sock)
         except BlockingIOError:
             return
         except (OSError, ValueError):  # reset, or closed under us
@@ -132,6 +133,19 @@ class PeerWatch:
         del self._watched[watched.fd]
         poller.unregister(watched.fd)
         watched.cancel()
+
+
+def peek(sock: socket.socket) -> bytes:
+    """The next byte the peer sent, left unread (b"" at its end of file), never waiting:
+    BlockingIOError when there is none. Through a duplicate descriptor, because a socket with a
+    timeout (the handler's) first waits up to that timeout for data, MSG_DONTWAIT or not: the
+    one watching thread would then stall while the handler read what the poll had reported."""
+    duplicate = socket.socket(fileno=os.dup(sock.fileno()))
+    try:
+        duplicate.setblocking(False)
+        return duplicate.recv(1, socket.MSG_PEEK)
+    finally:
+        duplicate.close()
 
 
 def send_probe(sock: socket.socket, data: bytes) -> bool | None:

@@ -14,7 +14,9 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
+from codeagent.backend.serving.peer_watch import peek
 from codeagent.backend.serving.server import OpenAIServer
 
 MESSAGES = [{"role": "user", "content": "Fix the mean."}]
@@ -181,3 +183,20 @@ def test_a_long_text_is_encoded_as_a_short_one_would_be(chat_model):
         chat_model.tokenizer.encode(text)
         == chat_model.tokenizer.inner.encode(text, add_special_tokens=False).ids
     )
+
+
+def test_the_peer_watch_peek_never_waits_on_a_socket_with_a_timeout():
+    """The watching thread's peek returns at once where a plain recv with MSG_DONTWAIT on a socket
+    with a timeout waits for data (it stalled every client's watch while a keep-alive
+    connection's next request was read by its handler)."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.settimeout(5.0)  # as the handler's connection has
+        started = time.monotonic()
+        with pytest.raises(BlockingIOError):
+            peek(ours)
+        assert time.monotonic() - started < 0.5
+        theirs.sendall(b"x")
+        assert peek(ours) == b"x" and ours.recv(1) == b"x"  # left unread by the peek
+        theirs.close()
+        assert peek(ours) == b""  # end of file
