@@ -16,7 +16,6 @@ given show each request extending the last token for token.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import pytest
 
 from codeagent.backend.chat.model import ChatModel
 from codeagent.backend.loader import read_config
-from codeagent.backend.sequence import Result
+from codeagent.backend.scripted_service import ScriptedStream
 from codeagent.backend.serving.api_checks import ApiError
 from codeagent.backend.serving.http_handler import Handler, Route
 from codeagent.backend.serving.server import OpenAIServer, serve
@@ -36,29 +35,6 @@ THOUGHT = "The file will tell."
 RESPONSE = re.compile(r"<tool_response>\n(.*?)\n</tool_response>", re.S)
 
 
-class ScriptStream:
-    """A reply's tokens played back as the engine service's stream plays a sequence's."""
-
-    def __init__(self, tokens: list[int], prompt_tokens: int) -> None:
-        self.tokens, self.prompt_tokens = tokens, prompt_tokens
-        self.cancelled = threading.Event()
-        self.result: Result | None = None
-
-    def __iter__(self) -> Iterator[int]:
-        sent: list[int] = []
-        try:
-            for token in self.tokens:
-                if self.cancelled.is_set():
-                    return
-                sent.append(token)
-                yield token
-        finally:
-            self.result = Result(sent, "cancelled" if self.cancelled.is_set() else "stop", self.prompt_tokens)
-
-    def cancel(self) -> None:
-        self.cancelled.set()
-
-
 class AgentScript:
     """Calls ``tool`` with ``arguments`` until a tool result comes back, then quotes it; every
     reply reasons first when ``thinking`` is given."""
@@ -66,7 +42,7 @@ class AgentScript:
     def __init__(self, model: ChatModel, tool: str, arguments: dict[str, str], thinking: str = "") -> None:
         self.model, self.tool, self.arguments = model, tool, arguments
         self.thinking = f"<think>\n{thinking}\n</think>\n\n" if thinking else ""  # before every reply
-        self.turns: list[tuple[list[int], ScriptStream]] = []  # each prompt and its reply's stream
+        self.turns: list[tuple[list[int], ScriptedStream]] = []  # each prompt and its reply's stream
 
     def reply(self, prompt: str) -> str:
         asked = prompt.rsplit("<|im_start|>assistant\n", 1)[0]  # without the generation prompt
@@ -79,10 +55,10 @@ class AgentScript:
         parameters = "".join(f"<parameter={k}>\n{v}\n</parameter>\n" for k, v in self.arguments.items())
         return f"Let me look.\n<tool_call>\n<function={self.tool}>\n{parameters}</function>\n</tool_call>"
 
-    def submit(self, prompt_ids: list[int], params: Any) -> ScriptStream:
+    def submit(self, prompt_ids: list[int], params: Any) -> ScriptedStream:
         text = self.thinking + self.reply(self.model.tokenizer.decode(prompt_ids))
         tokens = [*self.model.tokenizer.encode(text), *sorted(self.model.tokenizer.eos_token_ids)[:1]]
-        stream = ScriptStream(tokens[: params.max_tokens], len(prompt_ids))
+        stream = ScriptedStream(tokens[: params.max_tokens], len(prompt_ids), "stop")
         self.turns.append((list(prompt_ids), stream))
         return stream
 
