@@ -1,4 +1,8 @@
-"""``codeagent generate`` and ``codeagent models`` as a user runs them."""
+"""``codeagent generate`` and ``codeagent models`` as a user runs them.
+
+Two tests run the command in a subprocess, as a user does (one of them because the Hugging
+Face cache folder is read from the environment when huggingface_hub is imported); the rest
+call the same ``main`` in-process, which spares a torch import per call (~3 s each)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from codeagent.tui.cli import main
+
 
 def codeagent(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -20,6 +26,14 @@ def codeagent(*args: str, env: dict | None = None) -> subprocess.CompletedProces
         check=False,
         env=env,
     )
+
+
+def cli(capsys, *args: str) -> subprocess.CompletedProcess:
+    """``codeagent ARGS`` in this process: its exit code and what it printed."""
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out, err)
 
 
 def test_generate_prompt_ids_json_matches_the_reference(qwen3_moe_dir, reference_greedy):
@@ -44,7 +58,7 @@ def test_generate_prompt_ids_json_matches_the_reference(qwen3_moe_dir, reference
     assert report["finish_reason"] == "length" and report["decode_tokens_per_s"] > 0
 
 
-def test_generate_sampling_is_seeded(qwen3_moe_dir):
+def test_generate_sampling_is_seeded(qwen3_moe_dir, capsys):
     args = [
         "generate",
         "--model",
@@ -61,13 +75,13 @@ def test_generate_sampling_is_seeded(qwen3_moe_dir):
         "0.9",
         "--json",
     ]
-    first = json.loads(codeagent(*args, "--seed", "7").stdout)["token_ids"]
-    again = json.loads(codeagent(*args, "--seed", "7").stdout)["token_ids"]
-    other = json.loads(codeagent(*args, "--seed", "8").stdout)["token_ids"]
+    first = json.loads(cli(capsys, *args, "--seed", "7").stdout)["token_ids"]
+    again = json.loads(cli(capsys, *args, "--seed", "7").stdout)["token_ids"]
+    other = json.loads(cli(capsys, *args, "--seed", "8").stdout)["token_ids"]
     assert first == again and first != other
 
 
-def test_generate_errors_are_one_line(qwen3_moe_dir, tmp_path):
+def test_generate_errors_are_one_line(qwen3_moe_dir, tmp_path, capsys):
     cases = [
         (["--model", str(tmp_path / "none"), "--prompt-ids", "1"], "no checkpoint folder"),
         (["--model", str(qwen3_moe_dir), "--prompt", "hello"], "no tokenizer.json"),
@@ -75,7 +89,7 @@ def test_generate_errors_are_one_line(qwen3_moe_dir, tmp_path):
         (["--model", str(qwen3_moe_dir), "--prompt-ids", "1", "--top-p", "0"], "top_p"),
     ]
     for argv, needle in cases:
-        proc = codeagent("generate", *argv)
+        proc = cli(capsys, "generate", *argv)
         assert proc.returncode == 2, proc.stderr
         assert (
             proc.stderr.startswith("codeagent: error:")
@@ -100,7 +114,7 @@ def test_models_lists_the_hf_cache_and_resolves_ids(qwen3_moe_dir, tmp_path):
     assert Path(json.loads(proc.stdout)["model"]) == snapshot
 
 
-def test_generate_text_prompt_and_stop_strings(tiny_chat_model):
+def test_generate_text_prompt_and_stop_strings(tiny_chat_model, capsys):
     base = [
         "generate",
         "--model",
@@ -110,15 +124,15 @@ def test_generate_text_prompt_and_stop_strings(tiny_chat_model):
         "--max-tokens",
         "24",
     ]
-    first = json.loads(codeagent(*base, "--json").stdout)
+    first = json.loads(cli(capsys, *base, "--json").stdout)
     text = first["text"]
     assert len(first["token_ids"]) == 24 and len(text) > 10
     stop = text[6:9]
     cut = text[: text.find(stop)]
-    stopped = json.loads(codeagent(*base, "--json", "--stop", stop).stdout)
+    stopped = json.loads(cli(capsys, *base, "--json", "--stop", stop).stdout)
     assert stopped["text"] == cut and stopped["finish_reason"] == "stop"
     assert len(stopped["token_ids"]) < 24
-    by_id = json.loads(codeagent(*base, "--json", "--stop-token-id", str(first["token_ids"][4])).stdout)
+    by_id = json.loads(cli(capsys, *base, "--json", "--stop-token-id", str(first["token_ids"][4])).stdout)
     assert by_id["token_ids"] == first["token_ids"][: first["token_ids"].index(first["token_ids"][4]) + 1]
     streamed = codeagent(*base, "--stop", stop)
     assert streamed.returncode == 0 and streamed.stdout.rstrip("\n") == cut
