@@ -1,15 +1,22 @@
-"""A small GitHub REST client: read an issue with its comments, open a pull request.
+"""A small GitHub REST client: read an issue with its comments, open a pull request, comment.
 
 Configured the way GitHub Actions sets the environment: ``GITHUB_API_URL`` (default the
-public API), ``GITHUB_TOKEN`` and ``GITHUB_REPOSITORY`` (``owner/name``), or else the
-``origin`` remote of the checkout (``repo_from_remote``); ``GitHubClient.from_env`` does
-that lookup, while the constructor takes everything explicitly. Comments are followed
-across pages through ``Link`` headers, but only on the API's own host, so the token never
-travels elsewhere. Errors (``GitHubError``) carry the API's own message and a hint for the
-usual causes (401/403: the token; 404: the number or the repository), never the token.
+public API), a token from ``GH_TOKEN`` or else ``GITHUB_TOKEN`` (``token_from_env``: the gh
+CLI's order, so a workflow that sets ``GH_TOKEN`` for ``gh`` needs nothing more), and
+``GITHUB_REPOSITORY`` (``owner/name``), or else the ``origin`` remote of the checkout
+(``repo_from_remote``); ``GitHubClient.from_env`` does that lookup, while the constructor
+takes everything explicitly. Comments are followed across pages through ``Link`` headers,
+but only on the API's own host, so the token never travels elsewhere. Errors
+(``GitHubError``) carry the API's own message and a hint for the usual causes (401/403: the
+token; 404: the number or the repository), never the token.
 
-Limits: no retries (a failed request fails the command, and the user can rerun it); no
-GraphQL; remote URLs count as GitHub's only when their host name contains "github".
+Failed requests are tried again as ``github_retry.RetryPolicy`` says: connection failures,
+5xx and rate limits (429, or 403 with GitHub's rate-limit signs) with backoff or the wait the
+answer asks for, within a bounded total wait; never other 4xx. A pull request that "already
+exists" for the branch (a retried POST that had taken effect, or a rerun that pushed to the
+same branch) is looked up and returned instead of failing.
+
+Limits: no GraphQL; remote URLs count as GitHub's only when their host name contains "github".
 """
 
 from __future__ import annotations
@@ -20,10 +27,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from codeagent.agent.github_retry import RetryPolicy, is_rate_limited
 from codeagent.sandbox.git import git
 
 PUBLIC_API = "https://api.github.com"
@@ -32,8 +40,20 @@ REPO_NAME = re.compile(r"[\w.-]+/[\w.-]+")
 SCP_REMOTE = re.compile(r"^(?:[\w.-]+@)?(?P<host>[\w.-]+):(?!//)(?P<path>.+)$")  # git@host:owner/name.git
 
 
+TOKEN_VARIABLES = ("GH_TOKEN", "GITHUB_TOKEN")  # the gh CLI's order
+
+
 class GitHubError(Exception):
     """A GitHub request failed; the message says why and what to check."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status of the answer, None when there was none
+
+
+def token_from_env(env: Mapping[str, str]) -> str | None:
+    """The GitHub token of ``env``: ``GH_TOKEN``, else ``GITHUB_TOKEN``; None when neither is set."""
+    return next((env[name] for name in TOKEN_VARIABLES if env.get(name)), None)
 
 
 @dataclass(slots=True)
@@ -68,11 +88,17 @@ def repo_from_remote(root: Path, remote: str = "origin") -> str | None:
 
 class GitHubClient:
     def __init__(
-        self, api_url: str = PUBLIC_API, token: str | None = None, repo: str = "", timeout_s: float = 30.0
+        self,
+        api_url: str = PUBLIC_API,
+        token: str | None = None,
+        repo: str = "",
+        timeout_s: float = 30.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if not REPO_NAME.fullmatch(repo):
             raise GitHubError(f"repository must be OWNER/NAME, not {repo!r}")
         self.repo = repo
+        self.retry = retry or RetryPolicy()
         self.api_url = api_url.rstrip("/")
         self._token = token
         headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
@@ -91,13 +117,13 @@ class GitHubClient:
         env: Mapping[str, str] | None = None,
     ) -> GitHubClient:
         """A client from the arguments where given, else ``GITHUB_REPOSITORY`` (then the
-        ``origin`` remote of ``root``), ``GITHUB_API_URL`` and ``GITHUB_TOKEN``."""
+        ``origin`` remote of ``root``), ``GITHUB_API_URL`` and ``GH_TOKEN`` or ``GITHUB_TOKEN``."""
         env = os.environ if env is None else env
         repo = repo or env.get("GITHUB_REPOSITORY") or (repo_from_remote(root) if root else None)
         if not repo:
             raise GitHubError("cannot tell the GitHub repository: give OWNER/NAME or set GITHUB_REPOSITORY")
         api_url = api_url or env.get("GITHUB_API_URL") or PUBLIC_API
-        return cls(api_url, token or env.get("GITHUB_TOKEN") or None, repo)
+        return cls(api_url, token or token_from_env(env), repo)
 
     def close(self) -> None:
         self._http.close()
@@ -111,10 +137,38 @@ class GitHubClient:
         return Issue(number, title, body, comments, url, labels)
 
     def create_pull_request(self, head: str, base: str, title: str, body: str) -> str:
-        """Open a pull request from branch ``head`` into ``base``; return its web URL."""
+        """Open a pull request from branch ``head`` into ``base``; return its web URL (that of
+        the open one for ``head``, when there is one already)."""
         payload = {"head": head, "base": base, "title": title, "body": body}
-        data = self._object("POST", f"/repos/{self.repo}/pulls", what="pull request", json=payload)
+        try:
+            data = self._object("POST", f"/repos/{self.repo}/pulls", what="pull request", json=payload)
+        except GitHubError as err:
+            existing = self._open_pull_request(head, base) if "already exists" in str(err) else None
+            if existing is None:
+                raise
+            return existing
         return str(data.get("html_url") or data.get("url") or "")
+
+    def post_comment(self, number: int, body: str) -> str:
+        """Comment on issue (or pull request) ``number``; return the comment's web URL."""
+        path = f"/repos/{self.repo}/issues/{number}/comments"
+        data = self._object("POST", path, what=f"comment on #{number}", json={"body": body})
+        return str(data.get("html_url") or "")
+
+    def _open_pull_request(self, head: str, base: str) -> str | None:
+        """The web URL of the open pull request from ``head`` into ``base``, or None (also
+        when the lookup fails: the caller then reports its own error)."""
+        query = urlencode({"state": "open", "head": f"{self.repo.split('/')[0]}:{head}", "base": base})
+        try:
+            pulls = _decode(self._send("GET", f"/repos/{self.repo}/pulls?{query}", "pull requests"), "")
+        except GitHubError:
+            return None
+        if not isinstance(pulls, list):
+            return None
+        urls = [
+            str(pull.get("html_url")) for pull in pulls if isinstance(pull, dict) and pull.get("html_url")
+        ]
+        return urls[0] if urls else None
 
     def _pages(self, path: str, what: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -144,18 +198,43 @@ class GitHubClient:
         return data
 
     def _send(self, method: str, url: str, what: str, json: dict[str, Any] | None = None) -> httpx.Response:
+        waited = 0.0
+        for attempt in range(self.retry.attempts):
+            response, failure = self._try(method, url, what, json)
+            if response is not None and response.status_code < 400:
+                return response
+            delay = self.retry.delay(attempt, response)
+            status = response.status_code if response is not None else None
+            if delay is None or attempt + 1 == self.retry.attempts:
+                raise GitHubError(self._redact(failure + _tries(attempt, waited)), status)
+            if waited + delay > self.retry.max_wait_s:
+                limit = self.retry.max_wait_s
+                wait = f" (the API asks to wait {delay:.0f} s; codeagent waits {limit:.0f} s at most)"
+                raise GitHubError(self._redact(failure + wait), status)
+            self.retry.sleep(delay)
+            waited += delay
+        raise GitHubError(f"{what}: no attempts allowed (RetryPolicy.attempts < 1)")
+
+    def _try(
+        self, method: str, url: str, what: str, json: dict[str, Any] | None
+    ) -> tuple[httpx.Response | None, str]:
+        """One request: its answer and, when it failed, why (``None`` for no answer at all)."""
         try:
             response = self._http.request(method, url, json=json)
+        except httpx.TransportError as err:
+            return None, f"{what}: cannot reach the GitHub API at {self.api_url}: {err}"
         except httpx.HTTPError as err:
-            raise GitHubError(
-                self._redact(f"{what}: cannot reach the GitHub API at {self.api_url}: {err}")
-            ) from err
-        if response.status_code >= 400:
-            raise GitHubError(self._redact(_explain(response, what, self.repo)))
-        return response
+            raise GitHubError(self._redact(f"{what}: the request to the GitHub API failed: {err}")) from err
+        if response.status_code < 400:
+            return response, ""
+        return response, _explain(response, what, self.repo)
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text
+
+
+def _tries(attempt: int, waited: float) -> str:
+    return f" (after {attempt + 1} attempts over {waited:.0f} s)" if attempt else ""
 
 
 def _decode(response: httpx.Response, what: str) -> Any:
@@ -188,9 +267,9 @@ def _api_message(data: Any) -> str:
 def _hint(response: httpx.Response, what: str, repo: str) -> str:
     status = response.status_code
     if status == 401:
-        return " (is GITHUB_TOKEN set and valid?)"
-    if status == 403 and response.headers.get("X-RateLimit-Remaining") == "0":
-        return " (rate limit reached; a GITHUB_TOKEN raises it)"
+        return " (is GH_TOKEN or GITHUB_TOKEN set and valid?)"
+    if status in (403, 429) and is_rate_limited(response):
+        return " (rate limit reached; a token raises it)"
     if status == 403:
         return " (the token lacks permission for this)"
     if status == 404:

@@ -46,7 +46,7 @@ def from_github(
 ) -> IssueSpec:
     """Issue ``number`` of ``repo`` (or a ready ``GitHubClient``). Unset values come from
     ``GITHUB_REPOSITORY`` / the ``origin`` remote of ``root``, ``GITHUB_API_URL`` and
-    ``GITHUB_TOKEN``. Raises ``GitHubError``."""
+    ``GH_TOKEN`` or ``GITHUB_TOKEN``. Raises ``GitHubError``."""
     if isinstance(repo, GitHubClient):
         client = repo
     else:

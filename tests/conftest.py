@@ -48,6 +48,7 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
         "CODEAGENT_MODEL",
         "GITHUB_REPOSITORY",
         "GITHUB_TOKEN",
+        "GH_TOKEN",
         "GITHUB_API_URL",
         "CODEAGENT_SANDBOX",
     ):

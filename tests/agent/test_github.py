@@ -16,6 +16,7 @@ import pytest
 
 from codeagent.agent import issues
 from codeagent.agent.github import GitHubClient, GitHubError, parse_remote_url, repo_from_remote
+from codeagent.agent.github_retry import RetryPolicy
 
 TOKEN = "ghp_testtoken123"
 COMMENTS = [{"body": f"comment {n}"} for n in range(5)]
@@ -121,16 +122,19 @@ def test_a_missing_issue_is_a_404_with_the_apis_message(github: FakeGitHub) -> N
 
 def test_bad_credentials_are_a_401_that_points_at_the_token(github: FakeGitHub) -> None:
     with pytest.raises(
-        GitHubError, match=r"401: Bad credentials \(is GITHUB_TOKEN set and valid\?\)"
+        GitHubError, match=r"401: Bad credentials \(is GH_TOKEN or GITHUB_TOKEN set and valid\?\)"
     ) as caught:
         client(github, token="ghp_wrong_token").get_issue(42)
     assert "ghp_wrong_token" not in str(caught.value)
 
 
-def test_an_unreachable_api_is_a_clear_error() -> None:
-    unreachable = GitHubClient(api_url="http://127.0.0.1:9", token=TOKEN, repo="octo/stats")
+def test_an_unreachable_api_is_a_clear_error_after_its_retries() -> None:
+    waits: list[float] = []
+    retry = RetryPolicy(attempts=3, sleep=waits.append)
+    unreachable = GitHubClient(api_url="http://127.0.0.1:9", token=TOKEN, repo="octo/stats", retry=retry)
     with pytest.raises(GitHubError, match=r"cannot reach the GitHub API at http://127\.0\.0\.1:9") as caught:
         unreachable.get_issue(1)
+    assert "(after 3 attempts over" in str(caught.value) and len(waits) == 2
     assert TOKEN not in str(caught.value)
 
 
