@@ -93,6 +93,7 @@ class DiskMirror(Protocol):
 class Admission:
     cached: int  # leading tokens whose state the pool already holds (memory or disk)
     from_disk: int  # of those, read back from the disk tier
+    computing: list[bytes]  # chain hashes of the full prompt blocks the sequence computes itself
 
 
 class BlockAllocator:
@@ -131,12 +132,23 @@ class BlockAllocator:
     def blocks_for(self, seq: CachedSequence) -> int:
         return -(-len(seq.tokens) // self.block_size)
 
+    def chain(self, seq: CachedSequence) -> list[bytes]:
+        """Chain hashes of the blocks of seq a hit may cover: its full blocks but the one holding
+        its last token (that token is always computed: its logits give the next one)."""
+        limit = (len(seq.tokens) - 1) // self.block_size if self.prefix_caching else 0
+        return self.blocks.chain(seq.tokens[: limit * self.block_size])
+
+    def first_missing(self, seq: CachedSequence) -> bytes | None:
+        """The chain hash of seq's first block a hit in memory could not cover now, or None."""
+        digests = self.chain(seq)
+        hits = len(self.blocks.lookup(digests))
+        return digests[hits] if hits < len(digests) else None
+
     def allocate(self, seq: CachedSequence) -> Admission | None:
         """Give seq its table: the longest cached prefix (memory, then disk), fresh blocks for the
         rest; None, with nothing taken, when the free blocks do not suffice."""
-        tokens, bs = seq.tokens, self.block_size
-        limit = (len(tokens) - 1) // bs if self.prefix_caching else 0
-        digests = self.blocks.chain(tokens[: limit * bs])
+        bs = self.block_size
+        digests = self.chain(seq)
         hits = self.blocks.lookup(digests)
         total = self.blocks_for(seq)
         if self.blocks.blocks_needed(hits, total) > self.blocks.free:
@@ -158,7 +170,7 @@ class BlockAllocator:
         while len(table) < total:
             table.append(self._fresh(len(table)))
         seq.table, seq.computed, seq.hashes = table, reused * bs, digests[:reused]
-        return Admission(reused * bs, from_disk * bs)
+        return Admission(reused * bs, from_disk * bs, digests[reused:])
 
     def _fresh(self, index: int, stated: bool | None = None) -> int:
         """A fresh block for a sequence's block ``index``: one holding the sparse streams where
