@@ -14,7 +14,7 @@ import argparse
 import functools
 from pathlib import Path
 
-from codeagent.bench import agent_cache_arguments, handlers, packing_arguments
+from codeagent.bench import agent_cache_arguments, handlers, localise_arguments, packing_arguments
 from codeagent.bench.argtypes import at_least_two, int_list, name_list, positive_float, positive_int
 from codeagent.bench.cpu import arguments as cpu_arguments
 from codeagent.bench.handlers import BenchError
@@ -49,6 +49,7 @@ def register(commands: Subparsers) -> None:
     _add_codebase(sub)
     cpu_arguments.add(sub, handlers.bench_cpu)
     agent_cache_arguments.add(sub)
+    localise_arguments.add(sub)
     packing_arguments.add(sub, handlers.bench_packing)
     _add_kernels(sub)
     _add_gpu(sub)

@@ -25,7 +25,7 @@ from codeagent import xdg
 from codeagent.tools.repomap.tags import Tag, languages, query_text
 
 STORE_NAME = "tags.sqlite"
-FORMAT = b"tags-v3"  # bump when the stored row layout changes
+FORMAT = b"tags-v4"  # bump when the stored row layout changes
 BATCH = 500  # keys per SELECT; SQLite caps bound parameters per statement
 
 

@@ -57,7 +57,12 @@ class RepoMap:
 
     def file_tags(self, files: list[str], check: Callable[[], None] | None = None) -> dict[str, list[Tag]]:
         """Tags of every readable file in a supported language; cache misses are parsed and stored."""
-        sources = self._sources(files)
+        return self.tags_of(self.sources(files), check)
+
+    def tags_of(
+        self, sources: dict[str, tuple[str, bytes]], check: Callable[[], None] | None = None
+    ) -> dict[str, list[Tag]]:
+        """Tags of the given ``{rel_path: (language, content)}``, from the cache or parsed."""
         keys = {rel: self.cache.key(language, source) for rel, (language, source) in sources.items()}
         found = self.cache.lookup(keys)
         fresh: dict[str, list[Tag]] = {}
@@ -73,7 +78,7 @@ class RepoMap:
         found.update(fresh)
         return {rel: found[rel] for rel in sources}
 
-    def _sources(self, files: list[str]) -> dict[str, tuple[str, bytes]]:
+    def sources(self, files: list[str]) -> dict[str, tuple[str, bytes]]:
         """{rel_path: (language, content)} of the files worth parsing."""
         sources: dict[str, tuple[str, bytes]] = {}
         vet = Contained(self.root)

@@ -6,6 +6,8 @@ process and its parser once per thread (parsers are not safe to share between th
 then reused for every file. Queries live in ``queries/*-tags.scm``
 and name their captures ``name.definition.<category>`` or ``name.reference.<category>``.
 
+A definition's ``end`` is the last line of the name's parent node (the function, class,
+method or declaration it names), so a line can be mapped to the definitions around it.
 A reference at the very spot of a definition (a type name that a broad ``type_identifier``
 pattern also catches) is dropped; two definition captures at one spot keep one tag.
 Limits: names only, no scopes or imports resolved; a file that does not parse cleanly
@@ -55,6 +57,7 @@ class Tag(NamedTuple):
     line: int  # 1-based
     category: str  # function, class, method, call, type, ...
     text: str = ""  # the definition's source line, right-trimmed (defs only)
+    end: int = 0  # last line of the definition's node (defs only; 0 for references)
 
 
 def language_of(path: str) -> str | None:
@@ -107,7 +110,8 @@ def extract(source: bytes, language: str, rel_path: str = "") -> list[Tag]:
             name = source[node.start_byte : node.end_byte].decode("utf-8", "replace")
             if kind == "definition":
                 text = lines[row].decode("utf-8", "replace")[:MAX_LINE_CHARS].rstrip()
-                defs[(row, column)] = Tag(rel_path, name, "def", row + 1, category, text)
+                end = (node.parent or node).end_point[0] + 1  # the name's parent: the definition
+                defs[(row, column)] = Tag(rel_path, name, "def", row + 1, category, text, end)
             elif kind == "reference":
                 refs.setdefault((row, column), Tag(rel_path, name, "ref", row + 1, category))
     tags = [*defs.values(), *(tag for spot, tag in refs.items() if spot not in defs)]
