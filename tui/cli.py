@@ -7,9 +7,10 @@ Runs are opened in one place, ``agent/run.py``, whichever front end asks.
 User mistakes (unknown flag, missing repository, bad config, unknown model) print one line
 ``codeagent: error: ...`` and exit 2 (with ``--json`` in the arguments, also the result object
 ``{"status": "error", "message": ..., "exit_code": 2}`` on stdout; Ctrl-C: status
-``interrupted``, 130); only bugs in codeagent may show a traceback (exit 3).
+``interrupted``, 130); only bugs in codeagent show a traceback: on stderr, then the line
+``codeagent: internal error ...`` and, with ``--json``, the object with status ``error``, exit 3.
 That line is inert (``tui.inert``): errors quote file names, git's and GitHub's words; so is
-the traceback of a bug (``sys.excepthook``, set by ``main``).
+the traceback of a bug (``main``'s, and ``sys.excepthook``'s for one outside it).
 """
 
 from __future__ import annotations
@@ -358,6 +359,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"model: {err}", argv)
     except KeyboardInterrupt:
         return _fail("interrupted", argv, 130)
+    except Exception as err:  # a bug: its traceback on stderr, and still the one result line (exit 3)
+        _inert_traceback(type(err), err, err.__traceback__)
+        return _fail(
+            f"internal error (a bug in codeagent; traceback above): {type(err).__name__}: {err}", argv, 3
+        )
 
 
 def _run(argv: list[str]) -> int:
