@@ -49,3 +49,8 @@ def _above(name: str, convert: Callable[[str], N], floor: N, strict: bool, wante
 positive_int = _above("positive_int", int, 0, True, "positive")
 positive_float = _above("positive_float", float, 0.0, True, "positive")
 at_least_two = _above("at_least_two", int, 2, False, "at least 2 (the first token is not a decode step)")
+
+
+def layers_or_fit(text: str) -> int | str:
+    """A positive number of layers, or ``fit``: as many as the device's memory holds."""
+    return "fit" if text == "fit" else positive_int(text)

@@ -15,7 +15,14 @@ import functools
 from pathlib import Path
 
 from codeagent.bench import agent_cache_arguments, handlers, localise_arguments, packing_arguments
-from codeagent.bench.argtypes import at_least_two, int_list, name_list, positive_float, positive_int
+from codeagent.bench.argtypes import (
+    at_least_two,
+    int_list,
+    layers_or_fit,
+    name_list,
+    positive_float,
+    positive_int,
+)
 from codeagent.bench.cpu import arguments as cpu_arguments
 from codeagent.bench.handlers import BenchError
 from codeagent.bench.v4layers import arguments as v4layers_arguments
@@ -188,7 +195,12 @@ def _add_gpu(sub: Subparsers) -> None:
     gpu.add_argument(
         "--tiny", action="store_true", help="the family at tiny shapes and sizes (checks on a CPU)"
     )
-    gpu.add_argument("--layers", type=positive_int, metavar="N", help="keep the first N layers at full width")
+    gpu.add_argument(
+        "--layers",
+        type=layers_or_fit,
+        metavar="N",
+        help="keep the first N layers at full width ('fit': all that fit)",
+    )
     gpu.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda if present")
     gpu.add_argument(
         "--dtype", choices=["bfloat16", "float32"], help="default bfloat16 on cuda, float32 on cpu"

@@ -88,8 +88,12 @@ def make_plan(args: Any) -> Plan:
             "--device cuda: torch sees no CUDA device here (--tiny --device cpu checks the harness)"
         )
     device = torch.device(pick_device(args.device))
+    dtype = DTYPES[pick_dtype(args.dtype, device)]
+    layers = args.layers
+    if layers == "fit":  # not one that fits: keep one, which the check refuses with the reason
+        layers = layers_that_fit(args.gpu_config, args.tiny, dtype, WEIGHT_SHARE * free_memory(device)) or 1
     try:
-        raw = config_for(args.gpu_config, args.tiny, args.layers)
+        raw = config_for(args.gpu_config, args.tiny, layers)
     except ValueError as err:
         raise PlanError(f"{args.gpu_config}: {err}") from None
     sizes = TINY_SIZES if args.tiny else FULL_SIZES
@@ -100,7 +104,7 @@ def make_plan(args: Any) -> Plan:
         full_layers=config_for(args.gpu_config, args.tiny)["num_hidden_layers"],
         tiny=args.tiny,
         device=device,
-        dtype=DTYPES[pick_dtype(args.dtype, device)],
+        dtype=dtype,
         scenarios=args.scenarios,
         **{key: getattr(args, key) or default for key, default in sizes.items()},
         reference=not args.no_reference,

@@ -73,7 +73,10 @@ def bench_kernels(
         if problem:
             raise RuntimeError(problem)
         os.environ.setdefault("TRITON_INTERPRET", "1")
-        tokens, contexts = tuple(t for t in tokens if t <= 8) or (1,), (64, 256)
+        tokens, contexts = (
+            tuple(t for t in tokens if t <= 8) or (1,),
+            tuple(c for c in contexts if c <= 256) or (64, 256),
+        )
     dims = [TINY[m] if tiny else {QWEN.name: QWEN, V4.name: V4}[m] for m in models]
     copy_bw = copy_bandwidth(device)
     results = []
