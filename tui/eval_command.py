@@ -4,12 +4,15 @@ The wiring of the eval harness: tasks from ``--tasks``/``--dataset`` (default: t
 set), a solver from ``--model`` (``gold``, ``empty``, or any agent model spec), the sandbox
 decision, budgets, then ``evals.runner``. The embedded model is loaded once and shared by
 every worker: its client is safe to call from many threads, and the engine service batches
-their requests (continuous batching); scripted models get a fresh client per task (``scripted:FILE`` replays FILE for
-every task, ``scripted:DIR`` replays ``DIR/<instance_id>.jsonl``); remote clients are made per
-task. The arguments are declared here and imported by ``cli.py``, so this module imports
-nothing heavy at the top. Task ids and messages come from the dataset and the runs: what is
-printed goes through ``tui.inert``, the progress line included (its task ids made inert
-before ``evals.progress`` draws them; the evals do not import the UI).
+their requests (continuous batching); scripted models get a fresh client per task
+(``scripted:FILE`` replays FILE for every task, ``scripted:DIR`` replays
+``DIR/<instance_id>.jsonl``); remote clients are made per task, after one check of the
+endpoint (``clients.preflight``: the key, and that it answers), made before the output folder
+or any task's workspace is touched. The arguments are declared here and imported by
+``cli.py``, so this module imports nothing heavy at the top. Task ids and messages come from
+the dataset and the runs: what is printed goes through ``tui.inert``, the progress line
+included (its task ids made inert before ``evals.progress`` draws them; the evals do not
+import the UI).
 """
 
 from __future__ import annotations
@@ -200,7 +203,7 @@ def _solver(spec: str, args: Any, config: Any, settings: Any, output: Path) -> A
 def _clients(spec: str, args: Any, config: Any) -> Any:
     from codeagent.agent.clients import make_client
     from codeagent.agent.protocol import ModelError
-    from codeagent.tui.commands import AGENT_SPECS, DEFAULT_MODEL, CommandError
+    from codeagent.tui.commands import AGENT_SPECS, DEFAULT_MODEL, CommandError, refuse_unreachable
 
     if spec.startswith("scripted:"):
         folder = Path(spec.removeprefix("scripted:")).expanduser()
@@ -223,7 +226,8 @@ def _clients(spec: str, args: Any, config: Any) -> Any:
             "api_key": os.environ.get(key_env) if key_env else None,
             "context_window": config.remote.context_window,
         }
-        make_client(spec, **settings)  # a bad spec or endpoint setting fails before any task starts
+        # a bad spec, a missing key or an endpoint that does not answer fails before any task starts
+        refuse_unreachable(spec, make_client(spec, **settings))
         return lambda task: make_client(spec, **settings)
     from codeagent.tui.embedded import embedded_client
 
