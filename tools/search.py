@@ -29,6 +29,9 @@ says which engine stopped and how to rewrite the pattern. The worker costs a Pyt
 Output: ``path:line: text`` for matches, ``path-line- text`` for ``CONTEXT`` lines around
 them, ``--`` between separate groups, at most ``MAX_MATCHES`` matches (with a count of the
 rest) and ``MAX_LINE_CHARS`` characters a line.
+
+``mode: "definitions"`` reads the pattern as words, not a regex, and answers with the
+definitions that best match them (``ranked_search.py``), over the same files.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from codeagent.tools.base import Observation, ToolEnv, ToolError
 from codeagent.tools.diffs import PROBE_BYTES, printable, split_lines
 from codeagent.tools.ignore import iter_files
 from codeagent.tools.listing import glob_filter
+from codeagent.tools.ranked_search import search_definitions
 from codeagent.tools.spec import Specified
 
 MAX_MATCHES = 200
@@ -275,13 +279,16 @@ def timeout_message(engine: str, seconds: float) -> str:
 
 class Search(Specified, spec="search"):
     def run(self, args: dict[str, Any], env: ToolEnv) -> Observation:
-        pattern = compile_check(args["pattern"])
+        ranked = args.get("mode") == "definitions"
+        pattern = str(args["pattern"]) if ranked else compile_check(args["pattern"])
         where = env.resolve(args.get("path"), must_exist=True)
         files = [env.rel(where)] if where.is_file() else iter_files(env.root, where)
         if args.get("glob"):
             if not isinstance(args["glob"], str):
                 raise ToolError("glob must be a string such as '*.py'")
             files = list(filter(glob_filter(args["glob"], env.rel(where)), files))
+        if ranked:
+            return search_definitions(env, files, pattern)
         limit = env.time_left(env.settings.search_timeout)
         try:
             found = run_engines(env.root, searchable(env.root, files), pattern, time.monotonic() + limit)

@@ -315,7 +315,9 @@ def test_tool_respects_gitignore_focus_and_skips_binary_and_huge_files(project, 
     (project / "blob.py").write_bytes(b"def blob():\x00\n")
     env = ToolEnv(project, settings=ToolSettings(cache_dir=tmp_path / "cache", repo_map_tokens=500))
     result = run_tool(get_tool("repo_map"), {"focus": "lonely"}, env)
-    assert result.ok and result.text.startswith("unrelated.py:\n1| def lonely():")
+    best, outline = result.text.split("\n\noutline:\n")
+    assert result.ok and best.splitlines()[1] == "unrelated.py:1-2  def lonely():"
+    assert outline.startswith("unrelated.py:\n1| def lonely():")
     assert "generated" not in result.text and "gen.py" not in result.text
     assert "def huge" not in result.text and "def blob" not in result.text
     assert result.text.endswith("other files: .gitignore, blob.py, huge.py, notes.txt")

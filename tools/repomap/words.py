@@ -48,7 +48,7 @@ def stem(part: str) -> str:
             root = part[: -len(suffix)]
             if suffix == "s" and root.endswith(("s", "u", "i")):  # class, status, analysis
                 return part
-            return root[:-1] if suffix == "ies" else root
+            return root + "y" if suffix == "ies" else root
     return part
 
 
