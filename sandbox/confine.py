@@ -27,54 +27,24 @@ import functools
 import os
 import shutil
 import subprocess
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from codeagent import xdg
+from codeagent.sandbox import fallback
 from codeagent.sandbox import home as homes
 from codeagent.sandbox.gitview import view
 from codeagent.sandbox.limits import ResourceLimits, jail
 from codeagent.sandbox.process import CommandResult, run_command
 from codeagent.sandbox.protect import Guard, Journal, guard
-
-ENV_ALLOW = (
-    "PATH",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TERM",
-    "TZ",
-    "USER",
-    "LOGNAME",
-    "SHELL",
-    "PYTHONPATH",
-    "VIRTUAL_ENV",
-    "PYENV_ROOT",
-    "PYENV_VERSION",
-    "GOPATH",
-    "GOROOT",
-    "CARGO_HOME",
-    "RUSTUP_HOME",
-    "JAVA_HOME",
-    "NODE_PATH",
-    "CI",
-    "NO_COLOR",
-    "PAGER",
-    "GIT_PAGER",
-    "GIT_TERMINAL_PROMPT",
-    "PYTHONDONTWRITEBYTECODE",
-    "PYTHONUNBUFFERED",
-    "PYTHONIOENCODING",
+from codeagent.sandbox.spec import (
+    BUBBLEWRAP,
+    SandboxSpec,
+    allowed_environment,
+    own_folders,
+    toolchains_in_tmp,
 )
 
-
-@dataclass(slots=True)
-class SandboxSpec:
-    workspace: Path
-    network: bool = False
-    home: Path = field(default_factory=Path.home)
-    extra_env: dict[str, str] = field(default_factory=dict)  # set inside, after the allowlist
+__all__ = ["SandboxSpec", "bwrap_argv", "probe", "run_confined"]
 
 
 def probe() -> str | None:
@@ -94,11 +64,6 @@ def probe() -> str | None:
     return None
 
 
-def own_folders(env: dict[str, str]) -> list[Path]:
-    """codeagent's state, cache, config and data folders, wherever ``XDG_*`` put them: hidden inside."""
-    return [xdg.folder(kind, env) for kind in xdg.DEFAULTS]
-
-
 def _hide(spec: SandboxSpec, env: dict[str, str]) -> list[str]:
     """Empty homes with the toolchains mounted back read-only, then secret folders hidden."""
     own = [Path(os.path.realpath(p)) for p in own_folders(env)]
@@ -115,15 +80,6 @@ def _hide(spec: SandboxSpec, env: dict[str, str]) -> list[str]:
     return argv
 
 
-def allowed_environment(spec: SandboxSpec, env: dict[str, str]) -> dict[str, str]:
-    """The allowlisted environment. bwrap itself must run with it too: it is PID 1 inside the
-    sandbox, and its own /proc/1/environ is readable there."""
-    kept = {name: env[name] for name in ENV_ALLOW if name in env}
-    kept.update(HOME=str(spec.home), TMPDIR="/tmp")
-    kept.update(spec.extra_env)
-    return kept
-
-
 def _environment(spec: SandboxSpec, env: dict[str, str]) -> list[str]:
     argv = ["--clearenv"]
     for name, value in sorted(allowed_environment(spec, env).items()):
@@ -131,24 +87,10 @@ def _environment(spec: SandboxSpec, env: dict[str, str]) -> list[str]:
     return argv
 
 
-PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
-
-
 def _toolchains_in_tmp(env: dict[str, str]) -> list[str]:
-    """Read-only views of interpreters and PATH folders that live in a folder the sandbox
-    replaces with a private one (a virtual environment in /tmp, say), so commands still find
-    them: the top folder under /tmp (or /var/tmp) that holds each is mounted back, read-only."""
-    candidates = [Path(p) for p in env.get("PATH", "").split(os.pathsep) if p]
-    candidates += [Path(sys.prefix), Path(sys.base_prefix)]
-    if env.get("VIRTUAL_ENV"):
-        candidates.append(Path(env["VIRTUAL_ENV"]))
-    roots: dict[Path, None] = {}
-    for path in candidates:
-        real = path.resolve()
-        for tmp in PRIVATE_TMP:
-            if tmp in real.parents:
-                roots[tmp / real.relative_to(tmp).parts[0]] = None
-    return [arg for root in roots if root.is_dir() for arg in ("--ro-bind", str(root), str(root))]
+    """Read-only views of the toolchains that live in a folder the sandbox replaces with a
+    private one (a virtual environment in /tmp, say), so commands still find them."""
+    return [arg for root in toolchains_in_tmp(env) for arg in ("--ro-bind", str(root), str(root))]
 
 
 # The variables the environment-dependent mounts are computed from.
@@ -205,16 +147,22 @@ def run_confined(
     env: dict[str, str],
     limits: ResourceLimits | None = None,
 ) -> CommandResult:
-    """``process.run_command`` inside the sandbox (bwrap is the supervised child), within ``limits``.
+    """``process.run_command`` inside the sandbox, within ``limits``: bwrap, or the Landlock
+    launcher (``fallback.py``) as ``spec.confinement`` says, is the supervised child.
 
     Raises ``protect.ProtectedPathChanged`` (after putting the name back) when the command
     replaced a protected name that is a link."""
     argv = ["/bin/bash", "-c", command] if isinstance(command, str) else list(command)
-    wrapped, protected = bwrap_argv(spec, argv, env)
+    if spec.confinement == BUBBLEWRAP:
+        wrapped, protected = bwrap_argv(spec, argv, env)
+        command_env, release = allowed_environment(spec, env), protected.release
+    else:
+        launch = fallback.prepare(spec, argv, env)
+        wrapped, command_env, release = launch.argv, launch.env, launch.close
     try:
         cage = jail(limits or ResourceLimits())
     except BaseException:
-        protected.release()
+        release()
         raise
     try:
         return run_command(
@@ -222,9 +170,9 @@ def run_confined(
             spec.workspace,
             timeout=timeout,
             max_output_chars=max_output_chars,
-            env=allowed_environment(spec, env),
+            env=command_env,
             supervisor_options=cage.options,
         )
     finally:
         cage.close()
-        protected.release()
+        release()
