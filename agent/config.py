@@ -2,7 +2,9 @@
 
 Looked up at ``--config PATH``, else ``$XDG_CONFIG_HOME/codeagent/config.toml``
 (``~/.config/codeagent/config.toml``). Only the user's own file is read: a repository
-cannot point the model at another endpoint or change where keys come from. Keys are never
+cannot point the model at another endpoint or change where keys come from. (A repository's
+own settings, ``.codeagent/config.toml``, are ``project.py``'s; ``settings.py`` merges them
+over this file, narrowing only.) Keys are never
 stored here; ``remote.api_key_env`` names the variable that holds one.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -53,6 +56,7 @@ class ContextConfig(_Strict):
 
 class Config(_Strict):
     model: str | None = None  # default model spec when --model is not given
+    mode: Literal["read-only", "ask", "auto-edit", "full-auto"] | None = None  # the terminal UI's; None: ask
     remote: RemoteConfig = Field(default_factory=RemoteConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from codeagent.agent.codebase import Tracker
+from codeagent.agent.memory import FolderMemory
 from codeagent.agent.prompts import render
 from codeagent.agent.protocol import Message, ModelClient, ToolSchema
 from codeagent.tools.contained import Contained
@@ -50,9 +51,20 @@ def read_memory_files(root: Path) -> list[tuple[str, str]]:
     return found
 
 
-def system_message(root: Path, repo_context: str, codebase: str = "") -> Message:
+def system_message(
+    root: Path, repo_context: str, codebase: str = "", user_memory: tuple[str, str] | None = None
+) -> Message:
+    """The pinned system message: instructions, the user's own ``AGENTS.md`` (``memory.user_memory``:
+    where, text), the repository's memory files, then the codebase or the repo map."""
     memory = read_memory_files(root)
-    text = render("system", root=str(root), memory=memory, repo_context=repo_context, codebase=codebase)
+    text = render(
+        "system",
+        root=str(root),
+        user_memory=user_memory,
+        memory=memory,
+        repo_context=repo_context,
+        codebase=codebase,
+    )
     return {"role": "system", "content": text}
 
 
@@ -70,6 +82,7 @@ class Context:
     keep_recent: int = 6  # messages kept verbatim at the end when compacting
     tracker: Tracker | None = None  # set when the pinned prefix holds the codebase
     refresh: Refresh | None = None
+    folders: FolderMemory | None = None  # subfolder AGENTS.md files, shown in the turns as the agent goes
 
     @property
     def messages(self) -> list[Message]:
@@ -104,6 +117,7 @@ class Context:
             plan=plan_text,
             actions=_actions(middle),
             resnapshot=resnapshot,
+            instructions=list(self.folders.shown.items()) if self.folders is not None else [],
             files=[] if resnapshot else _current_files(root, middle),
         )
         self.turns = [self.turns[0], {"role": "user", "content": summary}, *self.turns[cut:]]

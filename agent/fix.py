@@ -4,7 +4,9 @@ The workflow around the loop:
 1. check the repository (a git work tree with a commit; a dirty tree only with
    ``allow_dirty``, and then the user's changes are stashed by commit id and restored);
 2. create ``codeagent/issue-N`` (or ``codeagent/task-<slug>``) from HEAD;
-3. run the tests once before, so the result can say what changed;
+3. run the project's setup command, if any (``setup_command``: in the sandbox, as the mode
+   allows a command; the model is told what happened), then the tests once before, so the
+   result can say what changed;
 4. run the agent (``run.open_run``: the transcript opens with the run's ``FixRecord`` and is
    written as it goes, so ``--resume RUN_ID`` can continue from it, ``run.resume_run``);
 5. run the tests after, commit what the agent changed (build by-products left out),
@@ -39,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from codeagent.agent import events as ev
 from codeagent.agent import gitops, leaks
 from codeagent.agent.conclude import conclude, run_tests
 from codeagent.agent.events import EventSink, ignore
@@ -49,8 +52,10 @@ from codeagent.agent.protocol import ModelClient
 from codeagent.agent.record import FixRecord, RunState
 from codeagent.agent.rollback import BranchMade
 from codeagent.agent.run import Hooks, Run, open_run, resume_run
+from codeagent.agent.setup_command import run_setup
 from codeagent.agent.transcript import new_run_id, transcript_path
 from codeagent.sandbox.git import GitRepo
+from codeagent.sandbox.policy import Policy
 from codeagent.sandbox.secrets import KnownSecrets
 from codeagent.tools.base import ToolEnv
 
@@ -104,6 +109,12 @@ def _start(
     root, branch, base, original, stash = repo.work_tree, made.branch, made.base, made.original, made.stash
     refs_before = gitops.refs(repo)
     env = options.run.tool_env(root)
+    task = format_task(issue)
+    if options.run.setup_command:  # the project's, in the sandbox, as the mode allows a command
+        shown = ev.redacting(sink, secrets.redact_data)
+        task += (
+            "\n\n" + run_setup(options.run.setup_command, env, Policy(options.run.mode), secrets, shown).note
+        )
     record = FixRecord(
         run_id=new_run_id(),
         root=root,
@@ -119,7 +130,7 @@ def _start(
         refs_before=refs_before,
     )
     hooks = Hooks(sink, secrets=secrets)
-    run = open_run(record, format_task(issue), make_client(0), env, options.run, hooks, _transcript(record))
+    run = open_run(record, task, make_client(0), env, options.run, hooks, _transcript(record))
     return Fixing(record, run, env, repo, options, started).finish()
 
 

@@ -6,7 +6,8 @@ here starts a thread or knows a screen: events go to ``sink`` and approvals to `
 both the front end's, called on the worker.
 
 - A session is a run (``record.SessionRecord``, kind ``interactive``) that ``run.open_run``
-  opens with the first message; its transcript, under ``runs_dir()``, is written as it goes,
+  opens with the first message (after the project's setup command, when there is one:
+  ``setup_command``); its transcript, under ``runs_dir()``, is written as it goes,
   so quitting at any moment loses at most the step in flight. ``resumable`` finds a saved
   session of this repository and ``resume`` continues it (``run.resume_run``).
 - Budgets (steps, tokens, wall time) apply to each user message, not to the whole session.
@@ -21,17 +22,20 @@ both the front end's, called on the worker.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
-from codeagent.agent.events import EventSink, ignore
+from codeagent.agent.events import EventSink, ignore, redacting
 from codeagent.agent.loop import Agent, Limits, RunResult
 from codeagent.agent.protocol import ModelClient
 from codeagent.agent.record import RunState, SessionRecord, load_run
 from codeagent.agent.run import Hooks, Run, RunConfig, open_run, resume_run
+from codeagent.agent.setup_command import run_setup
 from codeagent.agent.transcript import new_run_id, transcript_path
 from codeagent.sandbox.checkpoint import Checkpoints, Undone
 from codeagent.sandbox.policy import MODES, Approver, Policy
+from codeagent.sandbox.secrets import KnownSecrets
 
 
 class SessionError(Exception):
@@ -107,8 +111,14 @@ class Session:
             task=task.strip().splitlines()[0][:200] if task.strip() else "",
             base=self.base,
         )
+        hooks = self._hooks()
+        if self.config.setup_command:  # the project's, in the sandbox, approved as any command
+            secrets = KnownSecrets.gather(self.env.root, os.environ, self.env.settings.secret_env_names)
+            hooks.secrets = secrets
+            shown = redacting(self.sink, secrets.redact_data)
+            task += "\n\n" + run_setup(self.config.setup_command, self.env, self.policy, secrets, shown).note
         path = transcript_path(record.run_id)
-        return open_run(record, task, self.client, self.env, self.config, self._hooks(), path)
+        return open_run(record, task, self.client, self.env, self.config, hooks, path)
 
     def _hooks(self) -> Hooks:
         return Hooks(self.sink, self.policy, cancel=self.cancel)

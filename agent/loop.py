@@ -26,7 +26,9 @@ message): it starts a fresh count of replies without tool calls.
 Malformed tool calls (unknown tool, arguments that are not a JSON object, missing
 arguments) are answered with a corrective tool message, never a crash. When the pinned prefix
 holds the codebase, a tool that can change files has its result followed by the diff of any
-change it did not show itself, so the model's picture is the snapshot plus the turns.
+change it did not show itself, so the model's picture is the snapshot plus the turns. The first
+call that touches a subfolder with its own ``AGENTS.md`` has that file appended to its result
+(``memory.FolderMemory``, once per session).
 
 Every tool result passes through the run's known secrets (``secrets``) in ``_call`` before
 the model, the events or the transcript see it: a secret a command printed reaches them as
@@ -238,6 +240,9 @@ class Agent:
             self.env.deadline = outer
         if tool.mutates and self.context.tracker is not None:
             note = self.context.tracker.changes(self.env.root, shown_paths(observation.data))
+            observation.text = f"{observation.text}\n\n{note}" if note else observation.text
+        if observation.ok and self.context.folders is not None:  # a subfolder's AGENTS.md, once
+            note = self.context.folders.note(name, args)
             observation.text = f"{observation.text}\n\n{note}" if note else observation.text
         if name == "update_plan" and observation.ok:
             self.sink(ev.PlanUpdated(list(self.env.plan)))

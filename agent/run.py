@@ -46,6 +46,8 @@ class RunConfig:
     codebase_share: float = 0.5  # of the window, for the whole codebase in the pinned prefix; 0: never
     checkpoints: bool = True  # snapshots before every change (undo); off where the workspace is thrown away
     extra_tools: tuple[Tool, ...] = ()  # offered beside the built-in ones: the MCP servers' tools
+    user_memory: tuple[str, str] | None = None  # (where, text) of the user's own AGENTS.md, pinned first
+    setup_command: str | None = None  # the project's, run once in the sandbox before the first step
 
     def tool_env(self, root: Path) -> ToolEnv:
         """What the tools may touch in ``root``: confined or not, with checkpoints or not."""
@@ -137,6 +139,7 @@ def _spec(
         config.codebase_share,
         hooks.secrets,
         config.extra_tools,
+        config.user_memory,
     )
 
 

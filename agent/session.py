@@ -9,6 +9,10 @@ The repository part of the pinned prefix is the whole codebase when it fits
 ``repo_map``), else nothing. A resumed session keeps its pinned prefix; when that holds a
 snapshot, the files' changes since it are told to the model once, as a note.
 
+Memory files: the user's own ``AGENTS.md`` (``SessionSpec.user_memory``, read by the front
+end) and the repository's are pinned; subfolders' ``AGENTS.md`` files are shown in the turns
+as the agent reaches them (``memory.FolderMemory``, rebuilt from the turns on resume).
+
 The run's known secrets (``SessionSpec.secrets``; when not given, gathered here from the
 process's environment and the git credentials of the repository and the user) reach the
 loop, which redacts every tool result, the event sink (every field of every event
@@ -25,6 +29,7 @@ from codeagent.agent import events as ev
 from codeagent.agent.codebase import Tracker, fitting_snapshot, parse
 from codeagent.agent.context import Context, system_message
 from codeagent.agent.loop import Agent, Limits
+from codeagent.agent.memory import FolderMemory
 from codeagent.agent.prompts import render
 from codeagent.agent.protocol import Message, ModelClient
 from codeagent.agent.record import RunState
@@ -47,6 +52,7 @@ class SessionSpec:
     codebase_share: float = 0.5  # of the window, for the whole codebase in the pinned prefix; 0: never
     secrets: KnownSecrets | None = None  # redacted from what the run shows and records; None: gathered
     extra_tools: tuple[Tool, ...] = ()  # beside the built-in tools: the MCP servers' tools
+    user_memory: tuple[str, str] | None = None  # (where, text) of the user's own AGENTS.md, pinned
 
 
 def repo_context(env: ToolEnv) -> str:
@@ -60,8 +66,9 @@ def pinned_prefix(spec: SessionSpec) -> tuple[list[Message], Tracker | None]:
     root = spec.env.root
     snapshot = fitting_snapshot(root, spec.client, spec.codebase_share)
     if snapshot is not None:
-        return [system_message(root, "", snapshot.render())], Tracker(snapshot.files)
-    return [system_message(root, repo_context(spec.env) if spec.repo_map else "")], None
+        return [system_message(root, "", snapshot.render(), spec.user_memory)], Tracker(snapshot.files)
+    context = repo_context(spec.env) if spec.repo_map else ""
+    return [system_message(root, context, user_memory=spec.user_memory)], None
 
 
 def new_agent(spec: SessionSpec, task: str) -> Agent:
@@ -69,6 +76,7 @@ def new_agent(spec: SessionSpec, task: str) -> Agent:
     schemas = [openai_schema(tool) for tool in tools]
     pinned, tracker = pinned_prefix(spec)
     context = Context(spec.client, schemas, pinned, tracker=tracker, refresh=lambda: pinned_prefix(spec))
+    context.folders = FolderMemory(spec.env.root)
     agent = _agent(spec, tools, context)
     if spec.transcript:
         spec.transcript.write("message", step=0, message=context.pinned[0])
@@ -86,6 +94,7 @@ def resumed_agent(spec: SessionSpec, state: RunState) -> Agent:
     context = Context(
         spec.client, schemas, pinned, list(turns), tracker=tracker, refresh=lambda: pinned_prefix(spec)
     )
+    context.folders = FolderMemory.resumed(spec.env.root, turns)
     spec.env.plan = list(state.plan)
     agent = _agent(spec, tools, context)
     agent.steps = state.steps

@@ -29,6 +29,7 @@ from typing import Any, NoReturn
 
 from codeagent.agent.config import Config, ConfigError, load_config
 from codeagent.agent.gitops import WorkflowError
+from codeagent.agent.project import ProjectConfigError
 from codeagent.agent.protocol import ModelError
 from codeagent.bench import command as bench_command
 from codeagent.sandbox.git import UnsafeRepository
@@ -111,8 +112,8 @@ def _add_interactive(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--mode",
         choices=["read-only", "ask", "auto-edit", "full-auto"],
-        default="ask",
-        help="what runs without approval (default ask: every edit and command waits for you)",
+        help="what runs without approval (default: your config's mode, else ask: every edit and command "
+        "waits for you; a project's .codeagent/config.toml may only make it stricter)",
     )
     group.add_argument(
         "--resume", nargs="?", const="", metavar="ID", help="continue a session (default: the latest here)"
@@ -187,8 +188,8 @@ def _add_fix(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mode",
         choices=["read-only", "ask", "auto-edit", "full-auto"],
-        default="full-auto",
-        help="what runs without approval (default full-auto); headless, anything that would ask is refused",
+        help="what runs without approval (default full-auto; a project's .codeagent/config.toml may only "
+        "make it stricter); headless, anything that would ask is refused",
     )
     parser.add_argument(
         "--sandbox",
@@ -349,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (
         UsageError,
         ConfigError,
+        ProjectConfigError,
         WorkflowError,
         commands.CommandError,
         bench_command.BenchError,

@@ -14,19 +14,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from codeagent.agent import issues
+from codeagent.agent import gitops, issues
 from codeagent.agent.clients import SPEC_PREFIXES, make_client
 from codeagent.agent.clients.preflight import endpoint_problem
 from codeagent.agent.clients.settings import RemoteSettings
 from codeagent.agent.config import Config
 from codeagent.agent.fix import ClientFactory, FixOptions, FixResult, resume_fix, start_fix
-from codeagent.agent.github import GitHubClient, GitHubError, repo_from_remote, token_from_env
+from codeagent.agent.github import GitHubClient, GitHubError, repo_from_remote
 from codeagent.agent.loop import Limits
 from codeagent.agent.record import RunState, SessionRecord, load_run
 from codeagent.agent.run import RunConfig
+from codeagent.agent.settings import Settings
 from codeagent.agent.transcript import runs_dir, transcript_path
 from codeagent.tools.base import ToolSettings
-from codeagent.tui import mcp_tools
+from codeagent.tui import mcp_tools, project_settings
 from codeagent.tui.headless import ProgressPrinter
 from codeagent.tui.inert import inert
 
@@ -74,31 +75,26 @@ def refuse_unreachable(spec: str, client: object) -> None:
         raise CommandError(problem)
 
 
-def fix_options(args: Any, config: Config) -> FixOptions:
-    limits = Limits(
-        max_steps=args.max_steps or config.limits.max_steps,
-        max_tokens=args.max_tokens or config.limits.max_tokens,
-        max_wall_s=args.max_time or config.limits.max_wall_s,
-    )
-    root = args.cwd.resolve()
-    if not root.is_dir():
-        raise CommandError(f"{args.cwd} is not a directory")
-    run = run_config(args, config, limits, args.test_command, repo_map=not args.no_repo_map)
+def fix_options(args: Any, settings: Settings, root: Path) -> FixOptions:
+    config = settings.config  # the user's config, the project's settings and the flags, merged
+    limits = Limits(config.limits.max_steps, config.limits.max_tokens, config.limits.max_wall_s)
+    run = run_config(args, settings, limits, repo_map=not args.no_repo_map)
     return FixOptions(root, run, args.allow_dirty, args.push or args.pr, args.pr)
 
 
-def run_config(
-    args: Any, config: Config, limits: Limits, test_command: str | None = None, repo_map: bool = True
-) -> RunConfig:
+def run_config(args: Any, settings: Settings, limits: Limits, repo_map: bool = True) -> RunConfig:
     """How this command's runs are set up: the tools, budgets, mode, confinement, pinned prefix."""
+    config = settings.config
     return RunConfig(
-        tool_settings(config, test_command, args.api_key_env),
+        tool_settings(config, None, args.api_key_env),
         limits,
-        args.mode,
+        settings.mode,
         sandbox_consent(args.sandbox),
         args.network,
         repo_map,
         config.context.codebase_share,
+        user_memory=settings.user_memory,
+        setup_command=settings.setup_command,
     )
 
 
@@ -142,7 +138,7 @@ def github_client(args: Any, root: Path) -> GitHubClient:
         )
     return GitHubClient(
         api_url=os.environ.get("GITHUB_API_URL") or "https://api.github.com",
-        token=token_from_env(os.environ),
+        token=os.environ.get("GITHUB_TOKEN") or None,
         repo=repo,
     )
 
@@ -166,7 +162,14 @@ def read_issue(args: Any, root: Path) -> issues.IssueSpec:
 
 
 def fix(args: Any, config: Config) -> int:
-    options = fix_options(args, config)
+    root = args.cwd.resolve()
+    if not root.is_dir():
+        raise CommandError(f"{args.cwd} is not a directory")
+    repo = _load(args.resume).record.root if args.resume else gitops.open_repo(root).work_tree
+    settings = project_settings.for_command(args, config, "fix", repo)
+    project_settings.warn(settings)
+    config = settings.config
+    options = fix_options(args, settings, root)
     with mcp_tools.headless(config, options.root) as servers:
         options.run.extra_tools = tuple(servers.tools)
         return _fix(args, config, options)

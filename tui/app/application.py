@@ -111,6 +111,8 @@ class CodeAgentApp(App[int]):
         self.chat.notice(line)
         if not self.setup.config.sandbox:
             self.chat.notice("the sandbox is off: the model's commands run as you", "error")
+        for line in self.setup.settings.notices if self.setup.settings else []:
+            self.chat.notice(plain(line), "warn")  # the project's settings set aside; they quote its file
 
     # sending
 

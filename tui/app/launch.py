@@ -3,7 +3,9 @@
 Mistakes are found before the screen opens and end as one ``codeagent: error:`` line: not a
 git repository, no terminal, an unknown session, a model spec that cannot work (scripted and
 remote clients are built here; an embedded checkpoint loads inside the app, with progress,
-since that can take minutes). The session's id is printed on the way out, for ``--resume``.
+since that can take minutes), a bad ``.codeagent/config.toml``. The settings in effect
+(``agent.settings``) go to the app, which shows their notices and lists them in ``/help``.
+The session's id is printed on the way out, for ``--resume``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from codeagent.agent.config import Config
 from codeagent.agent.loop import Limits
 from codeagent.agent.protocol import ModelClient, ModelError
 from codeagent.agent.runs import session_model, sessions
-from codeagent.tui import mcp_tools
+from codeagent.tui import mcp_tools, project_settings
 from codeagent.tui.app.setup import ClientBuilder, Setup
 from codeagent.tui.commands import (
     AGENT_SPECS,
@@ -39,13 +41,15 @@ def launch(args: argparse.Namespace, config: Config) -> int:
         raise CommandError(
             "the terminal UI needs a terminal; in scripts and CI use 'codeagent fix --task TEXT'"
         )
+    settings = project_settings.for_command(args, config, "tui", root)
+    config = settings.config  # the user's config with the project's settings merged in
     if spec == DEFAULT_MODEL:  # first run: say what the default model takes and ask, before the screen opens
         _fetch_default(spec)
     limits = Limits(config.limits.max_steps, config.limits.max_tokens, config.limits.max_wall_s)
     with mcp_tools.interactive(config, root) as servers:
-        run = run_config(args, config, limits)
+        run = run_config(args, settings, limits)
         run.extra_tools = tuple(servers.tools)
-        setup = Setup(root, spec, builder, run, client=client)
+        setup = Setup(root, spec, builder, run, client=client, settings=settings)
         from codeagent.tui.app.application import CodeAgentApp  # Textual loads only for the UI
 
         app = CodeAgentApp(setup, resume=resume)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from codeagent.agent.protocol import ModelClient
 from codeagent.agent.run import RunConfig
+from codeagent.agent.settings import Settings
 
 ClientBuilder = Callable[[str, int], ModelClient]  # (model spec, replies already consumed) -> client
 
@@ -22,3 +23,4 @@ class Setup:
     clients: ClientBuilder  # raises ModelError when the model cannot be had
     config: RunConfig = field(default_factory=lambda: RunConfig(mode="ask"))
     client: ModelClient | None = None  # built already (cheap specs); None: built on the worker
+    settings: Settings | None = None  # the settings in effect and their sources, for /help; None: not known

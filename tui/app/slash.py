@@ -4,7 +4,8 @@ A registry (name -> argument syntax and a line of help) plus aliases, and ``Slas
 one method a command (``HANDLERS`` maps the names to them), acting on the app through the
 ``Host`` protocol: its session, its chat screen, loading a model, resuming, quitting. An
 unknown command is answered with the closest names and a pointer to ``/help``, never sent
-to the model. Commands that touch the conversation or the files (``IDLE_ONLY``, and
+to the model. ``/help`` also lists the settings in effect and where each came from (default,
+user config, project config, command line: ``agent.settings``). Commands that touch the conversation or the files (``IDLE_ONLY``, and
 switching models) are queued by the app until the agent stops; ``/mode`` applies at once,
 to the agent's next tool call.
 """
@@ -20,6 +21,7 @@ from rich.text import Text
 
 from codeagent.agent.interactive import Session, SessionError
 from codeagent.agent.runs import sessions
+from codeagent.agent.settings import Settings
 from codeagent.sandbox.git import GitError
 from codeagent.tools.plan import render_plan
 from codeagent.tui.app.chat import ChatScreen
@@ -87,6 +89,23 @@ def help_lines() -> list[tuple[str, str]]:
     return rows + list(KEYS)
 
 
+def settings_text(settings: Settings, mode: str) -> Text:
+    """The settings in effect and where each came from (``mode``: the session's now, which
+    ``/mode`` may have changed); values may be repository text, shown inert."""
+    rows = [(n, mode, "/mode") if n == "mode" and mode != v else (n, v, s) for n, v, s in settings.rows()]
+    width = max(len(name) for name, _, _ in rows) + 2
+    where = f" (project file: {settings.project_file})" if settings.project_file else " (no project file)"
+    text = Text("\nsettings in effect, and where each came from", style="bold")
+    text.append_text(plain(where + ":\n"))
+    for name, value, source in rows:
+        text.append(f"  {name.ljust(width)}", style="bold")
+        text.append_text(plain(value))
+        text.append(f"  [{source}]\n", style="dim")
+    for line in settings.notices:
+        text.append_text(plain(f"  note: {line}\n", "yellow"))
+    return text
+
+
 IDLE_ONLY = frozenset({"diff", "undo", "compact", "clear", "resume"})
 
 
@@ -132,6 +151,9 @@ class SlashCommands:
         for left, right in rows:
             text.append(left.ljust(width), style="bold")
             text.append(right + "\n")
+        settings = self.host.setup.settings
+        if settings is not None:
+            text.append(settings_text(settings, self.session.policy.mode))
         text.rstrip()
         self.chat.notice(text)
 
