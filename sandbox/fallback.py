@@ -122,16 +122,18 @@ def complement(root: Path, hidden: list[Path]) -> list[Path]:
 
 
 def read_rules(spec: SandboxSpec, workspace: Path, env: dict[str, str]) -> list[landlock.Rule]:
-    """What commands may read: all but the hidden places, then the toolchains and devices."""
+    """What commands may read: all but the hidden places, then the toolchains and devices. A
+    toolchain's folder in /tmp may hold a hidden one (a ``$HOME`` there): it stays hidden."""
     own = [_real(p) for p in own_folders(env)]
-    hidden = [*homes.hidden_roots(spec.home), *homes.secret_places(own), *own]
-    hidden += [_real(tmp) for tmp in PRIVATE_TMP if tmp.exists()] + [Path("/dev")]
-    paths = complement(Path("/"), hidden)
+    secret = [*homes.hidden_roots(spec.home), *homes.secret_places(own), *own]
+    temp = [_real(tmp) for tmp in PRIVATE_TMP if tmp.exists()]
+    paths = complement(Path("/"), [*secret, *temp, Path("/dev")])
     mounts = homes.toolchain_mounts(spec.home, env, keep_out=own)
     masked = [_real(p) for p in homes.masked_files(mounts, spec.home)]
+    for root in toolchains_in_tmp(env):
+        paths += complement(root, [*secret, *masked])
     for mount in mounts:
         paths += complement(mount, masked)
-    paths += toolchains_in_tmp(env)
     rules = [landlock.Rule(str(p), landlock.READ) for p in paths]
     rules.append(landlock.Rule(str(workspace), landlock.READ))
     rules += [landlock.Rule(d, DEVICE_ACCESS) for d in DEVICES if os.path.exists(d)]

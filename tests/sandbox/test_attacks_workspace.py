@@ -3,7 +3,9 @@
 Each runs a hostile command through ``run_confined`` in a real git repository and checks the
 host afterwards: protected names (renamed away, replaced, created), git's refs and objects,
 placeholders left or cleaned through planted links, secrets in the home folder, codeagent's
-own state and ``.git/config``. Skipped, with the reason, where bubblewrap cannot run.
+own state and ``.git/config``. The attacks run under bubblewrap and under the Landlock
+fallback (the ``confinement`` fixture); the placeholder tests are bubblewrap's alone (the
+fallback makes none). Skipped, with the reason, where a confinement cannot run.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from codeagent.sandbox.confine import SandboxSpec, probe, run_confined
 from codeagent.sandbox.protect import PROTECTED, Journal, ProtectedPathChanged, guard
 
 REASON = probe()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"no sandbox here: {REASON}")
+bubblewrap_only = pytest.mark.skipif(REASON is not None, reason=f"no bubblewrap here: {REASON}")
 TOKEN = "ghs_workflowtoken0123456789"
 HEADER = "AUTHORIZATION: basic eC1hY2Nlc3MtdG9rZW46Z2hzX3dvcmtmbG93dG9rZW4wMTIzNDU2Nzg5"
 
@@ -50,8 +52,8 @@ def repo(tmp_path: Path) -> Path:
     return root
 
 
-def run(root: Path, command: str, home: Path | None = None, **env: str) -> str:
-    spec = SandboxSpec(root, home=home or Path.home())
+def run(root: Path, command: str, confinement: str, home: Path | None = None, **env: str) -> str:
+    spec = SandboxSpec(root, home=home or Path.home(), confinement=confinement)
     result = run_confined(spec, command, timeout=30, max_output_chars=20_000, env={**os.environ, **env})
     return result.output
 
@@ -86,22 +88,23 @@ RENAME_ATTACKS = [
 
 @pytest.mark.attack("protected-paths")
 @pytest.mark.parametrize("command", RENAME_ATTACKS)
-def test_protected_paths_cannot_be_renamed_away_or_replaced(repo, command):
+def test_protected_paths_cannot_be_renamed_away_or_replaced(confinement, repo, command):
     before = state(repo)
-    run(repo, command)
+    run(repo, confinement=confinement, command=command)
     assert state(repo) == before
     assert not (repo / ".git-old").exists() and not (repo / ".github-old").exists()
 
 
 @pytest.mark.attack("protected-paths")
 @pytest.mark.parametrize("name", sorted(PROTECTED))
-def test_missing_protected_names_cannot_be_created(tmp_path, name):
+def test_missing_protected_names_cannot_be_created(confinement, tmp_path, name):
     root = tmp_path / "plain"
     root.mkdir()
     (root / "app.py").write_text("x\n")
     out = run(
         root,
-        f"mkdir -p {name}/sub 2>&1; echo pwned > {name} 2>&1; echo pwned > {name}/f 2>&1; "
+        confinement=confinement,
+        command=f"mkdir -p {name}/sub 2>&1; echo pwned > {name} 2>&1; echo pwned > {name}/f 2>&1; "
         f"mv {name} moved 2>&1; echo done",
     )
     assert "done" in out
@@ -124,10 +127,10 @@ def test_missing_protected_names_cannot_be_created(tmp_path, name):
         "for f in .git/objects/*/*; do ln $f obj-$(basename $f) && chmod +w obj-* && echo x >> obj-*; done",
     ],
 )
-def test_refs_objects_and_config_cannot_be_rewritten(repo, command):
+def test_refs_objects_and_config_cannot_be_rewritten(confinement, repo, command):
     before = state(repo)
     objects = sorted(p.name for p in (repo / ".git" / "objects").iterdir())
-    run(repo, command)
+    run(repo, confinement=confinement, command=command)
     assert state(repo) == before
     assert sorted(p.name for p in (repo / ".git" / "objects").iterdir()) == objects
 
@@ -143,19 +146,31 @@ def test_refs_objects_and_config_cannot_be_rewritten(repo, command):
         "git config --get-all http.https://github.com/.extraheader",
     ],
 )
-def test_git_credentials_are_unreadable_inside(repo, command):
-    out = run(repo, command)
+def test_git_credentials_are_unreadable_inside(confinement, repo, command, request):
+    if confinement != "bubblewrap":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="known limit of the Landlock fallback: .git/config is readable as it is "
+                "(bubblewrap overlays a view without credentials; Landlock cannot)",
+            )
+        )
+    out = run(repo, confinement=confinement, command=command)
     assert TOKEN not in out and HEADER not in out and "eC1hY2Nlc3Mt" not in out
     assert (repo / ".git" / "config").read_text().count(TOKEN) == 1  # the host's copy is untouched
 
 
-def test_git_still_works_inside(repo):
-    out = run(repo, "git status --short; git log --oneline; git remote -v; git diff HEAD --stat; echo ok")
+def test_git_still_works_inside(confinement, repo):
+    out = run(
+        repo,
+        confinement=confinement,
+        command="git status --short; git log --oneline; git remote -v; git diff HEAD --stat; echo ok",
+    )
     assert "init" in out and "github.com/o/r.git" in out and out.rstrip().endswith("ok")
 
 
 @pytest.mark.attack("secrets")
-def test_the_home_folder_is_empty_but_for_toolchains(tmp_path, repo):
+def test_the_home_folder_is_empty_but_for_toolchains(confinement, tmp_path, repo):
     home = tmp_path / "home"
     (home / ".pyenv" / "bin").mkdir(parents=True)
     (home / ".pyenv" / "bin" / "tool").write_text("#!/bin/sh\necho toolchain-ok\n")
@@ -170,7 +185,8 @@ def test_the_home_folder_is_empty_but_for_toolchains(tmp_path, repo):
     path = f"{home / '.pyenv' / 'bin'}:{os.environ['PATH']}"
     out = run(
         repo,
-        "tool; cat ~/.plain-file ~/notes/token.txt ~/.local/share/keyrings/login ~/.cargo/credentials.toml; "
+        confinement=confinement,
+        command="tool; cat ~/.plain-file ~/notes/token.txt ~/.local/share/keyrings/login ~/.cargo/credentials.toml; "
         # the 4 GB pyenv tree is left out of the search: on a loaded machine reading it outlasted
         # the command's time limit
         "grep -rh --exclude-dir=.pyenv qz7 ~ /root /home 2>/dev/null; touch ~/.pyenv/bin/x; echo end",
@@ -179,23 +195,28 @@ def test_the_home_folder_is_empty_but_for_toolchains(tmp_path, repo):
         HOME=str(home),
     )
     assert "toolchain-ok" in out and "end" in out
-    assert "-secret" not in out
+    assert "-secret" not in out, out
     assert not (home / ".pyenv" / "bin" / "x").exists()
 
 
 @pytest.mark.attack("secrets")
-def test_codeagent_state_outside_home_is_hidden(tmp_path, repo, monkeypatch):
+def test_codeagent_state_outside_home_is_hidden(confinement, tmp_path, repo, monkeypatch):
     state_home = tmp_path / "elsewhere" / "state"
     runs = state_home / "codeagent" / "runs" / "old-run"
     runs.mkdir(parents=True)
     (runs / TRANSCRIPT).write_text('{"secret": "canary-transcript"}\n')
     monkeypatch.setenv("XDG_STATE_HOME", str(state_home))
-    out = run(repo, f"cat {runs}/{TRANSCRIPT}; ls -R {state_home}; echo end", XDG_STATE_HOME=str(state_home))
+    out = run(
+        repo,
+        confinement=confinement,
+        command=f"cat {runs}/{TRANSCRIPT}; ls -R {state_home}; echo end",
+        XDG_STATE_HOME=str(state_home),
+    )
     assert "canary-transcript" not in out and "end" in out
 
 
 @pytest.mark.attack("cleanup")
-def test_a_protected_link_out_is_never_cleaned_through(tmp_path):
+def test_a_protected_link_out_is_never_cleaned_through(confinement, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep").mkdir()  # an empty folder a naive cleanup would rmdir
@@ -204,35 +225,47 @@ def test_a_protected_link_out_is_never_cleaned_through(tmp_path):
     sh(root, "init", "-q")
     os.symlink(outside, root / ".github")
     os.symlink(outside / "keep", root / ".codeagent")
-    out = run(root, "ls .github; echo end")
+    out = run(root, confinement=confinement, command="ls .github; echo end")
     assert "end" in out
     assert (outside / "keep").is_dir() and sorted(p.name for p in outside.iterdir()) == ["keep"]
-    assert out == run(root, "ls .github; echo end")  # and later commands still run
+    assert out == run(
+        root, confinement=confinement, command="ls .github; echo end"
+    )  # and later commands still run
 
 
 @pytest.mark.attack("cleanup")
-def test_a_protected_link_into_the_workspace_protects_its_target(tmp_path):
+def test_a_protected_link_into_the_workspace_protects_its_target(confinement, tmp_path):
     root = tmp_path / "ws"
     (root / "ci" / "workflows").mkdir(parents=True)
     (root / "ci" / "workflows" / "ci.yml").write_text("on: push\n")
     sh(root, "init", "-q")
     os.symlink("ci", root / ".github")
-    run(root, "echo evil > ci/workflows/evil.yml; echo evil >> .github/workflows/ci.yml")
+    run(
+        root,
+        confinement=confinement,
+        command="echo evil > ci/workflows/evil.yml; echo evil >> .github/workflows/ci.yml",
+    )
     assert sorted(p.name for p in (root / "ci" / "workflows").iterdir()) == ["ci.yml"]
     assert (root / "ci" / "workflows" / "ci.yml").read_text() == "on: push\n"
 
 
 @pytest.mark.attack("protected-paths")
-def test_a_replaced_protected_link_is_put_back_and_stops_the_run(tmp_path):
+def test_a_replaced_protected_link_is_put_back_and_stops_the_run(confinement, tmp_path):
     root = tmp_path / "ws"
     (root / "ci").mkdir(parents=True)
     sh(root, "init", "-q")
     os.symlink("ci", root / ".github")
-    with pytest.raises(ProtectedPathChanged, match=r"\.github"):
-        run(root, "rm .github && mkdir -p .github/workflows && echo evil > .github/workflows/x.yml")
+    attack = "rm .github && mkdir -p .github/workflows && echo evil > .github/workflows/x.yml"
+    if confinement == "bubblewrap":
+        with pytest.raises(ProtectedPathChanged, match=r"\.github"):
+            run(root, confinement=confinement, command=attack)
+    else:
+        run(root, confinement=confinement, command=attack)  # refused: no top-level entry is removed
     assert (root / ".github").is_symlink() and os.readlink(root / ".github") == "ci"
+    assert sorted(p.name for p in (root / "ci").iterdir()) == []
 
 
+@bubblewrap_only
 @pytest.mark.attack("cleanup")
 def test_placeholders_left_by_a_killed_process_are_removed_by_the_next_command(tmp_path):
     root = tmp_path / "ws"
@@ -256,10 +289,11 @@ def test_placeholders_left_by_a_killed_process_are_removed_by_the_next_command(t
     proc.kill()
     proc.wait()
     assert (root / ".envrc").exists()  # left behind by the killed process
-    run(root, "true")
+    run(root, confinement="bubblewrap", command="true")
     assert sorted(p.name for p in root.iterdir()) == [".git"]
 
 
+@bubblewrap_only
 @pytest.mark.attack("cleanup")
 def test_commands_running_at_once_in_one_process_keep_their_own_journals(tmp_path):
     """Parallel eval tasks run confined commands from threads of one process: each command's
