@@ -24,13 +24,14 @@ from codeagent.bench.argtypes import (
     positive_int,
 )
 from codeagent.bench.cpu import arguments as cpu_arguments
+from codeagent.bench.firstlight import arguments as firstlight_arguments
 from codeagent.bench.handlers import BenchError
 from codeagent.bench.v4layers import arguments as v4layers_arguments
 
 __all__ = ["GPU_CONFIGS", "KERNEL_NAMES", "BenchError", "register"]
 
 Subparsers = argparse._SubParsersAction  # what ``add_subparsers`` returns
-GPU_CONFIGS = ("qwen3-coder-30b-a3b", "deepseek-v4-flash")
+GPU_CONFIGS = ("qwen3-coder-30b-a3b", "deepseek-v4-flash", "qwen3-next-80b-a3b")
 KERNEL_NAMES = (
     "rms_norm", "rotary", "moe_routing", "fused_moe", "fused_moe_fp4", "sampling", "paged_attention_decode",
     "paged_attention_prefill", "v4_sink_attention", "v4_sink_attention_from_mask", "v4_indexer_topk",
@@ -61,6 +62,7 @@ def register(commands: Subparsers) -> None:
     _add_kernels(sub)
     _add_gpu(sub)
     v4layers_arguments.add(sub)
+    firstlight_arguments.add(sub)
 
 
 def _add_cpu_scenarios(sub: Subparsers) -> None:

@@ -9,7 +9,7 @@ V4's hash-routing tables ``k`` distinct random experts per token (zeros would se
 token to expert 0 and make those layers look cheap). No checkpoint files and no copy on
 the host: the peak is the weights themselves.
 
-``CONFIGS`` holds Qwen3-Coder-30B-A3B and DeepSeek-V4-Flash in their ``config.json``
+``CONFIGS`` holds Qwen3-Coder-30B-A3B, DeepSeek-V4-Flash and Qwen3-Next-80B-A3B in their ``config.json``
 spellings, written from the published model shapes, not read from a checkpoint: only
 the shapes matter here. ``TINY`` holds the same families at tiny shapes (V4's heavy
 compression rate cut to 8 so that tiny contexts reach it), for checks on a CPU.
@@ -95,7 +95,41 @@ V4_FLASH = {
     "tie_word_embeddings": False,
 }
 
-CONFIGS: dict[str, dict[str, Any]] = {"qwen3-coder-30b-a3b": QWEN3_CODER, "deepseek-v4-flash": V4_FLASH}
+QWEN3_NEXT = {
+    "architectures": ["Qwen3NextForCausalLM"],
+    "model_type": "qwen3_next",
+    "vocab_size": 151936,
+    "hidden_size": 2048,
+    "num_hidden_layers": 48,
+    "full_attention_interval": 4,  # three Gated DeltaNet layers, then one gated attention
+    "num_attention_heads": 16,
+    "num_key_value_heads": 2,
+    "head_dim": 256,
+    "partial_rotary_factor": 0.25,
+    "intermediate_size": 5120,
+    "moe_intermediate_size": 512,
+    "shared_expert_intermediate_size": 512,
+    "num_experts": 512,
+    "num_experts_per_tok": 10,
+    "norm_topk_prob": True,
+    "decoder_sparse_step": 1,
+    "mlp_only_layers": [],
+    "linear_num_key_heads": 16,
+    "linear_num_value_heads": 32,
+    "linear_key_head_dim": 128,
+    "linear_value_head_dim": 128,
+    "linear_conv_kernel_dim": 4,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 10_000_000.0,
+    "max_position_embeddings": 262144,
+    "tie_word_embeddings": False,
+}
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "qwen3-coder-30b-a3b": QWEN3_CODER,
+    "deepseek-v4-flash": V4_FLASH,
+    "qwen3-next-80b-a3b": QWEN3_NEXT,
+}
 
 TINY: dict[str, dict[str, Any]] = {
     "qwen3-coder-30b-a3b": {
@@ -129,6 +163,24 @@ TINY: dict[str, dict[str, Any]] = {
         "index_n_heads": 4,
         "index_head_dim": 16,
         "index_topk": 4,
+    },
+    "qwen3-next-80b-a3b": {
+        **QWEN3_NEXT,
+        "vocab_size": 512,
+        "hidden_size": 64,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "intermediate_size": 128,
+        "moe_intermediate_size": 32,
+        "shared_expert_intermediate_size": 32,
+        "num_experts": 8,
+        "num_experts_per_tok": 2,
+        "linear_num_key_heads": 2,
+        "linear_num_value_heads": 4,
+        "linear_key_head_dim": 16,
+        "linear_value_head_dim": 16,
     },
 }
 

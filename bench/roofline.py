@@ -11,14 +11,17 @@ divided by the bandwidth the device really sustains (a measured device-to-device
   all C tokens in every layer. DeepSeek-V4: per layer the window's latents (min(C, W));
   heavily compressed (HCA) layers every visible entry (C // rate); compressed sparse
   (CSA) layers every visible indexer key (C // 4, index_head_dim wide) and the top-k
-  entries chosen (min(C // 4, index_topk)).
+  entries chosen (min(C // 4, index_topk)). Qwen3-Next: keys and values of all C tokens
+  in its gated-attention layers; in its Gated DeltaNet layers a fixed state whatever C
+  (the fp32 recurrent state [Hv, Dk, Dv] and the convolution's last taps).
 
 Writes (the new KV rows) and activations are left out: negligible at these sizes.
 
 Prefill FLOPs of one N-token prompt: 2 per matmul weight element per token (routed
 experts k/E of theirs), attention's QK and PV (4·H·D per query-key pair, causal: query p
 sees p + 1 tokens; V4: its window plus the chosen or visible entries, and the indexer's
-2·heads·dim per visible key), and the LM head once (only the last token's logits).
+2·heads·dim per visible key; Qwen3-Next: causal attention in its gated-attention layers,
+4·Hv·Dk·Dv per token in its DeltaNet layers), and the LM head once (only the last token's logits).
 
 Limits: uniform routing is an assumption (trained routers are skewed, so real batches
 touch fewer experts than counted here); norms, rotary, softmax, V4's compressor pooling
@@ -36,6 +39,8 @@ import torch
 from codeagent.backend.models.deepseek_v4.config import CSA, HCA, SLIDING, DeepseekV4Config
 from codeagent.backend.models.deepseek_v4.weights import storage_dtype, weight_shapes
 from codeagent.backend.models.qwen3_moe import Qwen3MoeConfig
+from codeagent.backend.models.qwen3_next import Qwen3NextConfig, Qwen3NextForCausalLM
+from codeagent.backend.models.qwen3_next.config import FULL
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,8 @@ def inventory(config: Any, dtype: torch.dtype) -> list[Weight]:
         return _qwen3_inventory(config, dtype.itemsize)
     if isinstance(config, DeepseekV4Config):
         return _v4_inventory(config, dtype)
+    if isinstance(config, Qwen3NextConfig):
+        return _next_inventory(config, dtype)
     raise TypeError(f"no cost model for {type(config).__name__}")
 
 
@@ -123,6 +130,21 @@ def _v4_inventory(c: DeepseekV4Config, dtype: torch.dtype) -> list[Weight]:
     return out
 
 
+def _next_inventory(c: Qwen3NextConfig, dtype: torch.dtype) -> list[Weight]:
+    """Qwen3-Next's weights as the model declares them, built on the meta device (no memory)."""
+    out = []
+    for name, p in Qwen3NextForCausalLM(c, dtype=dtype, device="meta").named_parameters():
+        if name.startswith("embed"):
+            kind = "rows"
+        elif name.startswith("lm_head"):
+            kind = "head"
+        else:
+            kind = "expert" if p.dim() == 3 and p.shape[0] == c.num_experts else "dense"
+        matmul = kind in ("dense", "expert") and p.dim() >= 2 and not name.endswith("conv")
+        out.append(Weight(name, tuple(p.shape), p.element_size(), kind, matmul))
+    return out
+
+
 def weight_bytes(config: Any, dtype: torch.dtype) -> int:
     """Bytes of every weight: what building the model allocates."""
     return sum(w.bytes for w in inventory(config, dtype))
@@ -130,7 +152,7 @@ def weight_bytes(config: Any, dtype: torch.dtype) -> int:
 
 def routed(config: Any) -> tuple[int, int]:
     """(routed experts per layer E, experts chosen per token k)."""
-    if isinstance(config, Qwen3MoeConfig):
+    if isinstance(config, Qwen3MoeConfig | Qwen3NextConfig):
         return config.num_experts, config.num_experts_per_tok
     return config.n_routed_experts, config.num_experts_per_tok
 
@@ -160,6 +182,15 @@ def kv_read_bytes(config: Any, dtype: torch.dtype, context: int) -> float:
     size = dtype.itemsize
     if isinstance(config, Qwen3MoeConfig):
         return config.num_hidden_layers * 2 * config.num_key_value_heads * config.head_dim * size * context
+    if isinstance(config, Qwen3NextConfig):
+        full = config.layer_types.count(FULL)
+        linear = config.num_hidden_layers - full
+        channels = 2 * config.linear_num_key_heads * config.linear_key_head_dim + _value_width(config)
+        state = 4 * _value_width(config) * config.linear_key_head_dim  # fp32 [Hv, Dk, Dv]
+        conv = channels * (config.linear_conv_kernel_dim - 1) * size
+        return float(
+            full * 2 * config.num_key_value_heads * config.head_dim * size * context + linear * (state + conv)
+        )
     c: DeepseekV4Config = config
     total = 0
     for i, kind in enumerate(c.layer_types):
@@ -197,6 +228,15 @@ def _attention_flops(config: Any, tokens: int) -> float:
     if isinstance(config, Qwen3MoeConfig):
         pairs = float(seen.sum())
         return config.num_hidden_layers * 4.0 * config.num_attention_heads * config.head_dim * pairs
+    if isinstance(config, Qwen3NextConfig):
+        full = config.layer_types.count(FULL)
+        recurrent = (
+            4.0 * _value_width(config) * config.linear_key_head_dim * tokens
+        )  # state update + read-out
+        linear = config.num_hidden_layers - full
+        return (
+            full * 4.0 * config.num_attention_heads * config.head_dim * float(seen.sum()) + linear * recurrent
+        )
     c: DeepseekV4Config = config
     per_pair = 4.0 * c.num_attention_heads * c.head_dim
     total = 0.0
@@ -210,3 +250,7 @@ def _attention_flops(config: Any, tokens: int) -> float:
             pairs = pairs + visible
         total += per_pair * float(pairs.sum())
     return total
+
+
+def _value_width(c: Qwen3NextConfig) -> int:
+    return c.linear_num_value_heads * c.linear_value_head_dim

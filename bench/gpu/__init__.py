@@ -21,7 +21,8 @@ their values, only on routing, which is about uniform for both. Scenarios:
   went before, so its blocks are in the pool).
 
 Cells that cannot fit the KV pool are skipped with the reason. A model cut to fewer
-layers (``--layers``, for DeepSeek-V4-Flash's 13 GB bf16 layers) also reports
+layers (``--layers N``, or ``--layers fit``: as many as the device holds; for DeepSeek-V4-Flash's
+13 GB bf16 layers and Qwen3-Next-80B-A3B's 160 GB) also reports
 full-depth estimates: tokens/s x layers kept / layers released, which assumes the cut's
 layers cost what the average layer does (the first layers of V4 are window and
 hash-routed ones, cheaper than average: the estimate flatters). ``--tiny`` runs the same

@@ -96,9 +96,18 @@ def make_plan(args: Any) -> Plan:
         raw = config_for(args.gpu_config, args.tiny, layers)
     except ValueError as err:
         raise PlanError(f"{args.gpu_config}: {err}") from None
-    sizes = TINY_SIZES if args.tiny else FULL_SIZES
     v4 = raw["architectures"][0] == "DeepseekV4ForCausalLM"
-    plan = Plan(
+    try:
+        plan = _plan(args, raw, device, dtype, v4)
+    except ValueError as err:  # the configuration cut to these layers is no model
+        raise PlanError(f"{args.gpu_config} cut to {raw['num_hidden_layers']} layers: {err}") from None
+    _check(plan)
+    return plan
+
+
+def _plan(args: Any, raw: dict[str, Any], device: torch.device, dtype: torch.dtype, v4: bool) -> Plan:
+    sizes = TINY_SIZES if args.tiny else FULL_SIZES
+    return Plan(
         name=args.gpu_config,
         raw=raw,
         full_layers=config_for(args.gpu_config, args.tiny)["num_hidden_layers"],
@@ -114,8 +123,6 @@ def make_plan(args: Any) -> Plan:
         kv_cache_bytes=int(args.kv_cache_gb * 2**30) if args.kv_cache_gb else None,
         seed=args.seed,
     )
-    _check(plan)
-    return plan
 
 
 def _check(plan: Plan) -> None:
@@ -141,12 +148,15 @@ def _check(plan: Plan) -> None:
 
 def layers_that_fit(name: str, tiny: bool, dtype: torch.dtype, budget: float) -> int:
     """How many of a configuration's first layers fit ``budget`` bytes of weights (0: not one)."""
-    total = config_for(name, tiny)["num_hidden_layers"]
     fit = 0
-    while (
-        fit < total and roofline.weight_bytes(parse_config(config_for(name, tiny, fit + 1)), dtype) <= budget
-    ):
-        fit += 1
+    for layers in range(1, config_for(name, tiny)["num_hidden_layers"] + 1):
+        try:
+            need = roofline.weight_bytes(parse_config(config_for(name, tiny, layers)), dtype)
+        except ValueError:  # no model at this cut (Qwen3-Next's needs a gated-attention layer)
+            continue
+        if need > budget:
+            break
+        fit = layers
     return fit
 
 
