@@ -6,8 +6,11 @@ the engine's prefix cache) is the same whichever front end runs.
 
 The repository part of the pinned prefix is the whole codebase when it fits
 ``codebase_share`` of the model's window (``codebase.py``), else the repo map (when
-``repo_map``), else nothing. A resumed session keeps its pinned prefix; when that holds a
-snapshot, the files' changes since it are told to the model once, as a note.
+``repo_map``), else nothing; the map opens with the ten definitions ranked best for the
+task (``tools.repomap.localise``; about ten lines beyond the map's budget), which makes that
+part of the prefix the task's own (two tasks on one repository share less of it). A resumed
+session keeps its pinned prefix; when that holds a snapshot, the files' changes since it are
+told to the model once, as a note.
 
 Memory files: the user's own ``AGENTS.md`` (``SessionSpec.user_memory``, read by the front
 end) and the repository's are pinned; subfolders' ``AGENTS.md`` files are shown in the turns
@@ -37,7 +40,9 @@ from codeagent.agent.transcript import Transcript
 from codeagent.sandbox.policy import Policy
 from codeagent.sandbox.secrets import KnownSecrets
 from codeagent.tools.base import Tool, ToolEnv, openai_schema, run_tool
+from codeagent.tools.ignore import iter_files
 from codeagent.tools.registry import default_tools, get_tool
+from codeagent.tools.repomap.tool import best_definitions
 
 
 @dataclass(slots=True)
@@ -55,26 +60,30 @@ class SessionSpec:
     user_memory: tuple[str, str] | None = None  # (where, text) of the user's own AGENTS.md, pinned
 
 
-def repo_context(env: ToolEnv) -> str:
-    """The repository part of the pinned prefix: the repo map, or nothing if none can be built."""
+def repo_context(env: ToolEnv, task: str = "") -> str:
+    """The repository part of the pinned prefix: the repo map, or nothing if none can be built.
+
+    With the task's text, the definitions the localiser ranks best for it come first."""
     observation = run_tool(get_tool("repo_map"), {}, env)
-    return observation.text if observation.ok else ""
+    text = observation.text if observation.ok else ""
+    best = best_definitions(env, iter_files(env.root), task) if text and task.strip() else ""
+    return f"{best}\n\noutline:\n{text}" if best else text
 
 
-def pinned_prefix(spec: SessionSpec) -> tuple[list[Message], Tracker | None]:
+def pinned_prefix(spec: SessionSpec, task: str = "") -> tuple[list[Message], Tracker | None]:
     """The system message, with the codebase (and a tracker of its changes) or the repo map."""
     root = spec.env.root
     snapshot = fitting_snapshot(root, spec.client, spec.codebase_share)
     if snapshot is not None:
         return [system_message(root, "", snapshot.render(), spec.user_memory)], Tracker(snapshot.files)
-    context = repo_context(spec.env) if spec.repo_map else ""
+    context = repo_context(spec.env, task) if spec.repo_map else ""
     return [system_message(root, context, user_memory=spec.user_memory)], None
 
 
 def new_agent(spec: SessionSpec, task: str) -> Agent:
     tools = [*default_tools(), *spec.extra_tools]
     schemas = [openai_schema(tool) for tool in tools]
-    pinned, tracker = pinned_prefix(spec)
+    pinned, tracker = pinned_prefix(spec, task)
     context = Context(spec.client, schemas, pinned, tracker=tracker, refresh=lambda: pinned_prefix(spec))
     context.folders = FolderMemory(spec.env.root)
     agent = _agent(spec, tools, context)

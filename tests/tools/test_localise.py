@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from codeagent.agent.session import repo_context
 from codeagent.tools.base import ToolEnv, ToolSettings, run_tool
 from codeagent.tools.ignore import iter_files
 from codeagent.tools.registry import get_tool
@@ -134,3 +135,11 @@ def test_search_definitions_mode_ranks_definitions(tmp_path):
     assert not empty.ok and "pattern is empty" in empty.text
     regex = run_tool(search, {"pattern": "def (wrong"}, env)
     assert not regex.ok and "invalid regular expression" in regex.text  # the default mode is unchanged
+
+
+def test_the_pinned_repo_map_opens_with_the_tasks_best_definitions(tmp_path):
+    root = make_project(tmp_path / "shop")
+    env = ToolEnv(root, settings=ToolSettings(cache_dir=tmp_path / "cache", repo_map_tokens=800))
+    pinned = repo_context(env, "Negative amounts print two minus signs")
+    assert pinned.splitlines()[1] == "shop/money.py:1-4  def format_amount(cents):"
+    assert "\n\noutline:\n" in pinned and repo_context(env) == pinned.split("\n\noutline:\n")[1]
