@@ -71,6 +71,14 @@ class RunFinished(Event):
     message: str
 
 
+@dataclass(slots=True)
+class AttemptEvent(Event):
+    """An event of one of several attempts at once (``fix --attempts N``), numbered from 1."""
+
+    attempt: int
+    event: Event
+
+
 EventSink = Callable[[Event], None]
 
 

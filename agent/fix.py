@@ -8,7 +8,9 @@ The workflow around the loop:
    allows a command; the model is told what happened), then the tests once before, so the
    result can say what changed;
 4. run the agent (``run.open_run``: the transcript opens with the run's ``FixRecord`` and is
-   written as it goes, so ``--resume RUN_ID`` can continue from it, ``run.resume_run``);
+   written as it goes, so ``--resume RUN_ID`` can continue from it, ``run.resume_run``); with
+   ``FixOptions.attempts`` (``--attempts N``), N agents work at once in workspaces of their
+   own and the one the tests prove best is applied to the branch (``fix_attempts.py``);
 5. run the tests after, commit what the agent changed (build by-products left out),
    optionally push and open a pull request;
 6. return a ``FixResult`` whose ``exit_code`` the CLI exits with:
@@ -45,6 +47,7 @@ from codeagent.agent import events as ev
 from codeagent.agent import gitops, leaks
 from codeagent.agent.conclude import conclude, run_tests
 from codeagent.agent.events import EventSink, ignore
+from codeagent.agent.fix_attempts import fix_with_attempts
 from codeagent.agent.fixtypes import FixOptions, FixResult
 from codeagent.agent.issues import IssueSpec, format_task
 from codeagent.agent.loop import RunResult
@@ -130,6 +133,8 @@ def _start(
         refs_before=refs_before,
     )
     hooks = Hooks(sink, secrets=secrets)
+    if options.attempts is not None and options.attempts.count > 1:  # several at once: the best lands
+        return fix_with_attempts(record, task, options.attempts, options, hooks, repo, secrets, started)
     run = open_run(record, task, make_client(0), env, options.run, hooks, _transcript(record))
     return Fixing(record, run, env, repo, options, started).finish()
 
@@ -200,6 +205,7 @@ class Fixing:
             tests_before=record.tests_before,
             transcript=str(self.run.transcript.path) if self.run.transcript else None,
             stash=record.stash,
+            confinement=self.env.sandbox.confinement if self.env.sandbox else "none",
         )
         try:
             outcome = self.run.agent.run()

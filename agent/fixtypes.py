@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from codeagent.agent.attempts import AttemptPlan
 from codeagent.agent.run import RunConfig
 
 
@@ -30,6 +31,7 @@ class FixOptions:
     pr: bool = False
     pull_requests: PullRequests | None = None  # where ``pr`` opens one
     secret_values: dict[str, str] = field(default_factory=dict)  # name -> value, besides the environment's
+    attempts: AttemptPlan | None = None  # ``--attempts N`` (N > 1): ``fix_attempts.py``
 
 
 @dataclass(slots=True)
@@ -52,6 +54,8 @@ class FixResult:
     agent_status: str | None = None
     pull_request: str | None = None
     stash: str | None = None
+    confinement: str | None = None  # where commands ran: bubblewrap, landlock+seccomp, landlock or none
+    attempts: dict[str, Any] | None = None  # with --attempts N: each attempt's outcome, the winner, why
 
     @property
     def exit_code(self) -> int:

@@ -1,6 +1,6 @@
 """Progress lines for headless runs: one short line per step, tool call and outcome, on stderr,
 so stdout stays free for the machine-readable result. Verbose adds each model call's tokens
-(prompt, cached, completion).
+(prompt, cached, completion). With several attempts at once, each line starts with ``[N]``.
 
 The model's text, tool output and arguments (file names, commands) are untrusted: each line
 goes through ``tui.inert`` on its way out, the one place this printer writes. Shortened text
@@ -33,6 +33,9 @@ class ProgressPrinter:
 
     def _line(self, event: ev.Event) -> str | None:
         match event:
+            case ev.AttemptEvent(attempt=number, event=inner):  # several at once: each line tagged
+                line = self._line(inner)
+                return None if line is None else "\n".join(f"[{number}] {part}" for part in line.split("\n"))
             case ev.StepStarted(step=step):
                 return f"step {step}"
             case ev.AssistantMessage(content=content, usage=usage):
