@@ -6,9 +6,10 @@ the engine's prefix cache) is the same whichever front end runs.
 
 The repository part of the pinned prefix is the whole codebase when it fits
 ``codebase_share`` of the model's window (``codebase.py``), else the repo map (when
-``repo_map``), else nothing; the map opens with the ten definitions ranked best for the
-task (``tools.repomap.localise``; about ten lines beyond the map's budget), which makes that
-part of the prefix the task's own (two tasks on one repository share less of it). A resumed
+``repo_map``), else nothing; the map is followed by the ten definitions ranked best for the
+task (``tools.repomap.localise``; about ten lines beyond the map's budget). They come last, the
+end of the system message, so the map before them stays the same for every task on a
+repository state and two tasks there still share its cached prefix. A resumed
 session keeps its pinned prefix; when that holds a snapshot, the files' changes since it are
 told to the model once, as a note.
 
@@ -63,11 +64,12 @@ class SessionSpec:
 def repo_context(env: ToolEnv, task: str = "") -> str:
     """The repository part of the pinned prefix: the repo map, or nothing if none can be built.
 
-    With the task's text, the definitions the localiser ranks best for it come first."""
+    With the task's text, the definitions the localiser ranks best for it follow the map (after
+    it, so that the map's part of the prefix is the same whatever the task)."""
     observation = run_tool(get_tool("repo_map"), {}, env)
     text = observation.text if observation.ok else ""
     best = best_definitions(env, iter_files(env.root), task) if text and task.strip() else ""
-    return f"{best}\n\noutline:\n{text}" if best else text
+    return f"{text}\n\n{best}" if best else text
 
 
 def pinned_prefix(spec: SessionSpec, task: str = "") -> tuple[list[Message], Tracker | None]:
