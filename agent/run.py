@@ -30,6 +30,7 @@ from codeagent.sandbox.checkpoint import Checkpoints
 from codeagent.sandbox.confine import SandboxSpec
 from codeagent.sandbox.policy import Policy
 from codeagent.sandbox.secrets import KnownSecrets
+from codeagent.sandbox.spec import BUBBLEWRAP
 from codeagent.tools.base import Tool, ToolEnv, ToolSettings
 
 
@@ -48,10 +49,13 @@ class RunConfig:
     extra_tools: tuple[Tool, ...] = ()  # offered beside the built-in ones: the MCP servers' tools
     user_memory: tuple[str, str] | None = None  # (where, text) of the user's own AGENTS.md, pinned first
     setup_command: str | None = None  # the project's, run once in the sandbox before the first step
+    confinement: str = BUBBLEWRAP  # which sandbox, when ``sandbox``: bubblewrap or the Landlock fallback
 
     def tool_env(self, root: Path) -> ToolEnv:
         """What the tools may touch in ``root``: confined or not, with checkpoints or not."""
-        sandbox = SandboxSpec(root, network=self.network) if self.sandbox else None
+        sandbox = (
+            SandboxSpec(root, network=self.network, confinement=self.confinement) if self.sandbox else None
+        )
         checkpoints = Checkpoints(root) if self.checkpoints else None
         return ToolEnv(root, settings=self.settings, checkpoints=checkpoints, sandbox=sandbox)
 

@@ -32,6 +32,7 @@ from codeagent.agent.gitops import WorkflowError
 from codeagent.agent.project import ProjectConfigError
 from codeagent.agent.protocol import ModelError
 from codeagent.bench import command as bench_command
+from codeagent.sandbox.choose import CHOICES as SANDBOX_CHOICES
 from codeagent.sandbox.git import UnsafeRepository
 from codeagent.tui import commands, eval_command, mcp_command
 from codeagent.tui.argtypes import (
@@ -121,9 +122,10 @@ def _add_interactive(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-C", "--cwd", type=Path, default=Path.cwd(), help="repository (default: current dir)")
     group.add_argument(
         "--sandbox",
-        choices=["on", "off"],
+        choices=SANDBOX_CHOICES,
         default=os.environ.get("CODEAGENT_SANDBOX", "on"),
-        help="run the model's commands in the bubblewrap sandbox (default on; $CODEAGENT_SANDBOX)",
+        help="run the model's commands in the sandbox (default on: bubblewrap, else Landlock where namespaces "
+        "are unavailable; bubblewrap or landlock to insist on one; $CODEAGENT_SANDBOX)",
     )
     group.add_argument("--network", action="store_true", help="let sandboxed commands use the network")
     _add_model_flags(parser)
@@ -193,9 +195,10 @@ def _add_fix(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--sandbox",
-        choices=["on", "off"],
+        choices=SANDBOX_CHOICES,
         default=os.environ.get("CODEAGENT_SANDBOX", "on"),
-        help="run the model's commands in the bubblewrap sandbox (default on; $CODEAGENT_SANDBOX); "
+        help="run the model's commands in the sandbox (default on: bubblewrap, else Landlock where namespaces "
+        "are unavailable; bubblewrap or landlock to insist on one; $CODEAGENT_SANDBOX); "
         "off runs them as you, for code you trust",
     )
     parser.add_argument("--network", action="store_true", help="let sandboxed commands use the network")

@@ -26,6 +26,7 @@ from codeagent.agent.record import RunState, SessionRecord, load_run
 from codeagent.agent.run import RunConfig
 from codeagent.agent.settings import Settings
 from codeagent.agent.transcript import runs_dir, transcript_path
+from codeagent.sandbox.choose import Choice, SandboxUnavailable, choose
 from codeagent.tools.base import ToolSettings
 from codeagent.tui import mcp_tools, project_settings
 from codeagent.tui.headless import ProgressPrinter
@@ -85,16 +86,18 @@ def fix_options(args: Any, settings: Settings, root: Path) -> FixOptions:
 def run_config(args: Any, settings: Settings, limits: Limits, repo_map: bool = True) -> RunConfig:
     """How this command's runs are set up: the tools, budgets, mode, confinement, pinned prefix."""
     config = settings.config
+    sandbox = sandbox_choice(args.sandbox)
     return RunConfig(
         tool_settings(config, None, args.api_key_env),
         limits,
         settings.mode,
-        sandbox_consent(args.sandbox),
+        sandbox.confined,
         args.network,
         repo_map,
         config.context.codebase_share,
         user_memory=settings.user_memory,
         setup_command=settings.setup_command,
+        confinement=sandbox.confinement,
     )
 
 
@@ -112,22 +115,33 @@ def tool_settings(config: Config, test_command: str | None, api_key_env: str | N
 
 def sandbox_consent(choice: str) -> bool:
     """True to confine; False only when the user said so, and then loudly."""
+    return sandbox_choice(choice).confined
+
+
+def sandbox_choice(choice: str) -> Choice:
+    """The confinement for ``--sandbox`` (``sandbox.choose``): bubblewrap, else the Landlock
+    fallback (said on stderr), or none only when the user said so, and then loudly;
+    ``CommandError`` where the choice cannot run."""
     if choice == "off":
         print(
             "codeagent: warning: the sandbox is off (--sandbox off): the model's commands run as you, "
             "with your files and network",
             file=sys.stderr,
         )
-        return False
-    from codeagent.sandbox.confine import probe
-
-    reason = probe()
-    if reason is not None:
+    try:
+        chosen = choose(choice)
+    except SandboxUnavailable as err:
         raise CommandError(
-            f"the sandbox cannot run here ({reason}); install bubblewrap, or pass --sandbox off "
+            f"the sandbox cannot run here ({err}); install bubblewrap, or pass --sandbox off "
             "to run the model's commands unconfined, only for code you trust"
+        ) from err
+    if chosen.fallback_reason:
+        print(
+            f"codeagent: {chosen.fallback_reason}; the model's commands run confined by {chosen.confinement} "
+            "instead (no new top-level files in the repository, .git/config readable: see the README)",
+            file=sys.stderr,
         )
-    return True
+    return chosen
 
 
 def github_client(args: Any, root: Path) -> GitHubClient:

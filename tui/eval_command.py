@@ -107,7 +107,8 @@ def _evaluate(args: Any, config: Any) -> int:
     if args.repos is not None and not args.repos.is_dir():
         raise CommandError(f"--repos {args.repos} is not a folder")
     chosen = select(load_tasks(path, setup=args.setup), args.shard, args.limit)
-    settings = _settings(args, config, sandbox_consent(args.sandbox))
+    # the evals run bubblewrap only (their settings carry no confinement yet): refused without it
+    settings = _settings(args, config, sandbox_consent("bubblewrap" if args.sandbox == "on" else "off"))
     spec = model_spec(args, config)
     meta = {
         "source": str(path),

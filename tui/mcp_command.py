@@ -21,6 +21,8 @@ from typing import Any
 from codeagent.agent.config import Config
 from codeagent.agent.gitops import open_repo
 from codeagent.agent.run import RunConfig
+from codeagent.sandbox.choose import CHOICES as SANDBOX_CHOICES
+from codeagent.sandbox.spec import BUBBLEWRAP
 from codeagent.tui import commands
 
 
@@ -36,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # what ``add_subparsers`
     )
     parser.add_argument(
         "--sandbox",
-        choices=["on", "off"],
+        choices=SANDBOX_CHOICES,
         default=os.environ.get("CODEAGENT_SANDBOX", "on"),
         help="run commands in the bubblewrap sandbox (default on; $CODEAGENT_SANDBOX); "
         "off runs them as you, for code you trust",
@@ -49,14 +51,15 @@ def run(args: Any, config: Config) -> int:
     if not args.repo.is_dir():
         raise commands.CommandError(f"{args.repo} is not a directory")
     root = open_repo(args.repo).work_tree
-    refusal = None
+    refusal, confinement = None, BUBBLEWRAP
     try:
-        confined = commands.sandbox_consent(args.sandbox)
+        chosen = commands.sandbox_choice(args.sandbox)
+        confined, confinement = chosen.confined, chosen.confinement
     except commands.CommandError as err:
         confined, refusal = True, str(err)
         print(f"codeagent: warning: the run tool is refused: {refusal}", file=sys.stderr)
     settings = commands.tool_settings(config, None, None)
-    run_config = RunConfig(settings, sandbox=confined, network=args.network)
+    run_config = RunConfig(settings, sandbox=confined, network=args.network, confinement=confinement)
 
     from codeagent.agent.mcp.server import Workspace, serve
 

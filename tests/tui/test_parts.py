@@ -33,6 +33,8 @@ def test_counts_and_the_status_line_fit_every_width():
     assert len(narrow) <= 80 and narrow.startswith("embedded:Qwen3-Coder-30B-A3B │ ctx 30k/262k 11% │ ask")
     assert "tok/s" not in narrow
     assert status_text(Stats("m", 1000, 10, False), 80).plain.startswith("m │ ctx ~10/1k 1%")
+    fallback = Stats("m", 1000, 10, confinement="landlock+seccomp")
+    assert "│ sandbox: landlock+seccomp │" in status_text(fallback, 200).plain
 
 
 def test_mentions_complete_and_attach_text_files_only(make_repo):

@@ -282,4 +282,5 @@ def _stats(setup: Setup) -> Stats:
         window=client.context_window if client else 0,
         mode=setup.config.mode,
         sandbox=setup.config.sandbox,
+        confinement=setup.config.confinement,
     )

@@ -35,6 +35,7 @@ class Stats:
     elapsed: float = 0.0  # of the current (or last) user message
     mode: str = "ask"
     sandbox: bool = True
+    confinement: str = "bubblewrap"  # which sandbox: the Landlock fallback is named on the bar
 
 
 def count(n: int) -> str:
@@ -64,6 +65,8 @@ def _fields(stats: Stats) -> list[tuple[int, Text]]:
         context.stylize("bold red")
     rate = f"{stats.rate:.0f} tok/s" if stats.rate is not None else "– tok/s"
     sandbox = Text("sandbox", style="green") if stats.sandbox else Text("NO SANDBOX", style="bold red")
+    if stats.sandbox and stats.confinement != "bubblewrap":
+        sandbox = Text(f"sandbox: {stats.confinement}", style="yellow")
     mode = Text(stats.mode, style="bold yellow" if stats.mode == "full-auto" else "bold")
     return [
         (9, plain(stats.model or "no model", "bold cyan")),
