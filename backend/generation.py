@@ -11,6 +11,9 @@ entries. ``pieces(every_token=True)`` yields one per generated token that is not
 end-of-sequence id, empty when the token shows nothing yet (an agent may stop at any
 token), then the held-back rest; plain iteration yields only pieces with something in them.
 
+A prompt with a grammar (``chat/prompt.py``: tools, ``tool_choice``, ``response_format``) is
+decoded under it (``grammar/``), unless the model's ``constrain`` is off.
+
 Tool calls come out when their block closes, since values are typed by the tool's schema:
 a first entry with ``id``, ``type`` and ``name`` (arguments ``""``), then one entry holding all
 of ``function.arguments``. Clients that join fragments by ``index`` read them as any OpenAI
@@ -34,6 +37,7 @@ gone, an agent interrupted) or ``cancel`` frees the engine's sequence.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -101,7 +105,12 @@ class Generation:
 
     @classmethod
     def start(cls, model: ChatModel, service: Service, prompt: Prompt, params: SamplingParams) -> Generation:
-        """Submit ``prompt``; ValueError when the engine could never hold it (its KV pool is too small)."""
+        """Submit ``prompt`` (under its grammar, when the model constrains replies); ValueError when
+        the engine could never hold it (its KV pool is too small), GrammarError when its grammar
+        (a tool's schema, a response format) does not compile."""
+        grammar = model.grammar(prompt.grammar)
+        if grammar is not None:
+            params = dataclasses.replace(params, grammar=grammar)
         return cls(model, prompt, service.submit(prompt.ids, params), params.stop)
 
     def __init__(

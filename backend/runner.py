@@ -7,6 +7,11 @@ after an admission), and the ``BlockTables`` that every layer's paged attention 
 it samples the next token of every sequence whose newest token was just computed (a prompt
 chunk that is not the prompt's last leaves nothing to sample), each with its own parameters
 and generator, through the kernels the model was built with.
+
+Sequences with a grammar (``grammar/``) are masked first: their masks are filled on a worker
+thread started before the forward pass (the matchers' state depends only on tokens already
+sampled) and applied to their rows of the logits after it; each sampled token is then fed to
+its sequence's matcher. Free sequences in the same batch are untouched.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import torch
 
 from codeagent.backend.cache.paged import KVPool, SeqBlocks
 from codeagent.backend.cache.tables import BlockTables
+from codeagent.backend.grammar.matcher import StepMasks
 from codeagent.backend.layers.sampler import sample
 from codeagent.backend.models.base import CausalLM, SeqSlice
 from codeagent.backend.scheduler import Scheduled
@@ -26,12 +32,15 @@ from codeagent.backend.sequence import Sequence
 class ModelRunner:
     def __init__(self, model: CausalLM, pool: KVPool, device: torch.device) -> None:
         self.model, self.pool, self.device = model, pool, device
+        self.grammar_overlap = True  # fill grammar masks while the forward runs (False: after it)
 
     def run(self, batch: Scheduled) -> list[tuple[Sequence, int]]:
         """Compute the batch's new tokens; returns (sequence, sampled token) for those ready to sample."""
         for seq, _ in batch:
             if seq.state is None:
                 seq.state = self.model.new_state(SeqBlocks(self.pool, seq.table), seq.computed)
+        ready = [row for row, (seq, n) in enumerate(batch) if seq.computed + n == len(seq.tokens)]
+        masks = self._start_masks([batch[row][0] for row in ready])
         logits = forward_batch(
             self.model,
             self.pool,
@@ -41,13 +50,22 @@ class ModelRunner:
                 for seq, n in batch
             ],
         )  # [N, V]
-        ready = [row for row, (seq, n) in enumerate(batch) if seq.computed + n == len(seq.tokens)]
         if not ready:
             return []
         picked = [batch[row][0] for row in ready]
         params = [seq.request.params for seq in picked]
-        tokens = sample(logits[ready], params, [seq.generator for seq in picked], self.model.kernels)
+        rows = logits[ready]
+        if masks is not None:
+            masks.apply(rows)
+        tokens = sample(rows, params, [seq.generator for seq in picked], self.model.kernels)
+        for seq, token in zip(picked, tokens, strict=True):
+            if seq.matcher is not None and not seq.matcher.consume(token):
+                seq.matcher = None  # cannot happen under its own mask; the rest goes unconstrained
         return list(zip(picked, tokens, strict=True))
+
+    def _start_masks(self, ready: list[Sequence]) -> StepMasks | None:
+        constrained = [(row, seq.matcher) for row, seq in enumerate(ready) if seq.matcher is not None]
+        return StepMasks.start(constrained, self.grammar_overlap)
 
     def forget(self, seq: Sequence) -> None:
         """``seq`` ended: its decoding state is gone (a split engine's other ranks drop theirs)."""

@@ -250,6 +250,7 @@ class RuntimeConfig:
     ep: bool = False  # routed experts divided among the ranks whole
     cpu_experts: int = 0  # routed experts per sparse layer kept in host memory
     pack: str | None = None  # "fp8" or "fp4": the weights converted after loading (opt-in)
+    constrain: bool = True  # decode replies under their grammar (``grammar/``)
 
 
 @dataclass(slots=True)
@@ -290,6 +291,7 @@ def open_runtime(folder: Path, config: RuntimeConfig | None = None) -> Runtime:
     config = config or RuntimeConfig()
     device = pick_device(config.device)
     model = chat_model(folder, config.name, config.remembered_turns)  # before the weights: fails fast
+    model.constrain = config.constrain
     loaded = load(folder, config.dtype, device, config.tp, config.ep, config.cpu_experts, config.pack)
     try:
         engine = build_engine(loaded, model.tokenizer.eos_token_ids, config.cache)

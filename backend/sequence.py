@@ -11,6 +11,8 @@ state in the pool, the model's decoding state over its blocks, timings and how i
 Stop conditions (``Sequence.append``): end-of-sequence ids (unless ``ignore_eos``),
 ``stop_token_ids``, ``max_tokens``, and the hook. Each sequence samples with its own
 generator (seeded from ``SamplingParams.seed``), so its tokens do not depend on the batch.
+A sequence whose parameters carry a grammar holds its own matcher, fed every sampled token
+by the runner; a preemption keeps it (generated tokens are recomputed, not resampled).
 """
 
 from __future__ import annotations
@@ -66,14 +68,17 @@ class Sequence:
     finish: str | None = None
     error: str | None = None
     preemptions: int = 0
+    matcher: Any = None  # the grammar's parse of the generated tokens (``grammar/matcher.py``)
 
     @classmethod
     def start(cls, seq_id: int, request: Request, eos: frozenset[int]) -> Sequence:
         params = request.params
         stop_ids = frozenset(params.stop_token_ids) | (frozenset() if params.ignore_eos else eos)
-        return cls(
+        seq = cls(
             seq_id, request, list(request.prompt_ids), _generator(params), time.perf_counter(), stop_ids
         )
+        seq.matcher = params.grammar.matcher() if params.grammar is not None else None
+        return seq
 
     @property
     def prompt_len(self) -> int:

@@ -7,6 +7,10 @@ runtime's factory (``backend/runtime.py``), and shared by every request to that 
 in-process client's and the server's alike, so a conversation continued through either
 hits the prefix cache.
 
+Constrained decoding: ``grammar(text)`` compiles a prompt's reply grammar for this tokenizer
+(``grammar/matcher.py``; the vocabulary is wrapped for llguidance on first use, and compiled
+grammars are cached); with ``constrain`` off it returns None and replies are decoded free.
+
 Limits: the window is ``max_position_embeddings`` from ``config.json`` (or its
 ``text_config``'s, for a multimodal release; 32768 when a config leaves it out); nothing here checks that the engine's KV pool can hold that much.
 """
@@ -21,6 +25,7 @@ from codeagent.backend.chat.continuity import TurnMemory
 from codeagent.backend.chat.families import family_of
 from codeagent.backend.chat.template import ChatTemplate
 from codeagent.backend.chat.tokenizer import Tokenizer
+from codeagent.backend.grammar.matcher import Grammar, GrammarVocabulary
 
 DEFAULT_WINDOW = 32768  # tokens, for a config without max_position_embeddings
 REMEMBERED_TURNS = 256  # recent turns whose text and ids are kept, for every client of the model
@@ -34,10 +39,20 @@ class ChatModel:
     family: str
     context_window: int
     remembered_turns: int = REMEMBERED_TURNS
+    constrain: bool = True  # decode replies under their grammar (tools, tool_choice, response_format)
     memory: TurnMemory = field(init=False)
+    _vocabulary: GrammarVocabulary | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.memory = TurnMemory(self.tokenizer, self.remembered_turns)
+
+    def grammar(self, text: str | None) -> Grammar | None:
+        """``text`` (a prompt's reply grammar) compiled for this tokenizer; GrammarError if it cannot be."""
+        if text is None or not self.constrain:
+            return None
+        if self._vocabulary is None:
+            self._vocabulary = GrammarVocabulary(self.tokenizer)
+        return self._vocabulary.compile(text)
 
     @classmethod
     def from_dir(

@@ -153,6 +153,11 @@ class Tokenizer:
     def token_to_id(self, token: str | None) -> int | None:
         return None if token is None else self.inner.token_to_id(token)
 
+    def single_added_token(self, text: str) -> int | None:
+        """The id of ``text`` when the vocabulary holds it as one added token (Qwen's ``<tool_call>``)."""
+        token = self.inner.token_to_id(text)
+        return token if token is not None and token in self.inner.get_added_tokens_decoder() else None
+
     def encode(self, text: str) -> list[int]:
         if len(text) < LONG_TEXT:
             return self.inner.encode(text, add_special_tokens=False).ids

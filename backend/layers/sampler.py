@@ -3,16 +3,24 @@
 Operates on float32 logits [N, V], one row per sequence, each with its own parameters.
 With Triton (``kernels/sampling``) one launch samples every row on the device: same
 distributions, but seeded draws differ from ``torch.multinomial``'s.
-Temperature 0 is greedy (argmax, ties to the lowest id, like the references).
+Temperature 0 is greedy (argmax, ties to the lowest id, like the references). A grammar in
+the parameters is applied by the runner (``runner.py``) before these functions see the logits.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
 from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
+
+
+class Constraint(Protocol):
+    """A compiled grammar (``grammar.matcher.Grammar``): each sequence gets its own matcher."""
+
+    def matcher(self) -> Any: ...
 
 
 @dataclass(slots=True)
@@ -26,6 +34,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] = ()
     ignore_eos: bool = False
+    grammar: Constraint | None = None  # the reply's grammar: logits are masked to it before sampling
 
     def __post_init__(self) -> None:
         if self.temperature < 0:

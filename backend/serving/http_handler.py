@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from codeagent.backend.chat.model import ChatModel
 from codeagent.backend.chat.prompt import Prompt
 from codeagent.backend.generation import Generation, Service
+from codeagent.backend.grammar.matcher import GrammarError
 from codeagent.backend.layers.sampler import SamplingParams
 from codeagent.backend.serving.api_checks import ApiError, body_limit, check_text, parse_body
 from codeagent.backend.serving.connections import Connections
@@ -204,6 +205,8 @@ class Handler(BaseHTTPRequestHandler):
         self._check_running()
         try:
             generation = Generation.start(self.server.model, self.server.service, prompt, params)
+        except GrammarError as err:  # a tool's schema or the response format does not compile
+            raise ApiError(400, str(err), param="tools") from err
         except ValueError as err:  # the engine could never hold it: its KV pool is too small
             raise ApiError(400, str(err), param="max_tokens", code="context_length_exceeded") from err
         self.generation = generation
