@@ -67,6 +67,10 @@ class AttemptPlan:
     client_for: Callable[[int], ModelClient]
     sampling: list[Sampling] = field(default_factory=list)
 
+    def first(self, consumed: int = 0) -> ModelClient:
+        """Attempt 1's client, where a single run's client factory is asked for."""
+        return self.client_for(1)
+
 
 @dataclass(frozen=True, slots=True)
 class SuiteRun:

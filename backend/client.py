@@ -16,6 +16,11 @@ reply goes back as the assistant message's ``_raw`` (rendered verbatim by the te
 and the token ids of recent turns are kept so re-tokenizing the conversation never
 changes them (``chat/continuity.py``). ``usage.cached_tokens`` says how much of each prompt was reused.
 
+Several agents may share one engine with their own sampling: ``sampled(temperature, seed)``
+is a view of the same runtime that samples at that temperature, each reply with the next
+seed of a generator seeded with ``seed`` (``fix --attempts N``: the attempts' shared prompt
+is prefilled once by the engine, their decoding batched).
+
 Limits: no stop strings and no ``tool_choice`` (the agent asks for neither); a prompt that
 leaves no room in the context window is refused, not truncated.
 """
@@ -23,6 +28,8 @@ leaves no room in the context window is refused, not truncated.
 from __future__ import annotations
 
 import atexit
+import copy
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +94,14 @@ class EmbeddedClient:
         self.context_window = self.model.context_window
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
+        self.seeds: random.Random | None = None  # a seed per reply, when sampled with one
+
+    def sampled(self, temperature: float, seed: int | None) -> EmbeddedClient:
+        """This client's runtime, sampling at ``temperature``; with ``seed``, reproducibly."""
+        view = copy.copy(self)
+        view.temperature = temperature
+        view.seeds = None if seed is None else random.Random(seed)
+        return view
 
     def close(self) -> None:
         self.runtime.close()
@@ -109,7 +124,10 @@ class EmbeddedClient:
             raise EmbeddedClientError(
                 f"the prompt has {len(prompt.ids)} tokens; the model's window is {self.context_window}"
             )
-        params = SamplingParams(temperature=self.temperature, max_tokens=min(self.max_new_tokens, room))
+        seed = None if self.seeds is None else self.seeds.randrange(2**31)
+        params = SamplingParams(
+            temperature=self.temperature, max_tokens=min(self.max_new_tokens, room), seed=seed
+        )
         try:
             generation = self.runtime.generate(prompt, params)
         except ValueError as err:

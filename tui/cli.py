@@ -43,6 +43,7 @@ from codeagent.tui.argtypes import (
     positive_float,
     positive_int,
 )
+from codeagent.tui.attempt_clients import attempt_flags
 from codeagent.tui.inert import inert
 
 
@@ -202,6 +203,7 @@ def _add_fix(parser: argparse.ArgumentParser) -> None:
         "off runs them as you, for code you trust",
     )
     parser.add_argument("--network", action="store_true", help="let sandboxed commands use the network")
+    attempt_flags(parser)
     parser.add_argument("--push", action="store_true", help="push the branch when resolved")
     parser.add_argument("--pr", action="store_true", help="push and open a pull request when resolved")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from codeagent.agent import gitops, issues
+from codeagent.agent.attempts import AttemptPlan
 from codeagent.agent.clients import SPEC_PREFIXES, make_client
 from codeagent.agent.clients.preflight import endpoint_problem
 from codeagent.agent.clients.settings import RemoteSettings
@@ -193,6 +194,8 @@ def _fix(args: Any, config: Config, options: FixOptions) -> int:
     printer = ProgressPrinter(verbose=args.verbose)
     sink = (lambda _event: None) if args.quiet else printer
     if args.resume:
+        if args.attempts > 1:
+            raise CommandError("--resume continues one run; a run with --attempts starts again")
         state = _load(args.resume)
         if isinstance(state.record, SessionRecord):
             raise CommandError(
@@ -202,13 +205,27 @@ def _fix(args: Any, config: Config, options: FixOptions) -> int:
         result = resume_fix(state, make, options, sink)
     else:
         spec = model_spec(args, config)
-        make = client_factory(spec, args, config)
+        options.attempts = fix_attempts(spec, args, config)  # None for one attempt
+        make = client_factory(spec, args, config) if options.attempts is None else options.attempts.first
         issue = read_issue(args, options.root)
         if options.pr:
             options.pull_requests = github_client(args, options.root)
         result = start_fix(issue, spec, make, options, sink)
     _report(result, args)
     return result.exit_code
+
+
+def fix_attempts(spec: str, args: Any, config: Config) -> AttemptPlan | None:
+    """The attempts' clients for ``--attempts N`` (``tui.attempt_clients``); None for one."""
+    from codeagent.tui import attempt_clients as ac
+
+    if args.attempts <= 1:
+        return None
+    if spec.startswith("scripted:"):
+        return ac.plan(args.attempts, args.attempt_temperature, ac.scripted(ac.scripts(spec, args.attempts)))
+    shared = client_factory(spec, args, config)(0)
+    settings = ac.remote_settings(args, config)
+    return ac.plan(args.attempts, args.attempt_temperature, ac.sampled(shared, spec, settings))
 
 
 def _load(run_id: str) -> RunState:

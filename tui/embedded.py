@@ -56,3 +56,7 @@ class AgentFacingClient:
             return self.inner.complete(messages, tools, on_token)
         except EmbeddedClientError as err:
             raise ModelError(str(err)) from err
+
+    def sampled(self, temperature: float, seed: int | None) -> AgentFacingClient:
+        """The same model sampling at ``temperature`` with its own seed (one of several attempts)."""
+        return AgentFacingClient(self.inner.sampled(temperature, seed))

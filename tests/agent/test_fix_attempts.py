@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 from codeagent.agent.attempts import AttemptOutcome, AttemptPlan, Evidence, Sampling, choose, sampling_plan
@@ -106,3 +107,27 @@ def test_ties_go_to_the_smaller_diff_then_the_fewer_steps_then_the_lower_number(
 
 def test_attempt_one_samples_as_a_single_run_the_others_with_their_own_seed():
     assert sampling_plan(3, 0.5) == [Sampling(None, None), Sampling(0.5, 2), Sampling(0.5, 3)]
+
+
+def test_the_command_takes_one_script_per_attempt_and_prints_every_attempt(
+    make_repo, write_script, tool_call
+):
+    root = make_repo(REPO)
+    paths = scripts(tool_call, write_script)
+    (root / ".codeagent").mkdir()
+    (root / ".codeagent" / "config.toml").write_text('[tools]\ntest_command = "python3 -m unittest -v"\n')
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "settings")
+    model = "scripted:" + ",".join(str(path) for path in paths)
+    argv = [sys.executable, "-m", "codeagent.tui.cli", "fix", "--task", "mean() is wrong", "--attempts", "3"]
+    proc = subprocess.run(
+        [*argv, "--model", model, "--json"], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["attempts"]["winner"] == 2 and len(result["attempts"]["attempts"]) == 3
+    assert "[2] step 1" in proc.stderr and "[3] agent finished" in proc.stderr
+    two = subprocess.run(
+        [*argv, "--model", f"scripted:{paths[0]},{paths[1]}"], cwd=root, capture_output=True, text=True
+    )
+    assert two.returncode == 2 and "2 scripts for 3 attempts" in two.stderr
