@@ -14,6 +14,7 @@ from typing import Any
 
 from codeagent.agent import gitops, leaks
 from codeagent.agent.fixtypes import FixOptions, FixResult
+from codeagent.agent.github import GitHubError
 from codeagent.agent.loop import RunResult
 from codeagent.agent.record import FixRecord
 from codeagent.sandbox.git import GitRepo
@@ -134,5 +135,5 @@ def _publish(
             result.pull_request = options.pull_requests.create_pull_request(
                 record.branch, record.original_branch or "main", title, body
             )
-    except (gitops.GitError, OSError) as err:
+    except (gitops.GitError, GitHubError, OSError) as err:
         result.status, result.message = "error", f"fixed and committed, but publishing failed: {err}"

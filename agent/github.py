@@ -270,6 +270,10 @@ def _hint(response: httpx.Response, what: str, repo: str) -> str:
         return " (is GH_TOKEN or GITHUB_TOKEN set and valid?)"
     if status in (403, 429) and is_rate_limited(response):
         return " (rate limit reached; a token raises it)"
+    if status == 403 and "not permitted to create" in response.text:
+        return (
+            " (let GitHub Actions create pull requests: Settings > Actions > General > Workflow permissions)"
+        )
     if status == 403:
         return " (the token lacks permission for this)"
     if status == 404:
