@@ -21,7 +21,7 @@ from codeagent.agent.clients.preflight import endpoint_problem
 from codeagent.agent.clients.settings import RemoteSettings
 from codeagent.agent.config import Config
 from codeagent.agent.fix import ClientFactory, FixOptions, FixResult, resume_fix, start_fix
-from codeagent.agent.github import GitHubClient, GitHubError, repo_from_remote
+from codeagent.agent.github import GitHubClient, GitHubError, repo_from_remote, token_from_env
 from codeagent.agent.loop import Limits
 from codeagent.agent.record import RunState, SessionRecord, load_run
 from codeagent.agent.run import RunConfig
@@ -153,7 +153,7 @@ def github_client(args: Any, root: Path) -> GitHubClient:
         )
     return GitHubClient(
         api_url=os.environ.get("GITHUB_API_URL") or "https://api.github.com",
-        token=os.environ.get("GITHUB_TOKEN") or None,
+        token=token_from_env(os.environ),
         repo=repo,
     )
 
