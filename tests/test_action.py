@@ -204,8 +204,10 @@ def test_the_action_fixes_the_issue_and_comments_with_the_pull_request(
     assert comment[0] == "/repos/octo/stats/issues/42/comments"
     body = comment[1]["body"]
     assert body.startswith("**codeagent** opened a pull request for this issue: https://gh.test/pull/7")
-    assert "branch `codeagent/issue-42`" in body and body.endswith(
-        "Run: https://gh.test/octo/stats/actions/runs/99"
+    assert (
+        "branch `codeagent/issue-42`" in body
+        and "sandbox: " in body
+        and body.endswith("Run: https://gh.test/octo/stats/actions/runs/99")
     )
     assert (temp / "summary.md").read_text() == body + "\n"
     assert subprocess.run(["git", "-C", str(origin), "branch"], capture_output=True, text=True).stdout.strip()

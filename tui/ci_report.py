@@ -85,6 +85,8 @@ def _facts(result: dict[str, Any]) -> list[str]:
         tests = result.get(key)
         if isinstance(tests, dict) and tests.get("detected"):
             facts.append(f"{label}: {tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed")
+    if result.get("confinement"):
+        facts.append(f"sandbox: {_word(str(result['confinement']))}")
     if result.get("steps"):
         facts.append(f"{result['steps']} steps")
     if isinstance(result.get("wall_time_s"), int | float):
@@ -92,8 +94,8 @@ def _facts(result: dict[str, Any]) -> list[str]:
     return [" · ".join(facts)] if facts else []
 
 
-def _word(status: str) -> str:
-    return re.sub(r"[^a-z-]", "", status.lower())[:20] or "unknown"
+def _word(text: str) -> str:
+    return re.sub(r"[^a-z+-]", "", text.lower())[:30] or "unknown"
 
 
 def _code(text: str) -> str:
