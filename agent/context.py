@@ -59,7 +59,6 @@ def system_message(
     memory = read_memory_files(root)
     text = render(
         "system",
-        root=str(root),
         user_memory=user_memory,
         memory=memory,
         repo_context=repo_context,
