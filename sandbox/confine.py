@@ -19,6 +19,9 @@
 ``probe()`` says whether bwrap can run here at all, with the reason when it cannot.
 ``run_confined`` runs a command so, with process and memory bounds from ``limits.py``, and
 afterwards checks the protected names (``ProtectedPathChanged`` when one was replaced).
+Where ``spec.confinement`` names the Landlock fallback (``choose.py`` picks it where bwrap
+cannot create namespaces), it runs the command under ``fallback.py``'s launcher instead,
+with the same environment allowlist (``spec.py``), limits and supervisor.
 """
 
 from __future__ import annotations
