@@ -210,6 +210,8 @@ def test_the_action_fixes_the_issue_and_comments_with_the_pull_request(
         and body.endswith("Run: https://gh.test/octo/stats/actions/runs/99")
     )
     assert (temp / "summary.md").read_text() == body + "\n"
+    for path in (fixed["result"], reported["transcript"], temp / "summary.md"):
+        assert TOKEN not in Path(path).read_text()  # GH_TOKEN was in the fix step's environment
     assert subprocess.run(["git", "-C", str(origin), "branch"], capture_output=True, text=True).stdout.strip()
 
 
