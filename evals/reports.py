@@ -4,7 +4,7 @@ Layout of an output folder::
 
     run.json            model, task source, shard, budgets, codeagent version
     tasks/ID.json       one report per finished task (written once, atomically)
-    transcripts/ID.jsonl  the agent's transcript per task (agent runs only)
+    transcripts/ID.jsonl  the agent's transcript per task (agent runs only; ID.N.jsonl per attempt)
     predictions.jsonl   SWE-bench's predictions format (instance_id, model_name_or_path, model_patch)
     summary.json, summary.md
 
@@ -44,6 +44,7 @@ class TaskReport:
     patch: str = ""
     transcript: str | None = None
     test_output_tail: str = ""
+    attempts: dict[str, Any] | None = None  # with --attempts N: each attempt, the winner and why
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

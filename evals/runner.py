@@ -221,7 +221,7 @@ def _fill_attempt(report: TaskReport, attempt: Attempt) -> None:
     report.patch, report.steps, report.tokens = attempt.patch, attempt.steps, attempt.tokens
     report.agent_time_s = round(attempt.agent_time_s, 3)
     report.agent_status, report.agent_message = attempt.agent_status, attempt.agent_message
-    report.transcript = attempt.transcript
+    report.transcript, report.attempts = attempt.transcript, attempt.attempts
 
 
 def _fill_grade(report: TaskReport, graded: Grade) -> None:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from codeagent.agent.issues import IssueSpec, format_task
 from codeagent.agent.loop import Limits, RunResult
@@ -30,6 +30,7 @@ from codeagent.evals import patches
 from codeagent.evals.environment import RunSettings, agent_config, set_up
 from codeagent.evals.repos import materialize
 from codeagent.evals.task import Task
+from codeagent.tools.base import ToolEnv
 
 ClientFor = Callable[[Task], ModelClient]
 
@@ -47,6 +48,7 @@ class Attempt:
     agent_status: str | None = None
     agent_message: str = ""
     transcript: str | None = None
+    attempts: dict[str, Any] | None = None  # with --attempts N: each attempt, the winner and why
 
 
 class Solver(Protocol):
@@ -80,9 +82,20 @@ class AgentSolver:
 
     def solve(self, task: Task, source: Path, root: Path, stop: threading.Event) -> Attempt:
         materialize(task, source, root)
-        config = agent_config(self.settings, self.limits, self.repo_map)
-        env = config.tool_env(root)
+        env = self.prepare(task, root)
+        return self.run(task, env, stop, self.client_for(task), self.transcript_path(task))
+
+    def prepare(self, task: Task, root: Path) -> ToolEnv:
+        """The workspace at ``root`` (made already) set up for the agent: its tools' environment."""
+        env = agent_config(self.settings, self.limits, self.repo_map).tool_env(root)
         set_up(task, env, self.settings)
+        return env
+
+    def run(
+        self, task: Task, env: ToolEnv, stop: threading.Event, client: ModelClient, transcript: Path | None
+    ) -> Attempt:
+        """The agent on ``task`` in the prepared ``env``; what it changed."""
+        root, config = env.root, agent_config(self.settings, self.limits, self.repo_map)
         before = patches.untracked(root)
         started = time.monotonic()
         record = EvalRecord(
@@ -94,9 +107,8 @@ class AgentSolver:
             repo=task.repo,
             base_commit=task.base_commit,
         )
-        client = self.client_for(task)
         run = open_run(
-            record, format_task(issue_of(task)), client, env, config, Hooks(cancel=stop), self._path(task)
+            record, format_task(issue_of(task)), client, env, config, Hooks(cancel=stop), transcript
         )
         outcome = run.agent.run()
         agent_time = time.monotonic() - started
@@ -105,11 +117,11 @@ class AgentSolver:
             raise TaskInterrupted(task.instance_id)
         return _attempt(patches.diff_from(root, task.base_commit, before), outcome, agent_time, run)
 
-    def _path(self, task: Task) -> Path | None:
-        """Where the task's transcript goes; None: none kept."""
+    def transcript_path(self, task: Task, suffix: str = "") -> Path | None:
+        """Where the task's transcript goes (``suffix``: an attempt's ``.N``); None: none kept."""
         if self.transcripts is None:
             return None
-        path = self.transcripts / f"{task.instance_id}.jsonl"
+        path = self.transcripts / f"{task.instance_id}{suffix}.jsonl"
         path.unlink(missing_ok=True)  # an interrupted attempt's transcript is replaced, not continued
         return path
 

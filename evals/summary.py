@@ -77,17 +77,28 @@ def table(summary: dict[str, Any]) -> str:
 
 
 def task_table(reports: list[TaskReport]) -> str:
+    """One row per task; with attempts, how many were made, which won and each one's verdict."""
+    several = any(r.attempts for r in reports)
+    head = "| task | status | FAIL_TO_PASS | PASS_TO_PASS | steps | tokens | wall s |"
     lines = [
-        "| task | status | FAIL_TO_PASS | PASS_TO_PASS | steps | tokens | wall s |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        head + (" attempts | winner |" if several else ""),
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: | --- |" if several else ""),
     ]
     for r in sorted(reports, key=lambda r: r.instance_id):
         tokens = r.tokens.get("prompt", 0) + r.tokens.get("completion", 0)
         lines.append(
             f"| {r.instance_id} | {r.status} | {_ratio(r, 'FAIL_TO_PASS')} | {_ratio(r, 'PASS_TO_PASS')} "
-            f"| {r.steps} | {tokens} | {r.wall_time_s:.2f} |"
+            f"| {r.steps} | {tokens} | {r.wall_time_s:.2f} |" + (_attempts(r) if several else "")
         )
     return "\n".join(lines)
+
+
+def _attempts(report: TaskReport) -> str:
+    made = report.attempts
+    if not made:
+        return " 1 | - |"
+    verdicts = "; ".join(f"{a['attempt']}: {a['verdict']}" for a in made["attempts"])
+    return f" {made['count']} | {made['winner']} ({verdicts}) |"
 
 
 def _ratio(report: TaskReport, kind: str) -> str:

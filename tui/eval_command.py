@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from codeagent.tui.argtypes import add_budgets, positive_float, positive_int
+from codeagent.tui.attempt_clients import attempt_flags
 from codeagent.tui.inert import inert
 
 DEFAULT_OUTPUT = Path("eval-results")
@@ -42,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser, parser_class: type[argparse.A
     parser.add_argument(
         "--parallel", type=positive_int, default=1, metavar="N", help="tasks at once (default 1)"
     )
+    attempt_flags(parser)
     parser.add_argument("--shard", type=_shard, metavar="I/N", help="run the I-th of N deterministic shards")
     parser.add_argument("--limit", type=positive_int, metavar="K", help="run at most K tasks")
     parser.add_argument(
@@ -114,6 +116,7 @@ def _evaluate(args: Any, config: Any) -> int:
         "source": str(path),
         "shard": "/".join(map(str, args.shard)) if args.shard else None,
         "limit": args.limit,
+        "attempts": args.attempts,
     }
     options = EvalOptions(
         args.output.resolve(), args.parallel, args.resume, args.repos, args.keep_workspaces, settings, meta
@@ -197,8 +200,43 @@ def _solver(spec: str, args: Any, config: Any, settings: Any, output: Path) -> A
         max_tokens=args.max_tokens or config.limits.max_tokens,
         max_wall_s=args.max_time or config.limits.max_wall_s,
     )
+    transcripts = output / "transcripts"
+    if args.attempts > 1:
+        return _attempts_solver(
+            spec,
+            args,
+            config,
+            AgentSolver(spec, _unused, settings, limits, not args.no_repo_map, transcripts),
+        )
     client_for = _clients(spec, args, config)
-    return AgentSolver(spec, client_for, settings, limits, not args.no_repo_map, output / "transcripts")
+    return AgentSolver(spec, client_for, settings, limits, not args.no_repo_map, transcripts)
+
+
+def _attempts_solver(spec: str, args: Any, config: Any, agent: Any) -> Any:
+    """``--attempts N``: N agents per task (``evals.attempts``), clients from ``tui.attempt_clients``."""
+    from codeagent.agent.attempts import sampling_plan
+    from codeagent.evals.attempts import AttemptsSolver
+    from codeagent.tui import attempt_clients as ac
+
+    sampling = sampling_plan(args.attempts, args.attempt_temperature)
+    target = Path(spec.removeprefix("scripted:")).expanduser()
+    if spec.startswith("scripted:") and target.is_dir():
+        return AttemptsSolver(
+            agent, args.attempts, lambda task, n: ac.eval_script(target, task.instance_id, n), sampling
+        )
+    if spec.startswith("scripted:"):
+        make = ac.scripted(ac.scripts(spec, args.attempts))
+        return AttemptsSolver(agent, args.attempts, lambda task, n: make(sampling[n - 1], n), sampling)
+    per_task, settings = _clients(spec, args, config), ac.remote_settings(args, config)
+
+    def client_for(task: Any, number: int) -> Any:
+        return ac.sampled(per_task(task), spec, settings)(sampling[number - 1], number)
+
+    return AttemptsSolver(agent, args.attempts, client_for, sampling)
+
+
+def _unused(task: Any) -> Any:
+    raise AssertionError("with --attempts each attempt's client comes from the attempts solver")
 
 
 def _clients(spec: str, args: Any, config: Any) -> Any:
