@@ -46,6 +46,7 @@ from codeagent.backend.chat.model import ChatModel
 from codeagent.backend.chat.prompt import Prompt
 from codeagent.backend.chat.stopping import StopStrings
 from codeagent.backend.chat.toolcalls import Delta, ParsedMessage, make_parser
+from codeagent.backend.grammar.matcher import GrammarError
 from codeagent.backend.layers.sampler import SamplingParams
 from codeagent.backend.sequence import Result
 
@@ -107,8 +108,14 @@ class Generation:
     def start(cls, model: ChatModel, service: Service, prompt: Prompt, params: SamplingParams) -> Generation:
         """Submit ``prompt`` (under its grammar, when the model constrains replies); ValueError when
         the engine could never hold it (its KV pool is too small), GrammarError when its grammar
-        (a tool's schema, a response format) does not compile."""
-        grammar = model.grammar(prompt.grammar)
+        (a response format) does not compile. Tools whose grammar does not compile (a schema
+        llguidance cannot read) are decoded free, as without constraints."""
+        try:
+            grammar = model.grammar(prompt.grammar)
+        except GrammarError:
+            if prompt.format_grammar:
+                raise
+            grammar = None
         if grammar is not None:
             params = dataclasses.replace(params, grammar=grammar)
         return cls(model, prompt, service.submit(prompt.ids, params), params.stop)

@@ -74,6 +74,17 @@ def _add_cpu_scenarios(sub: Subparsers) -> None:
     tools.add_argument("--calls", type=positive_int, default=100, help="calls per tool (default 100)")
     tools.add_argument("--output", type=Path, default=Path("bench-tools.json"), help="JSON results file")
     tools.set_defaults(handler=handlers.bench_tools)
+    grammar = sub.add_parser(
+        "grammar", help="constrained decoding: valid tool calls, and the masks' cost a token"
+    )
+    grammar.add_argument(
+        "--seeds", type=positive_int, default=20, help="replies per schema and side (default 20)"
+    )
+    grammar.add_argument(
+        "--steps", type=positive_int, default=48, help="new tokens per timed reply (default 48)"
+    )
+    grammar.add_argument("--output", type=Path, default=Path("bench-grammar.json"), help="JSON results file")
+    grammar.set_defaults(handler=handlers.bench_grammar)
     sandbox = sub.add_parser("sandbox", help="per-command overhead of the sandbox")
     sandbox.add_argument("--calls", type=positive_int, default=100, help="commands per variant (default 100)")
     sandbox.add_argument("--output", type=Path, default=Path("bench-sandbox.json"), help="JSON results file")

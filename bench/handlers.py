@@ -37,6 +37,12 @@ def bench_tools(args: argparse.Namespace, config: object) -> int:
     return write_results(run(args.calls), args.output)
 
 
+def bench_grammar(args: argparse.Namespace, config: object) -> int:
+    from codeagent.bench.grammar import bench_grammar as run
+
+    return write_results(run(args.seeds, args.steps), args.output)
+
+
 def bench_sandbox(args: argparse.Namespace, config: object) -> int:
     from codeagent.bench.sandbox_overhead import bench_sandbox as run
 

@@ -49,6 +49,7 @@ class Prompt:
     parse: str = "none"  # "calls": reasoning and call blocks, "reasoning": reasoning only, "none": raw text
     chat: bool = False  # a rendered conversation: its finished turn is remembered for the next
     grammar: str | None = None  # what the reply must match (llguidance Lark); None: free
+    format_grammar: bool = False  # the grammar is a response format (not compiling it is an error)
 
 
 def chat_prompt(
@@ -71,7 +72,10 @@ def chat_prompt(
         spans = model.template.spans(messages, None if tool_choice == "none" else tools, **options)
         text = "".join(spans)
         grammar = _grammar(model, text, None, "none", None, response_format)
-        return Prompt(model.memory.encode(spans), text, parse="reasoning", chat=True, grammar=grammar)
+        ids = model.memory.encode(spans)
+        return Prompt(
+            ids, text, parse="reasoning", chat=True, grammar=grammar, format_grammar=grammar is not None
+        )
     spans = model.template.spans(messages, tools, **options)
     text = "".join(spans)
     forced = _forced_call(model, text, function) if tool_choice in ("required", "function") else ""

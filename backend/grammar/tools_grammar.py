@@ -31,7 +31,8 @@ lexemes that end at the first marker and may never contain one, so the parser ca
 block where the grammar did not put one.
 
 Limits: string ``pattern`` and ``format`` are not enforced on raw values (``minLength`` and
-``maxLength`` are; all are on JSON values); JSON values are not kept from containing the format's closing tags;
+``maxLength`` are; all are on JSON values); JSON keywords llguidance does not implement are
+ignored (``lenient``), and ``oneOf`` is read as ``anyOf``; JSON values are not kept from containing the format's closing tags;
 a tool without ``properties`` takes no parameters; parameter order is the schema's.
 """
 
@@ -93,7 +94,15 @@ QWEN_VALUE_END = "\n</parameter>\n"
 
 
 # JSON as ``json.dumps`` and the templates' ``tojson`` write it: no free whitespace to wander in.
-JSON_STYLE = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+# Keywords llguidance does not implement (``propertyNames``...) are ignored rather than refused
+# (clients send such schemas), and ``oneOf`` is taken as ``anyOf``.
+JSON_STYLE = {
+    "whitespace_flexible": False,
+    "item_separator": ", ",
+    "key_separator": ": ",
+    "lenient": True,
+    "coerce_one_of": True,
+}
 
 
 def _json(schema: dict[str, Any]) -> str:

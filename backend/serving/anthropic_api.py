@@ -31,10 +31,11 @@ blocks); and the sampling fields older models take, ``temperature`` (0 to 1), ``
 ``top_k``. Accepted, not acted on: ``metadata``, ``service_tier``, ``cache_control`` (prefix
 caching is automatic), ``output_config.effort``, ``thinking.budget_tokens`` and
 ``thinking.display`` (reasoning counts against ``max_tokens`` only and is always shown),
-``tool_choice.disable_parallel_tool_use``, and fields this module does not know (clients
-send beta fields). Refused with a 400 naming the field: other content blocks (images,
-documents, server tool results), server tools (a ``type`` other than custom),
-``output_config.format`` (structured outputs), ``mcp_servers``, ``container``, and a
+and fields this module does not know (clients send beta fields). Enforced by constrained
+decoding (``grammar/``): the tools' schemas, ``tool_choice``, ``disable_parallel_tool_use`` and
+``output_config.format`` (``json_schema``: structured outputs). Refused with a 400 naming the
+field: other content blocks (images, documents, server tool results), server tools (a
+``type`` other than custom), ``mcp_servers``, ``container``, and a
 conversation that ends with an assistant message (a prefill to continue). A
 ``tool_result``'s ``is_error`` is rendered as an ``Error:`` prefix on its text, since chat
 templates have no field for it.
@@ -213,19 +214,33 @@ def _options(body: dict[str, Any]) -> dict[str, Any]:
     return {"enable_thinking": kind != "disabled"}
 
 
+def _output_format(body: dict[str, Any]) -> dict[str, Any] | None:
+    """Structured outputs: the JSON schema ``output_config.format`` asks for, decoded under it."""
+    output = get_field(
+        get_field(body, "output_config", dict, "an object", {}), "format", dict, "an object", None
+    )
+    if output is None:
+        return None
+    if output.get("type") != "json_schema" or not isinstance(output.get("schema"), dict):
+        raise invalid(
+            "output_config.format", "'output_config.format' must be {'type': 'json_schema', 'schema': {...}}"
+        )
+    return output["schema"]
+
+
 def count_prompt(body: dict[str, Any], model: ChatModel) -> Prompt:
     """The prompt a message with this body would be given (what its input tokens count)."""
     model_name(body, model)
     for name in UNSERVED:
         if body.get(name):
             raise invalid(name, f"'{name}' is not served")
-    if get_field(body, "output_config", dict, "an object", {}).get("format") is not None:
-        raise invalid("output_config.format", "structured outputs ('output_config.format') are not served")
+    output = _output_format(body)
     tools = _tools(body)
     choice, function = _tool_choice(body, tools)
+    parallel = not get_field(body, "tool_choice", dict, "an object", {}).get("disable_parallel_tool_use")
     conversation, options = _conversation(body), _options(body)
     try:
-        return chat_prompt(model, conversation, tools, choice, function, options)
+        return chat_prompt(model, conversation, tools, choice, function, options, output, parallel)
     except TemplateRenderError as err:
         raise invalid("messages", f"the conversation cannot be rendered: {err}") from err
 

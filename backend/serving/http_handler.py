@@ -205,8 +205,8 @@ class Handler(BaseHTTPRequestHandler):
         self._check_running()
         try:
             generation = Generation.start(self.server.model, self.server.service, prompt, params)
-        except GrammarError as err:  # a tool's schema or the response format does not compile
-            raise ApiError(400, str(err), param="tools") from err
+        except GrammarError as err:  # the response format's schema does not compile
+            raise ApiError(400, str(err), param="response_format") from err
         except ValueError as err:  # the engine could never hold it: its KV pool is too small
             raise ApiError(400, str(err), param="max_tokens", code="context_length_exceeded") from err
         self.generation = generation

@@ -10,9 +10,11 @@ naming the field. Unknown fields are ignored, as OpenAI clients send extras (``u
 Served: ``temperature`` (default 1), ``top_p``, ``max_tokens`` / ``max_completion_tokens``
 (clipped to the room left in the context window; without one, the server's default cap),
 ``stop`` (up to 16 strings), ``seed``, ``n`` = 1, ``stream`` with
-``stream_options.include_usage``, ``tools``, ``tool_choice``, and vLLM's ``top_k`` and
-``min_p``. Refused with a 400: ``n`` > 1, ``logprobs``, non-zero ``frequency_penalty`` /
-``presence_penalty``, ``response_format`` other than text, ``echo``, ``suffix``,
+``stream_options.include_usage``, ``tools``, ``tool_choice``, ``parallel_tool_calls``,
+``response_format`` (``json_object``, ``json_schema``: chat only) and vLLM's ``top_k`` and
+``min_p``; tools, tool_choice and response_format are enforced by constrained decoding
+(``grammar/``). Refused with a 400: ``n`` > 1, ``logprobs``, non-zero ``frequency_penalty`` /
+``presence_penalty``, ``echo``, ``suffix``,
 ``best_of`` > 1, non-text content parts, batched completion prompts. A request without tools
 is rendered and parsed as ``tool_choice: none``.
 
@@ -54,9 +56,25 @@ def _refuse_unserved(body: dict[str, Any]) -> None:
     for name in ("frequency_penalty", "presence_penalty"):
         if number(body, name, 0.0, -2.0, 2.0) != 0:
             raise invalid(name, f"'{name}' is not served; leave it out or set it to 0")
+    response_format_schema(body)
+
+
+def response_format_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema ``response_format`` asks the reply to satisfy: ``json_schema``'s schema,
+    any object for ``json_object``, None for text. The reply is decoded under it."""
     response_format = get_field(body, "response_format", dict, "an object", {})
-    if response_format.get("type", "text") != "text":
-        raise invalid("response_format", "only the text response format is served")
+    kind = response_format.get("type", "text")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    spec = response_format.get("json_schema")
+    if kind != "json_schema" or not isinstance(spec, dict) or not isinstance(spec.get("schema", {}), dict):
+        raise invalid(
+            "response_format",
+            "'response_format' must be text, json_object or json_schema with {'json_schema': {'schema': {...}}}",
+        )
+    return spec.get("schema") or {}
 
 
 def sampling(
@@ -163,7 +181,15 @@ def chat_request(body: dict[str, Any], model: ChatModel, max_output: int) -> Api
     choice, function = _tool_choice(body, tools)
     stream, include_usage = _stream_flags(body)
     try:
-        prompt = chat_prompt(model, messages, tools, choice, function)
+        prompt = chat_prompt(
+            model,
+            messages,
+            tools,
+            choice,
+            function,
+            response_format=response_format_schema(body),
+            parallel_calls=body.get("parallel_tool_calls") is not False,
+        )
     except TemplateRenderError as err:
         raise invalid("messages", f"the conversation cannot be rendered: {err}") from err
     params = sampling(body, len(prompt.ids), model, max_output, "messages")
@@ -201,6 +227,8 @@ def completion_request(body: dict[str, Any], model: ChatModel, max_output: int) 
         raise invalid("echo" if body.get("echo") else "suffix", "'echo' and 'suffix' are not served")
     if get_field(body, "best_of", int, "an integer", 1) != 1:
         raise invalid("best_of", "only best_of=1 is served")
+    if response_format_schema(body) is not None:
+        raise invalid("response_format", "text completions take no response_format; use chat completions")
     prompt = _completion_prompt(body, model)
     stream, include_usage = _stream_flags(body)
     params = sampling(body, len(prompt.ids), model, max_output, "prompt")

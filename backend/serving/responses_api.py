@@ -19,12 +19,14 @@ Served: ``max_output_tokens`` (without it, the server's default cap; clipped to 
 in the context window), ``temperature``, ``top_p``, ``stream``, ``tools`` (below),
 ``tool_choice`` (auto, none, required, or ``{"type": "function" or "custom", "name": ...}``),
 ``reasoning.effort`` (``none`` renders with the template's ``enable_thinking=False``; the
-family's reasoning markup is parsed either way and comes back as reasoning items). Accepted, not acted on: ``parallel_tool_calls``, ``include``,
+family's reasoning markup is parsed either way and comes back as reasoning items),
+``parallel_tool_calls`` and ``text.format`` (``json_object``, ``json_schema``), the tools,
+tool_choice and format enforced by constrained decoding (``grammar/``). Accepted, not acted on: ``include``,
 ``metadata``, ``user``, ``prompt_cache_key``, ``reasoning.summary``, ``text.verbosity``,
 ``truncation: disabled``, ``strict`` on tools, and fields this module does not know. Tools:
 function, custom (freeform) and namespace tools are served and hosted ones (web search...)
 left out, as ``responses_tools.py`` says. Refused with a 400 naming the field: other tools
-(``local_shell``...), image, file and audio parts, ``text.format`` other than text,
+(``local_shell``...), image, file and audio parts, another ``text.format``,
 ``truncation: auto``.
 
 Errors are ``ApiError``s (OpenAI's shape); ``responses_replies.py`` shapes the answers.
@@ -186,9 +188,7 @@ def _refuse_unserved(body: dict[str, Any]) -> None:
                 name,
                 f"'{name}' is not served: this server keeps no state; send the whole conversation in 'input'",
             )
-    text_format = get_field(get_field(body, "text", dict, "an object", {}), "format", dict, "an object", {})
-    if text_format.get("type", "text") != "text":
-        raise invalid("text.format", "only the text format is served")
+    _text_format(body)
     if body.get("truncation", "disabled") != "disabled":
         raise invalid("truncation", "only truncation 'disabled' is served: nothing is dropped from the input")
 
@@ -210,6 +210,21 @@ def _sampling(body: dict[str, Any], prompt: Prompt, model: ChatModel, max_output
     return SamplingParams(temperature=temperature, top_p=top_p, max_tokens=min(max_tokens, left))
 
 
+def _text_format(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema ``text.format`` asks the reply to satisfy (None: text); decoded under it."""
+    text_format = get_field(get_field(body, "text", dict, "an object", {}), "format", dict, "an object", {})
+    kind = text_format.get("type", "text")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind != "json_schema" or not isinstance(text_format.get("schema", {}), dict):
+        raise invalid(
+            "text.format", "'text.format' must be text, json_object or json_schema with a 'schema' object"
+        )
+    return text_format.get("schema") or {}
+
+
 def responses_request(body: dict[str, Any], model: ChatModel, max_output: int) -> ApiRequest:
     name = model_name(body, model)
     _refuse_unserved(body)
@@ -217,7 +232,16 @@ def responses_request(body: dict[str, Any], model: ChatModel, max_output: int) -
     choice, function = _tool_choice(body, tools)
     conversation = _conversation(body)
     try:
-        prompt = chat_prompt(model, conversation, tools, choice, function, _options(body))
+        prompt = chat_prompt(
+            model,
+            conversation,
+            tools,
+            choice,
+            function,
+            _options(body),
+            _text_format(body),
+            body.get("parallel_tool_calls") is not False,
+        )
     except TemplateRenderError as err:
         raise invalid("input", f"the conversation cannot be rendered: {err}") from err
     params = _sampling(body, prompt, model, max_output)

@@ -105,10 +105,6 @@ def test_grammars_take_well_formed_replies_and_refuse_the_rest(runtime):
         'enum">\n<｜DSML｜parameter name="mode" string="true">rw</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>',
     )
     assert reply_grammar("qwen3", TOOLS, "none") is None and reply_grammar("qwen3", [], "auto") is None
-    with pytest.raises(GrammarError, match="does not compile"):
-        runtime.model.grammar(
-            reply_grammar("qwen3", [tool("bad", {"properties": {"x": {"type": "integer", "minimum": "a"}}})])
-        )
 
 
 def drain(generation) -> None:
@@ -235,3 +231,18 @@ def test_response_format_json_schema(runtime):
         generation = runtime.generate(prompt, SamplingParams(temperature=1.0, seed=seed, max_tokens=80))
         text = "".join(piece.content for piece in generation)
         jsonschema.validate(json.loads(text), schema)
+
+
+def test_schemas_llguidance_cannot_read(runtime):
+    """Unimplemented keywords are ignored; tools whose grammar still fails are decoded free; a
+    response format that fails is the caller's error."""
+    lenient = tool(
+        "meta",
+        {"type": "object", "properties": {"m": {"type": "object", "propertyNames": {"type": "string"}}}},
+    )
+    assert runtime.model.grammar(reply_grammar("qwen3", [lenient])) is not None
+    broken = tool("bad", {"properties": {"x": {"type": "integer", "minimum": "a"}}})
+    assert reply(runtime, [broken], max_tokens=4).completion_tokens == 4  # free, as without a grammar
+    prompt = chat_prompt(runtime.model, ASK, [], response_format={"type": "integer", "minimum": "a"})
+    with pytest.raises(GrammarError, match="does not compile"):
+        runtime.generate(prompt, SamplingParams(max_tokens=4))

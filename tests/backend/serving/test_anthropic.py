@@ -189,7 +189,7 @@ def test_bad_requests_are_anthropic_shaped_errors(scripted):
             dict(
                 messages=MESSAGES,
                 max_tokens=5,
-                extra_body={"output_config": {"format": {"type": "json_schema", "schema": {}}}},
+                extra_body={"output_config": {"format": {"type": "xml"}}},
             ),
         ),
         (

@@ -207,7 +207,7 @@ def test_unserved_and_malformed_requests_are_openai_errors(scripted):
         (dict(input=[{"type": "item_reference", "id": "msg_1"}]), "input[0].type"),
         (dict(input="hi", max_output_tokens=0), "max_output_tokens"),
         (dict(input="hi", tool_choice="required"), "tool_choice"),
-        (dict(input="hi", text={"format": {"type": "json_object"}}), "text.format"),
+        (dict(input="hi", text={"format": {"type": "xml"}}), "text.format"),
     ]
     for ask, param in cases:
         with pytest.raises(openai.BadRequestError) as caught:
