@@ -15,6 +15,7 @@ import functools
 from pathlib import Path
 
 from codeagent.bench import agent_cache_arguments, handlers, localise_arguments, packing_arguments
+from codeagent.bench import attempts as attempts_bench
 from codeagent.bench.argtypes import (
     at_least_two,
     int_list,
@@ -63,6 +64,7 @@ def register(commands: Subparsers) -> None:
     _add_gpu(sub)
     v4layers_arguments.add(sub)
     firstlight_arguments.add(sub)
+    attempts_bench.register(sub)
 
 
 def _add_cpu_scenarios(sub: Subparsers) -> None:
