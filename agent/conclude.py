@@ -71,6 +71,29 @@ def conclude(
         _publish(result, record, options, secrets, repo)
 
 
+def conclude_fix(
+    result: FixResult,
+    outcome: RunResult,
+    record: FixRecord,
+    env: ToolEnv,
+    options: FixOptions,
+    secrets: KnownSecrets,
+    repo: GitRepo,
+) -> bool:
+    """``conclude``, then the user's stash back on their branch; a gate's refusal becomes the
+    result's (status ``refused``, nothing committed, the stash left a stash): False then."""
+    try:
+        conclude(result, outcome, record, env, options, secrets, repo)
+    except leaks.Refused as refused:
+        kept = f"; your own changes stay in stash {record.stash}" if record.stash else ""
+        result.status, result.message = "refused", f"{refused}{kept}"
+        return False
+    if record.stash:
+        gitops.checkout(repo, record.original_branch or record.base_commit)
+        gitops.restore_stash(repo, record.stash)
+    return True
+
+
 def _judge(result: FixResult, outcome: RunResult, changed: bool) -> None:
     """The verdict: the agent's own error or refusal, else resolved (finished, something changed,
     the tests pass or none exist), else unresolved with the reason."""

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from codeagent.agent import events as ev
 from codeagent.agent import gitops, leaks
-from codeagent.agent.conclude import conclude, run_tests
+from codeagent.agent.conclude import conclude_fix, run_tests
 from codeagent.agent.events import EventSink, ignore
 from codeagent.agent.fix_attempts import fix_with_attempts
 from codeagent.agent.fixtypes import FixOptions, FixResult
@@ -221,16 +221,7 @@ class Fixing:
 
     def _conclude(self, result: FixResult, outcome: RunResult) -> None:
         """Commit and judge; put the user's stash back unless a gate refused."""
-        record = self.record
-        try:
-            conclude(result, outcome, record, self.env, self.options, self.run.secrets, self.repo)
-        except leaks.Refused as refused:
-            kept = f"; your own changes stay in stash {record.stash}" if record.stash else ""
-            result.status, result.message = "refused", f"{refused}{kept}"
-            return
-        if record.stash:
-            gitops.checkout(self.repo, record.original_branch or record.base_commit)
-            gitops.restore_stash(self.repo, record.stash)
+        conclude_fix(result, outcome, self.record, self.env, self.options, self.run.secrets, self.repo)
 
     def _settled(self, result: FixResult) -> FixResult:
         """``result`` timed, cleared of secrets and recorded."""

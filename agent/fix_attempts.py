@@ -34,7 +34,7 @@ from typing import Any
 from codeagent.agent import attempts as at
 from codeagent.agent import events as ev
 from codeagent.agent import gitops, leaks
-from codeagent.agent.conclude import conclude
+from codeagent.agent.conclude import conclude_fix
 from codeagent.agent.fixtypes import FixOptions, FixResult
 from codeagent.agent.loop import RunResult
 from codeagent.agent.record import FixRecord
@@ -214,16 +214,9 @@ def _conclude(
     repo: GitRepo,
 ) -> None:
     """``fix``'s own ending on the user's branch: gates, commit, tests, verdict; the stash back."""
-    try:
-        conclude(result, run, record, options.run.tool_env(record.root), options, secrets, repo)
-    except leaks.Refused as refused:
-        kept = f"; your own changes stay in stash {record.stash}" if record.stash else ""
-        result.status, result.message = "refused", f"{refused}{kept}"
-        return
-    result.message += f" (attempt {result.attempts['winner']} of {result.attempts['count']})"
-    if record.stash:
-        gitops.checkout(repo, record.original_branch or record.base_commit)
-        gitops.restore_stash(repo, record.stash)
+    env = options.run.tool_env(record.root)
+    if conclude_fix(result, run, record, env, options, secrets, repo) and result.attempts is not None:
+        result.message += f" (attempt {result.attempts['winner']} of {result.attempts['count']})"
 
 
 def _settled(result: FixResult, main: Transcript, secrets: KnownSecrets, started: float) -> FixResult:
