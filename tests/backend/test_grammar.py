@@ -105,6 +105,9 @@ def test_grammars_take_well_formed_replies_and_refuse_the_rest(runtime):
         'enum">\n<｜DSML｜parameter name="mode" string="true">rw</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>',
     )
     assert reply_grammar("qwen3", TOOLS, "none") is None and reply_grammar("qwen3", [], "auto") is None
+    thinking = reply_grammar("qwen3", TOOLS, in_reasoning=True)  # the prompt ends with an open <think>
+    assert matches(runtime, thinking, "I should read it first.\n</think>\n\n" + call)
+    assert not matches(runtime, thinking, "No closer, so this is all reasoning " + call)
 
 
 def drain(generation) -> None:
