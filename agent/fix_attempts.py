@@ -41,7 +41,7 @@ from codeagent.agent.record import FixRecord
 from codeagent.agent.run import Hooks, open_run
 from codeagent.agent.setup_command import run_setup
 from codeagent.agent.transcript import Transcript, transcript_path
-from codeagent.sandbox.git import GitRepo, git, git_outside
+from codeagent.sandbox.git import GitError, GitRepo, git, git_outside
 from codeagent.sandbox.policy import Policy
 from codeagent.sandbox.secrets import KnownSecrets
 
@@ -79,8 +79,15 @@ def fix_with_attempts(
         main.write("attempt", **outcome.as_dict())
     result.attempts = _report(plan, outcomes, winner, why)
     _fill(result, winner, runs[winner.number - 1][1], outcomes)
-    if winner.patch:
-        repo.run(["apply", "--binary", "--whitespace=nowarn", "-"], input_text=winner.patch)
+    try:
+        if winner.patch:
+            repo.run(["apply", "--binary", "--whitespace=nowarn", "-"], input_text=winner.patch)
+    except GitError as err:  # an untracked file of the user's in the way, say: nothing landed
+        result.status, result.message = (
+            "error",
+            f"attempt {winner.number}'s change does not apply here: {err}",
+        )
+        return _settled(result, main, secrets, started)
     _conclude(result, runs[winner.number - 1][1], record, options, secrets, repo)
     return _settled(result, main, secrets, started)
 
