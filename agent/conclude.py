@@ -153,7 +153,7 @@ def _publish(
         result.status, result.message = "refused", f"{refusal}; the commit stays local"
         return
     try:
-        gitops.push(repo, record.branch)
+        gitops.push(repo, record.branch, token=options.push_token)
         if options.pr and options.pull_requests is not None:
             result.pull_request = options.pull_requests.create_pull_request(
                 record.branch, record.original_branch or "main", title, body

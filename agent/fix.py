@@ -81,6 +81,7 @@ def start_fix(
 ) -> FixResult:
     started = time.monotonic()
     repo = gitops.open_repo(options.root)
+    gitops.refuse_exposed_credentials(repo, options.run.confinement if options.run.sandbox else None)
     root = repo.work_tree
     secrets = known_secrets(root, options)
     base, original, stash = gitops.head(repo), gitops.current_branch(repo), _stash(repo, options)
@@ -149,6 +150,7 @@ def resume_fix(
     if not record.root.is_dir():
         raise gitops.WorkflowError(f"the repository of run {record.run_id} is gone: {record.root}")
     repo = gitops.open_repo(record.root)
+    gitops.refuse_exposed_credentials(repo, options.run.confinement if options.run.sandbox else None)
     secrets = known_secrets(record.root, options)
     if gitops.current_branch(repo) != record.branch:
         if gitops.branch_name(record.branch, repo) == record.branch:  # deleted when the run failed empty

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from codeagent.agent.attempts import AttemptPlan
 from codeagent.agent.run import RunConfig
+from codeagent.sandbox.gitpush import HostToken
 
 
 class PullRequests(Protocol):
@@ -32,6 +33,7 @@ class FixOptions:
     pull_requests: PullRequests | None = None  # where ``pr`` opens one
     secret_values: dict[str, str] = field(default_factory=dict)  # name -> value, besides the environment's
     attempts: AttemptPlan | None = None  # ``--attempts N`` (N > 1): ``fix_attempts.py``
+    push_token: HostToken | None = None  # pushes to its host's https URLs send it (``gitops.push_token``)
 
 
 @dataclass(slots=True)

@@ -11,6 +11,13 @@ name (CI configuration, ``.envrc``, ...; ``sandbox.protect.PROTECTED``) and no n
 repository (it would be committed as a gitlink to commits that exist nowhere else). And
 ``moved_refs`` says which refs other than the task branch changed during the run: with the
 sandbox on ``.git`` is read-only to commands, so only an unconfined run can move them.
+
+``push`` sends the branch with the user's credentials, or with ``push_token(env)``: the
+``GH_TOKEN``/``GITHUB_TOKEN`` of the environment for https pushes to github.com (or to
+``GITHUB_SERVER_URL``'s host), given to git only in that push's environment
+(``sandbox.gitpush``), so a workflow needs no token persisted in ``.git/config``. Under the
+Landlock fallback, which cannot hide ``.git/config`` from commands as bubblewrap does, a run
+on a repository whose config holds credentials is refused (``refuse_exposed_credentials``).
 """
 
 from __future__ import annotations
@@ -18,11 +25,18 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from codeagent.agent.github import token_from_env
 from codeagent.sandbox import gitpush
 from codeagent.sandbox.git import GitError, GitRepo, UnsafeRepository, user_identity
+from codeagent.sandbox.gitview import credential_names
 from codeagent.sandbox.protect import PROTECTED
+from codeagent.sandbox.spec import LANDLOCK, LANDLOCK_SECCOMP
+
+FALLBACKS = (LANDLOCK, LANDLOCK_SECCOMP)
 
 # Untracked files matching these are build and test by-products, never committed for the user.
 GENERATED = (
@@ -60,6 +74,24 @@ def open_repo(path: Path) -> GitRepo:
         return GitRepo.open(path)
     except UnsafeRepository as err:
         raise WorkflowError(str(err)) from err
+
+
+def refuse_exposed_credentials(repo: GitRepo, confinement: str | None) -> None:
+    """``WorkflowError`` when commands would run under the Landlock fallback (``confinement``;
+    None when unconfined) and the repository's git config holds credentials they could read."""
+    if confinement not in FALLBACKS:
+        return
+    try:
+        names = credential_names(repo.git_dir, repo.work_tree)
+    except UnsafeRepository as err:
+        raise WorkflowError(str(err)) from err
+    if names:
+        raise WorkflowError(
+            f"{repo.git_dir / 'config'} (or a file it includes) holds credentials ({', '.join(names)}), "
+            f"and the {confinement} sandbox cannot hide them from the model's commands as bubblewrap "
+            "does; remove them (in GitHub Actions: actions/checkout with persist-credentials: false; "
+            "codeagent pushes with GH_TOKEN or GITHUB_TOKEN), or run where bubblewrap works"
+        )
 
 
 def head(repo: GitRepo) -> str:
@@ -195,5 +227,19 @@ def files_between(repo: GitRepo, base: str, tip: str) -> list[str]:
     return [name for name in repo.run(["diff", "--name-only", "-z", base, tip]).split("\0") if name]
 
 
-def push(repo: GitRepo, branch: str, remote: str = "origin") -> None:
-    gitpush.push(repo, remote, branch)
+def push(repo: GitRepo, branch: str, remote: str = "origin", token: gitpush.HostToken | None = None) -> None:
+    gitpush.push(repo, remote, branch, token=token)
+
+
+def push_token(env: Mapping[str, str]) -> gitpush.HostToken | None:
+    """``GH_TOKEN`` (else ``GITHUB_TOKEN``) for pushes to ``GITHUB_SERVER_URL``'s host (github.com
+    by default); None without a token or with a server URL that names no host."""
+    token = token_from_env(env)
+    server = urlsplit(env.get("GITHUB_SERVER_URL") or "https://github.com")
+    try:
+        port = server.port
+    except ValueError:
+        return None
+    if not token or server.scheme != "https" or not server.hostname:
+        return None
+    return gitpush.HostToken(server.hostname + (f":{port}" if port not in (None, 443) else ""), token)

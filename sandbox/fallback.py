@@ -31,7 +31,8 @@ command and everything it starts. What the rules say (computed here, on the host
 
 Limits, beside Landlock's own (``landlock.py``): ``.git/config`` is readable as it is, so
 credentials kept there (``actions/checkout``'s token) are visible to commands (bubblewrap
-shows a view without them); ``/tmp`` is not private but unwritable, so a command that
+shows a view without them; ``fix`` and the terminal UI refuse such a repository under the
+fallback, ``agent.gitops.refuse_exposed_credentials``); ``/tmp`` is not private but unwritable, so a command that
 writes to ``/tmp`` by name rather than ``$TMPDIR`` fails; processes outside are visible in
 ``/proc`` (their command lines; not their environment, memory or files, which Landlock's
 ptrace rule refuses); a unix socket that exists as a file in a readable place can be

@@ -13,6 +13,10 @@ when the process exits (``atexit``; a process killed by a signal leaves it in th
 
 A config git cannot parse is shown as an empty file (git inside could not read it either).
 
+The Landlock fallback cannot overlay a file, so there ``.git/config`` is readable as it is;
+``credential_names(git_dir, work_tree)`` says which kinds of credential the config and the
+files it includes hold, for a front end to refuse such a run (``agent.gitops``).
+
 Limits: a credential stored under a key no rule knows stays in the view (the output scan
 of ``fix`` is the next layer); other files of ``.git`` (reflog messages, ``FETCH_HEAD``)
 are shown as they are.
@@ -37,6 +41,7 @@ from codeagent.sandbox.gitconfig import (
     render_config,
     strip_userinfo,
 )
+from codeagent.sandbox.gitlayout import config_files
 
 _lock = threading.Lock()
 _folder: Path | None = None
@@ -52,6 +57,13 @@ def without_credentials(entries: list[Entry]) -> list[Entry]:
             continue
         kept.append(entry)
     return kept
+
+
+def credential_names(git_dir: Path, work_tree: Path) -> list[str]:
+    """``section.name`` of each kind of credential in the repository's config files (the config
+    and every file it includes), e.g. ``http.extraheader``; never the value or the URL holding it."""
+    _, entries = config_files(git_dir, work_tree)
+    return sorted({f"{e.section}.{e.name}" for e in entries if carries_credential(e)})
 
 
 def view(config: Path) -> Path | None:

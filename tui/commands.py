@@ -81,7 +81,9 @@ def fix_options(args: Any, settings: Settings, root: Path) -> FixOptions:
     config = settings.config  # the user's config, the project's settings and the flags, merged
     limits = Limits(config.limits.max_steps, config.limits.max_tokens, config.limits.max_wall_s)
     run = run_config(args, settings, limits, repo_map=not args.no_repo_map)
-    return FixOptions(root, run, args.allow_dirty, args.push or args.pr, args.pr)
+    push = args.push or args.pr
+    token = gitops.push_token(os.environ) if push else None
+    return FixOptions(root, run, args.allow_dirty, push, args.pr, push_token=token)
 
 
 def run_config(args: Any, settings: Settings, limits: Limits, repo_map: bool = True) -> RunConfig:

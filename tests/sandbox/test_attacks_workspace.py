@@ -152,7 +152,8 @@ def test_git_credentials_are_unreadable_inside(confinement, repo, command, reque
             pytest.mark.xfail(
                 strict=True,
                 reason="known limit of the Landlock fallback: .git/config is readable as it is "
-                "(bubblewrap overlays a view without credentials; Landlock cannot)",
+                "(bubblewrap overlays a view without credentials; Landlock cannot), so fix and the "
+                "terminal UI refuse such a repository under the fallback (test_fallback_fix.py)",
             )
         )
     out = run(repo, confinement=confinement, command=command)

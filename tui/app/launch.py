@@ -32,7 +32,8 @@ from codeagent.tui.commands import (
 
 
 def launch(args: argparse.Namespace, config: Config) -> int:
-    root = gitops.open_repo(args.cwd.resolve()).work_tree
+    repo = gitops.open_repo(args.cwd.resolve())
+    root = repo.work_tree
     resume = _session(args.resume, root) if args.resume is not None else None
     spec = args.model or (session_model(resume) if resume else None) or model_spec(args, config)
     builder = _builder(args, config)
@@ -48,6 +49,7 @@ def launch(args: argparse.Namespace, config: Config) -> int:
     limits = Limits(config.limits.max_steps, config.limits.max_tokens, config.limits.max_wall_s)
     with mcp_tools.interactive(config, root) as servers:
         run = run_config(args, settings, limits)
+        gitops.refuse_exposed_credentials(repo, run.confinement if run.sandbox else None)
         run.extra_tools = tuple(servers.tools)
         setup = Setup(root, spec, builder, run, client=client, settings=settings)
         from codeagent.tui.app.application import CodeAgentApp  # Textual loads only for the UI
