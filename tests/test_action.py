@@ -82,6 +82,8 @@ def test_the_workflow_uses_the_action_with_its_inputs() -> None:
     required = {name for name, spec in ACTION["inputs"].items() if spec.get("required")}
     assert required <= set(step["with"]) <= set(ACTION["inputs"])
     assert job["steps"][0]["uses"].startswith("actions/checkout@v")
+    assert job["steps"][0]["with"]["persist-credentials"] is False  # codeagent pushes with the token
+    assert "persist-credentials: false" in (ROOT / "action.yml").read_text()  # its usage comment too
 
 
 class FakeGitHub(BaseHTTPRequestHandler):
