@@ -1,10 +1,14 @@
 """Where a task's commands run: its workspace, confined like the agent's own commands.
 
 The environment setup, the agent's tools and the hidden tests all run through the tools'
-``run_in_repo``: inside the bubblewrap sandbox when it is on (workspace writable, no
-network unless allowed), unconfined only when the user turned it off (``--sandbox off``,
-with the same warning as ``codeagent fix``). Setup commands therefore write into the
-workspace (a ``.venv`` there, say), and fetch nothing unless ``--network`` is given.
+``run_in_repo``: inside the sandbox when it is on (workspace writable, no network unless
+allowed), bubblewrap or the Landlock fallback as ``RunSettings.confinement`` says (chosen by
+``sandbox.choose`` from ``--sandbox``, like ``codeagent fix``), unconfined only when the user
+turned it off (``--sandbox off``, with the same warning as ``codeagent fix``). Setup commands
+therefore write into the workspace (a ``.venv`` there, say), and fetch nothing unless
+``--network`` is given. Limit of the fallback: commands cannot create top-level entries of
+the workspace, so a setup that makes ``.venv`` at the top fails there (inside an existing
+folder works).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from codeagent.agent.loop import Limits
 from codeagent.agent.run import RunConfig
 from codeagent.evals.task import Task, touched_test_files
 from codeagent.sandbox.process import CommandResult
+from codeagent.sandbox.spec import BUBBLEWRAP
 from codeagent.tools.base import ToolEnv, ToolSettings
 from codeagent.tools.shell import run_in_repo
 
@@ -28,6 +33,7 @@ OUTPUT_CHARS = 2_000_000  # test output kept for parsing: -rA lists every passin
 class RunSettings:
     sandbox: bool = True
     network: bool = False
+    confinement: str = BUBBLEWRAP  # which sandbox, when ``sandbox``: bubblewrap or the Landlock fallback
     setup_timeout_s: float = 1800.0
     test_timeout_s: float = 600.0
     tools: ToolSettings = field(default_factory=ToolSettings)
@@ -48,6 +54,7 @@ def agent_config(settings: RunSettings, limits: Limits | None = None, repo_map: 
         settings.network,
         repo_map,
         checkpoints=False,
+        confinement=settings.confinement,
     )
 
 

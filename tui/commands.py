@@ -141,7 +141,7 @@ def sandbox_choice(choice: str) -> Choice:
     if chosen.fallback_reason:
         print(
             f"codeagent: {chosen.fallback_reason}; the model's commands run confined by {chosen.confinement} "
-            "instead (no new top-level files in the repository, .git/config readable: see the README)",
+            "instead (no new top-level files in the repository; a .git/config holding credentials is refused: see the README)",
             file=sys.stderr,
         )
     return chosen

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from codeagent.sandbox.choose import CHOICES as SANDBOX_CHOICES
 from codeagent.tui.argtypes import add_budgets, positive_float, positive_int
 from codeagent.tui.attempt_clients import attempt_flags
 from codeagent.tui.inert import inert
@@ -68,9 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser, parser_class: type[argparse.A
     parser.add_argument("--no-repo-map", action="store_true", help="leave the repo map out of the prompt")
     parser.add_argument(
         "--sandbox",
-        choices=["on", "off"],
+        choices=SANDBOX_CHOICES,
         default=os.environ.get("CODEAGENT_SANDBOX", "on"),
-        help="run setup, the agent's commands and the tests in bubblewrap (default on; $CODEAGENT_SANDBOX)",
+        help="run setup, the agent's commands and the tests in the sandbox (default on: bubblewrap, else "
+        "Landlock where namespaces are unavailable; bubblewrap or landlock to insist on one; $CODEAGENT_SANDBOX)",
     )
     parser.add_argument("--network", action="store_true", help="let sandboxed commands use the network")
     parser.add_argument("--keep-workspaces", action="store_true", help="keep each task's workspaces")
@@ -103,20 +105,21 @@ def _evaluate(args: Any, config: Any) -> int:
     from codeagent.evals.reports import read_reports
     from codeagent.evals.runner import EvalInterrupted, EvalOptions, prepare, run_eval
     from codeagent.evals.selection import select
-    from codeagent.tui.commands import CommandError, model_spec, sandbox_consent
+    from codeagent.tui.commands import CommandError, model_spec, sandbox_choice
 
     path = args.dataset or args.tasks or BUILTIN
     if args.repos is not None and not args.repos.is_dir():
         raise CommandError(f"--repos {args.repos} is not a folder")
     chosen = select(load_tasks(path, setup=args.setup), args.shard, args.limit)
-    # the evals run bubblewrap only (their settings carry no confinement yet): refused without it
-    settings = _settings(args, config, sandbox_consent("bubblewrap" if args.sandbox == "on" else "off"))
+    sandbox = sandbox_choice(args.sandbox)  # bubblewrap, else the Landlock fallback, or none by consent
+    settings = _settings(args, config, sandbox.confined, sandbox.confinement)
     spec = model_spec(args, config)
     meta = {
         "source": str(path),
         "shard": "/".join(map(str, args.shard)) if args.shard else None,
         "limit": args.limit,
         "attempts": args.attempts,
+        "confinement": sandbox.confinement,
     }
     options = EvalOptions(
         args.output.resolve(), args.parallel, args.resume, args.repos, args.keep_workspaces, settings, meta
@@ -131,14 +134,14 @@ def _evaluate(args: Any, config: Any) -> int:
         wall = run_eval(todo, solver, options, _inert_ids(progress))
     except EvalInterrupted:
         progress.close()
-        _finish(options.output, chosen, solver.name, None)
+        _finish(options.output, chosen, solver.name, None, sandbox.confinement)
         print(
             f"codeagent: interrupted; finished tasks are kept; continue with --resume --output {args.output}",
             file=sys.stderr,
         )
         return 130
     progress.close()
-    summary = _finish(options.output, chosen, solver.name, wall)
+    summary = _finish(options.output, chosen, solver.name, wall, sandbox.confinement)
     if args.fail_under is not None and summary["resolved_pct"] < args.fail_under:
         return 1
     return 0
@@ -149,15 +152,17 @@ def _inert_ids(progress: Any) -> Any:
     return lambda report: progress(dataclasses.replace(report, instance_id=inert(report.instance_id)))
 
 
-def _finish(output: Path, chosen: list[Any], model: str, wall: float | None) -> dict[str, Any]:
+def _finish(
+    output: Path, chosen: list[Any], model: str, wall: float | None, confinement: str
+) -> dict[str, Any]:
     from codeagent.evals.reports import read_reports, write_json, write_predictions
     from codeagent.evals.summary import summarize, table, task_table
 
     ids = {task.instance_id for task in chosen}
     reports = [r for r in read_reports(output).values() if r.instance_id in ids]
-    summary = summarize(reports, model, wall)
+    summary = summarize(reports, model, wall) | {"confinement": confinement}
     write_json(output / "summary.json", summary)
-    text = table(summary)
+    text = table(summary) + f"\n\ncommands confined by: {confinement}"
     (output / "summary.md").write_text(
         f"# Eval summary\n\n{text}\n\n## Tasks\n\n{task_table(reports)}\n", encoding="utf-8"
     )
@@ -167,7 +172,7 @@ def _finish(output: Path, chosen: list[Any], model: str, wall: float | None) -> 
     return summary
 
 
-def _settings(args: Any, config: Any, sandbox: bool) -> Any:
+def _settings(args: Any, config: Any, sandbox: bool, confinement: str) -> Any:
     from codeagent.evals.environment import RunSettings
     from codeagent.tools.base import ToolSettings
 
@@ -175,6 +180,7 @@ def _settings(args: Any, config: Any, sandbox: bool) -> Any:
     key_env = args.api_key_env or config.remote.api_key_env
     return RunSettings(
         sandbox=sandbox,
+        confinement=confinement,
         network=args.network,
         test_timeout_s=args.test_timeout,
         tools=ToolSettings(
