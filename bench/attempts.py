@@ -115,6 +115,7 @@ def _row(engine: Any, prompt: list[int], count: int, new_tokens: int, label: str
     first = max(seq.first_token_at or ended for seq in seqs)
     decoded = sum(len(seq.generated) - 1 for seq in seqs)  # the first token of each ends its prefill
     engine.close()
+    print(f"[bench attempts] {label}: done in {ended - started:.1f}s", file=sys.stderr, flush=True)
     return {
         "label": label,
         "attempts": count,
