@@ -8,9 +8,9 @@ it samples the next token of every sequence whose newest token was just computed
 chunk that is not the prompt's last leaves nothing to sample), each with its own parameters
 and generator, through the kernels the model was built with.
 
-Sequences with a grammar (``grammar/``) are masked first: their masks are filled on a worker
-thread started before the forward pass (the matchers' state depends only on tokens already
-sampled) and applied to their rows of the logits after it; each sampled token is then fed to
+Sequences with a grammar (``grammar/``) are masked first: on a GPU their masks are filled on
+a worker thread started before the forward pass (the matchers' state depends only on tokens
+already sampled), on a CPU after it, and applied to their rows of the logits; each sampled token is then fed to
 its sequence's matcher. Free sequences in the same batch are untouched.
 """
 
@@ -32,7 +32,8 @@ from codeagent.backend.sequence import Sequence
 class ModelRunner:
     def __init__(self, model: CausalLM, pool: KVPool, device: torch.device) -> None:
         self.model, self.pool, self.device = model, pool, device
-        self.grammar_overlap = True  # fill grammar masks while the forward runs (False: after it)
+        # fill grammar masks while the forward runs (on a GPU) or after it (a CPU's cores are busy)
+        self.grammar_overlap = self.device.type == "cuda"
 
     def run(self, batch: Scheduled) -> list[tuple[Sequence, int]]:
         """Compute the batch's new tokens; returns (sequence, sampled token) for those ready to sample."""

@@ -8,12 +8,16 @@ so an agent that offers the same tools every turn compiles them once. ``Grammar.
 a sequence's own parser state: the engine makes one when the sequence starts, fills its mask
 before each sample and feeds it every sampled token; rollback is there for whoever needs it.
 
-``StepMasks`` is one step's masks. ``start`` launches the fill for the step's constrained rows
-on a worker thread (llguidance's executor drops the GIL and spreads sequences over its own
-threads), so it runs while the forward pass does; ``apply`` joins it and sets every disallowed
+``StepMasks`` is one step's masks. With ``overlap`` (the runner's choice on a GPU, where the
+forward pass leaves the host's cores idle) ``start`` launches the fill for the step's
+constrained rows on a worker thread, llguidance's executor spreading the sequences over its
+own threads with the GIL dropped, so it runs while the forward pass does; without it (on a
+CPU, whose cores the forward pass already uses) each row is filled in turn on the caller's
+thread: measured on 2 cores (``codeagent bench grammar``), a worker thread and the executor's
+pool only compete with torch's threads. ``apply`` joins the fill and sets every disallowed
 logit of those rows to -inf (tokens past the tokenizer's vocabulary, where a model's head is
 wider, too). Rows without a grammar are untouched: a batch mixes constrained and free
-sequences. ``overlap=False`` fills on the caller's thread instead (the bench compares both).
+sequences.
 
 Limits: masks are computed on the CPU and copied to the logits' device; a matcher that reaches
 an error state (it cannot, under its own masks) stops constraining its sequence.
@@ -113,11 +117,16 @@ class StepMasks:
             return None
         masks = cls(rows, (max(matcher.vocab_size for _, matcher in rows) + 31) // 32)
         if not overlap:
-            masks._fill()
+            masks._fill_in_turn()
         else:
             masks._thread = threading.Thread(target=masks._fill, name="grammar-masks", daemon=True)
             masks._thread.start()
         return masks
+
+    def _fill_in_turn(self) -> None:
+        words = self.bits.shape[1]
+        for index, (_, matcher) in enumerate(self.rows):
+            matcher.parser.unsafe_compute_mask_ptr(self.bits[index].data_ptr(), words * 4)
 
     def _fill(self) -> None:
         if StepMasks._executor is None:
