@@ -67,5 +67,6 @@ def model_folder(folder: Path, vocab: int, shape: str) -> Path:
     hidden, layers, experts, width = SHAPES[shape]
     config = qwen3_config(hidden=hidden, layers=layers, experts=experts, width=width, vocab=vocab)
     config["max_position_embeddings"] = 32768
+    torch.manual_seed(0)  # the same random weights every run
     write_checkpoint(folder, config, torch.float32)
     return folder
