@@ -6,8 +6,9 @@ layer, so the paged-attention kernels read one layout per step instead of each l
 rebuilding it. Its tensor views are built on first use and kept for the step's other
 layers: ``device_batch`` for the Triton kernels (``PagedBatch``: int32 tables, context
 lengths, query offsets, the new tokens' pool rows, on the device) and ``padded`` /
-``lengths`` for the native CPU decode kernel (int64, on the CPU). A step whose layers never
-ask builds no tensors.
+``lengths`` for the native CPU decode kernel (int64, on the CPU), and ``shared_groups``: the
+decoding sequences that share leading blocks, whose shared rows a decode reads once
+(``layers/shared_prefix.py``). A step whose layers never ask builds no tensors.
 
 Limits: the tables index rows of per-token streams (one row per token, ``block_size`` rows
 a block), which is what the attention layers page; streams with coarser rows (DeepSeek-V4's
@@ -94,6 +95,7 @@ class BlockTables:
     _device_batch: PagedBatch | None = None
     _padded: torch.Tensor | None = None
     _lengths: torch.Tensor | None = None
+    _groups: list[tuple[list[int], int]] | None = None
 
     def device_batch(self, device: torch.device) -> PagedBatch:
         """The Triton kernels' layout, built once per step."""
@@ -108,9 +110,37 @@ class BlockTables:
             self._padded = torch.tensor([t + [0] * (widest - len(t)) for t in self.tables], dtype=torch.int64)
         return self._padded
 
+    def shared_groups(self, min_tokens: int) -> list[tuple[list[int], int]]:
+        """Decoding sequences whose tables begin with the same blocks (one prompt shared through the
+        prefix cache), two or more a group: (batch indices, shared whole blocks before every one's new
+        row), where the shared rows are at least ``min_tokens``; found once per step."""
+        if self._groups is None:
+            self._groups = shared_groups(self.tables, self.cached, self.sizes, self.block_size, min_tokens)
+        return self._groups
+
     def lengths(self) -> torch.Tensor:
         """[N] int64 tokens of each sequence after this step, on the CPU."""
         if self._lengths is None:
             after = [c + s for c, s in zip(self.cached, self.sizes, strict=True)]
             self._lengths = torch.tensor(after, dtype=torch.int64)
         return self._lengths
+
+
+def shared_groups(
+    tables: list[list[int]], cached: list[int], sizes: list[int], block_size: int, min_tokens: int
+) -> list[tuple[list[int], int]]:
+    by_first: dict[int, list[int]] = {}
+    for i, (table, size) in enumerate(zip(tables, sizes, strict=True)):
+        if size == 1 and table:
+            by_first.setdefault(table[0], []).append(i)
+    groups = []
+    for members in by_first.values():
+        if len(members) < 2:
+            continue
+        limit = min(cached[i] // block_size for i in members)  # whole blocks before every new row
+        first, common = tables[members[0]], 0
+        while common < limit and all(tables[i][common] == first[common] for i in members[1:]):
+            common += 1
+        if common and common * block_size >= min_tokens:
+            groups.append((members, common))
+    return groups

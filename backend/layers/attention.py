@@ -8,7 +8,8 @@ cached, with the causal mask offset by what was cached before. It loops over seq
 runner's, one per step), paged caches go to a kernel instead: with Triton,
 ``kernels/paged_attention`` writes every sequence's rows in one copy and reads the pool in
 place through the block tables; on CPU, a decode batch takes the native kernel
-(``kernels/native.c``). Both are tested against this loop.
+(``kernels/native.c``), except sequences that share a prompt's blocks, which read them once
+(``shared_prefix.py``). All are tested against this loop.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from codeagent.backend.cache.paged import GrowingRows, PagedRows, Rows
 from codeagent.backend.cache.tables import BlockTables, PagedBatch
 from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
+from codeagent.backend.layers import shared_prefix
 
 
 class KVCache:
@@ -152,6 +154,9 @@ def _native_decode(
     assert isinstance(first_k, PagedRows) and isinstance(first_v, PagedRows), "block tables come with pages"
     if not native.fits_decode_attention(q, first_k.tensor):
         return None
+    groups = tables.shared_groups(shared_prefix.SHARED_MIN_TOKENS)
+    if groups:  # sequences sharing a prompt's blocks: those rows read once for them all
+        return shared_prefix.decode(q, k, v, caches, tables, scale, native, groups)
     out = native.decode_attention(
         q, k, v, first_k.tensor, first_v.tensor, tables.padded(), tables.block_size, tables.lengths(), scale
     )
