@@ -1,7 +1,8 @@
 """The ``codeagent`` command: argument parsing, the config, and each subcommand handed to its
-handler (``commands``: ``fix``, ``undo``; ``backend_commands``, ``serve_command``,
-``plan_command`` and ``eval_command``, imported when they run so that other commands never
-load torch; ``bench.command`` registers its own); without a command, the terminal UI (``app.launch``).
+handler (``commands``: ``fix``, ``undo``; ``eval_command``; ``mcp_command``; ``model_parsers``
+adds ``generate``, ``serve``, ``plan`` and ``models``, whose handlers are imported when they run
+so that other commands never load torch; ``bench.command`` registers its own); without a
+command, the terminal UI (``app.launch``).
 Runs are opened in one place, ``agent/run.py``, whichever front end asks.
 
 User mistakes (unknown flag, missing repository, bad config, unknown model) print one line
@@ -16,12 +17,11 @@ the traceback of a bug (``main``'s, and ``sys.excepthook``'s for one outside it)
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 from types import TracebackType
@@ -34,17 +34,15 @@ from codeagent.agent.protocol import ModelError
 from codeagent.bench import command as bench_command
 from codeagent.sandbox.choose import CHOICES as SANDBOX_CHOICES
 from codeagent.sandbox.git import UnsafeRepository
-from codeagent.tui import commands, eval_command, mcp_command
+from codeagent.tui import commands, eval_command, mcp_command, model_parsers
 from codeagent.tui.argtypes import (
     add_budgets,
-    add_disk_cache,
     add_parallel,
-    port,
-    positive_float,
     positive_int,
 )
 from codeagent.tui.attempt_clients import attempt_flags
 from codeagent.tui.inert import inert
+from codeagent.tui.model_parsers import lazy
 
 
 class UsageError(Exception):
@@ -77,10 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
             "error, 3 internal or model error, 130 interrupted (continue with --resume RUN_ID)",
         )
     )
-    _add_generate(sub.add_parser("generate", help="generate text with the embedded runtime"))
-    _add_serve(sub.add_parser("serve", help="serve a model over OpenAI- and Anthropic-compatible HTTP APIs"))
-    _add_models(sub.add_parser("models", help="list local models, or pull one"))
-    _add_plan(
+    model_parsers.add_generate(sub.add_parser("generate", help="generate text with the embedded runtime"))
+    model_parsers.add_serve(
+        sub.add_parser("serve", help="serve a model over OpenAI- and Anthropic-compatible HTTP APIs")
+    )
+    model_parsers.add_models(sub.add_parser("models", help="list local models, or pull one"))
+    model_parsers.add_plan(
         sub.add_parser(
             "plan",
             help="what a model needs per GPU, and the smallest layout that fits (before a download)",
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_flags(evaluate)
     eval_command.add_arguments(evaluate, Parser)
-    evaluate.set_defaults(handler=_lazy("codeagent.tui.eval_command", "run"))
+    evaluate.set_defaults(handler=lazy("codeagent.tui.eval_command", "run"))
     return parser
 
 
@@ -213,140 +213,6 @@ def _add_fix(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=commands.fix)
 
 
-def _add_generate(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model", required=True, metavar="PATH|ID|ALIAS", help="checkpoint folder, cached id or alias"
-    )
-    prompt = parser.add_mutually_exclusive_group(required=True)
-    prompt.add_argument("--prompt", metavar="TEXT", help="prompt text (needs the checkpoint's tokenizer)")
-    prompt.add_argument("--prompt-ids", metavar="1,2,3", help="prompt as token ids")
-    parser.add_argument("--max-tokens", type=positive_int, default=64, metavar="N", help="new tokens at most")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 is greedy (default)")
-    parser.add_argument("--top-k", type=int, default=0, metavar="K", help="keep the K most likely tokens")
-    parser.add_argument("--top-p", type=float, default=1.0, metavar="P", help="nucleus sampling mass")
-    parser.add_argument(
-        "--min-p", type=float, default=0.0, metavar="P", help="drop tokens below P x the best"
-    )
-    parser.add_argument("--seed", type=int, help="random seed for sampling")
-    parser.add_argument("--stop", action="append", metavar="TEXT", help="stop at this text (repeatable)")
-    parser.add_argument("--stop-token-id", action="append", type=int, metavar="ID", help="stop at this token")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    add_parallel(parser)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(handler=_lazy("codeagent.tui.backend_commands", "generate"))
-
-
-def _add_serve(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model",
-        required=True,
-        metavar="PATH|ID|ALIAS",
-        help="checkpoint folder, cached id or alias; scripted:FILE replays the replies in a JSONL file",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=port, default=8000, help="port (default 8000; 0 picks a free one)")
-    parser.add_argument(
-        "--api-key",
-        metavar="KEY",
-        help="clients must send this key, as a bearer token or x-api-key (default $CODEAGENT_API_KEY)",
-    )
-    parser.add_argument(
-        "--served-model-name",
-        metavar="NAME",
-        help="model id clients use (default: folder name, or a script's file stem)",
-    )
-    parser.add_argument(
-        "--max-output-tokens",
-        type=positive_int,
-        default=4096,
-        metavar="N",
-        help="reply length when a request sets none (default 4096)",
-    )
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="weights' dtype")
-    parser.add_argument("--device", choices=["cpu", "cuda"], help="device (default: cuda if present)")
-    add_parallel(parser)
-    parser.add_argument(
-        "--kv-cache-gb",
-        type=positive_float,
-        metavar="GB",
-        help="memory for the KV cache (default: the engine's, from free memory)",
-    )
-    add_disk_cache(parser)
-    parser.add_argument(
-        "--max-connections",
-        type=positive_int,
-        default=256,
-        metavar="N",
-        help="connections held at once; more get a 503 (default 256)",
-    )
-    parser.add_argument(
-        "--idle-timeout",
-        type=positive_float,
-        default=30.0,
-        metavar="S",
-        help="seconds an idle keep-alive connection is kept (default 30)",
-    )
-    parser.add_argument(
-        "--grace",
-        type=positive_float,
-        default=20.0,
-        metavar="S",
-        help="on SIGTERM or Ctrl-C, seconds requests in flight get to finish (default 20)",
-    )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no line per request on stderr")
-    parser.set_defaults(handler=_lazy("codeagent.tui.serve_command", "serve"))
-
-
-def _add_plan(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model", required=True, metavar="NAME|DIR", help="alias, model id or checkpoint folder"
-    )
-    parser.add_argument(
-        "--gpus", metavar="NxGPU", help="GPUs to plan for: 4xH100, 8xH200, H100, or a count with --gpu-mem"
-    )
-    parser.add_argument("--gpu-mem", metavar="SIZE", help="memory per GPU (80G) instead of a GPU name")
-    parser.add_argument(
-        "--host-mem",
-        metavar="SIZE",
-        help="host memory, planned for when no GPU is given (default: this machine's)",
-    )
-    parser.add_argument(
-        "--context", metavar="TOKENS", help="context to fit, e.g. 128K (default 128K, or the model's window)"
-    )
-    parser.add_argument(  # its own dest: args.tp launches ranks in the commands that run models
-        "--tp", dest="plan_tp", type=positive_int, metavar="N", help="plan this tensor-parallel size only"
-    )
-    parser.add_argument("--ep", action="store_true", help="routed experts divided whole among the ranks")
-    parser.add_argument(
-        "--dtype",
-        choices=["float32", "bfloat16", "float16"],
-        help="weights' and KV cache's dtype (default as the runtime: bfloat16)",
-    )
-    parser.add_argument("--json", action="store_true", help="print the plan as one JSON object")
-    parser.set_defaults(handler=_lazy("codeagent.tui.plan_command", "run"))
-
-
-def _add_models(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
-    actions.add_parser("list", help="models in the local Hugging Face cache and what they need (default)")
-    pull = actions.add_parser("pull", help="download a model from the Hugging Face Hub")
-    pull.add_argument("model_id", metavar="ID", help="org/name or an alias such as qwen3-coder-30b-a3b")
-    pull.add_argument(
-        "--force", action="store_true", help="download even when the memory planner says it cannot run here"
-    )
-    parser.set_defaults(handler=_lazy("codeagent.tui.backend_commands", "models"))
-
-
-def _lazy(module: str, name: str) -> Callable[[Any, Config], int]:
-    """A handler imported on use, so commands that do not need torch do not load it."""
-
-    def handler(args: Any, config: Config) -> int:
-        return int(getattr(importlib.import_module(module), name)(args, config))
-
-    return handler
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     sys.excepthook = _inert_traceback
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -376,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "tp", 1) > 1 and os.environ.get("RANK", "0") != "0" and "WORLD_SIZE" in os.environ:
-        return _lazy("codeagent.tui.backend_commands", "follow_rank")(args, None)  # torchrun's rank > 0
+        return lazy("codeagent.tui.backend_commands", "follow_rank")(args, None)  # torchrun's rank > 0
     config = load_config(args.config)
     if args.command is None:
         return interactive(args, config)

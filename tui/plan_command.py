@@ -9,7 +9,7 @@ largest rank of the chosen layout (or of the largest tried) in detail, and the v
 does, 2 for a mistake in the call (``CommandError``: a GPU spelling, an unknown model, a
 context of 0 or past the model's window).
 
-Imported when the command runs (``cli._lazy``), so other commands never load torch.
+Imported when the command runs (``model_parsers.lazy``), so other commands never load torch.
 """
 
 from __future__ import annotations
