@@ -1,8 +1,8 @@
 """Opt-in load-time conversion of a loaded full-precision model's weights to packed formats.
 
 ``pack(model, variant)`` quantizes a bf16 or float32 model in place, weight by weight, with
-what the layers offer (``Linear.pack`` / ``quant.PackedWeight.quantize`` for matrices,
-``quant.PackedExperts.quantize`` for a layer's routed experts), so the engine then runs the
+what the layers offer (``Linear.pack`` / ``packed_weights.PackedWeight.quantize`` for matrices,
+``packed_weights.PackedExperts.quantize`` for a layer's routed experts), so the engine then runs the
 native packed kernels where they take the batch (``kernels/native_packed``) and decodes for
 the call elsewhere. Variants (``VARIANTS``):
 
@@ -59,7 +59,7 @@ from codeagent.backend.catalog import header
 from codeagent.backend.layers.linear import Linear
 from codeagent.backend.loader import LoadError, read_config, shard_files
 from codeagent.backend.models.deepseek_v4.weights import scope
-from codeagent.backend.quant import PackedExperts, PackedWeight
+from codeagent.backend.packed_weights import PackedExperts, PackedWeight
 
 
 class Variant(NamedTuple):

@@ -16,7 +16,7 @@ Two numerics, matching the two references:
 
 Expert weights may be quantized (``QuantizedExperts``: FP8 e4m3 with 128x128 block
 scales, or FP4 e2m1 with a scale per 32 inputs, as in ``backend/quant.py``; or the
-loader's ``quant.PackedExperts``, same layout, scales possibly UE8M0 exponent bytes);
+loader's ``packed_weights.PackedExperts``, same layout, scales possibly UE8M0 exponent bytes);
 they are decoded inside the GEMM tiles. Limits: no expert parallelism; the per-pair float32
 buffer [T * k, H] is materialised between the down GEMM and the combine (a deterministic
 sum, where an atomic add would make float32 results depend on scheduling).
@@ -33,7 +33,8 @@ from codeagent.backend.kernels import moe_align
 from codeagent.backend.kernels.common import INTERPRETING, upcast
 from codeagent.backend.kernels.moe_gemm import FP4, FP8, PLAIN, combine_kernel, down_kernel, gate_up_kernel
 from codeagent.backend.kernels.tile_configs import Config, moe_config
-from codeagent.backend.quant import FP4_GROUP, FP8_BLOCK, PackedExperts, scale_values
+from codeagent.backend.packed_weights import PackedExperts
+from codeagent.backend.quant import FP4_GROUP, FP8_BLOCK, scale_values
 
 
 @dataclass(frozen=True, slots=True)

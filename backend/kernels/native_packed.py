@@ -3,9 +3,9 @@ MoE layers that read FP8 e4m3 (128 x 128 block scales) and FP4 e2m1 (a UE8M0 or 
 32 inputs) weights as ``backend/quant.py`` keeps them, decoding in registers, never into a
 dequantized copy.
 
-- ``linear_fp8`` / ``linear_fp4`` (and ``linear`` for a ``quant.PackedWeight``): x [T, K]
+- ``linear_fp8`` / ``linear_fp4`` (and ``linear`` for a ``packed_weights.PackedWeight``): x [T, K]
   @ W^T for dense projections and the LM head;
-- ``moe_packed``: one MoE layer over ``quant.PackedExperts`` in one call, as ``native.moe``
+- ``moe_packed``: one MoE layer over ``packed_weights.PackedExperts`` in one call, as ``native.moe``
   does for plain weights (SiLU-gated gate/up, down, the weighted sum over the top k), with
   DeepSeek-V4's clamp (``limit``), its routing weight on the activation (``weight_first``) and a
   float32 output on request;
@@ -44,7 +44,8 @@ from pathlib import Path
 import torch
 
 from codeagent.backend.kernels import native
-from codeagent.backend.quant import FP4_GROUP, FP8_BLOCK, PackedExperts, PackedWeight
+from codeagent.backend.packed_weights import PackedExperts, PackedWeight
+from codeagent.backend.quant import FP4_GROUP, FP8_BLOCK
 
 SOURCE = Path(__file__).with_name("native_packed.c")
 MAX_ROWS = 64  # native_packed.c's MAX_ROWS
@@ -164,7 +165,7 @@ def linear_fp4(
 
 
 def linear(x: torch.Tensor, w: PackedWeight, out_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """x [T, K] @ W^T -> [T, N] for a ``quant.PackedWeight``."""
+    """x [T, K] @ W^T -> [T, N] for a ``packed_weights.PackedWeight``."""
     return _linear(x, w.weight, w.scale, w.format, out_dtype)
 
 

@@ -1,7 +1,7 @@
 """Linear layers whose weights are allocated uninitialised (the loader fills them), so
 building a model costs no time and no memory beyond the weights themselves.
 
-A weight may also be kept packed (``quant.PackedWeight``: FP8 with 128 x 128 block scales, or
+A weight may also be kept packed (``packed_weights.PackedWeight``: FP8 with 128 x 128 block scales, or
 FP4 with a scale per 32 inputs), as a release ships it or as an opt-in conversion writes it
 (``Linear.pack``): decode-sized CPU products then run the native packed kernels
 (``kernels/native_packed``), which never decode the weight into memory; anything else (a GPU,
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
-from codeagent.backend.quant import PackedWeight
+from codeagent.backend.packed_weights import PackedWeight
 
 Weight = torch.Tensor | PackedWeight
 

@@ -5,7 +5,7 @@ Experts are stored fused per layer, ready for a grouped-GEMM kernel: ``w13`` [E,
 expert and runs one pair of matmuls per expert that received tokens. With the model's ``Kernels``, the fused-MoE Triton kernel or,
 for decode-sized CPU batches, the native one.
 
-Experts may also stay packed (``quant.PackedExperts``: FP8 or FP4 as released, or as an
+Experts may also stay packed (``packed_weights.PackedExperts``: FP8 or FP4 as released, or as an
 opt-in conversion writes them): decode-sized CPU batches then run the native packed kernel
 (``kernels/native_packed.moe_packed``: the whole layer in one call, never a decoded copy),
 Triton its fused kernel (which decodes in its tiles); otherwise one routed expert at a time
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
-from codeagent.backend.quant import PackedExperts
+from codeagent.backend.packed_weights import PackedExperts
 
 Experts = torch.Tensor | PackedExperts
 

@@ -18,7 +18,7 @@ an expert-parallel split computes the experts it holds.
 What a home computes is the model's: ``experts`` is the function that runs (token, expert)
 pairs over a home's fused ``w13``/``w2`` (Qwen3-MoE's ``layers.moe.experts_forward`` by
 default; DeepSeek-V4 passes its clamped-SwiGLU ``routed_experts``, whose experts may be
-``quant.PackedExperts`` and whose partial sums are float32: ``out_dtype``). ``home_index``
+``packed_weights.PackedExperts`` and whose partial sums are float32: ``out_dtype``). ``home_index``
 is the same map as a plain function, for loaders that fill each expert in its home.
 
 ``least_used(counts, n)`` picks the host experts from routing counts: a model with experts in

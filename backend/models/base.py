@@ -90,7 +90,7 @@ class CausalLM(Protocol):
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Take (checkpoint key, tensor) pairs, in any of the family's key spellings; quantized
         weights (FP8/FP4 with their scales, see ``quant.py``) are dequantized here, except
-        DeepSeek-V4's routed experts, which stay packed (``quant.PackedExperts``)."""
+        DeepSeek-V4's routed experts, which stay packed (``packed_weights.PackedExperts``)."""
         ...
 
 

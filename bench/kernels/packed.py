@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from codeagent.backend.kernels import native, native_packed
 from codeagent.backend.layers.linear import packed_linear
 from codeagent.backend.layers.moe import packed_experts
-from codeagent.backend.quant import PackedExperts, PackedWeight
+from codeagent.backend.packed_weights import PackedExperts, PackedWeight
 from codeagent.bench.machine import machine
 
 

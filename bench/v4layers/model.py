@@ -39,8 +39,9 @@ from codeagent.backend.kernels.dispatch import Kernels
 from codeagent.backend.models.deepseek_v4.config import DeepseekV4Config
 from codeagent.backend.models.deepseek_v4.model import DeepseekV4ForCausalLM
 from codeagent.backend.models.deepseek_v4.weights import scope
+from codeagent.backend.packed_weights import PackedExperts, PackedWeight
 from codeagent.backend.planning.source import shipped_config
-from codeagent.backend.quant import FP4_GROUP, PackedExperts, PackedWeight
+from codeagent.backend.quant import FP4_GROUP
 from codeagent.bench.random_weights import TINY, fill_random_
 
 MODEL_ID = "deepseek-ai/DeepSeek-V4-Flash"

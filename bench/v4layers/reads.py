@@ -21,7 +21,7 @@ from __future__ import annotations
 from codeagent.backend.models.deepseek_v4.attention import LayerState
 from codeagent.backend.models.deepseek_v4.model import DeepseekV4ForCausalLM
 from codeagent.backend.models.deepseek_v4.weights import scope
-from codeagent.backend.quant import PackedExperts
+from codeagent.backend.packed_weights import PackedExperts
 
 
 def layer_bytes(model: DeepseekV4ForCausalLM, index: int, state: LayerState) -> dict[str, float]:

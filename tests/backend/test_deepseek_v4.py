@@ -25,8 +25,8 @@ from codeagent.backend.models.base import SeqSlice
 from codeagent.backend.models.deepseek_v4.config import DeepseekV4Config
 from codeagent.backend.models.deepseek_v4.model import DeepseekV4ForCausalLM
 from codeagent.backend.models.deepseek_v4.weights import scope
+from codeagent.backend.packed_weights import PackedExperts
 from codeagent.backend.quant import (
-    PackedExperts,
     dequantize_fp4,
     dequantize_fp8,
     quantize_fp4,

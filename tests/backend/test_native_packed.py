@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from codeagent.backend.kernels import dispatch, native, native_packed
 from codeagent.backend.layers import linear, moe
-from codeagent.backend.quant import E4M3_MAX, PackedExperts, PackedWeight, dequantize
+from codeagent.backend.packed_weights import PackedExperts, PackedWeight
+from codeagent.backend.quant import E4M3_MAX, dequantize
 
 PROBLEM = native_packed.problem()
 pytestmark = pytest.mark.skipif(PROBLEM is not None, reason=f"packed kernels unavailable: {PROBLEM}")

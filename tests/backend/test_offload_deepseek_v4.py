@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from codeagent.backend.kernels import native
 from codeagent.backend.layers.offload import least_used
 from codeagent.backend.loader import LoadError, load_model
-from codeagent.backend.quant import PackedExperts
+from codeagent.backend.packed_weights import PackedExperts
 
 BACKEND_TESTS = Path(__file__).parent
 EXPERTS, LAYERS = 8, 5

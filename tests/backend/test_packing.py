@@ -31,8 +31,9 @@ from safetensors.torch import save_file
 
 from codeagent.backend.layers.linear import Linear
 from codeagent.backend.loader import LoadError
+from codeagent.backend.packed_weights import PackedExperts, PackedWeight
 from codeagent.backend.packing import VARIANTS, PackError, check_checkpoint, pack
-from codeagent.backend.quant import E2M1_MAGNITUDES, PackedExperts, PackedWeight, dequantize_fp4, quantize_fp4
+from codeagent.backend.quant import E2M1_MAGNITUDES, dequantize_fp4, quantize_fp4
 from codeagent.backend.runtime import Loaded, disk_namespace, load
 from codeagent.bench.packing import greedy, logit_error, logits_along
 from codeagent.tui.argtypes import PACK_VARIANTS

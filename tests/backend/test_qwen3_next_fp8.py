@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from codeagent.backend.kernels.dispatch import REFERENCE
 from codeagent.backend.loader import LoadError, load_model
-from codeagent.backend.quant import PackedExperts, PackedWeight
+from codeagent.backend.packed_weights import PackedExperts, PackedWeight
 from codeagent.bench.packing import logit_error, logits_along
 
 ALWAYS_PACKED = {

@@ -24,7 +24,7 @@ from codeagent.backend.kernels.dispatch import choose
 from codeagent.backend.layers.sampler import SamplingParams
 from codeagent.backend.loader import load_model
 from codeagent.backend.models.base import SeqSlice
-from codeagent.backend.quant import PackedExperts
+from codeagent.backend.packed_weights import PackedExperts
 
 BACKEND_TESTS = Path(__file__).resolve().parents[1] / "backend"
 

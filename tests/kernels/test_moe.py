@@ -9,7 +9,8 @@ from codeagent.backend.kernels import moe_align, moe_routing
 from codeagent.backend.kernels.fused_moe import QuantizedExperts, fused_moe
 from codeagent.backend.layers.moe import experts_forward, softmax_topk
 from codeagent.backend.models.deepseek_v4.moe import expert, route, routed_experts
-from codeagent.backend.quant import PackedExperts, dequantize_fp4, dequantize_fp8, quantize_fp4, quantize_fp8
+from codeagent.backend.packed_weights import PackedExperts
+from codeagent.backend.quant import dequantize_fp4, dequantize_fp8, quantize_fp4, quantize_fp8
 
 
 @pytest.mark.parametrize("normalize", [True, False])

@@ -43,7 +43,7 @@ compressors and the indexer's keys are replicated, so every rank keeps the same 
 layer all-reduces twice: the partial output of ``wo_b``, and on CSA layers the indexer's
 partial scores of every sequence of the step at once, in one call, before the top-k.
 
-Its matrices may be kept packed (``quant.PackedWeight``, the opt-in ``backend/packing.py``):
+Its matrices may be kept packed (``packed_weights.PackedWeight``, the opt-in ``backend/packing.py``):
 the projections then run ``packed_linear``, and ``wo_a`` one ``packed_linear`` per output
 group (``layers.linear.grouped_linear``; decoded whole for the call only where a group would cut
 its 128-row scale blocks, as in tiny test models).

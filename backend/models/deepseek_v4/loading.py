@@ -49,7 +49,8 @@ from codeagent.backend.models.deepseek_v4.weights import (
     release_name,
     storage_device,
 )
-from codeagent.backend.quant import PackedExperts, dequantize, format_of, paired
+from codeagent.backend.packed_weights import PackedExperts
+from codeagent.backend.quant import dequantize, format_of, paired
 
 
 class WeightStore(Protocol):

@@ -19,7 +19,7 @@ Positions must continue each state (compressed entries' positions follow from th
 
 Weights: one flat dict in release names (``weights.py``: both spellings, FP8/FP4 release
 format); each module takes its part by name (``bind``), again after loading. Routed experts
-that come quantized stay packed (``quant.PackedExperts``) unless ``keep_quantized=False`` or
+that come quantized stay packed (``packed_weights.PackedExperts``) unless ``keep_quantized=False`` or
 ``CODEAGENT_KEEP_QUANTIZED=0``: the fused-MoE kernel decodes them in its GEMM tiles, the
 torch reference one routed expert at a time, so memory never holds a full-precision copy.
 Split across ranks (a ``Group`` of more than one; ``distributed/layout.py``'s rules,

@@ -9,7 +9,7 @@ routing weight applied in float32 before the down projection, and the routed sum
 float32 as in DeepSeek's inference code; one shared expert of the same form is always
 added. Routed experts are stored fused per layer: ``w13`` [E, 2I, D] (gate rows, then up
 rows) and ``w2`` [E, D, I], either dense in the model dtype or packed as the release ships
-them (``quant.PackedExperts``, FP4 or FP8 with UE8M0 scales).
+them (``packed_weights.PackedExperts``, FP4 or FP8 with UE8M0 scales).
 
 Split across ranks, each rank runs every token through its share of each expert's width,
 or (``ep``) through the experts it holds whole, and through its share of the shared
@@ -56,7 +56,7 @@ from codeagent.backend.layers.offload import ExpertHomes, RoutingCounts, subset_
 from codeagent.backend.models.deepseek_v4.config import DeepseekV4Config
 from codeagent.backend.models.deepseek_v4.shares import held_experts
 from codeagent.backend.models.deepseek_v4.weights import Weights
-from codeagent.backend.quant import PackedExperts
+from codeagent.backend.packed_weights import PackedExperts
 
 Experts = torch.Tensor | PackedExperts
 

@@ -42,7 +42,7 @@ import re
 import torch
 
 from codeagent.backend.models.deepseek_v4.config import CSA, HCA, DeepseekV4Config
-from codeagent.backend.quant import PackedExperts, PackedWeight
+from codeagent.backend.packed_weights import PackedExperts, PackedWeight
 
 Weights = dict[str, torch.Tensor | PackedExperts | PackedWeight]  # release name -> storage
 

@@ -6,9 +6,9 @@ Qwen3.5) over routed experts stored fused as ``w13`` [E, 2I, hidden] and ``w2`` 
 (``layers/moe.py``'s layout and kernels), plus one shared expert that every token takes,
 scaled by sigmoid(``shared_gate`` · x), a per-token scalar. Output: routed + gated shared.
 
-The routed experts may be held packed (``quant.PackedExperts``: as an FP8 release ships them,
+The routed experts may be held packed (``packed_weights.PackedExperts``: as an FP8 release ships them,
 ``packed.py``, or as ``--pack`` converts them, ``backend/packing.py``), and the shared expert's
-and dense MLPs' ``Linear`` weights as ``quant.PackedWeight``; ``layers/moe.py`` and
+and dense MLPs' ``Linear`` weights as ``packed_weights.PackedWeight``; ``layers/moe.py`` and
 ``layers/linear.py`` run them (the native packed kernels for CPU decode batches, else decoded
 for the call). The routers (``gate``, ``shared_gate``) always stay plain.
 

@@ -5,13 +5,13 @@ Qwen's FP8 releases store each projection as e4m3 [out, in] with 128 x 128 block
 model's storage can hold it without changing a value:
 
 - a routed expert's gate, up or down matrix: its rows of the layer's ``w13`` / ``w2``, which
-  become a ``quant.PackedExperts`` at the first of them (per-row scales: a block's scale
+  become a ``packed_weights.PackedExperts`` at the first of them (per-row scales: a block's scale
   repeated over its 128 rows, the very values dequantizing gives; FP8 or FP4);
 - an FP8 matrix that fills a ``Linear``'s weight whole (``o_proj``, DeltaNet's ``out_proj``,
   the MLPs' and shared expert's ``down_proj``, the LM head), or rows of it that start on a
   128-row block and end on one or at the last row (``q_proj`` / ``k_proj`` / ``v_proj`` into
   ``qkv``, ``gate_proj`` / ``up_proj`` into ``w13``, when their sizes are whole blocks, as at
-  the released shapes): the weight becomes a ``quant.PackedWeight`` (128 x 128 block scales)
+  the released shapes): the weight becomes a ``packed_weights.PackedWeight`` (128 x 128 block scales)
   and that matrix's codes and block scales are copied into its rows.
 
 Everything else is dequantized by the caller: DeltaNet's fused ``in_proj``, whose rows
@@ -38,7 +38,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from codeagent.backend.quant import FP8_BLOCK, PackedExperts, PackedWeight, format_of, stored_scale
+from codeagent.backend.packed_weights import PackedExperts, PackedWeight
+from codeagent.backend.quant import FP8_BLOCK, format_of, stored_scale
 
 Packed = PackedWeight | PackedExperts
 

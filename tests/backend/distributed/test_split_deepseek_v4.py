@@ -32,7 +32,7 @@ from codeagent.backend.loader import LoadError, load_model
 from codeagent.backend.models.deepseek_v4.config import DeepseekV4Config
 from codeagent.backend.models.deepseek_v4.model import DeepseekV4ForCausalLM
 from codeagent.backend.models.deepseek_v4.shares import held_experts, piece
-from codeagent.backend.quant import PackedExperts
+from codeagent.backend.packed_weights import PackedExperts
 
 BACKEND_TESTS = Path(__file__).resolve().parents[1]
 VOCAB = 301  # not a multiple of 4: the last rank's vocabulary share is short

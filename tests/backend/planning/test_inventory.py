@@ -16,11 +16,12 @@ from codeagent.backend.catalog import header_sizes
 from codeagent.backend.distributed.group import Group
 from codeagent.backend.distributed.layout import Layout, LayoutError
 from codeagent.backend.loader import LoadError, load_model
+from codeagent.backend.packed_weights import PackedExperts
 from codeagent.backend.planning.checkpoint import estimated, from_headers
 from codeagent.backend.planning.inventory import checkpoint_totals, rank_weights
 from codeagent.backend.planning.kv import meta_model
 from codeagent.backend.planning.source import model_source, shipped_config
-from codeagent.backend.quant import PackedExperts, quantize_fp4, quantize_fp8
+from codeagent.backend.quant import quantize_fp4, quantize_fp8
 
 
 def deepseek_v4_reference():

@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 
 from codeagent.backend.distributed.layout import Layout
 from codeagent.backend.loader import load_model
+from codeagent.backend.packed_weights import PackedExperts, PackedWeight
 from codeagent.backend.planning.checkpoint import estimated, from_headers
 from codeagent.backend.planning.families import QWEN3_NEXT, family
 from codeagent.backend.planning.hardware import cpu, gpus
@@ -22,7 +23,6 @@ from codeagent.backend.planning.kv import kv_cost, meta_model
 from codeagent.backend.planning.plan import SEQUENCES, delta_state_bytes, make_plan
 from codeagent.backend.planning.report import as_dict, verdict
 from codeagent.backend.planning.source import model_source, shipped_config, shipped_models
-from codeagent.backend.quant import PackedExperts, PackedWeight
 from codeagent.tui.cli import main
 
 GIB = 1 << 30
