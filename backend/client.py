@@ -21,8 +21,10 @@ is a view of the same runtime that samples at that temperature, each reply with 
 seed of a generator seeded with ``seed`` (``fix --attempts N``: the attempts' shared prompt
 is prefilled once by the engine, their decoding batched).
 
-Limits: no stop strings and no ``tool_choice`` (the agent asks for neither); a prompt that
-leaves no room in the context window is refused, not truncated.
+Every reply is decoded under the grammar of the offered tools (``backend/grammar``: free text
+or well-formed calls whose arguments fit each tool's schema; ``RuntimeConfig.constrain``), with
+``tool_choice`` ``auto``. Limits: no stop strings and no other ``tool_choice`` (the agent asks
+for neither); a prompt that leaves no room in the context window is refused, not truncated.
 """
 
 from __future__ import annotations
