@@ -14,6 +14,11 @@ in place and read the same way. Reported per variant:
   difference (after it, the two continue different texts), and that first difference;
 - the bytes converted, before and after, and the conversion's time.
 
+``fp4-int8`` packs as ``fp4`` and runs the FP4 products with int8 activations
+(``native_packed.int8``; where the build lacks them it is the float route, and says so);
+``fp4`` then runs the float route, and with both, ``fp4-int8`` also gets the same measures
+against ``fp4`` (``against_fp4``): the activations' rounding alone.
+
 ``logits_along``, ``greedy`` and ``logit_error`` are the test's measures too
 (``tests/backend/test_packing.py``).
 
@@ -32,6 +37,7 @@ from typing import Any
 
 import torch
 
+from codeagent.backend.kernels import native_packed
 from codeagent.backend.loader import LoadError
 from codeagent.backend.models.base import SeqSlice
 from codeagent.backend.packing import VARIANTS, PackError, check_checkpoint, pack
@@ -42,6 +48,7 @@ from codeagent.bench.random_weights import TINY, random_model
 TINY_MODELS = ("qwen3-coder-30b-a3b", "deepseek-v4-flash")
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 Build = Callable[[], Any]  # a fresh full-precision model, the same weights each call
+PACKING = {"fp4-int8": "fp4"}  # variants packed as another, run another way
 
 
 def logits_along(model: Any, ids: list[int], prompt: int) -> torch.Tensor:
@@ -97,14 +104,28 @@ def measure(
     reference = logits_along(model, ids, len(prompt))
     tokens = greedy(model, prompt, sizes["greedy_tokens"])
     out: dict[str, Any] = {"greedy_token_ids": tokens}
+    seen: dict[str, tuple[torch.Tensor, list[int]]] = {}
     for variant in variants:
         model = model if model is not None else build()
         started = time.perf_counter()
-        converted = pack(model, variant)
+        converted = pack(model, PACKING.get(variant, variant))
         pack_s = time.perf_counter() - started
-        row = logit_error(reference, logits_along(model, ids, len(prompt)))
-        packed = greedy(model, prompt, sizes["greedy_tokens"])
+        native_packed.set_int8(variant == "fp4-int8")
+        try:
+            logits = logits_along(model, ids, len(prompt))
+            packed = greedy(model, prompt, sizes["greedy_tokens"])
+        finally:
+            native_packed.set_int8(None)
+        seen[variant] = logits, packed
+        row = logit_error(reference, logits)
         row.update(greedy_agreement(tokens, packed), greedy_token_ids=packed, pack_s=round(pack_s, 2))
+        if variant == "fp4-int8":
+            row["int8_activations"] = native_packed.int8_built()
+            if "fp4" in seen:
+                row["against_fp4"] = {
+                    **logit_error(seen["fp4"][0], logits),
+                    **greedy_agreement(seen["fp4"][1], packed),
+                }
         row.update(bytes_before=sum(c.before for c in converted), bytes_after=sum(c.after for c in converted))
         log(
             f"{variant}: max_rel {row['max_rel']:.4f}, mean_rel {row['mean_rel']:.4f}, top1 {row['top1_agreement']:.3f}"
@@ -136,7 +157,12 @@ def bench_packing(
         "dtype": dtype,
         **sizes,
         "formats": {
-            v: {"dense_and_head": VARIANTS[v].dense, "experts": VARIANTS[v].experts} for v in variants
+            v: {
+                "dense_and_head": VARIANTS[PACKING.get(v, v)].dense,
+                "experts": VARIANTS[PACKING.get(v, v)].experts,
+                **({"activations": "int8 per 32 inputs in the FP4 products"} if v == "fp4-int8" else {}),
+            }
+            for v in variants
         },
         "models": results,
     }

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from codeagent.bench.argtypes import name_list, positive_int
 
-VARIANT_NAMES = ("fp8", "fp4")  # backend/packing.py's VARIANTS
+VARIANT_NAMES = ("fp8", "fp4", "fp4-int8")  # backend/packing.py's VARIANTS, and fp4 with int8 activations
 
 
 def add(sub: argparse._SubParsersAction, handler: Callable[..., int]) -> None:
     packing = sub.add_parser(
         "packing",
-        help="--pack's accuracy: logits of a model packed as fp8 / fp4 against it in full precision",
+        help="--pack's accuracy: logits of a model packed as fp8 / fp4 (/ fp4 with int8 activations) against it in full precision",
         description="Logit error (max and mean, relative), top-1 agreement over teacher-forced positions "
         "and greedy-token agreement of each packed variant against the same weights in full precision. "
         "Without --model: the tiny random Qwen3-MoE and DeepSeek-V4 (seconds on a CPU).",
@@ -25,7 +25,8 @@ def add(sub: argparse._SubParsersAction, handler: Callable[..., int]) -> None:
         type=name_list(VARIANT_NAMES),
         default=VARIANT_NAMES,
         metavar="A,B",
-        help="fp8 (FP8 weights), fp4 (FP4 experts, FP8 dense and head); default both",
+        help="fp8 (FP8 weights), fp4 (FP4 experts, FP8 dense and head), fp4-int8 (fp4 with the FP4 "
+        "products' activations quantized to int8 per 32 inputs, where the CPU has AVX512-VNNI); default all",
     )
     packing.add_argument(
         "--dtype", choices=["bfloat16", "float32"], default="bfloat16", help="full precision (bfloat16)"

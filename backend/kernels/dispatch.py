@@ -22,6 +22,12 @@ against.
   cannot be built;
 - ``torch``: the references everywhere.
 
+``CODEAGENT_FP4_INT8`` (``auto``, default, or ``off``), read once when the native kernels are
+first chosen: where the build has AVX512-VNNI and -VBMI, the FP4 products at decode sizes
+quantize their activations to int8 per 32 inputs and multiply integers
+(``native_packed.int8``); ``off`` keeps them on the float route (the reference the int8 one is
+measured against, and the one whose results match the prefill's decoded-weight products).
+
 Devices other than CUDA and the CPU (``meta``, ``mps``) always get the references.
 
 Kernel modules are imported by ``choose`` only, so importing a layer imports neither Triton
@@ -88,9 +94,11 @@ def _native_kernels(words: str) -> Kernels:
     their references for a missing one, and the words say why it is missing)."""
     packed, recurrent = packed_ops(), recurrent_ops()
     problems = {"packed-weight": packed.problem(), "recurrent": recurrent.problem()}
-    missing = "; ".join(f"{what} kernels unavailable: {why}" for what, why in problems.items() if why)
+    notes = [f"{what} kernels unavailable: {why}" for what, why in problems.items() if why]
+    if not problems["packed-weight"] and packed.int8():  # reads CODEAGENT_FP4_INT8 now, once
+        notes.append("FP4 products with int8 activations")
     return Kernels(
-        f"{words} ({missing})" if missing else words,
+        f"{words} ({'; '.join(notes)})" if notes else words,
         native=native_ops(),
         packed=None if problems["packed-weight"] else packed,
         recurrent=None if problems["recurrent"] else recurrent,

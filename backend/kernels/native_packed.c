@@ -38,6 +38,10 @@
  * lanes; FP4: each group's byte pairs, a byte's two codes being one lane's pair); a MoE layer's activations between its projections are then rounded to
  * bf16, as the torch reference's are. fp8_pairs / fp4_pairs say how; float32 activations, and
  * machines without AVX512-BF16, keep the float32 route.
+ *
+ * FP4 products may instead take int8 activations (``int8`` arguments; AVX512-VNNI and -VBMI):
+ * activations quantized per 32 inputs, integer dot products (fp4_i8_dots, whose comment has the
+ * design and its error).
  */
 #include <math.h>
 #include <omp.h>
@@ -604,6 +608,196 @@ static inline long fp4_pair_slot(long i) { return i; }
 static inline long fp8_pair_slot(long i, long k) { (void)k; return i; }
 #endif
 
+/* FP4 weights against int8 activations (AVX512-VNNI with AVX512-VBMI and BW; ``int8`` set by
+ * the caller): twice an e2m1 value is an integer in [-12, 12] ({0, 1, 2, 3, 4, 6, 8, 12} and
+ * their negatives), so each code maps exactly to a byte, and the products are integer dot
+ * products (``vpdpbusd``: 64 byte products an instruction, summed in fours into int32 lanes).
+ * - Activations: each row quantized once per call, per group of 32 inputs (the weights'
+ *   scale groups): amax the group's largest magnitude, q = rint(x * (127 / amax)) (nearest,
+ *   ties to even), its scale amax / 127 (an all-zero group: q 0, scale 0), all in float32.
+ *   Per row, so a row's codes never depend on the batch. i8_quantize lays each row out in
+ *   blocks of 128 inputs (I8_BLOCK): the 64 even inputs' codes, the 64 odd ones', then per
+ *   block 16 int32 corrections and 16 float scales (one per int32 lane; see below). K is
+ *   padded to whole blocks with zero codes and scales.
+ * - Signs: vpdpbusd multiplies unsigned by signed bytes. The weights take the unsigned side,
+ *   offset by 12 (2 e2m1 + 12, in [0, 24]: one byte lookup, vpermb, of 64 codes), the
+ *   activations the signed side; sum((w + 12) q) = sum(w q) + 12 sum(q), so each lane's
+ *   int32 sum starts at -12 times the sum of the codes it will meet (computed with the codes,
+ *   once per row: no instruction in the loop). Chosen over the other offsets because it costs
+ *   nothing per weight row: |w| on the unsigned side with the sign moved onto q costs an
+ *   instruction per (weight, activation) pair; q + 128 unsigned needs each weight group's sum.
+ * - Decoding: 64 code bytes (4 groups) a row a step; the low nibbles index the 16-entry table
+ *   held four times (vpermb reads 6 index bits, so the high nibble's bits need no mask) and
+ *   give the even inputs, the bytes shifted right by 4 in 16-bit lanes the odd ones: 3
+ *   instructions for 128 weights. Lane l of a product then covers inputs of group l / 4.
+ * - Scales: each lane's int32 sum (exact) converted to float32, times (weight scale times
+ *   activation scale / 2) and added into a float32 sum per lane (one FMA), the 16 lanes summed
+ *   as hsum does. UE8M0 scale bytes read as 2^(e - 127) with 0 read as 0 (not 2^-127) and
+ *   255 as inf; float scales as they are.
+ * The result differs from the float32 route by the activations' rounding (a relative error
+ * of at most 1/254 of each group's largest magnitude an input) and from an exact evaluation of
+ * the same integer sums and scales by float32 rounding only (each lane's products and sums).
+ * Batch invariance as above. Taken only for FP4 weights; FP8 keeps its routes. */
+#if defined(__AVX512VNNI__) && defined(__AVX512VBMI__) && defined(__AVX512BW__)
+#define HAVE_I8 1
+#else
+#define HAVE_I8 0
+#endif
+#define I8_BLOCK 128
+#define I8_GROUP 4 /* activation rows against a set of weight rows at a time */
+
+static inline long i8_padded(int k) { return ((long)k + I8_BLOCK - 1) / I8_BLOCK * I8_BLOCK; }
+/* bytes of one quantized row: codes, then per block 16 int32 corrections and 16 float scales */
+static inline long i8_row_bytes(int k) { return 2 * i8_padded(k); }
+
+/* One row of k values (float32, natural order) quantized into dst (i8_row_bytes(k) bytes,
+ * 64-byte aligned) as described above. */
+static void i8_quantize(const float *v, int k, uint8_t *dst) {
+    const long kp = i8_padded(k), blocks = kp / I8_BLOCK;
+    int8_t *q = (int8_t *)dst;
+    int32_t *corr = (int32_t *)(dst + kp);
+    float *scale = (float *)(dst + kp) + 16 * blocks;
+    memset(dst, 0, (size_t)i8_row_bytes(k));
+    float group_scale[I8_BLOCK / FP4_GROUP];
+    for (long b = 0; b < blocks; b++) {
+        for (int g = 0; g < I8_BLOCK / FP4_GROUP; g++) {
+            const long c0 = b * I8_BLOCK + g * FP4_GROUP;
+            group_scale[g] = 0.0f;
+            if (c0 >= k) continue;
+            float amax = 0.0f;
+            for (int i = 0; i < FP4_GROUP; i++) amax = fmaxf(amax, fabsf(v[c0 + i]));
+            if (amax == 0.0f) continue;
+            const float inv = 127.0f / amax;
+            group_scale[g] = amax / 127.0f;
+            for (int i = 0; i < FP4_GROUP; i++) {
+                const float r = rintf(v[c0 + i] * inv);
+                const long within = g * FP4_GROUP + i; /* even inputs first, then odd */
+                q[b * I8_BLOCK + (within & 1) * (I8_BLOCK / 2) + within / 2] =
+                    (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : r);
+            }
+        }
+        for (int l = 0; l < 16; l++) {
+            int32_t sum = 0;
+            for (int m = 0; m < 4; m++)
+                sum += q[b * I8_BLOCK + 4 * l + m] + q[b * I8_BLOCK + I8_BLOCK / 2 + 4 * l + m];
+            corr[16 * b + l] = -12 * sum;
+            scale[16 * b + l] = group_scale[l / 4] * 0.5f; /* the weights' integers are twice e2m1 */
+        }
+    }
+}
+
+/* x [rows, k] (bf16 or float32) quantized row by row; NULL when memory ran out. */
+static uint8_t *i8_activations(const void *x, long rows, int k, int bf16) {
+    const long bytes = i8_row_bytes(k);
+    uint8_t *out = aligned_alloc(64, (size_t)(rows * bytes));
+    float *row = malloc(sizeof(float) * (size_t)k);
+    if (!out || !row) {
+        free(out);
+        free(row);
+        return NULL;
+    }
+    for (long r = 0; r < rows; r++) {
+        for (long i = 0; i < k; i++)
+            row[i] = bf16 ? bf16_to_f32(((const uint16_t *)x)[r * k + i]) : ((const float *)x)[r * k + i];
+        i8_quantize(row, k, out + r * bytes);
+    }
+    free(row);
+    return out;
+}
+
+#if HAVE_I8
+/* twice each e2m1 value plus 12, for codes 0-15, held four times */
+#define I8_CODES 12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0
+static const uint8_t I8_TABLE[64] __attribute__((aligned(64))) = {I8_CODES, I8_CODES, I8_CODES, I8_CODES};
+static const int32_t I8_LANE_GROUP[16] __attribute__((aligned(64))) = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
+static const uint8_t I8_LANE_BYTE[64] __attribute__((aligned(64))) = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0,
+    2, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 3, 0, 0, 0, 3, 0, 0, 0, 3, 0, 0, 0};
+
+/* Block b's weight scales (groups 4b .. 4b + 3, `have` of them present) as one float per lane. */
+static inline __m512 i8_weight_scales(const void *row, int u8, long b, int have) {
+    if (u8) {
+        int32_t four = 0;
+        memcpy(&four, (const uint8_t *)row + 4 * b, (size_t)have);
+        const __m512i e = _mm512_maskz_permutexvar_epi8(0x1111111111111111ull, _mm512_load_si512(I8_LANE_BYTE),
+                                                        _mm512_castsi128_si512(_mm_cvtsi32_si128(four)));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
+    }
+    const __m128 f = _mm_maskz_loadu_ps((__mmask8)((1u << have) - 1), (const float *)row + 4 * b);
+    return _mm512_permutexvar_ps(_mm512_load_si512(I8_LANE_GROUP), _mm512_castps128_ps512(f));
+}
+
+/* res[j][s] = dot(FP4 row rows[j], quantized xs[s]) for j < nr, s < n (constants after inlining). */
+static inline __attribute__((always_inline)) void fp4_i8_dots(const packed_t *w, const long *rows, const int nr,
+                                                              long ahead, int k, const uint8_t *const *xs,
+                                                              const int n, float *const *res) {
+    __m512 acc[MAX_WROWS][I8_GROUP];
+    const uint8_t *p[MAX_WROWS];
+    const void *sc[MAX_WROWS];
+    for (int j = 0; j < nr; j++) {
+        p[j] = w->codes + rows[j] * w->row_bytes;
+        sc[j] = scale_row(w, rows[j]);
+        for (int s = 0; s < n; s++) acc[j][s] = _mm512_setzero_ps();
+    }
+    const __m512i table = _mm512_load_si512(I8_TABLE);
+    const long kp = i8_padded(k), blocks = kp / I8_BLOCK, groups = k / FP4_GROUP;
+    for (long b = 0; b < blocks; b++) {
+        const int have = groups - 4 * b < 4 ? (int)(groups - 4 * b) : 4;
+        const __mmask64 present = have == 4 ? ~0ull : (1ull << (16 * have)) - 1;
+        __m512i lo[MAX_WROWS], hi[MAX_WROWS];
+        __m512 ws[MAX_WROWS];
+        for (int j = 0; j < nr; j++) {
+            if (ahead) PREFETCH_FP4(p[j] + ahead + 64 * b);
+            const __m512i raw = _mm512_maskz_loadu_epi8(present, p[j] + 64 * b);
+            lo[j] = _mm512_permutexvar_epi8(raw, table);
+            hi[j] = _mm512_permutexvar_epi8(_mm512_srli_epi16(raw, 4), table);
+            ws[j] = i8_weight_scales(sc[j], w->scale_u8, b, have);
+        }
+        for (int s = 0; s < n; s++) {
+            const uint8_t *x = xs[s];
+            const __m512i xe = _mm512_load_si512(x + I8_BLOCK * b), xo = _mm512_load_si512(x + I8_BLOCK * b + 64);
+            const __m512i corr = _mm512_load_si512(x + kp + 64 * b);
+            const __m512 xscale = _mm512_load_ps((const float *)(x + kp) + 16 * blocks + 16 * b);
+            for (int j = 0; j < nr; j++) {
+                const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(corr, lo[j], xe), hi[j], xo);
+                acc[j][s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(ws[j], xscale), acc[j][s]);
+            }
+        }
+    }
+    for (int j = 0; j < nr; j++)
+        for (int s = 0; s < n; s++) {
+            f32x16 v;
+            memcpy(&v, &acc[j][s], sizeof v);
+            res[j][s] = hsum(v);
+        }
+}
+
+#define I8_CASE(NR, N)                                                          \
+    case N:                                                                     \
+        fp4_i8_dots(w, rows, NR, ahead, k, (const uint8_t *const *)xs, N, out); \
+        break;
+
+/* pdots_any's int8 products, I8_GROUP activation rows at a time. */
+static void pdots_i8(const packed_t *w, const long *rows, const int nr, long ahead, int k, const void *const *xs,
+                     int n, float *const *res) {
+    float *out[MAX_WROWS];
+    for (int j = 0; j < nr; j++) out[j] = res[j];
+    while (n > 0) {
+        const int m = n > I8_GROUP ? I8_GROUP : n;
+        if (nr == 4)
+            switch (m) { I8_CASE(4, 1) I8_CASE(4, 2) I8_CASE(4, 3) I8_CASE(4, 4) }
+        else
+            switch (m) { I8_CASE(2, 1) I8_CASE(2, 2) I8_CASE(2, 3) I8_CASE(2, 4) }
+        xs += m;
+        for (int j = 0; j < nr; j++) out[j] += m;
+        n -= m;
+    }
+}
+#endif
+
+/* 1 where FP4 products can take int8 activations (the ``int8`` arguments below). */
+int ca_packed_int8(void) { return HAVE_I8; }
+
 /* x [rows, k] (bf16) laid out as the format's products in pairs read it (fp4_pair_slot,
  * fp8_pair_slot); NULL when memory ran out. */
 static uint16_t *pair_activations(const void *x, long rows, int k, int format) {
@@ -620,6 +814,7 @@ int ca_packed_pairs(void) { return HAVE_DPBF16; }
 
 /* Whether a product over K inputs reads bf16 activations (laid out by pair_activations), in pairs. */
 static inline int mode_for(int x_bf16, int k) { return HAVE_DPBF16 && x_bf16 && k % 32 == 0; }
+
 
 #define FP4_CASE(NR, N)                                     \
     case N:                                                 \
@@ -684,14 +879,19 @@ static void pdots_pairs(const packed_t *w, const long *rows, const int nr, long 
  * prefetch (0: none). With dp (mode_for), xs point at bf16 rows laid out by pair_activations. */
 static void pdots_any(const packed_t *w, const long *rows, const int nr, long ahead, int k,
                       const void *const *xv, int n, float *const *res, int dp) {
+#if HAVE_I8
+    if (dp == 2) {
+        pdots_i8(w, rows, nr, ahead, k, xv, n, res);
+        return;
+    }
+#endif
 #if HAVE_DPBF16
-    if (dp) {
+    if (dp == 1) {
         pdots_pairs(w, rows, nr, ahead, k, xv, n, res);
         return;
     }
-#else
-    (void)dp;
 #endif
+    (void)dp;
     const float *const *xs = (const float *const *)xv;
     const int most = w->format == FP4 ? GROUP : FP8_GROUP;
     float *out[MAX_WROWS];
@@ -744,23 +944,36 @@ static float *activations(const void *x, long rows, int k, int bf16, int format)
     return out;
 }
 
+/* How a product over K inputs reads its activations: 2 quantized to int8 (FP4 weights, int8
+ * asked for and built), 1 bf16 in pairs (mode_for), 0 float32. */
+static inline int route_for(int format, int int8, int x_bf16, int k) {
+    return format == FP4 && int8 && HAVE_I8 ? 2 : mode_for(x_bf16, k);
+}
+
+/* The activations of a product in the layout its route reads (NULL when memory ran out), and
+ * the bytes from one row to the next. */
+static void *route_activations(int route, const void *x, long rows, int k, int bf16, int format, long *stride) {
+    *stride = route == 2 ? i8_row_bytes(k) : (long)k * (long)(route ? sizeof(uint16_t) : sizeof(float));
+    if (route == 2) return i8_activations(x, rows, k, bf16);
+    return route ? (void *)pair_activations(x, rows, k, format) : (void *)activations(x, rows, k, bf16, format);
+}
+
 /* out [t, n] = x [t, k] @ W^T for a packed W [n, k]: codes, scales (float32 or UE8M0 bytes,
  * one row of them per rows_per_scale weight rows). Returns 0, -1 when memory ran out, -3 for
  * more than MAX_ROWS rows. */
 int ca_linear_packed(int t, int k, int n, const void *x, const uint8_t *codes, const void *scale, int format,
-                     int scale_u8, int rows_per_scale, void *out, int x_bf16, int out_bf16, int threads) {
+                     int scale_u8, int rows_per_scale, void *out, int x_bf16, int out_bf16, int int8, int threads) {
     if (t > MAX_ROWS) return -3;
     const int group = format == FP8 ? FP8_BLOCK : FP4_GROUP;
     const packed_t w = {codes, format == FP8 ? k : k / 2, scale, (k + group - 1) / group, rows_per_scale, scale_u8,
                         format};
-    /* in pairs: bf16 activations laid out for the decoding (pair_activations); else float32 */
-    const int dp = mode_for(x_bf16, k);
-    void *copy = dp ? (void *)pair_activations(x, t, k, format)
-                    : (void *)activations(x, t, k, x_bf16, format);
+    /* int8 (FP4, asked for), bf16 in pairs laid out for the decoding, or float32 */
+    const int dp = route_for(format, int8, x_bf16, k);
+    long stride;
+    void *copy = route_activations(dp, x, t, k, x_bf16, format, &stride);
     if (!copy) return -1;
-    const char *base = copy ? (const char *)copy : (const char *)x;
     const void *xs[MAX_ROWS];
-    for (int s = 0; s < t; s++) xs[s] = base + (size_t)s * k * (dp ? sizeof(uint16_t) : sizeof(float));
+    for (int s = 0; s < t; s++) xs[s] = (const char *)copy + (size_t)s * stride;
 #pragma omp parallel num_threads(threads)
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -818,7 +1031,7 @@ static int group_pairs(int pairs, int experts, const int64_t *ids, int *order, i
 int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x, const uint8_t *w13,
                   const void *scale13, int scale13_u8, const uint8_t *w2, const void *scale2, int scale2_u8, int format,
                   const int64_t *ids, const float *weights, float limit, int weight_first, void *out, int x_bf16,
-                  int out_bf16, int threads) {
+                  int out_bf16, int int8, int threads) {
     const int pairs = t * topk, group = format == FP8 ? FP8_BLOCK : FP4_GROUP, rounds = weight_first && x_bf16;
     if (pairs > MAX_PAIRS) return -3;
     for (int p = 0; p < pairs; p++)
@@ -831,14 +1044,18 @@ int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x,
     float *act = malloc(sizeof(float) * (size_t)pairs * inter), *part = malloc(sizeof(float) * (size_t)pairs * h);
     /* with AVX512-BF16 and bf16 x, the products read x laid out for the decoding and the
      * activations between the projections rounded to bf16 (as the torch reference's bf16
-     * activations are) and written so laid out, in pairs */
-    const int dp_up = mode_for(x_bf16, h), dp_down = mode_for(x_bf16, inter);
+     * activations are) and written so laid out, in pairs; with int8 (FP4), x quantized once and
+     * the activations between the projections (rounded to bf16 for bf16 x) quantized once per
+     * pair, after all are written */
+    const int dp_up = route_for(format, int8, x_bf16, h), dp_down = route_for(format, int8, x_bf16, inter);
     uint16_t *act16 = (uint16_t *)act;
-    void *copy = dp_up ? (void *)pair_activations(x, t, h, format)
-                       : (void *)activations(x, t, h, x_bf16, format);
-    const char *xbase = copy ? (const char *)copy : (const char *)x;
+    long xstride;
+    void *copy = route_activations(dp_up, x, t, h, x_bf16, format, &xstride);
+    const char *xbase = (const char *)copy;
+    const long act8_bytes = i8_row_bytes(inter);
+    uint8_t *act8 = dp_down == 2 ? aligned_alloc(64, (size_t)(pairs * act8_bytes)) : NULL;
     int status = 0, nactive = 0;
-    if (!order || !active || !first || !count || !act || !part || !copy ||
+    if (!order || !active || !first || !count || !act || !part || !copy || (dp_down == 2 && !act8) ||
         (nactive = group_pairs(pairs, experts, ids, order, active, first, count)) < 0) {
         status = -1;
         goto done;
@@ -859,7 +1076,7 @@ int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x,
             const long i0 = u % inter, i1 = (u1 - u < inter - i0) ? i0 + (u1 - u) : inter;
             for (int s = 0; s < n; s++) {
                 const long token = mine[s] / topk;
-                xs[s] = xbase + (size_t)token * h * (dp_up ? sizeof(uint16_t) : sizeof(float));
+                xs[s] = xbase + (size_t)token * xstride;
             }
             const int half = rows_for(format, n, dp_up, 1) / 2;
             for (long at = i0; at < i1; at += half) {
@@ -869,15 +1086,18 @@ int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x,
                 }
                 pdots_any(&up_gate, rows, 2 * half, AHEAD * half * up_gate.row_bytes, h, xs, n, res, dp_up);
                 for (int j = 0; j < half && at + j < i1; j++) {
-                    const long i = at + j, slot = format == FP8 ? (dp_down ? fp8_pair_slot(i, inter) : i)
-                                                    : dp_down ? fp4_pair_slot(i) : fp4_slot(i);
+                    const long i = at + j, slot = dp_down == 2 ? i
+                                                  : format == FP8 ? (dp_down ? fp8_pair_slot(i, inter) : i)
+                                                  : dp_down ? fp4_pair_slot(i) : fp4_slot(i);
                     for (int s = 0; s < n; s++) {
                         const float gs = rounded(res[j][s], rounds), us = rounded(res[half + j][s], rounds);
                         const float g = gs > limit ? limit : gs;
                         const float v = us > limit ? limit : (us < -limit ? -limit : us);
                         const float a = g / (1.0f + expf(-g)) * v;
                         const float value = weight_first ? rounded(a * weights[mine[s]], rounds) : a;
-                        if (dp_down)
+                        if (dp_down == 2)
+                            act[(long)mine[s] * inter + slot] = rounded(value, x_bf16);
+                        else if (dp_down)
                             act16[(long)mine[s] * inter + slot] = f32_to_bf16(value);
                         else
                             act[(long)mine[s] * inter + slot] = value;
@@ -887,6 +1107,11 @@ int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x,
             u += i1 - i0;
         }
 #pragma omp barrier
+        if (dp_down == 2) { /* each pair's activations quantized, the pairs split over the threads */
+            for (long q = (long)pairs * tid / nt; q < (long)pairs * (tid + 1) / nt; q++)
+                i8_quantize(act + q * inter, inter, act8 + q * act8_bytes);
+#pragma omp barrier
+        }
         /* down projection rows of every active expert */
         units = (long)nactive * h;
         u = units * tid / nt;
@@ -896,7 +1121,9 @@ int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x,
             const int *mine = order + first[a];
             const long r0 = u % h, r1 = (u1 - u < h - r0) ? r0 + (u1 - u) : h;
             for (int s = 0; s < n; s++)
-                xs[s] = dp_down ? (const void *)(act16 + (long)mine[s] * inter) : act + (long)mine[s] * inter;
+                xs[s] = dp_down == 2 ? (const void *)(act8 + (long)mine[s] * act8_bytes)
+                        : dp_down    ? (const void *)(act16 + (long)mine[s] * inter)
+                                     : act + (long)mine[s] * inter;
             const int nr = rows_for(format, n, dp_down, 1);
             for (long r = r0; r < r1; r += nr) {
                 for (int j = 0; j < nr; j++) rows[j] = (long)e * h + (r + j < r1 ? r + j : r1 - 1);
@@ -927,6 +1154,7 @@ done:
     free(act);
     free(part);
     free(copy);
+    free(act8);
     return status;
 }
 

@@ -13,6 +13,14 @@ dequantized copy.
   it, for the products too large for the kernels (a prefill chunk), some ten times faster than
   torch's float8 conversion.
 
+FP4 products have a second route, the default where the build has AVX512-VNNI and -VBMI
+(``int8_built``; ``int8()`` / ``CODEAGENT_FP4_INT8=off`` / each call's ``int8``): the activations
+quantized to int8 per 32 inputs (per row, once per call; in a MoE layer also each pair's
+activation between the projections), the weights mapped exactly to integers (twice e2m1), and
+integer dot products (``vpdpbusd``) scaled per group in float32. It differs from the float
+route by the activations' rounding (at most 1/254 of a group's largest magnitude an input)
+and keeps its batch invariance; native_packed.c's int8 section has the design.
+
 Built and loaded as ``native`` builds ``native.c`` (same flags, cache folder, OpenMP runtime).
 Numerics: activations float32 or bfloat16, taken as float32, or where the CPU has AVX512-BF16
 (``bf16_pairs``) bfloat16 activations with K a multiple of 32 kept in bfloat16 against the
@@ -39,6 +47,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -54,16 +63,19 @@ ACTIVATIONS = {torch.float32: 0, torch.bfloat16: 1}
 FORMATS = {"fp8": 0, "fp4": 1}
 SCALES = (torch.float32, torch.uint8, torch.float8_e8m0fnu)
 FP4_CODES = (torch.uint8, torch.int8, torch.float4_e2m1fn_x2)
+INT8_ENV = "CODEAGENT_FP4_INT8"  # auto (default: int8 activations for FP4 where built) or off
+_INT8: list[bool] = []  # int8()'s answer, once read
 
 _I, _F, _P = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
 SIGNATURES: native.Signatures = {  # native_packed.c's entry points: result, arguments
-    "ca_linear_packed": (_I, [_I, _I, _I, _P, _P, _P, _I, _I, _I, _P, _I, _I, _I]),
+    "ca_linear_packed": (_I, [_I, _I, _I, _P, _P, _P, _I, _I, _I, _P, _I, _I, _I, _I]),
     "ca_moe_packed": (
         _I,
-        [_I, _I, _I, _I, _I, _P, _P, _P, _I, _P, _P, _I, _I, _P, _P, _F, _I, _P, _I, _I, _I],
+        [_I, _I, _I, _I, _I, _P, _P, _P, _I, _P, _P, _I, _I, _P, _P, _F, _I, _P, _I, _I, _I, _I],
     ),
     "ca_dequantize_packed": (None, [_I, _I, _P, _P, _I, _I, _I, _P, _I, _I]),
     "ca_packed_pairs": (_I, []),
+    "ca_packed_int8": (_I, []),
 }
 _REASONS = {-1: "out of memory", -2: "an expert id out of range", -3: "too many token rows or pairs"}
 
@@ -91,6 +103,36 @@ def bf16_pairs() -> bool:
     bfloat16 and multiply in pairs (AVX512-BF16 where the build found it); a MoE layer's
     activations between its projections are then rounded to bfloat16."""
     return bool(_lib().ca_packed_pairs())
+
+
+def int8_built() -> bool:
+    """Whether this build has the FP4 products with int8 activations (AVX512-VNNI and -VBMI)."""
+    return bool(_lib().ca_packed_int8())
+
+
+def int8() -> bool:
+    """Whether FP4 products take int8 activations when a call does not say: where built, unless
+    ``CODEAGENT_FP4_INT8=off`` (read once, on the first call) or ``set_int8`` said otherwise."""
+    if not _INT8:
+        value = os.environ.get(INT8_ENV, "").strip().lower() or "auto"
+        if value not in ("auto", "off"):
+            raise ValueError(f"{INT8_ENV}={value!r}: expected auto or off")
+        _INT8.append(value == "auto" and int8_built())
+    return _INT8[0]
+
+
+def set_int8(on: bool | None) -> None:
+    """The default for calls that do not say (``int8``): True (where built), False (the float
+    route), or None (back to ``CODEAGENT_FP4_INT8``'s). For benches comparing both routes."""
+    _INT8.clear()
+    if on is not None:
+        _INT8.append(on and int8_built())
+
+
+def _int8_for(fmt: str, asked: bool | None) -> int:
+    if fmt != "fp4":
+        return 0
+    return int((int8() if asked is None else asked) and int8_built())
 
 
 def _scale(scale: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -157,20 +199,32 @@ def linear_fp8(
 
 
 def linear_fp4(
-    x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, out_dtype: torch.dtype | None = None
+    x: torch.Tensor,
+    packed: torch.Tensor,
+    scale: torch.Tensor,
+    out_dtype: torch.dtype | None = None,
+    int8: bool | None = None,
 ) -> torch.Tensor:
     """x [T, K] @ W^T -> [T, N] in ``out_dtype`` (default x's): W packed [N, K/2] (two e2m1 codes
-    a byte, the even input in the low nibble) with scales [N, K/32] (float32 or UE8M0)."""
-    return _linear(x, packed.view(torch.uint8), scale, "fp4", out_dtype)
+    a byte, the even input in the low nibble) with scales [N, K/32] (float32 or UE8M0). ``int8``:
+    x quantized to int8 per 32 inputs and integer products (where built; default ``int8()``)."""
+    return _linear(x, packed.view(torch.uint8), scale, "fp4", out_dtype, int8)
 
 
-def linear(x: torch.Tensor, w: PackedWeight, out_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """x [T, K] @ W^T -> [T, N] for a ``packed_weights.PackedWeight``."""
-    return _linear(x, w.weight, w.scale, w.format, out_dtype)
+def linear(
+    x: torch.Tensor, w: PackedWeight, out_dtype: torch.dtype | None = None, int8: bool | None = None
+) -> torch.Tensor:
+    """x [T, K] @ W^T -> [T, N] for a ``packed_weights.PackedWeight`` (``int8``: FP4 only)."""
+    return _linear(x, w.weight, w.scale, w.format, out_dtype, int8)
 
 
 def _linear(
-    x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor, fmt: str, out_dtype: torch.dtype | None
+    x: torch.Tensor,
+    codes: torch.Tensor,
+    scale: torch.Tensor,
+    fmt: str,
+    out_dtype: torch.dtype | None,
+    int8: bool | None = None,
 ) -> torch.Tensor:
     t, k = x.shape
     n = codes.shape[0]
@@ -193,6 +247,7 @@ def _linear(
         out.data_ptr(),
         ACTIVATIONS[x.dtype],
         ACTIVATIONS[out.dtype],
+        _int8_for(fmt, int8),
         torch.get_num_threads(),
     )
     native.check(f"linear_{fmt}", status, _REASONS)
@@ -226,6 +281,7 @@ def moe_packed(
     limit: float | None = None,
     out_dtype: torch.dtype | None = None,
     weight_first: bool = False,
+    int8: bool | None = None,
 ) -> torch.Tensor:
     """One sparse MoE layer over packed experts: x [T, H]; w13 [E, 2I, H] (gate rows, then up
     rows); w2 [E, H, I]; weights, ids [T, k] -> [T, H] in ``out_dtype`` (default x's). Each
@@ -235,7 +291,9 @@ def moe_packed(
     (silu(gate) * up * weight in float32; gate, up, that product and the expert's output
     rounded to x's dtype where the reference rounds them). Where ``bf16_pairs()`` and x is
     bfloat16, the activation between the projections is rounded to bfloat16 (as the references
-    of a bfloat16 model hold it) and multiplied in pairs."""
+    of a bfloat16 model hold it) and multiplied in pairs. ``int8`` (FP4, where built; default
+    ``int8()``): x and each pair's activation between the projections (rounded to bfloat16 for
+    bfloat16 x) quantized to int8 per 32 inputs, integer products."""
     t, h = x.shape
     experts, rows, _ = w13.shape
     inter = rows // 2
@@ -268,6 +326,7 @@ def moe_packed(
         out.data_ptr(),
         ACTIVATIONS[x.dtype],
         ACTIVATIONS[out.dtype],
+        _int8_for(w13.format, int8),
         torch.get_num_threads(),
     )
     native.check("moe_packed", status, _REASONS)

@@ -4,7 +4,9 @@ bfloat16 ones, as bytes read per call and a fraction of the machine's memory ban
 Cases, at decode sizes (1 and 8 rows by default): a 4096 x 4096 linear (bf16 ``native.linear``,
 ``native_packed.linear_fp8`` / ``linear_fp4``, and the BLAS's bf16 ``F.linear`` for scale) and
 one MoE layer at Qwen3-30B-A3B's shapes (hidden 2048, 128 experts top-8, width 768: bf16
-``native.moe`` against ``native_packed.moe_packed`` in FP8 and FP4); with ``with_torch``, also
+``native.moe`` against ``native_packed.moe_packed`` in FP8 and FP4). FP4 runs both routes where
+the build has the int8 one (``linear_fp4 int8``, ``moe_packed int8``: activations quantized to
+int8) beside the float one (``linear_fp4``, ``moe_packed``); with ``with_torch``, also
 the references the layers run without the packed kernels (decode for the call, then multiply:
 ``layers.linear.packed_linear``, ``layers.moe.packed_experts`` given no kernels).
 
@@ -134,8 +136,10 @@ def _linear_cases(rows: int, shapes: Shapes, generator: torch.Generator) -> Iter
         calls = (
             {"native.linear": native.linear, "F.linear (BLAS)": F.linear}
             if kind == "bf16"
-            else {f"linear_{kind}": native_packed.linear, "reference": packed_linear}
+            else {f"linear_{kind}": _route(native_packed.linear, False), "reference": packed_linear}
         )
+        if kind == "fp4" and native_packed.int8_built():
+            calls = {f"linear_{kind} int8": _route(native_packed.linear, True), **calls}
         for name, fn in calls.items():
             yield Case("linear", name, kind, _cycling(fn, (x,), ring), copies[0].nbytes, shape)
 
@@ -155,10 +159,17 @@ def _moe_cases(tokens: int, shapes: Shapes, generator: torch.Generator) -> Itera
         calls = (
             {"native.moe": native.moe}
             if kind == "bf16"
-            else {"moe_packed": native_packed.moe_packed, "reference": packed_experts}
+            else {"moe_packed": _route(native_packed.moe_packed, False), "reference": packed_experts}
         )
+        if kind == "fp4" and native_packed.int8_built():
+            calls = {"moe_packed int8": _route(native_packed.moe_packed, True), **calls}
         for name, fn in calls.items():
             yield Case("moe", name, kind, _cycling(fn, (x, w13, w2, weights), cycle(routes)), per_call, shape)
+
+
+def _route(fn: Callable[..., torch.Tensor], int8: bool) -> Callable[..., torch.Tensor]:
+    """A packed kernel on one route: FP4 with int8 activations, or the float one (FP8 has one)."""
+    return lambda *args: fn(*args, int8=int8)
 
 
 def _cycling(

@@ -217,3 +217,19 @@ def qwen3_reference(qwen3_moe_dir: Path):
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(qwen3_moe_dir, dtype=torch.float32).eval()
+
+
+@pytest.fixture
+def fp4_float_route(monkeypatch):
+    """FP4 products on their float route rather than with int8 activations (the default where
+    the CPU has AVX512-VNNI), in this process and the workers it starts: for the tests that hold
+    packed FP4 models to their float references, or to exact agreement between two paths (a
+    prefill recomputing what decode steps made, experts split between places), which the int8
+    activations' rounding (decode-sized products only) would break. The int8 route's own tests:
+    test_native_packed_int8.py."""
+    from codeagent.backend.kernels import native_packed
+
+    monkeypatch.setenv(native_packed.INT8_ENV, "off")
+    native_packed.set_int8(False)
+    yield
+    native_packed.set_int8(None)

@@ -309,6 +309,7 @@ def release_quantized(tensors: dict[str, torch.Tensor], experts: str = "fp4") ->
     return quantized, dequantized
 
 
+@pytest.mark.usefixtures("fp4_float_route")
 def test_fp8_and_fp4_release_checkpoint_matches_its_dequantized_reference(tiny, tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -386,6 +387,7 @@ def with_fp4_experts(model: DeepseekV4ForCausalLM) -> DeepseekV4ForCausalLM:
     return model
 
 
+@pytest.mark.usefixtures("fp4_float_route")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_fp4_experts_on_the_native_kernel_match_the_reference_path(tiny, dtype):
     """FP4 experts through the native packed MoE kernel (decode-sized batches: a 24-token prompt,

@@ -5,6 +5,8 @@ send elsewhere, and the layers choosing them.
 
 Tolerance: float32 outputs within 1e-5 of the largest output's magnitude (the kernels and the
 references differ only in float32 summation order); bfloat16 outputs within bfloat16 rounding.
+FP4 products run their float32 route here (the ``float_route`` fixture); the int8 one is
+test_native_packed_int8.py's.
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ PROBLEM = native_packed.problem()
 pytestmark = pytest.mark.skipif(PROBLEM is not None, reason=f"packed kernels unavailable: {PROBLEM}")
 FORMATS = ["fp8", "fp4"]
 ACTIVATIONS = [torch.float32, torch.bfloat16]
+
+
+@pytest.fixture(autouse=True)
+def float_route():
+    """FP4 products on the float32 (or bf16 pairs) route, whatever the default: the int8 one
+    has its own tests (test_native_packed_int8.py)."""
+    native_packed.set_int8(False)
+    yield
+    native_packed.set_int8(None)
 
 
 def randn(*shape: int, seed: int, scale: float = 1.0) -> torch.Tensor:
@@ -335,6 +346,7 @@ def test_the_decodings_without_avx512_give_the_same_values(march):
     flags = tuple(f"-march={march}" if f == "-march=native" else f for f in native.FLAGS)
     lib = native.build(native_packed.SOURCE, native_packed.SIGNATURES, flags)
     assert not isinstance(lib, str), lib
+    assert lib.ca_packed_int8() == 0
     codes = torch.arange(256, dtype=torch.uint8)
     codes[(codes & 0x7F) == 0x7F] = 0
     for kind, weight, scale in (
@@ -344,9 +356,10 @@ def test_the_decodings_without_avx512_give_the_same_values(march):
         k = 16 if kind == "fp8" else 64
         x, out = torch.eye(k), torch.empty(k, weight.shape[0])
         fmt, group = native_packed.FORMATS[kind], 128 if kind == "fp8" else 1
+        # int8 asked for (the 1 before the threads): this build has no int8 route, takes the float one
         status = lib.ca_linear_packed(
             k, k, weight.shape[0], x.data_ptr(), weight.data_ptr(), scale.data_ptr(), fmt, 1, group,
-            out.data_ptr(), 0, 0, 1,
+            out.data_ptr(), 0, 0, 1, 1,
         )  # fmt: skip
         assert status == 0
         stored = weight.view(torch.float8_e4m3fn) if kind == "fp8" else weight
@@ -392,7 +405,7 @@ def test_the_bf16_pairs_without_avx512_vbmi_give_the_same_values():
     flags = tuple("-march=cooperlake" if f == "-march=native" else f for f in native.FLAGS)
     lib = native.build(native_packed.SOURCE, native_packed.SIGNATURES, flags)
     assert not isinstance(lib, str), lib
-    assert lib.ca_packed_pairs() == 1
+    assert lib.ca_packed_pairs() == 1 and lib.ca_packed_int8() == 0
     codes = torch.arange(256, dtype=torch.uint8)
     codes[(codes & 0x7F) == 0x7F] = 0
     x = torch.eye(32, dtype=torch.bfloat16)
@@ -407,9 +420,10 @@ def test_the_bf16_pairs_without_avx512_vbmi_give_the_same_values():
         ):
             out = torch.empty(32, weight.shape[0])
             fmt, group = native_packed.FORMATS[kind], 128 if kind == "fp8" else 1
+            # int8 asked for (the 1 before the threads): without AVX512-VBMI, the pairs
             status = lib.ca_linear_packed(
                 32, 32, weight.shape[0], x.data_ptr(), weight.data_ptr(), scale.data_ptr(), fmt, 1, group,
-                out.data_ptr(), 1, 0, 1,
+                out.data_ptr(), 1, 0, 1, 1,
             )  # fmt: skip
             assert status == 0
             stored = weight.view(torch.float8_e4m3fn) if kind == "fp8" else weight

@@ -106,6 +106,7 @@ def test_dense_experts_in_host_memory_give_the_same_tokens(tiny, dtype) -> None:
                 assert torch.equal(w13[0], whole[0][0])
 
 
+@pytest.mark.usefixtures("fp4_float_route")
 def test_packed_fp4_experts_in_host_memory_give_the_same_tokens(release) -> None:
     one_home = load_model(release).model
     assert isinstance(routed(one_home, 2)[0], PackedExperts)

@@ -154,6 +154,7 @@ def test_what_each_variant_converts(folders):
     )
 
 
+@pytest.mark.usefixtures("fp4_float_route")
 @pytest.mark.parametrize("family", FAMILIES)
 def test_packed_model_is_its_dequantized_weights(folders, family):
     """The conversion loses only the formats' rounding: the packed model (its kernels) gives the

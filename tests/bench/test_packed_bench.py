@@ -26,6 +26,8 @@ def test_tiny_shapes_report_every_format_against_the_bandwidth():
         ("moe", "moe_packed", "fp4"),
         ("moe", "native.moe", "bf16"),
     } <= kernels
+    if native_packed.int8_built():  # FP4 on both routes
+        assert {("linear", "linear_fp4 int8", "fp4"), ("moe", "moe_packed int8", "fp4")} <= kernels
     mb = {(r["layer"], r["format"]): r["MB_read"] for r in report["results"]}
     assert mb[("linear", "fp4")] < mb[("linear", "fp8")] < mb[("linear", "bf16")]
     assert all(r["ms"] > 0 and r["of_bandwidth"] >= 0 for r in report["results"])

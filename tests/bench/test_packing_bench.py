@@ -13,7 +13,7 @@ SIZES = {"prompt_tokens": 6, "positions": 8, "greedy_tokens": 4}
 
 
 def test_tiny_models_report_each_variants_error():
-    report = bench_packing(None, ("fp8", "fp4"), SIZES, "bfloat16", log=lambda _: None)
+    report = bench_packing(None, ("fp8", "fp4", "fp4-int8"), SIZES, "bfloat16", log=lambda _: None)
     assert report["formats"]["fp4"] == {"dense_and_head": "fp8", "experts": "fp4"}
     assert set(report["models"]) == {"tiny random qwen3-coder-30b-a3b", "tiny random deepseek-v4-flash"}
     for model in report["models"].values():
@@ -24,6 +24,10 @@ def test_tiny_models_report_each_variants_error():
             assert 0 <= row["top1_agreement"] <= 1 and 0 <= row["greedy_agreement"] <= 1
             assert row["bytes_after"] < row["bytes_before"]
         assert model["fp4"]["bytes_after"] < model["fp8"]["bytes_after"]
+        int8 = model["fp4-int8"]  # packed as fp4, the FP4 products' activations in int8 where built
+        assert int8["bytes_after"] == model["fp4"]["bytes_after"]
+        assert (int8["against_fp4"]["max_rel"] > 0) == int8["int8_activations"]
+        assert int8["against_fp4"]["max_rel"] < 0.1
 
 
 def test_model_that_is_not_a_checkpoint_is_one_line(tmp_path: Path):

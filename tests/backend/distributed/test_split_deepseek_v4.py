@@ -139,6 +139,7 @@ def test_every_layout_generates_the_single_engines_tokens(checkpoints, tp: int, 
     assert split.workers.failed() is None
 
 
+@pytest.mark.usefixtures("fp4_float_route")
 def test_preempted_requests_recompute_the_same_tokens(checkpoints) -> None:
     cache = CacheConfig(block_size=8, num_blocks=16, prefix_caching=False)  # too few for all four at once
     expected = single(checkpoints["fp4"], 20)
