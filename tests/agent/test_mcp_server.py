@@ -17,6 +17,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
+from codeagent.sandbox.choose import landlock_problem
 from codeagent.sandbox.confine import probe
 from codeagent.tools.registry import get_tool
 
@@ -129,22 +130,32 @@ def test_run_goes_through_the_sandbox(make_repo, tmp_path):
     assert not outside.exists()  # /tmp inside is the sandbox's own
 
 
-def test_run_refused_where_the_sandbox_cannot_run(make_repo, tmp_path):
+def test_without_bubblewrap_run_falls_back_or_is_refused(make_repo, tmp_path):
+    """No bubblewrap on PATH: ``--sandbox on`` runs commands under the Landlock fallback where the
+    kernel has it; ``--sandbox bubblewrap`` insists, so ``run`` is refused in one line while the
+    other tools still work."""
     repo = make_repo()
     bin_dir = tmp_path / "bin"  # git, but no bubblewrap
     bin_dir.mkdir()
     (bin_dir / "git").symlink_to(shutil.which("git"))
+    outside = tmp_path / "outside.txt"
 
-    async def session() -> None:
-        async with served(repo, "--sandbox", "on", path=str(bin_dir)) as client:
-            failed, text = await call(client, "run", command="echo hi")
-            assert failed and "\n" not in text
-            assert text.startswith("the sandbox cannot run here (bubblewrap (bwrap) is not installed)")
-            assert "pass --sandbox off" in text
+    async def session(choice: str) -> tuple[bool, str]:
+        async with served(repo, "--sandbox", choice, path=str(bin_dir)) as client:
+            result = await call(client, "run", command=f"echo hi; echo x > {outside}")
             failed, text = await call(client, "search", pattern="mean")  # the other tools still work
             assert not failed and "stats.py" in text
+            return result
 
-    anyio.run(session)
+    failed, text = anyio.run(session, "bubblewrap")
+    assert failed and "\n" not in text
+    assert text.startswith("the sandbox cannot run here (bubblewrap (bwrap) is not installed)")
+    assert "pass --sandbox off" in text
+    if landlock_problem() is not None:
+        pytest.skip(f"no Landlock here: {landlock_problem()}")
+    failed, text = anyio.run(session, "on")
+    assert text.startswith("hi") and "Permission denied" in text  # confined: no writes outside
+    assert not outside.exists()
 
 
 @pytest.mark.parametrize("where", ["not-a-repo", "missing"])
