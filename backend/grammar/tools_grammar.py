@@ -43,6 +43,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from codeagent.backend.grammar.schemas import (
+    allowed_types,
+    length_bounds,
+    string_choices,
+    tool_schemas,
+    without_strings,
+)
+
 SingleToken = Callable[[str], int | None]  # marker text -> its id when it is one added token
 
 
@@ -144,7 +152,7 @@ class _Builder:
         (a lazy lexeme: it stops at the first ``end``)."""
         name = f"upto_{len(self.names)}"
         self.names.add(name)
-        low, high = _length_bounds(schema or {})
+        low, high = length_bounds(schema or {})
         text = f"(?s:.){{{low},{high}}}" if (low, high) != (0, "") else "(?s:.*)"
         pattern = f"/{text}{_regex_text(end)}/ & ~/{self.avoid}{_regex_text(end)}/"
         self.rules.append(f"{name}[lazy]: {pattern}")
@@ -166,10 +174,10 @@ class _Builder:
 
     def value(self, schema: dict[str, Any], end: str, string_head: str = "", json_head: str = "") -> str:
         """A parameter's value then ``end``: raw text where strings are allowed, JSON otherwise."""
-        kinds = _types(schema)
+        kinds = allowed_types(schema)
         arms = []
         if not kinds or "string" in kinds:
-            texts = _string_choices(schema)
+            texts = string_choices(schema)
             raw = (
                 " | ".join(_lit(t + end) for t in texts)
                 if texts is not None
@@ -178,7 +186,7 @@ class _Builder:
             arms.append(f"{_lit(string_head) if string_head else ''} ({raw})".strip())
         others = [kind for kind in kinds if kind != "string"]
         if others:
-            sub = _without_strings(schema, others)
+            sub = without_strings(schema, others)
             head = f"{_lit(json_head)} " if json_head else ""
             arms.append(f"{head}{_json(sub)} {_lit(end)}")
         return self.rule("value", " | ".join(f"({arm})" for arm in arms))
@@ -255,7 +263,7 @@ def reply_grammar(
     if family not in SYNTAXES:
         return None
     builder = _Builder(family, single_token, parallel)
-    schemas = _tool_schemas(tools)
+    schemas = tool_schemas(tools)
     if response_format is not None:
         body = _json(response_format)
     elif tool_choice == "none" or not schemas:
@@ -274,71 +282,3 @@ def reply_grammar(
         thought = builder.text_then(SYNTAXES[family].think_close)
         body = f"{thought} /[ \\t\\n]*/ ({body})"
     return "\n".join([f"start: {body}", *builder.rules]) + "\n"
-
-
-def _tool_schemas(tools: list[dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
-    found = {}
-    for tool in tools or []:
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if isinstance(function, dict) and isinstance(function.get("name"), str):
-            parameters = function.get("parameters")
-            found[function["name"]] = parameters if isinstance(parameters, dict) else {}
-    return found
-
-
-def _types(schema: dict[str, Any]) -> list[str]:
-    """The JSON types a schema allows (empty: any), from ``type``, ``enum``/``const`` or anyOf/oneOf arms."""
-    kinds = schema.get("type")
-    if isinstance(kinds, str):
-        return [kinds]
-    if isinstance(kinds, list):
-        return [k for k in kinds if isinstance(k, str)]
-    values = (
-        schema["enum"]
-        if isinstance(schema.get("enum"), list)
-        else [schema["const"]]
-        if "const" in schema
-        else None
-    )
-    if values is not None:
-        return sorted({"string" if isinstance(v, str) else "json" for v in values})
-    arms = [a for a in schema.get("anyOf", []) + schema.get("oneOf", []) if isinstance(a, dict)]
-    found: list[str] = []
-    for arm in arms:
-        arm_kinds = _types(arm)
-        if not arm_kinds:
-            return []
-        found += [k for k in arm_kinds if k not in found]
-    return found
-
-
-def _length_bounds(schema: dict[str, Any]) -> tuple[int, int | str]:
-    """A string's (minLength, maxLength) as regex bounds; "" is unbounded."""
-    low, high = schema.get("minLength"), schema.get("maxLength")
-    low = low if isinstance(low, int) and low > 0 else 0
-    return low, high if isinstance(high, int) and high >= low else ""
-
-
-def _string_choices(schema: dict[str, Any]) -> list[str] | None:
-    """The exact texts a string value may be (enum/const), or None when any text is allowed."""
-    if isinstance(schema.get("enum"), list):
-        return [v for v in schema["enum"] if isinstance(v, str)]
-    if isinstance(schema.get("const"), str):
-        return [schema["const"]]
-    return None
-
-
-def _without_strings(schema: dict[str, Any], kinds: list[str]) -> dict[str, Any]:
-    """The schema less its string arm: what a JSON-written value must satisfy."""
-    if isinstance(schema.get("enum"), list):
-        return {**schema, "enum": [v for v in schema["enum"] if not isinstance(v, str)]}
-    if "const" in schema or "json" in kinds:
-        return schema
-    if isinstance(schema.get("type"), list):
-        return {**schema, "type": kinds if len(kinds) > 1 else kinds[0]}
-    arms = [a for a in schema.get("anyOf", []) + schema.get("oneOf", []) if isinstance(a, dict)]
-    if arms:
-        kept = [a for a in arms if "string" not in _types(a)]
-        rest = {k: v for k, v in schema.items() if k not in ("anyOf", "oneOf")}
-        return {**rest, "anyOf": kept}
-    return schema
