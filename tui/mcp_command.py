@@ -7,7 +7,9 @@ settings from the config, the sandbox decided as for the agent (``commands.sandb
 ``--sandbox off`` only with its loud warning), and ``agent.mcp.server`` (imported on use, so
 other commands never load the MCP SDK). Where the sandbox cannot run and it was not turned
 off, the server still starts; its ``run`` tool then answers with the agent's refusal, and the
-same line goes to stderr once. Nothing but the protocol is written to stdout.
+same line goes to stderr once; so it does under the Landlock fallback when the repository's git
+config holds credentials (``gitops.refuse_exposed_credentials``: Landlock cannot hide them from
+commands as bubblewrap does). Nothing but the protocol is written to stdout.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from codeagent.agent.config import Config
-from codeagent.agent.gitops import open_repo
+from codeagent.agent.gitops import WorkflowError, open_repo, refuse_exposed_credentials
 from codeagent.agent.run import RunConfig
 from codeagent.sandbox.choose import CHOICES as SANDBOX_CHOICES
 from codeagent.sandbox.spec import BUBBLEWRAP
@@ -50,12 +52,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # what ``add_subparsers`
 def run(args: Any, config: Config) -> int:
     if not args.repo.is_dir():
         raise commands.CommandError(f"{args.repo} is not a directory")
-    root = open_repo(args.repo).work_tree
+    repo = open_repo(args.repo)
+    root = repo.work_tree
     refusal, confinement = None, BUBBLEWRAP
     try:
         chosen = commands.sandbox_choice(args.sandbox)
         confined, confinement = chosen.confined, chosen.confinement
-    except commands.CommandError as err:
+        refuse_exposed_credentials(repo, confinement if confined else None)
+    except (commands.CommandError, WorkflowError) as err:
         confined, refusal = True, str(err)
         print(f"codeagent: warning: the run tool is refused: {refusal}", file=sys.stderr)
     settings = commands.tool_settings(config, None, None)

@@ -158,6 +158,26 @@ def test_without_bubblewrap_run_falls_back_or_is_refused(make_repo, tmp_path):
     assert not outside.exists()
 
 
+def test_under_the_fallback_run_is_refused_where_git_config_holds_a_token(make_repo, tmp_path):
+    """Landlock cannot hide .git/config as bubblewrap does: with checkout's persisted token there,
+    ``run`` answers with the refusal (the token never in it) while the other tools work."""
+    if landlock_problem() is not None:
+        pytest.skip(f"no Landlock here: {landlock_problem()}")
+    repo = make_repo()
+    secret = "ghs_" + "A1b2C3d4" * 4
+    with (repo / ".git" / "config").open("a") as config:
+        config.write(f'[http "https://github.com/"]\n\textraheader = AUTHORIZATION: basic {secret}\n')
+
+    async def session() -> None:
+        async with served(repo, "--sandbox", "landlock") as client:
+            failed, text = await call(client, "run", command="cat .git/config")
+            assert failed and "holds credentials (http.extraheader)" in text and secret not in text
+            failed, text = await call(client, "search", pattern="mean")
+            assert not failed and "stats.py" in text
+
+    anyio.run(session)
+
+
 @pytest.mark.parametrize("where", ["not-a-repo", "missing"])
 def test_a_bad_repo_is_one_error_line(tmp_path, where):
     (tmp_path / "not-a-repo").mkdir()
