@@ -88,13 +88,15 @@ def packed_weight(n: int, k: int, seed: int, float_scales: bool = False) -> Pack
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("float_scales", [False, True])
 def test_linear_is_the_int8_math_and_ignores_the_batch(dtype, float_scales):
-    # 352 inputs: two blocks of 128 and a last one of 3 groups; 11 rows: more than one group of 4
-    w = packed_weight(70, 352, seed=1, float_scales=float_scales)
-    x = randn(11, 352, seed=2).to(dtype)
-    x[3, 32:64] = 0  # an all-zero group
-    got = native_packed.linear(x, w, torch.float32, int8=True)
-    want, bound = int8_reference(x, w)
-    assert ((got.double() - want).abs() <= bound).all()
+    # 352 inputs: two blocks of 128 and a last one of 3 groups (160: one, and 1 group); 11 rows:
+    # more than one group of 4
+    for k in (160, 352):
+        w = packed_weight(70, k, seed=1, float_scales=float_scales)
+        x = randn(11, k, seed=2).to(dtype)
+        x[3, 32:64] = 0  # an all-zero group
+        got = native_packed.linear(x, w, torch.float32, int8=True)
+        want, bound = int8_reference(x, w)
+        assert ((got.double() - want).abs() <= bound).all()
     for rows in (slice(0, 1), slice(4, 6), slice(0, 3), slice(2, 11)):
         assert torch.equal(native_packed.linear(x[rows], w, torch.float32, int8=True), got[rows])
     floats = native_packed.linear(x, w, torch.float32, int8=False)
