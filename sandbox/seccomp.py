@@ -16,13 +16,17 @@ ones whose numbers are written out here; ``supported()`` says whether this one i
   the same), ``clone3`` with ``ENOSYS`` (its flags are in memory, out of a filter's reach;
   libc then falls back to ``clone``);
 - ``ioctl(TIOCSTI)`` and ``ioctl(TIOCLINUX)`` (typing into a terminal) fail;
-- without ``network``: ``socket`` for IPv4, IPv6 and packet sockets fails (TCP and UDP alike,
-  the host's loopback included); unix sockets and ``socketpair`` stay.
+- without ``network``: ``socket`` for IPv4, IPv6, packet and unix sockets fails (TCP and UDP
+  alike, the host's loopback included; a unix socket that exists as a file, such as the
+  docker socket a CI container is often given, would otherwise be a way to the host, since
+  Landlock does not govern ``connect``); ``socketpair`` stays (pipes between a command's own
+  processes: multiprocessing, asyncio).
 
 ``install(filter)`` applies it to the calling process; ``no_new_privs`` must be set first.
 
-Limits: unix sockets that exist as files (a docker socket the filesystem rules let one
-reach) can be connected to; System V IPC is not filtered; this is a deny list, so a system
+Limits: with ``network``, unix sockets that exist as files (a docker socket) can be connected
+to; without it a command cannot serve or reach any unix socket (a test suite that binds one
+fails); System V IPC is not filtered; this is a deny list, so a system
 call added to a later kernel passes unless it is listed.
 
 Standard library only: ``_launch.py`` loads this file by path in a bare interpreter.
@@ -45,7 +49,7 @@ RET_ALLOW = 0x7FFF0000
 LD_ABS, JEQ, JSET, JGE, RET = 0x20, 0x15, 0x45, 0x35, 0x06
 OFFSET_NR, OFFSET_ARCH = 0, 4
 CLONE_NEW = 0x7E020080  # NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET|NEWTIME(0x80)
-AF_INET, AF_INET6, AF_PACKET = 2, 10, 17
+AF_UNIX, AF_INET, AF_INET6, AF_PACKET = 1, 2, 10, 17
 TIOCSTI, TIOCLINUX = 0x5412, 0x541C
 
 CHECKED = frozenset(
@@ -122,7 +126,7 @@ def program(network: bool, machine: str | None = None) -> bytes:
     code += _argument_check(numbers["clone"], 0, [(CLONE_NEW, errno.EPERM)], mask=True)
     code += _argument_check(numbers["ioctl"], 1, [(TIOCSTI, errno.EPERM), (TIOCLINUX, errno.EPERM)])
     if not network:
-        families = [(family, errno.EPERM) for family in (AF_INET, AF_INET6, AF_PACKET)]
+        families = [(family, errno.EPERM) for family in (AF_UNIX, AF_INET, AF_INET6, AF_PACKET)]
         code += _argument_check(numbers["socket"], 0, families)
     return code + _op(RET, RET_ALLOW)
 

@@ -186,6 +186,36 @@ def test_abstract_unix_sockets_outside_are_unreachable(tmp_path):
         server.close()
 
 
+@pytest.mark.attack("confinement")
+@pytest.mark.skipif(not seccomp.supported(), reason="no seccomp filter for this architecture")
+def test_a_unix_socket_file_like_dockers_is_unreachable_without_network(tmp_path):
+    """A CI container often holds /var/run/docker.sock: a way to the host that Landlock does not
+    govern (connect is not a filesystem right). Without network the filter refuses unix sockets;
+    socketpair, which only joins a command's own processes, still works."""
+    root = _repo(tmp_path)
+    path = tmp_path / "docker.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    os.chmod(path, 0o666)
+    code = (
+        "import socket\n"
+        "a, b = socket.socketpair(); a.sendall(b'p'); print('PAIR', b.recv(1))\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        f"s.connect({str(path)!r}); print('REACHED')\n"
+    )
+    (root / "src" / "probe.py").write_text(code)
+    try:
+        out = run(root, "python3 src/probe.py 2>&1; echo end", confinement="landlock+seccomp")
+        assert "PAIR b'p'" in out and "REACHED" not in out and "Operation not permitted" in out
+        allowed = run(
+            root, "python3 src/probe.py 2>&1; echo end", confinement="landlock+seccomp", network=True
+        )
+        assert "REACHED" in allowed  # the known limit with --network
+    finally:
+        server.close()
+
+
 def test_udp_is_refused_by_seccomp_and_open_without_it(tmp_path):
     """Landlock's network rights cover TCP only: UDP is closed by the seccomp filter, so the
     fallback without a filter (an architecture we have no numbers for) leaves it open."""
