@@ -10,6 +10,8 @@
 - the protected top-level names of the workspace (``protect.py``: ``.git`` as a whole,
   CI configuration, ``.envrc``, ``.codeagent``) are read-only, also when they do not exist
   yet, and cannot be renamed away; ``.git/config`` shows without credentials (``gitview.py``);
+- ``/run`` (and a separate ``/var/run``) is empty: daemons' unix sockets (docker's among them)
+  are out of reach, since a network namespace does not cut them off;
 - every namespace is new (no network unless allowed, not even the host's loopback; a PID
   namespace so every process dies with the command); ``--die-with-parent``,
   ``--new-session``; all capabilities dropped (as root bwrap would otherwise keep them, and a
@@ -109,6 +111,19 @@ def _environment_mounts(home: Path, inputs: tuple[tuple[str, str], ...]) -> tupl
     return (*_toolchains_in_tmp(env), *_hide(spec, env))
 
 
+def _runtime_folders(network: bool) -> list[str]:
+    """``/run`` (and ``/var/run`` where it is a folder of its own) as empty private folders: the
+    host's daemons listen there on unix sockets (docker, containerd, podman, systemd, D-Bus), and
+    a socket file is reachable through a read-only mount and from another network namespace, so a
+    command could otherwise ask the docker daemon for a privileged container. With the network
+    allowed, the resolver's folder comes back (``/etc/resolv.conf`` often links into it)."""
+    folders = ["/run", "/var/run"]
+    argv = [arg for f in folders if os.path.isdir(f) and not os.path.islink(f) for arg in ("--tmpfs", f)]
+    if network:
+        argv += ["--ro-bind-try", "/run/systemd/resolve", "/run/systemd/resolve"]
+    return argv
+
+
 def bwrap_argv(spec: SandboxSpec, argv: list[str], env: dict[str, str]) -> tuple[list[str], Guard]:
     """The full bwrap command line for ``argv``, and the guard to release after it ran."""
     workspace = spec.workspace.resolve()
@@ -127,6 +142,7 @@ def bwrap_argv(spec: SandboxSpec, argv: list[str], env: dict[str, str]) -> tuple
         "/var/tmp",
         "--tmpfs",
         "/dev/shm",
+        *_runtime_folders(spec.network),
     ]
     command += _environment_mounts(spec.home, tuple(sorted((k, env[k]) for k in MOUNT_INPUTS if k in env)))
     command += ["--bind", str(workspace), str(workspace)]

@@ -95,6 +95,26 @@ def test_egress_fails(confinement, workspace, home, command):
     assert "REACHED" not in result.output
 
 
+def test_a_daemons_unix_socket_is_unreachable(confinement, workspace, home):
+    """The host's daemons listen on unix sockets in /run (a docker socket is a way to the host):
+    a socket file is reachable through read-only mounts and other network namespaces, so
+    bubblewrap gives commands an empty /run and the fallback's filter refuses unix sockets."""
+    if not os.access("/run", os.W_OK):
+        pytest.skip("cannot make a socket in /run here (not root)")
+    path = f"/run/codeagent-attack-{os.getpid()}.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+    os.chmod(path, 0o666)
+    code = f"import socket; s = socket.socket(socket.AF_UNIX); s.connect({path!r}); print('REACHED')"
+    try:
+        result = run(confinement, workspace, home, f'python3 -c "{code}" 2>&1; echo done')
+        assert "REACHED" not in result.output and "done" in result.output
+    finally:
+        server.close()
+        os.unlink(path)
+
+
 def test_the_hosts_loopback_is_unreachable(confinement, workspace, home):
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
