@@ -79,7 +79,10 @@ def run_ours(
         out["profile"] = decode_profile(engine, profiled, sizes["new_tokens"], family)
     finally:
         engine.close()
-    out.update(dtype=dtype, threads=torch.get_num_threads(), kernels=kernels_in_use("cpu"))
+    used = getattr(model, "kernels", None)  # what the model runs, with its notes (int8 FP4 products)
+    out.update(
+        dtype=dtype, threads=torch.get_num_threads(), kernels=used.name if used else kernels_in_use("cpu")
+    )
     out["load_s"] = round(loaded.load_s, 2)
     out["prefill_chunk_tokens"] = engine.scheduler.max_batch_tokens
     out["bytes_per_step"] = {
