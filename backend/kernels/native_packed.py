@@ -38,8 +38,8 @@ each expert's output rounded to bfloat16 where that reference rounds them (it th
 from it only by float32 summation order). Limits: at most ``MAX_ROWS`` token rows
 (``MAX_PAIRS`` token-expert pairs), K a multiple of 16 (FP8) or 32 (FP4), scales float32 or UE8M0 bytes (FP8 scales times
 2^8 must stay finite), e4m3's NaN codes read as +-480. The ``fits_*`` checks send anything else
-to the references; prefill-sized batches decode the weight for the call (``dequantize``), then
-run the BLAS.
+to the references (``packed_fits.py``, re-exported here: the layers ask ``kernels.packed``);
+prefill-sized batches decode the weight for the call (``dequantize``), then run the BLAS.
 """
 
 from __future__ import annotations
@@ -53,16 +53,21 @@ from pathlib import Path
 import torch
 
 from codeagent.backend.kernels import native
+from codeagent.backend.kernels.packed_fits import ACTIVATIONS
+
+# the checks are part of this module's interface (the layers ask ``kernels.packed.fits_*``)
+from codeagent.backend.kernels.packed_fits import MAX_PAIRS as MAX_PAIRS
+from codeagent.backend.kernels.packed_fits import MAX_ROWS as MAX_ROWS
+from codeagent.backend.kernels.packed_fits import fits_dequantize as fits_dequantize
+from codeagent.backend.kernels.packed_fits import fits_linear as fits_linear
+from codeagent.backend.kernels.packed_fits import fits_linear_fp4 as fits_linear_fp4
+from codeagent.backend.kernels.packed_fits import fits_linear_fp8 as fits_linear_fp8
+from codeagent.backend.kernels.packed_fits import fits_moe_packed as fits_moe_packed
 from codeagent.backend.packed_weights import PackedExperts, PackedWeight
-from codeagent.backend.quant import FP4_GROUP, FP8_BLOCK
+from codeagent.backend.quant import FP8_BLOCK
 
 SOURCE = Path(__file__).with_name("native_packed.c")
-MAX_ROWS = 64  # native_packed.c's MAX_ROWS
-MAX_PAIRS = 512  # native_packed.c's MAX_PAIRS
-ACTIVATIONS = {torch.float32: 0, torch.bfloat16: 1}
 FORMATS = {"fp8": 0, "fp4": 1}
-SCALES = (torch.float32, torch.uint8, torch.float8_e8m0fnu)
-FP4_CODES = (torch.uint8, torch.int8, torch.float4_e2m1fn_x2)
 INT8_ENV = "CODEAGENT_FP4_INT8"  # auto (default: int8 activations for FP4 where built) or off
 _INT8: list[bool] = []  # int8()'s answer, once read
 
@@ -142,54 +147,6 @@ def _scale(scale: torch.Tensor) -> tuple[torch.Tensor, int]:
     return scale.view(torch.uint8).contiguous(), 1
 
 
-def _fits_x(x: torch.Tensor, k: int, group: int) -> bool:
-    return (
-        x.dim() == 2
-        and x.dtype in ACTIVATIONS
-        and x.device.type == "cpu"
-        and 0 < x.shape[0] <= MAX_ROWS
-        and x.shape[1] == k
-        and k % group == 0
-    )
-
-
-def fits_linear_fp8(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> bool:
-    """Whether ``linear_fp8`` takes this product: CPU, decode-sized, K a multiple of 16, block
-    scales of the release layout."""
-    if weight.dim() != 2:
-        return False
-    n, k = weight.shape
-    return (
-        _fits_x(x, k, 16)
-        and weight.dtype == torch.float8_e4m3fn
-        and weight.device.type == "cpu"
-        and weight.is_contiguous()
-        and scale.dtype in SCALES
-        and tuple(scale.shape) == (-(-n // FP8_BLOCK), -(-k // FP8_BLOCK))
-    )
-
-
-def fits_linear_fp4(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor) -> bool:
-    """Whether ``linear_fp4`` takes this product: CPU, decode-sized, a scale per row and 32 inputs."""
-    if packed.dim() != 2:
-        return False
-    n, half = packed.shape
-    return (
-        _fits_x(x, 2 * half, FP4_GROUP)
-        and packed.dtype in FP4_CODES
-        and packed.device.type == "cpu"
-        and packed.is_contiguous()
-        and scale.dtype in SCALES
-        and tuple(scale.shape) == (n, 2 * half // FP4_GROUP)
-    )
-
-
-def fits_linear(x: torch.Tensor, w: PackedWeight) -> bool:
-    if w.format == "fp8":
-        return fits_linear_fp8(x, w.weight, w.scale)
-    return fits_linear_fp4(x, w.weight, w.scale)
-
-
 def linear_fp8(
     x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor, out_dtype: torch.dtype | None = None
 ) -> torch.Tensor:
@@ -254,24 +211,6 @@ def _linear(
     return out
 
 
-def fits_moe_packed(x: torch.Tensor, w13: PackedExperts, w2: PackedExperts, ids: torch.Tensor) -> bool:
-    """Whether ``moe_packed`` takes this layer: CPU, decode-sized, both projections in one
-    format, widths in whole groups (16 inputs for FP8, 32 for FP4)."""
-    experts, rows, hidden = w13.shape
-    group = 16 if w13.format == "fp8" else FP4_GROUP
-    return (
-        _fits_x(x, hidden, group)
-        and w2.format == w13.format
-        and w2.shape == (experts, hidden, rows // 2)
-        and (rows // 2) % group == 0
-        and ids.numel() <= MAX_PAIRS
-        and all(
-            t.device.type == "cpu" and t.is_contiguous() and s.dtype in SCALES
-            for t, s in ((w13.weight, w13.scale), (w2.weight, w2.scale))
-        )
-    )
-
-
 def moe_packed(
     x: torch.Tensor,
     w13: PackedExperts,
@@ -331,18 +270,6 @@ def moe_packed(
     )
     native.check("moe_packed", status, _REASONS)
     return out
-
-
-def fits_dequantize(w: PackedWeight | PackedExperts, dtype: torch.dtype) -> bool:
-    """Whether ``dequantize`` / ``dequantize_expert`` decode ``w`` to ``dtype``."""
-    k = w.shape[-1]
-    return (
-        dtype in ACTIVATIONS
-        and w.weight.device.type == "cpu"
-        and w.weight.is_contiguous()
-        and w.scale.dtype in SCALES
-        and k % (16 if w.format == "fp8" else FP4_GROUP) == 0
-    )
 
 
 def dequantize(w: PackedWeight, dtype: torch.dtype) -> torch.Tensor:
