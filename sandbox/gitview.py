@@ -8,8 +8,10 @@ and with the ``user:password@`` part removed from remote URLs, so ``git remote -
 ``git log`` still work inside and show no secret.
 
 Views are written once per distinct config content into a private folder of this process
-(``mkdtemp``, mode 0700) and reused while the config is unchanged; the folder is removed
-when the process exits (``atexit``; a process killed by a signal leaves it in the temp dir).
+(``mkdtemp``, mode 0700, its name holding the pid) and reused while the config is unchanged;
+the folder is removed when the process exits (``atexit``). A process killed by a signal leaves
+its folder behind (a view holds no credential, so it is clutter, not a leak): the next process
+to make one removes the folders of this user whose process is gone (``sweep``).
 
 A config git cannot parse is shown as an empty file (git inside could not read it either).
 
@@ -66,6 +68,31 @@ def credential_names(git_dir: Path, work_tree: Path) -> list[str]:
     return sorted({f"{e.section}.{e.name}" for e in entries if carries_credential(e)})
 
 
+PREFIX = "codeagent-gitview-"
+
+
+def sweep(temp: Path | None = None) -> list[Path]:
+    """Remove the view folders of this user's processes that are gone; returns them."""
+    removed = []
+    root = Path(temp or tempfile.gettempdir())
+    for entry in os.scandir(root):
+        pid = entry.name[len(PREFIX) :].split("-", 1)[0]
+        if not entry.name.startswith(PREFIX) or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            os.kill(int(pid), 0)
+            continue  # its process is alive (or the pid was reused: then kept, harmlessly)
+        except ProcessLookupError:
+            pass
+        except (PermissionError, FileNotFoundError):
+            continue
+        if entry.is_dir(follow_symlinks=False) and info.st_uid == os.getuid():
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+    return removed
+
+
 def view(config: Path) -> Path | None:
     """A credential-free copy of ``config`` to mount over it; None when there is no such file."""
     global _folder
@@ -78,7 +105,8 @@ def view(config: Path) -> Path | None:
         if digest in _views and _views[digest].is_file():
             return _views[digest]
         if _folder is None or not _folder.is_dir():
-            _folder = Path(tempfile.mkdtemp(prefix="codeagent-gitview-"))
+            sweep()
+            _folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
             atexit.register(shutil.rmtree, _folder, ignore_errors=True)
         path = _folder / f"{digest}.config"
         tmp = path.with_suffix(".tmp")
