@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from codeagent.agent.codebase import Tracker
-from codeagent.agent.memory import FolderMemory
+from codeagent.agent.memory import FolderMemory, capped_text
 from codeagent.agent.prompts import render
 from codeagent.agent.protocol import Message, ModelClient, ToolSchema
 from codeagent.tools.contained import Contained
@@ -45,9 +45,7 @@ def read_memory_files(root: Path) -> list[tuple[str, str]]:
     for name in MEMORY_FILES:
         path = vet.file(name)
         if path is not None:
-            with path.open("rb") as handle:
-                data = handle.read(MAX_MEMORY_CHARS * 4)  # enough bytes for that many characters
-            found.append((name, data.decode("utf-8", errors="replace")[:MAX_MEMORY_CHARS]))
+            found.append((name, capped_text(path, MAX_MEMORY_CHARS)))
     return found
 
 

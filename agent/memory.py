@@ -47,15 +47,20 @@ def user_memory_path() -> Path:
     return xdg.folder("config") / FOLDER_FILE
 
 
+def capped_text(path: Path, chars: int) -> str:
+    """A memory file's first ``chars`` characters (enough bytes read for that many)."""
+    with path.open("rb") as handle:
+        data = handle.read(chars * 4)
+    return data.decode("utf-8", errors="replace")[:chars]
+
+
 def user_memory(path: Path | None = None) -> tuple[str, str] | None:
     """(where, text) of the user's own ``AGENTS.md``, cut to ``MAX_USER_CHARS``; None when absent."""
     path = path or user_memory_path()
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_USER_CHARS * 4)
+        text = capped_text(path, MAX_USER_CHARS)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
-    text = data.decode("utf-8", errors="replace")[:MAX_USER_CHARS]
     return (str(path), text) if text.strip() else None
 
 
@@ -121,8 +126,4 @@ class FolderMemory:
 
 def _read(vet: Contained, rel: str) -> str | None:
     path = vet.file(rel)
-    if path is None:
-        return None
-    with path.open("rb") as handle:
-        data = handle.read(MAX_FOLDER_CHARS * 4)
-    return data.decode("utf-8", errors="replace")
+    return None if path is None else capped_text(path, MAX_FOLDER_CHARS + 1)  # one more: was it cut
