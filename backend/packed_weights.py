@@ -1,7 +1,9 @@
 """Weights kept in a release's quantized format in memory: a layer's routed experts
 (``PackedExperts``) and dense matrices (``PackedWeight``), FP8 e4m3 with 128x128 block scales or
-FP4 e2m1 with one scale per 32 inputs, scales as UE8M0 exponent bytes or float32. The formats
-themselves (decoding, quantizing, pairing weights with scales) are ``quant.py``'s; these are the
+FP4 e2m1 with one scale per 32 inputs, scales as UE8M0 exponent bytes or float32; and dense
+matrices in our own INT6 (``quant_int6``), which only the opt-in conversion writes. The formats
+themselves (decoding, quantizing, pairing weights with scales) are ``quant.py``'s and
+``quant_int6.py``'s; these are the
 containers the layers and kernels take, so a model stores what the checkpoint holds and decodes
 only what a step uses (``PackedExperts.expert``) or nothing at all (the native and Triton
 kernels multiply by the packed bytes).
@@ -26,6 +28,7 @@ from codeagent.backend.quant import (
     scale_values,
     stored_scale,
 )
+from codeagent.backend.quant_int6 import dequantize_int6, int6_width, quantize_int6
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,14 +119,15 @@ class PackedExperts:
 class PackedWeight:
     """A dense matrix kept quantized, as released: ``weight`` [N, K] float8_e4m3fn with block
     scales [ceil(N/128), ceil(K/128)] (FP8), or [N, K/2] uint8, two e2m1 codes a byte, with
-    scales [N, K/32] (FP4); scales as UE8M0 exponent bytes (uint8) or float32. The native CPU
-    kernels multiply by it without decoding it (``kernels/native_packed``); ``dequantize`` is
-    what everything else multiplies by. ``of`` takes checkpoint tensors, ``quantize`` a float
-    matrix (the opt-in conversion of bf16 weights)."""
+    scales [N, K/32] (FP4); scales as UE8M0 exponent bytes (uint8) or float32; or INT6: [N,
+    K / 128 * 96] uint8 codes with float16 scales [N, K/32] (``quant_int6``). The native CPU
+    kernels multiply by it without decoding it (``kernels/native_packed``, ``native_int6``);
+    ``dequantize`` is what everything else multiplies by. ``of`` takes checkpoint tensors,
+    ``quantize`` a float matrix (the opt-in conversion of bf16 weights)."""
 
     weight: torch.Tensor
     scale: torch.Tensor
-    format: str  # "fp8" or "fp4"
+    format: str  # "fp8", "fp4" or "int6"
 
     @classmethod
     def of(cls, weight: torch.Tensor, scale: torch.Tensor) -> PackedWeight:
@@ -142,15 +146,19 @@ class PackedWeight:
 
     @classmethod
     def quantize(cls, weight: torch.Tensor, kind: str) -> PackedWeight:
-        """float [N, K] -> ``kind`` ("fp8" or "fp4"), scales as UE8M0 bytes."""
+        """float [N, K] -> ``kind``: "fp8" or "fp4" (scales as UE8M0 bytes), or "int6"."""
+        if kind == "int6":
+            return cls(*quantize_int6(weight), "int6")
         if kind not in ("fp8", "fp4"):
-            raise ValueError(f"unknown format {kind!r}: fp8 or fp4")
+            raise ValueError(f"unknown format {kind!r}: fp8, fp4 or int6")
         return cls.of(*(quantize_fp8(weight) if kind == "fp8" else quantize_fp4(weight)))
 
     @property
     def shape(self) -> tuple[int, int]:
         """The logical [N, K]."""
         rows, width = self.weight.shape
+        if self.format == "int6":
+            return rows, int6_width(width)
         return rows, width * (2 if self.format == "fp4" else 1)
 
     @property
@@ -159,17 +167,20 @@ class PackedWeight:
 
     def dequantize(self, dtype: torch.dtype) -> torch.Tensor:
         """[N, K] in ``dtype``: the values the packed kernels multiply by."""
+        if self.format == "int6":
+            return dequantize_int6(self.weight, self.scale).to(dtype)
         return dequantize(self.weight, self.scale, dtype)
 
     def splits(self, rows: int) -> bool:
-        """Whether blocks of ``rows`` rows cut no scale: FP4 always, FP8 at whole 128-row blocks."""
-        return rows > 0 and (self.format == "fp4" or rows % FP8_BLOCK == 0)
+        """Whether blocks of ``rows`` rows cut no scale: FP4 and INT6 always, FP8 at whole
+        128-row blocks."""
+        return rows > 0 and (self.format != "fp8" or rows % FP8_BLOCK == 0)
 
     def rows(self, start: int, stop: int) -> PackedWeight:
         """Rows [start, stop) with their scales, sharing this weight's storage; FP8 rows must
         start at a 128-row block and end at one or at the last row."""
-        if self.format == "fp4":
-            return PackedWeight(self.weight[start:stop], self.scale[start:stop], "fp4")
+        if self.format != "fp8":
+            return PackedWeight(self.weight[start:stop], self.scale[start:stop], self.format)
         if start % FP8_BLOCK or (stop % FP8_BLOCK and stop != self.shape[0]):
             raise ValueError(f"FP8 rows [{start}, {stop}) cut the {FP8_BLOCK}-row blocks of their scales")
         blocks = self.scale[start // FP8_BLOCK : -(-stop // FP8_BLOCK)]

@@ -9,7 +9,12 @@ the call elsewhere. Variants (``VARIANTS``):
 - ``fp8``: dense projections, routed experts and the LM head in FP8 e4m3 with 128 x 128
   block scales (DeepSeek's and Qwen's FP8 layout);
 - ``fp4``: routed experts in FP4 e2m1 with a UE8M0 scale per 32 inputs (DeepSeek-V4's
-  experts), dense projections and the head in FP8.
+  experts), dense projections in FP8, the LM head in INT6 (``quant_int6``: 6.5 bits a
+  weight, a float16 scale per 32 inputs; 0.81 of FP8's bytes, and on Gaussian rows 0.83 of
+  its error, on heavy-tailed ones 1.13). In a shallow model the head is most of a decode
+  step's bytes (the bench model's: 72% in FP8), so this is where a 4-bit variant's bytes
+  go; FP4 there costs too much accuracy (``docs/bench/llama-cpp.md``). A head whose width
+  is not a multiple of 128 stays in FP8.
 
 What each architecture converts (``PACKERS``, by the model's class name):
 
@@ -60,14 +65,16 @@ from codeagent.backend.layers.linear import Linear
 from codeagent.backend.loader import LoadError, read_config, shard_files
 from codeagent.backend.models.deepseek_v4.weights import scope
 from codeagent.backend.packed_weights import PackedExperts, PackedWeight
+from codeagent.backend.quant_int6 import INT6_BLOCK
 
 
 class Variant(NamedTuple):
-    dense: str  # dense projections and the LM head
+    dense: str  # dense projections
     experts: str  # routed experts
+    head: str  # the LM head
 
 
-VARIANTS = {"fp8": Variant("fp8", "fp8"), "fp4": Variant("fp8", "fp4")}
+VARIANTS = {"fp8": Variant("fp8", "fp8", "fp8"), "fp4": Variant("fp8", "fp4", "int6")}
 FULL_PRECISION = (torch.bfloat16, torch.float32)
 STORED_FLOATS = ("BF16", "F32")  # safetensors' names of the floats a checkpoint may store
 INTEGERS = ("I64", "I32", "I16", "BOOL")  # hash-routing tables and the like: never packed
@@ -153,7 +160,7 @@ def _qwen3_moe(model: Any, variant: Variant) -> list[Converted]:
             out.append(Converted("expert", experts.nbytes, packed.nbytes, f"{prefix}mlp.{n}"))
             delattr(mlp, n)  # a parameter: unregistered before a plain attribute takes its name
             setattr(mlp, n, packed)
-    out.append(_pack_linear("lm_head", model.lm_head, variant.dense))
+    out.append(_pack_linear("lm_head", model.lm_head, _head_format(variant, model.lm_head.weight)))
     return out
 
 
@@ -165,7 +172,12 @@ def _qwen3_next(model: Any, variant: Variant) -> list[Converted]:
         not isinstance(w, torch.Tensor) for _, w in _next_experts(model)
     ):
         raise _already_packed(type(model).__name__)
-    out = [_pack_linear(name, linear, variant.dense) for name, linear in _next_linears(model)]
+    out = [
+        _pack_linear(
+            name, linear, _head_format(variant, linear.weight) if name == "lm_head" else variant.dense
+        )
+        for name, linear in _next_linears(model)
+    ]
     for name, experts in _next_experts(model):
         packed = PackedExperts.quantize(experts.detach(), variant.experts)
         out.append(Converted("expert", experts.nbytes, packed.nbytes, name))
@@ -211,6 +223,13 @@ def _check_qwen3_moe(model: Any) -> None:
         raise _already_packed(name)
 
 
+def _head_format(variant: Variant, weight: torch.Tensor) -> str:
+    """The variant's head format, or its dense one where INT6 cannot hold the head's width."""
+    if variant.head == "int6" and weight.shape[-1] % INT6_BLOCK:
+        return variant.dense
+    return variant.head
+
+
 def _pack_linear(name: str, linear: Linear, kind: str) -> Converted:
     before = linear.weight.nbytes
     linear.pack(kind)
@@ -235,7 +254,8 @@ def _deepseek_v4(model: Any, variant: Variant) -> list[Converted]:
             elif V4_ROUTED.match(key):
                 out.append(_pack_entry(w, key, "expert", variant.experts, PackedExperts.quantize))
         layer.bind(scope(w, prefix))  # the layer's full-precision copies are freed here
-    out.append(_pack_entry(w, "head.weight", "dense", variant.dense, PackedWeight.quantize))
+    head = _head_format(variant, w["head.weight"])
+    out.append(_pack_entry(w, "head.weight", "dense", head, PackedWeight.quantize))
     model._bind()  # the head, and everything else as it already is
     return out
 

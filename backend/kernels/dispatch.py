@@ -25,8 +25,10 @@ against.
 ``CODEAGENT_FP4_INT8`` (``auto``, default, or ``off``), read once when the native kernels are
 first chosen: where the build has AVX512-VNNI and -VBMI, the FP4 products at decode sizes
 quantize their activations to int8 per 32 inputs and multiply integers
-(``native_packed.int8``); ``off`` keeps them on the float route (the reference the int8 one is
-measured against, and the one whose results match the prefill's decoded-weight products).
+(``native_packed.int8``), as INT6 products always do (``native_int6``: vectorised with
+AVX512-VNNI, plain C elsewhere); ``off`` keeps both on their float routes (the references the
+int8 ones are measured against, and the ones whose results match the prefill's decoded-weight
+products).
 
 Devices other than CUDA and the CPU (``meta``, ``mps``) always get the references.
 
@@ -94,6 +96,8 @@ def _native_kernels(words: str) -> Kernels:
     their references for a missing one, and the words say why it is missing)."""
     packed, recurrent = packed_ops(), recurrent_ops()
     problems = {"packed-weight": packed.problem(), "recurrent": recurrent.problem()}
+    if not problems["packed-weight"]:
+        problems["INT6"] = packed.native_int6.problem()
     notes = [f"{what} kernels unavailable: {why}" for what, why in problems.items() if why]
     if not problems["packed-weight"] and packed.int8():  # reads CODEAGENT_FP4_INT8 now, once
         notes.append("FP4 products with int8 activations")

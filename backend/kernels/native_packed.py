@@ -52,7 +52,7 @@ from pathlib import Path
 
 import torch
 
-from codeagent.backend.kernels import native
+from codeagent.backend.kernels import native, native_int6
 from codeagent.backend.kernels.packed_fits import ACTIVATIONS
 
 # the checks are part of this module's interface (the layers ask ``kernels.packed.fits_*``)
@@ -68,8 +68,8 @@ from codeagent.backend.quant import FP8_BLOCK
 
 SOURCE = Path(__file__).with_name("native_packed.c")
 FORMATS = {"fp8": 0, "fp4": 1}
-INT8_ENV = "CODEAGENT_FP4_INT8"  # auto (default: int8 activations for FP4 where built) or off
-_INT8: list[bool] = []  # int8()'s answer, once read
+INT8_ENV = "CODEAGENT_FP4_INT8"  # auto (default: int8 activations for FP4 where built, INT6) or off
+_INT8: list[bool] = []  # int8_asked()'s answer, once read
 
 _I, _F, _P = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
 SIGNATURES: native.Signatures = {  # native_packed.c's entry points: result, arguments
@@ -117,12 +117,19 @@ def int8_built() -> bool:
 
 def int8() -> bool:
     """Whether FP4 products take int8 activations when a call does not say: where built, unless
-    ``CODEAGENT_FP4_INT8=off`` (read once, on the first call) or ``set_int8`` said otherwise."""
+    switched off (``int8_asked``)."""
+    return int8_asked() and int8_built()
+
+
+def int8_asked() -> bool:
+    """Whether packed products take int8 activations when a call does not say (INT6 ones always
+    can: ``native_int6``'s portable route): unless ``CODEAGENT_FP4_INT8=off`` (read once, on the
+    first call) or ``set_int8`` said otherwise."""
     if not _INT8:
         value = os.environ.get(INT8_ENV, "").strip().lower() or "auto"
         if value not in ("auto", "off"):
             raise ValueError(f"{INT8_ENV}={value!r}: expected auto or off")
-        _INT8.append(value == "auto" and int8_built())
+        _INT8.append(value == "auto")
     return _INT8[0]
 
 
@@ -131,7 +138,7 @@ def set_int8(on: bool | None) -> None:
     route), or None (back to ``CODEAGENT_FP4_INT8``'s). For benches comparing both routes."""
     _INT8.clear()
     if on is not None:
-        _INT8.append(on and int8_built())
+        _INT8.append(on)
 
 
 def _int8_for(fmt: str, asked: bool | None) -> int:
@@ -171,7 +178,11 @@ def linear_fp4(
 def linear(
     x: torch.Tensor, w: PackedWeight, out_dtype: torch.dtype | None = None, int8: bool | None = None
 ) -> torch.Tensor:
-    """x [T, K] @ W^T -> [T, N] for a ``packed_weights.PackedWeight`` (``int8``: FP4 only)."""
+    """x [T, K] @ W^T -> [T, N] for a ``packed_weights.PackedWeight`` (``int8``: FP4 and INT6,
+    whose products ``native_int6`` runs; default ``int8()``)."""
+    if w.format == "int6":
+        route = "int8" if (int8_asked() if int8 is None else int8) else "float"
+        return native_int6.linear(x, w.weight, w.scale, w.shape[1], out_dtype, route)
     return _linear(x, w.weight, w.scale, w.format, out_dtype, int8)
 
 
@@ -275,6 +286,8 @@ def moe_packed(
 def dequantize(w: PackedWeight, dtype: torch.dtype) -> torch.Tensor:
     """[N, K] in ``dtype``: the very values ``w.dequantize(dtype)`` gives, decoded natively (the
     products too large for ``linear``: a prefill chunk's, decoded once for the call)."""
+    if w.format == "int6":
+        return native_int6.dequantize(w.weight, w.scale, w.shape[1], dtype)
     return _decode(w.weight, w.scale, w.format, FP8_BLOCK if w.format == "fp8" else 1, w.shape, dtype)
 
 

@@ -1,14 +1,16 @@
 """Whether a product or a MoE layer fits the native packed kernels (``native_packed``): CPU
 tensors, decode-sized (at most ``MAX_ROWS`` token rows, ``MAX_PAIRS`` token-expert pairs),
 activations float32 or bfloat16, K in whole groups (16 inputs for FP8, 32 for FP4), weights and
-scales in the release layouts (``packed_weights``). Anything else goes to the torch references.
-The limits are native_packed.c's.
+scales in the release layouts (``packed_weights``); INT6 weights as ``native_int6`` says (K a
+multiple of 128). Anything else goes to the torch references. The limits are native_packed.c's
+and native_int6.c's.
 """
 
 from __future__ import annotations
 
 import torch
 
+from codeagent.backend.kernels import native_int6
 from codeagent.backend.packed_weights import PackedExperts, PackedWeight
 from codeagent.backend.quant import FP4_GROUP, FP8_BLOCK
 
@@ -62,6 +64,8 @@ def fits_linear_fp4(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor) 
 
 
 def fits_linear(x: torch.Tensor, w: PackedWeight) -> bool:
+    if w.format == "int6":
+        return native_int6.fits_linear(x, w.weight, w.scale, w.shape[1])
     if w.format == "fp8":
         return fits_linear_fp8(x, w.weight, w.scale)
     return fits_linear_fp4(x, w.weight, w.scale)
@@ -87,6 +91,8 @@ def fits_moe_packed(x: torch.Tensor, w13: PackedExperts, w2: PackedExperts, ids:
 
 def fits_dequantize(w: PackedWeight | PackedExperts, dtype: torch.dtype) -> bool:
     """Whether ``dequantize`` / ``dequantize_expert`` decode ``w`` to ``dtype``."""
+    if w.format == "int6":
+        return native_int6.fits_dequantize(w.weight, w.scale, dtype)
     k = w.shape[-1]
     return (
         dtype in ACTIVATIONS

@@ -39,7 +39,7 @@ from codeagent.bench.packing import greedy, logit_error, logits_along
 from codeagent.tui.argtypes import PACK_VARIANTS
 
 BF16_ROUNDING = 2.0**-9
-FAMILIES = ["qwen3_moe", "qwen3_next", "deepseek_v4"]
+FAMILIES = ["qwen3_moe", "qwen3_moe_wide", "qwen3_next", "deepseek_v4"]
 PROMPT = 16
 
 
@@ -55,13 +55,16 @@ def _v4_tests():
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory, qwen3_moe_factory, qwen3_next_factory) -> dict[str, Path]:
     """The tiny Qwen3-MoE, Qwen3-Next and DeepSeek-V4 at the released initialiser scale, saved
-    in float32."""
+    in float32; and a Qwen3-MoE 128 wide, whose head ``fp4`` keeps in INT6 (the others' 64-wide
+    heads stay in FP8)."""
     out = {
         "qwen3_moe": tmp_path_factory.mktemp("pack_qwen3"),
+        "qwen3_moe_wide": tmp_path_factory.mktemp("pack_qwen3_wide"),
         "qwen3_next": tmp_path_factory.mktemp("pack_next"),
         "deepseek_v4": tmp_path_factory.mktemp("pack_v4"),
     }
     qwen3_moe_factory(initializer_range=0.02).save_pretrained(out["qwen3_moe"])
+    qwen3_moe_factory(initializer_range=0.02, hidden_size=128).save_pretrained(out["qwen3_moe_wide"])
     qwen3_next_factory(initializer_range=0.02).save_pretrained(out["qwen3_next"])
     _v4_tests().reference_model(initializer_range=0.02).save_pretrained(out["deepseek_v4"])
     return out
@@ -152,6 +155,16 @@ def test_what_each_variant_converts(folders):
     assert all(
         isinstance(t, torch.Tensor) for t in (layer.mixer.conv, layer.mixer.A_log, layer.mixer.dt_bias)
     )
+
+
+def test_fp4_keeps_a_head_of_whole_128_input_blocks_in_int6(folders):
+    wide = {v: load(folders["qwen3_moe_wide"], "bfloat16", "cpu", pack=v) for v in ("fp8", "fp4")}
+    heads = {v: loaded.checkpoint.model.lm_head.weight for v, loaded in wide.items()}
+    assert heads["fp8"].format == "fp8" and heads["fp4"].format == "int6"
+    after = {v: next(c.after for c in loaded.converted if c.name == "lm_head") for v, loaded in wide.items()}
+    assert after["fp4"] == 512 * 128 * 6.5 / 8 and after["fp8"] == 512 * 128 + 4 * 1  # codes, 4 x 1 scales
+    narrow = load(folders["qwen3_moe"], "bfloat16", "cpu", pack="fp4").checkpoint.model
+    assert narrow.lm_head.weight.format == "fp8"  # 64 inputs: not a whole INT6 block
 
 
 @pytest.mark.usefixtures("fp4_float_route")

@@ -1,0 +1,135 @@
+"""Native CPU products over INT6 weights (``native_int6.c``; the format is ``quant_int6``'s):
+``linear`` for decode-sized products (activations quantized to int8 per 32 inputs, integer dot
+products with AVX512-VNNI, a portable C route giving the same bits elsewhere; or, with
+``int8`` False, the float route: float32 activations against the decoded weights, plain C,
+several times slower), ``dequantize`` for the products too large for it. ``native_packed``
+dispatches INT6 ``PackedWeight``s here, with its ``int8_asked()`` switch (``CODEAGENT_FP4_INT8``), so
+the layers see one packed-kernel module and one switch.
+
+Built and loaded as ``native`` builds ``native.c`` (same flags, cache folder, OpenMP runtime).
+Limits: at most ``MAX_ROWS`` token rows, K a multiple of 128 (``fits_linear`` says; anything
+else goes to the reference: decoded, then ``F.linear``). The result differs from the reference
+by the activations' rounding to int8 (at most 1/254 of each group's largest magnitude an input)
+and float32 rounding; a row's result does not depend on the batch it is in.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from pathlib import Path
+
+import torch
+
+from codeagent.backend.kernels import native
+from codeagent.backend.quant_int6 import INT6_BLOCK
+
+SOURCE = Path(__file__).with_name("native_int6.c")
+MAX_ROWS = 64  # native_int6.c's MAX_ROWS
+ACTIVATIONS = {torch.float32: 0, torch.bfloat16: 1}
+
+_I, _P = ctypes.c_int, ctypes.c_void_p
+SIGNATURES: native.Signatures = {
+    "ca_linear_int6": (_I, [_I, _I, _I, _P, _P, _P, _P, _I, _I, _I, _I]),
+    "ca_dequantize_int6": (None, [_I, _I, _P, _P, _P, _I, _I]),
+    "ca_int6_vector": (_I, []),
+}
+ROUTES = {"float": 0, "int8-portable": 1, "int8": 2}
+_REASONS = {-1: "out of memory", -3: "too many token rows", -4: "K not a multiple of 128"}
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | str:
+    return native.build(SOURCE, SIGNATURES)
+
+
+def problem() -> str | None:
+    """Why the INT6 kernels are unavailable here, or None (builds them on first call)."""
+    lib = _library()
+    return lib if isinstance(lib, str) else None
+
+
+def _lib() -> ctypes.CDLL:
+    lib = _library()
+    if isinstance(lib, str):
+        raise native.NativeError(lib)
+    return lib
+
+
+def vector_built() -> bool:
+    """Whether this build multiplies with AVX512-VNNI (else the portable route, same bits)."""
+    return bool(_lib().ca_int6_vector())
+
+
+def _fits_codes(codes: torch.Tensor, scale: torch.Tensor) -> bool:
+    return (
+        codes.device.type == "cpu"
+        and codes.dtype == torch.uint8
+        and codes.is_contiguous()
+        and scale.dtype == torch.float16
+        and scale.is_contiguous()
+    )
+
+
+def fits_linear(x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor, k: int) -> bool:
+    """Whether ``linear`` takes this product: CPU, decode-sized, K a multiple of 128."""
+    return (
+        x.dim() == 2
+        and x.dtype in ACTIVATIONS
+        and x.device.type == "cpu"
+        and 0 < x.shape[0] <= MAX_ROWS
+        and x.shape[1] == k
+        and k % INT6_BLOCK == 0
+        and _fits_codes(codes, scale)
+        and problem() is None
+    )
+
+
+def fits_dequantize(codes: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> bool:
+    return dtype in ACTIVATIONS and _fits_codes(codes, scale) and problem() is None
+
+
+def linear(
+    x: torch.Tensor,
+    codes: torch.Tensor,
+    scale: torch.Tensor,
+    k: int,
+    out_dtype: torch.dtype | None = None,
+    route: str = "int8",
+) -> torch.Tensor:
+    """x [T, K] @ W^T -> [T, N] in ``out_dtype`` (default x's) for INT6 codes [N, K / 128 * 96]
+    and float16 scales [N, K / 32]; ``route`` (``ROUTES``): int8 (vectorised where built),
+    int8-portable (the same bits in plain C, for tests) or float."""
+    t = x.shape[0]
+    if x.shape[1] != k:
+        raise ValueError(f"linear_int6: x has {x.shape[1]} columns, the weight {k}")
+    n = codes.shape[0]
+    x = x.contiguous()
+    out = torch.empty(t, n, dtype=out_dtype or x.dtype)
+    native.calls["linear_int6"] += 1
+    status = _lib().ca_linear_int6(
+        t,
+        k,
+        n,
+        x.data_ptr(),
+        codes.data_ptr(),
+        scale.data_ptr(),
+        out.data_ptr(),
+        ACTIVATIONS[x.dtype],
+        ACTIVATIONS[out.dtype],
+        ROUTES[route],
+        torch.get_num_threads(),
+    )
+    native.check("linear_int6", status, _REASONS)
+    return out
+
+
+def dequantize(codes: torch.Tensor, scale: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:
+    """[N, K] in ``dtype``: the values ``quant_int6.dequantize_int6`` gives, decoded natively."""
+    n = codes.shape[0]
+    out = torch.empty(n, k, dtype=dtype)
+    native.calls["dequantize_int6"] += 1
+    _lib().ca_dequantize_int6(
+        n, k, codes.data_ptr(), scale.data_ptr(), out.data_ptr(), ACTIVATIONS[dtype], torch.get_num_threads()
+    )
+    return out
