@@ -38,3 +38,15 @@ def test_data_files_are_declared():
         folder = ROOT.joinpath(*package.split(".")[1:])
         for pattern in patterns:
             assert list(folder.glob(pattern)), f"{package}: {pattern} matches nothing"
+
+
+def test_every_kernel_source_ships():
+    """The native kernels are compiled on the user's machine: a C file left out of the package
+    data is a kernel that fails to build there."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    data = config["tool"]["setuptools"]["package-data"]
+    for source in ROOT.rglob("*.c"):
+        if ".git" in source.parts:
+            continue
+        package = ".".join(("codeagent", *source.parent.relative_to(ROOT).parts))
+        assert any(source.match(pattern) for pattern in data.get(package, [])), f"{source} is not package data"
