@@ -49,4 +49,6 @@ def test_every_kernel_source_ships():
         if ".git" in source.parts:
             continue
         package = ".".join(("codeagent", *source.parent.relative_to(ROOT).parts))
-        assert any(source.match(pattern) for pattern in data.get(package, [])), f"{source} is not package data"
+        assert any(source.match(pattern) for pattern in data.get(package, [])), (
+            f"{source} is not package data"
+        )

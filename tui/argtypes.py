@@ -41,7 +41,8 @@ def add_parallel(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> N
         choices=PACK_VARIANTS,
         help="opt-in: convert a bf16/float32 checkpoint's weights after loading, trading accuracy for "
         "memory and speed; fp8: dense projections, routed experts and the LM head to FP8 (128x128 block "
-        "scales), fp4: routed experts to FP4 (a scale per 32 inputs), the rest FP8 (default: off)",
+        "scales), fp4: routed experts to FP4 (a scale per 32 inputs), the LM head to INT6 (6.5 bits a "
+        "weight), the rest FP8 (default: off)",
     )
 
 

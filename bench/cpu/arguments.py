@@ -37,7 +37,7 @@ def add(sub: argparse._SubParsersAction, handler: Callable[..., int]) -> None:
         type=name_list(("bfloat16", "float32", "fp8", "fp4")),
         default=("bfloat16", "fp8", "fp4"),
         metavar="A,B",
-        help="ours: bfloat16, float32, fp8 (FP8 weights), fp4 (FP4 experts, FP8 attention and head); "
+        help="ours: bfloat16, float32, fp8 (FP8 weights), fp4 (FP4 experts, FP8 attention, INT6 head); "
         "default bfloat16,fp8,fp4",
     )
     cpu.add_argument(

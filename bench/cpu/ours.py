@@ -19,7 +19,8 @@ of one sequence and of eight:
   reads at batch 1 and 8 (``report``; packed variants by their packed sizes).
 
 ``fp8`` and ``fp4`` load the bf16 checkpoint packed (``backend/packing.py``, the runtime's
-``--pack``: the dense projections and head in FP8, the routed experts in FP8 or FP4) before
+``--pack``: the dense projections in FP8, the routed experts in FP8 or FP4, the head in FP8 or
+INT6) before
 the engine is built; their load time includes the conversion.
 
 The bandwidth is read again just before the batch-1 runs (a shared host's drifts over

@@ -372,7 +372,7 @@ def test_a_model_with_packed_weights_decodes_as_its_reference(qwen3_moe_dir):
     from codeagent.backend.loader import load_model
 
     model = load_model(qwen3_moe_dir).model
-    for layer in model.layers:  # routed experts in FP4, the dense MLP and the head in FP8
+    for layer in model.layers:  # routed experts in FP4, the dense MLP in FP8 (the head: FP8 at this width)
         mlp = layer.mlp
         if isinstance(mlp.w13, torch.Tensor):
             w13, w2 = (PackedExperts.quantize(w.detach(), "fp4") for w in (mlp.w13, mlp.w2))
