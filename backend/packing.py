@@ -92,6 +92,15 @@ class Converted:
     before: int  # bytes in the load dtype
     after: int  # bytes packed, scales included
     name: str  # which weight: a module path (Qwen3-MoE) or a key of the flat weights (DeepSeek-V4)
+    format: str  # what it was converted to: fp8, fp4 or int6
+
+
+HEADS = ("lm_head", "head.weight")  # the LM head's name in ``Converted`` (a module path, V4's key)
+
+
+def head_format(converted: list[Converted]) -> str:
+    """The format ``pack`` gave the LM head: its variant's, or FP8 where INT6 cannot hold it."""
+    return next(c.format for c in converted if c.name in HEADS)
 
 
 def pack(model: torch.nn.Module, variant: str) -> list[Converted]:
@@ -157,7 +166,7 @@ def _qwen3_moe(model: Any, variant: Variant) -> list[Converted]:
                 continue
             experts = getattr(mlp, n)
             packed = PackedExperts.quantize(experts.detach(), variant.experts)
-            out.append(Converted("expert", experts.nbytes, packed.nbytes, f"{prefix}mlp.{n}"))
+            out.append(Converted("expert", experts.nbytes, packed.nbytes, f"{prefix}mlp.{n}", packed.format))
             delattr(mlp, n)  # a parameter: unregistered before a plain attribute takes its name
             setattr(mlp, n, packed)
     out.append(_pack_linear("lm_head", model.lm_head, _head_format(variant, model.lm_head.weight)))
@@ -180,7 +189,7 @@ def _qwen3_next(model: Any, variant: Variant) -> list[Converted]:
     ]
     for name, experts in _next_experts(model):
         packed = PackedExperts.quantize(experts.detach(), variant.experts)
-        out.append(Converted("expert", experts.nbytes, packed.nbytes, name))
+        out.append(Converted("expert", experts.nbytes, packed.nbytes, name, packed.format))
         owner, attr = name.rsplit(".", 1)
         module = model.get_submodule(owner)
         delattr(module, attr)  # a parameter: unregistered before a plain attribute takes its name
@@ -233,7 +242,7 @@ def _head_format(variant: Variant, weight: torch.Tensor) -> str:
 def _pack_linear(name: str, linear: Linear, kind: str) -> Converted:
     before = linear.weight.nbytes
     linear.pack(kind)
-    return Converted("dense", before, linear.weight.nbytes, name)
+    return Converted("dense", before, linear.weight.nbytes, name, kind)
 
 
 def _deepseek_v4(model: Any, variant: Variant) -> list[Converted]:
@@ -265,7 +274,7 @@ def _pack_entry(
 ) -> Converted:
     before = w[key]
     w[key] = quantize(before, fmt)
-    return Converted(kind, before.nbytes, w[key].nbytes, key)
+    return Converted(kind, before.nbytes, w[key].nbytes, key, fmt)
 
 
 PACKERS: dict[str, Callable[[Any, Variant], list[Converted]]] = {

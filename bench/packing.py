@@ -40,7 +40,7 @@ import torch
 from codeagent.backend.kernels import native_packed
 from codeagent.backend.loader import LoadError
 from codeagent.backend.models.base import SeqSlice
-from codeagent.backend.packing import VARIANTS, PackError, check_checkpoint, pack
+from codeagent.backend.packing import VARIANTS, PackError, check_checkpoint, head_format, pack
 from codeagent.backend.runtime import load
 from codeagent.bench.machine import machine
 from codeagent.bench.random_weights import TINY, random_model
@@ -127,6 +127,7 @@ def measure(
                     **greedy_agreement(seen["fp4"][1], packed),
                 }
         row.update(bytes_before=sum(c.before for c in converted), bytes_after=sum(c.after for c in converted))
+        row["head_format"] = head_format(converted)
         log(
             f"{variant}: max_rel {row['max_rel']:.4f}, mean_rel {row['mean_rel']:.4f}, top1 {row['top1_agreement']:.3f}"
         )
@@ -158,9 +159,12 @@ def bench_packing(
         **sizes,
         "formats": {
             v: {
-                "dense_and_head": VARIANTS[PACKING.get(v, v)].dense,
+                "dense": VARIANTS[PACKING.get(v, v)].dense,
+                "head": VARIANTS[PACKING.get(v, v)].head,  # where its width is whole blocks (head_format)
                 "experts": VARIANTS[PACKING.get(v, v)].experts,
-                **({"activations": "int8 per 32 inputs in the FP4 products"} if v == "fp4-int8" else {}),
+                "activations": "int8 per 32 inputs in the FP4 and INT6 products"
+                if v == "fp4-int8"
+                else "float32 (INT6: the float route)",
             }
             for v in variants
         },

@@ -36,6 +36,8 @@ typedef uint32_t u32x16 __attribute__((vector_size(64)));
 #define GROUP 8       /* rows of activations against one weight row at a time */
 #define MAX_ROWS 64   /* activation rows of one ca_linear call (the caller checks) */
 #define MAX_PAIRS 512 /* token-expert pairs in one MoE call (the caller checks) */
+#define PAIRS_GROUP 4 /* activation rows a product in pairs takes at once against one weight row */
+#define PAIRS_WROWS 4 /* weight rows a product in pairs streams together, at most */
 
 static inline f32x16 load_f32(const float *p) {
     f32x16 v;
@@ -144,8 +146,11 @@ static inline __attribute__((always_inline)) void dots(const void *const *rows, 
 /* bf16 weights against bf16 activations with AVX512-BF16 (``vdpbf16ps``): 32 products a
  * instruction, each lane adding the products of one even and one odd input to its float32 sum,
  * against 16 for the float32 route (which converts every weight first). Twice the arithmetic
- * a cycle is what decode batches above one row and the MoE layers need on two cores. The same
- * per-(row, activation) steps whatever nr and n (batch-invariant as ``dots``); a different
+ * a cycle is what decode batches above one row and the MoE layers need on two cores. Each
+ * (row, activation) sum runs in two accumulators, the even chunks of 32 inputs into one and the
+ * odd ones into the other (a last odd-numbered chunk into the first), added before the final
+ * tree: two independent chains per product, so even one weight row streamed alone keeps the
+ * multiplier busy. The same steps whatever nr and n (batch-invariant as ``dots``); a different
  * order of additions from the float32 route, so a machine with and one without AVX512-BF16
  * differ in the last bits (the cache key of the build includes the CPU's flags). */
 #if defined(__AVX512BF16__)
@@ -153,21 +158,30 @@ static inline __attribute__((always_inline)) void dots(const void *const *rows, 
 static inline __attribute__((always_inline)) void dots_pairs(const void *const *rows, const int nr, const int k,
                                                              const uint16_t *const *xs, const int n,
                                                              float *const *res) {
-    __m512 acc[MAX_WROWS][GROUP];
+    __m512 acc[PAIRS_WROWS][PAIRS_GROUP][2];
     for (int j = 0; j < nr; j++)
-        for (int s = 0; s < n; s++) acc[j][s] = _mm512_setzero_ps();
-    for (int c = 0; c < k; c += 32) {
-        __m512bh w[MAX_WROWS];
-        for (int j = 0; j < nr; j++) w[j] = (__m512bh)_mm512_loadu_si512((const uint16_t *)rows[j] + c);
+        for (int s = 0; s < n; s++) acc[j][s][0] = acc[j][s][1] = _mm512_setzero_ps();
+    int c = 0;
+    for (; c + 64 <= k; c += 64)
+        for (int u = 0; u < 2; u++) {
+            __m512bh w[PAIRS_WROWS];
+            for (int j = 0; j < nr; j++) w[j] = (__m512bh)_mm512_loadu_si512((const uint16_t *)rows[j] + c + 32 * u);
+            for (int s = 0; s < n; s++) {
+                const __m512bh x = (__m512bh)_mm512_loadu_si512(xs[s] + c + 32 * u);
+                for (int j = 0; j < nr; j++) acc[j][s][u] = _mm512_dpbf16_ps(acc[j][s][u], w[j], x);
+            }
+        }
+    if (c < k) /* a last chunk of 32 */
         for (int s = 0; s < n; s++) {
             const __m512bh x = (__m512bh)_mm512_loadu_si512(xs[s] + c);
-            for (int j = 0; j < nr; j++) acc[j][s] = _mm512_dpbf16_ps(acc[j][s], w[j], x);
+            for (int j = 0; j < nr; j++)
+                acc[j][s][0] = _mm512_dpbf16_ps(acc[j][s][0], (__m512bh)_mm512_loadu_si512((const uint16_t *)rows[j] + c), x);
         }
-    }
     for (int j = 0; j < nr; j++)
         for (int s = 0; s < n; s++) {
             f32x16 v;
-            memcpy(&v, &acc[j][s], sizeof v);
+            const __m512 sum = _mm512_add_ps(acc[j][s][0], acc[j][s][1]);
+            memcpy(&v, &sum, sizeof v);
             res[j][s] = hsum(v);
         }
 }
@@ -184,34 +198,55 @@ int ca_has_pairs(void) { return HAVE_PAIRS; }
 enum { F32 = 0, BF16 = 1, PAIRS = 2 };
 static inline int mode_for(int bf16, int k) { return bf16 ? (HAVE_PAIRS && k % 32 == 0 ? PAIRS : BF16) : F32; }
 
-/* Weight rows streamed together for n activation rows: as many as keep nr * n accumulators
- * within 16 of the 32 vector registers. */
-static inline int rows_for(int n) { return n <= 2 ? 8 : n <= 4 ? 4 : 2; }
+/* Weight rows streamed together for n activation rows. The float32 route: as many as keep
+ * nr * n accumulators within 16 of the 32 vector registers. In pairs: one row (a thread's rows
+ * then stream as one sequential read, which the hardware prefetchers follow best) for up to 4
+ * activation rows, all taken at once; from 5, four rows against 2 activation rows at a time (the
+ * rows stay in L1 for the next 2). Measured on a 151,936 x 2048 bf16 head, 2 threads, the host
+ * streaming 69-72 GB/s, medians of 7 interleaved rounds: 8.6 / 8.8 / 10.0 / 17.2 ms at 1 / 2 /
+ * 4 / 8 rows against 12.1 / 11.9 / 15.9 / 26.4 with 8 / 8 / 4 / 2 rows streamed together
+ * (docs/bench/cpu-choices.md). */
+static inline int rows_for(int n, int mode) {
+    if (mode == PAIRS) return n <= PAIRS_GROUP ? 1 : 4;
+    return n <= 2 ? 8 : n <= 4 ? 4 : 2;
+}
+/* activation rows a product in pairs takes at a time against nr weight rows */
+static inline int pairs_group(int nr) { return nr >= 4 ? 2 : PAIRS_GROUP; }
 
 #if HAVE_PAIRS
-#define PAIRS_CALL(NR, N) dots_pairs(rows, NR, k, (const uint16_t *const *)xs, N, out)
-#else
-#define PAIRS_CALL(NR, N) (void)0
+#define PAIRS_CASE(NR, N)                                                  \
+    case N:                                                                \
+        dots_pairs(rows, NR, k, (const uint16_t *const *)xs, N, out);      \
+        break;
 #endif
-#define DOTS_CASE(NR, N)                                  \
-    case N:                                               \
-        if (mode == PAIRS)                                \
-            PAIRS_CALL(NR, N);                            \
-        else if (mode == BF16)                            \
-            dots(rows, NR, 1, k, xs, N, out);             \
-        else                                              \
-            dots(rows, NR, 0, k, xs, N, out);             \
+#define DOTS_CASE(NR, N)                      \
+    case N:                                   \
+        if (mode == BF16)                     \
+            dots(rows, NR, 1, k, xs, N, out); \
+        else                                  \
+            dots(rows, NR, 0, k, xs, N, out); \
         break;
 
-/* res[j][s] = dot(rows[j], xs[s]) for j < rows_for(n) and every s < n, GROUP activation rows
- * at a time (the rows streamed together chosen once, from n, so a call's rows group alike);
- * with mode PAIRS, xs point at bf16 rows. */
-static void dots_any(const void *const *rows, int mode, int k, const float *const *xs, int n, float *const *res) {
-    const int nr = rows_for(n);
+/* res[j][s] = dot(rows[j], xs[s]) for j < nr (rows_for(n, mode), or 2 for a MoE layer's gate and
+ * up rows) and every s < n, GROUP activation rows at a time (in pairs: pairs_group(nr)); with
+ * mode PAIRS, xs point at bf16 rows. */
+static void dots_any(const void *const *rows, int nr, int mode, int k, const float *const *xs, int n,
+                     float *const *res) {
     float *out[MAX_WROWS];
     for (int j = 0; j < nr; j++) out[j] = res[j];
     while (n > 0) {
-        const int m = n > GROUP ? GROUP : n;
+        const int most = mode == PAIRS ? pairs_group(nr) : GROUP;
+        const int m = n > most ? most : n;
+#if HAVE_PAIRS
+        if (mode == PAIRS) {
+            if (nr == 1)
+                switch (m) { PAIRS_CASE(1, 1) PAIRS_CASE(1, 2) PAIRS_CASE(1, 3) PAIRS_CASE(1, 4) }
+            else if (nr == 2)
+                switch (m) { PAIRS_CASE(2, 1) PAIRS_CASE(2, 2) PAIRS_CASE(2, 3) PAIRS_CASE(2, 4) }
+            else
+                switch (m) { PAIRS_CASE(4, 1) PAIRS_CASE(4, 2) }
+        } else
+#endif
         if (nr == 8) {
             switch (m) { DOTS_CASE(8, 1) DOTS_CASE(8, 2) }
         } else if (nr == 4) {
@@ -272,14 +307,14 @@ int ca_linear(int t, int k, int n, const void *x, const void *w, void *out, int 
     {
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         const long r0 = (long)n * tid / nt, r1 = (long)n * (tid + 1) / nt;
-        const int nr = rows_for(t);
+        const int nr = rows_for(t, mode);
         float buf[MAX_WROWS][MAX_ROWS];
         float *res[MAX_WROWS];
         const void *rows[MAX_WROWS];
         for (int j = 0; j < MAX_WROWS; j++) res[j] = buf[j];
         for (long r = r0; r < r1; r += nr) {
             for (int j = 0; j < nr; j++) rows[j] = weight_row(w, bf16, r + j < r1 ? r + j : r1 - 1, k);
-            dots_any(rows, mode, k, xs, t, res);
+            dots_any(rows, nr, mode, k, xs, t, res);
             for (int j = 0; j < nr && r + j < r1; j++)
                 for (int s = 0; s < t; s++) store(out, (long)s * n + r + j, buf[j][s], bf16);
         }
@@ -346,14 +381,14 @@ int ca_moe(int t, int h, int inter, int experts, int topk, const void *x, const 
             for (int s = 0; s < n; s++)
                 xs[s] = mode_up == PAIRS ? (const float *)((const uint16_t *)x + (long)(mine[s] / topk) * h)
                                          : xf + (long)(mine[s] / topk) * h;
-            const int half = rows_for(n) / 2;
+            const int wanted = rows_for(n, mode_up), half = wanted >= 2 ? wanted / 2 : 1;
             for (long i = i0; i < i1; i += half) {
                 for (int j = 0; j < half; j++) {
                     const long row = i + j < i1 ? i + j : i1 - 1;
                     rows[j] = weight_row(w13, bf16, (long)e * 2 * inter + row, h);
                     rows[half + j] = weight_row(w13, bf16, (long)e * 2 * inter + inter + row, h);
                 }
-                dots_any(rows, mode_up, h, xs, n, res);
+                dots_any(rows, 2 * half, mode_up, h, xs, n, res);
                 for (int j = 0; j < half && i + j < i1; j++)
                     for (int s = 0; s < n; s++) {
                         const float g = res[j][s], v = res[half + j][s], a = g / (1.0f + expf(-g)) * v;
@@ -377,10 +412,10 @@ int ca_moe(int t, int h, int inter, int experts, int topk, const void *x, const 
             const long r0 = u % h, r1 = (u1 - u < h - r0) ? r0 + (u1 - u) : h;
             for (int s = 0; s < n; s++)
                 xs[s] = mode_down == PAIRS ? (const float *)(act16 + (long)mine[s] * inter) : act + (long)mine[s] * inter;
-            const int nr = rows_for(n);
+            const int nr = rows_for(n, mode_down);
             for (long r = r0; r < r1; r += nr) {
                 for (int j = 0; j < nr; j++) rows[j] = weight_row(w2, bf16, (long)e * h + (r + j < r1 ? r + j : r1 - 1), inter);
-                dots_any(rows, mode_down, inter, xs, n, res);
+                dots_any(rows, nr, mode_down, inter, xs, n, res);
                 for (int j = 0; j < nr && r + j < r1; j++)
                     for (int s = 0; s < n; s++) part[(long)mine[s] * h + r + j] = res[j][s];
             }

@@ -41,7 +41,7 @@ from codeagent.backend.cache.allocator import CacheConfig
 from codeagent.backend.engine import Engine, Request
 from codeagent.backend.kernels.dispatch import kernels_in_use
 from codeagent.backend.layers.sampler import SamplingParams
-from codeagent.backend.packing import VARIANTS, Converted
+from codeagent.backend.packing import VARIANTS, Converted, head_format
 from codeagent.backend.runtime import DTYPES, Loaded, build_engine, load
 from codeagent.bench.cpu import report
 from codeagent.bench.cpu.bandwidth import read_bandwidth
@@ -92,7 +92,11 @@ def run_ours(
     }
     if converted:
         out["packed"] = {
-            "format": {"dense_and_head": VARIANTS[name].dense, "experts": VARIANTS[name].experts},
+            "format": {
+                "dense": VARIANTS[name].dense,
+                "head": head_format(converted),
+                "experts": VARIANTS[name].experts,
+            },
             "bytes_before": sum(c.before for c in converted),
             "bytes_after": sum(c.after for c in converted),
         }

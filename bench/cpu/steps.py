@@ -27,7 +27,7 @@ FAMILIES = ("linear", "moe", "attention")
 
 
 def _part(filename: str, name: str) -> str:
-    if filename.endswith(("kernels/native.py", "kernels/native_packed.py")):
+    if filename.endswith(("kernels/native.py", "kernels/native_packed.py", "kernels/native_int6.py")):
         return next((f for f in FAMILIES if f in name), "other kernels")
     if filename == "~" and "torch" in name:
         return "torch ops"

@@ -48,7 +48,7 @@ def test_packed_variants_read_fewer_bytes(tiny: dict):
     steps = {name: tiny["ours"][name]["bytes_per_step"]["batch1"] for name in ("bfloat16", "fp8", "fp4")}
     assert steps["fp4"] < steps["fp8"] < steps["bfloat16"]
     packed = tiny["ours"]["fp4"]["packed"]
-    assert packed["format"] == {"dense_and_head": "fp8", "experts": "fp4"}
+    assert packed["format"] == {"dense": "fp8", "head": "fp8", "experts": "fp4"}  # 64 wide: no INT6 head
     assert packed["bytes_after"] < packed["bytes_before"] / 2
 
 
@@ -81,3 +81,12 @@ def test_a_tree_without_binaries_is_one_line_saying_what_to_build(tmp_path: Path
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert "has no llama-bench" in lines[0] and "cmake --build" in lines[0]
+
+
+def test_every_native_kernel_module_counts_as_its_family():
+    from codeagent.bench.cpu.steps import _part
+
+    for module in ("native.py", "native_packed.py", "native_int6.py"):
+        assert _part(f"/x/codeagent/backend/kernels/{module}", "linear") == "linear"
+    assert _part("/x/codeagent/backend/kernels/native_packed.py", "moe_packed") == "moe"
+    assert _part("/x/codeagent/backend/engine.py", "linear") == "python"

@@ -14,7 +14,12 @@ SIZES = {"prompt_tokens": 6, "positions": 8, "greedy_tokens": 4}
 
 def test_tiny_models_report_each_variants_error():
     report = bench_packing(None, ("fp8", "fp4", "fp4-int8"), SIZES, "bfloat16", log=lambda _: None)
-    assert report["formats"]["fp4"] == {"dense_and_head": "fp8", "experts": "fp4"}
+    assert report["formats"]["fp4"] == {
+        "dense": "fp8",
+        "head": "int6",
+        "experts": "fp4",
+        "activations": "float32 (INT6: the float route)",
+    }
     assert set(report["models"]) == {"tiny random qwen3-coder-30b-a3b", "tiny random deepseek-v4-flash"}
     for model in report["models"].values():
         assert len(model["greedy_token_ids"]) == SIZES["greedy_tokens"]
