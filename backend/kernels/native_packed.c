@@ -247,8 +247,18 @@ static inline void fp4x32(const uint8_t *p, f32x16 table, f32x16 *even, f32x16 *
  * slower). docs/bench/cpu-choices.md has the figures. The products take any
  * count (MAX_WROWS) should a machine want more. */
 #define MAX_WROWS 8
+/* FP8 in pairs: one row (two blocks at a time, fp8_pairs) up to 4 activation rows, then four
+ * rows against 2 activation rows at a time. Measured (2 threads, a 151,936 x 2048 FP8 head,
+ * variants in turns, 7 rounds, medians, the host streaming 70 GB/s) against the 4 / 2 rows
+ * before: 5.68 / 6.39 / 7.44 / 16.94 ms at 1 / 2 / 4 / 8 rows against 6.68 / 7.75 / 9.83 /
+ * 18.39; a Qwen3-30B-A3B FP8 MoE layer at one token 0.73-0.89 ms against 0.87-1.21
+ * (docs/bench/cpu-choices.md). -D overridable for such measurements. */
+#ifndef FP8_PAIRS_ROWS
+#define FP8_PAIRS_ROWS(n, moe) ((n) <= 4 ? 1 : 4)
+#endif
 static inline int rows_for(int format, int n, int pairs, int moe) {
     if (pairs == 2) return I8_ROWS(n, moe); /* FP4 with int8 activations */
+    if (pairs == 1 && format == FP8) return FP8_PAIRS_ROWS(n, moe);
     return pairs && n <= 2 && !(moe && format == FP4) ? 4 : 2;
 }
 
@@ -513,7 +523,46 @@ static int fp4_row_scaled(const packed_t *w, long r) {
     return !bad;
 }
 
-/* res[j][s] = dot(FP8 row rows[j], xs[s]) for bf16 xs, as fp8_dots. */
+/* One row's two whole blocks c0 .. c0 + 256 of FP8 against bf16 xs, unscaled, interleaved:
+ * block[b][s] is what fp8_pairs's loop gives block b alone (the same operations in the same
+ * order), two independent chains for a row streamed alone. */
+static inline __attribute__((always_inline)) void fp8_two_blocks(const uint8_t *p, long ahead, int c0,
+                                                                 const uint16_t *const *xs, const int n,
+                                                                 __m512 block[2][FP8_GROUP]) {
+    for (int b = 0; b < 2; b++)
+        for (int s = 0; s < n; s++) block[b][s] = _mm512_setzero_ps();
+#if FP8_WIDE
+    for (int c = c0; c < c0 + FP8_BLOCK; c += 64) {
+        __m512i lo[2], hi[2];
+        for (int b = 0; b < 2; b++) {
+            if (ahead) PREFETCH_FP8(p + ahead + c + b * FP8_BLOCK);
+            fp8x64_bf16(p + c + b * FP8_BLOCK, &lo[b], &hi[b]);
+        }
+        for (int s = 0; s < n; s++)
+            for (int b = 0; b < 2; b++) {
+                const __m512bh xl = (__m512bh)_mm512_loadu_si512(xs[s] + c + b * FP8_BLOCK);
+                const __m512bh xh = (__m512bh)_mm512_loadu_si512(xs[s] + c + b * FP8_BLOCK + 32);
+                block[b][s] =
+                    _mm512_dpbf16_ps(_mm512_dpbf16_ps(block[b][s], (__m512bh)lo[b], xl), (__m512bh)hi[b], xh);
+            }
+    }
+#else
+    for (int c = c0; c < c0 + FP8_BLOCK; c += 32) {
+        __m512bh wv[2];
+        for (int b = 0; b < 2; b++) {
+            if (ahead && !(c & 63)) PREFETCH_FP8(p + ahead + c + b * FP8_BLOCK);
+            wv[b] = (__m512bh)fp8x32_bf16(p + c + b * FP8_BLOCK);
+        }
+        for (int s = 0; s < n; s++)
+            for (int b = 0; b < 2; b++)
+                block[b][s] = _mm512_dpbf16_ps(block[b][s], wv[b], (__m512bh)_mm512_loadu_si512(xs[s] + c + b * FP8_BLOCK));
+    }
+#endif
+}
+
+/* res[j][s] = dot(FP8 row rows[j], xs[s]) for bf16 xs, as fp8_dots: each block of 128 inputs
+ * summed unscaled, then added times its scale, block after block; one row streamed alone (nr 1)
+ * takes its whole blocks two at a time (fp8_two_blocks), the same bits as any other grouping. */
 static inline __attribute__((always_inline)) void fp8_pairs(const packed_t *w, const long *rows, const int nr,
                                                             long ahead, int k, const uint16_t *const *xs,
                                                             const int n, float *const *res) {
@@ -525,7 +574,17 @@ static inline __attribute__((always_inline)) void fp8_pairs(const packed_t *w, c
         sc[j] = scale_row(w, rows[j]);
         for (int s = 0; s < n; s++) acc[j][s] = (f32x16){0};
     }
-    for (int c0 = 0, g = 0; c0 < k; c0 += FP8_BLOCK, g++) {
+    int c0 = 0, g = 0;
+    if (nr == 1)
+        for (; c0 + 2 * FP8_BLOCK <= k; c0 += 2 * FP8_BLOCK, g += 2) {
+            __m512 two[2][FP8_GROUP];
+            fp8_two_blocks(p[0], ahead, c0, xs, n, two);
+            for (int b = 0; b < 2; b++) {
+                const float f = scale_of(sc[0], w->scale_u8, g + b, 0);
+                for (int s = 0; s < n; s++) acc[0][s] += from_m512(two[b][s]) * f;
+            }
+        }
+    for (; c0 < k; c0 += FP8_BLOCK, g++) {
         const int c1 = c0 + FP8_BLOCK < k ? c0 + FP8_BLOCK : k;
         __m512 block[MAX_WROWS][FP8_GROUP];
         for (int j = 0; j < nr; j++)
@@ -878,7 +937,7 @@ static inline int mode_for(int x_bf16, int k) { return HAVE_DPBF16 && x_bf16 && 
 /* pdots_any's bf16 pairs, FP4_DP_GROUP (FP8: FP8_GROUP) activation rows at a time. */
 static void pdots_pairs(const packed_t *w, const long *rows, const int nr, long ahead, int k,
                         const void *const *xs, int n, float *const *res) {
-    const int most = w->format == FP4 ? FP4_DP_GROUP : FP8_GROUP;
+    const int most = w->format == FP4 ? FP4_DP_GROUP : nr == 4 ? 2 : FP8_GROUP;
     int scaled = 1, row_scaled[MAX_WROWS];
     if (w->format == FP4)
         for (int j = 0; j < nr; j++) scaled &= row_scaled[j] = fp4_row_scaled(w, rows[j]);
@@ -889,6 +948,8 @@ static void pdots_pairs(const packed_t *w, const long *rows, const int nr, long 
         if (w->format == FP8) {
             if (nr == 4)
                 switch (m) { FP8_DP_CASE(4, 1) FP8_DP_CASE(4, 2) }
+            else if (nr == 1)
+                switch (m) { FP8_DP_CASE(1, 1) FP8_DP_CASE(1, 2) FP8_DP_CASE(1, 3) FP8_DP_CASE(1, 4) }
             else
                 switch (m) { FP8_DP_CASE(2, 1) FP8_DP_CASE(2, 2) FP8_DP_CASE(2, 3) FP8_DP_CASE(2, 4) }
         } else if (scaled) {
@@ -1118,7 +1179,7 @@ int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x,
                 const long token = mine[s] / topk;
                 xs[s] = xbase + (size_t)token * xstride;
             }
-            const int half = rows_for(format, n, dp_up, 1) / 2;
+            const int wanted = rows_for(format, n, dp_up, 1), half = wanted >= 2 ? wanted / 2 : 1;
             for (long at = i0; at < i1; at += half) {
                 for (int j = 0; j < half; j++) { /* gate rows, then the up rows inter rows on */
                     rows[j] = (long)e * 2 * inter + (at + j < i1 ? at + j : i1 - 1);
