@@ -15,6 +15,7 @@ was not run; none is ever guessed.
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 import torch
@@ -134,7 +135,21 @@ def targets(results: dict[str, Any]) -> tuple[dict[str, bool | None], dict[str, 
     bf16 = ours.get("bfloat16")
     name = "batch1_decode_bf16_at_least_70pct_of_bandwidth"
     if bf16 and "roofline" in bf16:
-        out[name] = bf16["roofline"]["batch1"]["of_roofline"] >= 0.7
+        run = bf16["roofline"]["batch1"]["of_roofline"]
+        rounds = turns.get("bfloat16", {}).get("rounds") or []
+        if rounds:  # the host's bandwidth drifts 2x within minutes: each round against its own reading
+            per_round = sorted(
+                r["ours"] * bf16["bytes_per_step"]["batch1"] / 1e9 / r["GB_per_s"] for r in rounds
+            )
+            fraction = statistics.median(per_round)
+            out[name] = fraction >= 0.7
+            notes[name] = (
+                f"in turns: median {fraction:.3f} of the bandwidth read just before each round "
+                f"({', '.join(f'{f:.3f}' for f in per_round)}); {run} of the run's highest reading"
+            )
+        else:
+            out[name] = run >= 0.7
+            notes[name] = f"{run} of the run's highest bandwidth reading"
     else:
         out[name], notes[name] = None, "our bf16 side was not run"
     return out, notes
