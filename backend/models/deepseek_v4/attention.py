@@ -127,11 +127,11 @@ class Attention(nn.Module):
         """x [T, hidden], positions [T], cos/sin [T, r] of this layer's rope -> [T, hidden]."""
         q_residual, q, kv = self._project(x, cos, sin, kernels)
         none: list[tuple[torch.Tensor, ...] | None] = [None] * len(sizes)
-        main = _per_sequence(self.compressor.project(x), sizes) if self.compressor is not None else none
+        main = _per_sequence(self.compressor.project(x, kernels), sizes) if self.compressor is not None else none
         index = none
         if self.indexer is not None:
             queries = self.indexer.project(x, q_residual, cos, sin, kernels)  # q, head weights
-            index = _per_sequence((*queries, *self.indexer.compressor.project(x)), sizes)
+            index = _per_sequence((*queries, *self.indexer.compressor.project(x, kernels)), sizes)
         pieces = zip(states, kv.split(sizes), positions.split(sizes), main, index, strict=True)
         keys = [self._keys(*piece, kernels) for piece in pieces]
         if self.indexer is not None and self.group.size > 1:

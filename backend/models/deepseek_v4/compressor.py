@@ -25,11 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from codeagent.backend.cache.paged import GrowingRows, Rows
 from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
+from codeagent.backend.layers.linear import linear
 from codeagent.backend.models.deepseek_v4.norm import rms_norm
 from codeagent.backend.models.deepseek_v4.rope import apply_interleaved_rope, rope_cos_sin
 from codeagent.backend.models.deepseek_v4.weights import Weights
@@ -72,9 +72,10 @@ class Compressor(nn.Module):
         self.wkv, self.wgate = w["wkv.weight"], w["wgate.weight"]  # [C, hidden] float32
         self.ape, self.norm = w["ape"], w["norm.weight"]  # [rate, C], [d]
 
-    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [T, hidden] (any sequences) -> kv, gate [T, C] float32."""
-        return F.linear(x.float(), self.wkv), F.linear(x.float(), self.wgate)
+    def project(self, x: torch.Tensor, kernels: Kernels = REFERENCE) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [T, hidden] (any sequences) -> kv, gate [T, C] float32 (decode rows: the native kernel)."""
+        x = x.float()
+        return linear(x, self.wkv, kernels), linear(x, self.wgate, kernels)
 
     def update(
         self, state: CompressorState, kv: torch.Tensor, gate: torch.Tensor, kernels: Kernels = REFERENCE

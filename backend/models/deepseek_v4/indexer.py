@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from codeagent.backend.kernels.dispatch import Kernels
-from codeagent.backend.layers.linear import plain_or_packed
+from codeagent.backend.layers.linear import linear, plain_or_packed
 from codeagent.backend.models.deepseek_v4.compressor import Compressor, Rope
 from codeagent.backend.models.deepseek_v4.config import DeepseekV4Config
 from codeagent.backend.models.deepseek_v4.rope import apply_interleaved_rope
@@ -61,7 +61,7 @@ class Indexer(nn.Module):
         """x [T, hidden], q_residual [T, q_lora], cos/sin [T, r] -> queries [T, IH, ID], head weights [T, IH]."""
         q = plain_or_packed(q_residual, self.wq_b, kernels).view(x.shape[0], self.heads, -1)
         q = apply_interleaved_rope(q, cos[:, None], sin[:, None], kernels)
-        return q, F.linear(x, self.weights_proj)
+        return q, linear(x, self.weights_proj, kernels)
 
     def select(
         self,

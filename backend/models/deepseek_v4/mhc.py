@@ -19,10 +19,10 @@ kernel (``kernels/mhc.py``) is tested against.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
+from codeagent.backend.layers.linear import linear
 from codeagent.backend.models.deepseek_v4.config import DeepseekV4Config
 from codeagent.backend.models.deepseek_v4.norm import unweighted_rms_norm
 from codeagent.backend.models.deepseek_v4.weights import Weights
@@ -32,7 +32,7 @@ def mixing_logits(
     streams: torch.Tensor, fn: torch.Tensor, eps: float, kernels: Kernels = REFERENCE
 ) -> torch.Tensor:
     """streams [T, n, D] -> [T, rows of fn] float32."""
-    return F.linear(unweighted_rms_norm(streams.flatten(1).float(), eps, kernels), fn)
+    return linear(unweighted_rms_norm(streams.flatten(1).float(), eps, kernels), fn, kernels)
 
 
 def sinkhorn(logits: torch.Tensor, iters: int, eps: float) -> torch.Tensor:

@@ -73,7 +73,7 @@ def route(
     """x [T, D]; gate [E, D]; bias [E] or hashed (tid2eid rows of the tokens) [T, k] -> weights, ids [T, k]."""
     if kernels.triton is not None:
         return kernels.triton.sqrt_softplus_route(F.linear(x.float(), gate.float()), bias, hashed, k, scale)
-    scores = F.softplus(F.linear(x.float(), gate.float())).sqrt()  # [T, E]
+    scores = F.softplus(linear(x.float(), gate.float(), kernels)).sqrt()  # [T, E]
     ids = hashed if hashed is not None else torch.topk(scores + bias.float(), k, dim=-1).indices
     weights = scores.gather(1, ids)
     return weights / (weights.sum(dim=-1, keepdim=True) + 1e-20) * scale, ids
