@@ -130,7 +130,7 @@ def _measure(
     ones = [engine.generate([Request(prompt(n, vocab, 500 + i), _params(new))])[0] for i in range(3)]
     batch1 = statistics.median((new - 1) / r.decode_s for r in ones)
     log(f"ours {dtype}: batch-1 decode {batch1:.2f} tok/s")
-    eight = _concurrent(engine, [prompt(n, vocab, 700 + i) for i in range(8)], new)
+    eight = concurrent(engine, [prompt(n, vocab, 700 + i) for i in range(8)], new)
     log(f"ours {dtype}: 8 concurrent {eight['decode_tokens_per_s']:.2f} tok/s decode")
     tokens = min(sizes["prefill"], PACKED_PREFILL) if dtype in VARIANTS else sizes["prefill"]
     long = engine.generate([Request(prompt(tokens, vocab, 800), _params(1))])[0]
@@ -148,7 +148,7 @@ def _measure(
     }
 
 
-def _concurrent(engine: Engine, prompts: list[list[int]], new: int) -> dict[str, Any]:
+def concurrent(engine: Engine, prompts: list[list[int]], new: int) -> dict[str, Any]:
     """Eight sequences together: decode rate once all have their first token, and overall."""
     started = time.perf_counter()
     seqs = [engine.add_request(Request(p, _params(new))) for p in prompts]

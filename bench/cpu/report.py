@@ -128,6 +128,10 @@ def targets(results: dict[str, Any]) -> tuple[dict[str, bool | None], dict[str, 
             ratio = turns[mine]["ratio_median"]
             out[name] = ratio >= 1.0
             notes[name] = f"taken in turns: median ratio {ratio} over {len(turns[mine]['rounds'])} rounds"
+        elif key == eight and "concurrent8_ratio_median" in turns.get(mine, {}):
+            ratio = turns[mine]["concurrent8_ratio_median"]
+            out[name] = ratio > 1.0
+            notes[name] = f"taken in turns: median ratio {ratio} over {len(turns[mine]['rounds'])} rounds"
     prefill = (ours.get("bfloat16") or {}).get("prefill_tokens")
     if prefill is not None and prefill != 8192 and out["prefill_8k_bf16_ahead_of_llama_cpp_bf16"] is not None:
         notes["prefill_8k_bf16_ahead_of_llama_cpp_bf16"] = f"measured at {prefill} tokens, not 8192"

@@ -102,3 +102,23 @@ def test_the_bandwidth_target_takes_each_round_against_its_own_reading():
     assert "median 0.800" in notes[name] and "0.45 of the run's highest" in notes[name]
     out, notes = report.targets({"ours": {"bfloat16": bf16}})
     assert out[name] is False and notes[name] == "0.45 of the run's highest bandwidth reading"
+
+
+def test_the_eight_sequence_target_takes_the_rounds_in_turns_when_there_are_any():
+    rounds = [
+        {"ours": 40.0, "llama_cpp": 38.0, "GB_per_s": 50.0, "ratio": 1.05, "concurrent8": {"ratio": r}}
+        for r in (0.9, 1.1, 1.2)
+    ]
+    figures = {"batch1_decode_tokens_per_s": 40.0, "prefill_tokens_per_s": 400.0}
+    ours = {"bfloat16": {**figures, "concurrent8": {"decode_tokens_per_s": 100.0}}}
+    theirs = {"variants": {"bf16": {**figures, "concurrent8": {"decode_tokens_per_s": 120.0}}}}
+    results = {
+        "ours": ours,
+        "llama_cpp": theirs,
+        "paired": {"bfloat16": {"rounds": rounds, "ratio_median": 1.05, "concurrent8_ratio_median": 1.1}},
+    }
+    out, notes = report.targets(results)
+    name = "8_concurrent_bf16_ahead_of_llama_cpp_bf16"
+    assert out[name] is True and notes[name] == "taken in turns: median ratio 1.1 over 3 rounds"
+    del results["paired"]
+    assert report.targets(results)[0][name] is False  # each side once: 100 against 120
