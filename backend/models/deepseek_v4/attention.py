@@ -127,7 +127,9 @@ class Attention(nn.Module):
         """x [T, hidden], positions [T], cos/sin [T, r] of this layer's rope -> [T, hidden]."""
         q_residual, q, kv = self._project(x, cos, sin, kernels)
         none: list[tuple[torch.Tensor, ...] | None] = [None] * len(sizes)
-        main = _per_sequence(self.compressor.project(x, kernels), sizes) if self.compressor is not None else none
+        main = (
+            _per_sequence(self.compressor.project(x, kernels), sizes) if self.compressor is not None else none
+        )
         index = none
         if self.indexer is not None:
             queries = self.indexer.project(x, q_residual, cos, sin, kernels)  # q, head weights
