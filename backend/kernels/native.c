@@ -25,11 +25,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "native_common.h"
 #if defined(__AVX512BF16__)
 #include <immintrin.h>
 #endif
 
-typedef float f32x16 __attribute__((vector_size(64)));
 typedef uint16_t u16x16 __attribute__((vector_size(32)));
 typedef uint32_t u32x16 __attribute__((vector_size(64)));
 
@@ -39,11 +40,6 @@ typedef uint32_t u32x16 __attribute__((vector_size(64)));
 #define PAIRS_GROUP 4 /* activation rows a product in pairs takes at once against one weight row */
 #define PAIRS_WROWS 4 /* weight rows a product in pairs streams together, at most */
 
-static inline f32x16 load_f32(const float *p) {
-    f32x16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
 
 static inline f32x16 load_bf16(const uint16_t *p) {
     u16x16 h;
@@ -54,26 +50,6 @@ static inline f32x16 load_bf16(const uint16_t *p) {
     return v;
 }
 
-/* The sum of the 16 lanes, always as the same tree: lane i + lane i+8, then i + i+4, i + i+2,
- * i + i+1 (shuffles where the compiler has them: a scalar chain costs more than the products
- * of a short row). */
-static inline float hsum(f32x16 v) {
-#if defined(__clang__) || __GNUC__ >= 12
-    typedef float f32x8 __attribute__((vector_size(32)));
-    typedef float f32x4 __attribute__((vector_size(16)));
-    const f32x8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
-                    __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
-    const f32x4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
-    const f32x4 c = b + __builtin_shufflevector(b, b, 2, 3, 2, 3);
-    return c[0] + c[1];
-#else
-    float s[16];
-    memcpy(s, &v, sizeof s);
-    for (int width = 8; width > 0; width >>= 1)
-        for (int i = 0; i < width; i++) s[i] += s[i + width];
-    return s[0];
-#endif
-}
 
 /* Lane i of the result is the sum of v[i]'s 16 lanes, by the same tree as ``hsum`` (so the
  * same bits): 16 lane sums for 45 vector operations instead of 16 separate reductions. */
@@ -101,20 +77,7 @@ static inline f32x16 hsum16(const f32x16 *v) {
 #endif
 }
 
-static inline float bf16_to_f32(uint16_t h) {
-    uint32_t w = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &w, sizeof f);
-    return f;
-}
 
-static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, NaN kept NaN */
-    uint32_t w;
-    memcpy(&w, &f, sizeof w);
-    if ((w & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((w >> 16) | 0x40u);
-    w += 0x7fffu + ((w >> 16) & 1u);
-    return (uint16_t)(w >> 16);
-}
 
 /* Several weight rows at once: res[j][s] = dot(rows[j], xs[s]) for j < nr, s < n (nr <= MAX_WROWS,
  * n <= GROUP, both constants after inlining); each activation vector loaded once serves every row,
@@ -282,12 +245,6 @@ static float *as_f32(const void *x, long n, int bf16) {
     return out;
 }
 
-static void store(void *out, long index, float value, int bf16) {
-    if (bf16)
-        ((uint16_t *)out)[index] = f32_to_bf16(value);
-    else
-        ((float *)out)[index] = value;
-}
 
 /* out [t, n] = x [t, k] @ w [n, k]^T. Returns 0, -1 when memory ran out, -3 for more than
  * MAX_ROWS rows. */

@@ -1,17 +1,9 @@
 """Native CPU kernels (``native.c``) for decode: whole MoE layers, paged decode attention,
 RMSNorm, Qwen3's per-head norm with rotary, and small bfloat16 linear layers.
 
-Built on first use with the machine's C compiler (``$CC``, else ``cc``/``gcc``) as
-``-O3 -march=native -fopenmp``, into the cache folder (``$XDG_CACHE_HOME/codeagent/kernels``),
-under a name keyed by the source, the compiler, the flags and the CPU's feature flags, so a
-cache shared between machines never hands one a binary built for another CPU. The file is
-compiled beside its final name and renamed into place, so concurrent first uses race safely;
-where the cache folder cannot be written, a per-user folder in the temporary directory is used.
-Loaded with ``ctypes`` after PyTorch, the library shares PyTorch's OpenMP runtime (same
-soname) and so its worker threads; ``ctypes`` releases the GIL during a call.
-
-``build`` also builds the kernels over packed weights (``native_packed.c``, loaded by
-``native_packed``) the same way.
+Built on first use with the machine's C compiler (``native_build``: the cache folder, the key,
+the OpenMP runtime shared with PyTorch), as are the kernels over packed weights
+(``native_packed``, ``native_int6``) and linear attention's (``native_recurrent``).
 
 Where no compiler works, ``problem()`` says why and the layers run their torch references
 (``dispatch.choose`` decides, once per model; ``generate``, ``serve`` and the engine bench say which
@@ -23,57 +15,28 @@ anything else to the references.
 
 from __future__ import annotations
 
-import collections
 import ctypes
 import functools
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
 
-from codeagent import xdg
+# the build machinery is part of this module's interface (the other kernel modules and tests use it)
+from codeagent.backend.kernels.native_build import FLAGS as FLAGS
+from codeagent.backend.kernels.native_build import Library
+from codeagent.backend.kernels.native_build import NativeError as NativeError
+from codeagent.backend.kernels.native_build import Signatures as Signatures
+from codeagent.backend.kernels.native_build import build as build
+from codeagent.backend.kernels.native_build import cache_folder as cache_folder
+from codeagent.backend.kernels.native_build import calls as calls
+from codeagent.backend.kernels.native_build import check as check
 
 SOURCE = Path(__file__).with_name("native.c")
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11")
 MAX_ROWS = 64  # token rows a call takes; larger batches are compute-bound and go to the BLAS
 MAX_PAIRS = 512  # token-expert pairs in one MoE call (native.c's MAX_PAIRS)
 DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 
 
-calls: collections.Counter[str] = collections.Counter()  # kernel name -> calls, for benches and tests
-
-
-class NativeError(RuntimeError):
-    """The native kernels could not be built or loaded, or a call failed."""
-
-
-def cache_folder() -> Path:
-    return xdg.folder("cache") / "kernels"
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CC"), "cc", "gcc"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def _cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return line
-    except OSError:
-        pass
-    return platform.processor()
-
-
-Signatures = dict[str, tuple[type | None, list[type]]]  # entry point: result, arguments
 _I, _L, _F, _P = ctypes.c_int, ctypes.c_long, ctypes.c_float, ctypes.c_void_p
 _SIGNATURES: Signatures = {  # native.c's entry points: result, arguments
     "ca_linear": (_I, [_I, _I, _I, _P, _P, _P, _I, _I]),
@@ -85,92 +48,13 @@ _SIGNATURES: Signatures = {  # native.c's entry points: result, arguments
 }
 
 
-def check(kernel: str, status: int, reasons: dict[int, str]) -> None:
-    """Raise NativeError for a nonzero status, with its reason."""
-    if status:
-        raise NativeError(f"{kernel} failed: {reasons.get(status, status)}")
-
-
-@functools.cache
-def _library() -> ctypes.CDLL | str:
-    """The loaded library, or why it cannot be had."""
-    return build(SOURCE, _SIGNATURES)
-
-
-def build(source: Path, signatures: Signatures, flags: tuple[str, ...] = FLAGS) -> ctypes.CDLL | str:
-    """``source`` built with ``flags`` (or found built) in the cache folder and loaded, its entry
-    points typed from ``signatures`` (name: result, arguments); or why it cannot be had."""
-    compiler = _compiler()
-    if compiler is None:
-        return "no C compiler found (set CC, or install gcc)"
-    try:
-        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError) as err:
-        return f"{compiler} --version failed: {err}"
-    key = hashlib.sha256(
-        b"\0".join(
-            [
-                source.read_bytes(),
-                version.encode(),
-                " ".join(flags).encode(),
-                _cpu_flags().encode(),
-                platform.machine().encode(),
-            ]
-        )
-    ).hexdigest()[:20]
-    problems: list[str] = []
-    for folder in (cache_folder(), Path(tempfile.gettempdir()) / f"codeagent-kernels-{os.getuid()}"):
-        target = folder / f"{source.stem}-{key}.so"
-        if target.exists():
-            break
-        outcome = _compile(compiler, source, flags, folder, target)
-        if outcome is None:
-            break
-        problems.append(outcome)
-        # a compiler error is the source's or the compiler's, not the folder's: another folder won't help
-        if outcome.startswith("compiling"):
-            return outcome
-    else:
-        return "; ".join(problems)
-    try:
-        lib = ctypes.CDLL(str(target))
-    except OSError as err:
-        return f"loading {target} failed: {err}"
-    for name, (restype, argtypes) in signatures.items():
-        function = getattr(lib, name)
-        function.restype, function.argtypes = restype, argtypes
-    return lib
-
-
-def _compile(compiler: str, source: Path, flags: tuple[str, ...], folder: Path, target: Path) -> str | None:
-    """Build ``source`` at ``target`` (beside it first, then renamed into place); None or why not."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, partial = tempfile.mkstemp(prefix=target.name, suffix=".partial", dir=folder)
-        os.close(fd)
-        done = subprocess.run(
-            [compiler, *flags, "-o", partial, str(source), "-lm"], capture_output=True, text=True, timeout=300
-        )
-        if done.returncode != 0:
-            Path(partial).unlink(missing_ok=True)
-            return f"compiling {source.name} failed: {done.stderr.strip()[-500:]}"
-        os.replace(partial, target)
-    except (OSError, subprocess.SubprocessError) as err:
-        return f"building the native kernels in {folder} failed: {err}"
-    return None
+LIBRARY = Library(SOURCE, _SIGNATURES)
+_lib = LIBRARY.lib
 
 
 def problem() -> str | None:
     """Why the native kernels are unavailable here, or None (builds them on first call)."""
-    lib = _library()
-    return lib if isinstance(lib, str) else None
-
-
-def _lib() -> ctypes.CDLL:
-    lib = _library()
-    if isinstance(lib, str):
-        raise NativeError(lib)
-    return lib
+    return LIBRARY.problem()
 
 
 @functools.cache

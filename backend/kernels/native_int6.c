@@ -3,10 +3,9 @@
  * whole (the reference's values) for the products too large for it.
  *
  * The activations are quantized to int8 once per call, per row and 32 inputs (the weights' scale
- * groups): amax the group's largest magnitude, q = rint(x * (127 / amax)) (nearest, ties to
- * even), its scale amax / 127 (an all-zero group: q 0, scale 0), in float32. Each row is laid out
- * in blocks of 128 inputs as the weights' decoding gives them: the 64 even inputs' codes, the 64
- * odd ones', then per block 16 int32 corrections and 16 float scales, one per int32 lane.
+ * groups), laid out in blocks of 128 inputs as the weights' decoding gives them: the 64 even
+ * inputs' codes, the 64 odd ones', then per block 16 int32 corrections and 16 float scales, one
+ * per int32 lane (native_common.h's i8_quantize, as the FP4 products' are).
  *
  * Products: the weight codes u = q + 32 in [0, 63] are the unsigned side of AVX512-VNNI's
  * ``vpdpbusd`` (64 byte products an instruction, summed in fours into int32 lanes), the
@@ -42,12 +41,15 @@
 #include <immintrin.h>
 #endif
 
+#include "native_common.h"
+
 #define BLOCK 128       /* inputs a layout block covers */
 #define BLOCK_BYTES 96  /* its codes */
 #define GROUP 32        /* inputs that share a scale */
 #ifndef XROWS
 #define XROWS 8 /* activation rows a product takes at a time */
 #endif
+_Static_assert(XROWS == 4 || XROWS == 8, "dots_vector has cases for 4 or 8 activation rows at a time");
 #ifndef WROWS
 #define WROWS 1 /* weight rows a product streams together */
 #endif
@@ -61,20 +63,7 @@
 #define HAVE_VNNI 0
 #endif
 
-static inline float bf16_to_f32(uint16_t h) {
-    const uint32_t w = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &w, sizeof f);
-    return f;
-}
 
-static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, NaN kept NaN */
-    uint32_t w;
-    memcpy(&w, &f, sizeof w);
-    if ((w & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((w >> 16) | 0x40u);
-    w += 0x7fffu + ((w >> 16) & 1u);
-    return (uint16_t)(w >> 16);
-}
 
 static inline float f16_to_f32(uint16_t h) { /* exact, subnormals and infinities included */
     const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
@@ -102,55 +91,6 @@ static inline float tree16(const float *s) {
     return a[0] + a[1];
 }
 
-static inline long x_row_bytes(int k) { return 2L * k; } /* codes, then 8 bytes a lane a block */
-
-/* One row of k values quantized into dst (x_row_bytes(k) bytes, 64-byte aligned). */
-static void quantize_row(const float *v, int k, uint8_t *dst) {
-    const long blocks = k / BLOCK;
-    int8_t *q = (int8_t *)dst;
-    int32_t *corr = (int32_t *)(dst + k);
-    float *scale = (float *)(dst + k) + 16 * blocks;
-    for (long b = 0; b < blocks; b++) {
-        float group_scale[BLOCK / GROUP];
-        for (int g = 0; g < BLOCK / GROUP; g++) {
-            const long c0 = b * BLOCK + g * GROUP;
-            float amax = 0.0f;
-            for (int i = 0; i < GROUP; i++) amax = fmaxf(amax, fabsf(v[c0 + i]));
-            const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-            group_scale[g] = amax / 127.0f;
-            for (int i = 0; i < GROUP; i++) {
-                const float r = rintf(v[c0 + i] * inv);
-                const long within = g * GROUP + i; /* even inputs first, then odd */
-                q[b * BLOCK + (within & 1) * (BLOCK / 2) + within / 2] = (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : r);
-            }
-        }
-        for (int l = 0; l < 16; l++) {
-            int32_t sum = 0;
-            for (int m = 0; m < 4; m++) sum += q[b * BLOCK + 4 * l + m] + q[b * BLOCK + BLOCK / 2 + 4 * l + m];
-            corr[16 * b + l] = -OFFSET * sum;
-            scale[16 * b + l] = group_scale[l / 4];
-        }
-    }
-}
-
-/* x [rows, k] (bf16 or float32) quantized row by row; NULL when memory ran out. */
-static uint8_t *quantize_rows(const void *x, long rows, int k, int bf16) {
-    const long bytes = x_row_bytes(k);
-    uint8_t *out = aligned_alloc(64, (size_t)(rows * bytes));
-    float *row = malloc(sizeof(float) * (size_t)k);
-    if (!out || !row) {
-        free(out);
-        free(row);
-        return NULL;
-    }
-    for (long r = 0; r < rows; r++) {
-        for (long i = 0; i < k; i++)
-            row[i] = bf16 ? bf16_to_f32(((const uint16_t *)x)[r * k + i]) : ((const float *)x)[r * k + i];
-        quantize_row(row, k, out + r * bytes);
-    }
-    free(row);
-    return out;
-}
 
 /* A block's 128 codes (u, natural order within the even and the odd halves): even[m] is input
  * 2m's, odd[m] input 2m + 1's. */
@@ -324,9 +264,9 @@ int ca_linear_int6(int t, int k, int n, const void *x, const uint8_t *codes, con
                    int x_bf16, int out_bf16, int route, int threads) {
     if (t > MAX_ROWS) return -3;
     if (k % BLOCK || k <= 0) return -4;
-    void *copy = route == FLOAT ? (void *)float_rows(x, t, k, x_bf16) : (void *)quantize_rows(x, t, k, x_bf16);
+    void *copy = route == FLOAT ? (void *)float_rows(x, t, k, x_bf16) : (void *)i8_activations(x, t, k, x_bf16, OFFSET, 1.0f);
     if (!copy) return -1;
-    const long stride = route == FLOAT ? (long)sizeof(float) * k : x_row_bytes(k);
+    const long stride = route == FLOAT ? (long)sizeof(float) * k : i8_row_bytes(k);
     const long row_bytes = (long)k / BLOCK * BLOCK_BYTES, groups = k / GROUP;
     const int vec = route == INT8 && HAVE_VNNI;
 #pragma omp parallel num_threads(threads)

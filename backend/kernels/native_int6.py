@@ -16,13 +16,11 @@ and float32 rounding; a row's result does not depend on the batch it is in.
 from __future__ import annotations
 
 import ctypes
-import functools
 from pathlib import Path
 
 import torch
 
 from codeagent.backend.kernels import native
-from codeagent.backend.quant_int6 import INT6_BLOCK
 
 SOURCE = Path(__file__).with_name("native_int6.c")
 MAX_ROWS = 64  # native_int6.c's MAX_ROWS
@@ -38,22 +36,13 @@ ROUTES = {"float": 0, "int8-portable": 1, "int8": 2}
 _REASONS = {-1: "out of memory", -3: "too many token rows", -4: "K not a multiple of 128"}
 
 
-@functools.cache
-def _library() -> ctypes.CDLL | str:
-    return native.build(SOURCE, SIGNATURES)
+LIBRARY = native.Library(SOURCE, SIGNATURES)
+_lib = LIBRARY.lib
 
 
 def problem() -> str | None:
     """Why the INT6 kernels are unavailable here, or None (builds them on first call)."""
-    lib = _library()
-    return lib if isinstance(lib, str) else None
-
-
-def _lib() -> ctypes.CDLL:
-    lib = _library()
-    if isinstance(lib, str):
-        raise native.NativeError(lib)
-    return lib
+    return LIBRARY.problem()
 
 
 def vector_built() -> bool:
@@ -71,22 +60,9 @@ def _fits_codes(codes: torch.Tensor, scale: torch.Tensor) -> bool:
     )
 
 
-def fits_linear(x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor, k: int) -> bool:
-    """Whether ``linear`` takes this product: CPU, decode-sized, K a multiple of 128."""
-    return (
-        x.dim() == 2
-        and x.dtype in ACTIVATIONS
-        and x.device.type == "cpu"
-        and 0 < x.shape[0] <= MAX_ROWS
-        and x.shape[1] == k
-        and k % INT6_BLOCK == 0
-        and _fits_codes(codes, scale)
-        and problem() is None
-    )
-
-
-def fits_dequantize(codes: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> bool:
-    return dtype in ACTIVATIONS and _fits_codes(codes, scale) and problem() is None
+def fits_weight(codes: torch.Tensor, scale: torch.Tensor) -> bool:
+    """Whether the kernels take these codes and scales (the activations: ``packed_fits``)."""
+    return _fits_codes(codes, scale) and problem() is None
 
 
 def linear(

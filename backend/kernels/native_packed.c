@@ -52,7 +52,8 @@
 #include <immintrin.h>
 #endif
 
-typedef float f32x16 __attribute__((vector_size(64)));
+#include "native_common.h"
+
 
 #define GROUP 8       /* activation rows against one pair of FP4 weight rows at a time */
 #define FP8_GROUP 4   /* and of FP8 rows (each with a sum for its block) */
@@ -73,6 +74,7 @@ typedef float f32x16 __attribute__((vector_size(64)));
 #ifndef I8_GROUP
 #define I8_GROUP 4
 #endif
+_Static_assert(I8_GROUP == 4 || I8_GROUP == 8, "pdots_i8 has cases for 4 or 8 activation rows at a time");
 #ifndef I8_ROWS
 #define I8_ROWS(n, moe) 2
 #endif
@@ -106,53 +108,10 @@ static const float E2M1[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  
 #define E4M3_64(b) E4M3_16(b), E4M3_16(b + 16), E4M3_16(b + 32), E4M3_16(b + 48)
 static const float E4M3[256] __attribute__((unused)) = {E4M3_64(0), E4M3_64(64), E4M3_64(128), E4M3_64(192)};
 
-static inline f32x16 load_f32(const float *p) {
-    f32x16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
 
-/* The sum of the 16 lanes as a fixed tree (lane i + lane i+8, then +4, +2, +1), by shuffles
- * where the compiler has them (as native.c's hsum). */
-static inline float hsum(f32x16 v) {
-#if defined(__clang__) || __GNUC__ >= 12
-    typedef float f32x8 __attribute__((vector_size(32)));
-    typedef float f32x4 __attribute__((vector_size(16)));
-    const f32x8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
-                    __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
-    const f32x4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
-    const f32x4 c = b + __builtin_shufflevector(b, b, 2, 3, 2, 3);
-    return c[0] + c[1];
-#else
-    float s[16];
-    memcpy(s, &v, sizeof s);
-    for (int width = 8; width > 0; width >>= 1)
-        for (int i = 0; i < width; i++) s[i] += s[i + width];
-    return s[0];
-#endif
-}
 
-static inline float bf16_to_f32(uint16_t h) {
-    uint32_t w = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &w, sizeof f);
-    return f;
-}
 
-static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, NaN kept NaN */
-    uint32_t w;
-    memcpy(&w, &f, sizeof w);
-    if ((w & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((w >> 16) | 0x40u);
-    w += 0x7fffu + ((w >> 16) & 1u);
-    return (uint16_t)(w >> 16);
-}
 
-static void store(void *out, long index, float value, int bf16) {
-    if (bf16)
-        ((uint16_t *)out)[index] = f32_to_bf16(value);
-    else
-        ((float *)out)[index] = value;
-}
 
 /* 2^(e - 127 + shift) for a UE8M0 byte: 2^-127 is subnormal, 255 (and overflow) inf. */
 static inline float ue8m0(unsigned e, int shift) {
@@ -715,66 +674,8 @@ static inline long fp8_pair_slot(long i, long k) { (void)k; return i; }
 #else
 #define HAVE_I8 0
 #endif
-#define I8_BLOCK 128
+#define FP4_I8_OFFSET 12 /* the weights' integers: twice e2m1 plus 12, in [0, 24] */
 
-static inline long i8_padded(int k) { return ((long)k + I8_BLOCK - 1) / I8_BLOCK * I8_BLOCK; }
-/* bytes of one quantized row: codes, then per block 16 int32 corrections and 16 float scales */
-static inline long i8_row_bytes(int k) { return 2 * i8_padded(k); }
-
-/* One row of k values (float32, natural order) quantized into dst (i8_row_bytes(k) bytes,
- * 64-byte aligned) as described above. */
-static void i8_quantize(const float *v, int k, uint8_t *dst) {
-    const long kp = i8_padded(k), blocks = kp / I8_BLOCK;
-    int8_t *q = (int8_t *)dst;
-    int32_t *corr = (int32_t *)(dst + kp);
-    float *scale = (float *)(dst + kp) + 16 * blocks;
-    memset(dst, 0, (size_t)i8_row_bytes(k));
-    float group_scale[I8_BLOCK / FP4_GROUP];
-    for (long b = 0; b < blocks; b++) {
-        for (int g = 0; g < I8_BLOCK / FP4_GROUP; g++) {
-            const long c0 = b * I8_BLOCK + g * FP4_GROUP;
-            group_scale[g] = 0.0f;
-            if (c0 >= k) continue;
-            float amax = 0.0f;
-            for (int i = 0; i < FP4_GROUP; i++) amax = fmaxf(amax, fabsf(v[c0 + i]));
-            if (amax == 0.0f) continue;
-            const float inv = 127.0f / amax;
-            group_scale[g] = amax / 127.0f;
-            for (int i = 0; i < FP4_GROUP; i++) {
-                const float r = rintf(v[c0 + i] * inv);
-                const long within = g * FP4_GROUP + i; /* even inputs first, then odd */
-                q[b * I8_BLOCK + (within & 1) * (I8_BLOCK / 2) + within / 2] =
-                    (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : r);
-            }
-        }
-        for (int l = 0; l < 16; l++) {
-            int32_t sum = 0;
-            for (int m = 0; m < 4; m++)
-                sum += q[b * I8_BLOCK + 4 * l + m] + q[b * I8_BLOCK + I8_BLOCK / 2 + 4 * l + m];
-            corr[16 * b + l] = -12 * sum;
-            scale[16 * b + l] = group_scale[l / 4] * 0.5f; /* the weights' integers are twice e2m1 */
-        }
-    }
-}
-
-/* x [rows, k] (bf16 or float32) quantized row by row; NULL when memory ran out. */
-static uint8_t *i8_activations(const void *x, long rows, int k, int bf16) {
-    const long bytes = i8_row_bytes(k);
-    uint8_t *out = aligned_alloc(64, (size_t)(rows * bytes));
-    float *row = malloc(sizeof(float) * (size_t)k);
-    if (!out || !row) {
-        free(out);
-        free(row);
-        return NULL;
-    }
-    for (long r = 0; r < rows; r++) {
-        for (long i = 0; i < k; i++)
-            row[i] = bf16 ? bf16_to_f32(((const uint16_t *)x)[r * k + i]) : ((const float *)x)[r * k + i];
-        i8_quantize(row, k, out + r * bytes);
-    }
-    free(row);
-    return out;
-}
 
 #if HAVE_I8
 /* twice each e2m1 value plus 12, for codes 0-15, held four times */
@@ -1055,7 +956,7 @@ static inline int route_for(int format, int int8, int x_bf16, int k) {
  * the bytes from one row to the next. */
 static void *route_activations(int route, const void *x, long rows, int k, int bf16, int format, long *stride) {
     *stride = route == 2 ? i8_row_bytes(k) : (long)k * (long)(route ? sizeof(uint16_t) : sizeof(float));
-    if (route == 2) return i8_activations(x, rows, k, bf16);
+    if (route == 2) return i8_activations(x, rows, k, bf16, FP4_I8_OFFSET, 0.5f);
     return route ? (void *)pair_activations(x, rows, k, format) : (void *)activations(x, rows, k, bf16, format);
 }
 
@@ -1210,7 +1111,7 @@ int ca_moe_packed(int t, int h, int inter, int experts, int topk, const void *x,
 #pragma omp barrier
         if (dp_down == 2) { /* each pair's activations quantized, the pairs split over the threads */
             for (long q = (long)pairs * tid / nt; q < (long)pairs * (tid + 1) / nt; q++)
-                i8_quantize(act + q * inter, inter, act8 + q * act8_bytes);
+                i8_quantize(act + q * inter, inter, act8 + q * act8_bytes, FP4_I8_OFFSET, 0.5f);
 #pragma omp barrier
         }
         /* down projection rows of every active expert */

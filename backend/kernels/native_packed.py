@@ -45,7 +45,6 @@ prefill-sized batches decode the weight for the call (``dequantize``), then run 
 from __future__ import annotations
 
 import ctypes
-import functools
 import math
 import os
 from pathlib import Path
@@ -85,22 +84,13 @@ SIGNATURES: native.Signatures = {  # native_packed.c's entry points: result, arg
 _REASONS = {-1: "out of memory", -2: "an expert id out of range", -3: "too many token rows or pairs"}
 
 
-@functools.cache
-def _library() -> ctypes.CDLL | str:
-    return native.build(SOURCE, SIGNATURES)
+LIBRARY = native.Library(SOURCE, SIGNATURES)
+_lib = LIBRARY.lib
 
 
 def problem() -> str | None:
     """Why the packed kernels are unavailable here, or None (builds them on first call)."""
-    lib = _library()
-    return lib if isinstance(lib, str) else None
-
-
-def _lib() -> ctypes.CDLL:
-    lib = _library()
-    if isinstance(lib, str):
-        raise native.NativeError(lib)
-    return lib
+    return LIBRARY.problem()
 
 
 def bf16_pairs() -> bool:

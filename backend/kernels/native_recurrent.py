@@ -28,7 +28,6 @@ checks send anything else to the references. The chunked prefill of the delta ru
 from __future__ import annotations
 
 import ctypes
-import functools
 from pathlib import Path
 
 import torch
@@ -50,22 +49,13 @@ SIGNATURES: native.Signatures = {  # native_recurrent.c's entry points: result, 
 _REASONS = {-2: "sizes over the kernel's limits"}
 
 
-@functools.cache
-def _library() -> ctypes.CDLL | str:
-    return native.build(SOURCE, SIGNATURES, FLAGS)
+LIBRARY = native.Library(SOURCE, SIGNATURES)
+_lib = LIBRARY.lib
 
 
 def problem() -> str | None:
     """Why these kernels are unavailable here, or None (builds them on first call)."""
-    lib = _library()
-    return lib if isinstance(lib, str) else None
-
-
-def _lib() -> ctypes.CDLL:
-    lib = _library()
-    if isinstance(lib, str):
-        raise native.NativeError(lib)
-    return lib
+    return LIBRARY.problem()
 
 
 def _on_cpu(*tensors: torch.Tensor) -> bool:

@@ -13,6 +13,7 @@ import torch
 from codeagent.backend.kernels import native_int6
 from codeagent.backend.packed_weights import PackedExperts, PackedWeight
 from codeagent.backend.quant import FP4_GROUP, FP8_BLOCK
+from codeagent.backend.quant_int6 import INT6_BLOCK
 
 MAX_ROWS = 64  # native_packed.c's MAX_ROWS
 MAX_PAIRS = 512  # native_packed.c's MAX_PAIRS
@@ -65,7 +66,7 @@ def fits_linear_fp4(x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor) 
 
 def fits_linear(x: torch.Tensor, w: PackedWeight) -> bool:
     if w.format == "int6":
-        return native_int6.fits_linear(x, w.weight, w.scale, w.shape[1])
+        return _fits_x(x, w.shape[1], INT6_BLOCK) and native_int6.fits_weight(w.weight, w.scale)
     if w.format == "fp8":
         return fits_linear_fp8(x, w.weight, w.scale)
     return fits_linear_fp4(x, w.weight, w.scale)
@@ -92,7 +93,7 @@ def fits_moe_packed(x: torch.Tensor, w13: PackedExperts, w2: PackedExperts, ids:
 def fits_dequantize(w: PackedWeight | PackedExperts, dtype: torch.dtype) -> bool:
     """Whether ``dequantize`` / ``dequantize_expert`` decode ``w`` to ``dtype``."""
     if w.format == "int6":
-        return native_int6.fits_dequantize(w.weight, w.scale, dtype)
+        return dtype in ACTIVATIONS and native_int6.fits_weight(w.weight, w.scale)
     k = w.shape[-1]
     return (
         dtype in ACTIVATIONS

@@ -93,11 +93,12 @@ def test_dequantize_is_the_reference():
 
 def test_what_the_kernel_takes():
     codes, scale, _ = weight()
-    x = torch.zeros(1, 384)
-    assert native_int6.fits_linear(x, codes, scale, 384)
-    assert not native_int6.fits_linear(torch.zeros(65, 384), codes, scale, 384)  # beyond MAX_ROWS
-    assert not native_int6.fits_linear(x.half(), codes, scale, 384)
-    assert not native_int6.fits_linear(x, codes, scale.float(), 384)
+    packed, x = PackedWeight(codes, scale, "int6"), torch.zeros(1, 384)
+    assert native_packed.fits_linear(x, packed)
+    assert not native_packed.fits_linear(torch.zeros(65, 384), packed)  # beyond MAX_ROWS
+    assert not native_packed.fits_linear(x.half(), packed)
+    assert not native_packed.fits_linear(x, PackedWeight(codes, scale.float(), "int6"))
+    assert native_packed.fits_dequantize(packed, torch.bfloat16)
     with pytest.raises(native.NativeError, match="too many token rows"):
         native_int6.linear(torch.zeros(65, 384), codes, scale, 384)
 
@@ -133,3 +134,29 @@ def test_int8_off_takes_the_float_route():
     assert torch.equal(off, native_int6.linear(x, codes, scale, 384, route="float"))
     assert torch.equal(on, native_int6.linear(x, codes, scale, 384, route="int8"))
     assert not torch.equal(on, off)
+
+
+def test_a_build_without_avx512_gives_the_same_bits():
+    """The portable route compiled for a plain x86-64 (no AVX-512, no VNNI): the vector build's
+    results exactly, and the dequantized values."""
+    import platform
+
+    from codeagent.backend.kernels import native_build
+
+    if platform.machine() != "x86_64":
+        pytest.skip("x86-64 targets")
+    flags = tuple("-march=x86-64" if f == "-march=native" else f for f in native_build.FLAGS)
+    lib = native_build.build(native_int6.SOURCE, native_int6.SIGNATURES, flags)
+    assert not isinstance(lib, str), lib
+    assert lib.ca_int6_vector() == 0
+    codes, scale, w = weight()
+    x = randn(3, 384, seed=11).bfloat16()
+    out = torch.empty(3, 130)
+    status = lib.ca_linear_int6(
+        3, 384, 130, x.data_ptr(), codes.data_ptr(), scale.data_ptr(), out.data_ptr(), 1, 0, 2, 1
+    )
+    assert status == 0
+    assert torch.equal(out, native_int6.linear(x, codes, scale, 384, torch.float32))
+    decoded = torch.empty(130, 384)
+    lib.ca_dequantize_int6(130, 384, codes.data_ptr(), scale.data_ptr(), decoded.data_ptr(), 0, 1)
+    assert torch.equal(decoded, w)

@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from codeagent.backend.kernels import dispatch, native, native_packed
+from codeagent.backend.kernels import dispatch, native, native_build, native_packed
 from codeagent.backend.layers import linear, moe
 from codeagent.backend.packed_weights import PackedExperts, PackedWeight
 from codeagent.backend.quant import E4M3_MAX, dequantize
@@ -400,7 +400,7 @@ def test_a_model_with_packed_weights_decodes_as_its_reference(qwen3_moe_dir):
 def test_the_bf16_pairs_without_avx512_vbmi_give_the_same_values():
     """Cooper Lake's AVX512-BF16 without VBMI: the other decodings (bias-add and widen-shift-OR,
     FP4 lanes in natural order), every code exactly, with and without scaled tables."""
-    if platform.machine() != "x86_64" or "avx512_bf16" not in native._cpu_flags().split():
+    if platform.machine() != "x86_64" or "avx512_bf16" not in native_build.cpu_flags().split():
         pytest.skip("needs a CPU with AVX512-BF16")
     flags = tuple("-march=cooperlake" if f == "-march=native" else f for f in native.FLAGS)
     lib = native.build(native_packed.SOURCE, native_packed.SIGNATURES, flags)
