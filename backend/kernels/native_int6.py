@@ -1,14 +1,14 @@
 """Native CPU products over INT6 weights (``native_int6.c``; the format is ``quant_int6``'s):
 ``linear`` for decode-sized products (activations quantized to int8 per 32 inputs, integer dot
 products with AVX512-VNNI, a portable C route giving the same bits elsewhere; or, with
-``int8`` False, the float route: float32 activations against the decoded weights, plain C,
-several times slower), ``dequantize`` for the products too large for it. ``native_packed``
-dispatches INT6 ``PackedWeight``s here, with its ``int8_asked()`` switch (``CODEAGENT_FP4_INT8``), so
-the layers see one packed-kernel module and one switch.
+``route`` "float", float32 activations against the decoded weights, plain C, several times
+slower), ``dequantize`` for the products too large for it. ``native_packed`` dispatches INT6
+``PackedWeight``s here, with its ``int8_asked()`` switch (``CODEAGENT_FP4_INT8``), so the layers
+see one packed-kernel module and one switch.
 
-Built and loaded as ``native`` builds ``native.c`` (same flags, cache folder, OpenMP runtime).
-Limits: at most ``MAX_ROWS`` token rows, K a multiple of 128 (``fits_linear`` says; anything
-else goes to the reference: decoded, then ``F.linear``). The result differs from the reference
+Built and loaded by ``native_build`` as the other kernel sources are. Limits: at most
+``MAX_ROWS`` token rows, K a multiple of 128 (``packed_fits.fits_linear`` says; anything else
+goes to the reference: decoded, then ``F.linear``). The result differs from the reference
 by the activations' rounding to int8 (at most 1/254 of each group's largest magnitude an input)
 and float32 rounding; a row's result does not depend on the batch it is in.
 """
