@@ -201,7 +201,11 @@ def drain_on_sigterm(soak: Soak) -> tuple[Counter[str], str]:
     started = threading.Semaphore(0)
 
     def follow(path: str, body: dict[str, Any]) -> None:
-        end = soak.stream_end(path, body, started)
+        try:
+            end = soak.stream_end(path, body, started)
+        except httpx.HTTPError as err:  # counted, so a failure says which stream and how
+            ends[f"{path} raised {type(err).__name__}: {err}"] += 1
+            return
         if "shutting down" in end:
             ends["error event"] += 1
         elif end.endswith("[DONE]") or "message_stop" in end or "response.completed" in end:
