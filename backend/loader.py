@@ -16,6 +16,7 @@ architecture, a shard missing or corrupt, wrong shapes, missing weights) is a
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
+from codeagent.backend import huge_pages
 from codeagent.backend.distributed.group import SOLO, Group
 from codeagent.backend.distributed.layout import LayoutError
 from codeagent.backend.models.registry import UnsupportedArchitecture, model_class
@@ -178,6 +180,8 @@ def load_model(
         weights = (item for shard in shard_files(folder) for item in stored_tensors(shard))
     else:
         raise LoadError(f"{architecture} cannot be split across ranks yet; run it with --tp 1")
+    # the weights are not yet touched: the loader's copy then places them in 2 MB pages
+    huge_pages.advise(itertools.chain(model.parameters(), model.buffers()))
     try:
         model.load_weights(weights)
     except (KeyError, ValueError) as err:
