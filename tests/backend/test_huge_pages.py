@@ -4,6 +4,8 @@ are left alone, and a loaded model's large weights land in them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -17,7 +19,7 @@ pytestmark = pytest.mark.skipif(
 def huge_bytes_under(address: int) -> int:
     """AnonHugePages of the mapping holding ``address``, in bytes."""
     inside = False
-    for line in open("/proc/self/smaps"):
+    for line in Path("/proc/self/smaps").read_text().splitlines():
         head = line.split()
         if "-" in head[0] and len(head) > 4 and all(c in "0123456789abcdef-" for c in head[0]):
             low, high = (int(part, 16) for part in head[0].split("-"))
