@@ -9,7 +9,10 @@ the bench's 151,936 x 2048 bf16 head: 2-4% faster products (``docs/bench/cpu-cho
 
 Limits: Linux only, and only where ``/sys/kernel/mm/transparent_hugepage/enabled`` is not
 ``never``; advisory (the kernel may still hand out 4 KB pages, e.g. when memory is fragmented);
-memory already touched (tensors made by torch ops after loading: packed weights) is not moved.
+only what the model allocates before loading is advised (its parameters and buffers: not the
+weights a loader creates as it reads, such as DeepSeek-V4's flat dict), and memory already
+touched (tensors made by torch ops after loading: packed weights; a small tensor placed in heap
+memory an earlier one freed) is not moved.
 ``CODEAGENT_HUGE_PAGES=0`` turns it off (for measurements, or a machine where compaction stalls).
 """
 
@@ -19,7 +22,7 @@ import ctypes
 import functools
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -31,7 +34,7 @@ SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 
 @functools.cache
-def _madvise() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+def _madvise() -> Callable[[int, int, int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -62,7 +65,8 @@ def advise(tensors: Iterable[torch.Tensor], minimum: int = 2 * PAGE) -> int:
     if not available():
         return 0
     madvise = _madvise()
-    assert madvise is not None
+    if madvise is None:
+        return 0
     seen: set[int] = set()
     advised = 0
     for tensor in tensors:

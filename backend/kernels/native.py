@@ -23,7 +23,7 @@ import torch
 
 # the build machinery is part of this module's interface (the other kernel modules and tests use it)
 from codeagent.backend.kernels.native_build import FLAGS as FLAGS
-from codeagent.backend.kernels.native_build import Library
+from codeagent.backend.kernels.native_build import Library as Library
 from codeagent.backend.kernels.native_build import NativeError as NativeError
 from codeagent.backend.kernels.native_build import Signatures as Signatures
 from codeagent.backend.kernels.native_build import build as build

@@ -53,6 +53,18 @@ def _compiler() -> str | None:
     return None
 
 
+VERSION_FAILED = "failed: "
+
+
+@functools.cache
+def _version(compiler: str) -> str:
+    """``compiler --version`` (part of every library's key), asked once a process."""
+    try:
+        return subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"{VERSION_FAILED}{compiler} --version: {err}"
+
+
 def cpu_flags() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -80,10 +92,9 @@ def build(source: Path, signatures: Signatures, flags: tuple[str, ...] = FLAGS) 
     compiler = _compiler()
     if compiler is None:
         return "no C compiler found (set CC, or install gcc)"
-    try:
-        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError) as err:
-        return f"{compiler} --version failed: {err}"
+    version = _version(compiler)
+    if version.startswith(VERSION_FAILED):
+        return version
     key = hashlib.sha256(
         b"\0".join(
             [

@@ -61,7 +61,7 @@ static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, NaN kept
     w += 0x7fffu + ((w >> 16) & 1u);
     return (uint16_t)(w >> 16);
 }
-static void store(void *out, long index, float value, int bf16) {
+static inline void store(void *out, long index, float value, int bf16) {
     if (bf16)
         ((uint16_t *)out)[index] = f32_to_bf16(value);
     else

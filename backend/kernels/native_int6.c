@@ -15,10 +15,10 @@
  * row: one 64-byte load (the nibbles) and one 32-byte load broadcast twice (the bit pairs), two
  * variable shifts, a shift, two masks and two ternary-logic merges give the even and the odd
  * codes. Each lane's exact int32 sum is converted to float32 and added times (weight scale x
- * activation scale) into a float32 lane sum (one FMA), the 16 lanes then summed as a fixed tree.
- * Two weight rows at a time against up to 4 activation rows; OpenMP over output rows; each
- * output element one dot product over a fixed order whatever else is in the call, so a row's
- * result does not depend on the batch.
+ * activation scale) into a float32 lane sum (one FMA), the 16 lanes then summed as hsum does.
+ * One weight row at a time (WROWS; its rows then stream as one sequential read) against up to
+ * 8 activation rows (XROWS); OpenMP over output rows; each output element one dot product over
+ * a fixed order whatever else is in the call, so a row's result does not depend on the batch.
  *
  * Without AVX512-VNNI (or with ``route`` INT8_PORTABLE, for tests) the portable route runs the
  * very same integer sums, float products and summation tree in plain C, so both give identical
@@ -63,8 +63,6 @@ _Static_assert(XROWS == 4 || XROWS == 8, "dots_vector has cases for 4 or 8 activ
 #define HAVE_VNNI 0
 #endif
 
-
-
 static inline float f16_to_f32(uint16_t h) { /* exact, subnormals and infinities included */
     const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
     uint32_t bits;
@@ -81,16 +79,12 @@ static inline float f16_to_f32(uint16_t h) { /* exact, subnormals and infinities
     return f;
 }
 
-/* The sum of 16 lanes as a fixed tree: lane i + lane i+8, then +4, +2, +1. */
-static inline float tree16(const float *s) {
-    float a[8];
-    for (int i = 0; i < 8; i++) a[i] = s[i] + s[i + 8];
-    for (int i = 0; i < 4; i++) a[i] += a[i + 4];
-    a[0] += a[2];
-    a[1] += a[3];
-    return a[0] + a[1];
+/* hsum (native_common.h) of 16 float lane sums. */
+static inline float lanes_sum(const float *s) {
+    f32x16 v;
+    memcpy(&v, s, sizeof v);
+    return hsum(v);
 }
-
 
 /* A block's 128 codes (u, natural order within the even and the odd halves): even[m] is input
  * 2m's, odd[m] input 2m + 1's. */
@@ -124,7 +118,7 @@ static void dots_portable(const uint8_t *const *p, const uint16_t *const *sc, in
                     acc[l] = fmaf((float)sum, ws * xscale[l], acc[l]);
                 }
             }
-            res[j][s] = tree16(acc);
+            res[j][s] = lanes_sum(acc);
         }
 }
 
@@ -139,9 +133,9 @@ static const int16_t SHIFT_ODD[32] __attribute__((aligned(64))) = {0, 0, 0, 0, 0
                                                                    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2};
 
 static inline float hsum512(__m512 v) {
-    float s[16];
-    _mm512_storeu_ps(s, v);
-    return tree16(s);
+    f32x16 s;
+    memcpy(&s, &v, sizeof s);
+    return hsum(s);
 }
 
 /* res[j][s] = dot(row j, quantized xs[s]) for j < NR, s < N (constants after inlining). */
@@ -239,7 +233,7 @@ static void dots_float(const uint8_t *const *p, const uint16_t *const *sc, int n
                     acc[l] += sum;
                 }
             }
-            res[j][s] = tree16(acc);
+            res[j][s] = lanes_sum(acc);
         }
 }
 
@@ -295,17 +289,11 @@ int ca_linear_int6(int t, int k, int n, const void *x, const uint8_t *codes, con
                 else
                     dots_portable(p, sc, nr, k, xs, m, res);
                 for (int j = 0; j < nr; j++)
-                    for (int s = 0; s < m; s++) {
-                        const long at = (long)(s0 + s) * n + r + j;
-                        if (out_bf16)
-                            ((uint16_t *)out)[at] = f32_to_bf16(res[j][s]);
-                        else
-                            ((float *)out)[at] = res[j][s];
-                    }
+                    for (int s = 0; s < m; s++) store(out, (long)(s0 + s) * n + r + j, res[j][s], out_bf16);
             }
         }
     }
-    (void)vec;
+    (void)vec; /* read only where the build has AVX512-VNNI */
     free(copy);
     return 0;
 }
@@ -322,10 +310,7 @@ void ca_dequantize_int6(int n, int k, const uint8_t *codes, const uint16_t *scal
             for (int i = 0; i < BLOCK; i++) {
                 const long c = b * BLOCK + i;
                 const float v = (float)((i & 1 ? odd : even)[i / 2] - OFFSET) * f16_to_f32(scale[r * groups + c / GROUP]);
-                if (out_bf16)
-                    ((uint16_t *)out)[r * k + c] = f32_to_bf16(v);
-                else
-                    ((float *)out)[r * k + c] = v;
+                store(out, r * k + c, v, out_bf16);
             }
         }
 }

@@ -20,8 +20,8 @@
  * reordered, even inputs first, so the low and high nibbles of 16 bytes meet 16 contiguous
  * activations each. Elsewhere a portable decoding (tables) gives the same values, slower.
  *
- * Products: two weight rows at a time (four in bf16 pairs at 1-2 activation rows, but for an
- * FP4 MoE layer; rows_for) against up to GROUP activation rows (FP8: FP8_GROUP), a missing row
+ * Products: two weight rows at a time (FP8 in bf16 pairs: one up to 4 activation rows, then
+ * four; rows_for) against up to GROUP activation rows (FP8: FP8_GROUP), a missing row
  * repeated; FP8 sums each block of 128 inputs unscaled and adds it times its scale (one product
  * a block, not one a weight); FP4 scales its 16-entry table once a group. Each call prefetches
  * the rows that the call AHEAD after it will read (one thread streams faster so): FP8 rows into
