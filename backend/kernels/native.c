@@ -116,16 +116,34 @@ static inline __attribute__((always_inline)) void dots(const void *const *rows, 
  * multiplier busy. The same steps whatever nr and n (batch-invariant as ``dots``); a different
  * order of additions from the float32 route, so a machine with and one without AVX512-BF16
  * differ in the last bits (the cache key of the build includes the CPU's flags). */
+/* The weight rows a product in pairs reads next, for it to prefetch while it multiplies the
+ * current ones: with five or more activation rows, a block of four weight rows is read from
+ * memory by the first pass over it and from L1 by the others, and without a software prefetch
+ * nothing is in flight during those (the hardware prefetchers follow demand misses): memory and
+ * arithmetic then take turns instead of overlapping. Each pass over a block prefetches its
+ * share (``first``, ``lines``: 64-byte lines of the next rows, row after row) of the next
+ * block. A prefetch changes no result. */
+typedef struct {
+    const void *rows[PAIRS_WROWS];
+    int first, lines;
+} Ahead;
+
 #if defined(__AVX512BF16__)
 #define HAVE_PAIRS 1
 static inline __attribute__((always_inline)) void dots_pairs(const void *const *rows, const int nr, const int k,
                                                              const uint16_t *const *xs, const int n,
-                                                             float *const *res) {
+                                                             float *const *res, const Ahead *ahead) {
     __m512 acc[PAIRS_WROWS][PAIRS_GROUP][2];
     for (int j = 0; j < nr; j++)
         for (int s = 0; s < n; s++) acc[j][s][0] = acc[j][s][1] = _mm512_setzero_ps();
+    const int row_lines = k / 32; /* 64-byte lines of one bf16 row */
+    int line = ahead ? ahead->first : 0;
+    const int last = ahead ? ahead->first + ahead->lines : 0;
+    const int each = ahead && k >= 64 ? (ahead->lines + k / 64 - 1) / (k / 64) : 0;
     int c = 0;
-    for (; c + 64 <= k; c += 64)
+    for (; c + 64 <= k; c += 64) {
+        for (int q = 0; q < each && line < last; q++, line++)
+            _mm_prefetch((const char *)ahead->rows[line / row_lines] + 64L * (line % row_lines), _MM_HINT_T0);
         for (int u = 0; u < 2; u++) {
             __m512bh w[PAIRS_WROWS];
             for (int j = 0; j < nr; j++) w[j] = (__m512bh)_mm512_loadu_si512((const uint16_t *)rows[j] + c + 32 * u);
@@ -134,6 +152,7 @@ static inline __attribute__((always_inline)) void dots_pairs(const void *const *
                 for (int j = 0; j < nr; j++) acc[j][s][u] = _mm512_dpbf16_ps(acc[j][s][u], w[j], x);
             }
         }
+    }
     if (c < k) /* a last chunk of 32 */
         for (int s = 0; s < n; s++) {
             const __m512bh x = (__m512bh)_mm512_loadu_si512(xs[s] + c);
@@ -177,9 +196,9 @@ static inline int rows_for(int n, int mode) {
 static inline int pairs_group(int nr) { return nr >= 4 ? 2 : PAIRS_GROUP; }
 
 #if HAVE_PAIRS
-#define PAIRS_CASE(NR, N)                                                  \
+#define PAIRS_CASE(NR, N, AHEAD)                                           \
     case N:                                                                \
-        dots_pairs(rows, NR, k, (const uint16_t *const *)xs, N, out);      \
+        dots_pairs(rows, NR, k, (const uint16_t *const *)xs, N, out, AHEAD); \
         break;
 #endif
 #define DOTS_CASE(NR, N)                      \
@@ -194,20 +213,36 @@ static inline int pairs_group(int nr) { return nr >= 4 ? 2 : PAIRS_GROUP; }
  * up rows) and every s < n, GROUP activation rows at a time (in pairs: pairs_group(nr)); with
  * mode PAIRS, xs point at bf16 rows. */
 static void dots_any(const void *const *rows, int nr, int mode, int k, const float *const *xs, int n,
-                     float *const *res) {
+                     float *const *res, const void *const *next) {
     float *out[MAX_WROWS];
     for (int j = 0; j < nr; j++) out[j] = res[j];
-    while (n > 0) {
-        const int most = mode == PAIRS ? pairs_group(nr) : GROUP;
+    const int most = mode == PAIRS ? pairs_group(nr) : GROUP;
+    /* several passes over these rows (bf16 pairs, four rows): each prefetches its share of next */
+    Ahead ahead;
+    const Ahead *aheadp = NULL;
+    int passes = 0, ahead_lines = 0;
+    if (next && mode == PAIRS && n > most) {
+        passes = (n + most - 1) / most;
+        ahead_lines = nr * (k / 32);
+        for (int j = 0; j < nr; j++) ahead.rows[j] = next[j];
+        aheadp = &ahead;
+    }
+    for (int pass = 0; n > 0; pass++) {
         const int m = n > most ? most : n;
+        if (aheadp) {
+            ahead.first = ahead_lines * pass / passes;
+            ahead.lines = ahead_lines * (pass + 1) / passes - ahead.first;
+        }
 #if HAVE_PAIRS
         if (mode == PAIRS) {
+            /* one or two weight rows take every activation row in one pass: nothing to prefetch (a
+             * constant NULL, so their loops carry no prefetch code) */
             if (nr == 1)
-                switch (m) { PAIRS_CASE(1, 1) PAIRS_CASE(1, 2) PAIRS_CASE(1, 3) PAIRS_CASE(1, 4) }
+                switch (m) { PAIRS_CASE(1, 1, NULL) PAIRS_CASE(1, 2, NULL) PAIRS_CASE(1, 3, NULL) PAIRS_CASE(1, 4, NULL) }
             else if (nr == 2)
-                switch (m) { PAIRS_CASE(2, 1) PAIRS_CASE(2, 2) PAIRS_CASE(2, 3) PAIRS_CASE(2, 4) }
+                switch (m) { PAIRS_CASE(2, 1, NULL) PAIRS_CASE(2, 2, NULL) PAIRS_CASE(2, 3, NULL) PAIRS_CASE(2, 4, NULL) }
             else
-                switch (m) { PAIRS_CASE(4, 1) PAIRS_CASE(4, 2) }
+                switch (m) { PAIRS_CASE(4, 1, aheadp) PAIRS_CASE(4, 2, aheadp) }
         } else
 #endif
         if (nr == 8) {
@@ -269,9 +304,13 @@ int ca_linear(int t, int k, int n, const void *x, const void *w, void *out, int 
         float *res[MAX_WROWS];
         const void *rows[MAX_WROWS];
         for (int j = 0; j < MAX_WROWS; j++) res[j] = buf[j];
+        const void *next[MAX_WROWS];
         for (long r = r0; r < r1; r += nr) {
-            for (int j = 0; j < nr; j++) rows[j] = weight_row(w, bf16, r + j < r1 ? r + j : r1 - 1, k);
-            dots_any(rows, nr, mode, k, xs, t, res);
+            for (int j = 0; j < nr; j++) {
+                rows[j] = weight_row(w, bf16, r + j < r1 ? r + j : r1 - 1, k);
+                next[j] = weight_row(w, bf16, r + nr + j < r1 ? r + nr + j : r1 - 1, k);
+            }
+            dots_any(rows, nr, mode, k, xs, t, res, next);
             for (int j = 0; j < nr && r + j < r1; j++)
                 for (int s = 0; s < t; s++) store(out, (long)s * n + r + j, buf[j][s], bf16);
         }
@@ -326,7 +365,7 @@ int ca_moe(int t, int h, int inter, int experts, int topk, const void *x, const 
         const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
         const float *xs[MAX_PAIRS];
         float *res[MAX_WROWS];
-        const void *rows[MAX_WROWS];
+        const void *rows[MAX_WROWS], *next[MAX_WROWS];
         float results[MAX_WROWS][MAX_PAIRS];
         for (int j = 0; j < MAX_WROWS; j++) res[j] = results[j];
         /* gate and up rows of every active expert, split evenly over the threads */
@@ -341,11 +380,13 @@ int ca_moe(int t, int h, int inter, int experts, int topk, const void *x, const 
             const int wanted = rows_for(n, mode_up), half = wanted >= 2 ? wanted / 2 : 1;
             for (long i = i0; i < i1; i += half) {
                 for (int j = 0; j < half; j++) {
-                    const long row = i + j < i1 ? i + j : i1 - 1;
+                    const long row = i + j < i1 ? i + j : i1 - 1, after = i + half + j < i1 ? i + half + j : i1 - 1;
                     rows[j] = weight_row(w13, bf16, (long)e * 2 * inter + row, h);
                     rows[half + j] = weight_row(w13, bf16, (long)e * 2 * inter + inter + row, h);
+                    next[j] = weight_row(w13, bf16, (long)e * 2 * inter + after, h);
+                    next[half + j] = weight_row(w13, bf16, (long)e * 2 * inter + inter + after, h);
                 }
-                dots_any(rows, 2 * half, mode_up, h, xs, n, res);
+                dots_any(rows, 2 * half, mode_up, h, xs, n, res, next);
                 for (int j = 0; j < half && i + j < i1; j++)
                     for (int s = 0; s < n; s++) {
                         const float g = res[j][s], v = res[half + j][s], a = g / (1.0f + expf(-g)) * v;
@@ -371,8 +412,11 @@ int ca_moe(int t, int h, int inter, int experts, int topk, const void *x, const 
                 xs[s] = mode_down == PAIRS ? (const float *)(act16 + (long)mine[s] * inter) : act + (long)mine[s] * inter;
             const int nr = rows_for(n, mode_down);
             for (long r = r0; r < r1; r += nr) {
-                for (int j = 0; j < nr; j++) rows[j] = weight_row(w2, bf16, (long)e * h + (r + j < r1 ? r + j : r1 - 1), inter);
-                dots_any(rows, nr, mode_down, inter, xs, n, res);
+                for (int j = 0; j < nr; j++) {
+                    rows[j] = weight_row(w2, bf16, (long)e * h + (r + j < r1 ? r + j : r1 - 1), inter);
+                    next[j] = weight_row(w2, bf16, (long)e * h + (r + nr + j < r1 ? r + nr + j : r1 - 1), inter);
+                }
+                dots_any(rows, nr, mode_down, inter, xs, n, res, next);
                 for (int j = 0; j < nr && r + j < r1; j++)
                     for (int s = 0; s < n; s++) part[(long)mine[s] * h + r + j] = res[j][s];
             }
