@@ -11,8 +11,8 @@ against.
 ``CODEAGENT_KERNELS`` says what to choose (read by ``choose`` when no mode is passed):
 
 - ``auto`` (default): Triton on CUDA when ``triton`` is installed; on CPU the native kernels
-  (``kernels/native.c``, ``native_packed.c`` for FP8 / FP4 weights and ``native_recurrent.c``
-  for linear attention, built on first use with the machine's C compiler) where they build, the
+  (``kernels/native.c``, ``native_packed.c`` for FP8 / FP4 weights, ``native_recurrent.c``
+  for linear attention and ``native_mhc.c`` for DeepSeek-V4's hyper-connections, built on first use with the machine's C compiler) where they build, the
   torch references where they do not (``native_problem()`` says why); the references
   on a GPU machine without Triton;
 - ``triton``: Triton everywhere; on CPU through Triton's interpreter, which ``choose``
@@ -68,6 +68,7 @@ class Kernels:
     native: ModuleType | None = None  # ``kernels.native``: the CPU kernels, where shapes fit them
     packed: ModuleType | None = None  # ``kernels.native_packed``: the CPU kernels over FP8 / FP4 weights
     recurrent: ModuleType | None = None  # ``kernels.native_recurrent``: linear attention's CPU kernels
+    mhc: ModuleType | None = None  # ``kernels.native_mhc``: DeepSeek-V4's hyper-connections on CPU
 
 
 REFERENCE = Kernels("torch reference")
@@ -94,8 +95,8 @@ def choose(device: str | torch.device = "cpu", chosen: str | None = None) -> Ker
 def _native_kernels(words: str) -> Kernels:
     """The native kernels, with the families beside ``native.c`` that build here (the layers run
     their references for a missing one, and the words say why it is missing)."""
-    packed, recurrent = packed_ops(), recurrent_ops()
-    problems = {"packed-weight": packed.problem(), "recurrent": recurrent.problem()}
+    packed, recurrent, mhc = packed_ops(), recurrent_ops(), mhc_ops()
+    problems = {"packed-weight": packed.problem(), "recurrent": recurrent.problem(), "mHC": mhc.problem()}
     if not problems["packed-weight"]:
         problems["INT6"] = packed.native_int6.problem()
     notes = [f"{what} kernels unavailable: {why}" for what, why in problems.items() if why]
@@ -106,6 +107,7 @@ def _native_kernels(words: str) -> Kernels:
         native=native_ops(),
         packed=None if problems["packed-weight"] else packed,
         recurrent=None if problems["recurrent"] else recurrent,
+        mhc=None if problems["mHC"] else mhc,
     )
 
 
@@ -215,6 +217,11 @@ def packed_ops() -> ModuleType:
 def recurrent_ops() -> ModuleType:
     """``kernels.native_recurrent`` (linear attention's native kernels), imported on first use."""
     return importlib.import_module("codeagent.backend.kernels.native_recurrent")
+
+
+def mhc_ops() -> ModuleType:
+    """``kernels.native_mhc`` (DeepSeek-V4's mHC native kernels), imported on first use."""
+    return importlib.import_module("codeagent.backend.kernels.native_mhc")
 
 
 def interpreting() -> bool:

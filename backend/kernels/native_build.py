@@ -155,12 +155,12 @@ def _compile(compiler: str, source: Path, flags: tuple[str, ...], folder: Path, 
 class Library:
     """One kernel source's library, built (or found built) on first use."""
 
-    def __init__(self, source: Path, signatures: Signatures) -> None:
-        self.source, self.signatures = source, signatures
+    def __init__(self, source: Path, signatures: Signatures, flags: tuple[str, ...] = FLAGS) -> None:
+        self.source, self.signatures, self.flags = source, signatures, flags
 
     @functools.cached_property
     def loaded(self) -> ctypes.CDLL | str:
-        return build(self.source, self.signatures)
+        return build(self.source, self.signatures, self.flags)
 
     def problem(self) -> str | None:
         """Why the library is unavailable here, or None (builds it on first call)."""

@@ -49,7 +49,7 @@ SIGNATURES: native.Signatures = {  # native_recurrent.c's entry points: result, 
 _REASONS = {-2: "sizes over the kernel's limits"}
 
 
-LIBRARY = native.Library(SOURCE, SIGNATURES)
+LIBRARY = native.Library(SOURCE, SIGNATURES, FLAGS)
 _lib = LIBRARY.lib
 
 

@@ -13,7 +13,8 @@ The head collapses the streams with pre weights only (its own ``fn`` [n, n * D])
 All of it runs in float32 and is cast back once, as DeepSeek's inference code does;
 transformers mixes in the activation dtype (identical in float32). ``HyperConnection`` holds
 one sublayer's ``fn``, ``base`` and ``scale``; the functions are the references the mHC
-kernel (``kernels/mhc.py``) is tested against.
+kernels (Triton: ``kernels/mhc.py``; CPU: ``kernels/native_mhc.c``, taken where given ``kernels``)
+are tested against.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def hc_weights(
     logits = mixing_logits(streams, fn, norm_eps, kernels)
     if kernels.triton is not None and n & (n - 1) == 0:
         return kernels.triton.hc_weights(logits, scale, base, n, iters, hc_eps)
+    if kernels.mhc is not None and kernels.mhc.fits(streams):
+        return kernels.mhc.hc_weights(logits, scale, base, n, iters, hc_eps)
     pre, post, comb = logits.split([n, n, n * n], dim=-1)
     pre_b, post_b, comb_b = base.split([n, n, n * n])
     pre = torch.sigmoid(pre * scale[0] + pre_b) + hc_eps
@@ -68,13 +71,19 @@ def hc_weights(
     return pre, post, comb
 
 
-def collapse(streams: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
+def collapse(streams: torch.Tensor, pre: torch.Tensor, kernels: Kernels = REFERENCE) -> torch.Tensor:
     """streams [T, n, D], pre [T, n] -> [T, D] in the streams' dtype."""
+    if kernels.mhc is not None and kernels.mhc.fits(streams):
+        return kernels.mhc.collapse(streams, pre)
     return (pre[..., None] * streams.float()).sum(dim=1).to(streams.dtype)
 
 
-def expand(out: torch.Tensor, streams: torch.Tensor, post: torch.Tensor, comb: torch.Tensor) -> torch.Tensor:
+def expand(
+    out: torch.Tensor, streams: torch.Tensor, post: torch.Tensor, comb: torch.Tensor, kernels: Kernels = REFERENCE
+) -> torch.Tensor:
     """Sublayer output out [T, D] back into streams [T, n, D]: post_k * out + sum_j comb[j, k] X_j."""
+    if kernels.mhc is not None and kernels.mhc.fits(streams):
+        return kernels.mhc.expand(out, streams, post, comb)
     mixed = torch.einsum("tjk,tjd->tkd", comb, streams.float())
     return (post[..., None] * out.float()[:, None, :] + mixed).to(streams.dtype)
 
@@ -90,7 +99,7 @@ def head_collapse(
 ) -> torch.Tensor:
     """The final collapse of streams [N, n, D] -> [N, D], pre weights only."""
     pre = torch.sigmoid(mixing_logits(streams, fn, norm_eps, kernels) * scale + base) + hc_eps
-    return collapse(streams, pre)
+    return collapse(streams, pre, kernels)
 
 
 class HyperConnection(nn.Module):

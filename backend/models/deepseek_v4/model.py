@@ -122,12 +122,12 @@ class DecoderLayer(nn.Module):
         """streams [T, n, D] -> [T, n, D]; states: this layer's state of each sequence."""
         k = step.kernels
         pre, post, comb = self.attn_hc.forward(streams, k)  # [T, n], [T, n], [T, n, n]
-        x = rms_norm(collapse(streams, pre), self.attn_norm, self.eps, k)  # [T, D]
+        x = rms_norm(collapse(streams, pre, k), self.attn_norm, self.eps, k)  # [T, D]
         out = self.attn.forward(x, positions, *rotation, states, step.sizes, k)
-        streams = expand(out, streams, post, comb)
+        streams = expand(out, streams, post, comb, k)
         pre, post, comb = self.ffn_hc.forward(streams, k)
-        x = rms_norm(collapse(streams, pre), self.ffn_norm, self.eps, k)
-        return expand(self.ffn.forward(x, input_ids, k), streams, post, comb)
+        x = rms_norm(collapse(streams, pre, k), self.ffn_norm, self.eps, k)
+        return expand(self.ffn.forward(x, input_ids, k), streams, post, comb, k)
 
 
 class DeepseekV4ForCausalLM(CausalLMModule):

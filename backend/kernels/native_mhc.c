@@ -1,0 +1,111 @@
+/* Native CPU kernels for DeepSeek-V4's manifold-constrained hyper-connections (mHC) at decode.
+ *
+ * Around each sublayer the residual's n streams X [T, n, D] are mixed by three small sets of
+ * weights made from the sublayer's mixing logits [T, (2 + n) n]:
+ *     pre_j  = sigmoid(l_j s0 + b_j) + eps                       (how the streams collapse)
+ *     post_k = 2 sigmoid(l_{n+k} s1 + b_{n+k})                   (how much output a stream takes)
+ *     comb   = Sinkhorn(row softmax(l_{2n..} s2 + b_{2n..}) + eps) [n, n]
+ * then u = sum_j pre_j X_j (the sublayer's input) and X'_k = post_k F(u) + sum_j comb[j, k] X_j.
+ * At batch 1 and n = 4 each of these is a handful of numbers or one pass over 4 x D values, but
+ * as torch operators they are ~100 calls a layer (Sinkhorn's 20 iterations alone are 80), a few
+ * microseconds each: on two cores, a tenth of a V4-Flash layer's decode. Here they are three
+ * calls:
+ *
+ * - ``ca_hc_weights``: pre, post and comb of every token, scalar float32 in the reference's
+ *   order of operations (the softmax subtracts the row's maximum, as torch's does);
+ * - ``ca_hc_collapse``: u = sum_j pre_j X_j, j in order, rounded once to the streams' dtype;
+ * - ``ca_hc_expand``: X'_k = post_k y + sum_j comb[j, k] X_j, j in order, rounded once.
+ *
+ * Numerics: float32 throughout, built without FMA contraction (-ffp-contract=off) so each
+ * element's arithmetic is the C expression's whatever the vectorizer does, and a token's result is
+ * the same bits alone or in any batch. Against the torch references (``models/deepseek_v4/mhc.py``,
+ * the specification) they differ by the exponential (this file's ``expf``) and by the order of the
+ * einsum's sums: a few float32 roundings (the tests' tolerance). Limits: n up to MAX_STREAMS;
+ * activations float32 or bfloat16.
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "native_common.h"
+
+#define MAX_STREAMS 16
+#define PARALLEL_VALUES 65536 /* values below which a collapse or an expansion stays on one thread */
+
+static inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* logits [t, (2 + n) n], scale [3], base [(2 + n) n] float32 -> pre [t, n], post [t, n],
+ * comb [t, n, n]. Returns 0, -2 for n out of range. */
+int ca_hc_weights(int t, int n, const float *logits, const float *scale, const float *base, int iters, float eps,
+                  float *pre, float *post, float *comb) {
+    if (n < 1 || n > MAX_STREAMS) return -2;
+    const int width = (2 + n) * n;
+    for (int r = 0; r < t; r++) {
+        const float *l = logits + (long)r * width;
+        for (int j = 0; j < n; j++) {
+            pre[r * n + j] = sigmoid(l[j] * scale[0] + base[j]) + eps;
+            post[r * n + j] = 2.0f * sigmoid(l[n + j] * scale[1] + base[n + j]);
+        }
+        float *c = comb + (long)r * n * n;
+        for (int i = 0; i < n; i++) { /* row softmax, then + eps */
+            float most = -INFINITY, sum = 0.0f;
+            for (int j = 0; j < n; j++) {
+                c[i * n + j] = l[2 * n + i * n + j] * scale[2] + base[2 * n + i * n + j];
+                most = c[i * n + j] > most ? c[i * n + j] : most;
+            }
+            for (int j = 0; j < n; j++) {
+                c[i * n + j] = expf(c[i * n + j] - most);
+                sum += c[i * n + j];
+            }
+            for (int j = 0; j < n; j++) c[i * n + j] = c[i * n + j] / sum + eps;
+        }
+        for (int it = 0; it < iters; it++) {
+            if (it > 0) /* rows (the first iteration normalises the columns only) */
+                for (int i = 0; i < n; i++) {
+                    float sum = 0.0f;
+                    for (int j = 0; j < n; j++) sum += c[i * n + j];
+                    for (int j = 0; j < n; j++) c[i * n + j] = c[i * n + j] / (sum + eps);
+                }
+            for (int j = 0; j < n; j++) { /* columns */
+                float sum = 0.0f;
+                for (int i = 0; i < n; i++) sum += c[i * n + j];
+                for (int i = 0; i < n; i++) c[i * n + j] = c[i * n + j] / (sum + eps);
+            }
+        }
+    }
+    return 0;
+}
+
+/* x [t, n, d], pre [t, n] -> out [t, d] = sum_j pre[j] x[j] (x's dtype). */
+void ca_hc_collapse(int t, int n, int d, const void *x, const float *pre, void *out, int bf16, int threads) {
+    const long values = (long)t * d;
+#pragma omp parallel for num_threads(threads) schedule(static) if (values * n >= PARALLEL_VALUES)
+    for (long v = 0; v < values; v++) {
+        const long r = v / d, i = v % d;
+        float sum = 0.0f;
+        for (int j = 0; j < n; j++) {
+            const long at = (r * n + j) * d + i;
+            sum += pre[r * n + j] * (bf16 ? bf16_to_f32(((const uint16_t *)x)[at]) : ((const float *)x)[at]);
+        }
+        store(out, v, sum, bf16);
+    }
+}
+
+/* y [t, d] (the sublayer's output), x [t, n, d], post [t, n], comb [t, n, n] ->
+ * out [t, n, d] = post[k] y + sum_j comb[j, k] x[j] (x's dtype; y may be float32 or x's). */
+void ca_hc_expand(int t, int n, int d, const void *y, int y_bf16, const void *x, const float *post,
+                  const float *comb, void *out, int bf16, int threads) {
+    const long values = (long)t * n * d;
+#pragma omp parallel for num_threads(threads) schedule(static) if (values >= PARALLEL_VALUES)
+    for (long v = 0; v < values; v++) {
+        const long r = v / ((long)n * d), k = (v / d) % n, i = v % d;
+        float mixed = 0.0f;
+        for (int j = 0; j < n; j++) {
+            const long at = (r * n + j) * d + i;
+            mixed += comb[(r * n + j) * n + k] * (bf16 ? bf16_to_f32(((const uint16_t *)x)[at]) : ((const float *)x)[at]);
+        }
+        const float yv = y_bf16 ? bf16_to_f32(((const uint16_t *)y)[r * d + i]) : ((const float *)y)[r * d + i];
+        store(out, v, post[r * n + k] * yv + mixed, bf16);
+    }
+}

@@ -1,0 +1,99 @@
+"""Native CPU kernels for DeepSeek-V4's mHC at decode (``native_mhc.c``): the mixing weights
+(sigmoids and Sinkhorn) from the logits, the collapse of the streams into a sublayer's input, and
+the expansion of its output back into the streams, one call each in place of ~100 torch
+operators a layer.
+
+Built and loaded as ``native`` builds ``native.c`` (the same compiler, cache folder and OpenMP
+runtime), with FMA contraction off. The references are ``models/deepseek_v4/mhc.py``'s
+``hc_weights``, ``collapse`` and ``expand``; these differ from them by the exponential and the
+order of the einsum's sums (a few float32 roundings), and give a token the same bits alone or in
+a batch. ``fits`` sends anything but contiguous CPU streams of float32 or bfloat16 with up to
+``MAX_STREAMS`` streams to the references.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import torch
+
+from codeagent.backend.kernels import native
+
+SOURCE = Path(__file__).with_name("native_mhc.c")
+FLAGS = (*native.FLAGS, "-ffp-contract=off")
+MAX_STREAMS = 16  # native_mhc.c's MAX_STREAMS
+DTYPES = {torch.float32: 0, torch.bfloat16: 1}
+
+_I, _F, _P = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
+SIGNATURES: native.Signatures = {  # native_mhc.c's entry points: result, arguments
+    "ca_hc_weights": (_I, [_I, _I, _P, _P, _P, _I, _F, _P, _P, _P]),
+    "ca_hc_collapse": (None, [_I, _I, _I, _P, _P, _P, _I, _I]),
+    "ca_hc_expand": (None, [_I, _I, _I, _P, _I, _P, _P, _P, _P, _I, _I]),
+}
+
+LIBRARY = native.Library(SOURCE, SIGNATURES, FLAGS)
+_lib = LIBRARY.lib
+
+
+def problem() -> str | None:
+    """Why these kernels are unavailable here, or None (builds them on first call)."""
+    return LIBRARY.problem()
+
+
+def fits(streams: torch.Tensor) -> bool:
+    """Whether these kernels take streams [T, n, D]: CPU, float32 or bfloat16, contiguous."""
+    return (
+        streams.dim() == 3
+        and streams.device.type == "cpu"
+        and streams.dtype in DTYPES
+        and 0 < streams.shape[1] <= MAX_STREAMS
+        and streams.is_contiguous()
+    )
+
+
+def _f32(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.float32).contiguous()
+
+
+def hc_weights(
+    logits: torch.Tensor, scale: torch.Tensor, base: torch.Tensor, n: int, iters: int, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """logits [T, (2 + n) * n] -> pre [T, n], post [T, n], comb [T, n, n] (float32)."""
+    t = logits.shape[0]
+    logits, scale, base = _f32(logits), _f32(scale), _f32(base)
+    pre, post = torch.empty(t, n), torch.empty(t, n)
+    comb = torch.empty(t, n, n)
+    native.calls["hc_weights"] += 1
+    status = _lib().ca_hc_weights(
+        t, n, logits.data_ptr(), scale.data_ptr(), base.data_ptr(), iters, eps,
+        pre.data_ptr(), post.data_ptr(), comb.data_ptr(),
+    )  # fmt: skip
+    native.check("hc_weights", status, {-2: f"more than {MAX_STREAMS} streams"})
+    return pre, post, comb
+
+
+def collapse(streams: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
+    """streams [T, n, D], pre [T, n] -> [T, D] in the streams' dtype."""
+    t, n, d = streams.shape
+    pre = _f32(pre)
+    out = torch.empty(t, d, dtype=streams.dtype)
+    native.calls["hc_collapse"] += 1
+    _lib().ca_hc_collapse(
+        t, n, d, streams.data_ptr(), pre.data_ptr(), out.data_ptr(), DTYPES[streams.dtype], torch.get_num_threads()
+    )
+    return out
+
+
+def expand(out: torch.Tensor, streams: torch.Tensor, post: torch.Tensor, comb: torch.Tensor) -> torch.Tensor:
+    """A sublayer's output out [T, D] back into streams [T, n, D]: post_k out + sum_j comb[j, k] X_j."""
+    t, n, d = streams.shape
+    y = out.contiguous() if out.dtype in (torch.float32, streams.dtype) else out.to(torch.float32).contiguous()
+    post, comb = _f32(post), _f32(comb)
+    result = torch.empty_like(streams)
+    native.calls["hc_expand"] += 1
+    _lib().ca_hc_expand(
+        t, n, d, y.data_ptr(), DTYPES[y.dtype], streams.data_ptr(), post.data_ptr(), comb.data_ptr(),
+        result.data_ptr(), DTYPES[streams.dtype], torch.get_num_threads(),
+    )  # fmt: skip
+    return result
