@@ -12,7 +12,7 @@ against.
 
 - ``auto`` (default): Triton on CUDA when ``triton`` is installed; on CPU the native kernels
   (``kernels/native.c``, ``native_packed.c`` for FP8 / FP4 weights, ``native_recurrent.c``
-  for linear attention and ``native_mhc.c`` for DeepSeek-V4's hyper-connections, built on first use with the machine's C compiler) where they build, the
+  for linear attention and ``native_v4.c`` for DeepSeek-V4's mHC and sink attention, built on first use with the machine's C compiler) where they build, the
   torch references where they do not (``native_problem()`` says why); the references
   on a GPU machine without Triton;
 - ``triton``: Triton everywhere; on CPU through Triton's interpreter, which ``choose``
@@ -68,7 +68,7 @@ class Kernels:
     native: ModuleType | None = None  # ``kernels.native``: the CPU kernels, where shapes fit them
     packed: ModuleType | None = None  # ``kernels.native_packed``: the CPU kernels over FP8 / FP4 weights
     recurrent: ModuleType | None = None  # ``kernels.native_recurrent``: linear attention's CPU kernels
-    mhc: ModuleType | None = None  # ``kernels.native_mhc``: DeepSeek-V4's hyper-connections on CPU
+    v4: ModuleType | None = None  # ``kernels.native_v4``: DeepSeek-V4's mHC and sink attention on CPU
 
 
 REFERENCE = Kernels("torch reference")
@@ -95,8 +95,12 @@ def choose(device: str | torch.device = "cpu", chosen: str | None = None) -> Ker
 def _native_kernels(words: str) -> Kernels:
     """The native kernels, with the families beside ``native.c`` that build here (the layers run
     their references for a missing one, and the words say why it is missing)."""
-    packed, recurrent, mhc = packed_ops(), recurrent_ops(), mhc_ops()
-    problems = {"packed-weight": packed.problem(), "recurrent": recurrent.problem(), "mHC": mhc.problem()}
+    packed, recurrent, v4 = packed_ops(), recurrent_ops(), v4_ops()
+    problems = {
+        "packed-weight": packed.problem(),
+        "recurrent": recurrent.problem(),
+        "DeepSeek-V4": v4.problem(),
+    }
     if not problems["packed-weight"]:
         problems["INT6"] = packed.native_int6.problem()
     notes = [f"{what} kernels unavailable: {why}" for what, why in problems.items() if why]
@@ -107,7 +111,7 @@ def _native_kernels(words: str) -> Kernels:
         native=native_ops(),
         packed=None if problems["packed-weight"] else packed,
         recurrent=None if problems["recurrent"] else recurrent,
-        mhc=None if problems["mHC"] else mhc,
+        v4=None if problems["DeepSeek-V4"] else v4,
     )
 
 
@@ -219,9 +223,9 @@ def recurrent_ops() -> ModuleType:
     return importlib.import_module("codeagent.backend.kernels.native_recurrent")
 
 
-def mhc_ops() -> ModuleType:
-    """``kernels.native_mhc`` (DeepSeek-V4's mHC native kernels), imported on first use."""
-    return importlib.import_module("codeagent.backend.kernels.native_mhc")
+def v4_ops() -> ModuleType:
+    """``kernels.native_v4`` (DeepSeek-V4's mHC and sink-attention native kernels), imported on first use."""
+    return importlib.import_module("codeagent.backend.kernels.native_v4")
 
 
 def interpreting() -> bool:

@@ -241,6 +241,8 @@ def attend(
     """q [T, H, D]; keys (= values) [L, D]; visible [T, L]; sinks [H] -> [T, H, D], in float32 inside."""
     if kernels.triton is not None:
         return kernels.triton.masked_sink_attention(q, keys, visible, sinks, scale)
+    if kernels.v4 is not None and kernels.v4.fits_attention(q, keys):
+        return kernels.v4.sink_attention(q, keys, visible, sinks, scale)
     values = keys.float()
     logits = torch.einsum("thd,ld->htl", q.float(), values) * scale
     logits = logits.masked_fill(~visible[None], float("-inf"))

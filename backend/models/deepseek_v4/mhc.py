@@ -13,7 +13,7 @@ The head collapses the streams with pre weights only (its own ``fn`` [n, n * D])
 All of it runs in float32 and is cast back once, as DeepSeek's inference code does;
 transformers mixes in the activation dtype (identical in float32). ``HyperConnection`` holds
 one sublayer's ``fn``, ``base`` and ``scale``; the functions are the references the mHC
-kernels (Triton: ``kernels/mhc.py``; CPU: ``kernels/native_mhc.c``, taken where given ``kernels``)
+kernels (Triton: ``kernels/mhc.py``; CPU: ``kernels/native_v4.c``, taken where given ``kernels``)
 are tested against.
 """
 
@@ -61,8 +61,8 @@ def hc_weights(
     logits = mixing_logits(streams, fn, norm_eps, kernels)
     if kernels.triton is not None and n & (n - 1) == 0:
         return kernels.triton.hc_weights(logits, scale, base, n, iters, hc_eps)
-    if kernels.mhc is not None and kernels.mhc.fits(streams):
-        return kernels.mhc.hc_weights(logits, scale, base, n, iters, hc_eps)
+    if kernels.v4 is not None and kernels.v4.fits(streams):
+        return kernels.v4.hc_weights(logits, scale, base, n, iters, hc_eps)
     pre, post, comb = logits.split([n, n, n * n], dim=-1)
     pre_b, post_b, comb_b = base.split([n, n, n * n])
     pre = torch.sigmoid(pre * scale[0] + pre_b) + hc_eps
@@ -73,17 +73,21 @@ def hc_weights(
 
 def collapse(streams: torch.Tensor, pre: torch.Tensor, kernels: Kernels = REFERENCE) -> torch.Tensor:
     """streams [T, n, D], pre [T, n] -> [T, D] in the streams' dtype."""
-    if kernels.mhc is not None and kernels.mhc.fits(streams):
-        return kernels.mhc.collapse(streams, pre)
+    if kernels.v4 is not None and kernels.v4.fits(streams):
+        return kernels.v4.collapse(streams, pre)
     return (pre[..., None] * streams.float()).sum(dim=1).to(streams.dtype)
 
 
 def expand(
-    out: torch.Tensor, streams: torch.Tensor, post: torch.Tensor, comb: torch.Tensor, kernels: Kernels = REFERENCE
+    out: torch.Tensor,
+    streams: torch.Tensor,
+    post: torch.Tensor,
+    comb: torch.Tensor,
+    kernels: Kernels = REFERENCE,
 ) -> torch.Tensor:
     """Sublayer output out [T, D] back into streams [T, n, D]: post_k * out + sum_j comb[j, k] X_j."""
-    if kernels.mhc is not None and kernels.mhc.fits(streams):
-        return kernels.mhc.expand(out, streams, post, comb)
+    if kernels.v4 is not None and kernels.v4.fits(streams):
+        return kernels.v4.expand(out, streams, post, comb)
     mixed = torch.einsum("tjk,tjd->tkd", comb, streams.float())
     return (post[..., None] * out.float()[:, None, :] + mixed).to(streams.dtype)
 

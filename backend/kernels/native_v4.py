@@ -1,14 +1,15 @@
-"""Native CPU kernels for DeepSeek-V4's mHC at decode (``native_mhc.c``): the mixing weights
-(sigmoids and Sinkhorn) from the logits, the collapse of the streams into a sublayer's input, and
-the expansion of its output back into the streams, one call each in place of ~100 torch
-operators a layer.
+"""Native CPU kernels for DeepSeek-V4's decode glue (``native_v4.c``): the mHC mixing weights
+(sigmoids and Sinkhorn) from the logits, the collapse of the streams into a sublayer's input and
+the expansion of its output back into the streams, and the attention with a sink over a
+sequence's keys; one call each in place of the ~150 torch operators a layer they replace.
 
 Built and loaded as ``native`` builds ``native.c`` (the same compiler, cache folder and OpenMP
 runtime), with FMA contraction off. The references are ``models/deepseek_v4/mhc.py``'s
-``hc_weights``, ``collapse`` and ``expand``; these differ from them by the exponential and the
-order of the einsum's sums (a few float32 roundings), and give a token the same bits alone or in
-a batch. ``fits`` sends anything but contiguous CPU streams of float32 or bfloat16 with up to
-``MAX_STREAMS`` streams to the references.
+``hc_weights``, ``collapse`` and ``expand`` and ``attention.py``'s ``attend``; these differ from
+them by the exponential and the order of the einsums' sums (a few float32 roundings), and give a
+token the same bits alone or in a batch. ``fits`` sends anything but contiguous CPU streams of
+float32 or bfloat16 with up to ``MAX_STREAMS`` streams to the references; ``fits_attention``
+anything but CPU float32 / bfloat16 heads of a multiple of 16 up to ``MAX_DIM`` channels.
 """
 
 from __future__ import annotations
@@ -20,16 +21,18 @@ import torch
 
 from codeagent.backend.kernels import native
 
-SOURCE = Path(__file__).with_name("native_mhc.c")
+SOURCE = Path(__file__).with_name("native_v4.c")
 FLAGS = (*native.FLAGS, "-ffp-contract=off")
-MAX_STREAMS = 16  # native_mhc.c's MAX_STREAMS
+MAX_STREAMS = 16  # native_v4.c's MAX_STREAMS
+MAX_DIM = 1024  # native_v4.c's MAX_DIM
 DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 
 _I, _F, _P = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
-SIGNATURES: native.Signatures = {  # native_mhc.c's entry points: result, arguments
+SIGNATURES: native.Signatures = {  # native_v4.c's entry points: result, arguments
     "ca_hc_weights": (_I, [_I, _I, _P, _P, _P, _I, _F, _P, _P, _P]),
     "ca_hc_collapse": (None, [_I, _I, _I, _P, _P, _P, _I, _I]),
     "ca_hc_expand": (None, [_I, _I, _I, _P, _I, _P, _P, _P, _P, _I, _I]),
+    "ca_sink_attention": (_I, [_I, _I, _I, _I, _P, _I, _P, _I, _P, _P, _F, _P, _I]),
 }
 
 LIBRARY = native.Library(SOURCE, SIGNATURES, FLAGS)
@@ -80,7 +83,14 @@ def collapse(streams: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
     out = torch.empty(t, d, dtype=streams.dtype)
     native.calls["hc_collapse"] += 1
     _lib().ca_hc_collapse(
-        t, n, d, streams.data_ptr(), pre.data_ptr(), out.data_ptr(), DTYPES[streams.dtype], torch.get_num_threads()
+        t,
+        n,
+        d,
+        streams.data_ptr(),
+        pre.data_ptr(),
+        out.data_ptr(),
+        DTYPES[streams.dtype],
+        torch.get_num_threads(),
     )
     return out
 
@@ -88,7 +98,11 @@ def collapse(streams: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
 def expand(out: torch.Tensor, streams: torch.Tensor, post: torch.Tensor, comb: torch.Tensor) -> torch.Tensor:
     """A sublayer's output out [T, D] back into streams [T, n, D]: post_k out + sum_j comb[j, k] X_j."""
     t, n, d = streams.shape
-    y = out.contiguous() if out.dtype in (torch.float32, streams.dtype) else out.to(torch.float32).contiguous()
+    y = (
+        out.contiguous()
+        if out.dtype in (torch.float32, streams.dtype)
+        else out.to(torch.float32).contiguous()
+    )
     post, comb = _f32(post), _f32(comb)
     result = torch.empty_like(streams)
     native.calls["hc_expand"] += 1
@@ -97,3 +111,39 @@ def expand(out: torch.Tensor, streams: torch.Tensor, post: torch.Tensor, comb: t
         result.data_ptr(), DTYPES[streams.dtype], torch.get_num_threads(),
     )  # fmt: skip
     return result
+
+
+def fits_attention(q: torch.Tensor, keys: torch.Tensor) -> bool:
+    """Whether ``sink_attention`` takes q [T, H, D] over keys [L, D]: CPU, float32 or bfloat16,
+    D a multiple of 16 up to ``MAX_DIM``."""
+    return (
+        q.dim() == 3
+        and keys.dim() == 2
+        and q.device.type == "cpu"
+        and keys.device.type == "cpu"
+        and q.dtype in DTYPES
+        and keys.dtype in DTYPES
+        and q.shape[2] == keys.shape[1]
+        and q.shape[2] % 16 == 0
+        and q.shape[2] <= MAX_DIM
+    )
+
+
+def sink_attention(
+    q: torch.Tensor, keys: torch.Tensor, visible: torch.Tensor, sinks: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """q [T, H, D]; keys (= values) [L, D]; visible [T, L] bool; sinks [H] -> [T, H, D] in q's dtype."""
+    t, heads, d = q.shape
+    q, keys = q.contiguous(), keys.contiguous()
+    seen = visible.to(torch.uint8).contiguous()
+    sinks = _f32(sinks)
+    out = torch.empty_like(q)
+    native.calls["sink_attention"] += 1
+    status = _lib().ca_sink_attention(
+        t, heads, d, keys.shape[0], q.data_ptr(), DTYPES[q.dtype], keys.data_ptr(), DTYPES[keys.dtype],
+        seen.data_ptr(), sinks.data_ptr(), scale, out.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    native.check(
+        "sink_attention", status, {-1: "out of memory", -2: f"head size not a multiple of 16 up to {MAX_DIM}"}
+    )
+    return out

@@ -1,4 +1,5 @@
-/* Native CPU kernels for DeepSeek-V4's manifold-constrained hyper-connections (mHC) at decode.
+/* Native CPU kernels for DeepSeek-V4's decode glue: the manifold-constrained hyper-connections
+ * (mHC) and, at the end of this file, the attention with a sink over a sequence's keys.
  *
  * Around each sublayer the residual's n streams X [T, n, D] are mixed by three small sets of
  * weights made from the sublayer's mixing logits [T, (2 + n) n]:
@@ -108,4 +109,66 @@ void ca_hc_expand(int t, int n, int d, const void *y, int y_bf16, const void *x,
         const float yv = y_bf16 ? bf16_to_f32(((const uint16_t *)y)[r * d + i]) : ((const float *)y)[r * d + i];
         store(out, v, post[r * n + k] * yv + mixed, bf16);
     }
+}
+
+/* Attention with a sink at decode sizes (``models/deepseek_v4/attention.py``'s ``attend``): q
+ * [t, heads, d], keys (= values, one latent shared by every head) [l, d], visible [t, l] (0 / 1),
+ * sinks [heads] float32 -> out [t, heads, d] in q's dtype:
+ *     out[r, h] = sum_j p_j keys[j],  p = softmax over (scale q[r, h] . keys[j] for visible j; sinks[h])
+ * the sink taking its share of the softmax and adding nothing. The keys are read into float32 once
+ * a call; threads take (row, head) pairs; each logit is a 16-lane dot product (``hsum``'s tree),
+ * the weighted sum runs over the keys in order. Returns 0, -1 when memory ran out, -2 for d not a
+ * multiple of 16 or over MAX_DIM. */
+#define MAX_DIM 1024
+int ca_sink_attention(int t, int heads, int d, int l, const void *q, int q_bf16, const void *keys, int k_bf16,
+                      const uint8_t *visible, const float *sinks, float scale, void *out, int threads) {
+    if (d % 16 || d > MAX_DIM) return -2;
+    float *kf = malloc(sizeof(float) * (size_t)((long)l * d > 0 ? (long)l * d : 1));
+    if (!kf) return -1;
+    const long values = (long)l * d;
+#pragma omp parallel for num_threads(threads) schedule(static) if (values >= PARALLEL_VALUES)
+    for (long i = 0; i < values; i++)
+        kf[i] = k_bf16 ? bf16_to_f32(((const uint16_t *)keys)[i]) : ((const float *)keys)[i];
+    int failed = 0;
+    const long pairs = (long)t * heads;
+#pragma omp parallel num_threads(threads) if (pairs * values >= PARALLEL_VALUES)
+    {
+        float *p = malloc(sizeof(float) * (size_t)(l > 0 ? l : 1));
+        float qv[MAX_DIM] __attribute__((aligned(64))), acc[MAX_DIM] __attribute__((aligned(64)));
+        if (!p) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (long pair = 0; pair < pairs; pair++) {
+            if (!p) continue;
+            const long r = pair / heads, h = pair % heads, at = pair * d;
+            for (int i = 0; i < d; i++) qv[i] = q_bf16 ? bf16_to_f32(((const uint16_t *)q)[at + i]) : ((const float *)q)[at + i];
+            float most = sinks[h];
+            for (int j = 0; j < l; j++) {
+                if (!visible[r * l + j]) continue;
+                f32x16 sum = {0};
+                for (int i = 0; i < d; i += 16) sum += load_f32(qv + i) * load_f32(kf + (long)j * d + i);
+                p[j] = hsum(sum) * scale;
+                most = p[j] > most ? p[j] : most;
+            }
+            float total = expf(sinks[h] - most);
+            for (int j = 0; j < l; j++)
+                if (visible[r * l + j]) {
+                    p[j] = expf(p[j] - most);
+                    total += p[j];
+                }
+            for (int i = 0; i < d; i++) acc[i] = 0.0f;
+            for (int j = 0; j < l; j++) {
+                if (!visible[r * l + j]) continue;
+                const float w = p[j] / total;
+                const float *kj = kf + (long)j * d;
+                for (int i = 0; i < d; i++) acc[i] += w * kj[i];
+            }
+            for (int i = 0; i < d; i++) store(out, at + i, acc[i], q_bf16);
+        }
+        free(p);
+    }
+    free(kf);
+    return failed ? -1 : 0;
 }
