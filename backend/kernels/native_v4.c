@@ -172,3 +172,29 @@ int ca_sink_attention(int t, int heads, int d, int l, const void *q, int q_bf16,
     free(kf);
     return failed ? -1 : 0;
 }
+
+/* The interleaved rotary of ``models/deepseek_v4/rope.py``: x [t, m, d] (m rows of each token,
+ * the heads), the last r channels rotated pairwise by cos, sin [t, r] (each pair's value repeated
+ * for both channels; pass -sin to rotate back), the first d - r copied -> out [t, m, d] in x's
+ * dtype. The pair (a, b) becomes (a cos - b sin, b cos + a sin), each product rounded before the
+ * sum as the reference's are. */
+void ca_interleaved_rope(int t, int m, int d, int r, const void *x, const float *cos, const float *sin, void *out,
+                         int bf16, int threads) {
+    const long rows = (long)t * m;
+#pragma omp parallel for num_threads(threads) schedule(static) if (rows * d >= PARALLEL_VALUES)
+    for (long row = 0; row < rows; row++) {
+        const long at = row * d, token = row / m;
+        const float *c = cos + token * r, *s = sin + token * r;
+        if (bf16)
+            memcpy((uint16_t *)out + at, (const uint16_t *)x + at, sizeof(uint16_t) * (size_t)(d - r));
+        else
+            memcpy((float *)out + at, (const float *)x + at, sizeof(float) * (size_t)(d - r));
+        for (int i = 0; i < r; i += 2) {
+            const long ia = at + d - r + i;
+            const float a = bf16 ? bf16_to_f32(((const uint16_t *)x)[ia]) : ((const float *)x)[ia];
+            const float b = bf16 ? bf16_to_f32(((const uint16_t *)x)[ia + 1]) : ((const float *)x)[ia + 1];
+            store(out, ia, a * c[i] + (-b) * s[i], bf16);
+            store(out, ia + 1, b * c[i + 1] + a * s[i + 1], bf16);
+        }
+    }
+}

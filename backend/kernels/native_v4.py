@@ -33,6 +33,7 @@ SIGNATURES: native.Signatures = {  # native_v4.c's entry points: result, argumen
     "ca_hc_collapse": (None, [_I, _I, _I, _P, _P, _P, _I, _I]),
     "ca_hc_expand": (None, [_I, _I, _I, _P, _I, _P, _P, _P, _P, _I, _I]),
     "ca_sink_attention": (_I, [_I, _I, _I, _I, _P, _I, _P, _I, _P, _P, _F, _P, _I]),
+    "ca_interleaved_rope": (None, [_I, _I, _I, _I, _P, _P, _P, _P, _I, _I]),
 }
 
 LIBRARY = native.Library(SOURCE, SIGNATURES, FLAGS)
@@ -145,5 +146,43 @@ def sink_attention(
     )  # fmt: skip
     native.check(
         "sink_attention", status, {-1: "out of memory", -2: f"head size not a multiple of 16 up to {MAX_DIM}"}
+    )
+    return out
+
+
+def fits_rope(x: torch.Tensor, cos: torch.Tensor) -> bool:
+    """Whether ``interleaved_rope`` takes x [T, D] or [T, M, D] with cos [T, r] or [T, 1, r]:
+    CPU, float32 or bfloat16, contiguous, r even and at most D."""
+    r = cos.shape[-1]
+    return (
+        x.dim() in (2, 3)
+        and x.device.type == "cpu"
+        and x.dtype in DTYPES
+        and x.is_contiguous()
+        and cos.numel() == x.shape[0] * r
+        and r % 2 == 0
+        and 0 < r <= x.shape[-1]
+    )
+
+
+def interleaved_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """``rope.apply_interleaved_rope``: the last r channels of x [T, (M,) D] rotated pairwise by
+    cos, sin [T, r] (broadcast over M) -> x's shape and dtype."""
+    t, d, r = x.shape[0], x.shape[-1], cos.shape[-1]
+    m = x.shape[1] if x.dim() == 3 else 1
+    cos, sin = _f32(cos), _f32(sin)
+    out = torch.empty_like(x)
+    native.calls["interleaved_rope"] += 1
+    _lib().ca_interleaved_rope(
+        t,
+        m,
+        d,
+        r,
+        x.data_ptr(),
+        cos.data_ptr(),
+        sin.data_ptr(),
+        out.data_ptr(),
+        DTYPES[x.dtype],
+        torch.get_num_threads(),
     )
     return out

@@ -138,3 +138,25 @@ def test_sink_attention_matches_attend_and_ignores_the_batch(dtype, tokens):
         attend(q, keys, visible, sinks, d**-0.5, kernels).float(), got.float(), atol=0, rtol=0
     )
     assert native_v4.native.calls["sink_attention"] == before + 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("heads", [None, 5])  # x [T, D] with cos [T, r]; x [T, H, D] with cos [T, 1, r]
+def test_interleaved_rope_gives_the_references_bits(dtype, heads):
+    from codeagent.backend.models.deepseek_v4.rope import apply_interleaved_rope, rope_cos_sin
+
+    gen = torch.Generator().manual_seed(3)
+    shape = (4, 48) if heads is None else (4, heads, 48)
+    x = torch.randn(*shape, generator=gen).to(dtype)
+    cos, sin = rope_cos_sin(torch.tensor([0, 7, 300, 9000]), 1.0 / 10000 ** (torch.arange(0, 16, 2) / 16))
+    if heads is not None:
+        cos, sin = cos[:, None], sin[:, None]
+    for s in (sin, -sin):  # rotated, and rotated back
+        got = native_v4.interleaved_rope(x, cos, s)
+        assert torch.equal(got, apply_interleaved_rope(x, cos, s))  # the same products and sums
+    kernels = dispatch.choose("cpu", "native")
+    before = native_v4.native.calls["interleaved_rope"]
+    assert torch.equal(apply_interleaved_rope(x, cos, sin, kernels), apply_interleaved_rope(x, cos, sin))
+    assert native_v4.native.calls["interleaved_rope"] == before + 1
+    strided = torch.randn(*shape[:-1], 96).to(dtype)[..., ::2]  # x's shape, not contiguous
+    assert native_v4.fits_rope(strided.contiguous(), cos) and not native_v4.fits_rope(strided, cos)

@@ -59,6 +59,8 @@ def apply_interleaved_rope(
     Pass ``-sin`` to rotate back (the attention output's conjugate rotation)."""
     if kernels.triton is not None and x.dim() in (2, 3) and cos.shape[0] == x.shape[0]:
         return kernels.triton.apply_interleaved_rope(x, cos, sin)
+    if kernels.v4 is not None and kernels.v4.fits_rope(x, cos):
+        return kernels.v4.interleaved_rope(x, cos, sin)
     r = cos.shape[-1]
     nope, rope = x[..., :-r], x[..., -r:].float()
     pairs = rope.unflatten(-1, (-1, 2))  # [..., r/2, 2]
