@@ -41,11 +41,11 @@ def test_data_files_are_declared():
 
 
 def test_every_kernel_source_ships():
-    """The native kernels are compiled on the user's machine: a C file left out of the package
-    data is a kernel that fails to build there."""
+    """The native kernels are compiled on the user's machine: a C file or a header it includes
+    left out of the package data is a kernel that fails to build there."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     data = config["tool"]["setuptools"]["package-data"]
-    for source in ROOT.rglob("*.c"):
+    for source in [*ROOT.rglob("*.c"), *ROOT.rglob("*.h")]:
         if ".git" in source.parts:
             continue
         package = ".".join(("codeagent", *source.parent.relative_to(ROOT).parts))

@@ -198,3 +198,39 @@ void ca_interleaved_rope(int t, int m, int d, int r, const void *x, const float 
         }
     }
 }
+
+/* DeepSeek-V4's RMSNorms (``models/deepseek_v4/norm.py``) over rows of d: with a float32 weight,
+ * out = (weight * (x * rsqrt(mean(x^2) + eps))) rounded once to x's dtype; without one (the
+ * per-head query norm, mHC's input norm), out = x * rsqrt(...) with the rsqrt first rounded to
+ * x's dtype, as the reference multiplies in x's dtype. The mean's sum is this file's, 16 lanes
+ * then ``hsum``'s tree (d a multiple of 16) or in order. */
+void ca_v4_rms_norm(long rows, int d, const void *x, const float *weight, void *out, float eps, int bf16,
+                    int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (rows * d >= PARALLEL_VALUES)
+    for (long r = 0; r < rows; r++) {
+        const long at = r * d;
+        float sum = 0.0f;
+        if (d % 16 == 0) {
+            f32x16 lanes = {0};
+            for (int i = 0; i < d; i += 16) {
+                f32x16 v;
+                if (bf16)
+                    for (int l = 0; l < 16; l++) v[l] = bf16_to_f32(((const uint16_t *)x)[at + i + l]);
+                else
+                    v = load_f32((const float *)x + at + i);
+                lanes += v * v;
+            }
+            sum = hsum(lanes);
+        } else
+            for (int i = 0; i < d; i++) {
+                const float v = bf16 ? bf16_to_f32(((const uint16_t *)x)[at + i]) : ((const float *)x)[at + i];
+                sum += v * v;
+            }
+        const float inv = 1.0f / sqrtf(sum / (float)d + eps);
+        const float scale = weight || !bf16 ? inv : bf16_to_f32(f32_to_bf16(inv));
+        for (int i = 0; i < d; i++) {
+            const float v = bf16 ? bf16_to_f32(((const uint16_t *)x)[at + i]) : ((const float *)x)[at + i];
+            store(out, at + i, weight ? weight[i] * (v * scale) : v * scale, bf16);
+        }
+    }
+}

@@ -34,6 +34,7 @@ SIGNATURES: native.Signatures = {  # native_v4.c's entry points: result, argumen
     "ca_hc_expand": (None, [_I, _I, _I, _P, _I, _P, _P, _P, _P, _I, _I]),
     "ca_sink_attention": (_I, [_I, _I, _I, _I, _P, _I, _P, _I, _P, _P, _F, _P, _I]),
     "ca_interleaved_rope": (None, [_I, _I, _I, _I, _P, _P, _P, _P, _I, _I]),
+    "ca_v4_rms_norm": (None, [ctypes.c_long, _I, _P, _P, _P, _F, _I, _I]),
 }
 
 LIBRARY = native.Library(SOURCE, SIGNATURES, FLAGS)
@@ -185,4 +186,30 @@ def interleaved_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> t
         DTYPES[x.dtype],
         torch.get_num_threads(),
     )
+    return out
+
+
+def fits_norm(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
+    """Whether ``rms_norm`` takes x [..., D] (and a float32 weight [D], or none): CPU, float32 or
+    bfloat16."""
+    return (
+        x.dim() >= 1
+        and x.device.type == "cpu"
+        and x.dtype in DTYPES
+        and x.shape[-1] > 0
+        and (weight is None or (weight.dtype == torch.float32 and weight.shape == (x.shape[-1],)))
+    )
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """``norm.rms_norm`` (a float32 weight) or ``norm.unweighted_rms_norm`` (None) over the last
+    dimension -> x's shape and dtype."""
+    x = x.contiguous()
+    d = x.shape[-1]
+    out = torch.empty_like(x)
+    native.calls["v4_rms_norm"] += 1
+    _lib().ca_v4_rms_norm(
+        x.numel() // d, d, x.data_ptr(), None if weight is None else weight.contiguous().data_ptr(),
+        out.data_ptr(), eps, DTYPES[x.dtype], torch.get_num_threads(),
+    )  # fmt: skip
     return out

@@ -160,3 +160,25 @@ def test_interleaved_rope_gives_the_references_bits(dtype, heads):
     assert native_v4.native.calls["interleaved_rope"] == before + 1
     strided = torch.randn(*shape[:-1], 96).to(dtype)[..., ::2]  # x's shape, not contiguous
     assert native_v4.fits_rope(strided.contiguous(), cos) and not native_v4.fits_rope(strided, cos)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("width", [64, 40])  # 16 lanes, or in order
+def test_rms_norms_match_the_references_and_ignore_the_batch(dtype, width):
+    from codeagent.backend.models.deepseek_v4 import norm
+
+    gen = torch.Generator().manual_seed(width)
+    x = (3 * torch.randn(5, 3, width, generator=gen)).to(dtype)
+    weight = torch.randn(width, generator=gen)
+    tol = 1e-5 if dtype == torch.float32 else 2**-7
+    for w, reference in ((weight, norm.rms_norm(x, weight, 1e-6)), (None, norm.unweighted_rms_norm(x, 1e-6))):
+        got = native_v4.rms_norm(x, w, 1e-6)
+        assert got.dtype == dtype and got.shape == x.shape
+        torch.testing.assert_close(got.float(), reference.float(), atol=tol, rtol=tol)
+        assert torch.equal(native_v4.rms_norm(x[2:3], w, 1e-6), got[2:3])  # alone: the same bits
+    kernels = dispatch.choose("cpu", "native")
+    before = native_v4.native.calls["v4_rms_norm"]
+    norm.rms_norm(x, weight, 1e-6, kernels)
+    norm.unweighted_rms_norm(x, 1e-6, kernels)
+    assert native_v4.native.calls["v4_rms_norm"] == before + 2
+    assert not native_v4.fits_norm(x, weight.half())
