@@ -31,6 +31,27 @@ static inline f32x16 load_f32(const float *p) {
 /* The sum of the 16 lanes, always as the same tree: lane i + lane i+8, then i + i+4, i + i+2,
  * i + i+1 (shuffles where the compiler has them: a scalar chain costs more than the products
  * of a short row). */
+typedef int32_t i32x16 __attribute__((vector_size(64)));
+
+/* exp of 16 arguments that are <= 0 (scores less their maximum): 2^n * p(r) with r in
+ * [-ln2/2, ln2/2] and a degree-7 polynomial (Cephes' expf coefficients), about 1 ulp;
+ * arguments below -86 give exp(-86), which no sum holding exp(0) can notice. */
+static inline f32x16 exp_nonpositive(f32x16 x) {
+    const f32x16 lo = (f32x16){0} - 86.0f;
+    const i32x16 small = x < lo;
+    x = (f32x16)(((i32x16)x & ~small) | ((i32x16)lo & small));
+    const i32x16 n = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, i32x16); /* round(x / ln2) */
+    const f32x16 nf = __builtin_convertvector(n, f32x16);
+    const f32x16 r = x - nf * 0.693359375f - nf * -2.12194440e-4f;
+    f32x16 p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    return (f32x16)((i32x16)p + (n << 23));
+}
+
 static inline float hsum(f32x16 v) {
 #if defined(__clang__) || __GNUC__ >= 12
     typedef float f32x8 __attribute__((vector_size(32)));

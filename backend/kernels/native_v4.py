@@ -9,12 +9,14 @@ runtime), with FMA contraction off. The references are ``models/deepseek_v4/mhc.
 them by the exponential and the order of the einsums' sums (a few float32 roundings), and give a
 token the same bits alone or in a batch. ``fits`` sends anything but contiguous CPU streams of
 float32 or bfloat16 with up to ``MAX_STREAMS`` streams to the references; ``fits_attention``
-anything but CPU float32 / bfloat16 heads of a multiple of 16 up to ``MAX_DIM`` channels.
+anything but bfloat16 heads of a multiple of 32 channels (up to ``MAX_DIM``) in groups of ``GROUP``
+on a CPU with AVX512-BF16.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 from pathlib import Path
 
 import torch
@@ -25,6 +27,7 @@ SOURCE = Path(__file__).with_name("native_v4.c")
 FLAGS = (*native.FLAGS, "-ffp-contract=off")
 MAX_STREAMS = 16  # native_v4.c's MAX_STREAMS
 MAX_DIM = 1024  # native_v4.c's MAX_DIM
+GROUP = 4  # native_v4.c's GROUP: heads a sink-attention task takes
 DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 
 _I, _F, _P = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
@@ -32,7 +35,8 @@ SIGNATURES: native.Signatures = {  # native_v4.c's entry points: result, argumen
     "ca_hc_weights": (_I, [_I, _I, _P, _P, _P, _I, _F, _P, _P, _P]),
     "ca_hc_collapse": (None, [_I, _I, _I, _P, _P, _P, _I, _I]),
     "ca_hc_expand": (None, [_I, _I, _I, _P, _I, _P, _P, _P, _P, _I, _I]),
-    "ca_sink_attention": (_I, [_I, _I, _I, _I, _P, _I, _P, _I, _P, _P, _F, _P, _I]),
+    "ca_sink_attention": (_I, [_I, _I, _I, _I, _P, _P, _P, _P, _F, _P, _I]),
+    "ca_has_sink_attention": (_I, []),
     "ca_interleaved_rope": (None, [_I, _I, _I, _I, _P, _P, _P, _P, _I, _I]),
     "ca_v4_rms_norm": (None, [ctypes.c_long, _I, _P, _P, _P, _F, _I, _I]),
 }
@@ -115,26 +119,33 @@ def expand(out: torch.Tensor, streams: torch.Tensor, post: torch.Tensor, comb: t
     return result
 
 
+@functools.cache
+def has_attention() -> bool:
+    """Whether ``sink_attention`` runs here (its build has AVX512-BF16)."""
+    return bool(_lib().ca_has_sink_attention())
+
+
 def fits_attention(q: torch.Tensor, keys: torch.Tensor) -> bool:
-    """Whether ``sink_attention`` takes q [T, H, D] over keys [L, D]: CPU, float32 or bfloat16,
-    D a multiple of 16 up to ``MAX_DIM``."""
+    """Whether ``sink_attention`` takes q [T, H, D] over keys [L, D]: CPU, both bfloat16, D a
+    multiple of 32 up to ``MAX_DIM``, H a multiple of ``GROUP``, and AVX512-BF16 here."""
     return (
         q.dim() == 3
         and keys.dim() == 2
         and q.device.type == "cpu"
         and keys.device.type == "cpu"
-        and q.dtype in DTYPES
-        and keys.dtype in DTYPES
+        and q.dtype == keys.dtype == torch.bfloat16
         and q.shape[2] == keys.shape[1]
-        and q.shape[2] % 16 == 0
+        and q.shape[2] % 32 == 0
         and q.shape[2] <= MAX_DIM
+        and q.shape[1] % GROUP == 0
+        and has_attention()
     )
 
 
 def sink_attention(
     q: torch.Tensor, keys: torch.Tensor, visible: torch.Tensor, sinks: torch.Tensor, scale: float
 ) -> torch.Tensor:
-    """q [T, H, D]; keys (= values) [L, D]; visible [T, L] bool; sinks [H] -> [T, H, D] in q's dtype."""
+    """q [T, H, D]; keys (= values) [L, D], both bfloat16; visible [T, L] bool; sinks [H] -> [T, H, D]."""
     t, heads, d = q.shape
     q, keys = q.contiguous(), keys.contiguous()
     seen = visible.to(torch.uint8).contiguous()
@@ -142,11 +153,16 @@ def sink_attention(
     out = torch.empty_like(q)
     native.calls["sink_attention"] += 1
     status = _lib().ca_sink_attention(
-        t, heads, d, keys.shape[0], q.data_ptr(), DTYPES[q.dtype], keys.data_ptr(), DTYPES[keys.dtype],
-        seen.data_ptr(), sinks.data_ptr(), scale, out.data_ptr(), torch.get_num_threads(),
+        t, heads, d, keys.shape[0], q.data_ptr(), keys.data_ptr(), seen.data_ptr(), sinks.data_ptr(), scale,
+        out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     native.check(
-        "sink_attention", status, {-1: "out of memory", -2: f"head size not a multiple of 16 up to {MAX_DIM}"}
+        "sink_attention",
+        status,
+        {
+            -1: "out of memory",
+            -2: f"needs AVX512-BF16, bfloat16 heads of a multiple of 32 up to {MAX_DIM}, {GROUP} a task",
+        },
     )
     return out
 
