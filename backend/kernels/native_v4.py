@@ -1,16 +1,18 @@
-"""Native CPU kernels for DeepSeek-V4's decode glue (``native_v4.c``): the mHC mixing weights
+"""Native CPU kernels for DeepSeek-V4's decode glue: in ``native_v4.c`` the mHC mixing weights
 (sigmoids and Sinkhorn) from the logits, the collapse of the streams into a sublayer's input and
-the expansion of its output back into the streams, and the attention with a sink over a
-sequence's keys; one call each in place of the ~150 torch operators a layer they replace.
+the expansion of its output back into the streams, the interleaved rotary and V4's RMSNorms; in
+``native_v4_attention.c`` the attention with a sink over a sequence's keys. One call each in place
+of the ~150 torch operators a layer they replace.
 
 Built and loaded as ``native`` builds ``native.c`` (the same compiler, cache folder and OpenMP
 runtime), with FMA contraction off. The references are ``models/deepseek_v4/mhc.py``'s
-``hc_weights``, ``collapse`` and ``expand`` and ``attention.py``'s ``attend``; these differ from
-them by the exponential and the order of the einsums' sums (a few float32 roundings), and give a
-token the same bits alone or in a batch. ``fits`` sends anything but contiguous CPU streams of
-float32 or bfloat16 with up to ``MAX_STREAMS`` streams to the references; ``fits_attention``
-anything but bfloat16 heads of a multiple of 32 channels (up to ``MAX_DIM``) in groups of ``GROUP``
-on a CPU with AVX512-BF16.
+``hc_weights``, ``collapse`` and ``expand``, ``attention.py``'s ``attend``, ``rope.py``'s
+``apply_interleaved_rope`` and ``norm.py``'s norms; these differ from them by the exponential and
+the order of sums (a few float32 roundings; the rotary gives their bits), and give a token the
+same bits alone or in a batch. ``fits`` sends anything but contiguous CPU streams of float32 or
+bfloat16 with up to ``MAX_STREAMS`` streams to the references; ``fits_attention`` anything but
+bfloat16 heads of a multiple of 32 channels (up to ``MAX_DIM``) in groups of ``GROUP`` on a CPU
+with AVX512-BF16; ``fits_rope`` and ``fits_norm`` anything but float32 / bfloat16 CPU tensors.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ import torch
 from codeagent.backend.kernels import native
 
 SOURCE = Path(__file__).with_name("native_v4.c")
+ATTENTION_SOURCE = Path(__file__).with_name("native_v4_attention.c")
 FLAGS = (*native.FLAGS, "-ffp-contract=off")
 MAX_STREAMS = 16  # native_v4.c's MAX_STREAMS
-MAX_DIM = 1024  # native_v4.c's MAX_DIM
-GROUP = 4  # native_v4.c's GROUP: heads a sink-attention task takes
+MAX_DIM = 1024  # native_v4_attention.c's MAX_DIM
+GROUP = 4  # native_v4_attention.c's GROUP: heads a sink-attention task takes
 DTYPES = {torch.float32: 0, torch.bfloat16: 1}
 
 _I, _F, _P = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
@@ -35,18 +38,23 @@ SIGNATURES: native.Signatures = {  # native_v4.c's entry points: result, argumen
     "ca_hc_weights": (_I, [_I, _I, _P, _P, _P, _I, _F, _P, _P, _P]),
     "ca_hc_collapse": (None, [_I, _I, _I, _P, _P, _P, _I, _I]),
     "ca_hc_expand": (None, [_I, _I, _I, _P, _I, _P, _P, _P, _P, _I, _I]),
-    "ca_sink_attention": (_I, [_I, _I, _I, _I, _P, _P, _P, _P, _F, _P, _I]),
-    "ca_has_sink_attention": (_I, []),
     "ca_interleaved_rope": (None, [_I, _I, _I, _I, _P, _P, _P, _P, _I, _I]),
     "ca_v4_rms_norm": (None, [ctypes.c_long, _I, _P, _P, _P, _F, _I, _I]),
 }
+ATTENTION_SIGNATURES: native.Signatures = {  # native_v4_attention.c's
+    "ca_sink_attention": (_I, [_I, _I, _I, _I, _P, _P, _P, _P, _F, _P, _I]),
+    "ca_has_sink_attention": (_I, []),
+}
 
 LIBRARY = native.Library(SOURCE, SIGNATURES, FLAGS)
+ATTENTION = native.Library(ATTENTION_SOURCE, ATTENTION_SIGNATURES, FLAGS)
 _lib = LIBRARY.lib
 
 
 def problem() -> str | None:
-    """Why these kernels are unavailable here, or None (builds them on first call)."""
+    """Why these kernels are unavailable here, or None (builds them on first call). The sink
+    attention's library is checked apart (``has_attention``): without it the model runs that
+    layer's reference and keeps the rest."""
     return LIBRARY.problem()
 
 
@@ -121,8 +129,8 @@ def expand(out: torch.Tensor, streams: torch.Tensor, post: torch.Tensor, comb: t
 
 @functools.cache
 def has_attention() -> bool:
-    """Whether ``sink_attention`` runs here (its build has AVX512-BF16)."""
-    return bool(_lib().ca_has_sink_attention())
+    """Whether ``sink_attention`` runs here (its library builds and has AVX512-BF16)."""
+    return ATTENTION.problem() is None and bool(ATTENTION.lib().ca_has_sink_attention())
 
 
 def fits_attention(q: torch.Tensor, keys: torch.Tensor) -> bool:
@@ -152,7 +160,7 @@ def sink_attention(
     sinks = _f32(sinks)
     out = torch.empty_like(q)
     native.calls["sink_attention"] += 1
-    status = _lib().ca_sink_attention(
+    status = ATTENTION.lib().ca_sink_attention(
         t, heads, d, keys.shape[0], q.data_ptr(), keys.data_ptr(), seen.data_ptr(), sinks.data_ptr(), scale,
         out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
