@@ -12,7 +12,8 @@ against.
 
 - ``auto`` (default): Triton on CUDA when ``triton`` is installed; on CPU the native kernels
   (``kernels/native.c``, ``native_packed.c`` for FP8 / FP4 weights, ``native_recurrent.c``
-  for linear attention and ``native_v4.c`` for DeepSeek-V4's mHC and sink attention, built on first use with the machine's C compiler) where they build, the
+  for linear attention and ``native_v4.c`` / ``native_v4_attention.c`` for DeepSeek-V4's decode
+  glue, built on first use with the machine's C compiler) where they build, the
   torch references where they do not (``native_problem()`` says why); the references
   on a GPU machine without Triton;
 - ``triton``: Triton everywhere; on CPU through Triton's interpreter, which ``choose``
@@ -68,7 +69,7 @@ class Kernels:
     native: ModuleType | None = None  # ``kernels.native``: the CPU kernels, where shapes fit them
     packed: ModuleType | None = None  # ``kernels.native_packed``: the CPU kernels over FP8 / FP4 weights
     recurrent: ModuleType | None = None  # ``kernels.native_recurrent``: linear attention's CPU kernels
-    v4: ModuleType | None = None  # ``kernels.native_v4``: DeepSeek-V4's mHC and sink attention on CPU
+    v4: ModuleType | None = None  # ``kernels.native_v4``: DeepSeek-V4's decode glue on CPU
 
 
 REFERENCE = Kernels("torch reference")
@@ -224,7 +225,7 @@ def recurrent_ops() -> ModuleType:
 
 
 def v4_ops() -> ModuleType:
-    """``kernels.native_v4`` (DeepSeek-V4's mHC and sink-attention native kernels), imported on first use."""
+    """``kernels.native_v4`` (DeepSeek-V4's decode-glue native kernels), imported on first use."""
     return importlib.import_module("codeagent.backend.kernels.native_v4")
 
 

@@ -106,16 +106,6 @@ static inline __attribute__((always_inline)) void dots(const void *const *rows, 
         for (int s = 0; s < n; s++) res[j][s] = hsum(acc[j][s]);
 }
 
-/* bf16 weights against bf16 activations with AVX512-BF16 (``vdpbf16ps``): 32 products a
- * instruction, each lane adding the products of one even and one odd input to its float32 sum,
- * against 16 for the float32 route (which converts every weight first). Twice the arithmetic
- * a cycle is what decode batches above one row and the MoE layers need on two cores. Each
- * (row, activation) sum runs in two accumulators, the even chunks of 32 inputs into one and the
- * odd ones into the other (a last odd-numbered chunk into the first), added before the final
- * tree: two independent chains per product, so even one weight row streamed alone keeps the
- * multiplier busy. The same steps whatever nr and n (batch-invariant as ``dots``); a different
- * order of additions from the float32 route, so a machine with and one without AVX512-BF16
- * differ in the last bits (the cache key of the build includes the CPU's flags). */
 /* The weight rows a product in pairs reads next, for it to prefetch while it multiplies the
  * current ones: with five or more activation rows, a block of four weight rows is read from
  * memory by the first pass over it and from L1 by the others, and without a software prefetch
@@ -128,6 +118,16 @@ typedef struct {
     int first, lines;
 } Ahead;
 
+/* bf16 weights against bf16 activations with AVX512-BF16 (``vdpbf16ps``): 32 products a
+ * instruction, each lane adding the products of one even and one odd input to its float32 sum,
+ * against 16 for the float32 route (which converts every weight first). Twice the arithmetic
+ * a cycle is what decode batches above one row and the MoE layers need on two cores. Each
+ * (row, activation) sum runs in two accumulators, the even chunks of 32 inputs into one and the
+ * odd ones into the other (a last odd-numbered chunk into the first), added before the final
+ * tree: two independent chains per product, so even one weight row streamed alone keeps the
+ * multiplier busy. The same steps whatever nr and n (batch-invariant as ``dots``); a different
+ * order of additions from the float32 route, so a machine with and one without AVX512-BF16
+ * differ in the last bits (the cache key of the build includes the CPU's flags). */
 #if defined(__AVX512BF16__)
 #define HAVE_PAIRS 1
 static inline __attribute__((always_inline)) void dots_pairs(const void *const *rows, const int nr, const int k,
@@ -447,8 +447,6 @@ static inline f32x16 load_any(const void *base, long index, int bf16) {
     return bf16 ? load_bf16((const uint16_t *)base + index) : load_f32((const float *)base + index);
 }
 
-
-
 #define CHUNK 256 /* context rows of one work item; a sequence's chunks are merged in order */
 #define TILE 16   /* rows scored, exponentiated and accumulated together */
 #define MAX_GROUP 16
@@ -612,10 +610,6 @@ int ca_decode_attention(int b, int heads, int kv_heads, int d, const void *q, co
     free(partial);
     free(first);
     return status;
-}
-
-static float load_one(const void *x, long index, int bf16) {
-    return bf16 ? bf16_to_f32(((const uint16_t *)x)[index]) : ((const float *)x)[index];
 }
 
 /* 1 / sqrt(mean(x^2) + eps) over x[at .. at + d), in float32. */

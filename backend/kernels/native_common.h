@@ -28,9 +28,6 @@ static inline f32x16 load_f32(const float *p) {
     memcpy(&v, p, sizeof v);
     return v;
 }
-/* The sum of the 16 lanes, always as the same tree: lane i + lane i+8, then i + i+4, i + i+2,
- * i + i+1 (shuffles where the compiler has them: a scalar chain costs more than the products
- * of a short row). */
 typedef int32_t i32x16 __attribute__((vector_size(64)));
 
 /* exp of 16 arguments that are <= 0 (scores less their maximum): 2^n * p(r) with r in
@@ -52,6 +49,9 @@ static inline f32x16 exp_nonpositive(f32x16 x) {
     return (f32x16)((i32x16)p + (n << 23));
 }
 
+/* The sum of the 16 lanes, always as the same tree: lane i + lane i+8, then i + i+4, i + i+2,
+ * i + i+1 (shuffles where the compiler has them: a scalar chain costs more than the products
+ * of a short row). */
 static inline float hsum(f32x16 v) {
 #if defined(__clang__) || __GNUC__ >= 12
     typedef float f32x8 __attribute__((vector_size(32)));
@@ -69,6 +69,16 @@ static inline float hsum(f32x16 v) {
     return s[0];
 #endif
 }
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+/* hsum of a 512-bit vector of floats */
+static inline float hsum512(__m512 v) {
+    f32x16 lanes;
+    memcpy(&lanes, &v, sizeof lanes);
+    return hsum(lanes);
+}
+#endif
 static inline float bf16_to_f32(uint16_t h) {
     uint32_t w = (uint32_t)h << 16;
     float f;
@@ -87,6 +97,27 @@ static inline void store(void *out, long index, float value, int bf16) {
         ((uint16_t *)out)[index] = f32_to_bf16(value);
     else
         ((float *)out)[index] = value;
+}
+
+/* x[index] as float32, x bf16 or float32 */
+static inline float load_one(const void *x, long index, int bf16) {
+    return bf16 ? bf16_to_f32(((const uint16_t *)x)[index]) : ((const float *)x)[index];
+}
+
+/* 16 values stored at out + at, as float32 or rounded to bfloat16 as f32_to_bf16 does. */
+static inline void store16(void *out, long at, f32x16 v, int bf16) {
+    if (!bf16) {
+        memcpy((float *)out + at, &v, sizeof v);
+        return;
+    }
+    typedef uint32_t u32x16 __attribute__((vector_size(64)));
+    typedef uint16_t u16x16 __attribute__((vector_size(32)));
+    u32x16 w;
+    memcpy(&w, &v, sizeof w);
+    const u32x16 nan = (u32x16)((w & 0x7fffffffu) > 0x7f800000u); /* all ones where NaN */
+    const u32x16 rounded = (w + 0x7fffu + ((w >> 16) & 1u)) >> 16;
+    const u16x16 h = __builtin_convertvector((rounded & ~nan) | (((w >> 16) | 0x40u) & nan), u16x16);
+    memcpy((uint16_t *)out + at, &h, sizeof h);
 }
 
 #define I8_BLOCK 128

@@ -132,12 +132,6 @@ static const int16_t SHIFT_EVEN[32] __attribute__((aligned(64))) = {4, 4, 4, 4, 
 static const int16_t SHIFT_ODD[32] __attribute__((aligned(64))) = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                                                    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2};
 
-static inline float hsum512(__m512 v) {
-    f32x16 s;
-    memcpy(&s, &v, sizeof s);
-    return hsum(s);
-}
-
 /* res[j][s] = dot(row j, quantized xs[s]) for j < NR, s < N (constants after inlining). */
 static inline __attribute__((always_inline)) void dots_vnni(const uint8_t *const *p, const uint16_t *const *sc,
                                                             const int nr, long ahead, int k,

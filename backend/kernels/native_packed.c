@@ -1160,22 +1160,6 @@ done:
     return status;
 }
 
-/* 16 values stored at out + at, as float32 or rounded to bfloat16 as f32_to_bf16 does. */
-static inline void store16(void *out, long at, f32x16 v, int bf16) {
-    if (!bf16) {
-        memcpy((float *)out + at, &v, sizeof v);
-        return;
-    }
-    typedef uint32_t u32x16 __attribute__((vector_size(64)));
-    typedef uint16_t u16x16 __attribute__((vector_size(32)));
-    u32x16 w;
-    memcpy(&w, &v, sizeof w);
-    const u32x16 nan = (u32x16)((w & 0x7fffffffu) > 0x7f800000u); /* all ones where NaN */
-    const u32x16 rounded = (w + 0x7fffu + ((w >> 16) & 1u)) >> 16;
-    const u16x16 h = __builtin_convertvector((rounded & ~nan) | (((w >> 16) | 0x40u) & nan), u16x16);
-    memcpy((uint16_t *)out + at, &h, sizeof h);
-}
-
 /* W [n, k] decoded into out [n, k] (bf16 or float32): the values quant.dequantize gives, for the
  * products too large for the kernels above (prefill), one layer at a time. */
 void ca_dequantize_packed(int n, int k, const uint8_t *codes, const void *scale, int format, int scale_u8,

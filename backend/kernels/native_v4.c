@@ -83,15 +83,9 @@ int ca_hc_weights(int t, int n, const float *logits, const float *scale, const f
 /* 16 values from x at i (bf16 or float32) as float32 */
 static inline f32x16 load16(const void *x, long i, int bf16) {
     if (!bf16) return load_f32((const float *)x + i);
-    uint16_t h[16];
-    memcpy(h, (const uint16_t *)x + i, sizeof h);
     f32x16 v;
-    for (int l = 0; l < 16; l++) v[l] = bf16_to_f32(h[l]);
+    for (int l = 0; l < 16; l++) v[l] = load_one(x, i + l, 1);
     return v;
-}
-
-static inline void store16(void *out, long i, f32x16 v, int bf16) {
-    for (int l = 0; l < 16; l++) store(out, i + l, v[l], bf16);
 }
 
 /* x [t, n, d], pre [t, n] -> out [t, d] = sum_j pre[j] x[j] (x's dtype). Tasks of 16 channels
@@ -108,10 +102,7 @@ void ca_hc_collapse(int t, int n, int d, const void *x, const float *pre, void *
             store16(out, r * d + i, sum, bf16);
         } else {
             float sum = 0.0f;
-            for (int j = 0; j < n; j++) {
-                const long at = (r * n + j) * d + i;
-                sum += pre[r * n + j] * (bf16 ? bf16_to_f32(((const uint16_t *)x)[at]) : ((const float *)x)[at]);
-            }
+            for (int j = 0; j < n; j++) sum += pre[r * n + j] * load_one(x, (r * n + j) * d + i, bf16);
             store(out, r * d + i, sum, bf16);
         }
     }
@@ -133,12 +124,8 @@ void ca_hc_expand(int t, int n, int d, const void *y, int y_bf16, const void *x,
             store16(out, (r * n + k) * d + i, post[r * n + k] * load16(y, r * d + i, y_bf16) + mixed, bf16);
         } else {
             float mixed = 0.0f;
-            for (int j = 0; j < n; j++) {
-                const long at = (r * n + j) * d + i;
-                mixed += comb[(r * n + j) * n + k] * (bf16 ? bf16_to_f32(((const uint16_t *)x)[at]) : ((const float *)x)[at]);
-            }
-            const float yv = y_bf16 ? bf16_to_f32(((const uint16_t *)y)[r * d + i]) : ((const float *)y)[r * d + i];
-            store(out, (r * n + k) * d + i, post[r * n + k] * yv + mixed, bf16);
+            for (int j = 0; j < n; j++) mixed += comb[(r * n + j) * n + k] * load_one(x, (r * n + j) * d + i, bf16);
+            store(out, (r * n + k) * d + i, post[r * n + k] * load_one(y, r * d + i, y_bf16) + mixed, bf16);
         }
     }
 }
@@ -161,8 +148,7 @@ void ca_interleaved_rope(int t, int m, int d, int r, const void *x, const float 
             memcpy((float *)out + at, (const float *)x + at, sizeof(float) * (size_t)(d - r));
         for (int i = 0; i < r; i += 2) {
             const long ia = at + d - r + i;
-            const float a = bf16 ? bf16_to_f32(((const uint16_t *)x)[ia]) : ((const float *)x)[ia];
-            const float b = bf16 ? bf16_to_f32(((const uint16_t *)x)[ia + 1]) : ((const float *)x)[ia + 1];
+            const float a = load_one(x, ia, bf16), b = load_one(x, ia + 1, bf16);
             store(out, ia, a * c[i] + (-b) * s[i], bf16);
             store(out, ia + 1, b * c[i + 1] + a * s[i + 1], bf16);
         }
@@ -183,23 +169,19 @@ void ca_v4_rms_norm(long rows, int d, const void *x, const float *weight, void *
         if (d % 16 == 0) {
             f32x16 lanes = {0};
             for (int i = 0; i < d; i += 16) {
-                f32x16 v;
-                if (bf16)
-                    for (int l = 0; l < 16; l++) v[l] = bf16_to_f32(((const uint16_t *)x)[at + i + l]);
-                else
-                    v = load_f32((const float *)x + at + i);
+                const f32x16 v = load16(x, at + i, bf16);
                 lanes += v * v;
             }
             sum = hsum(lanes);
         } else
             for (int i = 0; i < d; i++) {
-                const float v = bf16 ? bf16_to_f32(((const uint16_t *)x)[at + i]) : ((const float *)x)[at + i];
+                const float v = load_one(x, at + i, bf16);
                 sum += v * v;
             }
         const float inv = 1.0f / sqrtf(sum / (float)d + eps);
         const float scale = weight || !bf16 ? inv : bf16_to_f32(f32_to_bf16(inv));
         for (int i = 0; i < d; i++) {
-            const float v = bf16 ? bf16_to_f32(((const uint16_t *)x)[at + i]) : ((const float *)x)[at + i];
+            const float v = load_one(x, at + i, bf16);
             store(out, at + i, weight ? weight[i] * (v * scale) : v * scale, bf16);
         }
     }

@@ -155,6 +155,10 @@ def sink_attention(
 ) -> torch.Tensor:
     """q [T, H, D]; keys (= values) [L, D], both bfloat16; visible [T, L] bool; sinks [H] -> [T, H, D]."""
     t, heads, d = q.shape
+    if visible.shape != (t, keys.shape[0]) or sinks.numel() != heads:
+        raise ValueError(
+            f"sink_attention: visible {tuple(visible.shape)}, sinks {tuple(sinks.shape)} for q {tuple(q.shape)}, keys {tuple(keys.shape)}"
+        )
     q, keys = q.contiguous(), keys.contiguous()
     seen = visible.to(torch.uint8).contiguous()
     sinks = _f32(sinks)
@@ -194,6 +198,8 @@ def interleaved_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> t
     """``rope.apply_interleaved_rope``: the last r channels of x [T, (M,) D] rotated pairwise by
     cos, sin [T, r] (broadcast over M) -> x's shape and dtype."""
     t, d, r = x.shape[0], x.shape[-1], cos.shape[-1]
+    if sin.shape != cos.shape:
+        raise ValueError(f"interleaved_rope: sin {tuple(sin.shape)} for cos {tuple(cos.shape)}")
     m = x.shape[1] if x.dim() == 3 else 1
     cos, sin = _f32(cos), _f32(sin)
     out = torch.empty_like(x)

@@ -13,17 +13,12 @@
 
 #include "native_common.h"
 #if defined(__AVX512BF16__)
-#include <immintrin.h>
 #define HAVE_DPBF16 1
 #else
 #define HAVE_DPBF16 0
 #endif
 
 #define PARALLEL_VALUES 65536 /* key values times tasks below which a call stays on one thread */
-
-static inline void store16(void *out, long i, f32x16 v, int bf16) {
-    for (int l = 0; l < 16; l++) store(out, i + l, v[l], bf16);
-}
 
 /* Attention with a sink at decode sizes (``models/deepseek_v4/attention.py``'s ``attend``): q
  * [t, heads, d], keys (= values, one latent shared by every head) [l, d], visible [t, l] (0 / 1),
@@ -41,12 +36,6 @@ static inline void store16(void *out, long i, f32x16 v, int bf16) {
 #define MAX_DIM 1024
 #define GROUP 4 /* heads of a row a task takes */
 #if HAVE_DPBF16
-static inline float hsum512(__m512 v) {
-    f32x16 lanes;
-    memcpy(&lanes, &v, sizeof lanes);
-    return hsum(lanes);
-}
-
 /* logits [g][b] = q_g . keys[seen[b]] for the group's g < GROUP queries (unscaled) */
 static void group_logits(const uint16_t *q, int d, const uint16_t *keys, const int *seen, int count, float *logits,
                          int stride) {

@@ -1,6 +1,6 @@
 """Weights in 2 MB pages (``backend/huge_pages.py``): a large tensor advised before its first
-touch is backed by huge pages (read back from ``/proc/self/smaps``), small ones and the switch
-are left alone, and a loaded model's large weights land in them."""
+touch is backed by huge pages (read back from ``/proc/self/smaps``); small ones and the switch
+are left alone. (The loader's call is measured in docs/bench/cpu-choices.md, not tested here.)"""
 
 from __future__ import annotations
 
