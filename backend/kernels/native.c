@@ -1,6 +1,6 @@
 /* Native CPU kernels for decode: decode-sized products (a few token rows against large
- * weights: linear layers, whole MoE layers), paged decode attention, RMSNorm, and Qwen3's
- * per-head norm with rotary.
+ * weights: linear layers, whole MoE layers) and paged decode attention (the row-wise kernels a
+ * step runs between them, norms, rotary and the router, are native_rows.c's).
  *
  * At decode, a linear layer or an expert multiplies 1 to 64 rows by a weight matrix that is
  * read once from memory; the step is bound by how fast the weights stream, and on two cores
@@ -610,67 +610,4 @@ int ca_decode_attention(int b, int heads, int kv_heads, int d, const void *q, co
     free(partial);
     free(first);
     return status;
-}
-
-/* 1 / sqrt(mean(x^2) + eps) over x[at .. at + d), in float32. */
-static float inverse_rms(const void *x, long at, int d, float eps, int bf16) {
-    float sum = 0.0f;
-    for (int i = 0; i < d; i++) {
-        const float v = load_one(x, at + i, bf16);
-        sum += v * v;
-    }
-    return 1.0f / sqrtf(sum / (float)d + eps);
-}
-
-/* Element i of that row normalised and weighted (``weight`` may be NULL), rounded where the
- * references round in bfloat16: the normalised value, then its product with the weight. */
-static inline float normalised(const void *x, long at, int i, float inv, const void *weight, int bf16) {
-    if (!bf16) return load_one(x, at + i, 0) * inv * (weight ? ((const float *)weight)[i] : 1.0f);
-    const float h = bf16_to_f32(f32_to_bf16(load_one(x, at + i, 1) * inv));
-    return weight ? bf16_to_f32(f32_to_bf16(bf16_to_f32(((const uint16_t *)weight)[i]) * h)) : h;
-}
-
-/* RMSNorm over rows of ``dim``: out = round(x * rsqrt(mean(x^2) + eps)) * weight, the
- * normalising in float32; in bfloat16 the normalised row is rounded before the weight
- * multiplies it, and the product rounded again, as the references do. ``weight`` may be NULL. */
-void ca_rms_norm(long rows, int dim, const void *x, const void *weight, void *out, float eps, int bf16, int threads) {
-    const int parallel = rows * dim >= 65536;
-#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
-    for (long r = 0; r < rows; r++) {
-        const long base = r * dim;
-        const float inv = inverse_rms(x, base, dim, eps, bf16);
-        for (int i = 0; i < dim; i++) store(out, base + i, normalised(x, base, i, inv, weight, bf16), bf16);
-    }
-}
-
-/* Per-head RMSNorm then rotary ("rotate half"), as Qwen3's q_norm/k_norm and apply_rotary:
- * x [t, heads, d] rows ``stride`` elements apart (a column slice of the fused qkv output),
- * weight [d], cos/sin [t, d] float32; out [t, heads, d] contiguous. In bfloat16 every step
- * rounds where the references round: the normalised row, its product with the weight, cos
- * and sin, each of the two products, their sum. */
-void ca_norm_rope(int t, int heads, int d, const void *x, long stride, const void *weight, const float *cosines,
-                  const float *sines, void *out, float eps, int bf16, int threads) {
-    const int half = d / 2;
-    const int parallel = (long)t * heads * d >= 65536;
-#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
-    for (long row = 0; row < t; row++) {
-        float h[1024];
-        for (int head = 0; head < heads; head++) {
-            const long in = row * stride + (long)head * d, at = (row * heads + head) * d;
-            const float inv = inverse_rms(x, in, d, eps, bf16);
-            for (int i = 0; i < d; i++) h[i] = normalised(x, in, i, inv, weight, bf16);
-            const float *c = cosines + row * d, *s = sines + row * d;
-            for (int i = 0; i < d; i++) {
-                const float rotated = i < half ? -h[i + half] : h[i - half];
-                if (bf16) {
-                    const float a = bf16_to_f32(f32_to_bf16(h[i] * bf16_to_f32(f32_to_bf16(c[i]))));
-                    const float b = bf16_to_f32(f32_to_bf16(rotated * bf16_to_f32(f32_to_bf16(s[i]))));
-                    ((uint16_t *)out)[at + i] = f32_to_bf16(a + b);
-                } else {
-                    const float a = h[i] * c[i], b = rotated * s[i];
-                    ((float *)out)[at + i] = a + b;
-                }
-            }
-        }
-    }
 }

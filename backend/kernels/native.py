@@ -1,5 +1,8 @@
-"""Native CPU kernels (``native.c``) for decode: whole MoE layers, paged decode attention,
-RMSNorm, Qwen3's per-head norm with rotary, and small bfloat16 linear layers.
+"""Native CPU kernels (``native.c``) for decode: whole MoE layers, paged decode attention and
+small bfloat16 / float32 linear layers; and, re-exported from ``native_rows`` (its own source and
+library), RMSNorm, the residual add with the norm, Qwen3's per-head norm with rotary and the
+router's softmax top-k. Each kernel also has a bound form (``*_call``: a ``NativeCall`` into
+caller-given outputs) that a decode program (``native_program``) replays every step.
 
 Built on first use with the machine's C compiler (``native_build``: the cache folder, the key,
 the OpenMP runtime shared with PyTorch), as are the kernels over packed weights
@@ -24,12 +27,28 @@ import torch
 # the build machinery is part of this module's interface (the other kernel modules and tests use it)
 from codeagent.backend.kernels.native_build import FLAGS as FLAGS
 from codeagent.backend.kernels.native_build import Library as Library
+from codeagent.backend.kernels.native_build import NativeCall as NativeCall
 from codeagent.backend.kernels.native_build import NativeError as NativeError
 from codeagent.backend.kernels.native_build import Signatures as Signatures
 from codeagent.backend.kernels.native_build import build as build
 from codeagent.backend.kernels.native_build import cache_folder as cache_folder
 from codeagent.backend.kernels.native_build import calls as calls
 from codeagent.backend.kernels.native_build import check as check
+
+# the row kernels (native_rows.c) are part of this module's interface (the layers ask ``kernels.native``)
+from codeagent.backend.kernels.native_rows import MAX_HEAD_DIM as MAX_HEAD_DIM
+from codeagent.backend.kernels.native_rows import add_rms_norm as add_rms_norm
+from codeagent.backend.kernels.native_rows import add_rms_norm_call as add_rms_norm_call
+from codeagent.backend.kernels.native_rows import fits_norm_rope as fits_norm_rope
+from codeagent.backend.kernels.native_rows import fits_rms_norm as fits_rms_norm
+from codeagent.backend.kernels.native_rows import fits_softmax_topk as fits_softmax_topk
+from codeagent.backend.kernels.native_rows import norm_rope as norm_rope
+from codeagent.backend.kernels.native_rows import norm_rope_call as norm_rope_call
+from codeagent.backend.kernels.native_rows import problem as rows_problem
+from codeagent.backend.kernels.native_rows import rms_norm as rms_norm
+from codeagent.backend.kernels.native_rows import rms_norm_call as rms_norm_call
+from codeagent.backend.kernels.native_rows import softmax_topk as softmax_topk
+from codeagent.backend.kernels.native_rows import softmax_topk_call as softmax_topk_call
 
 SOURCE = Path(__file__).with_name("native.c")
 MAX_ROWS = 64  # token rows a call takes; larger batches are compute-bound and go to the BLAS
@@ -42,8 +61,6 @@ _SIGNATURES: Signatures = {  # native.c's entry points: result, arguments
     "ca_linear": (_I, [_I, _I, _I, _P, _P, _P, _I, _I]),
     "ca_moe": (_I, [_I, _I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _I, _I]),
     "ca_decode_attention": (_I, [_I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _I, _I, _P, _P, _F, _I, _I]),
-    "ca_rms_norm": (None, [_L, _I, _P, _P, _P, _F, _I, _I]),
-    "ca_norm_rope": (None, [_I, _I, _I, _P, _L, _P, _P, _P, _P, _F, _I, _I]),
     "ca_has_pairs": (_I, []),
 }
 
@@ -53,8 +70,9 @@ _lib = LIBRARY.lib
 
 
 def problem() -> str | None:
-    """Why the native kernels are unavailable here, or None (builds them on first call)."""
-    return LIBRARY.problem()
+    """Why the native kernels are unavailable here, or None (builds them, and the row kernels'
+    library, on first call)."""
+    return LIBRARY.problem() or rows_problem()
 
 
 @functools.cache
@@ -80,18 +98,37 @@ def fits_linear(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """x [T, K] @ weight [N, K]^T -> [T, N] (``F.linear`` without bias)."""
+    x = x.contiguous()
+    out = torch.empty(x.shape[0], weight.shape[0], dtype=x.dtype)
+    linear_call(x, weight, out).run()
+    return out
+
+
+def linear_call(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor) -> NativeCall:
+    """``linear`` into ``out`` [T, N], bound (x contiguous)."""
     t, k = x.shape
     n = weight.shape[0]
     if weight.shape[1] != k:
         raise ValueError(f"linear: x has {k} columns, weight {tuple(weight.shape)}")
-    x = x.contiguous()
-    out = torch.empty(t, n, dtype=x.dtype)
-    calls["linear"] += 1
-    status = _lib().ca_linear(
-        t, k, n, x.data_ptr(), weight.data_ptr(), out.data_ptr(), DTYPES[x.dtype], torch.get_num_threads()
+    _check_out("linear", x, out, (t, n))
+    args = (
+        t,
+        k,
+        n,
+        x.data_ptr(),
+        weight.data_ptr(),
+        out.data_ptr(),
+        DTYPES[x.dtype],
+        torch.get_num_threads(),
     )
-    check("ca_linear", status, {-1: "out of memory", -3: f"more than {MAX_ROWS} rows"})
-    return out
+    reasons = {-1: "out of memory", -3: f"more than {MAX_ROWS} rows"}
+    return NativeCall("linear", _lib().ca_linear, args, reasons, (x, weight, out))
+
+
+def _check_out(kernel: str, x: torch.Tensor, out: torch.Tensor, shape: tuple[int, ...]) -> None:
+    """A bound call's input and output must be contiguous, the output of the shape and dtype."""
+    if not x.is_contiguous() or not out.is_contiguous() or out.shape != shape or out.dtype != x.dtype:
+        raise ValueError(f"{kernel}: x and out must be contiguous, out {x.dtype} {list(shape)}")
 
 
 def fits_moe(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, ids: torch.Tensor) -> bool:
@@ -116,18 +153,33 @@ def moe(
 ) -> torch.Tensor:
     """One sparse MoE layer, as ``layers.moe.experts_forward``: x [T, H]; w13 [E, 2I, H];
     w2 [E, H, I]; weights, ids [T, k] -> [T, H]."""
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    moe_call(x, w13, w2, weights.to(torch.float32).contiguous(), ids.to(torch.int64).contiguous(), out).run()
+    return out
+
+
+def moe_call(
+    x: torch.Tensor,
+    w13: torch.Tensor,
+    w2: torch.Tensor,
+    weights: torch.Tensor,
+    ids: torch.Tensor,
+    out: torch.Tensor,
+) -> NativeCall:
+    """``moe`` into ``out``, bound: weights float32 and ids int64 [T, k], contiguous."""
     t, h = x.shape
     experts, inter = w13.shape[0], w2.shape[2]
     if w13.shape[1:] != (2 * inter, h) or w2.shape != (experts, h, inter):
         raise ValueError(
             f"moe: w13 {tuple(w13.shape)} and w2 {tuple(w2.shape)} do not fit x {tuple(x.shape)}"
         )
-    x = x.contiguous()
-    ids = ids.to(torch.int64).contiguous()
-    weights = weights.to(torch.float32).contiguous()
-    out = torch.empty_like(x)
-    calls["moe"] += 1
-    status = _lib().ca_moe(
+    _check_out("moe", x, out, (t, h))
+    if weights.dtype != torch.float32 or ids.dtype != torch.int64 or weights.shape != ids.shape:
+        raise ValueError("moe: weights float32 and ids int64 of one shape [T, k]")
+    if not (weights.is_contiguous() and ids.is_contiguous()):
+        raise ValueError("moe: weights and ids must be contiguous")
+    args = (
         t,
         h,
         inter,
@@ -142,12 +194,8 @@ def moe(
         DTYPES[x.dtype],
         torch.get_num_threads(),
     )
-    check(
-        "ca_moe",
-        status,
-        {-1: "out of memory", -2: "an expert id out of range", -3: "too many token-expert pairs"},
-    )
-    return out
+    reasons = {-1: "out of memory", -2: "an expert id out of range", -3: "too many token-expert pairs"}
+    return NativeCall("moe", _lib().ca_moe, args, reasons, (x, w13, w2, weights, ids, out))
 
 
 def fits_decode_attention(q: torch.Tensor, k_pool: torch.Tensor) -> bool:
@@ -190,14 +238,43 @@ def decode_attention(
     if v_pool.dtype != q.dtype or k_pool.dtype != q.dtype:
         raise ValueError("decode_attention: q and the pools must share a dtype")
     q, k_new, v_new = q.contiguous(), k_new.contiguous(), v_new.contiguous()
-    tables = tables.to(torch.int64).contiguous()
-    lengths = lengths.to(torch.int64).contiguous()
     out = torch.empty_like(q)
-    calls["decode_attention"] += 1
-    status = _lib().ca_decode_attention(
+    tables, lengths = tables.to(torch.int64).contiguous(), lengths.to(torch.int64).contiguous()
+    decode_attention_call(q, k_new, v_new, k_pool, v_pool, tables, per_block, lengths, scale, out).run()
+    return out
+
+
+def decode_attention_call(
+    q: torch.Tensor,
+    k_new: torch.Tensor,
+    v_new: torch.Tensor,
+    k_pool: torch.Tensor,
+    v_pool: torch.Tensor,
+    tables: torch.Tensor,
+    per_block: int,
+    lengths: torch.Tensor,
+    scale: float,
+    out: torch.Tensor,
+) -> NativeCall:
+    """``decode_attention`` into ``out``, bound: q, k_new, v_new contiguous, tables and lengths
+    int64 and contiguous (a bound call reads them as they are when it runs)."""
+    for name, tensor in (
+        ("q", q),
+        ("k_new", k_new),
+        ("v_new", v_new),
+        ("tables", tables),
+        ("lengths", lengths),
+    ):
+        if not tensor.is_contiguous():
+            raise ValueError(f"decode_attention: {name} must be contiguous")
+    if tables.dtype != torch.int64 or lengths.dtype != torch.int64 or tables.shape[0] != q.shape[0]:
+        raise ValueError("decode_attention: tables [B, width] and lengths [B] int64")
+    _check_out("decode_attention", q, out, tuple(q.shape))
+    b, heads, d = q.shape
+    args = (
         b,
         heads,
-        kv_heads,
+        k_pool.shape[1],
         d,
         q.data_ptr(),
         k_new.data_ptr(),
@@ -213,76 +290,6 @@ def decode_attention(
         DTYPES[q.dtype],
         torch.get_num_threads(),
     )
-    check("ca_decode_attention", status, {-1: "out of memory", -2: "more than 16 query heads a KV head"})
-    return out
-
-
-def fits_rms_norm(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
-    return x.dtype in DTYPES and x.device.type == "cpu" and (weight is None or weight.dtype == x.dtype)
-
-
-def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
-    """RMSNorm over the last dimension, as ``layers.norm.rms_norm``."""
-    dim = x.shape[-1]
-    if weight is not None and weight.shape != (dim,):
-        raise ValueError(f"rms_norm: weight {tuple(weight.shape)} for rows of {dim}")
-    x = x.contiguous()
-    out = torch.empty_like(x)
-    calls["rms_norm"] += 1
-    _lib().ca_rms_norm(
-        x.numel() // dim if dim else 0,
-        dim,
-        x.data_ptr(),
-        None if weight is None else weight.contiguous().data_ptr(),
-        out.data_ptr(),
-        eps,
-        DTYPES[x.dtype],
-        torch.get_num_threads(),
-    )
-    return out
-
-
-MAX_HEAD_DIM = 1024  # native.c's row buffer in ca_norm_rope
-
-
-def fits_norm_rope(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return (
-        x.dim() == 2
-        and x.dtype in DTYPES
-        and weight.dtype == x.dtype
-        and x.device.type == "cpu"
-        and x.stride(1) == 1
-        and 0 < weight.shape[0] <= MAX_HEAD_DIM
-        and weight.shape[0] % 2 == 0
-        and x.shape[1] % weight.shape[0] == 0
-    )
-
-
-def norm_rope(
-    x: torch.Tensor, weight: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, eps: float
-) -> torch.Tensor:
-    """Per-head RMSNorm, then rotary ("rotate half"): x [T, heads * D] (rows may be strided, as a
-    column slice of a fused projection), weight [D], cos/sin [T, D] float32 -> [T, heads, D];
-    as ``apply_rotary(rms_norm(x.view(T, heads, D), weight, eps), cos, sin)``."""
-    t, width = x.shape
-    d = weight.shape[0]
-    if cos.shape != (t, d) or sin.shape != (t, d) or cos.dtype != torch.float32 or sin.dtype != torch.float32:
-        raise ValueError(f"norm_rope: cos/sin must be float32 [{t}, {d}]")
-    cos, sin, weight = cos.contiguous(), sin.contiguous(), weight.contiguous()
-    out = torch.empty(t, width // d, d, dtype=x.dtype)
-    calls["norm_rope"] += 1
-    _lib().ca_norm_rope(
-        t,
-        width // d,
-        d,
-        x.data_ptr(),
-        x.stride(0),
-        weight.data_ptr(),
-        cos.data_ptr(),
-        sin.data_ptr(),
-        out.data_ptr(),
-        eps,
-        DTYPES[x.dtype],
-        torch.get_num_threads(),
-    )
-    return out
+    reasons = {-1: "out of memory", -2: "more than 16 query heads a KV head"}
+    keep = (q, k_new, v_new, k_pool, v_pool, tables, lengths, out)
+    return NativeCall("decode_attention", _lib().ca_decode_attention, args, reasons, keep)

@@ -11,7 +11,9 @@ and so its worker threads; ``ctypes`` releases the GIL during a call.
 
 ``Library`` is one kernel module's library, built on first use: ``problem()`` says why it cannot
 be had (the layers then run their torch references), ``lib()`` hands it over or raises
-``NativeError``. Limits: local headers are found by a plain scan of ``#include "..."`` lines
+``NativeError``. ``NativeCall`` is one entry point's call with its arguments bound: the kernel
+wrappers build one and run it at once, a decode program (``native_program``) keeps them and runs
+them again every step. Limits: local headers are found by a plain scan of ``#include "..."`` lines
 (one level: a header's own includes are not followed).
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import dataclasses
 import functools
 import hashlib
 import os
@@ -27,7 +30,9 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from codeagent import xdg
 
@@ -170,3 +175,23 @@ class Library:
         if isinstance(self.loaded, str):
             raise NativeError(self.loaded)
         return self.loaded
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class NativeCall:
+    """One native kernel call with its arguments bound (sizes, flags and raw pointers). ``keep``
+    holds the tensors the pointers point into, so the call can run again as long as it lives,
+    reading and writing the same memory each time; ``reasons`` (for entry points that return a
+    status) says what each nonzero status means."""
+
+    name: str  # the kernel's name in ``calls``
+    function: Callable[..., Any]  # a typed entry point of a loaded library
+    args: tuple[Any, ...]
+    reasons: Mapping[int, str] | None = None
+    keep: tuple[Any, ...] = ()
+
+    def run(self) -> None:
+        calls[self.name] += 1
+        status = self.function(*self.args)
+        if self.reasons is not None and status:
+            raise NativeError(f"{self.function.__name__} failed: {self.reasons.get(status, status)}")

@@ -76,14 +76,23 @@ def linear(
     """x [T, K] @ W^T -> [T, N] in ``out_dtype`` (default x's) for INT6 codes [N, K / 128 * 96]
     and float16 scales [N, K / 32]; ``route`` (``ROUTES``): int8 (vectorised where built),
     int8-portable (the same bits in plain C, for tests) or float."""
+    x = x.contiguous()
+    out = torch.empty(x.shape[0], codes.shape[0], dtype=out_dtype or x.dtype)
+    linear_call(x, codes, scale, k, out, route).run()
+    return out
+
+
+def linear_call(
+    x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor, k: int, out: torch.Tensor, route: str = "int8"
+) -> native.NativeCall:
+    """``linear`` into ``out`` [T, N] (x contiguous), bound."""
     t = x.shape[0]
     if x.shape[1] != k:
         raise ValueError(f"linear_int6: x has {x.shape[1]} columns, the weight {k}")
     n = codes.shape[0]
-    x = x.contiguous()
-    out = torch.empty(t, n, dtype=out_dtype or x.dtype)
-    native.calls["linear_int6"] += 1
-    status = _lib().ca_linear_int6(
+    if not x.is_contiguous() or not out.is_contiguous() or out.shape != (t, n):
+        raise ValueError(f"linear_int6: x and out [{t}, {n}] must be contiguous")
+    args = (
         t,
         k,
         n,
@@ -96,8 +105,7 @@ def linear(
         ROUTES[route],
         torch.get_num_threads(),
     )
-    native.check("linear_int6", status, _REASONS)
-    return out
+    return native.NativeCall("linear_int6", _lib().ca_linear_int6, args, _REASONS, (x, codes, scale, out))
 
 
 def dequantize(codes: torch.Tensor, scale: torch.Tensor, k: int, dtype: torch.dtype) -> torch.Tensor:

@@ -170,10 +170,20 @@ def linear(
 ) -> torch.Tensor:
     """x [T, K] @ W^T -> [T, N] for a ``packed_weights.PackedWeight`` (``int8``: FP4 and INT6,
     whose products ``native_int6`` runs; default ``int8()``)."""
+    x = x.contiguous()
+    out = torch.empty(x.shape[0], w.shape[0], dtype=out_dtype or x.dtype)
+    linear_call(x, w, out, int8).run()
+    return out
+
+
+def linear_call(
+    x: torch.Tensor, w: PackedWeight, out: torch.Tensor, int8: bool | None = None
+) -> native.NativeCall:
+    """``linear`` into ``out`` [T, N] (x contiguous), bound."""
     if w.format == "int6":
         route = "int8" if (int8_asked() if int8 is None else int8) else "float"
-        return native_int6.linear(x, w.weight, w.scale, w.shape[1], out_dtype, route)
-    return _linear(x, w.weight, w.scale, w.format, out_dtype, int8)
+        return native_int6.linear_call(x, w.weight, w.scale, w.shape[1], out, route)
+    return _linear_call(x, w.weight, w.scale, w.format, out, int8)
 
 
 def _linear(
@@ -184,15 +194,23 @@ def _linear(
     out_dtype: torch.dtype | None,
     int8: bool | None = None,
 ) -> torch.Tensor:
+    x = x.contiguous()
+    out = torch.empty(x.shape[0], codes.shape[0], dtype=out_dtype or x.dtype)
+    _linear_call(x, codes, scale, fmt, out, int8).run()
+    return out
+
+
+def _linear_call(
+    x: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor, fmt: str, out: torch.Tensor, int8: bool | None
+) -> native.NativeCall:
     t, k = x.shape
     n = codes.shape[0]
     if codes.shape[1] * (2 if fmt == "fp4" else 1) != k:
         raise ValueError(f"linear_{fmt}: x has {k} columns, weight {tuple(codes.shape)}")
-    x = x.contiguous()
+    if not x.is_contiguous() or not out.is_contiguous() or out.shape != (t, n):
+        raise ValueError(f"linear_{fmt}: x and out [{t}, {n}] must be contiguous")
     scale, u8 = _scale(scale)
-    out = torch.empty(t, n, dtype=out_dtype or x.dtype)
-    native.calls[f"linear_{fmt}"] += 1
-    status = _lib().ca_linear_packed(
+    args = (
         t,
         k,
         n,
@@ -208,8 +226,7 @@ def _linear(
         _int8_for(fmt, int8),
         torch.get_num_threads(),
     )
-    native.check(f"linear_{fmt}", status, _REASONS)
-    return out
+    return native.NativeCall(f"linear_{fmt}", _lib().ca_linear_packed, args, _REASONS, (x, codes, scale, out))
 
 
 def moe_packed(
@@ -234,18 +251,39 @@ def moe_packed(
     of a bfloat16 model hold it) and multiplied in pairs. ``int8`` (FP4, where built; default
     ``int8()``): x and each pair's activation between the projections (rounded to bfloat16 for
     bfloat16 x) quantized to int8 per 32 inputs, integer products."""
+    x = x.contiguous()
+    out = torch.empty(x.shape[0], x.shape[1], dtype=out_dtype or x.dtype)
+    weights, ids = weights.to(torch.float32).contiguous(), ids.to(torch.int64).contiguous()
+    moe_packed_call(x, w13, w2, weights, ids, out, limit, weight_first, int8).run()
+    return out
+
+
+def moe_packed_call(
+    x: torch.Tensor,
+    w13: PackedExperts,
+    w2: PackedExperts,
+    weights: torch.Tensor,
+    ids: torch.Tensor,
+    out: torch.Tensor,
+    limit: float | None = None,
+    weight_first: bool = False,
+    int8: bool | None = None,
+) -> native.NativeCall:
+    """``moe_packed`` into ``out`` [T, H], bound: x contiguous, weights float32 and ids int64 [T, k]."""
     t, h = x.shape
     experts, rows, _ = w13.shape
     inter = rows // 2
     if w13.shape != (experts, 2 * inter, h) or w2.shape != (experts, h, inter) or w2.format != w13.format:
         raise ValueError(f"moe_packed: w13 {w13.shape} and w2 {w2.shape} do not fit x {tuple(x.shape)}")
-    x = x.contiguous()
-    ids = ids.to(torch.int64).contiguous()
-    weights = weights.to(torch.float32).contiguous()
+    if weights.dtype != torch.float32 or ids.dtype != torch.int64 or weights.shape != ids.shape:
+        raise ValueError("moe_packed: weights float32 and ids int64 of one shape [T, k]")
+    for tensor in (x, weights, ids, out):
+        if not tensor.is_contiguous():
+            raise ValueError("moe_packed: x, weights, ids and out must be contiguous")
+    if out.shape != (t, h):
+        raise ValueError(f"moe_packed: out must be [{t}, {h}]")
     (s13, u13), (s2, u2) = _scale(w13.scale), _scale(w2.scale)
-    out = torch.empty(t, h, dtype=out_dtype or x.dtype)
-    native.calls["moe_packed"] += 1
-    status = _lib().ca_moe_packed(
+    args = (
         t,
         h,
         inter,
@@ -269,8 +307,8 @@ def moe_packed(
         _int8_for(w13.format, int8),
         torch.get_num_threads(),
     )
-    native.check("moe_packed", status, _REASONS)
-    return out
+    keep = (x, w13.weight, s13, w2.weight, s2, weights, ids, out)
+    return native.NativeCall("moe_packed", _lib().ca_moe_packed, args, _REASONS, keep)
 
 
 def dequantize(w: PackedWeight, dtype: torch.dtype) -> torch.Tensor:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
+from codeagent.backend.kernels.native_build import NativeCall
 from codeagent.backend.packed_weights import PackedWeight
 
 Weight = torch.Tensor | PackedWeight
@@ -48,6 +49,21 @@ def linear(x: torch.Tensor, weight: Weight, kernels: Kernels = REFERENCE) -> tor
     if _native_fits(x, weight, kernels):
         return kernels.native.linear(x, weight)  # type: ignore[union-attr]
     return F.linear(x, weight)
+
+
+def bound_linear(x: torch.Tensor, weight: Weight, out: torch.Tensor, kernels: Kernels) -> NativeCall | None:
+    """The native call ``linear`` (and ``head_logits``) would make for this product, bound into
+    ``out`` (x contiguous) for a decode program; None where they would not run a native kernel."""
+    if isinstance(weight, PackedWeight):
+        packed = kernels.packed
+        return (
+            packed.linear_call(x, weight, out)
+            if packed is not None and packed.fits_linear(x, weight)
+            else None
+        )
+    if _native_fits(x, weight, kernels):
+        return kernels.native.linear_call(x, weight, out)  # type: ignore[union-attr]
+    return None
 
 
 def _native_fits(x: torch.Tensor, weight: torch.Tensor, kernels: Kernels) -> bool:

@@ -2,8 +2,10 @@
 
 Experts are stored fused per layer, ready for a grouped-GEMM kernel: ``w13`` [E, 2I, H]
 (gate rows, then up rows) and ``w2`` [E, H, I]. The reference sorts token-expert pairs by
-expert and runs one pair of matmuls per expert that received tokens. With the model's ``Kernels``, the fused-MoE Triton kernel or,
-for decode-sized CPU batches, the native one.
+expert and runs one pair of matmuls per expert that received tokens. With the model's
+``Kernels``, the fused-MoE Triton kernel or, for decode-sized CPU batches, the native one; the
+router's softmax top-k is Triton's or, on CPU, the native one (``native_rows``: the same
+probabilities up to their last bit, and the same for a row whatever batch it is in).
 
 Experts may also stay packed (``packed_weights.PackedExperts``: FP8 or FP4 as released, or as an
 opt-in conversion writes them): decode-sized CPU batches then run the native packed kernel
@@ -19,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from codeagent.backend.kernels.dispatch import REFERENCE, Kernels
+from codeagent.backend.kernels.native_build import NativeCall
 from codeagent.backend.packed_weights import PackedExperts
 
 Experts = torch.Tensor | PackedExperts
@@ -30,11 +33,40 @@ def softmax_topk(
     """logits [T, E] -> weights [T, k] (in logits' dtype), expert ids [T, k]."""
     if kernels.triton is not None:
         return kernels.triton.softmax_topk(logits, k, normalize)
+    if kernels.native is not None and kernels.native.fits_softmax_topk(logits, k):
+        return kernels.native.softmax_topk(logits, k, normalize)
     probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
     weights, ids = torch.topk(probs, k, dim=-1)
     if normalize:
         weights = weights / weights.sum(dim=-1, keepdim=True)
     return weights.to(logits.dtype), ids
+
+
+def bound_experts(
+    x: torch.Tensor,
+    w13: Experts,
+    w2: Experts,
+    weights: torch.Tensor,
+    ids: torch.Tensor,
+    out: torch.Tensor,
+    kernels: Kernels,
+) -> NativeCall | None:
+    """The native call ``experts_forward`` would make for this layer (no ``limit``), bound into
+    ``out`` for a decode program (weights float32 holding values of x's dtype, as
+    ``native.softmax_topk_call`` writes them; ids int64); None where it would run no native kernel."""
+    if isinstance(w13, PackedExperts) or isinstance(w2, PackedExperts):
+        packed = kernels.packed
+        if (
+            packed is not None
+            and isinstance(w13, PackedExperts)
+            and isinstance(w2, PackedExperts)
+            and packed.fits_moe_packed(x, w13, w2, ids)
+        ):
+            return packed.moe_packed_call(x, w13, w2, weights, ids, out)
+        return None
+    if kernels.triton is None and kernels.native is not None and kernels.native.fits_moe(x, w13, w2, ids):
+        return kernels.native.moe_call(x, w13, w2, weights, ids, out)
+    return None
 
 
 def silu_and_mul(gate_up: torch.Tensor) -> torch.Tensor:

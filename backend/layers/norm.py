@@ -4,8 +4,8 @@ Float32 takes PyTorch's fused ``rms_norm`` (one op instead of six); other dtypes
 references' roundings step by step (normalise in float32, cast, then scale). On CPU the
 native kernel does either in one pass (PyTorch's CPU ``rms_norm`` decomposes into five ops;
 ``docs/bench/cpu-choices.md``). ``add_rms_norm`` adds a sublayer's output to the residual
-stream and normalises the sum, one Triton pass for both on a GPU (the torch path is the
-kernel's reference). Each function takes the model's ``Kernels``; without, the reference.
+stream and normalises the sum, one Triton pass for both on a GPU and one native call on CPU
+(the torch path is the kernels' reference). Each function takes the model's ``Kernels``; without, the reference.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def add_rms_norm(
     """x, residual [T, D] -> (RMSNorm(residual + x), residual + x), the sum in x's dtype."""
     if kernels.triton is not None:
         return kernels.triton.add_rms_norm(x, residual, weight, eps)
+    if kernels.native is not None and kernels.native.fits_rms_norm(x, weight) and residual.dtype == x.dtype:
+        return kernels.native.add_rms_norm(x, residual, weight, eps)
     summed = residual + x
     return rms_norm(summed, weight, eps, kernels), summed
 

@@ -279,7 +279,9 @@ def test_a_build_lands_whole_in_the_cache_folder(tmp_path):
     )
     assert done.stdout.strip() == "None", done.stderr
     built = sorted(p.name for p in (tmp_path / "codeagent" / "kernels").iterdir())
-    assert len(built) == 1 and built[0].startswith("native-") and built[0].endswith(".so")  # no partial left
+    assert len(built) == 2, built  # native.c's and native_rows.c's, no partial left
+    assert built[0].startswith("native-") and built[1].startswith("native_rows-")
+    assert all(name.endswith(".so") for name in built)
 
 
 def test_an_unwritable_cache_folder_builds_in_the_temporary_directory(tmp_path):
@@ -295,4 +297,4 @@ def test_an_unwritable_cache_folder_builds_in_the_temporary_directory(tmp_path):
     assert done.stdout.strip() == "None", done.stderr
     (folder,) = scratch.iterdir()
     assert folder.name.startswith("codeagent-kernels-")
-    assert [p.suffix for p in folder.iterdir()] == [".so"]
+    assert [p.suffix for p in folder.iterdir()] == [".so", ".so"]  # native.c's and native_rows.c's

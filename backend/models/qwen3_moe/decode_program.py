@@ -1,0 +1,177 @@
+"""Qwen3-MoE's batch-1 decode step on the CPU as one bound list of native calls.
+
+A CPU decode step of one sequence is bound by reading the weights, yet around its ~30 kernel
+calls the layer-by-layer path (``model.py``) spends about a millisecond a step on Python:
+module and dispatch code, tensor allocations, argument marshalling and a few torch ops (6% of
+a bfloat16 step of the CPU bench's model, 10-19% of an FP8 or FP4 one). A ``DecodeProgram``
+does that work once: it allocates every activation buffer, picks each kernel as the layers'
+dispatch does (``bound_linear``, ``bound_experts``) and binds its call to those buffers
+(``NativeCall``). A step then writes only what changes (the token's embedding row, its cos/sin
+row, the sequence's block table and length) into fixed buffers, runs the calls in order, and
+advances the caches' lengths. It is the CPU's counterpart of a captured CUDA graph, built from
+the model explicitly rather than recorded.
+
+The calls are the layer-by-layer path's, in its order, on the same values (the residual adds
+fused into the next norm, ``add_rms_norm``, which rounds the sum as torch's add does), so the
+logits are bit-identical (``tests/backend/test_decode_program.py``). ``for_step`` says whether a
+step can take it; ``refusal`` why a model cannot (the layer-by-layer path then runs, as it does
+for every other step: prefill, batches, GPUs).
+
+Limits: one sequence a step (the value rows of the fused projection are contiguous only for one
+token row; batches keep the layer-by-layer path), one process (no tensor parallelism), sparse
+layers only (a dense MLP's SiLU gate has no native kernel), no experts in host memory beside a
+GPU, every product on a native kernel (bfloat16 or float32, or FP8 / FP4 / INT6 packed).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from codeagent.backend.cache.paged import PagedRows
+from codeagent.backend.cache.tables import BlockTables
+from codeagent.backend.kernels.native_build import NativeCall, calls
+from codeagent.backend.layers.attention import KVCache
+from codeagent.backend.layers.linear import bound_linear
+from codeagent.backend.layers.moe import bound_experts
+
+if TYPE_CHECKING:
+    from codeagent.backend.models.qwen3_moe.model import Qwen3MoeForCausalLM
+
+
+class Refused(Exception):
+    """The model (or this step) cannot run as a program: why."""
+
+
+class DecodeProgram:
+    """One model's decode step for one sequence over one KV pool, bound."""
+
+    def __init__(
+        self, model: Qwen3MoeForCausalLM, caches: list[KVCache], block_size: int, width: int
+    ) -> None:
+        """``caches``: a sequence's (any over the pool's tensors); ``width``: the block-table room."""
+        kernels = model.kernels
+        native = kernels.native
+        if native is None or kernels.triton is not None:
+            raise Refused("the native CPU kernels are not this model's")
+        if model.group.size != 1:
+            raise Refused("the model is split over ranks")
+        c, dtype = model.config, model.embed.dtype
+        first = model.layers[0].attn
+        heads, kv_heads, d = first.heads, first.kv_heads, first.head_dim
+        hidden, top_k = c.hidden_size, c.num_experts_per_tok
+
+        def buffer(*shape: int, like: torch.dtype = dtype) -> torch.Tensor:
+            return torch.zeros(*shape, dtype=like)
+
+        self.model, self.block_size = model, block_size
+        self.x, self.h, self.o, self.mlp = (buffer(1, hidden) for _ in range(4))
+        self.qkv = buffer(1, (heads + 2 * kv_heads) * d)
+        self.q, self.k, self.attn = buffer(1, heads, d), buffer(1, kv_heads, d), buffer(1, heads, d)
+        self.router = buffer(1, c.num_experts)
+        self.weights, self.ids = buffer(1, top_k, like=torch.float32), buffer(1, top_k, like=torch.int64)
+        self.logits = buffer(1, model.lm_head.weight.shape[0])
+        self.freqs = buffer(1, d, like=torch.float32)
+        self.cos, self.sin = buffer(1, d, like=torch.float32), buffer(1, d, like=torch.float32)
+        self.tables, self.lengths = buffer(1, width, like=torch.int64), buffer(1, like=torch.int64)
+        self.pools = [(cache.k.tensor, cache.v.tensor) for cache in caches]  # type: ignore[attr-defined]
+        q_cols, k_cols = heads * d, kv_heads * d
+        v_rows = self.qkv[:, q_cols + k_cols :].view(1, kv_heads, d)
+        calls: list[NativeCall | None] = []
+        for index, layer in enumerate(model.layers):
+            attn, moe = layer.attn, layer.mlp
+            if not hasattr(moe, "gate") or moe.homes is not None or moe.ep:
+                raise Refused(f"layer {index} is not a sparse MoE layer with every expert here")
+            if (attn.heads, attn.kv_heads, attn.head_dim) != (heads, kv_heads, d):
+                raise Refused(f"layer {index}'s attention differs from layer 0's")
+            k_pool, v_pool = self.pools[index]
+            if not native.fits_decode_attention(self.q, k_pool):
+                raise Refused(f"layer {index}'s KV pool does not fit the native decode attention")
+            norm = layer.input_norm
+            if index == 0:
+                calls.append(native.rms_norm_call(self.x, norm.weight, norm.eps, self.h))
+            else:
+                calls.append(
+                    native.add_rms_norm_call(self.mlp, self.x, norm.weight, norm.eps, self.x, self.h)
+                )
+            calls.append(bound_linear(self.h, attn.qkv.weight, self.qkv, kernels))
+            for rows, qk_norm, out in (
+                (self.qkv[:, :q_cols], attn.q_norm, self.q),
+                (self.qkv[:, q_cols : q_cols + k_cols], attn.k_norm, self.k),
+            ):
+                if not native.fits_norm_rope(rows, qk_norm.weight):
+                    raise Refused(f"layer {index}'s q/k norm does not fit the native kernel")
+                calls.append(
+                    native.norm_rope_call(rows, qk_norm.weight, self.cos, self.sin, qk_norm.eps, out)
+                )
+            calls.append(
+                native.decode_attention_call(
+                    self.q,
+                    self.k,
+                    v_rows,
+                    k_pool,
+                    v_pool,
+                    self.tables,
+                    block_size,
+                    self.lengths,
+                    attn.scale,
+                    self.attn,
+                )
+            )
+            calls.append(bound_linear(self.attn.view(1, heads * d), attn.o.weight, self.o, kernels))
+            post = layer.post_norm
+            calls.append(native.add_rms_norm_call(self.o, self.x, post.weight, post.eps, self.x, self.h))
+            calls.append(bound_linear(self.h, moe.gate.weight, self.router, kernels))
+            if not native.fits_softmax_topk(self.router, top_k):
+                raise Refused(f"layer {index}'s router does not fit the native kernel")
+            calls.append(native.softmax_topk_call(self.router, top_k, moe.normalize, self.weights, self.ids))
+            calls.append(bound_experts(self.h, moe.w13, moe.w2, self.weights, self.ids, self.mlp, kernels))
+            if any(call is None for call in calls):
+                raise Refused(f"a product of layer {index} runs no native kernel")
+        final = model.norm
+        calls.append(native.add_rms_norm_call(self.mlp, self.x, final.weight, final.eps, self.x, self.h))
+        calls.append(bound_linear(self.h, model.lm_head.weight, self.logits, kernels))
+        if calls[-1] is None:
+            raise Refused("the LM head runs no native kernel")
+        self.calls: tuple[NativeCall, ...] = tuple(call for call in calls if call is not None)
+        self.threads = torch.get_num_threads()
+        self.half = d // 2
+        self._tables = self.tables.numpy()
+        self._lengths = self.lengths.numpy()
+
+    def serves(self, caches: list[KVCache], tables: BlockTables) -> bool:
+        """Whether this program can run a step of a sequence with these caches and table."""
+        if torch.get_num_threads() != self.threads or tables.block_size != self.block_size:
+            return False
+        if len(tables.tables[0]) > self._tables.shape[1]:
+            return False
+        return all(
+            isinstance(cache.k, PagedRows) and cache.k.tensor is k and cache.v.tensor is v  # type: ignore[attr-defined]
+            for cache, (k, v) in zip(caches, self.pools, strict=True)
+        )
+
+    def run(self, token: int, position: int, caches: list[KVCache], tables: BlockTables) -> torch.Tensor:
+        """One decode step: logits [1, V] float32; the new key and value rows land in the pool."""
+        model = self.model
+        self.x.copy_(model.embed[token])
+        torch.mul(model.inv_freq, float(position), out=self.freqs[0, : self.half])
+        self.freqs[0, self.half :] = self.freqs[0, : self.half]
+        torch.cos(self.freqs, out=self.cos)
+        torch.sin(self.freqs, out=self.sin)
+        table = tables.tables[0]
+        self._tables[0, : len(table)] = table
+        self._lengths[0] = tables.cached[0] + 1
+        calls["decode_program"] += 1
+        for call in self.calls:
+            call.run()
+        for cache in caches:
+            cache.k.length += 1  # type: ignore[attr-defined]
+            cache.v.length += 1  # type: ignore[attr-defined]
+        return self.logits.float()
+
+
+def table_width(blocks: int) -> int:
+    """Room for a block table of ``blocks``: the next power of two from 64 (a longer table
+    builds a wider program)."""
+    return max(64, 1 << (blocks - 1).bit_length())
