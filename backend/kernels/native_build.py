@@ -30,6 +30,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ Signatures = dict[str, tuple[type | None, list[type]]]  # entry point: result, a
 LOCAL_INCLUDE = re.compile(rb'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 
 calls: collections.Counter[str] = collections.Counter()  # kernel name -> calls, for benches and tests
+timings: dict[str, float] | None = None  # kernel name -> seconds in C, while a bench profiles (else off)
 
 
 class NativeError(RuntimeError):
@@ -192,6 +194,11 @@ class NativeCall:
 
     def run(self) -> None:
         calls[self.name] += 1
-        status = self.function(*self.args)
+        if timings is None:
+            status = self.function(*self.args)
+        else:
+            started = time.perf_counter()
+            status = self.function(*self.args)
+            timings[self.name] = timings.get(self.name, 0.0) + time.perf_counter() - started
         if self.reasons is not None and status:
             raise NativeError(f"{self.function.__name__} failed: {self.reasons.get(status, status)}")

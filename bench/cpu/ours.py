@@ -84,6 +84,10 @@ def run_ours(
     out.update(
         dtype=dtype, threads=torch.get_num_threads(), kernels=used.name if used else kernels_in_use("cpu")
     )
+    refusal = getattr(model, "program_refusal", "no decode program in this family")
+    out["batch1_decode_program"] = (
+        "on" if getattr(model, "decode_program", None) and not refusal else f"off: {refusal}"
+    )
     out["load_s"] = round(loaded.load_s, 2)
     out["prefill_chunk_tokens"] = engine.scheduler.max_batch_tokens
     out["bytes_per_step"] = {

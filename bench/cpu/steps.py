@@ -1,12 +1,13 @@
 """Where a batch-1 decode step's time goes: the measured reason behind a roofline fraction.
 
 One sequence's decode steps (its prefill step left out) run under ``cProfile``; each
-function's own time is put in a part: the native kernels by family (their wrappers' own
-time includes the C call, since ``ctypes`` calls are not profiled separately) as
-``linear`` (attention's projections, the router, the LM head), ``moe`` (the routed
-experts), ``attention`` and ``other kernels`` (norms, rotary); ``torch ops`` (torch's
-built-ins: the glue between kernels); and ``python`` (everything else: the engine, the
-scheduler, the runner, the layers' Python). With the bytes each family must read per step,
+function's own time is put in a part: the native kernels' time in C (every call goes through
+``NativeCall.run``, which times it by kernel while ``native_build.timings`` is on: ``ctypes``
+calls are not profiled apart) by family as ``linear`` (attention's projections, the router,
+the LM head), ``moe`` (the routed experts), ``attention`` and ``other kernels`` (norms,
+rotary, the router's top-k); ``torch ops`` (torch's built-ins: the glue between kernels);
+and ``python`` (everything else: the engine, the scheduler, the runner, the layers' Python
+or the decode program's, the kernel wrappers'). With the bytes each family must read per step,
 a kernel's achieved GB/s says whether it, not Python, is what keeps the step off the roofline.
 
 Limits: cProfile adds about a microsecond a call (a few thousand calls a step here, so a
@@ -21,14 +22,17 @@ import pstats
 from typing import Any
 
 from codeagent.backend.engine import Engine, Request
+from codeagent.backend.kernels import native_build
 from codeagent.backend.layers.sampler import SamplingParams
 
 FAMILIES = ("linear", "moe", "attention")
 
 
+def _family(kernel: str) -> str:
+    return next((f for f in FAMILIES if f in kernel), "other kernels")
+
+
 def _part(filename: str, name: str) -> str:
-    if filename.endswith(("kernels/native.py", "kernels/native_packed.py", "kernels/native_int6.py")):
-        return next((f for f in FAMILIES if f in name), "other kernels")
     if filename == "~" and "torch" in name:
         return "torch ops"
     return "python"
@@ -43,16 +47,23 @@ def decode_profile(
         engine.step()
     profiler = cProfile.Profile()
     steps = 0
-    profiler.enable()
-    while seq.finish is None:
-        engine.step()
-        steps += 1
-    profiler.disable()
+    native_build.timings = in_c = {}
+    try:
+        profiler.enable()
+        while seq.finish is None:
+            engine.step()
+            steps += 1
+        profiler.disable()
+    finally:
+        native_build.timings = None
     parts: dict[str, float] = {}
+    for kernel, seconds in in_c.items():
+        parts[_family(kernel)] = parts.get(_family(kernel), 0.0) + seconds
     stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
     for (filename, _, name), (_, _, own, _, _) in stats.items():
         key = _part(filename, name)
         parts[key] = parts.get(key, 0.0) + own
+    parts["python"] -= sum(in_c.values())  # NativeCall.run's own time holds the C calls
     total = sum(parts.values())
     return {
         "steps": steps,

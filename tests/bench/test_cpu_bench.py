@@ -28,6 +28,9 @@ def test_tiny_run_reports_every_figure_and_target(tiny: dict):
     assert len(ours["greedy_token_ids"]) == 3 and ours["threads"] == tiny["threads"]["ours"]
     assert set(ours["roofline"]) == {"batch1", "concurrent8"}
     assert ours["roofline"]["batch1"]["of_adjacent_bandwidth"] >= 0
+    assert ours["batch1_decode_program"] == "on"  # the bound program ran batch-1 decode
+    by_part = ours["profile"]["ms_per_step_by_part"]
+    assert by_part["linear"] > 0 and by_part["moe"] > 0 and by_part["python"] > 0
     assert tiny["contention"]["cpu_s_others"] >= 0
     assert tiny["bandwidth"]["GB_per_s"] > 0 and tiny["model"]["layers"] == 2
     assert "llama_cpp" not in tiny and tiny["threads"]["llama_cpp"] is None
@@ -83,13 +86,15 @@ def test_a_tree_without_binaries_is_one_line_saying_what_to_build(tmp_path: Path
     assert "has no llama-bench" in lines[0] and "cmake --build" in lines[0]
 
 
-def test_every_native_kernel_module_counts_as_its_family():
-    from codeagent.bench.cpu.steps import _part
+def test_every_native_kernel_counts_as_its_family_and_the_wrappers_as_python():
+    from codeagent.bench.cpu.steps import _family, _part
 
-    for module in ("native.py", "native_packed.py", "native_int6.py"):
-        assert _part(f"/x/codeagent/backend/kernels/{module}", "linear") == "linear"
-    assert _part("/x/codeagent/backend/kernels/native_packed.py", "moe_packed") == "moe"
-    assert _part("/x/codeagent/backend/engine.py", "linear") == "python"
+    for kernel in ("linear", "linear_fp8", "linear_fp4", "linear_int6"):
+        assert _family(kernel) == "linear"
+    assert _family("moe_packed") == "moe" and _family("decode_attention") == "attention"
+    assert _family("add_rms_norm") == _family("softmax_topk") == "other kernels"
+    assert _part("/x/codeagent/backend/kernels/native.py", "linear") == "python"  # the C time is timed apart
+    assert _part("~", "<built-in method torch.argmax>") == "torch ops"
 
 
 def test_the_bandwidth_target_takes_each_round_against_its_own_reading():
