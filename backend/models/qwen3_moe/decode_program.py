@@ -168,7 +168,7 @@ class DecodeProgram:
         for cache in caches:
             cache.k.length += 1  # type: ignore[attr-defined]
             cache.v.length += 1  # type: ignore[attr-defined]
-        return self.logits.float()
+        return self.logits.to(torch.float32, copy=True)  # the caller's own (masks write into it)
 
 
 def table_width(blocks: int) -> int:
