@@ -21,7 +21,9 @@ integer dot products (``vpdpbusd``) scaled per group in float32. It differs from
 route by the activations' rounding (at most 1/254 of a group's largest magnitude an input)
 and keeps its batch invariance; native_packed.c's int8 section has the design.
 
-Built and loaded as ``native`` builds ``native.c`` (same flags, cache folder, OpenMP runtime).
+Built and loaded as ``native`` builds ``native.c`` (same flags, cache folder, OpenMP runtime), by
+``native_packed_lib`` (the library and its switches, re-exported here). Each product has a bound
+form (``*_call``: a ``NativeCall`` into a given output) for a decode program.
 Numerics: activations float32 or bfloat16, taken as float32, or where the CPU has AVX512-BF16
 (``bf16_pairs``) bfloat16 activations with K a multiple of 32 kept in bfloat16 against the
 weights decoded to bfloat16 (exact: every e4m3 / e2m1 value, and FP4 tables times power-of-two
@@ -44,14 +46,28 @@ prefill-sized batches decode the weight for the call (``dequantize``), then run 
 
 from __future__ import annotations
 
-import ctypes
 import math
-import os
-from pathlib import Path
 
 import torch
 
 from codeagent.backend.kernels import native, native_int6
+
+# the library and its switches are part of this module's interface (tests, benches, dispatch)
+from codeagent.backend.kernels.native_packed_lib import FORMATS as FORMATS
+from codeagent.backend.kernels.native_packed_lib import INT8_ENV as INT8_ENV
+from codeagent.backend.kernels.native_packed_lib import LIBRARY as LIBRARY
+from codeagent.backend.kernels.native_packed_lib import REASONS as _REASONS
+from codeagent.backend.kernels.native_packed_lib import SIGNATURES as SIGNATURES
+from codeagent.backend.kernels.native_packed_lib import SOURCE as SOURCE
+from codeagent.backend.kernels.native_packed_lib import bf16_pairs as bf16_pairs
+from codeagent.backend.kernels.native_packed_lib import int8 as int8
+from codeagent.backend.kernels.native_packed_lib import int8_asked as int8_asked
+from codeagent.backend.kernels.native_packed_lib import int8_built as int8_built
+from codeagent.backend.kernels.native_packed_lib import int8_for as _int8_for
+from codeagent.backend.kernels.native_packed_lib import lib as _lib
+from codeagent.backend.kernels.native_packed_lib import problem as problem
+from codeagent.backend.kernels.native_packed_lib import scale_view as _scale
+from codeagent.backend.kernels.native_packed_lib import set_int8 as set_int8
 from codeagent.backend.kernels.packed_fits import ACTIVATIONS
 
 # the checks are part of this module's interface (the layers ask ``kernels.packed.fits_*``)
@@ -64,84 +80,6 @@ from codeagent.backend.kernels.packed_fits import fits_linear_fp8 as fits_linear
 from codeagent.backend.kernels.packed_fits import fits_moe_packed as fits_moe_packed
 from codeagent.backend.packed_weights import PackedExperts, PackedWeight
 from codeagent.backend.quant import FP8_BLOCK
-
-SOURCE = Path(__file__).with_name("native_packed.c")
-FORMATS = {"fp8": 0, "fp4": 1}
-INT8_ENV = "CODEAGENT_FP4_INT8"  # auto (default: int8 activations for FP4 where built, INT6) or off
-_INT8: list[bool] = []  # int8_asked()'s answer, once read
-
-_I, _F, _P = ctypes.c_int, ctypes.c_float, ctypes.c_void_p
-SIGNATURES: native.Signatures = {  # native_packed.c's entry points: result, arguments
-    "ca_linear_packed": (_I, [_I, _I, _I, _P, _P, _P, _I, _I, _I, _P, _I, _I, _I, _I]),
-    "ca_moe_packed": (
-        _I,
-        [_I, _I, _I, _I, _I, _P, _P, _P, _I, _P, _P, _I, _I, _P, _P, _F, _I, _P, _I, _I, _I, _I],
-    ),
-    "ca_dequantize_packed": (None, [_I, _I, _P, _P, _I, _I, _I, _P, _I, _I]),
-    "ca_packed_pairs": (_I, []),
-    "ca_packed_int8": (_I, []),
-}
-_REASONS = {-1: "out of memory", -2: "an expert id out of range", -3: "too many token rows or pairs"}
-
-
-LIBRARY = native.Library(SOURCE, SIGNATURES)
-_lib = LIBRARY.lib
-
-
-def problem() -> str | None:
-    """Why the packed kernels are unavailable here, or None (builds them on first call)."""
-    return LIBRARY.problem()
-
-
-def bf16_pairs() -> bool:
-    """Whether products with bfloat16 activations (K a multiple of 32) decode the weights to
-    bfloat16 and multiply in pairs (AVX512-BF16 where the build found it); a MoE layer's
-    activations between its projections are then rounded to bfloat16."""
-    return bool(_lib().ca_packed_pairs())
-
-
-def int8_built() -> bool:
-    """Whether this build has the FP4 products with int8 activations (AVX512-VNNI and -VBMI)."""
-    return bool(_lib().ca_packed_int8())
-
-
-def int8() -> bool:
-    """Whether FP4 products take int8 activations when a call does not say: where built, unless
-    switched off (``int8_asked``)."""
-    return int8_asked() and int8_built()
-
-
-def int8_asked() -> bool:
-    """Whether packed products take int8 activations when a call does not say (INT6 ones always
-    can: ``native_int6``'s portable route): unless ``CODEAGENT_FP4_INT8=off`` (read once, on the
-    first call) or ``set_int8`` said otherwise."""
-    if not _INT8:
-        value = os.environ.get(INT8_ENV, "").strip().lower() or "auto"
-        if value not in ("auto", "off"):
-            raise ValueError(f"{INT8_ENV}={value!r}: expected auto or off")
-        _INT8.append(value == "auto")
-    return _INT8[0]
-
-
-def set_int8(on: bool | None) -> None:
-    """The default for calls that do not say (``int8``): True (where built), False (the float
-    route), or None (back to ``CODEAGENT_FP4_INT8``'s). For benches comparing both routes."""
-    _INT8.clear()
-    if on is not None:
-        _INT8.append(on)
-
-
-def _int8_for(fmt: str, asked: bool | None) -> int:
-    if fmt != "fp4":
-        return 0
-    return int((int8() if asked is None else asked) and int8_built())
-
-
-def _scale(scale: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """(the scale as the kernels read it, 1 for UE8M0 bytes / 0 for float32)."""
-    if scale.dtype == torch.float32:
-        return scale.contiguous(), 0
-    return scale.view(torch.uint8).contiguous(), 1
 
 
 def linear_fp8(
