@@ -2,7 +2,7 @@
 small bfloat16 / float32 linear layers; and, re-exported from ``native_rows`` (its own source and
 library), RMSNorm, the residual add with the norm, Qwen3's per-head norm with rotary and the
 router's softmax top-k. Each kernel also has a bound form (``*_call``: a ``NativeCall`` into
-caller-given outputs) that a decode program (``native_program``) replays every step.
+caller-given outputs) that a decode program (``models/qwen3_moe/decode_program.py``) replays every step.
 
 Built on first use with the machine's C compiler (``native_build``: the cache folder, the key,
 the OpenMP runtime shared with PyTorch), as are the kernels over packed weights

@@ -3,8 +3,9 @@ products. RMSNorm (``rms_norm``, and ``add_rms_norm``: the residual add with the
 Qwen3's per-head norm with rotary (``norm_rope``) and softmax top-k routing (``softmax_topk``).
 
 Each has a bound form (``*_call``: a ``NativeCall`` into caller-given outputs) that a decode
-program (``native_program``) runs again every step. ``native`` re-exports these (the layers
-reach them as ``kernels.native``) and folds this library's ``problem()`` into its own.
+program (``models/qwen3_moe/decode_program.py``) runs again every step. ``native`` re-exports
+these (the layers reach them as ``kernels.native``) and folds this library's ``problem()`` into
+its own.
 
 Numerics: float32 or bfloat16, each row in a fixed order, rounded where the torch references
 round (``layers/norm.py``, ``layers/rotary.py``); the router sums its exponentials in expert
