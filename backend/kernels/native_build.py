@@ -12,8 +12,8 @@ and so its worker threads; ``ctypes`` releases the GIL during a call.
 ``Library`` is one kernel module's library, built on first use: ``problem()`` says why it cannot
 be had (the layers then run their torch references), ``lib()`` hands it over or raises
 ``NativeError``. ``NativeCall`` is one entry point's call with its arguments bound: the kernel
-wrappers build one and run it at once, a decode program (``models/qwen3_moe/decode_program.py``) keeps them and runs
-them again every step. Limits: local headers are found by a plain scan of ``#include "..."`` lines
+wrappers build one and run it at once, a decode program
+(``models/qwen3_moe/decode_program.py``) keeps them and runs them again every step. Limits: local headers are found by a plain scan of ``#include "..."`` lines
 (one level: a header's own includes are not followed).
 """
 
