@@ -452,7 +452,8 @@ static inline f32x16 load_any(const void *base, long index, int bf16) {
 #define MAX_GROUP 16
 
 /* Decode attention over a paged KV pool: every sequence brings one new token. Its key and
- * value rows (k_new, v_new [b, kv_heads, d]) are written to their slots (row lengths[s] - 1 of
+ * value rows (k_new, v_new [b, kv_heads, d], each row's kv_heads * d contiguous, rows k_stride / v_stride
+ * elements apart: a column slice of a fused projection serves) are written to their slots (row lengths[s] - 1 of
  * sequence s; row r lives at pool row tables[s, r / per_block] * per_block + r % per_block of
  * k_pool / v_pool [rows, kv_heads, d]), then each query head q [b, heads, d] attends over the
  * sequence's rows 0..lengths[s]-1; out [b, heads, d]. Work items are (sequence, chunk of CHUNK
@@ -462,9 +463,10 @@ static inline f32x16 load_any(const void *base, long index, int bf16) {
  * every row as it is read). A sequence's chunks are then merged in order, so its result
  * depends on its own length only. Softmax in float32. Returns 0, -1 when memory ran out, -2 for more than
  * MAX_GROUP query heads a KV head. */
-int ca_decode_attention(int b, int heads, int kv_heads, int d, const void *q, const void *k_new, const void *v_new,
-                        void *k_pool, void *v_pool, const int64_t *tables, int max_blocks, int per_block,
-                        const int64_t *lengths, void *out, float scale, int bf16, int threads) {
+int ca_decode_attention(int b, int heads, int kv_heads, int d, const void *q, const void *k_new, long k_stride,
+                        const void *v_new, long v_stride, void *k_pool, void *v_pool, const int64_t *tables,
+                        int max_blocks, int per_block, const int64_t *lengths, void *out, float scale, int bf16,
+                        int threads) {
     const size_t elt = bf16 ? 2 : 4, row_bytes = (size_t)kv_heads * d * elt;
     const int group = heads / kv_heads;
     if (group > MAX_GROUP) return -2;
@@ -474,8 +476,8 @@ int ca_decode_attention(int b, int heads, int kv_heads, int d, const void *q, co
     for (int s = 0; s < b; s++) {
         const long pos = lengths[s] - 1;
         const long slot = tables[(long)s * max_blocks + pos / per_block] * per_block + pos % per_block;
-        memcpy((char *)k_pool + slot * row_bytes, (const char *)k_new + s * row_bytes, row_bytes);
-        memcpy((char *)v_pool + slot * row_bytes, (const char *)v_new + s * row_bytes, row_bytes);
+        memcpy((char *)k_pool + slot * row_bytes, (const char *)k_new + s * k_stride * elt, row_bytes);
+        memcpy((char *)v_pool + slot * row_bytes, (const char *)v_new + s * v_stride * elt, row_bytes);
         first[s + 1] = first[s] + (lengths[s] + CHUNK - 1) / CHUNK; /* chunks of sequence s */
     }
     const long per_item = 2L * group + (long)group * d; /* max, sum, weighted sum per query head */

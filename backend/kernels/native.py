@@ -60,7 +60,7 @@ _I, _L, _F, _P = ctypes.c_int, ctypes.c_long, ctypes.c_float, ctypes.c_void_p
 _SIGNATURES: Signatures = {  # native.c's entry points: result, arguments
     "ca_linear": (_I, [_I, _I, _I, _P, _P, _P, _I, _I]),
     "ca_moe": (_I, [_I, _I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _I, _I]),
-    "ca_decode_attention": (_I, [_I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _I, _I, _P, _P, _F, _I, _I]),
+    "ca_decode_attention": (_I, [_I, _I, _I, _I, _P, _P, _L, _P, _L, _P, _P, _P, _I, _I, _P, _P, _F, _I, _I]),
     "ca_has_pairs": (_I, []),
 }
 
@@ -237,11 +237,16 @@ def decode_attention(
         )
     if v_pool.dtype != q.dtype or k_pool.dtype != q.dtype:
         raise ValueError("decode_attention: q and the pools must share a dtype")
-    q, k_new, v_new = q.contiguous(), k_new.contiguous(), v_new.contiguous()
+    q, k_new, v_new = q.contiguous(), _rows_contiguous(k_new), _rows_contiguous(v_new)
     out = torch.empty_like(q)
     tables, lengths = tables.to(torch.int64).contiguous(), lengths.to(torch.int64).contiguous()
     decode_attention_call(q, k_new, v_new, k_pool, v_pool, tables, per_block, lengths, scale, out).run()
     return out
+
+
+def _rows_contiguous(t: torch.Tensor) -> torch.Tensor:
+    """t [B, ...] whose every row is contiguous (rows may be apart: the kernel takes their stride)."""
+    return t if t.shape[0] == 0 or t[0].is_contiguous() else t.contiguous()
 
 
 def decode_attention_call(
@@ -256,17 +261,15 @@ def decode_attention_call(
     scale: float,
     out: torch.Tensor,
 ) -> NativeCall:
-    """``decode_attention`` into ``out``, bound: q, k_new, v_new contiguous, tables and lengths
-    int64 and contiguous (a bound call reads them as they are when it runs)."""
-    for name, tensor in (
-        ("q", q),
-        ("k_new", k_new),
-        ("v_new", v_new),
-        ("tables", tables),
-        ("lengths", lengths),
-    ):
+    """``decode_attention`` into ``out``, bound: q contiguous; k_new and v_new [B, KVH, D] with
+    each row contiguous (rows may be apart: a column slice of a fused projection); tables and
+    lengths int64 and contiguous (a bound call reads them as they are when it runs)."""
+    for name, tensor in (("q", q), ("tables", tables), ("lengths", lengths)):
         if not tensor.is_contiguous():
             raise ValueError(f"decode_attention: {name} must be contiguous")
+    for name, tensor in (("k_new", k_new), ("v_new", v_new)):
+        if tensor.shape[0] and not tensor[0].is_contiguous():
+            raise ValueError(f"decode_attention: each row of {name} must be contiguous")
     if tables.dtype != torch.int64 or lengths.dtype != torch.int64 or tables.shape[0] != q.shape[0]:
         raise ValueError("decode_attention: tables [B, width] and lengths [B] int64")
     _check_out("decode_attention", q, out, tuple(q.shape))
@@ -278,7 +281,9 @@ def decode_attention_call(
         d,
         q.data_ptr(),
         k_new.data_ptr(),
+        k_new.stride(0),
         v_new.data_ptr(),
+        v_new.stride(0),
         k_pool.data_ptr(),
         v_pool.data_ptr(),
         tables.data_ptr(),

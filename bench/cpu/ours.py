@@ -55,6 +55,16 @@ def prompt(n: int, vocab: int, seed: int) -> list[int]:
     return torch.randint(0, vocab, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
 
 
+def _programs(model: Any) -> dict[str, Any]:
+    """Which decode steps ran as bound programs (batch sizes), and why others could not."""
+    if not hasattr(model, "decode_programs"):
+        return {"sequences": [], "refused": "this family has no decode program"}
+    return {
+        "sequences": sorted(model.decode_programs),
+        "refused": dict(sorted(model.program_refusals.items())),
+    }
+
+
 def _params(tokens: int) -> SamplingParams:
     return SamplingParams(max_tokens=tokens, ignore_eos=True)
 
@@ -84,10 +94,7 @@ def run_ours(
     out.update(
         dtype=dtype, threads=torch.get_num_threads(), kernels=used.name if used else kernels_in_use("cpu")
     )
-    refusal = getattr(model, "program_refusal", "no decode program in this family")
-    out["batch1_decode_program"] = (
-        "on" if getattr(model, "decode_program", None) and not refusal else f"off: {refusal}"
-    )
+    out["decode_program"] = _programs(model)
     out["load_s"] = round(loaded.load_s, 2)
     out["prefill_chunk_tokens"] = engine.scheduler.max_batch_tokens
     out["bytes_per_step"] = {

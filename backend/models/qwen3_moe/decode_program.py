@@ -1,4 +1,4 @@
-"""Qwen3-MoE's batch-1 decode step on the CPU as one bound list of native calls.
+"""Qwen3-MoE's decode step on the CPU as one bound list of native calls.
 
 A CPU decode step of one sequence is bound by reading the weights, yet around its ~30 kernel
 calls the layer-by-layer path (``model.py``) spends about a millisecond a step on Python:
@@ -6,9 +6,10 @@ module and dispatch code, tensor allocations, argument marshalling and a few tor
 a bfloat16 step of the CPU bench's model, 10-19% of an FP8 or FP4 one). A ``DecodeProgram``
 does that work once: it allocates every activation buffer, picks each kernel as the layers'
 dispatch does (``bound_linear``, ``bound_experts``) and binds its call to those buffers
-(``NativeCall``). A step then writes only what changes (the token's embedding row, its cos/sin
-row, the sequence's block table and length) into fixed buffers, runs the calls in order, and
-advances the caches' lengths. It is the CPU's counterpart of a captured CUDA graph, built from
+(``NativeCall``). A step then writes only what changes (the tokens' embedding rows, their cos/sin
+rows, the sequences' block tables and lengths) into fixed buffers, runs the calls in order, and
+advances the caches' lengths. A program serves decode steps of one batch size (one to
+``MAX_SEQUENCES`` sequences, one new token each); the model keeps one per size it meets. It is the CPU's counterpart of a captured CUDA graph, built from
 the model explicitly rather than recorded.
 
 The calls are the layer-by-layer path's, in its order, on the same values (the residual adds
@@ -17,10 +18,12 @@ logits are bit-identical (``tests/backend/test_decode_program.py``). ``for_step`
 step can take it; ``refusal`` why a model cannot (the layer-by-layer path then runs, as it does
 for every other step: prefill, batches, GPUs).
 
-Limits: one sequence a step (the value rows of the fused projection are contiguous only for one
-token row; batches keep the layer-by-layer path), one process (no tensor parallelism), sparse
-layers only (a dense MLP's SiLU gate has no native kernel), no experts in host memory beside a
-GPU, every product on a native kernel (bfloat16 or float32, or FP8 / FP4 / INT6 packed).
+Limits: decode steps of up to ``MAX_SEQUENCES`` sequences, none sharing a prompt's blocks with
+another (those read the shared rows once on the layer path, ``layers/shared_prefix.py``); one
+process (no tensor parallelism), sparse layers only (a dense MLP's SiLU gate has no native
+kernel), no experts in host memory beside a GPU, every product on a native kernel (bfloat16 or
+float32, or FP8 / FP4 / INT6 packed: bfloat16 products take up to 8 rows where the CPU
+multiplies in pairs, else 3).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import torch
 from codeagent.backend.cache.paged import PagedRows
 from codeagent.backend.cache.tables import BlockTables
 from codeagent.backend.kernels.native_build import NativeCall, calls
+from codeagent.backend.layers import shared_prefix
 from codeagent.backend.layers.attention import KVCache
 from codeagent.backend.layers.linear import bound_linear
 from codeagent.backend.layers.moe import bound_experts
@@ -40,15 +44,18 @@ if TYPE_CHECKING:
     from codeagent.backend.models.qwen3_moe.model import Qwen3MoeForCausalLM
 
 
+MAX_SEQUENCES = 8  # the most sequences a program's step takes (bf16 products in pairs take 8 rows)
+
+
 class Refused(Exception):
     """The model (or this step) cannot run as a program: why."""
 
 
 class DecodeProgram:
-    """One model's decode step for one sequence over one KV pool, bound."""
+    """One model's decode step for ``n`` sequences over one KV pool, bound."""
 
     def __init__(
-        self, model: Qwen3MoeForCausalLM, caches: list[KVCache], block_size: int, width: int
+        self, model: Qwen3MoeForCausalLM, n: int, caches: list[KVCache], block_size: int, width: int
     ) -> None:
         """``caches``: a sequence's (any over the pool's tensors); ``width``: the block-table room."""
         kernels = model.kernels
@@ -65,19 +72,19 @@ class DecodeProgram:
         def buffer(*shape: int, like: torch.dtype = dtype) -> torch.Tensor:
             return torch.zeros(*shape, dtype=like)
 
-        self.model, self.block_size = model, block_size
-        self.x, self.h, self.o, self.mlp = (buffer(1, hidden) for _ in range(4))
-        self.qkv = buffer(1, (heads + 2 * kv_heads) * d)
-        self.q, self.k, self.attn = buffer(1, heads, d), buffer(1, kv_heads, d), buffer(1, heads, d)
-        self.router = buffer(1, c.num_experts)
-        self.weights, self.ids = buffer(1, top_k, like=torch.float32), buffer(1, top_k, like=torch.int64)
-        self.logits = buffer(1, model.lm_head.weight.shape[0])
-        self.freqs = buffer(1, d, like=torch.float32)
-        self.cos, self.sin = buffer(1, d, like=torch.float32), buffer(1, d, like=torch.float32)
-        self.tables, self.lengths = buffer(1, width, like=torch.int64), buffer(1, like=torch.int64)
+        self.model, self.n, self.block_size = model, n, block_size
+        self.x, self.h, self.o, self.mlp = (buffer(n, hidden) for _ in range(4))
+        self.qkv = buffer(n, (heads + 2 * kv_heads) * d)
+        self.q, self.k, self.attn = buffer(n, heads, d), buffer(n, kv_heads, d), buffer(n, heads, d)
+        self.router = buffer(n, c.num_experts)
+        self.weights, self.ids = buffer(n, top_k, like=torch.float32), buffer(n, top_k, like=torch.int64)
+        self.logits = buffer(n, model.lm_head.weight.shape[0])
+        self.freqs = buffer(n, d, like=torch.float32)
+        self.cos, self.sin = buffer(n, d, like=torch.float32), buffer(n, d, like=torch.float32)
+        self.tables, self.lengths = buffer(n, width, like=torch.int64), buffer(n, like=torch.int64)
         self.pools = [(cache.k.tensor, cache.v.tensor) for cache in caches]  # type: ignore[attr-defined]
         q_cols, k_cols = heads * d, kv_heads * d
-        v_rows = self.qkv[:, q_cols + k_cols :].view(1, kv_heads, d)
+        v_rows = self.qkv[:, q_cols + k_cols :].view(n, kv_heads, d)  # rows apart: the kernel takes it
         calls: list[NativeCall | None] = []
         for index, layer in enumerate(model.layers):
             attn, moe = layer.attn, layer.mlp
@@ -119,7 +126,7 @@ class DecodeProgram:
                     self.attn,
                 )
             )
-            calls.append(bound_linear(self.attn.view(1, heads * d), attn.o.weight, self.o, kernels))
+            calls.append(bound_linear(self.attn.view(n, heads * d), attn.o.weight, self.o, kernels))
             post = layer.post_norm
             calls.append(native.add_rms_norm_call(self.o, self.x, post.weight, post.eps, self.x, self.h))
             calls.append(bound_linear(self.h, moe.gate.weight, self.router, kernels))
@@ -140,35 +147,51 @@ class DecodeProgram:
         self._tables = self.tables.numpy()
         self._lengths = self.lengths.numpy()
 
-    def serves(self, caches: list[KVCache], tables: BlockTables) -> bool:
-        """Whether this program can run a step of a sequence with these caches and table."""
-        if torch.get_num_threads() != self.threads or tables.block_size != self.block_size:
+    def serves(self, seqs: list[list[KVCache]], tables: BlockTables) -> bool:
+        """Whether this program can run a step of these sequences (their caches) and tables."""
+        if (
+            len(seqs) != self.n
+            or torch.get_num_threads() != self.threads
+            or tables.block_size != self.block_size
+        ):
             return False
-        if len(tables.tables[0]) > self._tables.shape[1]:
+        if max(len(table) for table in tables.tables) > self._tables.shape[1]:
             return False
         return all(
             isinstance(cache.k, PagedRows) and cache.k.tensor is k and cache.v.tensor is v  # type: ignore[attr-defined]
+            for caches in seqs
             for cache, (k, v) in zip(caches, self.pools, strict=True)
         )
 
-    def run(self, token: int, position: int, caches: list[KVCache], tables: BlockTables) -> torch.Tensor:
-        """One decode step: logits [1, V] float32; the new key and value rows land in the pool."""
+    def run(
+        self, input_ids: torch.Tensor, positions: torch.Tensor, seqs: list[list[KVCache]], tables: BlockTables
+    ) -> torch.Tensor:
+        """One decode step (input_ids, positions [n]): logits [n, V] float32; the new key and
+        value rows land in the pool."""
         model = self.model
-        self.x.copy_(model.embed[token])
-        torch.mul(model.inv_freq, float(position), out=self.freqs[0, : self.half])
-        self.freqs[0, self.half :] = self.freqs[0, : self.half]
+        torch.index_select(model.embed, 0, input_ids, out=self.x)
+        torch.mul(positions.float()[:, None], model.inv_freq[None, :], out=self.freqs[:, : self.half])
+        self.freqs[:, self.half :] = self.freqs[:, : self.half]
         torch.cos(self.freqs, out=self.cos)
         torch.sin(self.freqs, out=self.sin)
-        table = tables.tables[0]
-        self._tables[0, : len(table)] = table
-        self._lengths[0] = tables.cached[0] + 1
+        for row, (table, cached) in enumerate(zip(tables.tables, tables.cached, strict=True)):
+            self._tables[row, : len(table)] = table
+            self._lengths[row] = cached + 1
         calls["decode_program"] += 1
         for call in self.calls:
             call.run()
-        for cache in caches:
-            cache.k.length += 1  # type: ignore[attr-defined]
-            cache.v.length += 1  # type: ignore[attr-defined]
+        for caches in seqs:
+            for cache in caches:
+                cache.k.length += 1  # type: ignore[attr-defined]
+                cache.v.length += 1  # type: ignore[attr-defined]
         return self.logits.to(torch.float32, copy=True)  # the caller's own (masks write into it)
+
+
+def takes(tables: BlockTables) -> bool:
+    """Whether a decode step over these tables may run as a program: up to ``MAX_SEQUENCES``
+    sequences, none sharing a prompt's blocks the layer path would read once for them."""
+    n = len(tables.tables)
+    return n <= MAX_SEQUENCES and (n == 1 or not tables.shared_groups(shared_prefix.SHARED_MIN_TOKENS))
 
 
 def table_width(blocks: int) -> int:

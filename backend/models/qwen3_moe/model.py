@@ -17,8 +17,8 @@ all-gathered. With one process the group is ``SOLO`` and no collective runs. The
 path calls submodules' ``forward`` directly: no hooks are used, and ``nn.Module.__call__``
 costs a few microseconds a call, a share of a CPU decode step (``docs/bench/cpu-choices.md``).
 The kernels (``kernels``), chosen when the model is built, reach layers through a ``Step``.
-One sequence's decode step on the CPU runs as a ``decode_program.DecodeProgram`` instead: the
-same native calls bound once to fixed buffers, without the Python around them.
+A decode step of up to eight sequences on the CPU runs as a ``decode_program.DecodeProgram``
+instead: the same native calls bound once to fixed buffers, without the Python around them.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from codeagent.backend.layers.rotary import cos_sin, inverse_frequencies, norm_t
 from codeagent.backend.models.base import CausalLMModule, SeqSlice, Step, last_rows
 from codeagent.backend.models.qwen3_moe import weights
 from codeagent.backend.models.qwen3_moe.config import Qwen3MoeConfig
-from codeagent.backend.models.qwen3_moe.decode_program import DecodeProgram, Refused, table_width
+from codeagent.backend.models.qwen3_moe.decode_program import DecodeProgram, Refused, table_width, takes
 
 
 class Attention(nn.Module):
@@ -233,9 +233,9 @@ class Qwen3MoeForCausalLM(CausalLMModule):
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps).to(device=device, dtype=dtype)
         self.lm_head = Linear(config.hidden_size, rows, dtype, device)
         self.inv_freq = inverse_frequencies(config.head_dim, config.rope_theta)
-        self.use_decode_program = True  # one sequence's CPU decode as a bound program (``decode_program``)
-        self.decode_program: DecodeProgram | None = None
-        self.program_refusal = ""  # why this model cannot run one, once found
+        self.use_decode_program = True  # CPU decode steps as bound programs (``decode_program``)
+        self.decode_programs: dict[int, DecodeProgram] = {}  # by batch size
+        self.program_refusals: dict[int, str] = {}  # by batch size: why this model cannot run one
 
     block_multiple = 1  # any block size works: every row is one token's
 
@@ -258,8 +258,8 @@ class Qwen3MoeForCausalLM(CausalLMModule):
         self, input_ids: torch.Tensor, positions: torch.Tensor, seqs: list[SeqSlice], step: Step
     ) -> torch.Tensor:
         program = self._program(seqs, step)
-        if program is not None:  # one sequence's decode on the CPU: the same calls, bound once
-            return program.run(int(input_ids[0]), int(positions[0]), seqs[0].state, step.tables)  # type: ignore[arg-type]
+        if program is not None:  # a decode step on the CPU: the same calls, bound once
+            return program.run(input_ids, positions, [s.state for s in seqs], step.tables)  # type: ignore[arg-type]
         x = embed(self.embed, input_ids, self.vocab, self.group)  # [T, hidden]
         cos, sin = cos_sin(positions, self.inv_freq)  # [T, D]
         for index, layer in enumerate(self.layers):
@@ -271,22 +271,31 @@ class Qwen3MoeForCausalLM(CausalLMModule):
         return gather(head_logits(h, self.lm_head.weight, self.kernels).float(), self.vocab, self.group)
 
     def _program(self, seqs: list[SeqSlice], step: Step) -> DecodeProgram | None:
-        """The decode program for this step (built on the first that can take one), or None: not
-        one sequence's decode over the pool, or the model cannot run one (``program_refusal``)."""
+        """The decode program for this step's batch size (built on the first step of that size
+        that can take one), or None: not a decode step over the pool that a program takes, or
+        the model cannot run one for that size (``program_refusals``)."""
         tables = step.tables
-        if not self.use_decode_program or tables is None or step.sizes != [1] or self.program_refusal:
+        if not self.use_decode_program or tables is None:
             return None
-        caches = seqs[0].state
-        program = self.decode_program
-        if program is None or not program.serves(caches, tables):
-            if not isinstance(caches[0].k, PagedRows):
+        if any(size != 1 for size in step.sizes) or not takes(tables):
+            return None
+        states = [s.state for s in seqs]
+        n = len(states)
+        if n in self.program_refusals:
+            return None
+        program = self.decode_programs.get(n)
+        if program is None or not program.serves(states, tables):
+            if not isinstance(states[0][0].k, PagedRows):
                 return None
+            width = table_width(max(len(table) for table in tables.tables))
             try:
-                program = DecodeProgram(self, caches, tables.block_size, table_width(len(tables.tables[0])))
+                program = DecodeProgram(self, n, states[0], tables.block_size, width)
             except Refused as refused:
-                self.program_refusal = str(refused)
+                self.program_refusals[n] = str(refused)
                 return None
-            self.decode_program = program
+            if not program.serves(states, tables):  # sequences over different pools
+                return None
+            self.decode_programs[n] = program
         return program
 
     def load_weights(self, stream: Iterable[tuple[str, Any]]) -> None:
