@@ -18,10 +18,41 @@
 
 #define MAX_EXPERTS 1024 /* experts a router row may score (the caller checks) */
 
-/* 1 / sqrt(mean(x^2) + eps) over x[at .. at + d), in float32. */
+typedef uint16_t u16x16 __attribute__((vector_size(32)));
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
+
+/* x[at .. at + 16) as float32, x bf16 or float32 */
+static inline f32x16 load16_any(const void *x, long at, int bf16) {
+    if (!bf16) return load_f32((const float *)x + at);
+    u16x16 h;
+    memcpy(&h, (const uint16_t *)x + at, sizeof h);
+    const u32x16 w = __builtin_convertvector(h, u32x16) << 16;
+    f32x16 v;
+    memcpy(&v, &w, sizeof v);
+    return v;
+}
+
+/* v rounded to bfloat16 as f32_to_bf16 rounds (nearest even, NaN kept NaN), held in float32 */
+static inline f32x16 round_bf16(f32x16 v) {
+    u32x16 w;
+    memcpy(&w, &v, sizeof w);
+    const u32x16 nan = (u32x16)((w & 0x7fffffffu) > 0x7f800000u); /* all ones where NaN */
+    const u32x16 r = (((w + 0x7fffu + ((w >> 16) & 1u)) & 0xffff0000u) & ~nan) | ((w | 0x400000u) & 0xffff0000u & nan);
+    memcpy(&v, &r, sizeof v);
+    return v;
+}
+
+/* 1 / sqrt(mean(x^2) + eps) over x[at .. at + d), in float32: 16 lanes of sums (hsum's tree),
+ * then the elements past the last 16 in order. */
 static float inverse_rms(const void *x, long at, int d, float eps, int bf16) {
-    float sum = 0.0f;
-    for (int i = 0; i < d; i++) {
+    f32x16 lanes = {0};
+    int i = 0;
+    for (; i + 16 <= d; i += 16) {
+        const f32x16 v = load16_any(x, at + i, bf16);
+        lanes += v * v;
+    }
+    float sum = hsum(lanes);
+    for (; i < d; i++) {
         const float v = load_one(x, at + i, bf16);
         sum += v * v;
     }
@@ -36,6 +67,22 @@ static inline float normalised(const void *x, long at, int i, float inv, const v
     return weight ? bf16_to_f32(f32_to_bf16(bf16_to_f32(((const uint16_t *)weight)[i]) * h)) : h;
 }
 
+/* Elements i .. i + 16 of that row as ``normalised`` gives each. */
+static inline f32x16 normalised16(const void *x, long at, int i, float inv, const void *weight, int bf16) {
+    const f32x16 v = load16_any(x, at + i, bf16) * inv;
+    if (!bf16) return weight ? v * load_f32((const float *)weight + i) : v;
+    const f32x16 h = round_bf16(v);
+    return weight ? round_bf16(load16_any(weight, i, 1) * h) : h;
+}
+
+/* A row normalised into out[out_at ..], 16 elements at a time, the rest one by one. */
+static void normalise_row(const void *x, long at, int d, float inv, const void *weight, void *out, long out_at,
+                          int bf16) {
+    int i = 0;
+    for (; i + 16 <= d; i += 16) store16(out, out_at + i, normalised16(x, at, i, inv, weight, bf16), bf16);
+    for (; i < d; i++) store(out, out_at + i, normalised(x, at, i, inv, weight, bf16), bf16);
+}
+
 /* RMSNorm over rows of ``dim``: out = round(x * rsqrt(mean(x^2) + eps)) * weight, the
  * normalising in float32; in bfloat16 the normalised row is rounded before the weight
  * multiplies it, and the product rounded again, as the references do. ``weight`` may be NULL. */
@@ -44,8 +91,7 @@ void ca_rms_norm(long rows, int dim, const void *x, const void *weight, void *ou
 #pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
     for (long r = 0; r < rows; r++) {
         const long base = r * dim;
-        const float inv = inverse_rms(x, base, dim, eps, bf16);
-        for (int i = 0; i < dim; i++) store(out, base + i, normalised(x, base, i, inv, weight, bf16), bf16);
+        normalise_row(x, base, dim, inverse_rms(x, base, dim, eps, bf16), weight, out, base, bf16);
     }
 }
 
@@ -64,8 +110,27 @@ void ca_norm_rope(int t, int heads, int d, const void *x, long stride, const voi
         for (int head = 0; head < heads; head++) {
             const long in = row * stride + (long)head * d, at = (row * heads + head) * d;
             const float inv = inverse_rms(x, in, d, eps, bf16);
-            for (int i = 0; i < d; i++) h[i] = normalised(x, in, i, inv, weight, bf16);
             const float *c = cosines + row * d, *s = sines + row * d;
+            if (half % 16 == 0) { /* 16 at a time: the same roundings, element for element */
+                for (int i = 0; i < d; i += 16) {
+                    const f32x16 v = normalised16(x, in, i, inv, weight, bf16);
+                    memcpy(h + i, &v, sizeof v);
+                }
+                for (int i = 0; i < d; i += 16) {
+                    const f32x16 hv = load_f32(h + i);
+                    const f32x16 rotated = i < half ? -load_f32(h + i + half) : load_f32(h + i - half);
+                    const f32x16 cv = load_f32(c + i), sv = load_f32(s + i);
+                    if (bf16) {
+                        const f32x16 a = round_bf16(hv * round_bf16(cv)), b = round_bf16(rotated * round_bf16(sv));
+                        store16(out, at + i, a + b, 1);
+                    } else {
+                        const f32x16 a = hv * cv, b = rotated * sv;
+                        store16(out, at + i, a + b, 0);
+                    }
+                }
+                continue;
+            }
+            for (int i = 0; i < d; i++) h[i] = normalised(x, in, i, inv, weight, bf16);
             for (int i = 0; i < d; i++) {
                 const float rotated = i < half ? -h[i + half] : h[i - half];
                 if (bf16) {
@@ -90,10 +155,12 @@ void ca_add_rms_norm(long rows, int dim, const void *x, const void *residual, co
 #pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
     for (long r = 0; r < rows; r++) {
         const long base = r * dim;
-        for (int i = 0; i < dim; i++)
+        int i = 0;
+        for (; i + 16 <= dim; i += 16)
+            store16(sum, base + i, load16_any(residual, base + i, bf16) + load16_any(x, base + i, bf16), bf16);
+        for (; i < dim; i++)
             store(sum, base + i, load_one(residual, base + i, bf16) + load_one(x, base + i, bf16), bf16);
-        const float inv = inverse_rms(sum, base, dim, eps, bf16);
-        for (int i = 0; i < dim; i++) store(out, base + i, normalised(sum, base, i, inv, weight, bf16), bf16);
+        normalise_row(sum, base, dim, inverse_rms(sum, base, dim, eps, bf16), weight, out, base, bf16);
     }
 }
 

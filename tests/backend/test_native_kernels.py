@@ -73,9 +73,10 @@ def test_moe_rejects_an_expert_id_out_of_range():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("with_weight", [True, False])
-def test_rms_norm_matches_the_reference(reference, dtype, with_weight):
-    x = randn(5, 4, 48, dtype=dtype, seed=7)
-    weight = randn(48, dtype=dtype, seed=8) if with_weight else None
+@pytest.mark.parametrize("dim", [48, 40])  # whole vectors of 16, and a tail
+def test_rms_norm_matches_the_reference(reference, dtype, with_weight, dim):
+    x = randn(5, 4, dim, dtype=dtype, seed=7)
+    weight = randn(dim, dtype=dtype, seed=8) if with_weight else None
     got, want = native.rms_norm(x, weight, 1e-6), norm.rms_norm(x, weight, 1e-6)
     if dtype == torch.bfloat16:
         assert torch.equal(got, want)  # the same two roundings
@@ -85,10 +86,11 @@ def test_rms_norm_matches_the_reference(reference, dtype, with_weight):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("tokens", [1, 5, 300])
-def test_norm_rope_matches_norm_then_rotary_on_a_column_slice(reference, dtype, tokens):
+@pytest.mark.parametrize("dim", [32, 24])  # halves of whole vectors of 16 (vectorised), and not
+def test_norm_rope_matches_norm_then_rotary_on_a_column_slice(reference, dtype, tokens, dim):
     from codeagent.backend.layers.rotary import apply_rotary, cos_sin, inverse_frequencies
 
-    heads, dim = 3, 32
+    heads = 3
     fused = randn(tokens, 2 * heads * dim, dtype=dtype, seed=11)  # q is the first half of each row
     weight = randn(dim, dtype=dtype, seed=12)
     cos, sin = cos_sin(torch.arange(7, 7 + tokens), inverse_frequencies(dim, 10000.0))
