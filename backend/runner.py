@@ -55,7 +55,9 @@ class ModelRunner:
             return []
         picked = [batch[row][0] for row in ready]
         params = [seq.request.params for seq in picked]
-        rows = logits[ready]
+        # a copy only where needed: masks write into their rows, and logits (made in inference
+        # mode) take no in-place writes outside it
+        rows = logits if masks is None and len(ready) == logits.shape[0] else logits[ready]
         if masks is not None:
             masks.apply(rows)
         tokens = sample(rows, params, [seq.generator for seq in picked], self.model.kernels)
