@@ -122,6 +122,7 @@ def reply(runtime, tools, choice="auto", function=None, seed=0, max_tokens=120, 
     )
     generation = runtime.generate(prompt, sampling)
     drain(generation)
+    assert generation.error is None, generation.error  # an engine failure is not a grammar one
     return generation
 
 
