@@ -14,9 +14,9 @@ the model explicitly rather than recorded.
 
 The calls are the layer-by-layer path's, in its order, on the same values (the residual adds
 fused into the next norm, ``add_rms_norm``, which rounds the sum as torch's add does), so the
-logits are bit-identical (``tests/backend/test_decode_program.py``). ``for_step`` says whether a
-step can take it; ``refusal`` why a model cannot (the layer-by-layer path then runs, as it does
-for every other step: prefill, batches, GPUs).
+logits are bit-identical (``tests/backend/test_decode_program.py``). ``program_for`` hands the
+model's ``logits`` the program for a step, or None where the step or the model cannot take one
+(the layer-by-layer path then runs, as it does for prefill, prefix-sharing batches and GPUs).
 
 Limits: decode steps of up to ``MAX_SEQUENCES`` sequences, none sharing a prompt's blocks with
 another (those read the shared rows once on the layer path, ``layers/shared_prefix.py``); one
@@ -185,6 +185,39 @@ class DecodeProgram:
                 cache.k.length += 1  # type: ignore[attr-defined]
                 cache.v.length += 1  # type: ignore[attr-defined]
         return self.logits.to(torch.float32, copy=True)  # the caller's own (masks write into it)
+
+
+def program_for(
+    model: Qwen3MoeForCausalLM, seqs: list[list[KVCache]], sizes: list[int], tables: BlockTables | None
+) -> DecodeProgram | None:
+    """The model's program for this step (built on the first step of its batch size that can take
+    one, kept in ``model.decode_programs``), or None: not a decode step over the pool that a
+    program takes, switched off (``model.use_decode_program``), or the model cannot run one for
+    that size (``model.program_refusals`` says why)."""
+    if (
+        not model.use_decode_program
+        or tables is None
+        or any(size != 1 for size in sizes)
+        or not takes(tables)
+    ):
+        return None
+    n = len(seqs)
+    if n in model.program_refusals:
+        return None
+    program = model.decode_programs.get(n)
+    if program is None or not program.serves(seqs, tables):
+        if not isinstance(seqs[0][0].k, PagedRows):
+            return None
+        width = table_width(max(len(table) for table in tables.tables))
+        try:
+            program = DecodeProgram(model, n, seqs[0], tables.block_size, width)
+        except Refused as refused:
+            model.program_refusals[n] = str(refused)
+            return None
+        if not program.serves(seqs, tables):  # sequences over different pools
+            return None
+        model.decode_programs[n] = program
+    return program
 
 
 def takes(tables: BlockTables) -> bool:

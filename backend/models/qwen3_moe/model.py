@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from codeagent.backend.cache.paged import KVStream, PagedRows, SeqBlocks, growing_rows
+from codeagent.backend.cache.paged import KVStream, SeqBlocks, growing_rows
 from codeagent.backend.distributed.group import SOLO, Group
 from codeagent.backend.distributed.vocab import VocabShare, embed, gather
 from codeagent.backend.kernels.dispatch import Kernels, choose
@@ -42,7 +42,7 @@ from codeagent.backend.layers.rotary import cos_sin, inverse_frequencies, norm_t
 from codeagent.backend.models.base import CausalLMModule, SeqSlice, Step, last_rows
 from codeagent.backend.models.qwen3_moe import weights
 from codeagent.backend.models.qwen3_moe.config import Qwen3MoeConfig
-from codeagent.backend.models.qwen3_moe.decode_program import DecodeProgram, Refused, table_width, takes
+from codeagent.backend.models.qwen3_moe.decode_program import DecodeProgram, program_for
 
 
 class Attention(nn.Module):
@@ -257,9 +257,10 @@ class Qwen3MoeForCausalLM(CausalLMModule):
     def logits(
         self, input_ids: torch.Tensor, positions: torch.Tensor, seqs: list[SeqSlice], step: Step
     ) -> torch.Tensor:
-        program = self._program(seqs, step)
+        states = [s.state for s in seqs]
+        program = program_for(self, states, step.sizes, step.tables)
         if program is not None:  # a decode step on the CPU: the same calls, bound once
-            return program.run(input_ids, positions, [s.state for s in seqs], step.tables)  # type: ignore[arg-type]
+            return program.run(input_ids, positions, states, step.tables)  # type: ignore[arg-type]
         x = embed(self.embed, input_ids, self.vocab, self.group)  # [T, hidden]
         cos, sin = cos_sin(positions, self.inv_freq)  # [T, D]
         for index, layer in enumerate(self.layers):
@@ -269,34 +270,6 @@ class Qwen3MoeForCausalLM(CausalLMModule):
             x[last_rows(step, x.device)], self.norm.weight, self.norm.eps, self.kernels
         )  # [N, hidden]
         return gather(head_logits(h, self.lm_head.weight, self.kernels).float(), self.vocab, self.group)
-
-    def _program(self, seqs: list[SeqSlice], step: Step) -> DecodeProgram | None:
-        """The decode program for this step's batch size (built on the first step of that size
-        that can take one), or None: not a decode step over the pool that a program takes, or
-        the model cannot run one for that size (``program_refusals``)."""
-        tables = step.tables
-        if not self.use_decode_program or tables is None:
-            return None
-        if any(size != 1 for size in step.sizes) or not takes(tables):
-            return None
-        states = [s.state for s in seqs]
-        n = len(states)
-        if n in self.program_refusals:
-            return None
-        program = self.decode_programs.get(n)
-        if program is None or not program.serves(states, tables):
-            if not isinstance(states[0][0].k, PagedRows):
-                return None
-            width = table_width(max(len(table) for table in tables.tables))
-            try:
-                program = DecodeProgram(self, n, states[0], tables.block_size, width)
-            except Refused as refused:
-                self.program_refusals[n] = str(refused)
-                return None
-            if not program.serves(states, tables):  # sequences over different pools
-                return None
-            self.decode_programs[n] = program
-        return program
 
     def load_weights(self, stream: Iterable[tuple[str, Any]]) -> None:
         """Copy each checkpoint tensor's share into its (slice of a) parameter (``weights.py``)."""
