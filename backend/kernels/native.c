@@ -31,24 +31,12 @@
 #include <immintrin.h>
 #endif
 
-typedef uint16_t u16x16 __attribute__((vector_size(32)));
-typedef uint32_t u32x16 __attribute__((vector_size(64)));
 
 #define GROUP 8       /* rows of activations against one weight row at a time */
 #define MAX_ROWS 64   /* activation rows of one ca_linear call (the caller checks) */
 #define MAX_PAIRS 512 /* token-expert pairs in one MoE call (the caller checks) */
 #define PAIRS_GROUP 4 /* activation rows a product in pairs takes at once against one weight row */
 #define PAIRS_WROWS 4 /* weight rows a product in pairs streams together, at most */
-
-
-static inline f32x16 load_bf16(const uint16_t *p) {
-    u16x16 h;
-    memcpy(&h, p, sizeof h);
-    u32x16 w = __builtin_convertvector(h, u32x16) << 16;
-    f32x16 v;
-    memcpy(&v, &w, sizeof v);
-    return v;
-}
 
 
 /* Lane i of the result is the sum of v[i]'s 16 lanes, by the same tree as ``hsum`` (so the
@@ -443,10 +431,6 @@ done:
     return status;
 }
 
-static inline f32x16 load_any(const void *base, long index, int bf16) {
-    return bf16 ? load_bf16((const uint16_t *)base + index) : load_f32((const float *)base + index);
-}
-
 #define CHUNK 256 /* context rows of one work item; a sequence's chunks are merged in order */
 #define TILE 16   /* rows scored, exponentiated and accumulated together */
 #define MAX_GROUP 16
@@ -550,7 +534,7 @@ int ca_decode_attention(int b, int heads, int kv_heads, int d, const void *q, co
                         for (int i = 0; i < n; i++) {
                             const long at = base[i] + (long)kvh * d;
                             f32x16 sum = (f32x16){0};
-                            for (int c = 0; c < d; c += 16) sum += load_any(k_pool, at + c, bf16) * load_f32(qh + g * d + c);
+                            for (int c = 0; c < d; c += 16) sum += load16(k_pool, at + c, bf16) * load_f32(qh + g * d + c);
                             rows[i] = sum;
                         }
                         for (int i = n; i < TILE; i++) rows[i] = (f32x16){0};
@@ -575,7 +559,7 @@ int ca_decode_attention(int b, int heads, int kv_heads, int d, const void *q, co
                     }
                     for (int c = 0; c < d; c += 16) {
                         f32x16 v[TILE];
-                        for (int i = 0; i < n; i++) v[i] = load_any(v_pool, base[i] + (long)kvh * d + c, bf16);
+                        for (int i = 0; i < n; i++) v[i] = load16(v_pool, base[i] + (long)kvh * d + c, bf16);
                         for (int g = 0; g < group; g++) {
                             f32x16 a = load_f32(acc + g * d + c);
                             for (int i = 0; i < n; i++) a += v[i] * scores[g][i];

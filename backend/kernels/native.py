@@ -225,18 +225,6 @@ def decode_attention(
     row (k_new, v_new [B, KVH, D]) at row ``lengths[s] - 1`` of its blocks (``tables`` [B, max
     blocks] int64, ``per_block`` rows a block), then attends q [B, H, D] over rows
     0..lengths[s]-1 -> [B, H, D]. Pools are [rows, KVH, D]."""
-    b, heads, d = q.shape
-    kv_heads = k_pool.shape[1]
-    if v_pool.shape != k_pool.shape or k_new.shape != (b, kv_heads, d) or v_new.shape != k_new.shape:
-        raise ValueError("decode_attention: q, the new rows and the pools do not fit together")
-    if heads % kv_heads:
-        raise ValueError(f"decode_attention: {heads} heads do not group over {kv_heads} KV heads")
-    if not (k_pool.is_contiguous() and v_pool.is_contiguous()) or d % 16 or d > 256:
-        raise ValueError(
-            "decode_attention: the pools must be contiguous, the head size a multiple of 16 up to 256"
-        )
-    if v_pool.dtype != q.dtype or k_pool.dtype != q.dtype:
-        raise ValueError("decode_attention: q and the pools must share a dtype")
     q, k_new, v_new = q.contiguous(), _rows_contiguous(k_new), _rows_contiguous(v_new)
     out = torch.empty_like(q)
     tables, lengths = tables.to(torch.int64).contiguous(), lengths.to(torch.int64).contiguous()
@@ -264,6 +252,18 @@ def decode_attention_call(
     """``decode_attention`` into ``out``, bound: q contiguous; k_new and v_new [B, KVH, D] with
     each row contiguous (rows may be apart: a column slice of a fused projection); tables and
     lengths int64 and contiguous (a bound call reads them as they are when it runs)."""
+    b, heads, d = q.shape
+    kv_heads = k_pool.shape[1]
+    if v_pool.shape != k_pool.shape or k_new.shape != (b, kv_heads, d) or v_new.shape != k_new.shape:
+        raise ValueError("decode_attention: q, the new rows and the pools do not fit together")
+    if heads % kv_heads:
+        raise ValueError(f"decode_attention: {heads} heads do not group over {kv_heads} KV heads")
+    if not (k_pool.is_contiguous() and v_pool.is_contiguous()) or d % 16 or d > 256:
+        raise ValueError(
+            "decode_attention: the pools must be contiguous, the head size a multiple of 16 up to 256"
+        )
+    if v_pool.dtype != q.dtype or k_pool.dtype != q.dtype:
+        raise ValueError("decode_attention: q and the pools must share a dtype")
     for name, tensor in (("q", q), ("tables", tables), ("lengths", lengths)):
         if not tensor.is_contiguous():
             raise ValueError(f"decode_attention: {name} must be contiguous")
@@ -273,11 +273,10 @@ def decode_attention_call(
     if tables.dtype != torch.int64 or lengths.dtype != torch.int64 or tables.shape[0] != q.shape[0]:
         raise ValueError("decode_attention: tables [B, width] and lengths [B] int64")
     _check_out("decode_attention", q, out, tuple(q.shape))
-    b, heads, d = q.shape
     args = (
         b,
         heads,
-        k_pool.shape[1],
+        kv_heads,
         d,
         q.data_ptr(),
         k_new.data_ptr(),

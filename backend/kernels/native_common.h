@@ -104,19 +104,44 @@ static inline float load_one(const void *x, long index, int bf16) {
     return bf16 ? bf16_to_f32(((const uint16_t *)x)[index]) : ((const float *)x)[index];
 }
 
+typedef uint16_t u16x16 __attribute__((vector_size(32)));
+typedef uint32_t u32x16 __attribute__((vector_size(64)));
+
+/* 16 bfloat16 values at p as float32 */
+static inline f32x16 load_bf16(const uint16_t *p) {
+    u16x16 h;
+    memcpy(&h, p, sizeof h);
+    const u32x16 w = __builtin_convertvector(h, u32x16) << 16;
+    f32x16 v;
+    memcpy(&v, &w, sizeof v);
+    return v;
+}
+
+/* 16 values of x from index i (bf16 or float32) as float32 */
+static inline f32x16 load16(const void *x, long i, int bf16) {
+    return bf16 ? load_bf16((const uint16_t *)x + i) : load_f32((const float *)x + i);
+}
+
+/* v rounded to bfloat16 as f32_to_bf16 rounds (nearest even, NaN kept NaN), held in float32 */
+static inline f32x16 round_bf16(f32x16 v) {
+    u32x16 w;
+    memcpy(&w, &v, sizeof w);
+    const u32x16 nan = (u32x16)((w & 0x7fffffffu) > 0x7f800000u); /* all ones where NaN */
+    const u32x16 r = (((w + 0x7fffu + ((w >> 16) & 1u)) & 0xffff0000u) & ~nan) | ((w | 0x400000u) & 0xffff0000u & nan);
+    memcpy(&v, &r, sizeof v);
+    return v;
+}
+
 /* 16 values stored at out + at, as float32 or rounded to bfloat16 as f32_to_bf16 does. */
 static inline void store16(void *out, long at, f32x16 v, int bf16) {
     if (!bf16) {
         memcpy((float *)out + at, &v, sizeof v);
         return;
     }
-    typedef uint32_t u32x16 __attribute__((vector_size(64)));
-    typedef uint16_t u16x16 __attribute__((vector_size(32)));
     u32x16 w;
-    memcpy(&w, &v, sizeof w);
-    const u32x16 nan = (u32x16)((w & 0x7fffffffu) > 0x7f800000u); /* all ones where NaN */
-    const u32x16 rounded = (w + 0x7fffu + ((w >> 16) & 1u)) >> 16;
-    const u16x16 h = __builtin_convertvector((rounded & ~nan) | (((w >> 16) | 0x40u) & nan), u16x16);
+    const f32x16 r = round_bf16(v);
+    memcpy(&w, &r, sizeof w);
+    const u16x16 h = __builtin_convertvector(w >> 16, u16x16);
     memcpy((uint16_t *)out + at, &h, sizeof h);
 }
 

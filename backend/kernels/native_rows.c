@@ -18,37 +18,13 @@
 
 #define MAX_EXPERTS 1024 /* experts a router row may score (the caller checks) */
 
-typedef uint16_t u16x16 __attribute__((vector_size(32)));
-typedef uint32_t u32x16 __attribute__((vector_size(64)));
-
-/* x[at .. at + 16) as float32, x bf16 or float32 */
-static inline f32x16 load16_any(const void *x, long at, int bf16) {
-    if (!bf16) return load_f32((const float *)x + at);
-    u16x16 h;
-    memcpy(&h, (const uint16_t *)x + at, sizeof h);
-    const u32x16 w = __builtin_convertvector(h, u32x16) << 16;
-    f32x16 v;
-    memcpy(&v, &w, sizeof v);
-    return v;
-}
-
-/* v rounded to bfloat16 as f32_to_bf16 rounds (nearest even, NaN kept NaN), held in float32 */
-static inline f32x16 round_bf16(f32x16 v) {
-    u32x16 w;
-    memcpy(&w, &v, sizeof w);
-    const u32x16 nan = (u32x16)((w & 0x7fffffffu) > 0x7f800000u); /* all ones where NaN */
-    const u32x16 r = (((w + 0x7fffu + ((w >> 16) & 1u)) & 0xffff0000u) & ~nan) | ((w | 0x400000u) & 0xffff0000u & nan);
-    memcpy(&v, &r, sizeof v);
-    return v;
-}
-
 /* 1 / sqrt(mean(x^2) + eps) over x[at .. at + d), in float32: 16 lanes of sums (hsum's tree),
  * then the elements past the last 16 in order. */
 static float inverse_rms(const void *x, long at, int d, float eps, int bf16) {
     f32x16 lanes = {0};
     int i = 0;
     for (; i + 16 <= d; i += 16) {
-        const f32x16 v = load16_any(x, at + i, bf16);
+        const f32x16 v = load16(x, at + i, bf16);
         lanes += v * v;
     }
     float sum = hsum(lanes);
@@ -69,10 +45,10 @@ static inline float normalised(const void *x, long at, int i, float inv, const v
 
 /* Elements i .. i + 16 of that row as ``normalised`` gives each. */
 static inline f32x16 normalised16(const void *x, long at, int i, float inv, const void *weight, int bf16) {
-    const f32x16 v = load16_any(x, at + i, bf16) * inv;
+    const f32x16 v = load16(x, at + i, bf16) * inv;
     if (!bf16) return weight ? v * load_f32((const float *)weight + i) : v;
     const f32x16 h = round_bf16(v);
-    return weight ? round_bf16(load16_any(weight, i, 1) * h) : h;
+    return weight ? round_bf16(load16(weight, i, 1) * h) : h;
 }
 
 /* A row normalised into out[out_at ..], 16 elements at a time, the rest one by one. */
@@ -157,7 +133,7 @@ void ca_add_rms_norm(long rows, int dim, const void *x, const void *residual, co
         const long base = r * dim;
         int i = 0;
         for (; i + 16 <= dim; i += 16)
-            store16(sum, base + i, load16_any(residual, base + i, bf16) + load16_any(x, base + i, bf16), bf16);
+            store16(sum, base + i, load16(residual, base + i, bf16) + load16(x, base + i, bf16), bf16);
         for (; i < dim; i++)
             store(sum, base + i, load_one(residual, base + i, bf16) + load_one(x, base + i, bf16), bf16);
         normalise_row(sum, base, dim, inverse_rms(sum, base, dim, eps, bf16), weight, out, base, bf16);

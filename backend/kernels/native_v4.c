@@ -80,14 +80,6 @@ int ca_hc_weights(int t, int n, const float *logits, const float *scale, const f
     return 0;
 }
 
-/* 16 values from x at i (bf16 or float32) as float32 */
-static inline f32x16 load16(const void *x, long i, int bf16) {
-    if (!bf16) return load_f32((const float *)x + i);
-    f32x16 v;
-    for (int l = 0; l < 16; l++) v[l] = load_one(x, i + l, 1);
-    return v;
-}
-
 /* x [t, n, d], pre [t, n] -> out [t, d] = sum_j pre[j] x[j] (x's dtype). Tasks of 16 channels
  * (d a multiple of 16) or of one; every element's sum in order j = 0..n-1 either way. */
 void ca_hc_collapse(int t, int n, int d, const void *x, const float *pre, void *out, int bf16, int threads) {

@@ -72,6 +72,11 @@ class DecodeProgram:
         def buffer(*shape: int, like: torch.dtype = dtype) -> torch.Tensor:
             return torch.zeros(*shape, dtype=like)
 
+        def native_product(call: NativeCall | None, what: str) -> NativeCall:
+            if call is None:
+                raise Refused(f"{what} runs no native kernel")
+            return call
+
         self.model, self.n, self.block_size = model, n, block_size
         self.x, self.h, self.o, self.mlp = (buffer(n, hidden) for _ in range(4))
         self.qkv = buffer(n, (heads + 2 * kv_heads) * d)
@@ -85,7 +90,7 @@ class DecodeProgram:
         self.pools = [(cache.k.tensor, cache.v.tensor) for cache in caches]  # type: ignore[attr-defined]
         q_cols, k_cols = heads * d, kv_heads * d
         v_rows = self.qkv[:, q_cols + k_cols :].view(n, kv_heads, d)  # rows apart: the kernel takes it
-        calls: list[NativeCall | None] = []
+        calls: list[NativeCall] = []
         for index, layer in enumerate(model.layers):
             attn, moe = layer.attn, layer.mlp
             if not hasattr(moe, "gate") or moe.homes is not None or moe.ep:
@@ -102,7 +107,8 @@ class DecodeProgram:
                 calls.append(
                     native.add_rms_norm_call(self.mlp, self.x, norm.weight, norm.eps, self.x, self.h)
                 )
-            calls.append(bound_linear(self.h, attn.qkv.weight, self.qkv, kernels))
+            product = bound_linear(self.h, attn.qkv.weight, self.qkv, kernels)
+            calls.append(native_product(product, f"layer {index}'s qkv projection"))
             for rows, qk_norm, out in (
                 (self.qkv[:, :q_cols], attn.q_norm, self.q),
                 (self.qkv[:, q_cols : q_cols + k_cols], attn.k_norm, self.k),
@@ -126,22 +132,22 @@ class DecodeProgram:
                     self.attn,
                 )
             )
-            calls.append(bound_linear(self.attn.view(n, heads * d), attn.o.weight, self.o, kernels))
+            product = bound_linear(self.attn.view(n, heads * d), attn.o.weight, self.o, kernels)
+            calls.append(native_product(product, f"layer {index}'s output projection"))
             post = layer.post_norm
             calls.append(native.add_rms_norm_call(self.o, self.x, post.weight, post.eps, self.x, self.h))
-            calls.append(bound_linear(self.h, moe.gate.weight, self.router, kernels))
+            product = bound_linear(self.h, moe.gate.weight, self.router, kernels)
+            calls.append(native_product(product, f"layer {index}'s router"))
             if not native.fits_softmax_topk(self.router, top_k):
                 raise Refused(f"layer {index}'s router does not fit the native kernel")
             calls.append(native.softmax_topk_call(self.router, top_k, moe.normalize, self.weights, self.ids))
-            calls.append(bound_experts(self.h, moe.w13, moe.w2, self.weights, self.ids, self.mlp, kernels))
-            if any(call is None for call in calls):
-                raise Refused(f"a product of layer {index} runs no native kernel")
+            product = bound_experts(self.h, moe.w13, moe.w2, self.weights, self.ids, self.mlp, kernels)
+            calls.append(native_product(product, f"layer {index}'s experts"))
         final = model.norm
         calls.append(native.add_rms_norm_call(self.mlp, self.x, final.weight, final.eps, self.x, self.h))
-        calls.append(bound_linear(self.h, model.lm_head.weight, self.logits, kernels))
-        if calls[-1] is None:
-            raise Refused("the LM head runs no native kernel")
-        self.calls: tuple[NativeCall, ...] = tuple(call for call in calls if call is not None)
+        product = bound_linear(self.h, model.lm_head.weight, self.logits, kernels)
+        calls.append(native_product(product, "the LM head"))
+        self.calls = tuple(calls)
         self.threads = torch.get_num_threads()
         self.half = d // 2
         self._tables = self.tables.numpy()
